@@ -1,0 +1,49 @@
+# ferroflow's two set-up commands: `make demo` and `make test`. Both create or refresh .venv,
+# build the Rust extension into it and install what they need; nothing else is required
+# beyond Python 3.11+ and a Rust toolchain.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+# Keep every cargo invocation (maturin's too) on one target dir, so builds are shared.
+export CARGO_TARGET_DIR ?= $(CURDIR)/target
+
+.PHONY: help venv build build-release test test-rust test-python stubtest demo bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+# The venv is refreshed whenever pyproject.toml changes (new dependencies).
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ferroflow needs Python 3.11+ (set PYTHON=python3.X)")'
+	@command -v cargo >/dev/null || { echo "cargo not found: install a Rust toolchain (https://rustup.rs)"; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install --quiet --upgrade 'pip>=25.1'
+	$(PIP) install --quiet --group dev
+	touch $@
+
+venv: $(VENV)/.installed ## create/refresh .venv with build, test and bench dependencies
+
+build: venv ## build the extension (release) into .venv, installed editable
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin develop --release --quiet
+
+test: build test-rust test-python stubtest ## run every test: cargo and pytest
+
+test-rust:
+	cargo test --release -p ferroflow-core
+
+test-python: build
+	$(PY) -m pytest
+
+stubtest: build ## check python/ferroflow/_core.pyi against the compiled module
+	$(PY) -m mypy.stubtest ferroflow._core
+
+demo: build ## run the example pipeline
+	$(PY) examples/demo.py
+
+bench: build ## run the benchmarks in benches/ and print their ratios
+	$(PY) -m pytest benches -p no:cacheprovider -q -s
+
+clean:
+	rm -rf $(VENV) target .pytest_cache .hypothesis
