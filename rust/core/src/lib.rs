@@ -1,4 +1,9 @@
 //! ferroflow-core: the byte work behind ferroflow, with no Python dependency.
 
+pub mod codec;
+pub mod error;
+
+pub use error::{Error, Result};
+
 /// The version of the core crate, recorded in every blob header.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,9 +1,15 @@
 //! `ferroflow._core`: argument conversion, GIL release and error mapping around ferroflow-core.
+//! Each submodule binds one area of the core; this file only assembles the Python module.
 use pyo3::prelude::*;
+
+mod errors;
 
 #[pymodule]
 mod _core {
     #[allow(non_upper_case_globals)]
     #[pymodule_export]
     const __version__: &str = ferroflow_core::VERSION;
+
+    #[pymodule_export]
+    use crate::errors::{CorruptResultError, UnsafeKeyError, UnsupportedFormatError};
 }

@@ -1,0 +1,33 @@
+//! The one error type of the core; the binding maps each variant to a Python exception.
+use std::io;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A file could not be read or written; keeps the OS error so Python gets the right `OSError`.
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: io::Error,
+    },
+    /// Stored bytes failed a check: bad magic, checksum mismatch, truncation, bad compressed stream.
+    #[error("{0}")]
+    Corrupt(String),
+    /// A blob written by a newer, incompatible format major version.
+    #[error("{0}")]
+    UnsupportedFormat(String),
+    /// A storage key that would escape its base folder.
+    #[error("{0}")]
+    UnsafeKey(String),
+    /// A caller passed an unknown codec, a level out of range, and the like.
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    pub fn io(context: impl Into<String>, source: io::Error) -> Self {
+        Error::Io { context: context.into(), source }
+    }
+}
