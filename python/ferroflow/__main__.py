@@ -1,0 +1,3 @@
+from ferroflow.cli import main
+
+main()

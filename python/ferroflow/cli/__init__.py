@@ -1,0 +1,20 @@
+"""The `ferroflow` command line. Each command group lives in its own module and is attached here."""
+
+from __future__ import annotations
+
+import click
+
+from ferroflow import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ferroflow")
+def app() -> None:
+    """ferroflow: persist, cache and inspect the results of Python flows and tasks."""
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]
