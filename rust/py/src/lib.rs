@@ -3,6 +3,8 @@
 use pyo3::prelude::*;
 
 mod errors;
+mod files;
+mod framing;
 
 #[pymodule]
 mod _core {
@@ -12,4 +14,10 @@ mod _core {
 
     #[pymodule_export]
     use crate::errors::{CorruptResultError, UnsafeKeyError, UnsupportedFormatError};
+
+    #[pymodule_export]
+    use crate::framing::{frame_blob, map_blob, read_blob, read_header, unframe_blob, write_blob, PyBlobHeader};
+
+    #[pymodule_export]
+    use crate::files::{atomic_write, read_file, resolve_key};
 }
