@@ -82,8 +82,9 @@ pub(crate) fn new_bytes_filled<'py>(
     for &len in lengths {
         let size = isize::try_from(len).map_err(|_| PyValueError::new_err("a segment is too large for Python"))?;
         // SAFETY: PyBytes_FromStringAndSize(NULL, n) returns a new, unshared, uninitialised bytes
-        // object that CPython documents may be written until it is shared; `fill` writes it
-        // whole before anyone else sees it.
+        // object that CPython allows to be written until it is shared. Not zeroing it saves a
+        // pass over large results; every `fill` here only writes the buffers (file reads,
+        // copies, decompression) before anything reads them, and nobody else sees them before.
         let object = unsafe {
             Bound::from_owned_ptr_or_err(py, ffi::PyBytes_FromStringAndSize(std::ptr::null(), size))?
                 .cast_into_unchecked::<PyBytes>()

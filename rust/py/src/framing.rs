@@ -172,7 +172,7 @@ pub fn frame_blob<'py>(
     let segments = Segments::from_iterable(segments)?;
     let slices = segments.slices();
     let frame = py.detach(|| Frame::new(&slices, &options)).map_err(to_pyerr)?;
-    let len = usize::try_from(frame.len()).map_err(|_| PyValueError::new_err("the blob is too large for memory"))?;
+    let len = usize::try_from(frame.encoded_len()).map_err(|_| PyValueError::new_err("the blob is too large for memory"))?;
     let mut blob = new_bytes_filled(py, &[len], |out| {
         let mut cursor = &mut *out[0];
         frame.write_to(&mut cursor).map_err(|e| ferroflow_core::Error::io("framing in memory", e))

@@ -1,6 +1,6 @@
 use super::header::PRELUDE_LEN;
 use super::*;
-use std::io::Cursor;
+use std::io::{self, Cursor, Write};
 
 const SERIALIZER: &str = r#"{"type": "pickle", "protocol": 5}"#;
 
@@ -71,7 +71,7 @@ fn segments_start_aligned_and_frame_len_is_exact() {
     let segments = sample_segments();
     let blob = framed(&segments);
     let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
-    assert_eq!(Frame::new(&slices, &options()).unwrap().len(), blob.len() as u64);
+    assert_eq!(Frame::new(&slices, &options()).unwrap().encoded_len(), blob.len() as u64);
     let (_, ranges) = verify(&blob).unwrap();
     for range in ranges {
         assert_eq!(range.start % ALIGNMENT as usize, 0);
@@ -263,4 +263,56 @@ fn a_level_without_a_codec_is_refused() {
     let mut options = options();
     options.compress.level = Some(3);
     assert!(matches!(frame(&[], &options), Err(Error::InvalidArgument(m)) if m.contains("codec")));
+}
+
+fn large_segments() -> Vec<Vec<u8>> {
+    let big: Vec<u8> = (0..3 * HASH_ASIDE_MIN + 5).map(|i| (i % 253) as u8).collect();
+    vec![b"stream".to_vec(), big.clone(), Vec::new(), big[..HASH_ASIDE_MIN].to_vec(), vec![1; 100]]
+}
+
+#[test]
+fn large_segments_hashed_beside_the_write_verify_like_small_ones() {
+    let segments = large_segments();
+    let blob = framed(&segments);
+    let (_, stored) = unframe(&blob).unwrap();
+    assert_eq!(stored, segments.iter().map(Vec::as_slice).collect::<Vec<_>>());
+    // The same checksums as hashing in line.
+    let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+    let frame = Frame::new(&slices, &options()).unwrap();
+    let in_line = merge_checksums(frame.write_segments(&mut io::sink(), true).unwrap(), Vec::new());
+    let trailer = &blob[blob.len() - 8 * segments.len()..];
+    let stored_checksums: Vec<u64> = trailer.chunks(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())).collect();
+    assert_eq!(stored_checksums, in_line);
+}
+
+/// Accepts `left` bytes, then fails like a full disk.
+struct FailingAfter {
+    left: usize,
+}
+
+impl Write for FailingAfter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Err(io::Error::other("no space left"));
+        }
+        let accepted = buf.len().min(self.left);
+        self.left -= accepted;
+        Ok(accepted)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_write_failure_is_reported_whether_hashing_in_line_or_aside() {
+    for segments in [sample_segments(), large_segments()] {
+        let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+        let frame = Frame::new(&slices, &options()).unwrap();
+        for left in [0, 10, 700, frame.encoded_len() as usize - 1] {
+            let error = frame.write_to(&mut FailingAfter { left }).unwrap_err();
+            assert_eq!(error.to_string(), "no space left");
+        }
+    }
 }
