@@ -13,7 +13,9 @@ from ferroflow import _core
 from ferroflow._core import (
     BlobHeader,
     CorruptResultError,
+    UnsupportedFormatError,
     frame_blob,
+    hash_buffers,
     map_blob,
     read_blob,
     read_file,
@@ -247,3 +249,67 @@ def test_segments_must_be_contiguous_buffers():
         frame_blob([np.arange(10)[::2]], serializer="{}")
     with pytest.raises(TypeError, match="not a single bytes object"):
         frame_blob(b"abc", serializer="{}")
+
+
+@pytest.mark.parametrize("codec", _core.CODECS)
+def test_compressed_blobs_round_trip(blob_path, codec):
+    segments = [b"pickle stream " * 100, b"", np.repeat(np.arange(50, dtype=np.int64), 2000)]
+    raw = [as_bytes(s) for s in segments]
+    written = write_blob(blob_path, segments, serializer=SERIALIZER, codec=codec, level=1)
+    assert (written.codec, written.level) == (codec, 1)
+    assert written.segment_raw_lengths == [len(r) for r in raw]
+    assert written.stored_length < written.raw_length / 4
+    assert read_header(blob_path).to_dict() == written.to_dict()
+
+    assert read_blob(blob_path)[1] == raw
+    assert unframe_blob(frame_blob(segments, serializer=SERIALIZER, codec=codec))[1] == raw
+    _, views = map_blob(blob_path)
+    assert [bytes(view) for view in views] == raw
+    array = np.frombuffer(views[2], dtype=np.int64)
+    array[0] = 99  # decompressed views are writable too, like the mapped ones
+    assert read_blob(blob_path)[1][2] == raw[2]
+
+
+def test_compression_threads_give_the_same_data(blob_path):
+    data = np.arange(2_000_000, dtype=np.int64)
+    write_blob(blob_path, [data], serializer="{}", codec="zstd", threads=2)
+    assert np.array_equal(np.frombuffer(read_blob(blob_path)[1][0], dtype=np.int64), data)
+
+
+@settings(max_examples=100, deadline=None)
+@given(data=st.data())
+def test_any_single_byte_change_in_a_compressed_blob_is_detected(data):
+    blob = frame_blob([b"abc" * 40, b"xyz" * 50], serializer="{}", codec="zlib")
+    index = data.draw(st.integers(0, len(blob) - 1), label="index")
+    damaged = bytearray(blob)
+    damaged[index] ^= data.draw(st.integers(1, 255), label="xor")
+    with pytest.raises(CorruptResultError):
+        unframe_blob(damaged)
+
+
+def with_new_header(blob: bytes, major: int, minor: int, **changes) -> bytes:
+    """`blob` as a writer of format `major.minor` would have framed it, header fields changed."""
+    body_length = int.from_bytes(blob[12:16], "little")
+    header_end = 16 + body_length + 8
+    payload = blob[-(-header_end // ALIGNMENT) * ALIGNMENT :]
+    body = json.loads(blob[16 : 16 + body_length]) | changes
+    encoded = json.dumps(body).encode()
+    header = blob[:8] + major.to_bytes(2, "little") + minor.to_bytes(2, "little") + len(encoded).to_bytes(4, "little")
+    header += encoded
+    header += int(hash_buffers([header], "xxh3-64"), 16).to_bytes(8, "little")
+    return header + bytes(-len(header) % ALIGNMENT) + payload
+
+
+def test_a_newer_minor_version_with_unknown_fields_is_read():
+    blob = frame_blob([b"abc", b"defg"], serializer="{}")
+    header, segments = unframe_blob(with_new_header(blob, 1, 9, added_later={"x": 1}))
+    assert segments == [b"abc", b"defg"]
+    assert header.format_version == "1.9"
+
+
+def test_a_newer_major_version_is_refused_naming_both_versions(tmp_path):
+    path = tmp_path / "future.ffb"
+    path.write_bytes(with_new_header(frame_blob([b"abc"], serializer="{}"), 2, 1))
+    for read in (read_header, read_blob, map_blob):
+        with pytest.raises(UnsupportedFormatError, match=r"future\.ffb.*format version 2\.1.*reads format 1\.x; upgrade ferroflow"):
+            read(path)

@@ -1,18 +1,24 @@
 import datetime
 import os
 from collections.abc import Iterable
-from typing import Any, final
+from typing import Any, Final, final
 
 from typing_extensions import Buffer
 
 __all__ = [
     "BlobHeader",
+    "CODECS",
     "CorruptResultError",
+    "HASH_ALGORITHMS",
+    "Hasher",
     "UnsafeKeyError",
     "UnsupportedFormatError",
     "__version__",
     "atomic_write",
+    "compress",
+    "decompress",
     "frame_blob",
+    "hash_buffers",
     "map_blob",
     "read_blob",
     "read_file",
@@ -27,6 +33,33 @@ __version__: str
 class CorruptResultError(ValueError): ...
 class UnsupportedFormatError(ValueError): ...
 class UnsafeKeyError(ValueError): ...
+
+CODECS: Final[tuple[str, str, str, str]]
+HASH_ALGORITHMS: Final[tuple[str, str, str]]
+
+def compress(
+    data: Buffer,
+    codec: str,
+    *,
+    level: int | None = None,
+    threads: int = 1,
+    extreme: bool = False,
+) -> bytes: ...
+def decompress(data: Buffer, codec: str, *, size_hint: int | None = None) -> bytes: ...
+@final
+class Hasher:
+    def __new__(cls, algorithm: str = "blake3") -> Hasher: ...
+    def update(self, data: Buffer) -> None: ...
+    def update_many(self, buffers: Iterable[Buffer]) -> None: ...
+    def digest(self) -> bytes: ...
+    def hexdigest(self) -> str: ...
+    def copy(self) -> Hasher: ...
+    @property
+    def algorithm(self) -> str: ...
+    @property
+    def digest_size(self) -> int: ...
+
+def hash_buffers(buffers: Iterable[Buffer], algorithm: str = "blake3") -> str: ...
 
 _Path = str | os.PathLike[str]
 

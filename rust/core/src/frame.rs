@@ -8,8 +8,8 @@
 mod header;
 mod reader;
 
-pub use header::{BlobHeader, SegmentLengths};
 pub(crate) use header::PRELUDE_LEN;
+pub use header::{BlobHeader, SegmentLengths};
 pub use reader::BlobReader;
 
 use crate::codec::{self, Codec, CompressOptions};
@@ -41,7 +41,10 @@ pub fn codec_from_name(name: &str) -> Result<Option<Codec>> {
     }
     Codec::from_name(name).map(Some).map_err(|_| {
         let known: Vec<&str> = Codec::ALL.iter().map(|c| c.name()).collect();
-        Error::InvalidArgument(format!("unknown codec {name:?}; choose \"none\" or one of: {}", known.join(", ")))
+        Error::InvalidArgument(format!(
+            "unknown codec {name:?}; choose \"none\" or one of: {}",
+            known.join(", ")
+        ))
     })
 }
 
@@ -68,7 +71,8 @@ impl<'a> Frame<'a> {
     pub fn new(segments: &[&'a [u8]], options: &FrameOptions<'_>) -> Result<Frame<'a>> {
         if options.codec.is_none() && options.compress.level.is_some() {
             return Err(Error::InvalidArgument(
-                "a compression level was given without a codec; pass codec= as well, or drop level".into(),
+                "a compression level was given without a codec; pass codec= as well, or drop level"
+                    .into(),
             ));
         }
         let stored = segments
@@ -78,11 +82,18 @@ impl<'a> Frame<'a> {
         let lengths = segments
             .iter()
             .zip(&stored)
-            .map(|(raw, stored)| SegmentLengths { raw: raw.len() as u64, stored: stored.len() as u64 })
+            .map(|(raw, stored)| SegmentLengths {
+                raw: raw.len() as u64,
+                stored: stored.len() as u64,
+            })
             .collect();
         let header = BlobHeader::new(options, lengths)?;
         let header_bytes = header.encode();
-        Ok(Frame { header, header_bytes, stored })
+        Ok(Frame {
+            header,
+            header_bytes,
+            stored,
+        })
     }
 
     pub fn header(&self) -> &BlobHeader {
@@ -91,26 +102,42 @@ impl<'a> Frame<'a> {
 
     /// The exact number of bytes `write_to` produces.
     pub fn encoded_len(&self) -> u64 {
-        let payload: u64 = self.stored.iter().map(|s| align_up(s.len() as u64, ALIGNMENT)).sum();
+        let payload: u64 = self
+            .stored
+            .iter()
+            .map(|s| align_up(s.len() as u64, ALIGNMENT))
+            .sum();
         self.header_bytes.len() as u64 + payload + (CHECKSUM_LEN * self.stored.len()) as u64
     }
 
     /// Writes the blob in one pass; works for files, `Vec<u8>` and preallocated `&mut [u8]`.
     pub fn write_to<W: Write + ?Sized>(&self, out: &mut W) -> io::Result<()> {
         out.write_all(&self.header_bytes)?;
-        let large: Vec<&[u8]> = self.stored.iter().filter(|s| s.len() >= HASH_ASIDE_MIN).map(|s| &s[..]).collect();
+        let large: Vec<&[u8]> = self
+            .stored
+            .iter()
+            .filter(|s| s.len() >= HASH_ASIDE_MIN)
+            .map(|s| &s[..])
+            .collect();
         let checksums = if large.is_empty() {
             merge_checksums(self.write_segments(out, true)?, Vec::new())
         } else {
             self.write_segments_hashing_aside(out, &large)?
         };
-        let trailer: Vec<u8> = checksums.iter().flat_map(|checksum| checksum.to_le_bytes()).collect();
+        let trailer: Vec<u8> = checksums
+            .iter()
+            .flat_map(|checksum| checksum.to_le_bytes())
+            .collect();
         out.write_all(&trailer)
     }
 
     /// Writes every segment and its padding. Small segments (and large ones when
     /// `hash_large_here`) are hashed chunk by chunk as they are written; the others get `None`.
-    fn write_segments<W: Write + ?Sized>(&self, out: &mut W, hash_large_here: bool) -> io::Result<Vec<Option<u64>>> {
+    fn write_segments<W: Write + ?Sized>(
+        &self,
+        out: &mut W,
+        hash_large_here: bool,
+    ) -> io::Result<Vec<Option<u64>>> {
         let mut checksums = Vec::with_capacity(self.stored.len());
         for segment in &self.stored {
             if segment.len() >= HASH_ASIDE_MIN && !hash_large_here {
@@ -127,7 +154,11 @@ impl<'a> Frame<'a> {
     /// Hashes the large segments on a helper thread while this one writes them. Writing is a
     /// memory copy into the OS's cache; with the hash beside it instead of in front of it, a
     /// framed write takes about as long as a plain one whenever a second core is free.
-    fn write_segments_hashing_aside<W: Write + ?Sized>(&self, out: &mut W, large: &[&[u8]]) -> io::Result<Vec<u64>> {
+    fn write_segments_hashing_aside<W: Write + ?Sized>(
+        &self,
+        out: &mut W,
+        large: &[&[u8]],
+    ) -> io::Result<Vec<u64>> {
         let stop = AtomicBool::new(false);
         thread::scope(|scope| {
             let helper = thread::Builder::new()
@@ -141,7 +172,9 @@ impl<'a> Frame<'a> {
             if written.is_err() {
                 stop.store(true, Ordering::Relaxed);
             }
-            let aside = helper.join().map_err(|_| io::Error::other("the checksum thread failed"))?;
+            let aside = helper
+                .join()
+                .map_err(|_| io::Error::other("the checksum thread failed"))?;
             Ok(merge_checksums(written?, aside))
         })
     }
@@ -149,7 +182,8 @@ impl<'a> Frame<'a> {
     /// The blob as one buffer.
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len() as usize);
-        self.write_to(&mut out).expect("writing to a Vec cannot fail");
+        self.write_to(&mut out)
+            .expect("writing to a Vec cannot fail");
         out
     }
 }
@@ -171,7 +205,11 @@ fn merge_checksums(written: Vec<Option<u64>>, aside: Vec<u64>) -> Vec<u64> {
     let mut aside = aside.into_iter();
     written
         .into_iter()
-        .map(|checksum| checksum.or_else(|| aside.next()).expect("one checksum computed aside per large segment"))
+        .map(|checksum| {
+            checksum
+                .or_else(|| aside.next())
+                .expect("one checksum computed aside per large segment")
+        })
         .collect()
 }
 
@@ -219,9 +257,13 @@ pub fn unframe(data: &[u8]) -> Result<(BlobHeader, Vec<&[u8]>)> {
 
 /// Like [`unframe`], returning where each stored segment lies in `data`.
 pub fn verify(data: &[u8]) -> Result<(BlobHeader, Vec<Range<usize>>)> {
-    let prelude = data.get(..header::PRELUDE_LEN).ok_or_else(|| too_short(data.len()))?;
+    let prelude = data
+        .get(..header::PRELUDE_LEN)
+        .ok_or_else(|| too_short(data.len()))?;
     let header_len = header::header_len(prelude)?;
-    let header_bytes = data.get(..header_len).ok_or_else(|| truncated(data.len() as u64, header_len as u64))?;
+    let header_bytes = data
+        .get(..header_len)
+        .ok_or_else(|| truncated(data.len() as u64, header_len as u64))?;
     let header = BlobHeader::decode(header_bytes)?;
     let layout = Layout::new(&header, header_len as u64)?;
     layout.check_length(data.len() as u64)?;
@@ -243,25 +285,39 @@ pub fn verify(data: &[u8]) -> Result<(BlobHeader, Vec<Range<usize>>)> {
 
 /// Decodes a verified stored segment into `out`, which must be exactly the raw length.
 pub fn decode_segment_into(codec: Option<Codec>, stored: &[u8], out: &mut [u8]) -> Result<()> {
-    match codec {
-        None if stored.len() == out.len() => out.copy_from_slice(stored),
-        None => {
+    let Some(codec) = codec else {
+        if stored.len() != out.len() {
             return Err(Error::InvalidArgument(format!(
                 "output of {} bytes given for a segment of {} bytes",
                 out.len(),
                 stored.len()
-            )))
+            )));
         }
-        Some(codec) => out.copy_from_slice(&decompress_checked(codec, stored, out.len() as u64)?),
+        out.copy_from_slice(stored);
+        return Ok(());
+    };
+    match codec::decompress_into(codec, stored, out)? {
+        Some(written) if written == out.len() => Ok(()),
+        Some(written) => Err(length_mismatch(
+            codec,
+            &written.to_string(),
+            out.len() as u64,
+        )),
+        None => Err(length_mismatch(codec, "more", out.len() as u64)),
     }
-    Ok(())
 }
 
 /// Decodes verified stored segment `index`; borrows it when the blob is uncompressed.
-pub fn decode_segment<'a>(header: &BlobHeader, index: usize, stored: &'a [u8]) -> Result<Cow<'a, [u8]>> {
+pub fn decode_segment<'a>(
+    header: &BlobHeader,
+    index: usize,
+    stored: &'a [u8],
+) -> Result<Cow<'a, [u8]>> {
     match header.codec {
         None => Ok(Cow::Borrowed(stored)),
-        Some(codec) => decompress_checked(codec, stored, header.segments[index].raw).map(Cow::Owned),
+        Some(codec) => {
+            decompress_checked(codec, stored, header.segments[index].raw).map(Cow::Owned)
+        }
     }
 }
 
@@ -270,12 +326,16 @@ fn decompress_checked(codec: Codec, stored: &[u8], raw_len: u64) -> Result<Vec<u
     if raw.len() as u64 == raw_len {
         Ok(raw)
     } else {
-        Err(Error::Corrupt(format!(
-            "a {} segment decompressed to {} bytes, but the header records {raw_len}; the blob is corrupted",
-            codec.name(),
-            raw.len()
-        )))
+        Err(length_mismatch(codec, &raw.len().to_string(), raw_len))
     }
+}
+
+fn length_mismatch(codec: Codec, actual: &str, recorded: u64) -> Error {
+    Error::Corrupt(format!(
+        "a {} segment decompressed to {actual} bytes, but the header records {recorded}; the blob is corrupted, \
+         delete it so the result is computed again",
+        codec.name()
+    ))
 }
 
 /// Where everything lies in a blob, computed from its header.
@@ -294,7 +354,11 @@ pub(crate) struct SegmentExtent {
 
 impl Layout {
     pub fn new(header: &BlobHeader, header_len: u64) -> Result<Layout> {
-        let overflow = || Error::Corrupt("the header records lengths too large for any file; the blob is corrupted".into());
+        let overflow = || {
+            Error::Corrupt(
+                "the header records lengths too large for any file; the blob is corrupted".into(),
+            )
+        };
         let alignment = header.alignment;
         let payload_start = checked_align_up(header_len, alignment).ok_or_else(overflow)?;
         let mut offset = payload_start;
@@ -302,12 +366,21 @@ impl Layout {
         for lengths in &header.segments {
             let end = offset.checked_add(lengths.stored).ok_or_else(overflow)?;
             let padded_end = checked_align_up(end, alignment).ok_or_else(overflow)?;
-            segments.push(SegmentExtent { data: offset..end, padded_end });
+            segments.push(SegmentExtent {
+                data: offset..end,
+                padded_end,
+            });
             offset = padded_end;
         }
-        let trailer_len = (header.segments.len() as u64).checked_mul(CHECKSUM_LEN as u64).ok_or_else(overflow)?;
+        let trailer_len = (header.segments.len() as u64)
+            .checked_mul(CHECKSUM_LEN as u64)
+            .ok_or_else(overflow)?;
         let trailer = offset..offset.checked_add(trailer_len).ok_or_else(overflow)?;
-        Ok(Layout { payload_start, segments, trailer })
+        Ok(Layout {
+            payload_start,
+            segments,
+            trailer,
+        })
     }
 
     pub fn total_len(&self) -> u64 {
@@ -371,7 +444,8 @@ pub(crate) fn truncated(actual: u64, expected: u64) -> Error {
 
 fn to_usize(range: Range<u64>) -> Result<(usize, usize)> {
     let convert = |n: u64| {
-        usize::try_from(n).map_err(|_| Error::Corrupt("the blob is larger than this platform can address".into()))
+        usize::try_from(n)
+            .map_err(|_| Error::Corrupt("the blob is larger than this platform can address".into()))
     };
     Ok((convert(range.start)?, convert(range.end)?))
 }

@@ -14,7 +14,12 @@ use std::ops::Range;
 use std::path::Path;
 
 /// Frames `segments` and writes them atomically to `path` in one pass, creating missing folders.
-pub fn write_blob(path: &Path, segments: &[&[u8]], options: &FrameOptions<'_>, durable: bool) -> Result<BlobHeader> {
+pub fn write_blob(
+    path: &Path,
+    segments: &[&[u8]],
+    options: &FrameOptions<'_>,
+    durable: bool,
+) -> Result<BlobHeader> {
     let frame = Frame::new(segments, options)?;
     atomic_write_with(path, durable, |out| frame.write_to(out))?;
     Ok(frame.header().clone())
@@ -45,11 +50,15 @@ impl BlobFile<'_> {
 
     /// See [`BlobReader::read_segments_into`].
     pub fn read_segments_into(&mut self, outputs: &mut [&mut [u8]]) -> Result<()> {
-        self.reader.read_segments_into(outputs).map_err(|e| at_path(e, self.path))
+        self.reader
+            .read_segments_into(outputs)
+            .map_err(|e| at_path(e, self.path))
     }
 
     pub fn read_segments(&mut self) -> Result<Vec<Vec<u8>>> {
-        self.reader.read_segments().map_err(|e| at_path(e, self.path))
+        self.reader
+            .read_segments()
+            .map_err(|e| at_path(e, self.path))
     }
 }
 
@@ -74,7 +83,10 @@ pub struct MappedBlob {
 #[derive(Debug)]
 pub enum MappedSegments {
     /// Ranges of a copy-on-write map: writing to it never changes the file.
-    InPlace { map: MmapMut, ranges: Vec<Range<usize>> },
+    InPlace {
+        map: MmapMut,
+        ranges: Vec<Range<usize>>,
+    },
     /// A compressed blob's segments, decompressed.
     Decoded(Vec<Vec<u8>>),
 }
@@ -100,7 +112,9 @@ pub fn map_blob(path: &Path) -> Result<MappedBlob> {
             ranges
                 .into_iter()
                 .enumerate()
-                .map(|(index, range)| frame::decode_segment(&header, index, &map[range]).map(|raw| raw.into_owned()))
+                .map(|(index, range)| {
+                    frame::decode_segment(&header, index, &map[range]).map(|raw| raw.into_owned())
+                })
                 .collect::<Result<_>>()
                 .map_err(|e| at_path(e, path))?,
         ),
@@ -139,7 +153,11 @@ impl<'a> FileReader<'a> {
             )
         };
         if out.len() as u64 != self.len {
-            return Err(Error::InvalidArgument(format!("a buffer of {} bytes given for a {}-byte file", out.len(), self.len)));
+            return Err(Error::InvalidArgument(format!(
+                "a buffer of {} bytes given for a {}-byte file",
+                out.len(),
+                self.len
+            )));
         }
         self.file.read_exact(out).map_err(|e| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => changed(),
@@ -172,7 +190,10 @@ fn open_with_len(path: &Path) -> Result<(File, u64)> {
 fn at_path(error: Error, path: &Path) -> Error {
     let path = path.display();
     match error {
-        Error::Io { context, source } => Error::Io { context: format!("{context} ({path})"), source },
+        Error::Io { context, source } => Error::Io {
+            context: format!("{context} ({path})"),
+            source,
+        },
         Error::Corrupt(message) => Error::Corrupt(format!("{path}: {message}")),
         Error::UnsupportedFormat(message) => Error::UnsupportedFormat(format!("{path}: {message}")),
         other => other,

@@ -4,6 +4,7 @@ pub mod codec;
 pub mod error;
 pub mod frame;
 pub mod fs;
+pub mod hash;
 
 pub use error::{Error, Result};
 

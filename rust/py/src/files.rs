@@ -27,7 +27,11 @@ impl Segments {
         }
         let buffers = segments
             .try_iter()
-            .map_err(|_| PyTypeError::new_err("segments must be an iterable of buffers, e.g. a list of bytes"))?
+            .map_err(|_| {
+                PyTypeError::new_err(
+                    "segments must be an iterable of buffers, e.g. a list of bytes",
+                )
+            })?
             .enumerate()
             .map(|(index, item)| borrow_buffer(&item?, &format!("segment {index}")))
             .collect::<PyResult<_>>()?;
@@ -35,7 +39,9 @@ impl Segments {
     }
 
     pub(crate) fn one(data: &Bound<'_, PyAny>, what: &str) -> PyResult<Segments> {
-        Ok(Segments { buffers: vec![borrow_buffer(data, what)?] })
+        Ok(Segments {
+            buffers: vec![borrow_buffer(data, what)?],
+        })
     }
 
     /// Valid while `self` lives: the buffers stay exported (and so unresizable) until dropped.
@@ -68,7 +74,9 @@ fn borrow_buffer(item: &Bound<'_, PyAny>, what: &str) -> PyResult<PyUntypedBuffe
 }
 
 fn type_name(item: &Bound<'_, PyAny>) -> String {
-    item.get_type().name().map_or_else(|_| "unknown type".to_owned(), |name| name.to_string())
+    item.get_type()
+        .name()
+        .map_or_else(|_| "unknown type".to_owned(), |name| name.to_string())
 }
 
 /// New `bytes` objects of the given lengths, filled by `fill` with the GIL released.
@@ -80,14 +88,18 @@ pub(crate) fn new_bytes_filled<'py>(
     let mut objects = Vec::with_capacity(lengths.len());
     let mut buffers = Vec::with_capacity(lengths.len());
     for &len in lengths {
-        let size = isize::try_from(len).map_err(|_| PyValueError::new_err("a segment is too large for Python"))?;
+        let size = isize::try_from(len)
+            .map_err(|_| PyValueError::new_err("a segment is too large for Python"))?;
         // SAFETY: PyBytes_FromStringAndSize(NULL, n) returns a new, unshared, uninitialised bytes
         // object that CPython allows to be written until it is shared. Not zeroing it saves a
         // pass over large results; every `fill` here only writes the buffers (file reads,
         // copies, decompression) before anything reads them, and nobody else sees them before.
         let object = unsafe {
-            Bound::from_owned_ptr_or_err(py, ffi::PyBytes_FromStringAndSize(std::ptr::null(), size))?
-                .cast_into_unchecked::<PyBytes>()
+            Bound::from_owned_ptr_or_err(
+                py,
+                ffi::PyBytes_FromStringAndSize(std::ptr::null(), size),
+            )?
+            .cast_into_unchecked::<PyBytes>()
         };
         let data = unsafe { ffi::PyBytes_AsString(object.as_ptr()).cast::<u8>() };
         buffers.push(unsafe { std::slice::from_raw_parts_mut(data, len) });
@@ -100,17 +112,24 @@ pub(crate) fn new_bytes_filled<'py>(
 /// Writes the segments, one after another, to `path` atomically; returns the bytes written.
 #[pyfunction]
 #[pyo3(signature = (path, segments, *, durable = false))]
-pub fn atomic_write(py: Python<'_>, path: PathBuf, segments: &Bound<'_, PyAny>, durable: bool) -> PyResult<u64> {
+pub fn atomic_write(
+    py: Python<'_>,
+    path: PathBuf,
+    segments: &Bound<'_, PyAny>,
+    durable: bool,
+) -> PyResult<u64> {
     let segments = Segments::from_iterable(segments)?;
     let slices = segments.slices();
-    py.detach(|| fs::atomic_write(&path, &slices, durable)).map_err(to_pyerr)
+    py.detach(|| fs::atomic_write(&path, &slices, durable))
+        .map_err(to_pyerr)
 }
 
 /// The whole content of `path`.
 #[pyfunction]
 pub fn read_file(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyBytes>> {
     let reader = py.detach(|| FileReader::open(&path)).map_err(to_pyerr)?;
-    let len = usize::try_from(reader.len()).map_err(|_| PyValueError::new_err("the file is too large to read"))?;
+    let len = usize::try_from(reader.len())
+        .map_err(|_| PyValueError::new_err("the file is too large to read"))?;
     let mut objects = new_bytes_filled(py, &[len], |buffers| reader.read_into(buffers[0]))?;
     Ok(objects.remove(0))
 }
@@ -118,5 +137,7 @@ pub fn read_file(py: Python<'_>, path: PathBuf) -> PyResult<Bound<'_, PyBytes>> 
 /// `base` joined with the storage key `key`; refuses keys that would leave `base`.
 #[pyfunction]
 pub fn resolve_key(base: PathBuf, key: &str) -> PyResult<OsString> {
-    fs::resolve_key(&base, key).map(PathBuf::into_os_string).map_err(to_pyerr)
+    fs::resolve_key(&base, key)
+        .map(PathBuf::into_os_string)
+        .map_err(to_pyerr)
 }

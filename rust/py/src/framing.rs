@@ -67,7 +67,9 @@ impl PyBlobHeader {
     fn created_at<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let datetime = py.import("datetime")?;
         let utc = datetime.getattr("timezone")?.getattr("utc")?;
-        let epoch = datetime.getattr("datetime")?.call_method1("fromtimestamp", (0, utc))?;
+        let epoch = datetime
+            .getattr("datetime")?
+            .call_method1("fromtimestamp", (0, utc))?;
         let timedelta = datetime.getattr("timedelta")?;
         let kwargs = PyDict::new(py);
         kwargs.set_item("microseconds", self.0.created_at_us)?;
@@ -96,8 +98,13 @@ impl PyBlobHeader {
     fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
         let header = &slf.get().0;
         let repr = |text: &str| PyString::new(slf.py(), text).repr().map(|r| r.to_string());
-        let created_at = slf.getattr("created_at")?.call_method0("isoformat")?.to_string();
-        let level = header.level.map_or_else(|| "None".to_owned(), |level| level.to_string());
+        let created_at = slf
+            .getattr("created_at")?
+            .call_method0("isoformat")?
+            .to_string();
+        let level = header
+            .level
+            .map_or_else(|| "None".to_owned(), |level| level.to_string());
         Ok(format!(
             "BlobHeader(format_version={}, serializer={}, codec={}, level={level}, raw_length={}, stored_length={}, \
              segments={}, checksum_algorithm={}, ferroflow_version={}, created_at={})",
@@ -128,11 +135,20 @@ const FIELDS: [&str; 11] = [
     "segment_stored_lengths",
 ];
 
-fn frame_options<'a>(serializer: &'a str, codec: &str, level: Option<i32>, threads: u32) -> PyResult<FrameOptions<'a>> {
+fn frame_options<'a>(
+    serializer: &'a str,
+    codec: &str,
+    level: Option<i32>,
+    threads: u32,
+) -> PyResult<FrameOptions<'a>> {
     Ok(FrameOptions {
         serializer,
         codec: frame::codec_from_name(codec).map_err(to_pyerr)?,
-        compress: CompressOptions { level, threads, extreme: false },
+        compress: CompressOptions {
+            level,
+            threads,
+            extreme: false,
+        },
     })
 }
 
@@ -153,7 +169,9 @@ pub fn write_blob(
     let options = frame_options(serializer, codec, level, threads)?;
     let segments = Segments::from_iterable(segments)?;
     let slices = segments.slices();
-    let header = py.detach(|| fs::write_blob(&path, &slices, &options, durable)).map_err(to_pyerr)?;
+    let header = py
+        .detach(|| fs::write_blob(&path, &slices, &options, durable))
+        .map_err(to_pyerr)?;
     Ok(PyBlobHeader(header))
 }
 
@@ -171,11 +189,16 @@ pub fn frame_blob<'py>(
     let options = frame_options(serializer, codec, level, threads)?;
     let segments = Segments::from_iterable(segments)?;
     let slices = segments.slices();
-    let frame = py.detach(|| Frame::new(&slices, &options)).map_err(to_pyerr)?;
-    let len = usize::try_from(frame.encoded_len()).map_err(|_| PyValueError::new_err("the blob is too large for memory"))?;
+    let frame = py
+        .detach(|| Frame::new(&slices, &options))
+        .map_err(to_pyerr)?;
+    let len = usize::try_from(frame.encoded_len())
+        .map_err(|_| PyValueError::new_err("the blob is too large for memory"))?;
     let mut blob = new_bytes_filled(py, &[len], |out| {
         let mut cursor = &mut *out[0];
-        frame.write_to(&mut cursor).map_err(|e| ferroflow_core::Error::io("framing in memory", e))
+        frame
+            .write_to(&mut cursor)
+            .map_err(|e| ferroflow_core::Error::io("framing in memory", e))
     })?;
     Ok(blob.remove(0))
 }
@@ -193,7 +216,10 @@ pub fn read_blob(py: Python<'_>, path: PathBuf) -> PyResult<HeaderAndSegments<'_
 
 /// Verifies a blob held in memory; returns its header and decoded segments.
 #[pyfunction]
-pub fn unframe_blob<'py>(py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<HeaderAndSegments<'py>> {
+pub fn unframe_blob<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+) -> PyResult<HeaderAndSegments<'py>> {
     let data = Segments::one(data, "data")?;
     let data = data.slices()[0];
     let (header, ranges) = py.detach(|| frame::verify(data)).map_err(to_pyerr)?;
@@ -211,14 +237,19 @@ fn raw_lengths(header: &BlobHeader) -> PyResult<Vec<usize>> {
     header
         .segments
         .iter()
-        .map(|s| usize::try_from(s.raw).map_err(|_| PyValueError::new_err("a segment is too large for memory")))
+        .map(|s| {
+            usize::try_from(s.raw)
+                .map_err(|_| PyValueError::new_err("a segment is too large for memory"))
+        })
         .collect()
 }
 
 /// The header of a blob file, without reading its payload.
 #[pyfunction]
 pub fn read_header(py: Python<'_>, path: PathBuf) -> PyResult<PyBlobHeader> {
-    py.detach(|| fs::read_header(&path)).map(PyBlobHeader).map_err(to_pyerr)
+    py.detach(|| fs::read_header(&path))
+        .map(PyBlobHeader)
+        .map_err(to_pyerr)
 }
 
 /// Maps and verifies a blob file. The segments are writable memoryviews: of a private
@@ -233,7 +264,9 @@ pub fn map_blob(py: Python<'_>, path: PathBuf) -> PyResult<(PyBlobHeader, Bound<
             ranges
                 .into_iter()
                 // SAFETY: every range lies inside the map, which `owner` keeps alive.
-                .map(|range| SegmentBuffer::new(owner.clone(), unsafe { base.add(range.start) }, range.len()))
+                .map(|range| {
+                    SegmentBuffer::new(owner.clone(), unsafe { base.add(range.start) }, range.len())
+                })
                 .collect()
         }
         MappedSegments::Decoded(decoded) => decoded
@@ -270,21 +303,32 @@ unsafe impl Sync for SendPtr {}
 
 impl SegmentBuffer {
     fn new(owner: Arc<dyn Any + Send + Sync>, data: *mut u8, len: usize) -> SegmentBuffer {
-        SegmentBuffer { data: SendPtr(data), len, _owner: owner }
+        SegmentBuffer {
+            data: SendPtr(data),
+            len,
+            _owner: owner,
+        }
     }
 }
 
 #[pymethods]
 impl SegmentBuffer {
-    unsafe fn __getbuffer__(slf: Bound<'_, Self>, view: *mut ffi::Py_buffer, flags: c_int) -> PyResult<()> {
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
         if view.is_null() {
             return Err(PyBufferError::new_err("no view to fill"));
         }
         let this = slf.get();
-        let len = isize::try_from(this.len).map_err(|_| PyBufferError::new_err("segment too large"))?;
+        let len =
+            isize::try_from(this.len).map_err(|_| PyBufferError::new_err("segment too large"))?;
         // SAFETY: fills a 1-D writable byte view of memory kept alive by `slf`, which the view
         // references (PyBuffer_FillInfo takes the reference).
-        let status = unsafe { ffi::PyBuffer_FillInfo(view, slf.as_ptr(), this.data.0.cast(), len, 0, flags) };
+        let status = unsafe {
+            ffi::PyBuffer_FillInfo(view, slf.as_ptr(), this.data.0.cast(), len, 0, flags)
+        };
         if status == -1 {
             return Err(PyErr::fetch(slf.py()));
         }

@@ -2,9 +2,11 @@
 //! Each submodule binds one area of the core; this file only assembles the Python module.
 use pyo3::prelude::*;
 
+mod codecs;
 mod errors;
 mod files;
 mod framing;
+mod hashing;
 
 #[pymodule]
 mod _core {
@@ -14,6 +16,16 @@ mod _core {
 
     #[pymodule_export]
     use crate::errors::{CorruptResultError, UnsafeKeyError, UnsupportedFormatError};
+
+    #[pymodule_export]
+    use crate::codecs::{compress, decompress};
+    #[pymodule_export]
+    const CODECS: (&str, &str, &str, &str) = crate::codecs::CODECS;
+
+    #[pymodule_export]
+    use crate::hashing::{hash_buffers, Hasher};
+    #[pymodule_export]
+    const HASH_ALGORITHMS: (&str, &str, &str) = crate::hashing::HASH_ALGORITHMS;
 
     #[pymodule_export]
     use crate::framing::{frame_blob, map_blob, read_blob, read_header, unframe_blob, write_blob, PyBlobHeader};

@@ -4,7 +4,9 @@
 //! their place in every format version. That is what lets a reader verify a header before it
 //! interprets the version, and so tell a newer blob (UnsupportedFormat) from a damaged one
 //! (Corrupt). Everything else may change with the major version.
-use super::{FrameOptions, ALIGNMENT, CHECKSUM_ALGORITHM, CHECKSUM_LEN, FORMAT_MAJOR, FORMAT_MINOR, MAGIC};
+use super::{
+    FrameOptions, ALIGNMENT, CHECKSUM_ALGORITHM, CHECKSUM_LEN, FORMAT_MAJOR, FORMAT_MINOR, MAGIC,
+};
 use crate::codec::Codec;
 use crate::error::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -63,7 +65,10 @@ struct HeaderBody {
 pub(crate) const NO_CODEC: &str = "none";
 
 impl BlobHeader {
-    pub(crate) fn new(options: &FrameOptions<'_>, segments: Vec<SegmentLengths>) -> Result<BlobHeader> {
+    pub(crate) fn new(
+        options: &FrameOptions<'_>,
+        segments: Vec<SegmentLengths>,
+    ) -> Result<BlobHeader> {
         Ok(BlobHeader {
             format_version: (FORMAT_MAJOR, FORMAT_MINOR),
             serializer: validated_serializer(options.serializer)?.to_owned(),
@@ -100,7 +105,8 @@ impl BlobHeader {
     /// Prelude, body and checksum, zero-padded to the alignment.
     pub(crate) fn encode(&self) -> Vec<u8> {
         let body = HeaderBody {
-            serializer: RawValue::from_string(self.serializer.clone()).expect("validated when the header was made"),
+            serializer: RawValue::from_string(self.serializer.clone())
+                .expect("validated when the header was made"),
             codec: self.codec_name().to_owned(),
             level: self.level,
             raw_length: self.raw_length(),
@@ -112,14 +118,22 @@ impl BlobHeader {
             segments: self.segments.iter().map(|s| (s.raw, s.stored)).collect(),
         };
         let json = serde_json::to_vec(&body).expect("the header body always serializes");
-        let mut out = Vec::with_capacity(PRELUDE_LEN + json.len() + CHECKSUM_LEN + self.alignment as usize);
+        let mut out =
+            Vec::with_capacity(PRELUDE_LEN + json.len() + CHECKSUM_LEN + self.alignment as usize);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&self.format_version.0.to_le_bytes());
         out.extend_from_slice(&self.format_version.1.to_le_bytes());
-        out.extend_from_slice(&u32::try_from(json.len()).expect("header body under 4 GiB").to_le_bytes());
+        out.extend_from_slice(
+            &u32::try_from(json.len())
+                .expect("header body under 4 GiB")
+                .to_le_bytes(),
+        );
         out.extend_from_slice(&json);
         out.extend_from_slice(&xxh3_64(&out).to_le_bytes());
-        out.resize(super::align_up(out.len() as u64, self.alignment) as usize, 0);
+        out.resize(
+            super::align_up(out.len() as u64, self.alignment) as usize,
+            0,
+        );
         out
     }
 
@@ -136,8 +150,11 @@ impl BlobHeader {
         let major = u16::from_le_bytes([bytes[8], bytes[9]]);
         let minor = u16::from_le_bytes([bytes[10], bytes[11]]);
         check_version(major, minor)?;
-        let body: HeaderBody = serde_json::from_slice(&covered[PRELUDE_LEN..])
-            .map_err(|e| Error::Corrupt(format!("the blob header is not valid: {e}; the blob is corrupted")))?;
+        let body: HeaderBody = serde_json::from_slice(&covered[PRELUDE_LEN..]).map_err(|e| {
+            Error::Corrupt(format!(
+                "the blob header is not valid: {e}; the blob is corrupted"
+            ))
+        })?;
         BlobHeader::from_body(body, (major, minor))
     }
 
@@ -156,14 +173,26 @@ impl BlobHeader {
                 crate::VERSION
             ))
         })?;
-        let inconsistent = |what: &str| Error::Corrupt(format!("the blob header is inconsistent: {what}; the blob is corrupted"));
+        let inconsistent = |what: &str| {
+            Error::Corrupt(format!(
+                "the blob header is inconsistent: {what}; the blob is corrupted"
+            ))
+        };
         if !ALIGNMENT_RANGE.contains(&body.alignment) || !body.alignment.is_power_of_two() {
-            return Err(inconsistent(&format!("alignment {} is not a power of two from 8 to 1 MiB", body.alignment)));
+            return Err(inconsistent(&format!(
+                "alignment {} is not a power of two from 8 to 1 MiB",
+                body.alignment
+            )));
         }
-        let segments: Vec<SegmentLengths> =
-            body.segments.iter().map(|&(raw, stored)| SegmentLengths { raw, stored }).collect();
+        let segments: Vec<SegmentLengths> = body
+            .segments
+            .iter()
+            .map(|&(raw, stored)| SegmentLengths { raw, stored })
+            .collect();
         if codec.is_none() && segments.iter().any(|s| s.raw != s.stored) {
-            return Err(inconsistent("an uncompressed segment's stored length differs from its raw length"));
+            return Err(inconsistent(
+                "an uncompressed segment's stored length differs from its raw length",
+            ));
         }
         let header = BlobHeader {
             format_version,
@@ -176,9 +205,17 @@ impl BlobHeader {
             alignment: body.alignment,
             segments,
         };
-        let sum = |f: fn(&SegmentLengths) -> u64| header.segments.iter().try_fold(0u64, |acc, s| acc.checked_add(f(s)));
-        if sum(|s| s.raw) != Some(body.raw_length) || sum(|s| s.stored) != Some(body.stored_length) {
-            return Err(inconsistent("the total lengths differ from the sums of the segment lengths"));
+        let sum = |f: fn(&SegmentLengths) -> u64| {
+            header
+                .segments
+                .iter()
+                .try_fold(0u64, |acc, s| acc.checked_add(f(s)))
+        };
+        if sum(|s| s.raw) != Some(body.raw_length) || sum(|s| s.stored) != Some(body.stored_length)
+        {
+            return Err(inconsistent(
+                "the total lengths differ from the sums of the segment lengths",
+            ));
         }
         Ok(header)
     }

@@ -2,8 +2,8 @@
 //! uncompressed segments are read straight into the caller's buffers, hashed chunk by chunk.
 use super::header::{header_len, PRELUDE_LEN};
 use super::{
-    check_checksum, check_padding, decode_segment_into, decompress_checked, too_short, truncated, BlobHeader,
-    Layout, CHUNK,
+    check_checksum, check_padding, decode_segment_into, decompress_checked, too_short, truncated,
+    BlobHeader, Layout, CHUNK,
 };
 use crate::error::{Error, Result};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -37,7 +37,12 @@ impl<R: Read + Seek> BlobReader<R> {
         let header = BlobHeader::decode(&header_bytes)?;
         let layout = Layout::new(&header, header_len as u64)?;
         layout.check_length(source_len)?;
-        Ok(BlobReader { source, header, header_len: header_len as u64, layout })
+        Ok(BlobReader {
+            source,
+            header,
+            header_len: header_len as u64,
+            layout,
+        })
     }
 
     pub fn header(&self) -> &BlobHeader {
@@ -62,9 +67,16 @@ impl<R: Read + Seek> BlobReader<R> {
         let mut scratch = Vec::new();
         let mut read_one = |index: usize, segment: SegmentSource<'_, R>| match codec {
             None => segment.read_into(outputs[index]),
-            Some(_) => decode_segment_into(codec, segment.read_to_vec(&mut scratch)?, outputs[index]),
+            Some(_) => {
+                decode_segment_into(codec, segment.read_to_vec(&mut scratch)?, outputs[index])
+            }
         };
-        Self::visit_segments(&mut self.source, &self.layout, self.header_len, &mut read_one)
+        Self::visit_segments(
+            &mut self.source,
+            &self.layout,
+            self.header_len,
+            &mut read_one,
+        )
     }
 
     /// Reads, verifies and decodes every segment into a new buffer each.
@@ -82,11 +94,18 @@ impl<R: Read + Seek> BlobReader<R> {
                     raw
                 }
                 // Allocated by the decoder, not from the header's claim, and then checked against it.
-                Some(codec) => decompress_checked(codec, segment.read_to_vec(&mut scratch)?, raw_len)?,
+                Some(codec) => {
+                    decompress_checked(codec, segment.read_to_vec(&mut scratch)?, raw_len)?
+                }
             });
             Ok(())
         };
-        Self::visit_segments(&mut self.source, &self.layout, self.header_len, &mut read_one)?;
+        Self::visit_segments(
+            &mut self.source,
+            &self.layout,
+            self.header_len,
+            &mut read_one,
+        )?;
         Ok(segments)
     }
 
@@ -99,12 +118,26 @@ impl<R: Read + Seek> BlobReader<R> {
     ) -> Result<()> {
         let mut trailer = vec![0; (layout.trailer.end - layout.trailer.start) as usize];
         read_exact_at(source, layout.trailer.start, &mut trailer)?;
-        source.seek(SeekFrom::Start(header_len)).map_err(read_error)?;
+        source
+            .seek(SeekFrom::Start(header_len))
+            .map_err(read_error)?;
         read_padding(source, layout.payload_start - header_len, "the header")?;
         for (index, extent) in layout.segments.iter().enumerate() {
             let stored_len = extent.data.end - extent.data.start;
-            accept(index, SegmentSource { source, index, stored_len, trailer: &trailer })?;
-            read_padding(source, extent.padded_end - extent.data.end, &format!("segment {index}"))?;
+            accept(
+                index,
+                SegmentSource {
+                    source,
+                    index,
+                    stored_len,
+                    trailer: &trailer,
+                },
+            )?;
+            read_padding(
+                source,
+                extent.padded_end - extent.data.end,
+                &format!("segment {index}"),
+            )?;
         }
         Ok(())
     }

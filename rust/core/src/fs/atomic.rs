@@ -10,7 +10,11 @@ use std::path::{Path, PathBuf};
 
 /// Writes `segments` one after another to `path`, atomically, without joining them first.
 pub fn atomic_write(path: &Path, segments: &[&[u8]], durable: bool) -> Result<u64> {
-    atomic_write_with(path, durable, |out| segments.iter().try_for_each(|segment| out.write_all(segment)))
+    atomic_write_with(path, durable, |out| {
+        segments
+            .iter()
+            .try_for_each(|segment| out.write_all(segment))
+    })
 }
 
 /// Replaces `path` with what `write` produces and returns its length; creates missing folders.
@@ -48,7 +52,10 @@ pub fn atomic_write_with(
 
 fn parent_folder(path: &Path) -> Result<&Path> {
     if path.file_name().is_none() {
-        return Err(Error::InvalidArgument(format!("{} does not name a file", path.display())));
+        return Err(Error::InvalidArgument(format!(
+            "{} does not name a file",
+            path.display()
+        )));
     }
     Ok(match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
@@ -58,9 +65,14 @@ fn parent_folder(path: &Path) -> Result<&Path> {
 
 /// Creates `folder` and its missing ancestors; returns the ones it created, outermost first.
 fn create_folders(folder: &Path) -> Result<Vec<PathBuf>> {
-    let missing: Vec<PathBuf> = folder.ancestors().take_while(|f| !f.as_os_str().is_empty() && !f.exists()).map(Path::to_path_buf).collect();
+    let missing: Vec<PathBuf> = folder
+        .ancestors()
+        .take_while(|f| !f.as_os_str().is_empty() && !f.exists())
+        .map(Path::to_path_buf)
+        .collect();
     if !missing.is_empty() {
-        fs::create_dir_all(folder).map_err(|e| Error::io(format!("creating the folder {}", folder.display()), e))?;
+        fs::create_dir_all(folder)
+            .map_err(|e| Error::io(format!("creating the folder {}", folder.display()), e))?;
     }
     Ok(missing.into_iter().rev().collect())
 }
@@ -86,28 +98,45 @@ impl TempFile {
     /// `.<target name>.<16 hex digits>.tmp` in the target's folder, so the rename stays on one
     /// file system and a stray temporary file (from a killed writer) is easy to recognise.
     fn create_beside(target: &Path, folder: &Path) -> Result<TempFile> {
-        let name: String = target.file_name().unwrap_or_default().to_string_lossy().chars().take(100).collect();
+        let name: String = target
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .chars()
+            .take(100)
+            .collect();
         let mut attempts = 0;
         loop {
             let path = folder.join(format!(".{name}.{:016x}.tmp", unique_number()));
             match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(file) => return Ok(TempFile { path, file: Some(file) }),
+                Ok(file) => {
+                    return Ok(TempFile {
+                        path,
+                        file: Some(file),
+                    })
+                }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => attempts += 1,
                 Err(e) => {
-                    return Err(Error::io(format!("creating a temporary file in {}", folder.display()), e));
+                    return Err(Error::io(
+                        format!("creating a temporary file in {}", folder.display()),
+                        e,
+                    ));
                 }
             }
         }
     }
 
     fn file(&self) -> &File {
-        self.file.as_ref().expect("the file is open until the rename")
+        self.file
+            .as_ref()
+            .expect("the file is open until the rename")
     }
 
     fn rename_to(mut self, target: &Path) -> Result<()> {
         // Closed first: Windows cannot rename a file that is open.
         drop(self.file.take());
-        fs::rename(&self.path, target).map_err(|e| Error::io(format!("replacing {}", target.display()), e))?;
+        fs::rename(&self.path, target)
+            .map_err(|e| Error::io(format!("replacing {}", target.display()), e))?;
         self.path = PathBuf::new();
         Ok(())
     }

@@ -20,9 +20,14 @@ pub fn resolve_key(base: &Path, key: &str) -> Result<PathBuf> {
     if key.starts_with(['/', '\\']) || Path::new(key).has_root() {
         return refuse("is an absolute path");
     }
-    let parts: Vec<&str> = key.split(['/', '\\']).filter(|part| !part.is_empty() && *part != ".").collect();
+    let parts: Vec<&str> = key
+        .split(['/', '\\'])
+        .filter(|part| !part.is_empty() && *part != ".")
+        .collect();
     if parts.iter().any(|part| has_drive_prefix(part)) {
-        return refuse("contains a drive letter (\"C:\"), which would leave the storage folder on Windows");
+        return refuse(
+            "contains a drive letter (\"C:\"), which would leave the storage folder on Windows",
+        );
     }
     if parts.contains(&"..") {
         return refuse("contains '..', which would leave the storage folder");
@@ -30,7 +35,9 @@ pub fn resolve_key(base: &Path, key: &str) -> Result<PathBuf> {
     if parts.is_empty() {
         return refuse("names no file");
     }
-    Ok(parts.iter().fold(base.to_path_buf(), |path, part| path.join(part)))
+    Ok(parts
+        .iter()
+        .fold(base.to_path_buf(), |path, part| path.join(part)))
 }
 
 fn has_drive_prefix(key: &str) -> bool {

@@ -4,12 +4,17 @@ use std::io;
 const SERIALIZER: &str = r#"{"type": "pickle"}"#;
 
 fn options() -> FrameOptions<'static> {
-    FrameOptions { serializer: SERIALIZER, ..FrameOptions::default() }
+    FrameOptions {
+        serializer: SERIALIZER,
+        ..FrameOptions::default()
+    }
 }
 
 fn listing(folder: &Path) -> Vec<String> {
-    let mut names: Vec<String> =
-        std::fs::read_dir(folder).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
     names.sort();
     names
 }
@@ -18,7 +23,10 @@ fn listing(folder: &Path) -> Vec<String> {
 fn atomic_write_creates_folders_and_replaces_the_target() {
     let dir = tempfile::tempdir().unwrap();
     let target = dir.path().join("a/b/out.bin");
-    assert_eq!(atomic_write(&target, &[b"hello ", b"", b"world"], false).unwrap(), 11);
+    assert_eq!(
+        atomic_write(&target, &[b"hello ", b"", b"world"], false).unwrap(),
+        11
+    );
     assert_eq!(std::fs::read(&target).unwrap(), b"hello world");
     assert_eq!(atomic_write(&target, &[b"new"], true).unwrap(), 3);
     assert_eq!(std::fs::read(&target).unwrap(), b"new");
@@ -48,7 +56,10 @@ fn a_failure_midway_removes_the_temporary_file_and_keeps_the_target() {
 #[test]
 fn a_path_without_a_file_name_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(matches!(atomic_write(&dir.path().join(".."), &[b"x"], false), Err(Error::InvalidArgument(_))));
+    assert!(matches!(
+        atomic_write(&dir.path().join(".."), &[b"x"], false),
+        Err(Error::InvalidArgument(_))
+    ));
 }
 
 #[test]
@@ -65,7 +76,10 @@ fn blob_files_round_trip_through_read_header_read_and_map() {
     assert_eq!(mapped.header, written);
     match mapped.segments {
         MappedSegments::InPlace { mut map, ranges } => {
-            assert_eq!(ranges.iter().map(|r| &map[r.clone()]).collect::<Vec<_>>(), segments);
+            assert_eq!(
+                ranges.iter().map(|r| &map[r.clone()]).collect::<Vec<_>>(),
+                segments
+            );
             // The map is private: writing to it leaves the file as it was.
             let first = ranges[0].clone();
             map[first].fill(b'!');
@@ -80,13 +94,19 @@ fn errors_reading_a_blob_name_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("short.blob");
     std::fs::write(&path, b"tiny").unwrap();
-    for result in [read_header(&path).map(drop), read_blob(&path).map(drop), map_blob(&path).map(drop)] {
+    for result in [
+        read_header(&path).map(drop),
+        read_blob(&path).map(drop),
+        map_blob(&path).map(drop),
+    ] {
         match result {
             Err(Error::Corrupt(message)) => assert!(message.contains("short.blob"), "{message}"),
             other => panic!("expected Corrupt, got {other:?}"),
         }
     }
-    assert!(matches!(read_blob(&dir.path().join("missing")), Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound));
+    assert!(
+        matches!(read_blob(&dir.path().join("missing")), Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound)
+    );
 }
 
 #[test]
@@ -101,9 +121,29 @@ fn read_file_reads_everything() {
 #[test]
 fn keys_resolve_inside_the_base() {
     let base = Path::new("/storage");
-    assert_eq!(resolve_key(base, "a/b\\c").unwrap(), Path::new("/storage/a/b/c"));
-    assert_eq!(resolve_key(base, "./x//y/").unwrap(), Path::new("/storage/x/y"));
-    for key in ["../x", "a/../../x", "/abs", "\\abs", "C:x", "a/c:/b", "nul\0", "", ".", "a/.."] {
-        assert!(matches!(resolve_key(base, key), Err(Error::UnsafeKey(_))), "{key:?} was accepted");
+    assert_eq!(
+        resolve_key(base, "a/b\\c").unwrap(),
+        Path::new("/storage/a/b/c")
+    );
+    assert_eq!(
+        resolve_key(base, "./x//y/").unwrap(),
+        Path::new("/storage/x/y")
+    );
+    for key in [
+        "../x",
+        "a/../../x",
+        "/abs",
+        "\\abs",
+        "C:x",
+        "a/c:/b",
+        "nul\0",
+        "",
+        ".",
+        "a/..",
+    ] {
+        assert!(
+            matches!(resolve_key(base, key), Err(Error::UnsafeKey(_))),
+            "{key:?} was accepted"
+        );
     }
 }
