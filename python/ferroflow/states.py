@@ -171,14 +171,14 @@ def _async_fetch_is_default() -> bool:
 
 
 def state_value(state: State, raise_on_failure: bool = True) -> Any:
-    """The value a state holds, raising the run's exception if it failed."""
+    """The value a state holds, raising the run's exception if it failed. Without raising, a
+    failed state gives its data: the exception, or for a flow failed by its task runs, their
+    states."""
     if state.type in _RAISING_STATE_TYPES:
         state._failure_observed = True
-        exception = get_state_exception(state)
         if raise_on_failure:
-            raise exception
-        return exception
-    if not state.is_final():
+            raise get_state_exception(state)
+    elif not state.is_final():
         raise UnfinishedRun(
             f"The run is in a {state.name} state and has no result yet. "
             "Wait for it to finish (`future.wait()` or `future.result()`) before reading it."

@@ -48,8 +48,25 @@ def _walk(value: Any) -> Iterator[TaskFuture | State]:
             yield from _walk(item)
 
 
+def has_run_values(value: Any) -> bool:
+    """Whether `value` holds a future or a state (searched as described above). The common
+    case, plain arguments, is answered without building anything."""
+    kind = type(value)
+    if kind in _ATOMIC_TYPES:
+        return False
+    if kind is TaskFuture or kind is State:
+        return True
+    if kind in _SEQUENCE_TYPES:
+        return any(map(has_run_values, value))
+    if kind is dict:
+        return any(map(has_run_values, value)) or any(map(has_run_values, value.values()))
+    return False
+
+
 def pending_upstream_futures(*values: Any) -> list[concurrent.futures.Future[State]]:
     """The futures among `values` (searched as described above) that have not finished."""
+    if not has_run_values(values):
+        return []
     return [
         found._future
         for found in _walk(values)

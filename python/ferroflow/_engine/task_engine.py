@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ferroflow._engine.bodies import call_async_body, call_sync_body
 from ferroflow._engine.inputs import (
     UpstreamFailed,
+    has_run_values,
     pending_upstream_futures,
     resolve_inputs,
     unmapped,
@@ -208,9 +209,9 @@ def _prepare(task_context: TaskRunContext, attempts: Attempts, wait_for: tuple[A
         task_context.result_factory = task_context.flow_run_context.task_result_factory(
             task_context.task
         )
-        task_context.args = resolve_inputs(task_context.args)
-        task_context.kwargs = resolve_inputs(task_context.kwargs)
-        if wait_for:
+        if has_run_values((task_context.args, task_context.kwargs, wait_for)):
+            task_context.args = resolve_inputs(task_context.args)
+            task_context.kwargs = resolve_inputs(task_context.kwargs)
             resolve_inputs(wait_for)
         prior = _prior_result(task_context)
     except UpstreamFailed as upstream:
