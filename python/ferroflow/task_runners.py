@@ -139,8 +139,11 @@ class ConcurrentTaskRunner(BaseTaskRunner):
         return self._executor
 
     def shutdown(self) -> None:
+        # Every submitted run has finished by now, except after a flow timeout; then runs that
+        # have not started are dropped and running ones are not waited for (threads cannot be
+        # stopped), so that the timeout really ends the flow run.
         if self._executor is not None:
-            self._executor.shutdown(wait=True)
+            self._executor.shutdown(wait=False, cancel_futures=True)
             self._executor = None
 
     def __repr__(self) -> str:

@@ -89,10 +89,10 @@ def set_state(run: TaskRun | FlowRun, state: State) -> State:
 
 def failed_state(run_kind: str, exception: BaseException, **kwargs: Any) -> State:
     """The Failed state of a run whose code (or whose start) raised `exception`."""
-    factory = TimedOut if isinstance(exception, RunTimeoutError) else Failed
-    return factory(
-        message=exception_message(run_kind, exception), data=ExceptionResult(exception), **kwargs
-    )
+    data = ExceptionResult(exception)
+    if isinstance(exception, RunTimeoutError):
+        return TimedOut(message=str(exception), data=data, **kwargs)
+    return Failed(message=exception_message(run_kind, exception), data=data, **kwargs)
 
 
 def retry_delay(
