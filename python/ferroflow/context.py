@@ -7,6 +7,7 @@ task run, in `contextvars`, so they follow the code into worker threads and asyn
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import itertools
 import threading
@@ -17,7 +18,6 @@ from typing import TYPE_CHECKING, Any
 from ferroflow.exceptions import MissingContextError
 
 if TYPE_CHECKING:
-    import asyncio
     import logging
 
     from ferroflow._engine.loops import EventLoopThread
@@ -122,8 +122,6 @@ class FlowRunContext:
 
     def run_coroutine(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         """Run an async task body from this (sync) flow run's thread and wait for it."""
-        import asyncio
-
         return asyncio.run_coroutine_threadsafe(coroutine, self.event_loop()).result()
 
     def close(self) -> None:

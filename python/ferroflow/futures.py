@@ -8,6 +8,7 @@ import concurrent.futures
 from typing import TYPE_CHECKING, Any
 
 from ferroflow._engine.loops import in_async_caller
+from ferroflow.exceptions import CancelledRun
 from ferroflow.states import Crashed, ExceptionResult, State, _result_async, state_value
 
 if TYPE_CHECKING:
@@ -39,8 +40,16 @@ class TaskFuture:
         passed first (the run goes on)."""
         if in_async_caller():
             return self._wait_async(timeout)
-        done, _ = concurrent.futures.wait([self._future], timeout=timeout)
-        return self._final_state() if done else None
+        if not self._future.done():
+            # Future.exception() waits on the future's own condition: cheaper than
+            # concurrent.futures.wait, which builds a waiter per call.
+            try:
+                self._future.exception(timeout)
+            except concurrent.futures.TimeoutError:
+                return None
+            except concurrent.futures.CancelledError:
+                pass
+        return self._final_state()
 
     def result(self, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
         """Wait for the run and return its value. A failed run raises its exception, or with
@@ -68,7 +77,13 @@ class TaskFuture:
         return state
 
     def _final_state(self) -> State:
-        exception = self._future.exception()
+        if self._future.cancelled():
+            exception: BaseException | None = CancelledRun(
+                f"Task run {self.task_run.name!r} was cancelled before it started: its flow run "
+                "ended first (for example by a timeout)."
+            )
+        else:
+            exception = self._future.exception()
         if exception is None:
             return self._future.result()
         # The run could not report a state of its own (it was interrupted, or the task runner

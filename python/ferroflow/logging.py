@@ -28,7 +28,8 @@ class RunLoggerAdapter(logging.LoggerAdapter):  # type: ignore[type-arg]
     """Adds the run's fields to every record, keeping fields the call passes in `extra`."""
 
     def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, Any]:
-        kwargs["extra"] = {**self.extra, **kwargs["extra"]} if "extra" in kwargs else self.extra
+        run_fields = self.extra or {}
+        kwargs["extra"] = {**run_fields, **kwargs["extra"]} if "extra" in kwargs else run_fields
         return msg, kwargs
 
 

@@ -13,11 +13,16 @@ from ferroflow.exceptions import RunTimeoutError
 class Runnable(Protocol):
     """What a Flow and a Task have in common for running their function."""
 
-    fn: Any
-    name: str
-    timeout_seconds: float | None
-    _run_kind: str
-    _timeout_error: type[RunTimeoutError]
+    @property
+    def fn(self) -> Any: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def timeout_seconds(self) -> float | None: ...
+    @property
+    def _run_kind(self) -> str: ...
+    @property
+    def _timeout_error(self) -> type[RunTimeoutError]: ...
 
 
 def _timed_out(runnable: Runnable, note: str) -> RunTimeoutError:

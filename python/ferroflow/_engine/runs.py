@@ -36,6 +36,7 @@ class TaskRun:
         "state_history",
         "run_count",
     )
+    state: State
 
     def __init__(self, task_name: str, task_key: str, dynamic_key: int, flow_run_id: uuid.UUID):
         self.id = uuid.uuid4()
@@ -64,6 +65,7 @@ class FlowRun:
         "state_history",
         "run_count",
     )
+    state: State
 
     def __init__(self, flow_name: str, parent_flow_run_id: uuid.UUID | None) -> None:
         self.id = uuid.uuid4()
