@@ -421,3 +421,44 @@ def test_state_types_are_states():
         return 1
 
     assert isinstance(my_flow(return_state=True), State)
+
+
+def test_run_logs_reach_the_console_when_logging_is_not_configured():
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        from ferroflow import flow, get_run_logger, task
+
+        @task
+        def talk():
+            get_run_logger().info("from the task")
+
+        @flow
+        def chatty():
+            get_run_logger().warning("from the flow")
+            talk()
+
+        chatty()
+        """
+    )
+    completed = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    lines = completed.stderr.splitlines()
+    assert any("| WARNING | Flow run 'chatty-" in line and "from the flow" in line for line in lines)
+    assert any("| INFO    | Task run 'talk-0' - from the task" in line for line in lines)
+
+
+def test_states_of_runs_can_be_pickled():
+    import pickle
+
+    @flow
+    def my_flow():
+        return [one(return_state=True)]
+
+    state = my_flow(return_state=True)
+    copy = pickle.loads(pickle.dumps(state))
+    assert copy.is_completed() and copy.result()[0].result() == 1

@@ -518,3 +518,41 @@ def test_run_logger_names_the_task_run(caplog):
     assert record.task_run_name == "talk-0"
     assert record.flow_name == "my-flow"
     assert record.task_run_id and record.flow_run_id
+
+
+# --- interrupts ------------------------------------------------------------------------------
+
+
+def test_keyboard_interrupt_crashes_the_run_and_keeps_going_up():
+    runs = []
+
+    @task
+    def interrupted():
+        runs.append(get_run_context().task_run)
+        raise KeyboardInterrupt
+
+    @flow
+    def my_flow():
+        interrupted()
+
+    with pytest.raises(KeyboardInterrupt):
+        my_flow()
+    assert runs[0].state.is_crashed()
+    assert runs[0].state.message == "Task run encountered an exception: KeyboardInterrupt"
+
+
+def test_cancelled_async_task_ends_cancelled():
+    runs = []
+
+    @task
+    async def cancelled():
+        runs.append(get_run_context().task_run)
+        raise asyncio.CancelledError
+
+    @flow
+    async def my_flow():
+        with pytest.raises(asyncio.CancelledError):
+            await cancelled()
+
+    asyncio.run(my_flow())
+    assert runs[0].state.is_cancelled() and runs[0].state.name == "Cancelled"
