@@ -220,6 +220,22 @@ def test_unseen_submitted_failures_are_counted_too():
     assert my_flow(return_state=True).message == "2/2 states failed."
 
 
+def test_an_unseen_failed_subflow_counts_like_a_task_run():
+    @flow
+    def broken_child():
+        raise ValueError("child failed")
+
+    @flow
+    def parent():
+        one()
+        broken_child(return_state=True)
+
+    state = parent(return_state=True)
+    assert state.message == "1/2 states failed."
+    with pytest.raises(ValueError, match="child failed"):
+        state.result()
+
+
 def test_flow_returning_none_after_handling_the_failure_is_completed():
     @flow
     def handled():

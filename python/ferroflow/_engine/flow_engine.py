@@ -40,7 +40,9 @@ _RUN_KIND = "Flow run"
 _FAILED_TYPES = (StateType.FAILED, StateType.CRASHED)
 
 
-def call_flow(flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool):
+def call_flow(
+    flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
+) -> Any:
     if flow.isasync:
         coroutine = _call_async(flow, args, kwargs, return_state)
         # Like any async function, an async flow returns an awaitable — except as a subflow of

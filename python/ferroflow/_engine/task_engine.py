@@ -57,7 +57,9 @@ _RUN_KIND = "Task run"
 # --- entry points (called by Task) ------------------------------------------------------------
 
 
-def call_task(task: Task[Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool):
+def call_task(
+    task: Task[Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
+) -> Any:
     flow_context = _flow_context_for(task, "called")
     if task.isasync:
         if in_async_caller():
