@@ -70,8 +70,8 @@ def test_decorator_with_arguments_stores_every_option():
 
 
 def test_task_runner_class_is_instantiated_and_junk_refused():
-    assert isinstance(Flow(lambda: 1, task_runner=SequentialTaskRunner).task_runner,
-                      SequentialTaskRunner)
+    given_a_class = Flow(lambda: 1, task_runner=SequentialTaskRunner)
+    assert isinstance(given_a_class.task_runner, SequentialTaskRunner)
     with pytest.raises(TypeError, match="not a task runner"):
         Flow(lambda: 1, task_runner="threads")
 
@@ -277,8 +277,8 @@ def test_flow_returning_states_is_derived_from_them():
     assert bad.is_failed() and bad.message == "1/3 states failed."
     with pytest.raises(ValueError, match="task failed"):
         bad.result()
-    assert [s.name for s in bad.result(raise_on_failure=False)] == ["Completed", "Failed",
-                                                                    "Completed"]
+    names = [s.name for s in bad.result(raise_on_failure=False)]
+    assert names == ["Completed", "Failed", "Completed"]
 
 
 def test_flow_returning_a_state_it_built_ends_in_that_state():
@@ -337,8 +337,15 @@ def test_flow_retries_rerun_the_function_with_the_same_task_identities():
     assert len(set(identities)) == 1  # each retry's task run has the identity of the first
     assert all(run is flow_runs[0] for run in flow_runs)  # one flow run, three attempts
     names = [s.name for s in flow_runs[0].state_history]
-    assert names == ["Pending", "Running", "AwaitingRetry", "Retrying", "AwaitingRetry",
-                     "Retrying", "Completed"]
+    assert names == [
+        "Pending",
+        "Running",
+        "AwaitingRetry",
+        "Retrying",
+        "AwaitingRetry",
+        "Retrying",
+        "Completed",
+    ]
 
 
 def test_flow_retries_also_follow_failures_derived_from_tasks():
@@ -464,7 +471,7 @@ def test_run_logs_reach_the_console_when_logging_is_not_configured():
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
     )
     lines = completed.stderr.splitlines()
-    assert any("| WARNING | Flow run 'chatty-" in line and "from the flow" in line for line in lines)
+    assert any("| WARNING | Flow run 'chatty-" in ln and "from the flow" in ln for ln in lines)
     assert any("| INFO    | Task run 'talk-0' - from the task" in line for line in lines)
 
 

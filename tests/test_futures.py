@@ -71,7 +71,8 @@ def test_failed_upstream_makes_the_downstream_not_ready(task_runner):
     def my_flow():
         future = downstream.submit([fails.submit()])
         state = future.wait()
-        with pytest.raises(UpstreamTaskError, match=r"upstream task run 'fails-0' ended Failed") as err:
+        expected = r"upstream task run 'fails-0' ended Failed"
+        with pytest.raises(UpstreamTaskError, match=expected) as err:
             future.result()
         return state, err.value
 

@@ -72,7 +72,9 @@ def check_persistence(
             )
 
 
-def check_option_names(where: str, kind: str, options: dict[str, Any], known: Sequence[str]) -> None:
+def check_option_names(
+    where: str, kind: str, options: dict[str, Any], known: Sequence[str]
+) -> None:
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise TypeError(

@@ -80,7 +80,8 @@ async def _call_async(
     kwargs: dict[str, Any],
     return_state: bool,
 ) -> Any:
-    state = await run_task_async(task, _new_task_run(task, flow_context), flow_context, args, kwargs)
+    task_run = _new_task_run(task, flow_context)
+    state = await run_task_async(task, task_run, flow_context, args, kwargs)
     return state if return_state else state_value(state)
 
 
