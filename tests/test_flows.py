@@ -485,3 +485,16 @@ def test_states_of_runs_can_be_pickled():
     state = my_flow(return_state=True)
     copy = pickle.loads(pickle.dumps(state))
     assert copy.is_completed() and copy.result()[0].result() == 1
+
+
+def test_keyboard_interrupt_crashes_the_flow_run_and_keeps_going_up():
+    flow_runs = []
+
+    @flow
+    def interrupted():
+        flow_runs.append(get_run_context().flow_run)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    assert flow_runs[0].state.is_crashed()

@@ -103,6 +103,7 @@ class FlowRunContext:
         task's options and this flow run's factory)."""
         factory = self._task_factories.get(task)
         if factory is None:
+            # Task runs on several threads may both get here; making it twice is harmless.
             from ferroflow.results import ResultFactory
 
             factory = ResultFactory.from_task(task, self.result_factory)

@@ -26,6 +26,7 @@ from ferroflow.exceptions import (
     UnfinishedRun,
 )
 from ferroflow.results import BaseResult, LiteralResult, UnpersistedResult
+from ferroflow.settings import get_current_settings
 
 _utc = datetime.timezone.utc
 
@@ -162,8 +163,6 @@ class State:
 
 
 def _async_fetch_is_default() -> bool:
-    from ferroflow.settings import get_current_settings
-
     return bool(get_current_settings().async_fetch_state_result)
 
 
