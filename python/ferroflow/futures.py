@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from ferroflow._engine.loops import in_async_caller
 from ferroflow.exceptions import CancelledRun
-from ferroflow.states import Crashed, ExceptionResult, State, _result_async, state_value
+from ferroflow.states import Crashed, ExceptionResult, State, state_value, state_value_async
 
 if TYPE_CHECKING:
     from ferroflow._engine.runs import TaskRun
@@ -66,7 +66,7 @@ class TaskFuture:
 
     async def _result_async(self, timeout: float | None, raise_on_failure: bool) -> Any:
         state = self._state_within(await self._wait_async(timeout), timeout)
-        return await _result_async(state, raise_on_failure)
+        return await state_value_async(state, raise_on_failure)
 
     def _state_within(self, state: State | None, timeout: float | None) -> State:
         if state is None:

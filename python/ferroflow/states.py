@@ -13,7 +13,7 @@ import asyncio
 import datetime
 import enum
 import warnings
-from collections.abc import Coroutine, Iterable
+from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
@@ -134,7 +134,7 @@ class State:
         if fetch is None:
             if in_async_caller():
                 if _async_fetch_is_default():
-                    return _result_async(self, raise_on_failure)
+                    return state_value_async(self, raise_on_failure)
                 warnings.warn(
                     "State.result() was called from async code without `fetch`, so it returned the "
                     "raw result object (state.data), not the value. Use "
@@ -149,7 +149,7 @@ class State:
         if not fetch:
             return self.data
         if in_async_caller():
-            return _result_async(self, raise_on_failure)
+            return state_value_async(self, raise_on_failure)
         return state_value(self, raise_on_failure)
 
     # --- display ----------------------------------------------------------------------------
@@ -186,7 +186,7 @@ def state_value(state: State, raise_on_failure: bool = True) -> Any:
     return data.get() if isinstance(data, BaseResult) else data
 
 
-async def _result_async(state: State, raise_on_failure: bool) -> Any:
+async def state_value_async(state: State, raise_on_failure: bool) -> Any:
     data = state.data
     # In-memory results are read in place; anything else may touch storage, so it is read in
     # a worker thread to keep the event loop responsive.
@@ -211,7 +211,7 @@ def get_state_exception(state: State) -> BaseException:
         return value
     if isinstance(value, State):
         return get_state_exception(value)
-    if _is_state_iterable(value):
+    if is_state_iterable(value):
         for inner in value:
             if inner.type in _RAISING_STATE_TYPES:
                 inner._failure_observed = True
@@ -224,7 +224,7 @@ def get_state_exception(state: State) -> BaseException:
     return FailedRun(message)
 
 
-def _is_state_iterable(value: Any) -> bool:
+def is_state_iterable(value: Any) -> bool:
     return (
         isinstance(value, (list, tuple, set, frozenset))
         and bool(value)

@@ -22,15 +22,12 @@ from ferroflow.futures import TaskFuture
 from ferroflow.results import BaseResult, ResultFactory, UnpersistedResult
 from ferroflow.states import (
     Completed,
-    Crashed,
-    ExceptionResult,
     State,
     StateType,
-    _is_state_iterable,
-    _result_async,
     aggregate_state_type_and_message,
-    exception_message,
+    is_state_iterable,
     state_value,
+    state_value_async,
 )
 
 if TYPE_CHECKING:
@@ -58,7 +55,7 @@ async def _call_async(
     flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
 ) -> Any:
     state = await run_flow_async(flow, args, kwargs)
-    return state if return_state else await _result_async(state, True)
+    return state if return_state else await state_value_async(state, True)
 
 
 # --- one flow run -----------------------------------------------------------------------------
@@ -88,23 +85,13 @@ def run_flow_sync(flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     leave = set_flow_run_context(context)
     try:
         context.task_runner.start()
-        while attempts.final is None:
+        for attempt in attempts:
             context.start_attempt()
-            attempts.begin_attempt()
-            try:
-                returned = call_sync_body(flow, args, kwargs)
-            except Exception as exc:
-                if not isinstance(exc, RunTimeoutError):
-                    _wait_for_task_runs(context)
-                delay = attempts.raised(exc)
-            except BaseException as exc:
-                attempts.finish(_crashed(exc))
-                raise
-            else:
-                _wait_for_task_runs(context)
-                delay = attempts.conclude(final_state_from_return(returned, context))
-            if delay:
-                time.sleep(delay)
+            with attempt:
+                returned = _call_and_wait_for_task_runs(flow, context, args, kwargs)
+                attempt.conclude(final_state_from_return(returned, context))
+            if attempt.retry_delay:
+                time.sleep(attempt.retry_delay)
         return attempts.final  # type: ignore[return-value]
     finally:
         _end(context, leave)
@@ -118,23 +105,13 @@ async def run_flow_async(flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[st
     leave = set_flow_run_context(context)
     try:
         context.task_runner.start()
-        while attempts.final is None:
+        for attempt in attempts:
             context.start_attempt()
-            attempts.begin_attempt()
-            try:
-                returned = await call_async_body(flow, args, kwargs)
-            except Exception as exc:
-                if not isinstance(exc, RunTimeoutError):
-                    await _wait_for_task_runs_async(context)
-                delay = attempts.raised(exc)
-            except BaseException as exc:
-                attempts.finish(_crashed(exc))
-                raise
-            else:
-                await _wait_for_task_runs_async(context)
-                delay = attempts.conclude(final_state_from_return(returned, context))
-            if delay:
-                await asyncio.sleep(delay)
+            with attempt:
+                returned = await _call_and_wait_for_task_runs_async(flow, context, args, kwargs)
+                attempt.conclude(final_state_from_return(returned, context))
+            if attempt.retry_delay:
+                await asyncio.sleep(attempt.retry_delay)
         return attempts.final  # type: ignore[return-value]
     finally:
         _end(context, leave)
@@ -148,19 +125,51 @@ def _end(context: FlowRunContext, leave: Any) -> None:
         leave()
 
 
-def _crashed(exception: BaseException) -> State:
-    return Crashed(message=exception_message(_RUN_KIND, exception), data=ExceptionResult(exception))
+# An attempt ends only after every task run it submitted, whether the function returned or
+# raised — but not after a timeout (the function may still be running, and submitting) or an
+# interrupt.
+
+
+def _call_and_wait_for_task_runs(
+    flow: Flow[Any], context: FlowRunContext, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    try:
+        returned = call_sync_body(flow, args, kwargs)
+    except RunTimeoutError:
+        raise
+    except Exception:
+        _wait_for_task_runs(context)
+        raise
+    _wait_for_task_runs(context)
+    return returned
+
+
+async def _call_and_wait_for_task_runs_async(
+    flow: Flow[Any], context: FlowRunContext, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    try:
+        returned = await call_async_body(flow, args, kwargs)
+    except RunTimeoutError:
+        raise
+    except Exception:
+        await _wait_for_task_runs_async(context)
+        raise
+    await _wait_for_task_runs_async(context)
+    return returned
+
+
+def _unfinished_task_runs(context: FlowRunContext) -> list[concurrent.futures.Future[State]]:
+    return [future._future for future in context.futures if not future.done()]
 
 
 def _wait_for_task_runs(context: FlowRunContext) -> None:
-    """A flow run ends only after every task run it submitted."""
-    unfinished = [future._future for future in context.futures if not future.done()]
+    unfinished = _unfinished_task_runs(context)
     if unfinished:
         concurrent.futures.wait(unfinished)
 
 
 async def _wait_for_task_runs_async(context: FlowRunContext) -> None:
-    unfinished = [future._future for future in context.futures if not future.done()]
+    unfinished = _unfinished_task_runs(context)
     if unfinished:
         await asyncio.wait([asyncio.wrap_future(future) for future in unfinished])
 
@@ -188,7 +197,7 @@ def final_state_from_return(returned: Any, context: FlowRunContext) -> State:
             except Exception as exc:
                 return failed_state(_RUN_KIND, exc)
         return returned
-    if type(returned) is State or _is_state_iterable(returned):
+    if type(returned) is State or is_state_iterable(returned):
         states = [returned] if type(returned) is State else list(returned)
         state_type, message = aggregate_state_type_and_message(states)
         if state_type is StateType.COMPLETED:

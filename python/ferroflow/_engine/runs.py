@@ -3,14 +3,18 @@ rules shared by flows and tasks."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from types import TracebackType
 from typing import Any
 
 from ferroflow.exceptions import RunTimeoutError
 from ferroflow.states import (
     AwaitingRetry,
+    Cancelled,
+    Crashed,
     ExceptionResult,
     Failed,
     Pending,
@@ -116,10 +120,24 @@ def retry_delay(
 
 
 class Attempts:
-    """The attempt loop of one run, without its I/O: the sync and async drivers call the body
-    and sleep; this object decides the states and whether to try again."""
+    """The attempts of one run, without their I/O.
 
-    __slots__ = ("run", "run_kind", "retries", "retry_delay_seconds", "final")
+    Iterating starts each attempt (Running, then Retrying) until the run has a final state;
+    each attempt is a context manager around the call of the run's function that turns what it
+    raises into states, so the sync and async drivers stay a few lines each:
+
+        for attempt in Attempts(run, "Task run", retries, delays):
+            with attempt:
+                attempt.conclude(completed_state(call_function()), retryable=False)
+            if attempt.retry_delay:
+                time.sleep(attempt.retry_delay)
+
+    An `Exception` ends the attempt Failed (or TimedOut), and the run goes AwaitingRetry while
+    retries are left. A `BaseException` that is not an `Exception` (an interrupt, a
+    cancellation) ends the run Crashed or Cancelled and keeps going up.
+    """
+
+    __slots__ = ("run", "run_kind", "retries", "retry_delay_seconds", "final", "retry_delay")
 
     def __init__(
         self,
@@ -133,30 +151,55 @@ class Attempts:
         self.retries = retries
         self.retry_delay_seconds = retry_delay_seconds
         self.final: State | None = None
+        # Seconds to wait before the next attempt; None when the attempt did not ask for one.
+        self.retry_delay: float | None = None
 
-    def begin_attempt(self) -> None:
-        run = self.run
-        run.run_count += 1
-        set_state(run, Running() if run.run_count == 1 else Retrying())
+    def __iter__(self) -> Iterator[Attempts]:
+        while self.final is None:
+            run = self.run
+            run.run_count += 1
+            set_state(run, Running() if run.run_count == 1 else Retrying())
+            self.retry_delay = None
+            yield self
 
-    def conclude(self, state: State, *, retryable: bool = True) -> float | None:
+    def __enter__(self) -> Attempts:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exception: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if exception is None:
+            return False
+        if isinstance(exception, Exception):
+            self.conclude(failed_state(self.run_kind, exception))
+            return True  # recorded in the run's state; the caller reads it from there
+        self.finish(_interrupted_state(self.run_kind, exception))
+        return False
+
+    def conclude(self, state: State, *, retryable: bool = True) -> None:
         """End the attempt in `state`. If it failed and a retry is left, record AwaitingRetry
-        and return the delay before the next attempt; otherwise `state` is final."""
+        and set `retry_delay`; otherwise `state` is final."""
         delay = None
         if retryable and state.is_failed():
             delay = retry_delay(self.retries, self.retry_delay_seconds, self.run.run_count)
         if delay is None:
-            self.final = set_state(self.run, state)
-            return None
+            self.finish(state)
+            return
         retry_at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=delay)
         set_state(self.run, AwaitingRetry(scheduled_time=retry_at, message=state.message))
-        return delay
-
-    def raised(self, exception: Exception) -> float | None:
-        """End the attempt whose body raised `exception`."""
-        return self.conclude(failed_state(self.run_kind, exception))
+        self.retry_delay = delay
 
     def finish(self, state: State) -> State:
-        """End the run in `state` without a (further) attempt."""
+        """End the run in `state`, without a (further) attempt."""
         self.final = set_state(self.run, state)
         return self.final
+
+
+def _interrupted_state(run_kind: str, exception: BaseException) -> State:
+    data = ExceptionResult(exception)
+    if isinstance(exception, asyncio.CancelledError):
+        return Cancelled(message=f"{run_kind} was cancelled.", data=data)
+    return Crashed(message=exception_message(run_kind, exception), data=data)

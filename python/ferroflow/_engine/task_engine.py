@@ -37,12 +37,8 @@ from ferroflow.exceptions import (
 from ferroflow.futures import TaskFuture
 from ferroflow.states import (
     Cached,
-    Cancelled,
     Completed,
-    Crashed,
-    ExceptionResult,
     State,
-    exception_message,
     state_value,
 )
 from ferroflow.task_runners import BaseTaskRunner, TaskConcurrencyType
@@ -151,19 +147,12 @@ def run_task_sync(
     try:
         attempts = Attempts(task_run, _RUN_KIND, task.retries, task.retry_delay_seconds)
         if _prepare(task_context, attempts, wait_for):
-            while attempts.final is None:
-                attempts.begin_attempt()
-                try:
+            for attempt in attempts:
+                with attempt:
                     value = call_sync_body(task, task_context.args, task_context.kwargs)
-                except Exception as exc:
-                    delay = attempts.raised(exc)
-                    if delay:
-                        time.sleep(delay)
-                except BaseException as exc:
-                    attempts.finish(_interrupted_state(exc))
-                    raise
-                else:
-                    attempts.conclude(_completed_state(task_context, value), retryable=False)
+                    attempt.conclude(_completed_state(task_context, value), retryable=False)
+                if attempt.retry_delay:
+                    time.sleep(attempt.retry_delay)
         return attempts.final  # type: ignore[return-value]
     finally:
         leave()
@@ -186,19 +175,12 @@ async def run_task_async(
     try:
         attempts = Attempts(task_run, _RUN_KIND, task.retries, task.retry_delay_seconds)
         if _prepare(task_context, attempts, wait_for):
-            while attempts.final is None:
-                attempts.begin_attempt()
-                try:
+            for attempt in attempts:
+                with attempt:
                     value = await call_async_body(task, task_context.args, task_context.kwargs)
-                except Exception as exc:
-                    delay = attempts.raised(exc)
-                    if delay:
-                        await asyncio.sleep(delay)
-                except BaseException as exc:
-                    attempts.finish(_interrupted_state(exc))
-                    raise
-                else:
-                    attempts.conclude(_completed_state(task_context, value), retryable=False)
+                    attempt.conclude(_completed_state(task_context, value), retryable=False)
+                if attempt.retry_delay:
+                    await asyncio.sleep(attempt.retry_delay)
         return attempts.final  # type: ignore[return-value]
     finally:
         leave()
@@ -250,15 +232,6 @@ def _completed_state(task_context: TaskRunContext, value: Any) -> State:
     except Exception as exc:
         return failed_state(_RUN_KIND, exc)
     return Completed(data=result)
-
-
-def _interrupted_state(exception: BaseException) -> State:
-    """The state of a run stopped by a BaseException that is not an Exception (which is
-    re-raised: interrupts and cancellation must keep going up)."""
-    data = ExceptionResult(exception)
-    if isinstance(exception, asyncio.CancelledError):
-        return Cancelled(message="Task run was cancelled.", data=data)
-    return Crashed(message=exception_message("Task run", exception), data=data)
 
 
 # --- submission -------------------------------------------------------------------------------
