@@ -67,7 +67,8 @@ class BaseTaskRunner(abc.ABC):
         return f"{type(self).__name__}()"
 
 
-def _finished(state: State) -> concurrent.futures.Future[State]:
+def finished_future(state: State) -> concurrent.futures.Future[State]:
+    """A future that already holds `state` (for runs that finished during `submit`)."""
     future: concurrent.futures.Future[State] = concurrent.futures.Future()
     future.set_result(state)
     return future
@@ -83,7 +84,7 @@ class SequentialTaskRunner(BaseTaskRunner):
     concurrency_type = TaskConcurrencyType.SEQUENTIAL
 
     def submit(self, run: SyncTaskRun) -> concurrent.futures.Future[State]:
-        return _finished(run())
+        return finished_future(run())
 
     def submit_coroutine(
         self, run: AsyncTaskRun, loop: asyncio.AbstractEventLoop

@@ -16,6 +16,7 @@ from ferroflow.exceptions import UpstreamTaskError
 from ferroflow.futures import TaskFuture
 from ferroflow.states import ExceptionResult, NotReady, State, get_state_exception, state_value
 
+
 class unmapped:
     """Marks an argument of `Task.map` to pass whole to every run instead of mapping over it."""
 

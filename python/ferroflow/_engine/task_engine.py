@@ -41,7 +41,7 @@ from ferroflow.states import (
     State,
     state_value,
 )
-from ferroflow.task_runners import BaseTaskRunner, TaskConcurrencyType
+from ferroflow.task_runners import BaseTaskRunner, TaskConcurrencyType, finished_future
 
 if TYPE_CHECKING:
     from ferroflow.results import BaseResult
@@ -265,9 +265,7 @@ def _submit(
             wait_for,
         )
         future = _submit_when_ready(runner, run, pending_upstream_futures(args, kwargs, wait_for))
-    task_future = TaskFuture(task_run, future)
-    flow_context.futures.append(task_future)
-    return task_future
+    return _tracked(flow_context, TaskFuture(task_run, future))
 
 
 async def _submit_from_async(
@@ -283,12 +281,14 @@ async def _submit_from_async(
         # means awaiting it here.
         task_run = _new_task_run(task, flow_context)
         state = await run_task_async(task, task_run, flow_context, args, kwargs, wait_for)
-        done: concurrent.futures.Future[State] = concurrent.futures.Future()
-        done.set_result(state)
-        task_future = TaskFuture(task_run, done)
-        flow_context.futures.append(task_future)
-        return task_future
+        return _tracked(flow_context, TaskFuture(task_run, finished_future(state)))
     return _submit(task, flow_context, args, kwargs, wait_for)
+
+
+def _tracked(flow_context: FlowRunContext, future: TaskFuture) -> TaskFuture:
+    """Register a future with its flow run, which waits for it before ending."""
+    flow_context.futures.append(future)
+    return future
 
 
 def _submit_when_ready(
