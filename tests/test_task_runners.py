@@ -179,3 +179,12 @@ def test_a_custom_runner_needs_only_the_documented_interface():
 
     assert my_flow() == 7
     assert runner.events == ["start", "submit", "submit_coroutine", "shutdown"]
+
+
+def test_a_shut_down_concurrent_runner_refuses_new_runs():
+    runner = ConcurrentTaskRunner()
+    runner.start()
+    assert runner.submit(lambda: "ran").result() == "ran"
+    runner.shutdown()
+    with pytest.raises(RuntimeError, match="shut down"):
+        runner.submit(lambda: "late")

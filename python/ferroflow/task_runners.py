@@ -117,6 +117,7 @@ class ConcurrentTaskRunner(BaseTaskRunner):
         self.max_workers = max_workers
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._shut_down = False
 
     def duplicate(self) -> ConcurrentTaskRunner:
         return type(self)(max_workers=self.max_workers)
@@ -133,6 +134,12 @@ class ConcurrentTaskRunner(BaseTaskRunner):
         # Created on first use: flows that submit nothing pay nothing.
         if self._executor is None:
             with self._lock:
+                if self._shut_down:
+                    # Only a flow function abandoned by its timeout can still submit here.
+                    raise RuntimeError(
+                        "This task runner was shut down: its flow run has ended (it timed out), "
+                        "so it accepts no more task runs."
+                    )
                 if self._executor is None:
                     self._executor = concurrent.futures.ThreadPoolExecutor(
                         max_workers=self.max_workers, thread_name_prefix="ferroflow-task"
@@ -143,9 +150,11 @@ class ConcurrentTaskRunner(BaseTaskRunner):
         # Every submitted run has finished by now, except after a flow timeout; then runs that
         # have not started are dropped and running ones are not waited for (threads cannot be
         # stopped), so that the timeout really ends the flow run.
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-            self._executor = None
+        with self._lock:
+            self._shut_down = True
+            if self._executor is not None:
+                self._executor.shutdown(wait=False, cancel_futures=True)
+                self._executor = None
 
     def __repr__(self) -> str:
         return f"ConcurrentTaskRunner(max_workers={self.max_workers})"
