@@ -188,3 +188,21 @@ def test_a_shut_down_concurrent_runner_refuses_new_runs():
     runner.shutdown()
     with pytest.raises(RuntimeError, match="shut down"):
         runner.submit(lambda: "late")
+
+
+def test_fan_out_and_fan_in(task_runner):
+    @task
+    def square(x):
+        return x * x
+
+    @task
+    def add_all(values):
+        return sum(values)
+
+    @flow(task_runner=task_runner)
+    def my_flow():
+        squares = square.map(range(200))
+        partial_sums = [add_all.submit(squares[i : i + 20]) for i in range(0, 200, 20)]
+        return add_all.submit(partial_sums).result()
+
+    assert my_flow() == sum(x * x for x in range(200))
