@@ -431,10 +431,10 @@ def test_task_run_context_carries_identity_and_parameters():
 
 
 def test_result_factory_errors_fail_the_run_and_reach_the_caller(monkeypatch):
-    def refuse(task, flow_factory):
+    def refuse(cls, task, flow_factory=None):
         raise PersistenceConfigurationError(f"task {task.name!r} cannot persist")
 
-    monkeypatch.setattr(ResultFactory, "from_task", classmethod(lambda cls, t, f: refuse(t, f)))
+    monkeypatch.setattr(ResultFactory, "from_task", classmethod(refuse))
 
     @task
     def work():
