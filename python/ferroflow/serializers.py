@@ -39,6 +39,7 @@ from pydantic import (
     PrivateAttr,
     PydanticSchemaGenerationError,
     TypeAdapter,
+    ValidationError,
     field_serializer,
     field_validator,
 )
@@ -116,6 +117,12 @@ class Serializer(BaseModel, abc.ABC):
 
     type: str
 
+    def __init__(self, **options: Any) -> None:
+        try:
+            super().__init__(**options)
+        except ValidationError as exc:
+            raise _serialization_error(exc, f"{type(self).__name__} options") from exc
+
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
@@ -186,17 +193,25 @@ class Serializer(BaseModel, abc.ABC):
         serializer_class = _lookup(str(description["type"]))
         try:
             return serializer_class.model_validate(dict(description))
-        except SerializationError:
-            raise
-        except ValueError as exc:
-            raise SerializationError(
-                f"Invalid {description['type']!r} serializer description {dict(description)!r}: {exc}"
-            ) from exc
+        except ValidationError as exc:  # wraps the SerializationError that __init__ raised
+            raise _serialization_error(exc, f"{serializer_class.__name__} options") from exc
 
     @classmethod
     def from_type_name(cls, type_name: str) -> Serializer:
         """A serializer of that type with default options, e.g. `from_type_name("json")`."""
         return _lookup(type_name)()
+
+
+def _serialization_error(exc: ValidationError, what: str) -> SerializationError:
+    """The SerializationError a validator raised (pydantic wraps it), else one listing the problems."""
+    for error in exc.errors():
+        original = error.get("ctx", {}).get("error")
+        if isinstance(original, SerializationError):
+            return original
+    problems = "; ".join(
+        f"{'.'.join(map(str, error['loc'])) or 'value'}: {error['msg']}" for error in exc.errors()
+    )
+    return SerializationError(f"Invalid {what}: {problems}.")
 
 
 def known_serializer_types() -> list[str]:
