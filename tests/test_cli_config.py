@@ -104,7 +104,8 @@ def test_view_shows_each_value_and_its_source(isolated_home):
 def test_view_show_defaults_and_hide_sources(isolated_home):
     with_defaults = run("view", "--show-defaults")
     assert "FERROFLOW_RESULTS_PERSIST_BY_DEFAULT='false' (from default)" in with_defaults.output
-    assert f"FERROFLOW_LOCAL_STORAGE_PATH='{isolated_home / 'storage'}' (from default)" in with_defaults.output
+    storage_line = f"FERROFLOW_LOCAL_STORAGE_PATH='{isolated_home / 'storage'}' (from default)"
+    assert storage_line in with_defaults.output
 
     bare = run("view", "--show-defaults", "--hide-sources")
     assert "FERROFLOW_TASKS_REFRESH_CACHE='false'" in bare.output.splitlines()

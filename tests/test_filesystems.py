@@ -160,7 +160,8 @@ def test_a_saved_storage_is_usable_from_another_process(storage):
 def test_a_storage_saved_by_another_process_loads_here(tmp_path):
     basepath = str(tmp_path / "child-results")
     run_in_another_process(
-        f"from ferroflow.filesystems import LocalFileSystem\nLocalFileSystem(basepath={basepath!r}).save('child')"
+        "from ferroflow.filesystems import LocalFileSystem\n"
+        f"LocalFileSystem(basepath={basepath!r}).save('child')"
     )
     assert resolve_storage("local-file-system/child").basepath == basepath
 

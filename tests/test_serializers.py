@@ -1,4 +1,3 @@
-import base64
 import bz2
 import dataclasses
 import datetime
@@ -134,7 +133,8 @@ def test_pickle_warns_when_loading_with_another_library_version():
 
 
 def test_pickle_refuses_a_library_without_dumps_and_loads():
-    with pytest.raises(SerializationError, match=r"picklelib 'math' cannot be used: it has no dumps\(\) or loads\(\)"):
+    message = r"picklelib 'math' cannot be used: it has no dumps\(\) or loads\(\)"
+    with pytest.raises(SerializationError, match=message):
         PickleSerializer(picklelib="math")
     with pytest.raises(SerializationError, match="Cannot import the picklelib 'no_such_pickle'"):
         PickleSerializer(picklelib="no_such_pickle")
@@ -317,8 +317,9 @@ def test_any_module_with_compress_and_decompress_can_be_used():
 def test_a_compressionlib_without_compress_is_refused_by_name():
     with pytest.raises(SerializationError) as error:
         CompressedSerializer(compressionlib="json")
-    assert "compressionlib 'json' cannot be used: it has no compress() or decompress() function" in str(error.value)
-    assert "lzma, bz2, zlib, zstd" in str(error.value)
+    message = str(error.value)
+    assert "compressionlib 'json' cannot be used: it has no compress() or decompress() function" in message
+    assert "lzma, bz2, zlib, zstd" in message
 
 
 def test_decompressing_foreign_bytes_is_a_serialization_error():
@@ -400,7 +401,8 @@ def test_unknown_type_lists_the_known_ones():
 def test_invalid_description_is_a_serialization_error():
     with pytest.raises(SerializationError, match="mapping with a 'type' key"):
         Serializer.from_description({"jsonlib": "json"})
-    with pytest.raises(SerializationError, match="Invalid JSONSerializer options: jsonlibb: Extra inputs are not permitted"):
+    message = "Invalid JSONSerializer options: jsonlibb: Extra inputs are not permitted"
+    with pytest.raises(SerializationError, match=message):
         Serializer.from_description({"type": "json", "jsonlibb": "json"})
 
 

@@ -473,7 +473,7 @@ def _import_class(path: str, base: type) -> type:
 
 
 @functools.lru_cache(maxsize=256)
-def _type_adapter(klass: type) -> TypeAdapter[Any]:
+def _type_adapter(klass: Any) -> TypeAdapter[Any]:
     return TypeAdapter(klass)
 
 
@@ -554,7 +554,7 @@ def ferroflow_json_object_decoder(obj: dict[str, Any]) -> Any:
     try:
         if is_prefect:
             return _type_adapter(_import_object(obj[_PREFECT_CLASS])).validate_python(obj["data"])
-        return _decode_tagged(tag, obj)
+        return _decode_tagged(str(tag), obj)
     except SerializationError:
         raise
     except Exception as exc:
@@ -575,7 +575,8 @@ def _decode_tagged(tag: str, obj: dict[str, Any]) -> Any:
     if tag == "exception":
         return _import_class(obj["cls"], BaseException)(*obj["args"])
     raise SerializationError(
-        f"Unknown JSON tag {tag!r}: this result was written by a newer ferroflow. Upgrade ferroflow to read it."
+        f"Unknown JSON tag {tag!r}: this result was written by a newer ferroflow. "
+        "Upgrade ferroflow to read it."
     )
 
 

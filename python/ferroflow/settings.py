@@ -205,7 +205,7 @@ def validate_setting(key: str, value: Any) -> tuple[str, Any]:
         )
     info = Settings.model_fields[field]
     try:
-        parsed = TypeAdapter(info.annotation).validate_python(value)
+        parsed = TypeAdapter(info.annotation or str).validate_python(value)
     except ValidationError as exc:
         raise InvalidSettingError(
             f"Invalid value {value!r} for {env_name(field)}: {exc.errors()[0]['msg']}. "

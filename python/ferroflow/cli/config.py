@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 
@@ -46,7 +46,7 @@ def set_(assignments: tuple[str, ...]) -> None:
         key, sep, value = assignment.partition("=")
         if not sep:
             raise click.UsageError(f"Expected KEY=VALUE, got {assignment!r}.")
-        name, _parsed = _checked(lambda: validate_setting(key, value))
+        name, _parsed = _checked(validate_setting, key, value)
         updates[name] = value
     profile = read_profile()
     profile.update(updates)
@@ -71,7 +71,7 @@ def unset(keys: tuple[str, ...]) -> None:
     profile = read_profile()
     removed = []
     for key in keys:
-        name = env_name(_checked(lambda: field_name(key)))
+        name = env_name(_checked(field_name, key))
         if name not in profile:
             raise click.ClickException(
                 f"{name} is not set in profile {active_profile_name()!r} ({profiles_path()}); "
@@ -85,7 +85,9 @@ def unset(keys: tuple[str, ...]) -> None:
 
 
 @config.command()
-@click.option("--show-defaults/--hide-defaults", default=False, help="Also list settings left at their default.")
+@click.option(
+    "--show-defaults/--hide-defaults", default=False, help="Also list settings left at their default."
+)
 @click.option("--show-sources/--hide-sources", default=True, help="Say where each value comes from.")
 def view(show_defaults: bool, show_sources: bool) -> None:
     """Show the settings in force and where each comes from.
@@ -105,10 +107,10 @@ def view(show_defaults: bool, show_sources: bool) -> None:
         click.echo(f"{line} (from {source})" if show_sources else line)
 
 
-def _checked(action: Callable[[], T]) -> T:
+def _checked(action: Callable[..., T], *args: Any) -> T:
     """Run a settings call, turning an invalid key or value into a CLI error (exit code 1)."""
     try:
-        return action()
+        return action(*args)
     except InvalidSettingError as exc:
         raise click.ClickException(str(exc)) from exc
 
