@@ -3,6 +3,8 @@
 pub mod codec;
 pub mod error;
 pub mod hash;
+pub mod frame;
+pub mod fs;
 
 pub use error::{Error, Result};
 
