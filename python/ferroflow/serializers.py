@@ -484,6 +484,10 @@ def _tagged(type_name: str, **fields: Any) -> dict[str, Any]:
 def ferroflow_json_object_encoder(obj: Any) -> Any:
     """JSON-able form of a value the JSON types cannot hold: a tagged object that
     `ferroflow_json_object_decoder` turns back into the same type. Raises TypeError otherwise."""
+    simple = _SIMPLE_ENCODERS.get(type(obj))
+    if simple is not None:
+        return _tagged(simple[0], value=simple[1](obj))
+    # Subclasses (e.g. pendulum's DateTime) take the slower isinstance route.
     if isinstance(obj, datetime.datetime):
         return _tagged("datetime", value=obj.isoformat())
     if isinstance(obj, datetime.date):
@@ -491,16 +495,13 @@ def ferroflow_json_object_encoder(obj: Any) -> Any:
     if isinstance(obj, datetime.time):
         return _tagged("time", value=obj.isoformat())
     if isinstance(obj, datetime.timedelta):
-        return _tagged("timedelta", value=[obj.days, obj.seconds, obj.microseconds])
+        return _tagged("timedelta", value=_timedelta_parts(obj))
     if isinstance(obj, enum.Enum):
         return _tagged("enum", cls=_class_path(type(obj)), value=obj.value)
     if isinstance(obj, BaseModel):
         return _tagged("pydantic", cls=_class_path(type(obj)), value=obj.model_dump(mode="json"))
     if isinstance(obj, BaseException):
         return _tagged("exception", cls=_class_path(type(obj)), args=list(obj.args))
-    simple = _SIMPLE_ENCODERS.get(type(obj))
-    if simple is not None:
-        return _tagged(simple[0], value=simple[1](obj))
     if isinstance(obj, pathlib.PurePath):
         return _tagged("path", value=str(obj))
     return _encode_with_pydantic(obj)
@@ -508,7 +509,7 @@ def ferroflow_json_object_encoder(obj: Any) -> Any:
 
 def _encode_with_pydantic(obj: Any) -> Any:
     """Anything else pydantic can validate (dataclasses, named tuples, IP addresses, ...)."""
-    klass = type(obj)
+    klass: Any = type(obj)
     try:
         value = _type_adapter(klass).dump_python(obj, mode="json")
     except (PydanticSchemaGenerationError, TypeError, ValueError) as exc:
@@ -516,7 +517,15 @@ def _encode_with_pydantic(obj: Any) -> Any:
     return _tagged("pydantic", cls=_class_path(klass), value=value)
 
 
+def _timedelta_parts(value: datetime.timedelta) -> list[int]:
+    return [value.days, value.seconds, value.microseconds]
+
+
 _SIMPLE_ENCODERS: dict[type, tuple[str, Callable[[Any], Any]]] = {
+    datetime.datetime: ("datetime", datetime.datetime.isoformat),
+    datetime.date: ("date", datetime.date.isoformat),
+    datetime.time: ("time", datetime.time.isoformat),
+    datetime.timedelta: ("timedelta", _timedelta_parts),
     uuid.UUID: ("uuid", str),
     decimal.Decimal: ("decimal", str),
     bytes: ("bytes", lambda b: base64.b64encode(b).decode("ascii")),
@@ -635,7 +644,7 @@ class JSONSerializer(Serializer):
 
     def dumps(self, obj: Any) -> bytes:
         try:
-            tree = self._to_json_tree(obj)
+            tree = _JSONTree(self._encoder).tree(obj)
         except _Unsupported as exc:
             path = "result" + "".join(reversed(exc.path))
             kind = type(exc.value)
@@ -659,8 +668,20 @@ class JSONSerializer(Serializer):
             raise SerializationError(f"The result is not valid JSON ({self.jsonlib}): {exc}") from exc
         return tree if self._decoder is None else _apply_bottom_up(tree, self._decoder)
 
-    def _to_json_tree(self, obj: Any) -> Any:
-        """`obj` as plain JSON types only, so every jsonlib writes the same document."""
+
+class _JSONTree:
+    """Converts a value to plain JSON types, so every jsonlib writes the same document.
+
+    A plain class (not a pydantic model): the walk reads `self.encoder` for every value.
+    """
+
+    __slots__ = ("encoder",)
+
+    def __init__(self, encoder: Callable[[Any], Any] | None) -> None:
+        self.encoder = encoder
+
+    def tree(self, obj: Any) -> Any:
+        """`obj` as plain JSON types only."""
         kind = type(obj)
         if kind is str or kind is bool or kind is _NoneType:
             return obj
@@ -680,7 +701,7 @@ class JSONSerializer(Serializer):
         tree = []
         for index, item in enumerate(items):
             try:
-                tree.append(self._to_json_tree(item))
+                tree.append(self.tree(item))
             except _Unsupported as exc:
                 exc.path.append(f"[{index}]" if isinstance(items, (list, tuple)) else f" item {item!r}")
                 raise
@@ -692,7 +713,7 @@ class JSONSerializer(Serializer):
             tree = {}
             for key, value in mapping.items():
                 try:
-                    tree[key] = self._to_json_tree(value)
+                    tree[key] = self.tree(value)
                 except _Unsupported as exc:
                     exc.path.append(f"[{key!r}]")
                     raise
@@ -701,34 +722,46 @@ class JSONSerializer(Serializer):
         pairs = []
         for key, value in mapping.items():
             try:
-                pairs.append([self._to_json_tree(key), self._to_json_tree(value)])
+                pairs.append([self.tree(key), self.tree(value)])
             except _Unsupported as exc:
                 exc.path.append(f"[{key!r}]")
                 raise
         return _tagged("dict", value=pairs)
 
     def _encoded_tree(self, obj: Any) -> Any:
-        if self._encoder is None:
+        if self.encoder is None:
             raise _Unsupported(obj, "no object_encoder is configured")
         try:
-            stand_in = self._encoder(obj)
+            stand_in = self.encoder(obj)
         except TypeError as exc:
             raise _Unsupported(obj, str(exc)) from exc
         if stand_in is obj:
             raise _Unsupported(obj, "the object_encoder returned it unchanged")
         if isinstance(stand_in, dict) and _TAG in stand_in:
             # The tag object itself is trusted; only its contents need converting.
-            return {key: self._to_json_tree(value) for key, value in stand_in.items()}
-        return self._to_json_tree(stand_in)
+            return {key: self.tree(value) for key, value in stand_in.items()}
+        return self.tree(stand_in)
 
 
 def _apply_bottom_up(tree: Any, decoder: Callable[[dict[str, Any]], Any]) -> Any:
-    """Call `decoder` on every object of a decoded JSON tree, innermost first (like object_hook)."""
-    if isinstance(tree, dict):
-        return decoder({key: _apply_bottom_up(value, decoder) for key, value in tree.items()})
-    if isinstance(tree, list):
-        return [_apply_bottom_up(item, decoder) for item in tree]
+    """Call `decoder` on every object of a decoded JSON tree, innermost first (like object_hook).
+
+    Updates the freshly decoded tree in place and skips scalars, so only objects cost a call.
+    """
+    kind = type(tree)
+    if kind is dict:
+        for key, value in tree.items():
+            if type(value) in _JSON_CONTAINERS:
+                tree[key] = _apply_bottom_up(value, decoder)
+        return decoder(tree)
+    if kind is list:
+        for index, item in enumerate(tree):
+            if type(item) in _JSON_CONTAINERS:
+                tree[index] = _apply_bottom_up(item, decoder)
     return tree
+
+
+_JSON_CONTAINERS = frozenset((dict, list))
 
 
 # ---------------------------------------------------------------------------------------------
