@@ -128,7 +128,7 @@ class Serializer(BaseModel, abc.ABC):
         super().__pydantic_init_subclass__(**kwargs)
         # Register only classes that declare their own `type`; subclasses that merely tweak
         # a serializer (and inherit its type) must not replace it.
-        if "type" not in cls.__dict__.get("__annotations__", {}):
+        if "type" not in inspect.get_annotations(cls):  # the class's own annotations only
             return
         type_name = cls.model_fields["type"].default
         if not isinstance(type_name, str) or not type_name:
@@ -271,6 +271,7 @@ class PickleSerializer(Serializer):
     picklelib_version: str | None = None
 
     _lib: ModuleType = PrivateAttr()
+    _dumps_options: dict[str, Any] = PrivateAttr(default_factory=dict)
     _out_of_band: bool = PrivateAttr(False)
 
     def model_post_init(self, context: Any) -> None:
@@ -279,6 +280,7 @@ class PickleSerializer(Serializer):
             lib, ("dumps", "loads"), "picklelib", "Use a pickle module such as 'cloudpickle' or 'pickle'."
         )
         self._lib = lib
+        self._dumps_options = {"protocol": 5} if _accepts_keyword(lib.dumps, "protocol") else {}
         self._out_of_band = _accepts_keyword(lib.dumps, "buffer_callback")
         installed = getattr(lib, "__version__", None)
         if self.picklelib_version is None:
@@ -293,7 +295,7 @@ class PickleSerializer(Serializer):
 
     def dumps(self, obj: Any) -> bytes:
         try:
-            return self._lib.dumps(obj, protocol=5)
+            return self._lib.dumps(obj, **self._dumps_options)
         except Exception as exc:
             raise self._pickling_error(obj, exc) from exc
 
@@ -320,7 +322,7 @@ class PickleSerializer(Serializer):
             return False
 
         try:
-            stream = self._lib.dumps(obj, protocol=5, buffer_callback=keep_out_of_band)
+            stream = self._lib.dumps(obj, **self._dumps_options, buffer_callback=keep_out_of_band)
         except Exception as exc:
             raise self._pickling_error(obj, exc) from exc
         return [stream, *buffers]
@@ -329,13 +331,17 @@ class PickleSerializer(Serializer):
         stream, *buffers = segments
         if not buffers:
             return self.loads(stream)
+        # Objects are rebuilt on the buffers themselves: writable ones (a copy-on-write memory
+        # map) are used as they are; read-only ones (bytes) are copied once, so that arrays come
+        # back writable, as an ordinary unpickle gives them.
+        writable = [buffer if not memoryview(buffer).readonly else bytearray(buffer) for buffer in buffers]
         try:
-            return self._lib.loads(stream, buffers=buffers)
+            return self._lib.loads(stream, buffers=writable)
         except Exception as exc:
             raise self._unpickling_error(exc) from exc
 
     def _pickling_error(self, obj: Any, exc: BaseException) -> SerializationError:
-        where = _locate_unpicklable(obj, self._lib.dumps)
+        where = _locate_unpicklable(obj, functools.partial(self._lib.dumps, **self._dumps_options))
         detail = f"{where[0]}: {where[1]}" if where else f"result: {exc}"
         return SerializationError(
             f"Cannot pickle the result with {self.picklelib}: {detail}. Make that object "
@@ -357,7 +363,7 @@ class PickleSerializer(Serializer):
 _MAX_SEARCH_DEPTH = 50
 
 
-def _locate_unpicklable(obj: Any, dumps: Callable[..., Any]) -> tuple[str, str] | None:
+def _locate_unpicklable(obj: Any, dumps: Callable[[Any], Any]) -> tuple[str, str] | None:
     """(path, error) of the first object in `obj`'s graph that cannot be pickled on its own.
 
     Only run after pickling failed: it pickles sub-objects again to narrow the failure down, from
@@ -366,7 +372,7 @@ def _locate_unpicklable(obj: Any, dumps: Callable[..., Any]) -> tuple[str, str] 
 
     def failure(value: Any) -> BaseException | None:
         try:
-            dumps(value, protocol=5)
+            dumps(value)
         except Exception as exc:
             return exc
         return None
@@ -460,21 +466,28 @@ def _import_object(path: str) -> Any:
             continue
         return target
     raise SerializationError(
-        f"The JSON result names the class {path!r}, which cannot be imported here. Make its "
-        "module importable (installed or on sys.path) before loading the result."
+        f"Cannot import {path!r}, which the JSON serializer's options or data name. Make its "
+        "module importable here (installed or on sys.path) before loading the result."
     )
 
 
 def _import_class(path: str, base: type) -> type:
     klass = _import_object(path)
     if not (isinstance(klass, type) and issubclass(klass, base)):
-        raise SerializationError(f"{path!r} in the JSON result is not a {base.__name__} subclass.")
+        kind = "class" if base is object else f"{base.__name__} subclass"
+        raise SerializationError(f"{path!r} in the JSON result is not a {kind}.")
     return klass
 
 
-@functools.lru_cache(maxsize=256)
+_type_adapters: dict[Any, TypeAdapter[Any]] = {}
+
+
 def _type_adapter(klass: Any) -> TypeAdapter[Any]:
-    return TypeAdapter(klass)
+    """pydantic's validator/serializer for a class, built once (building one takes about 0.5 ms)."""
+    adapter = _type_adapters.get(klass)
+    if adapter is None:
+        adapter = _type_adapters[klass] = TypeAdapter(klass)
+    return adapter
 
 
 def _tagged(type_name: str, **fields: Any) -> dict[str, Any]:
@@ -487,15 +500,6 @@ def ferroflow_json_object_encoder(obj: Any) -> Any:
     simple = _SIMPLE_ENCODERS.get(type(obj))
     if simple is not None:
         return _tagged(simple[0], value=simple[1](obj))
-    # Subclasses (e.g. pendulum's DateTime) take the slower isinstance route.
-    if isinstance(obj, datetime.datetime):
-        return _tagged("datetime", value=obj.isoformat())
-    if isinstance(obj, datetime.date):
-        return _tagged("date", value=obj.isoformat())
-    if isinstance(obj, datetime.time):
-        return _tagged("time", value=obj.isoformat())
-    if isinstance(obj, datetime.timedelta):
-        return _tagged("timedelta", value=_timedelta_parts(obj))
     if isinstance(obj, enum.Enum):
         return _tagged("enum", cls=_class_path(type(obj)), value=obj.value)
     if isinstance(obj, BaseModel):
@@ -504,6 +508,9 @@ def ferroflow_json_object_encoder(obj: Any) -> Any:
         return _tagged("exception", cls=_class_path(type(obj)), args=list(obj.args))
     if isinstance(obj, pathlib.PurePath):
         return _tagged("path", value=str(obj))
+    for base, (type_name, encode) in _SIMPLE_ENCODERS.items():
+        if isinstance(obj, base):  # a subclass, e.g. pendulum's DateTime (datetime comes first)
+            return _tagged(type_name, value=encode(obj))
     return _encode_with_pydantic(obj)
 
 
@@ -521,6 +528,10 @@ def _timedelta_parts(value: datetime.timedelta) -> list[int]:
     return [value.days, value.seconds, value.microseconds]
 
 
+def _b64encode(data: bytes | bytearray) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
 _SIMPLE_ENCODERS: dict[type, tuple[str, Callable[[Any], Any]]] = {
     datetime.datetime: ("datetime", datetime.datetime.isoformat),
     datetime.date: ("date", datetime.date.isoformat),
@@ -528,8 +539,8 @@ _SIMPLE_ENCODERS: dict[type, tuple[str, Callable[[Any], Any]]] = {
     datetime.timedelta: ("timedelta", _timedelta_parts),
     uuid.UUID: ("uuid", str),
     decimal.Decimal: ("decimal", str),
-    bytes: ("bytes", lambda b: base64.b64encode(b).decode("ascii")),
-    bytearray: ("bytearray", lambda b: base64.b64encode(b).decode("ascii")),
+    bytes: ("bytes", _b64encode),
+    bytearray: ("bytearray", _b64encode),
     complex: ("complex", lambda c: [c.real, c.imag]),
 }
 
@@ -562,7 +573,7 @@ def ferroflow_json_object_decoder(obj: dict[str, Any]) -> Any:
         return obj
     try:
         if is_prefect:
-            return _type_adapter(_import_object(obj[_PREFECT_CLASS])).validate_python(obj["data"])
+            return _type_adapter(_import_class(obj[_PREFECT_CLASS], object)).validate_python(obj["data"])
         return _decode_tagged(str(tag), obj)
     except SerializationError:
         raise
@@ -577,8 +588,8 @@ def _decode_tagged(tag: str, obj: dict[str, Any]) -> Any:
     if tag == "enum":
         return _import_class(obj["cls"], enum.Enum)(obj["value"])
     if tag == "pydantic":
-        klass = _import_object(obj["cls"])
-        if isinstance(klass, type) and issubclass(klass, BaseModel):
+        klass = _import_class(obj["cls"], object)
+        if issubclass(klass, BaseModel):
             return klass.model_validate(obj["value"])
         return _type_adapter(klass).validate_python(obj["value"])
     if tag == "exception":
