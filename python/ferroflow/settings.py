@@ -13,7 +13,7 @@ import contextlib
 import os
 import tomllib
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +26,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from ferroflow._core import atomic_write
 from ferroflow.exceptions import InvalidSettingError
 
 ENV_PREFIX = "FERROFLOW_"
@@ -177,9 +178,7 @@ def read_profile(path: Path | None = None) -> dict[str, Any]:
 
 def write_profile(values: Mapping[str, Any], path: Path | None = None) -> Path:
     """Replace the active profile's values, keeping the other profiles; written atomically."""
-    import tomli_w
-
-    from ferroflow._core import atomic_write
+    import tomli_w  # only `config set`/`unset` write; keep it off `import ferroflow`
 
     path = path or profiles_path()
     document = _read_profiles_document(path)
@@ -300,18 +299,22 @@ def load_settings() -> Settings:
 
 
 def _explain_load_errors(exc: ValidationError) -> str:
+    profile = profiles_path()
+
+    def source(name: str) -> str:
+        return "the environment" if name in os.environ else f"the profile file {profile}"
+
+    return f"Invalid ferroflow settings: {_describe_errors(exc, source)}. Fix or unset them."
+
+
+def _describe_errors(exc: ValidationError, source: Callable[[str], str] | None = None) -> str:
+    """`FERROFLOW_X='bad' (from ...): reason` for each invalid value."""
     problems = []
-    profile = None
     for error in exc.errors():
-        field = str(error["loc"][0]) if error["loc"] else "?"
-        name = env_name(field)
-        if name in os.environ:
-            where = "the environment"
-        else:
-            profile = profile or profiles_path()
-            where = f"the profile file {profile}"
-        problems.append(f"{name}={error.get('input')!r} (from {where}): {error['msg']}")
-    return "Invalid ferroflow settings: " + "; ".join(problems) + ". Fix or unset them."
+        name = env_name(str(error["loc"][0])) if error["loc"] else "settings"
+        where = f" (from {source(name)})" if source else ""
+        problems.append(f"{name}={error.get('input')!r}{where}: {error['msg']}")
+    return "; ".join(problems)
 
 
 def get_current_settings() -> Settings:
@@ -353,10 +356,7 @@ def temporary_settings(**changes: Any) -> Iterator[Settings]:
     try:
         settings = Settings(**values)
     except ValidationError as exc:
-        raise InvalidSettingError(
-            "Invalid temporary_settings: "
-            + "; ".join(f"{env_name(str(e['loc'][0]))}={e.get('input')!r}: {e['msg']}" for e in exc.errors())
-        ) from exc
+        raise InvalidSettingError(f"Invalid temporary_settings: {_describe_errors(exc)}.") from exc
     _overrides.append(settings)
     try:
         yield settings
