@@ -1,4 +1,5 @@
 import bz2
+import copy
 import dataclasses
 import datetime
 import decimal
@@ -63,6 +64,18 @@ class Holder:
     def __init__(self) -> None:
         self.number = 1
         self.lock = threading.Lock()
+
+
+class UpperSerializer(Serializer):
+    """A custom serializer used by the tests below (registered by being defined)."""
+
+    type: Literal["test-upper"] = "test-upper"
+
+    def dumps(self, obj):
+        return str(obj).upper().encode()
+
+    def loads(self, blob):
+        return bytes(blob).decode()
 
 
 EVERY_TYPE = {
@@ -410,6 +423,23 @@ def test_descriptions_round_trip_through_json(serializer):
     assert Serializer.from_description(description) == serializer
 
 
+@pytest.mark.parametrize(
+    "serializer",
+    [
+        PickleSerializer(),
+        JSONSerializer(jsonlib="orjson"),
+        CompressedSerializer(serializer="json", compressionlib="gzip"),
+        CompressedSerializer(serializer=UpperSerializer()),
+    ],
+    ids=lambda s: s.type,
+)
+def test_serializers_can_be_pickled_and_copied(serializer):
+    duplicates = [pickle.loads(pickle.dumps(serializer)), copy.deepcopy(serializer), copy.copy(serializer)]
+    for duplicate in duplicates:
+        assert duplicate == serializer
+        assert duplicate.loads(duplicate.dumps("value")) == serializer.loads(serializer.dumps("value"))
+
+
 def test_compressed_description_nests_the_inner_description():
     description = CompressedSerializer(serializer="json").to_description()
     assert description["serializer"]["type"] == "json"
@@ -429,18 +459,6 @@ def test_invalid_description_is_a_serialization_error():
     message = "Invalid JSONSerializer options: jsonlibb: Extra inputs are not permitted"
     with pytest.raises(SerializationError, match=message):
         Serializer.from_description({"type": "json", "jsonlibb": "json"})
-
-
-class UpperSerializer(Serializer):
-    """A custom serializer used by the tests below (registered by being defined)."""
-
-    type: Literal["test-upper"] = "test-upper"
-
-    def dumps(self, obj):
-        return str(obj).upper().encode()
-
-    def loads(self, blob):
-        return bytes(blob).decode()
 
 
 def test_custom_serializers_register_by_subclassing():

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import base64
+import copy
 import datetime
 import decimal
 import enum
@@ -143,6 +144,22 @@ class Serializer(BaseModel, abc.ABC):
                 f"give {cls.__qualname__} another type name."
             )
         _registry[type_name] = cls
+
+    def __getstate__(self) -> dict[Any, Any]:
+        # Serializers travel with results to other processes; the modules and hooks they hold
+        # cannot be pickled, so they are imported again on arrival (model_post_init).
+        state = super().__getstate__()
+        state["__pydantic_private__"] = None
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self.model_post_init(None)
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Serializer:
+        duplicate = type(self).__new__(type(self))
+        duplicate.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return duplicate
 
     @abc.abstractmethod
     def dumps(self, obj: Any) -> bytes:
