@@ -17,6 +17,8 @@ from typing import Literal
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import BaseModel
 
 from ferroflow import serializers
@@ -534,3 +536,43 @@ def test_prefect_2_compressed_description_keeps_its_options():
 def test_bad_prefect_2_data_is_a_serialization_error():
     with pytest.raises(SerializationError, match="not the base64 text"):
         PickleSerializer().loads_prefect2(b"abc")
+
+
+# -- property: any mix of supported values round-trips through both JSON libraries ------------
+
+_json_leaves = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.floats(allow_nan=False),
+    st.text(),
+    st.binary(),
+    st.datetimes(timezones=st.none() | st.just(datetime.timezone.utc)),
+    st.dates(),
+    st.times(),
+    st.timedeltas(),
+    st.uuids(),
+    st.decimals(allow_nan=False),
+    st.sampled_from(["__ferroflow_type__", "__class__", "data", "value"]),
+)
+_hashable = st.one_of(st.integers(), st.text(), st.tuples(st.integers(), st.text()))
+_json_values = st.recursive(
+    _json_leaves,
+    lambda children: st.one_of(
+        st.lists(children, max_size=4),
+        st.lists(children, max_size=4).map(tuple),
+        st.frozensets(_hashable, max_size=4),
+        st.dictionaries(st.text(max_size=12) | st.sampled_from(["__class__", "data"]), children, max_size=4),
+        st.dictionaries(_hashable, children, max_size=3),
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=_json_values)
+def test_json_round_trips_any_mix_of_supported_values(value):
+    for serializer in (JSONSerializer(), JSONSerializer(jsonlib="orjson")):
+        back = serializer.loads(serializer.dumps(value))
+        assert back == value
+        assert type(back) is type(value)
