@@ -162,6 +162,14 @@ def test_write_profile_keeps_the_other_profiles(isolated_home, monkeypatch):
     assert profiles_path() == isolated_home / "profiles.toml"
 
 
+def test_writing_a_profile_chosen_by_the_environment_keeps_the_default_active(isolated_home, monkeypatch):
+    monkeypatch.setenv("FERROFLOW_PROFILE", "ci")
+    write_profile({"FERROFLOW_RESULTS_FSYNC": "true"})
+    assert get_current_settings().results_fsync is True
+    monkeypatch.delenv("FERROFLOW_PROFILE")
+    assert get_current_settings().results_fsync is False
+
+
 def test_validate_setting_parses_and_refuses():
     assert validate_setting("ferroflow_results_fsync", "on") == ("FERROFLOW_RESULTS_FSYNC", True)
     with pytest.raises(InvalidSettingError, match="cannot be set in the profile"):

@@ -185,7 +185,8 @@ def write_profile(values: Mapping[str, Any], path: Path | None = None) -> Path:
     profile = active_profile_name(document)
     profiles = document.setdefault("profiles", {})
     profiles[profile] = {key: values[key] for key in sorted(values)}
-    document.setdefault("active", profile)
+    # A profile chosen by FERROFLOW_PROFILE for this run must not become the file's default.
+    document.setdefault("active", DEFAULT_PROFILE)
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(str(path), [tomli_w.dumps(document).encode()])
     return path
