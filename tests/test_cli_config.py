@@ -123,3 +123,14 @@ def test_every_config_command_has_help(command):
     assert result.exit_code == 0
     assert "Usage: " in result.output
     assert "ferroflow config" in result.output
+
+
+@pytest.mark.parametrize(
+    "command", [["set", "FERROFLOW_RESULTS_FSYNC=true"], ["unset", "FERROFLOW_RESULTS_FSYNC"], ["view"]]
+)
+def test_a_broken_profile_file_is_reported_not_a_traceback(isolated_home, command):
+    (isolated_home / "profiles.toml").write_text("[profiles.default\n")
+    result = run(*command)
+    assert result.exit_code == 1
+    assert "is not valid TOML" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -48,9 +48,9 @@ def set_(assignments: tuple[str, ...]) -> None:
             raise click.UsageError(f"Expected KEY=VALUE, got {assignment!r}.")
         name, _parsed = _checked(validate_setting, key, value)
         updates[name] = value
-    profile = read_profile()
+    profile = _checked(read_profile)
     profile.update(updates)
-    path = write_profile(profile)
+    path = _checked(write_profile, profile)
     for name, value in updates.items():
         click.echo(f"Set {name}={value!r} in profile {active_profile_name()!r} ({path}).")
         if name in os.environ:
@@ -68,7 +68,7 @@ def unset(keys: tuple[str, ...]) -> None:
 
     Their defaults (or FERROFLOW_* environment variables) apply again.
     """
-    profile = read_profile()
+    profile = _checked(read_profile)
     removed = []
     for key in keys:
         name = env_name(_checked(field_name, key))
@@ -79,7 +79,7 @@ def unset(keys: tuple[str, ...]) -> None:
             )
         del profile[name]
         removed.append(name)
-    write_profile(profile)
+    _checked(write_profile, profile)
     for name in removed:
         click.echo(f"Unset {name} in profile {active_profile_name()!r}.")
 
@@ -95,7 +95,7 @@ def view(show_defaults: bool, show_sources: bool) -> None:
     Each line ends with its source: env, profile, or default (with --show-defaults).
     """
     settings = _checked(get_current_settings)
-    sources = setting_sources()
+    sources = _checked(setting_sources)
     click.echo(f"FERROFLOW_PROFILE={active_profile_name()!r} ({profiles_path()})")
     for field in SETTING_NAMES:
         source = sources[field]
