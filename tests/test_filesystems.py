@@ -189,6 +189,13 @@ def test_unknown_storage_types_and_bad_slugs_are_explained(storage):
         resolve_storage(3)
 
 
+def test_a_damaged_saved_storage_says_how_to_repair_it(storage, isolated_home):
+    storage.save("dev")
+    (isolated_home / "storages" / "local-file-system" / "dev.json").write_text('{"basepath": 3')
+    with pytest.raises(StorageNotFoundError, match=r"cannot be read: .* overwrite=True"):
+        LocalFileSystem.load("dev")
+
+
 def test_invalid_saved_names_are_refused(storage):
     with pytest.raises(ValueError, match="Invalid storage name '../evil'"):
         storage.save("../evil")

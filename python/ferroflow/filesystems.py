@@ -143,14 +143,21 @@ class WritableFileSystem(BaseModel, abc.ABC):
                 f"No {slug} storage named {name!r} is saved in {path.parent}. "
                 f"{_saved_list(slug)} Save one with {cls.__name__}(...).save({name!r})."
             ) from None
-        return cls.from_description(json.loads(text))
+        try:
+            return cls.from_description(json.loads(text))
+        except ValueError as exc:  # hand-edited or damaged file
+            raise StorageNotFoundError(
+                f"The saved {slug} storage {name!r} ({path}) cannot be read: {exc}. Save it again "
+                f"with {cls.__name__}(...).save({name!r}, overwrite=True)."
+            ) from exc
 
 
-def _storage_type(slug: str) -> type[WritableFileSystem]:
+def _storage_type(slug: str, where: str = "") -> type[WritableFileSystem]:
     storage_type = _storage_types.get(slug)
     if storage_type is None:
         raise StorageNotFoundError(
-            f"Unknown storage type {slug!r}. Known types: {', '.join(sorted(_storage_types))}."
+            f"Unknown storage type {slug!r}{where}. Known types: "
+            f"{', '.join(sorted(_storage_types))}. {_saved_list()}"
         )
     return storage_type
 
@@ -203,12 +210,7 @@ def resolve_storage(value: WritableFileSystem | str | None = None) -> WritableFi
             f"Invalid storage slug {value!r}: expected '<storage-type>/<saved-name>', e.g. "
             f"'local-file-system/dev'. {_saved_list()}"
         )
-    if slug not in _storage_types:
-        raise StorageNotFoundError(
-            f"Unknown storage type {slug!r} in {value!r}. Known types: "
-            f"{', '.join(sorted(_storage_types))}. {_saved_list()}"
-        )
-    return _storage_types[slug].load(name)
+    return _storage_type(slug, f" in {value!r}").load(name)
 
 
 # ---------------------------------------------------------------------------------------------
