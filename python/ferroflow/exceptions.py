@@ -109,3 +109,18 @@ __all__ += [
     "TaskRunTimeoutError",
     "UpstreamTaskError",
 ]
+
+
+class InvalidSettingError(FerroflowException, ValueError):
+    """A setting's key or value (environment, profile file, CLI or temporary_settings) is invalid."""
+
+
+class StorageNotFoundError(FerroflowException, ValueError):
+    """A storage slug or saved name that no saved storage answers to."""
+
+
+class StorageNotAvailableError(FerroflowException, NotImplementedError):
+    """A storage type that ferroflow can name but cannot use yet (S3)."""
+
+
+__all__ += ["InvalidSettingError", "StorageNotAvailableError", "StorageNotFoundError"]

@@ -5,12 +5,16 @@ from __future__ import annotations
 import click
 
 from ferroflow import __version__
+from ferroflow.cli.config import config
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ferroflow")
 def app() -> None:
     """ferroflow: persist, cache and inspect the results of Python flows and tasks."""
+
+
+app.add_command(config)
 
 
 def main() -> None:
