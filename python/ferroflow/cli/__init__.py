@@ -5,12 +5,18 @@ from __future__ import annotations
 import click
 
 from ferroflow import __version__
+from ferroflow.cli.cache import cache
+from ferroflow.cli.runs import runs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ferroflow")
 def app() -> None:
     """ferroflow: persist, cache and inspect the results of Python flows and tasks."""
+
+
+app.add_command(runs)
+app.add_command(cache)
 
 
 def main() -> None:

@@ -62,7 +62,10 @@ class RunStore(Protocol):
         """Flush and release the store."""
 
     # Reading
-    def list_flow_runs(self, limit: int | None = 20) -> list[FlowRunRecord]: ...
+    def list_flow_runs(self, limit: int | None = 20, *,
+                       parent_flow_run_id: str | None = None) -> list[FlowRunRecord]:
+        """The newest flow runs first (only the subflows of `parent_flow_run_id` if given)."""
+
     def get_flow_run(self, run_id: str) -> FlowRunRecord:
         """The flow run with this id or id prefix; `UnknownRunError` if none or several match."""
 

@@ -28,6 +28,7 @@ CREATE TABLE flow_runs (
     parent_flow_run_id TEXT,
 {progress});
 CREATE INDEX flow_runs_by_created ON flow_runs (created);
+CREATE INDEX flow_runs_by_parent ON flow_runs (parent_flow_run_id) WHERE parent_flow_run_id IS NOT NULL;
 
 CREATE TABLE task_runs (
     id                 TEXT PRIMARY KEY,

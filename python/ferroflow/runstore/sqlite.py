@@ -569,9 +569,12 @@ class SQLiteRunStore:
         with self._connection() as connection:
             return self._retrying(lambda: connection.execute(query, arguments).fetchall())
 
-    def list_flow_runs(self, limit: int | None = 20) -> list[FlowRunRecord]:
-        rows = self._read(f"SELECT {_FLOW_RUN_COLUMNS} FROM flow_runs ORDER BY created DESC, rowid DESC LIMIT ?",
-                          (-1 if limit is None else limit,))
+    def list_flow_runs(self, limit: int | None = 20, *,
+                       parent_flow_run_id: str | None = None) -> list[FlowRunRecord]:
+        where = "" if parent_flow_run_id is None else " WHERE parent_flow_run_id = :parent"
+        rows = self._read(f"SELECT {_FLOW_RUN_COLUMNS} FROM flow_runs{where} "
+                          "ORDER BY created DESC, rowid DESC LIMIT :limit",
+                          {"parent": parent_flow_run_id, "limit": -1 if limit is None else limit})
         return [_flow_run_from_row(row) for row in rows]
 
     def get_flow_run(self, run_id: str) -> FlowRunRecord:
