@@ -22,12 +22,18 @@ pub enum Error {
     /// A caller passed an unknown codec, a level out of range, and the like.
     #[error("{0}")]
     InvalidArgument(String),
+    /// A buffer or codec state could not be allocated; reported instead of aborting the process.
+    #[error("{0}")]
+    OutOfMemory(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn io(context: impl Into<String>, source: io::Error) -> Self {
-        Error::Io { context: context.into(), source }
+        Error::Io {
+            context: context.into(),
+            source,
+        }
     }
 }

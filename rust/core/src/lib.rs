@@ -2,6 +2,7 @@
 
 pub mod codec;
 pub mod error;
+pub mod hash;
 
 pub use error::{Error, Result};
 

@@ -2,7 +2,9 @@
 //! Each submodule binds one area of the core; this file only assembles the Python module.
 use pyo3::prelude::*;
 
+mod codecs;
 mod errors;
+mod hashing;
 
 #[pymodule]
 mod _core {
@@ -12,4 +14,14 @@ mod _core {
 
     #[pymodule_export]
     use crate::errors::{CorruptResultError, UnsafeKeyError, UnsupportedFormatError};
+
+    #[pymodule_export]
+    use crate::codecs::{compress, decompress};
+    #[pymodule_export]
+    const CODECS: (&str, &str, &str, &str) = crate::codecs::CODECS;
+
+    #[pymodule_export]
+    use crate::hashing::{hash_buffers, Hasher};
+    #[pymodule_export]
+    const HASH_ALGORITHMS: (&str, &str, &str) = crate::hashing::HASH_ALGORITHMS;
 }
