@@ -3,7 +3,6 @@ import datetime
 import decimal
 import enum
 import functools
-import hashlib
 import importlib.util
 import math
 import pathlib
@@ -21,33 +20,6 @@ import pytest
 from ferroflow import _core
 from ferroflow.cache_keys import canonical_encoding, hash_canonical, task_identity, task_input_hash
 from ferroflow.exceptions import CacheKeyWarning
-
-HAS_CORE_HASHER = hasattr(_core, "Hasher")
-
-
-class StandInHasher:
-    """Until the core's BLAKE3 `Hasher` is merged: the same API over hashlib (which also reads
-    buffers in place), so everything but the exact digests can be tested."""
-
-    def __init__(self, algorithm="blake3"):
-        self._hash = hashlib.blake2b(digest_size=32)
-
-    def update(self, data):
-        self._hash.update(data)
-
-    def update_many(self, buffers):
-        for data in buffers:
-            self._hash.update(data)
-
-    def hexdigest(self):
-        return self._hash.hexdigest()
-
-
-@pytest.fixture(autouse=True)
-def core_hasher(monkeypatch):
-    if not HAS_CORE_HASHER:
-        monkeypatch.setattr(_core, "Hasher", StandInHasher, raising=False)
-
 
 def u64(n):
     return struct.pack("<Q", n)
@@ -236,20 +208,9 @@ def test_an_input_that_cannot_be_hashed_disables_caching_with_a_warning():
 
 
 STABILITY_SCRIPT = textwrap.dedent("""
-    import hashlib, json, sys
+    import sys
     from types import SimpleNamespace
     import numpy as np
-    from ferroflow import _core
-    if not hasattr(_core, "Hasher"):  # the same stand-in as the tests use
-        class StandInHasher:
-            def __init__(self, algorithm="blake3"):
-                self._hash = hashlib.blake2b(digest_size=32)
-            def update_many(self, buffers):
-                for data in buffers:
-                    self._hash.update(data)
-            update = lambda self, data: self._hash.update(data)
-            hexdigest = lambda self: self._hash.hexdigest()
-        _core.Hasher = StandInHasher
     sys.path.insert(0, sys.argv[1])
     from user_tasks import work
     from ferroflow.cache_keys import task_input_hash
@@ -267,4 +228,28 @@ def test_the_same_inputs_give_the_same_key_in_other_processes(tmp_path):
                        check=True, env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout.strip()
         for seed in ("1", "2", "3")
     }
-    assert len(keys) == 1 and len(keys.pop()) == 64
+    assert len(keys) == 1
+    spec = importlib.util.spec_from_file_location("user_tasks", tmp_path / "user_tasks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    parameters = {"options": {"a": (1.5, b"raw"), "z": None}, "weights": np.arange(5.0), "n": 3,
+                  "tags": {"delta", "gamma", "beta", "alpha"}}
+    assert task_input_hash(task_context(module.work), parameters) == keys.pop()  # and in this one
+
+
+# Digests of encoding version 1, pinned: if one changes, every user's cache is invalidated, so a
+# change here must come with a new ENCODING_VERSION and a note in docs/runstore.md.
+@pytest.mark.parametrize(("value", "digest"), [
+    (None, "b661ff2079ed631c2b48ecfe5bd702206c1e3807a7cb5547f14364b2e5b30529"),
+    ("hello", "fd53203aff089a8d2fda56402804515158105363f65ab5011cc88dcc1afe3b78"),
+    ({"a": 1, "b": [1.5, "x", None]}, "81548dd56c82377db1059400ecaa6a2ced822d09f3f916ccf6620519ad81da5a"),
+    ({3, 1, 2}, "a94fab3c22740753862b635a723d04c2623f0b72892fea8689e50a34178b3e57"),
+    (np.arange(4, dtype="<i8"), "3c459c1adc2e34bb588d2f67a89b65340300c4f0f7844e77797c391f04c92bea"),
+    ((b"\x00" * 5000,), "94a79012aafa5503070ef103f32598dd633ec1d7f718c5328604e42a8901b1aa"),
+])
+def test_known_digests(value, digest):
+    assert hash_canonical(value) == digest
+    # Streaming the parts gives the digest of the whole: large buffers are not joined first.
+    whole = _core.Hasher("blake3")
+    whole.update(b"ferroflow.task_input_hash\x00\x01" + canonical_encoding(value))
+    assert whole.hexdigest() == digest

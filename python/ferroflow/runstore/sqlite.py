@@ -126,23 +126,48 @@ INSERT INTO states (run_id, type, name, message, timestamp,
 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
-# A run's current state, run count and times follow its states, as Prefect's orchestration does:
+# A run's current state, run count and times follow its states, as Prefect's orchestration has it:
 # each RUNNING state is one more run (a retry), the first sets the start time, a terminal state
-# sets the end time and running again clears it.
-_FOLLOW_STATE = """
+# sets the end time and running again clears it. `_RunProgress` folds a batch's states of one run
+# into one such update.
+_FOLLOW_STATES = """
 UPDATE {table} SET
     state_type = :type,
     state_name = :name,
-    run_count = run_count + (:type = 'RUNNING'),
-    start_time = CASE WHEN :type = 'RUNNING' AND start_time IS NULL THEN :ts ELSE start_time END,
-    end_time = CASE WHEN :type IN ({terminal}) THEN :ts
-                    WHEN :type = 'RUNNING' THEN NULL
-                    ELSE end_time END
+    run_count = run_count + :runs,
+    start_time = COALESCE(start_time, :first_start),
+    end_time = CASE :end WHEN 'set' THEN :end_time WHEN 'clear' THEN NULL ELSE end_time END
 WHERE id = :run_id
 """
-_TERMINAL_SQL = ", ".join(f"'{state_type}'" for state_type in TERMINAL_STATE_TYPES)
-_FOLLOW_STATE_FLOW_RUN = _FOLLOW_STATE.format(table="flow_runs", terminal=_TERMINAL_SQL)
-_FOLLOW_STATE_TASK_RUN = _FOLLOW_STATE.format(table="task_runs", terminal=_TERMINAL_SQL)
+_FOLLOW_STATES_FLOW_RUN = _FOLLOW_STATES.format(table="flow_runs")
+_FOLLOW_STATES_TASK_RUN = _FOLLOW_STATES.format(table="task_runs")
+
+
+class _RunProgress:
+    """What one batch's states change in their run's row."""
+
+    __slots__ = ("run_id", "type", "name", "runs", "first_start", "end", "end_time")
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        self.runs = 0
+        self.first_start: int | None = None
+        self.end = "keep"
+        self.end_time: int | None = None
+
+    def follow(self, state_type: str, name: str, timestamp: int) -> None:
+        self.type, self.name = state_type, name
+        if state_type == "RUNNING":
+            self.runs += 1
+            if self.first_start is None:
+                self.first_start = timestamp
+            self.end, self.end_time = "clear", None
+        elif state_type in TERMINAL_STATE_TYPES:
+            self.end, self.end_time = "set", timestamp
+
+    def parameters(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
 
 _PUT_CACHE_ENTRY = """
 INSERT OR REPLACE INTO cache_entries (key, task_name, created, expiration, result_kind,
@@ -281,15 +306,21 @@ class _Batch:
         connection.executemany(_UPSERT_FLOW_RUN, self.flow_runs)
         connection.executemany(_UPSERT_TASK_RUN, self.task_runs)
         if self.states:
-            rows, follows = [], []
+            rows = []
+            progress: dict[str, _RunProgress] = {}
             for run_id, state_type, name, message, moment, result in self.states:
                 state_type = str(getattr(state_type, "value", state_type))
                 ts = moment if type(moment) is int else _micros(moment)
                 rows.append((run_id, state_type, name, message, ts, *_result_columns(result)))
-                follows.append({"type": state_type, "name": name, "ts": ts, "run_id": run_id})
+                run = progress.get(run_id)
+                if run is None:
+                    run = progress[run_id] = _RunProgress(run_id)
+                run.follow(state_type, name, ts)
             connection.executemany(_INSERT_STATE, rows)
-            connection.executemany(_FOLLOW_STATE_FLOW_RUN, follows)
-            connection.executemany(_FOLLOW_STATE_TASK_RUN, follows)
+            # The run id is a flow run's or a task run's; the update of the other table finds no row.
+            updates = [run.parameters() for run in progress.values()]
+            connection.executemany(_FOLLOW_STATES_FLOW_RUN, updates)
+            connection.executemany(_FOLLOW_STATES_TASK_RUN, updates)
         connection.executemany(_PUT_CACHE_ENTRY, [
             (entry.key, entry.task_name, _micros(entry.created),
              None if entry.expiration is None else _micros(entry.expiration), *_result_columns(entry.result))
