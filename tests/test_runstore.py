@@ -3,6 +3,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -278,6 +279,43 @@ def test_two_processes_writing_one_store_at_once_lose_nothing(db_path):
             assert len(runs) == count
             assert {run.state_type for run in runs} == {"COMPLETED"}
         assert len(store.referenced_result_keys("lfs/x")) == 2 * count
+
+
+KILLED_PROCESS = textwrap.dedent("""
+    import itertools, sys
+    from ferroflow.runstore import open_store
+    store = open_store(sys.argv[1])
+    store.record_flow_run("flow", "f", "etl")
+    for i in itertools.count():
+        run_id = f"t{i}"
+        store.record_task_run(run_id, run_id, "load", flow_run_id="flow")
+        store.record_state(run_id, "RUNNING", "Running")
+        store.record_state(run_id, "COMPLETED", "Completed")
+        if i == 999:
+            store.flush()
+            print("flushed", flush=True)
+""")
+
+
+def test_a_killed_process_keeps_what_it_flushed_and_leaves_a_consistent_database(db_path):
+    url = f"sqlite:///{db_path}"
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_PROCESS, url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "flushed"
+        time.sleep(0.1)  # a few more batches in flight
+    finally:
+        writer.kill()
+        writer.wait()
+    connection = sqlite3.connect(db_path)
+    assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with open_store(url) as store:
+        task_runs = store.list_task_runs("flow")
+        assert len(task_runs) >= 1000
+        # Each batch is one transaction: a run's row agrees with the states that reached the file.
+        for run in task_runs:
+            states = store.list_states(run.id)
+            assert run.state_type == (states[-1].type if states else None)
+            assert run.run_count == sum(state.type == "RUNNING" for state in states)
 
 
 def test_a_forked_child_records_through_its_own_writer(db_path):
