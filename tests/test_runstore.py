@@ -318,7 +318,7 @@ def test_a_killed_process_keeps_what_it_flushed_and_leaves_a_consistent_database
             assert run.run_count == sum(state.type == "RUNNING" for state in states)
 
 
-def test_a_forked_child_records_through_its_own_writer(db_path):
+def test_a_forked_worker_records_through_its_own_writer_and_flushes_at_exit(db_path):
     import multiprocessing
 
     url = f"sqlite:///{db_path}"
@@ -326,8 +326,7 @@ def test_a_forked_child_records_through_its_own_writer(db_path):
     store.record_flow_run("parent", "p", "etl")  # the parent's writer is running when it forks
 
     def child():
-        store.record_flow_run("child", "c", "etl")
-        store.close()
+        store.record_flow_run("child", "c", "etl")  # flushed when the worker exits
 
     process = multiprocessing.get_context("fork").Process(target=child)
     process.start()

@@ -18,6 +18,8 @@ import contextlib
 import logging
 import os
 import queue
+import multiprocessing
+import multiprocessing.util
 import reprlib
 import sqlite3
 import threading
@@ -362,6 +364,14 @@ class SQLiteRunStore:
             self._close_connections()
             raise
         _open_stores.add(self)
+        # A multiprocessing worker ends with os._exit, which skips atexit hooks: flush it at the
+        # worker's own exit instead, for stores opened in the worker or inherited by fork.
+        if multiprocessing.parent_process() is not None:
+            self._close_at_worker_exit()
+        multiprocessing.util.register_after_fork(self, SQLiteRunStore._close_at_worker_exit)
+
+    def _close_at_worker_exit(self) -> None:
+        multiprocessing.util.Finalize(self, self.close, exitpriority=0)
 
     def __repr__(self) -> str:
         return f"SQLiteRunStore({self.url!r})"
