@@ -2,22 +2,15 @@
 
 `MIGRATIONS[n]` turns a version `n - 1` database into version `n`; a new database runs them all.
 A release that changes the schema appends one script and bumps nothing else: `SCHEMA_VERSION` is
-the highest key. Scripts are split on semicolons (so their comments must not hold one) and run
-inside the migrating transaction. Times are integers (microseconds since the Unix epoch, UTC):
-exact, compact and ordered the same way as the instants they stand for.
+the highest key. Each script runs statement by statement inside the migrating transaction.
+Times are integers (microseconds since the Unix epoch, UTC): exact, compact and ordered the same
+way as the instants they stand for.
 """
 
 from __future__ import annotations
 
-# What flow and task runs share: how far they got, maintained from their states.
-_RUN_PROGRESS_V1 = """\
-    run_count          INTEGER NOT NULL DEFAULT 0,
-    start_time         INTEGER,
-    end_time           INTEGER,
-    state_type         TEXT,
-    state_name         TEXT,
-    created            INTEGER NOT NULL
-"""
+import sqlite3
+from collections.abc import Iterator
 
 _VERSION_1 = """
 CREATE TABLE flow_runs (
@@ -26,7 +19,8 @@ CREATE TABLE flow_runs (
     flow_name          TEXT NOT NULL,
     parameters         TEXT NOT NULL DEFAULT '',
     parent_flow_run_id TEXT,
-{progress});
+    created            INTEGER NOT NULL
+);
 CREATE INDEX flow_runs_by_created ON flow_runs (created);
 CREATE INDEX flow_runs_by_parent ON flow_runs (parent_flow_run_id) WHERE parent_flow_run_id IS NOT NULL;
 
@@ -38,10 +32,12 @@ CREATE TABLE task_runs (
     task_key           TEXT NOT NULL DEFAULT '',
     dynamic_key        TEXT NOT NULL DEFAULT '',
     parameters         TEXT NOT NULL DEFAULT '',
-{progress});
+    created            INTEGER NOT NULL
+);
 CREATE INDEX task_runs_by_flow_run ON task_runs (flow_run_id, created);
 
--- Every state transition of every run, in rowid order: the order they were recorded in.
+-- Every state transition of every run, in rowid order: the order they were recorded in. A run's
+-- current state, run count and times are computed from these when read, so writing is append-only.
 CREATE TABLE states (
     run_id             TEXT NOT NULL,
     type               TEXT NOT NULL,
@@ -69,10 +65,21 @@ CREATE TABLE cache_entries (
     result_serializer  TEXT
 );
 CREATE INDEX cache_entries_by_task ON cache_entries (task_name);
-""".format(progress=_RUN_PROGRESS_V1)
+"""
 
 MIGRATIONS: dict[int, str] = {1: _VERSION_1}
 
 SCHEMA_VERSION = max(MIGRATIONS)
 
 CREATE_VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+
+
+def statements(script: str) -> Iterator[str]:
+    """The SQL statements of a script, one at a time (`executescript` would commit the transaction)."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):  # a trigger's body holds semicolons of its own
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import logging
 import os
 import queue
@@ -32,16 +33,17 @@ from typing import Any, TypeVar
 
 from ferroflow.exceptions import RunStoreError, RunStoreLockedError, RunStoreSchemaError, UnknownRunError
 from ferroflow.runstore.records import CacheEntry, FlowRunRecord, ResultRef, StateRecord, TaskRunRecord
-from ferroflow.runstore.schema import CREATE_VERSION_TABLE, MIGRATIONS, SCHEMA_VERSION
+from ferroflow.runstore.schema import CREATE_VERSION_TABLE, MIGRATIONS, SCHEMA_VERSION, statements
 
 logger = logging.getLogger("ferroflow.runstore")
 
 T = TypeVar("T")
+R = TypeVar("R", FlowRunRecord, TaskRunRecord)
+
+TERMINAL_STATE_TYPES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 PARAMETERS_SUMMARY_LIMIT = 500
 """The longest parameters summary kept for a run, in characters."""
-
-TERMINAL_STATE_TYPES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _MAX_BATCH = 5000
@@ -107,102 +109,97 @@ def _result_from_columns(kind: str | None, value: str | None, storage: str | Non
 # ----------------------------------------------------------------------------------------------
 # SQL
 
-_UPSERT_FLOW_RUN = """
-INSERT INTO flow_runs (id, name, flow_name, parameters, parent_flow_run_id, created)
-VALUES (?, ?, ?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET name = excluded.name, flow_name = excluded.flow_name,
-    parameters = excluded.parameters, parent_flow_run_id = excluded.parent_flow_run_id
-"""
-
-_UPSERT_TASK_RUN = """
-INSERT INTO task_runs (id, name, task_name, flow_run_id, task_key, dynamic_key, parameters, created)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET name = excluded.name, task_name = excluded.task_name,
-    flow_run_id = excluded.flow_run_id, task_key = excluded.task_key,
-    dynamic_key = excluded.dynamic_key, parameters = excluded.parameters
-"""
-
-_INSERT_STATE = """
-INSERT INTO states (run_id, type, name, message, timestamp,
-                    result_kind, result_value, result_storage, result_key, result_serializer)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
-
-# A run's current state, run count and times follow its states, as Prefect's orchestration has it:
-# each RUNNING state is one more run (a retry), the first sets the start time, a terminal state
-# sets the end time and running again clears it. `_RunProgress` folds a batch's states of one run
-# into one such update.
-_FOLLOW_STATES = """
-UPDATE {table} SET
-    state_type = :type,
-    state_name = :name,
-    run_count = run_count + :runs,
-    start_time = COALESCE(start_time, :first_start),
-    end_time = CASE :end WHEN 'set' THEN :end_time WHEN 'clear' THEN NULL ELSE end_time END
-WHERE id = :run_id
-"""
-_FOLLOW_STATES_FLOW_RUN = _FOLLOW_STATES.format(table="flow_runs")
-_FOLLOW_STATES_TASK_RUN = _FOLLOW_STATES.format(table="task_runs")
+# Statements of the writer, as (head, tail) around the VALUES rows: `_insert_rows` puts many rows
+# into one statement, because Python's sqlite3 hands the GIL over at every step of a statement,
+# and with `executemany` that is every row, which makes the engine's thread wait.
+_UPSERT_FLOW_RUNS = (
+    "INSERT INTO flow_runs (id, name, flow_name, parameters, parent_flow_run_id, created) VALUES",
+    " ON CONFLICT (id) DO UPDATE SET name = excluded.name, flow_name = excluded.flow_name,"
+    " parameters = excluded.parameters, parent_flow_run_id = excluded.parent_flow_run_id",
+)
+_UPSERT_TASK_RUNS = (
+    "INSERT INTO task_runs (id, name, task_name, flow_run_id, task_key, dynamic_key, parameters, created) VALUES",
+    " ON CONFLICT (id) DO UPDATE SET name = excluded.name, task_name = excluded.task_name,"
+    " flow_run_id = excluded.flow_run_id, task_key = excluded.task_key,"
+    " dynamic_key = excluded.dynamic_key, parameters = excluded.parameters",
+)
+_INSERT_STATES = (
+    "INSERT INTO states (run_id, type, name, message, timestamp,"
+    " result_kind, result_value, result_storage, result_key, result_serializer) VALUES",
+    "",
+)
+_PUT_CACHE_ENTRIES = (
+    "INSERT OR REPLACE INTO cache_entries (key, task_name, created, expiration, result_kind,"
+    " result_value, result_storage, result_key, result_serializer) VALUES",
+    "",
+)
+_MAX_ROWS_PER_STATEMENT = 500
 
 
-class _RunProgress:
-    """What one batch's states change in their run's row."""
+def _insert_rows(connection: sqlite3.Connection, statement: tuple[str, str], rows: list[tuple[Any, ...]]) -> None:
+    """Run an INSERT for `rows` with as many rows per statement as SQLite's parameter limit allows."""
+    if not rows:
+        return
+    head, tail = statement
+    width = len(rows[0])
+    limit = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    per_statement = max(1, min(_MAX_ROWS_PER_STATEMENT, limit // width))
+    placeholder = "(" + ", ".join("?" * width) + ")"
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start:start + per_statement]
+        sql = f"{head} {', '.join([placeholder] * len(chunk))}{tail}"
+        connection.execute(sql, list(itertools.chain.from_iterable(chunk)))
 
-    __slots__ = ("run_id", "type", "name", "runs", "first_start", "end", "end_time")
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id = run_id
-        self.runs = 0
-        self.first_start: int | None = None
-        self.end = "keep"
-        self.end_time: int | None = None
-
-    def follow(self, state_type: str, name: str, timestamp: int) -> None:
-        self.type, self.name = state_type, name
-        if state_type == "RUNNING":
-            self.runs += 1
-            if self.first_start is None:
-                self.first_start = timestamp
-            self.end, self.end_time = "clear", None
-        elif state_type in TERMINAL_STATE_TYPES:
-            self.end, self.end_time = "set", timestamp
-
-    def parameters(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}
-
-
-_PUT_CACHE_ENTRY = """
-INSERT OR REPLACE INTO cache_entries (key, task_name, created, expiration, result_kind,
-                                      result_value, result_storage, result_key, result_serializer)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-"""
 
 _CACHE_COLUMNS = ("key, task_name, created, expiration, result_kind, result_value, result_storage, "
                   "result_key, result_serializer")
-_FLOW_RUN_COLUMNS = ("id, name, flow_name, parameters, parent_flow_run_id, run_count, start_time, end_time, "
-                     "state_type, state_name, created")
-_TASK_RUN_COLUMNS = ("id, name, task_name, flow_run_id, task_key, dynamic_key, parameters, run_count, "
-                     "start_time, end_time, state_type, state_name, created")
+_FLOW_RUN_FIELDS = ("id", "name", "flow_name", "parameters", "parent_flow_run_id", "created")
+_TASK_RUN_FIELDS = ("id", "name", "task_name", "flow_run_id", "task_key", "dynamic_key", "parameters", "created")
+_PROGRESS_FIELDS = ("run_count", "start_time", "end_time", "state_type", "state_name")
+
+# Runs with their progress, computed from their states in the same statement (one snapshot), as
+# Prefect's orchestration has it: each RUNNING state is one more run (a retry), the first sets the
+# start time, the current state is the last one, and the run has ended if a terminal state came
+# after its last RUNNING state. The states are read through their run_id index, for these runs only.
+_RUNS_WITH_PROGRESS = """
+WITH runs AS (
+    SELECT {fields}, ROW_NUMBER() OVER (ORDER BY {order}) AS ordinal
+    FROM {table} {where} ORDER BY {order} LIMIT :limit
+),
+progress AS (
+    SELECT run_id,
+           SUM(type = 'RUNNING') AS run_count,
+           MIN(CASE WHEN type = 'RUNNING' THEN timestamp END) AS start_time,
+           MAX(CASE WHEN type = 'RUNNING' THEN rowid END) AS last_running,
+           MAX(CASE WHEN type IN ({terminal}) THEN rowid END) AS last_terminal,
+           MAX(CASE WHEN type IN ({terminal}) THEN timestamp END) AS last_terminal_time,
+           MAX(rowid) AS last_state
+    FROM states WHERE run_id IN (SELECT id FROM runs) GROUP BY run_id
+)
+SELECT {run_fields}, COALESCE(progress.run_count, 0), progress.start_time,
+       CASE WHEN progress.last_terminal > COALESCE(progress.last_running, 0)
+            THEN progress.last_terminal_time END,
+       last.type, last.name
+FROM runs
+LEFT JOIN progress ON progress.run_id = runs.id
+LEFT JOIN states AS last ON last.rowid = progress.last_state
+ORDER BY runs.ordinal
+"""
 
 
-def _flow_run_from_row(row: tuple[Any, ...]) -> FlowRunRecord:
-    (run_id, name, flow_name, parameters, parent, run_count, start, end, state_type, state_name, created) = row
-    return FlowRunRecord(
-        id=run_id, name=name, flow_name=flow_name, parameters=parameters, parent_flow_run_id=parent,
-        run_count=run_count, start_time=_datetime(start), end_time=_datetime(end),
-        state_type=state_type, state_name=state_name, created=_datetime(created),  # type: ignore[arg-type]
+def _runs_query(table: str, fields: tuple[str, ...], where: str, order: str) -> str:
+    return _RUNS_WITH_PROGRESS.format(
+        fields=", ".join(fields), run_fields=", ".join(f"runs.{field}" for field in fields),
+        table=table, where=where, order=order,
+        terminal=", ".join(f"'{state_type}'" for state_type in TERMINAL_STATE_TYPES),
     )
 
 
-def _task_run_from_row(row: tuple[Any, ...]) -> TaskRunRecord:
-    (run_id, name, task_name, flow_run_id, task_key, dynamic_key, parameters, run_count, start, end,
-     state_type, state_name, created) = row
-    return TaskRunRecord(
-        id=run_id, name=name, task_name=task_name, flow_run_id=flow_run_id, task_key=task_key,
-        dynamic_key=dynamic_key, parameters=parameters, run_count=run_count, start_time=_datetime(start),
-        end_time=_datetime(end), state_type=state_type, state_name=state_name,
-        created=_datetime(created),  # type: ignore[arg-type]
-    )
+def _run_from_row(record_type: type[R], fields: tuple[str, ...], row: tuple[Any, ...]) -> R:
+    values = dict(zip(fields + _PROGRESS_FIELDS, row, strict=True))
+    for name in ("created", "start_time", "end_time"):
+        values[name] = _datetime(values[name])
+    return record_type(**values)
 
 
 def _cache_entry_from_row(row: tuple[Any, ...]) -> CacheEntry:
@@ -267,7 +264,7 @@ _STOP = object()
 
 
 class _Batch:
-    """The operations of one transaction, grouped by statement so each group is one executemany."""
+    """The operations of one transaction, grouped by table so each group is a few multi-row INSERTs."""
 
     def __init__(self) -> None:
         self.flow_runs: list[tuple[Any, ...]] = []
@@ -303,27 +300,14 @@ class _Batch:
             self.stop = True
 
     def write(self, connection: sqlite3.Connection) -> None:
-        # Runs before states: a run recorded in the same batch as its first states exists when
-        # its states update it.
-        connection.executemany(_UPSERT_FLOW_RUN, self.flow_runs)
-        connection.executemany(_UPSERT_TASK_RUN, self.task_runs)
-        if self.states:
-            rows = []
-            progress: dict[str, _RunProgress] = {}
-            for run_id, state_type, name, message, moment, result in self.states:
-                state_type = str(getattr(state_type, "value", state_type))
-                ts = moment if type(moment) is int else _micros(moment)
-                rows.append((run_id, state_type, name, message, ts, *_result_columns(result)))
-                run = progress.get(run_id)
-                if run is None:
-                    run = progress[run_id] = _RunProgress(run_id)
-                run.follow(state_type, name, ts)
-            connection.executemany(_INSERT_STATE, rows)
-            # The run id is a flow run's or a task run's; the update of the other table finds no row.
-            updates = [run.parameters() for run in progress.values()]
-            connection.executemany(_FOLLOW_STATES_FLOW_RUN, updates)
-            connection.executemany(_FOLLOW_STATES_TASK_RUN, updates)
-        connection.executemany(_PUT_CACHE_ENTRY, [
+        _insert_rows(connection, _UPSERT_FLOW_RUNS, self.flow_runs)
+        _insert_rows(connection, _UPSERT_TASK_RUNS, self.task_runs)
+        _insert_rows(connection, _INSERT_STATES, [
+            (run_id, str(getattr(state_type, "value", state_type)), name, message,
+             moment if type(moment) is int else _micros(moment), *_result_columns(result))
+            for run_id, state_type, name, message, moment, result in self.states
+        ])
+        _insert_rows(connection, _PUT_CACHE_ENTRIES, [
             (entry.key, entry.task_name, _micros(entry.created),
              None if entry.expiration is None else _micros(entry.expiration), *_result_columns(entry.result))
             for entry in self.cache_entries
@@ -476,9 +460,8 @@ class SQLiteRunStore:
                     "FERROFLOW_RUNSTORE_URL at another database file."
                 )
             for target in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in MIGRATIONS[target].split(";"):
-                    if statement.strip():
-                        connection.execute(statement)
+                for statement in statements(MIGRATIONS[target]):
+                    connection.execute(statement)
             if row is None:
                 connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
             elif version < SCHEMA_VERSION:
@@ -610,44 +593,46 @@ class SQLiteRunStore:
         with self._connection() as connection:
             return self._retrying(lambda: connection.execute(query, arguments).fetchall())
 
+    def _runs(self, kind: type[R], where: str, order: str, arguments: dict[str, Any]) -> list[R]:
+        table, fields = ("flow_runs", _FLOW_RUN_FIELDS) if kind is FlowRunRecord else ("task_runs", _TASK_RUN_FIELDS)
+        rows = self._read(_runs_query(table, fields, where, order), {"limit": -1, **arguments})
+        return [_run_from_row(kind, fields, row) for row in rows]
+
     def list_flow_runs(self, limit: int | None = 20, *,
                        parent_flow_run_id: str | None = None) -> list[FlowRunRecord]:
-        where = "" if parent_flow_run_id is None else " WHERE parent_flow_run_id = :parent"
-        rows = self._read(f"SELECT {_FLOW_RUN_COLUMNS} FROM flow_runs{where} "
-                          "ORDER BY created DESC, rowid DESC LIMIT :limit",
+        where = "" if parent_flow_run_id is None else "WHERE parent_flow_run_id = :parent"
+        return self._runs(FlowRunRecord, where, "created DESC, rowid DESC",
                           {"parent": parent_flow_run_id, "limit": -1 if limit is None else limit})
-        return [_flow_run_from_row(row) for row in rows]
-
-    def get_flow_run(self, run_id: str) -> FlowRunRecord:
-        return _flow_run_from_row(self._find_run("flow_runs", _FLOW_RUN_COLUMNS, run_id, "flow run"))
-
-    def get_task_run(self, run_id: str) -> TaskRunRecord:
-        return _task_run_from_row(self._find_run("task_runs", _TASK_RUN_COLUMNS, run_id, "task run"))
-
-    def _find_run(self, table: str, columns: str, run_id: str, kind: str) -> tuple[Any, ...]:
-        """The run whose id is `run_id` or, failing that, the only one whose id starts with it."""
-        rows = self._read(f"SELECT {columns} FROM {table} WHERE id = ?", (run_id,))
-        if not rows and run_id:
-            # A range rather than LIKE: ids may hold LIKE's wildcards, and the range uses the index.
-            rows = self._read(f"SELECT {columns} FROM {table} WHERE id >= ? AND id < ? ORDER BY id LIMIT 6",
-                              (run_id, run_id + "\U0010ffff"))
-        if len(rows) == 1:
-            return rows[0]
-        if not rows:
-            raise UnknownRunError(
-                f"No {kind} with an id starting with {run_id!r} in the run store {self.path or self.url}. "
-                "List recent flow runs with `ferroflow runs ls`."
-            )
-        candidates = ", ".join(row[0] for row in rows[:5])
-        raise UnknownRunError(
-            f"{run_id!r} is the start of several {kind} ids ({candidates}{', ...' if len(rows) > 5 else ''}); "
-            "give more of the id."
-        )
 
     def list_task_runs(self, flow_run_id: str) -> list[TaskRunRecord]:
-        rows = self._read(f"SELECT {_TASK_RUN_COLUMNS} FROM task_runs WHERE flow_run_id = ? "
-                          "ORDER BY created, rowid", (flow_run_id,))
-        return [_task_run_from_row(row) for row in rows]
+        return self._runs(TaskRunRecord, "WHERE flow_run_id = :flow_run_id", "created, rowid",
+                          {"flow_run_id": flow_run_id})
+
+    def get_flow_run(self, run_id: str) -> FlowRunRecord:
+        return self._find_run(FlowRunRecord, run_id, "flow run")
+
+    def get_task_run(self, run_id: str) -> TaskRunRecord:
+        return self._find_run(TaskRunRecord, run_id, "task run")
+
+    def _find_run(self, kind: type[R], run_id: str, description: str) -> R:
+        """The run whose id is `run_id` or, failing that, the only one whose id starts with it."""
+        runs = self._runs(kind, "WHERE id = :id", "id", {"id": run_id})
+        if not runs and run_id:
+            # A range rather than LIKE: ids may hold LIKE's wildcards, and the range uses the index.
+            runs = self._runs(kind, "WHERE id >= :id AND id < :end", "id",
+                              {"id": run_id, "end": run_id + "\U0010ffff", "limit": 6})
+        if len(runs) == 1:
+            return runs[0]
+        if not runs:
+            raise UnknownRunError(
+                f"No {description} with an id starting with {run_id!r} in the run store {self.path or self.url}. "
+                "List recent flow runs with `ferroflow runs ls`."
+            )
+        candidates = ", ".join(run.id for run in runs[:5])
+        raise UnknownRunError(
+            f"{run_id!r} is the start of several {description} ids ({candidates}{', ...' if len(runs) > 5 else ''}); "
+            "give more of the id."
+        )
 
     def list_states(self, run_id: str) -> list[StateRecord]:
         rows = self._read("SELECT run_id, type, name, message, timestamp, result_kind, result_value, "
