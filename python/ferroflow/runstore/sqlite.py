@@ -17,10 +17,10 @@ import atexit
 import contextlib
 import itertools
 import logging
-import os
-import queue
 import multiprocessing
 import multiprocessing.util
+import os
+import queue
 import reprlib
 import sqlite3
 import threading
@@ -73,6 +73,7 @@ _summary_repr.maxlevel = 3
 _summary_repr.maxstring = 60
 _summary_repr.maxother = 60
 _summary_repr.maxlong = 40
+_SHORT_REPR_TYPES = frozenset({type(None), bool, float})
 
 
 def summarize_parameters(parameters: Mapping[str, Any] | None, limit: int = PARAMETERS_SUMMARY_LIMIT) -> str:
@@ -84,10 +85,15 @@ def summarize_parameters(parameters: Mapping[str, Any] | None, limit: int = PARA
         return ""
     parts = []
     for name, value in parameters.items():
-        try:
-            shown = _summary_repr.repr(value)
-        except Exception:  # a user's __repr__ may raise anything; the summary must not
-            shown = f"<{type(value).__name__}>"
+        kind = type(value)
+        if (kind in _SHORT_REPR_TYPES or (kind is int and value.bit_length() <= 64)
+                or (kind is str and len(value) <= _summary_repr.maxstring)):
+            shown = repr(value)  # the common case, without reprlib's machinery: this runs per task
+        else:
+            try:
+                shown = _summary_repr.repr(value)
+            except Exception:  # a user's __repr__ may raise anything; the summary must not
+                shown = f"<{kind.__name__}>"
         parts.append(f"{name}={shown}")
     summary = ", ".join(parts)
     return summary if len(summary) <= limit else summary[: limit - 1] + "…"
