@@ -124,3 +124,32 @@ class StorageNotAvailableError(FerroflowException, NotImplementedError):
 
 
 __all__ += ["InvalidSettingError", "StorageNotAvailableError", "StorageNotFoundError"]
+
+
+class RunStoreError(FerroflowException, RuntimeError):
+    """The run store (the database of flow runs, task runs, states and cache entries) failed."""
+
+
+class RunStoreLockedError(RunStoreError, TimeoutError):
+    """The run store's database file stayed locked by another process or thread for too long."""
+
+
+class RunStoreSchemaError(RunStoreError):
+    """The run store's database was created by a newer ferroflow than the one running."""
+
+
+class UnknownRunError(RunStoreError, LookupError):
+    """No flow or task run in the run store matches the given id or id prefix (or several do)."""
+
+
+class CacheKeyWarning(UserWarning):
+    """A task's inputs could not be hashed into a cache key; the task runs without caching."""
+
+
+__all__ += [
+    "CacheKeyWarning",
+    "RunStoreError",
+    "RunStoreLockedError",
+    "RunStoreSchemaError",
+    "UnknownRunError",
+]

@@ -6,6 +6,8 @@ import click
 
 from ferroflow import __version__
 from ferroflow.cli.config import config
+from ferroflow.cli.cache import cache
+from ferroflow.cli.runs import runs
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,6 +17,8 @@ def app() -> None:
 
 
 app.add_command(config)
+app.add_command(runs)
+app.add_command(cache)
 
 
 def main() -> None:

@@ -1,0 +1,446 @@
+"""Cache keys for tasks: `task_input_hash`, and the canonical encoding it hashes.
+
+A cache key must be the same for the same task and inputs in every process, run and Python version,
+so it cannot hash `hash()`, `repr()` or Python bytecode (Prefect 2 hashed `co_code`, and its keys
+changed with each Python release). ferroflow hashes a canonical encoding instead, with BLAKE3 in the
+Rust core, and hands large buffers (bytes, NumPy arrays) to the hasher without copying them.
+
+The canonical encoding (version 1). Every value is a one-byte tag and a payload; `u64` is an
+unsigned 64-bit little-endian integer and `text` is `u64 length + UTF-8`:
+
+    N                                 None
+    T / F                             True / False
+    i  u64 length, bytes              int: two's complement, little-endian, bit_length // 8 + 1 bytes
+    f  8 bytes                        float: IEEE 754 binary64, little-endian (one NaN for all NaNs)
+    c  8 bytes, 8 bytes               complex: real and imaginary parts as floats
+    s  text                           str (lone surrogates kept, as "surrogatepass" encodes them)
+    b  u64 length, bytes              bytes, bytearray, memoryview and other buffers: their bytes
+    l / t  u64 count, values          list / tuple (subclasses such as named tuples included)
+    d  u64 count, (key, value)...     dict and other mappings, pairs sorted by the key's encoding
+    S  u64 count, values              set / frozenset, members sorted by their encoding
+    E  text type, value               Enum member: qualified type name, then its value
+    D  text type, u64 count, (text name, value)...   dataclass: its fields in definition order
+    M  text type, u64 count, (text name, value)...   pydantic model: its fields, then extra fields
+    A  text dtype, u64 ndim, u64 dims..., u64 length, bytes
+                                      NumPy array: dtype (`dtype.str`, or the field description
+                                      of a structured dtype), shape, and the raw memory in C order
+                                      (a non-contiguous array is made contiguous first: a copy)
+    O  u64 ndim, u64 dims..., values  NumPy array of Python objects: shape, then each element
+    r  text type, text                datetime, date, time, timedelta, Decimal, UUID, paths:
+                                      qualified type name (`pathlib.PurePath` for every path)
+                                      and a canonical text form (ISO 8601, str, POSIX path)
+    p  u64 length, bytes              anything else: its cloudpickle bytes
+
+Numbers keep their type (`1`, `1.0` and `True` differ); equal containers of kinds Python treats
+as interchangeable encode alike (`set`/`frozenset`, `bytes`/`bytearray`); `list` and `tuple`
+differ. The cloudpickle fallback is stable only as far as the object's pickle is: most library
+types pickle deterministically, but an object whose pickle holds a set, a memory address or a
+random order gives a different key each time (the task then misses the cache; it never hits a
+wrong entry). Objects that pickling refuses make the key None: the task runs without caching.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import decimal
+import enum
+import inspect
+import math
+import pathlib
+import struct
+import sys
+import textwrap
+import uuid
+import warnings
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
+
+import cloudpickle  # type: ignore[import-untyped]
+
+from ferroflow import _core
+from ferroflow.exceptions import CacheKeyWarning
+
+ENCODING_VERSION = 1
+_DOMAIN = b"ferroflow.task_input_hash\x00" + bytes([ENCODING_VERSION])
+
+_u64 = struct.Struct("<Q").pack
+_f64 = struct.Struct("<d").pack
+_CANONICAL_NAN = _f64(math.nan)
+# Buffers shorter than this are copied into the running chunk; longer ones are passed to the
+# hasher as they are, which costs one more buffer in update_many but no copy.
+_INLINE_LIMIT = 4096
+
+
+class _TaskLike(Protocol):
+    fn: Callable[..., Any]
+    name: str
+
+
+class _TaskRunContextLike(Protocol):
+    task: _TaskLike
+
+
+class UnhashableInput(TypeError):
+    """An input the canonical encoding cannot represent (e.g. it refuses to be pickled)."""
+
+
+def _qualified_name(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+class _Encoder:
+    """Builds the canonical encoding as a list of buffers: small parts joined, large ones by reference."""
+
+    def __init__(self, active: set[int] | None = None) -> None:
+        self.chunks: list[Any] = []
+        self.pending = bytearray()
+        self.active = set() if active is None else active  # containers being encoded: cycle guard
+
+    def finish(self) -> list[Any]:
+        if self.pending:
+            self.chunks.append(bytes(self.pending))
+            self.pending = bytearray()
+        return self.chunks
+
+    def to_bytes(self, value: Any) -> bytes:
+        """`value`'s encoding in one bytes object (for sorting dict keys and set members)."""
+        encoder = _Encoder(self.active)
+        encoder.value(value)
+        return b"".join(encoder.finish())
+
+    # -- primitives --------------------------------------------------------------------------------
+
+    def raw(self, data: Any) -> None:
+        """A length-prefixed buffer; `data` is a bytes-like object of unsigned bytes."""
+        self.pending += _u64(len(data))
+        if len(data) < _INLINE_LIMIT:
+            self.pending += data
+        else:
+            self.finish()
+            self.chunks.append(data)
+
+    def text(self, value: str) -> None:
+        self.raw(value.encode("utf-8", "surrogatepass"))
+
+    def count(self, n: int) -> None:
+        self.pending += _u64(n)
+
+    # -- values ------------------------------------------------------------------------------------
+
+    def value(self, value: Any) -> None:
+        encode = _EXACT_TYPES.get(type(value))
+        if encode is not None:
+            encode(self, value)
+        else:
+            self.other(value)
+
+    def none(self, _: None) -> None:
+        self.pending += b"N"
+
+    def boolean(self, value: bool) -> None:
+        self.pending += b"T" if value else b"F"
+
+    def integer(self, value: int) -> None:
+        self.pending += b"i"
+        self.raw(int(value).to_bytes((value.bit_length() + 8) // 8, "little", signed=True))
+
+    def floating(self, value: float) -> None:
+        self.pending += b"f"
+        self.pending += _CANONICAL_NAN if math.isnan(value) else _f64(value)
+
+    def complex_number(self, value: complex) -> None:
+        self.pending += b"c"
+        for part in (value.real, value.imag):
+            self.pending += _CANONICAL_NAN if math.isnan(part) else _f64(part)
+
+    def string(self, value: str) -> None:
+        self.pending += b"s"
+        self.text(value)
+
+    def buffer(self, value: Any) -> None:
+        self.pending += b"b"
+        view = memoryview(value)
+        if not view.c_contiguous:
+            view = memoryview(view.tobytes())
+        self.raw(view.cast("B") if view.format != "B" or view.ndim != 1 else view)
+
+    def sequence(self, value: list[Any] | tuple[Any, ...]) -> None:
+        with self._entered(value):
+            self.pending += b"t" if isinstance(value, tuple) else b"l"
+            self.count(len(value))
+            for item in value:
+                self.value(item)
+
+    def mapping(self, value: Mapping[Any, Any]) -> None:
+        with self._entered(value):
+            pairs = sorted(((self.to_bytes(key), item) for key, item in value.items()), key=_first)
+            self.pending += b"d"
+            self.count(len(pairs))
+            for encoded_key, item in pairs:
+                self.pending += encoded_key
+                self.value(item)
+
+    def set_of(self, value: set[Any] | frozenset[Any]) -> None:
+        with self._entered(value):
+            members = sorted(self.to_bytes(member) for member in value)
+            self.pending += b"S"
+            self.count(len(members))
+            for member in members:
+                self.pending += member
+
+    def text_form(self, value: Any) -> None:
+        self.pending += b"r"
+        if isinstance(value, pathlib.PurePath):
+            # One type name for every flavour: the same path is the same input on every OS.
+            self.text("pathlib.PurePath")
+            self.text(value.as_posix())
+        else:
+            self.text(_qualified_name(type(value)))
+            self.text(value.isoformat() if hasattr(value, "isoformat") else str(value))
+
+    def fields(self, tag: bytes, value: Any, items: list[tuple[str, Any]]) -> None:
+        with self._entered(value):
+            self.pending += tag
+            self.text(_qualified_name(type(value)))
+            self.count(len(items))
+            for name, item in items:
+                self.text(name)
+                self.value(item)
+
+    def other(self, value: Any) -> None:
+        """Types matched by class hierarchy rather than exact type, then the pickle fallback."""
+        numpy = sys.modules.get("numpy")
+        if numpy is not None and isinstance(value, numpy.ndarray | numpy.generic):
+            self.ndarray(numpy, numpy.asarray(value))
+        elif isinstance(value, enum.Enum):
+            self.pending += b"E"
+            self.text(_qualified_name(type(value)))
+            self.value(value.value)
+        elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+            self.fields(b"D", value, [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value)])
+        elif _is_pydantic_model(value):
+            extra = getattr(value, "model_extra", None) or {}
+            names = [*type(value).model_fields, *sorted(extra)]
+            self.fields(b"M", value, [(name, getattr(value, name)) for name in names])
+        else:
+            self._by_base_class(value)
+
+    def _by_base_class(self, value: Any) -> None:
+        for base, encode in _BASE_TYPES:
+            if isinstance(value, base):
+                encode(self, value)
+                return
+        try:
+            view = memoryview(value)
+        except TypeError:
+            self.pickled(value)
+        else:
+            self.buffer(view)
+
+    def ndarray(self, numpy: Any, array: Any) -> None:
+        if array.dtype.hasobject:
+            with self._entered(array):
+                self.pending += b"O"
+                self._shape(array.shape)
+                for item in array.flat:
+                    self.value(item)
+            return
+        self.pending += b"A"
+        self.text(str(array.dtype.descr) if array.dtype.fields else array.dtype.str)
+        self._shape(array.shape)
+        if not array.flags.c_contiguous:
+            array = numpy.ascontiguousarray(array)
+        # A flat uint8 view of the same memory: no copy, and valid for dtypes (datetime64, ...)
+        # that memoryview itself refuses.
+        self.raw(memoryview(array.reshape(-1).view(numpy.uint8)))
+
+    def _shape(self, shape: tuple[int, ...]) -> None:
+        self.count(len(shape))
+        for dimension in shape:
+            self.count(dimension)
+
+    def pickled(self, value: Any) -> None:
+        try:
+            data = cloudpickle.dumps(value, protocol=5)
+        except Exception as error:
+            raise UnhashableInput(f"{_qualified_name(type(value))} cannot be pickled ({error})") from error
+        self.pending += b"p"
+        self.raw(data)
+
+    class _Entered:
+        __slots__ = ("active", "key")
+
+        def __init__(self, active: set[int], key: int) -> None:
+            self.active, self.key = active, key
+
+        def __enter__(self) -> None:
+            if self.key in self.active:
+                raise UnhashableInput("it contains itself (a reference cycle)")
+            self.active.add(self.key)
+
+        def __exit__(self, *exc_info: object) -> None:
+            self.active.discard(self.key)
+
+    def _entered(self, container: Any) -> _Encoder._Entered:
+        return _Encoder._Entered(self.active, id(container))
+
+
+def _first(pair: tuple[bytes, Any]) -> bytes:
+    return pair[0]
+
+
+def _is_pydantic_model(value: Any) -> bool:
+    pydantic = sys.modules.get("pydantic")
+    return pydantic is not None and isinstance(value, pydantic.BaseModel)
+
+
+_EXACT_TYPES: dict[type, Callable[[_Encoder, Any], None]] = {
+    type(None): _Encoder.none,
+    bool: _Encoder.boolean,
+    int: _Encoder.integer,
+    float: _Encoder.floating,
+    complex: _Encoder.complex_number,
+    str: _Encoder.string,
+    bytes: _Encoder.buffer,
+    bytearray: _Encoder.buffer,
+    memoryview: _Encoder.buffer,
+    list: _Encoder.sequence,
+    tuple: _Encoder.sequence,
+    dict: _Encoder.mapping,
+    set: _Encoder.set_of,
+    frozenset: _Encoder.set_of,
+    datetime.datetime: _Encoder.text_form,
+    datetime.date: _Encoder.text_form,
+    datetime.time: _Encoder.text_form,
+    datetime.timedelta: _Encoder.text_form,
+    decimal.Decimal: _Encoder.text_form,
+    uuid.UUID: _Encoder.text_form,
+}
+
+# Subclasses (IntEnum and dataclasses are caught before these), in the order they are tried.
+_BASE_TYPES: list[tuple[type | tuple[type, ...], Callable[[_Encoder, Any], None]]] = [
+    (int, _Encoder.integer),
+    (float, _Encoder.floating),
+    (str, _Encoder.string),
+    ((bytes, bytearray), _Encoder.buffer),
+    ((list, tuple), _Encoder.sequence),
+    (Mapping, _Encoder.mapping),
+    ((set, frozenset), _Encoder.set_of),
+    ((datetime.date, datetime.time, datetime.timedelta, decimal.Decimal, uuid.UUID, pathlib.PurePath),
+     _Encoder.text_form),
+]
+
+
+def canonical_encoding(value: Any) -> bytes:
+    """`value`'s canonical encoding in one piece (`hash_canonical` streams it after a domain prefix)."""
+    encoder = _Encoder()
+    encoder.value(value)
+    return b"".join(encoder.finish())
+
+
+def hash_canonical(value: Any) -> str:
+    """The BLAKE3 hex digest of `value`'s canonical encoding, large buffers hashed in place."""
+    encoder = _Encoder()
+    encoder.value(value)
+    hasher = _core.Hasher("blake3")
+    hasher.update_many([_DOMAIN, *encoder.finish()])
+    return str(hasher.hexdigest())
+
+
+# ---------------------------------------------------------------------------------------------------
+# The task's identity
+
+
+_source_digests: dict[Any, str | None] = {}
+
+
+def _source_digest(fn: Callable[..., Any]) -> str | None:
+    """BLAKE3 of the function's source text, or None when Python cannot find it (REPL, C functions).
+
+    Source, not bytecode: it is the same in every Python version. Line endings and the common
+    indentation are normalized, so a checkout on Windows or moving a function into a class body
+    keeps its keys. Cached per code object: reading source is slow and a function's code is fixed.
+    """
+    code = getattr(fn, "__code__", fn)
+    try:
+        return _source_digests[code]
+    except (KeyError, TypeError):
+        pass
+    try:
+        source = textwrap.dedent(inspect.getsource(fn).replace("\r\n", "\n"))
+    except (OSError, TypeError):
+        digest = None
+    else:
+        hasher = _core.Hasher("blake3")
+        hasher.update(source.encode("utf-8", "surrogatepass"))
+        digest = str(hasher.hexdigest())
+    try:
+        _source_digests[code] = digest
+    except TypeError:  # an unhashable callable: nothing to cache it by
+        pass
+    return digest
+
+
+def task_identity(task: _TaskLike) -> tuple[str, str | None]:
+    """What `task_input_hash` hashes for the task: its function's qualified name and source digest.
+
+    The function is unwrapped first (`functools.wraps` decorators), so the key follows the user's
+    code; a callable without a qualified name is known by the task's name.
+    """
+    fn = inspect.unwrap(task.fn)
+    module = getattr(fn, "__module__", None)
+    qualname = getattr(fn, "__qualname__", None)
+    name = f"{module}.{qualname}" if module and qualname else str(task.name)
+    return name, _source_digest(fn)
+
+
+# ---------------------------------------------------------------------------------------------------
+# The cache key function
+
+
+def task_input_hash(context: _TaskRunContextLike, parameters: Mapping[str, Any]) -> str | None:
+    """A cache key from the task's identity and its inputs: `@task(cache_key_fn=task_input_hash)`.
+
+    The same task code with equal inputs gives the same key in every process, run and Python
+    version; changing the task's source or any input changes it. Returns None (the task runs
+    without caching) with a `CacheKeyWarning` naming the input when an input cannot be hashed.
+    """
+    identity = task_identity(context.task)
+    try:
+        return hash_canonical((identity, dict(parameters)))
+    except (UnhashableInput, RecursionError) as error:
+        culprit = _first_unhashable(parameters)
+        warnings.warn(
+            f"task_input_hash could not hash the input {culprit!r} of task {context.task.name!r}: "
+            f"{_reason(error)}. The task runs without caching; pass a value that can be pickled, or "
+            "give the task its own cache_key_fn.",
+            CacheKeyWarning,
+            stacklevel=2,
+        )
+        return None
+
+
+def _first_unhashable(parameters: Mapping[str, Any]) -> str | None:
+    for name, value in parameters.items():
+        try:
+            canonical_encoding(value)
+        except (UnhashableInput, RecursionError):
+            return name
+    return None
+
+
+def _reason(error: BaseException) -> str:
+    if isinstance(error, RecursionError):
+        return "it is nested too deeply to encode"
+    return str(error)
+
+
+__all__ = [
+    "ENCODING_VERSION",
+    "UnhashableInput",
+    "canonical_encoding",
+    "hash_canonical",
+    "task_identity",
+    "task_input_hash",
+]

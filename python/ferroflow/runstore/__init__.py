@@ -1,0 +1,130 @@
+"""The run store: a record of flow runs, task runs, their states and result references, and the
+task-cache table.
+
+The engine talks to it through `RunStore`, in plain data (ids, names, strings, datetimes, dicts),
+and gets one from `open_store(url)`:
+
+    store = open_store()                      # FERROFLOW_RUNSTORE_URL, else $FERROFLOW_HOME/ferroflow.db
+    store.record_flow_run(flow_run_id, "crimson-fox", "etl", parameters={"day": "2024-01-02"})
+    store.record_state(flow_run_id, "RUNNING", "Running")
+    store.record_task_run(task_run_id, "load-0", "load", flow_run_id=flow_run_id, task_key="etl.load")
+    store.record_state(task_run_id, "COMPLETED", "Completed",
+                       result=ResultRef.persisted("local-file-system/dev", "5f0c...", "pickle"))
+    store.flush()                             # only needed before reading from another process
+
+Recording is queued and committed in batches by a background thread; see `docs/runstore.md`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Protocol, runtime_checkable
+
+from ferroflow.runstore.records import CacheEntry, FlowRunRecord, ResultRef, RunRecord, StateRecord, TaskRunRecord
+from ferroflow.runstore.sqlite import SQLiteRunStore, summarize_parameters
+from ferroflow.settings import get_current_settings
+
+RUNSTORE_URL_VARIABLE = "FERROFLOW_RUNSTORE_URL"
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """What the engine and the CLI need from a run store, whatever its backend.
+
+    Recording methods are cheap and may be asynchronous: their effects become visible to other
+    processes after `flush()` (or the backend's next batch). Reads in the same process see every
+    write made before them. Run ids are unique across flow and task runs.
+    """
+
+    url: str
+
+    # Recording (the engine's hot path)
+    def record_flow_run(self, run_id: str, name: str, flow_name: str, *,
+                        parameters: Mapping[str, Any] | None = None,
+                        parent_flow_run_id: str | None = None) -> None:
+        """Record (or rename) a flow run; record it before its states."""
+
+    def record_task_run(self, run_id: str, name: str, task_name: str, *, flow_run_id: str | None = None,
+                        task_key: str = "", dynamic_key: str = "",
+                        parameters: Mapping[str, Any] | None = None) -> None:
+        """Record (or rename) a task run; record it before its states."""
+
+    def record_state(self, run_id: str, state_type: str, state_name: str, *, timestamp: datetime | None = None,
+                     message: str | None = None, result: ResultRef | None = None) -> None:
+        """Append a state to a run; the run's current state, run count and times follow it."""
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything recorded so far is stored."""
+
+    def close(self) -> None:
+        """Flush and release the store."""
+
+    # Reading
+    def list_flow_runs(self, limit: int | None = 20, *,
+                       parent_flow_run_id: str | None = None) -> list[FlowRunRecord]:
+        """The newest flow runs first (only the subflows of `parent_flow_run_id` if given)."""
+
+    def get_flow_run(self, run_id: str) -> FlowRunRecord:
+        """The flow run with this id or id prefix; `UnknownRunError` if none or several match."""
+
+    def get_task_run(self, run_id: str) -> TaskRunRecord: ...
+    def list_task_runs(self, flow_run_id: str) -> list[TaskRunRecord]: ...
+    def list_states(self, run_id: str) -> list[StateRecord]: ...
+    def referenced_result_keys(self, storage: str | None = None, *,
+                               now: datetime | None = None) -> set[tuple[str, str]]:
+        """`(storage, key)` of every persisted result still referenced by a state or cache entry."""
+
+    # The task cache
+    def put_cache_entry(self, key: str, task_name: str, result: ResultRef, *, created: datetime | None = None,
+                        expiration: datetime | None = None) -> None: ...
+    def get_cache_entry(self, key: str, now: datetime | None = None) -> CacheEntry | None: ...
+    def list_cache_entries(self, *, key: str | None = None, task_name: str | None = None,
+                           expired_only: bool = False, now: datetime | None = None) -> list[CacheEntry]: ...
+    def delete_cache_entries(self, *, key: str | None = None, task_name: str | None = None,
+                             expired_only: bool = False, now: datetime | None = None) -> int: ...
+
+
+def default_store_url() -> str:
+    """`FERROFLOW_RUNSTORE_URL` if set, else `sqlite:///<FERROFLOW_HOME>/ferroflow.db`."""
+    configured = os.environ.get(RUNSTORE_URL_VARIABLE, "").strip()
+    if configured:
+        return configured
+    return f"sqlite:///{get_current_settings().home / 'ferroflow.db'}"
+
+
+def open_store(url: str | None = None, *, lock_timeout: float = 10.0) -> RunStore:
+    """Open the run store at `url` (default: `default_store_url()`), creating it on first use.
+
+    `sqlite:///relative/path.db` and `sqlite:////absolute/path.db` name a SQLite file (as in
+    SQLAlchemy, a fourth slash starts an absolute path); `memory://` a private in-memory store.
+    The caller owns the store: `close()` it, or let interpreter exit flush and close it.
+    """
+    url = url or default_store_url()
+    if url.startswith("sqlite:///"):
+        path = url.removeprefix("sqlite:///")
+        if path:
+            return SQLiteRunStore(path, lock_timeout=lock_timeout)
+    elif url == "memory://":
+        return SQLiteRunStore(None, lock_timeout=lock_timeout)
+    raise ValueError(
+        f"Unsupported run store URL {url!r} (from {RUNSTORE_URL_VARIABLE} or the caller). "
+        "Use sqlite:///path/to/ferroflow.db or memory://."
+    )
+
+
+__all__ = [
+    "RUNSTORE_URL_VARIABLE",
+    "CacheEntry",
+    "FlowRunRecord",
+    "ResultRef",
+    "RunRecord",
+    "RunStore",
+    "SQLiteRunStore",
+    "StateRecord",
+    "TaskRunRecord",
+    "default_store_url",
+    "open_store",
+    "summarize_parameters",
+]

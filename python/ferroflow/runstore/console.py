@@ -1,0 +1,90 @@
+"""Showing the run store in a terminal: how the `ferroflow runs` and `ferroflow cache` commands open
+the store, write times and durations, and print JSON."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from ferroflow.exceptions import RunStoreError
+from ferroflow.runstore import RunStore, open_store
+
+ID_PREFIX_LENGTH = 8
+
+_STATE_STYLES = {
+    "COMPLETED": "green",
+    "FAILED": "red",
+    "CRASHED": "bold red",
+    "CANCELLED": "yellow",
+    "RUNNING": "cyan",
+    "PENDING": "dim",
+    "SCHEDULED": "blue",
+    "PAUSED": "magenta",
+}
+
+
+@contextlib.contextmanager
+def cli_store() -> Iterator[RunStore]:
+    """The configured run store, with its errors (locked, newer schema, unknown run) shown as
+    command-line errors instead of tracebacks."""
+    try:
+        store = open_store()
+    except (RunStoreError, ValueError) as error:
+        raise click.ClickException(str(error)) from error
+    try:
+        yield store
+    except RunStoreError as error:
+        raise click.ClickException(str(error)) from error
+    finally:
+        store.close()
+
+
+def console() -> Console:
+    # Created per command, so output goes to the stdout in force (click's test runner swaps it).
+    return Console(highlight=False, soft_wrap=False)
+
+
+def table(title: str, *columns: str, wrap: tuple[str, ...] = ()) -> Table:
+    """A table whose columns keep to one line (ids, times, states), except those in `wrap`."""
+    result = Table(title=title)
+    for column in columns:
+        result.add_column(column, no_wrap=column not in wrap, overflow="fold")
+    return result
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def short_id(run_id: str) -> str:
+    return run_id[:ID_PREFIX_LENGTH]
+
+
+def local_time(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
+    minutes, seconds = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {seconds:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
+
+
+def state_text(state_type: str | None, state_name: str | None) -> Text:
+    if state_type is None:
+        return Text("-", style="dim")
+    return Text(state_name or state_type.title(), style=_STATE_STYLES.get(state_type, ""))

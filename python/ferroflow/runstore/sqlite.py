@@ -1,0 +1,733 @@
+"""The SQLite run store: one database file (WAL mode), a background writer thread, batched commits.
+
+Why a writer thread: the engine records every state of every task, and a commit costs tens to
+hundreds of microseconds. Callers only put a tuple on a queue (well under a microsecond); the writer
+drains the queue and commits what it found in one transaction, so a killed process loses at most
+the batch in flight and never leaves half of one behind. `flush()` waits for everything queued so
+far; stores still open at interpreter exit are flushed by an `atexit` hook.
+
+Several threads may share one store (readers get a connection per thread); several processes may
+share one file (SQLite's WAL lets readers run beside the one writer; writers take turns, waiting up
+to `lock_timeout` seconds before `RunStoreLockedError` names the file).
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import logging
+import multiprocessing
+import multiprocessing.util
+import os
+import queue
+import reprlib
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+from ferroflow.exceptions import RunStoreError, RunStoreLockedError, RunStoreSchemaError, UnknownRunError
+from ferroflow.runstore.records import CacheEntry, FlowRunRecord, ResultRef, StateRecord, TaskRunRecord
+from ferroflow.runstore.schema import CREATE_VERSION_TABLE, MIGRATIONS, SCHEMA_VERSION, statements
+
+logger = logging.getLogger("ferroflow.runstore")
+
+T = TypeVar("T")
+R = TypeVar("R", FlowRunRecord, TaskRunRecord)
+
+TERMINAL_STATE_TYPES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
+PARAMETERS_SUMMARY_LIMIT = 500
+"""The longest parameters summary kept for a run, in characters."""
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_MAX_BATCH = 5000
+
+
+# ----------------------------------------------------------------------------------------------
+# Conversions between the records' values and their columns
+
+
+def _micros(moment: datetime) -> int:
+    """Microseconds since the epoch; a naive datetime is local time, as `datetime.timestamp()` has it."""
+    if moment.tzinfo is None:
+        moment = moment.astimezone()
+    return (moment - _EPOCH) // timedelta(microseconds=1)
+
+
+def _datetime(micros: int | None) -> datetime | None:
+    return None if micros is None else _EPOCH + timedelta(microseconds=micros)
+
+
+def _now_micros() -> int:
+    return time.time_ns() // 1000
+
+
+_summary_repr = reprlib.Repr()
+_summary_repr.maxlevel = 3
+_summary_repr.maxstring = 60
+_summary_repr.maxother = 60
+_summary_repr.maxlong = 40
+_SHORT_REPR_TYPES = frozenset({type(None), bool, float})
+
+
+def summarize_parameters(parameters: Mapping[str, Any] | None, limit: int = PARAMETERS_SUMMARY_LIMIT) -> str:
+    """`name=value, ...` with every value's repr bounded, the whole at most `limit` characters.
+
+    The store keeps this summary, never the values: they can be large, private or unpicklable.
+    """
+    if not parameters:
+        return ""
+    parts = []
+    for name, value in parameters.items():
+        kind = type(value)
+        if (kind in _SHORT_REPR_TYPES or (kind is int and value.bit_length() <= 64)
+                or (kind is str and len(value) <= _summary_repr.maxstring)):
+            shown = repr(value)  # the common case, without reprlib's machinery: this runs per task
+        else:
+            try:
+                shown = _summary_repr.repr(value)
+            except Exception:  # a user's __repr__ may raise anything; the summary must not
+                shown = f"<{kind.__name__}>"
+        parts.append(f"{name}={shown}")
+    summary = ", ".join(parts)
+    return summary if len(summary) <= limit else summary[: limit - 1] + "…"
+
+
+def _result_columns(result: ResultRef | None) -> tuple[str | None, ...]:
+    if result is None:
+        return (None, None, None, None, None)
+    return (result.kind, result.value_json, result.storage, result.key, result.serializer)
+
+
+def _result_from_columns(kind: str | None, value: str | None, storage: str | None, key: str | None,
+                         serializer: str | None) -> ResultRef | None:
+    if kind is None:
+        return None
+    return ResultRef(kind=kind, value_json=value, storage=storage, key=key, serializer=serializer)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------------------------
+# SQL
+
+# Statements of the writer, as (head, tail) around the VALUES rows: `_insert_rows` puts many rows
+# into one statement, because Python's sqlite3 hands the GIL over at every step of a statement,
+# and with `executemany` that is every row, which makes the engine's thread wait.
+_UPSERT_FLOW_RUNS = (
+    "INSERT INTO flow_runs (id, name, flow_name, parameters, parent_flow_run_id, created) VALUES",
+    " ON CONFLICT (id) DO UPDATE SET name = excluded.name, flow_name = excluded.flow_name,"
+    " parameters = excluded.parameters, parent_flow_run_id = excluded.parent_flow_run_id",
+)
+_UPSERT_TASK_RUNS = (
+    "INSERT INTO task_runs (id, name, task_name, flow_run_id, task_key, dynamic_key, parameters, created) VALUES",
+    " ON CONFLICT (id) DO UPDATE SET name = excluded.name, task_name = excluded.task_name,"
+    " flow_run_id = excluded.flow_run_id, task_key = excluded.task_key,"
+    " dynamic_key = excluded.dynamic_key, parameters = excluded.parameters",
+)
+_INSERT_STATES = (
+    "INSERT INTO states (run_id, type, name, message, timestamp,"
+    " result_kind, result_value, result_storage, result_key, result_serializer) VALUES",
+    "",
+)
+_PUT_CACHE_ENTRIES = (
+    "INSERT OR REPLACE INTO cache_entries (key, task_name, created, expiration, result_kind,"
+    " result_value, result_storage, result_key, result_serializer) VALUES",
+    "",
+)
+_MAX_ROWS_PER_STATEMENT = 500
+
+
+def _insert_rows(connection: sqlite3.Connection, statement: tuple[str, str], rows: list[tuple[Any, ...]]) -> None:
+    """Run an INSERT for `rows` with as many rows per statement as SQLite's parameter limit allows."""
+    if not rows:
+        return
+    head, tail = statement
+    width = len(rows[0])
+    limit = connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER)
+    per_statement = max(1, min(_MAX_ROWS_PER_STATEMENT, limit // width))
+    placeholder = "(" + ", ".join("?" * width) + ")"
+    for start in range(0, len(rows), per_statement):
+        chunk = rows[start:start + per_statement]
+        sql = f"{head} {', '.join([placeholder] * len(chunk))}{tail}"
+        connection.execute(sql, list(itertools.chain.from_iterable(chunk)))
+
+
+_CACHE_COLUMNS = ("key, task_name, created, expiration, result_kind, result_value, result_storage, "
+                  "result_key, result_serializer")
+_FLOW_RUN_FIELDS = ("id", "name", "flow_name", "parameters", "parent_flow_run_id", "created")
+_TASK_RUN_FIELDS = ("id", "name", "task_name", "flow_run_id", "task_key", "dynamic_key", "parameters", "created")
+_PROGRESS_FIELDS = ("run_count", "start_time", "end_time", "state_type", "state_name")
+
+# Runs with their progress, computed from their states in the same statement (one snapshot), as
+# Prefect's orchestration has it: each RUNNING state is one more run (a retry), the first sets the
+# start time, the current state is the last one, and the run has ended if a terminal state came
+# after its last RUNNING state. The states are read through their run_id index, for these runs only.
+_RUNS_WITH_PROGRESS = """
+WITH runs AS (
+    SELECT {fields}, ROW_NUMBER() OVER (ORDER BY {order}) AS ordinal
+    FROM {table} {where} ORDER BY {order} LIMIT :limit
+),
+progress AS (
+    SELECT run_id,
+           SUM(type = 'RUNNING') AS run_count,
+           MIN(CASE WHEN type = 'RUNNING' THEN timestamp END) AS start_time,
+           MAX(CASE WHEN type = 'RUNNING' THEN rowid END) AS last_running,
+           MAX(CASE WHEN type IN ({terminal}) THEN rowid END) AS last_terminal,
+           MAX(CASE WHEN type IN ({terminal}) THEN timestamp END) AS last_terminal_time,
+           MAX(rowid) AS last_state
+    FROM states WHERE run_id IN (SELECT id FROM runs) GROUP BY run_id
+)
+SELECT {run_fields}, COALESCE(progress.run_count, 0), progress.start_time,
+       CASE WHEN progress.last_terminal > COALESCE(progress.last_running, 0)
+            THEN progress.last_terminal_time END,
+       last.type, last.name
+FROM runs
+LEFT JOIN progress ON progress.run_id = runs.id
+LEFT JOIN states AS last ON last.rowid = progress.last_state
+ORDER BY runs.ordinal
+"""
+
+
+def _runs_query(table: str, fields: tuple[str, ...], where: str, order: str) -> str:
+    return _RUNS_WITH_PROGRESS.format(
+        fields=", ".join(fields), run_fields=", ".join(f"runs.{field}" for field in fields),
+        table=table, where=where, order=order,
+        terminal=", ".join(f"'{state_type}'" for state_type in TERMINAL_STATE_TYPES),
+    )
+
+
+def _run_from_row(record_type: type[R], fields: tuple[str, ...], row: tuple[Any, ...]) -> R:
+    values = dict(zip(fields + _PROGRESS_FIELDS, row, strict=True))
+    for name in ("created", "start_time", "end_time"):
+        values[name] = _datetime(values[name])
+    return record_type(**values)
+
+
+def _cache_entry_from_row(row: tuple[Any, ...]) -> CacheEntry:
+    key, task_name, created, expiration, *result = row
+    return CacheEntry(
+        key=key, task_name=task_name, result=_result_from_columns(*result),  # type: ignore[arg-type]
+        created=_datetime(created), expiration=_datetime(expiration),  # type: ignore[arg-type]
+    )
+
+
+def _cache_filter(key: str | None, task_name: str | None, expired_only: bool,
+                  now: datetime | None) -> tuple[str, list[Any]]:
+    clauses: list[str] = []
+    arguments: list[Any] = []
+    if key is not None:
+        clauses.append("key = ?")
+        arguments.append(key)
+    if task_name is not None:
+        clauses.append("task_name = ?")
+        arguments.append(task_name)
+    if expired_only:
+        clauses.append("expiration IS NOT NULL AND expiration <= ?")
+        arguments.append(_micros(now or datetime.now(timezone.utc)))
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), arguments
+
+
+def _is_lock_error(error: sqlite3.OperationalError) -> bool:
+    text = str(error)
+    return "locked" in text or "busy" in text
+
+
+# ----------------------------------------------------------------------------------------------
+# The writer's queue items
+
+
+class _Call:
+    """Run `work(connection)` inside the writer's next transaction; `wait()` returns its result.
+
+    With no work it is a flush marker: `wait()` returns once everything queued before it is committed.
+    """
+
+    __slots__ = ("work", "done", "result", "error")
+
+    def __init__(self, work: Callable[[sqlite3.Connection], Any] | None = None) -> None:
+        self.work = work
+        self.done = threading.Event()
+        self.result: Any = None
+        self.error: BaseException | None = None
+
+    def wait(self, timeout: float | None) -> Any:
+        if not self.done.wait(timeout):
+            raise RunStoreError(
+                f"The run store's writer did not commit within {timeout} s; it may be waiting for a "
+                "lock held by another process. Try again, or raise the timeout."
+            )
+        if self.error is not None:
+            raise self.error
+        return self.result
+
+
+_STOP = object()
+
+
+class _Batch:
+    """The operations of one transaction, grouped by table so each group is a few multi-row INSERTs."""
+
+    def __init__(self) -> None:
+        self.flow_runs: list[tuple[Any, ...]] = []
+        self.task_runs: list[tuple[Any, ...]] = []
+        self.states: list[tuple[Any, ...]] = []
+        self.cache_entries: list[CacheEntry] = []
+        self.calls: list[_Call] = []
+        self.stop = False
+        self.ends_with_work = False
+        self._length = 0
+
+    def __len__(self) -> int:
+        return self._length
+
+    def add(self, item: Any) -> None:
+        self._length += 1
+        kind = item[0] if type(item) is tuple else None
+        if kind == "flow_run":
+            run_id, name, flow_name, parameters, parent, created = item[1:]
+            self.flow_runs.append((run_id, name, flow_name, summarize_parameters(parameters), parent, created))
+        elif kind == "task_run":
+            run_id, name, task_name, flow_run_id, task_key, dynamic_key, parameters, created = item[1:]
+            self.task_runs.append((run_id, name, task_name, flow_run_id, task_key, dynamic_key,
+                                   summarize_parameters(parameters), created))
+        elif kind == "state":
+            self.states.append(item[1:])
+        elif kind == "cache":
+            self.cache_entries.append(item[1])
+        elif type(item) is _Call:
+            self.calls.append(item)
+            self.ends_with_work = item.work is not None
+        elif item is _STOP:
+            self.stop = True
+
+    def write(self, connection: sqlite3.Connection) -> None:
+        _insert_rows(connection, _UPSERT_FLOW_RUNS, self.flow_runs)
+        _insert_rows(connection, _UPSERT_TASK_RUNS, self.task_runs)
+        _insert_rows(connection, _INSERT_STATES, [
+            (run_id, str(getattr(state_type, "value", state_type)), name, message,
+             moment if type(moment) is int else _micros(moment), *_result_columns(result))
+            for run_id, state_type, name, message, moment, result in self.states
+        ])
+        _insert_rows(connection, _PUT_CACHE_ENTRIES, [
+            (entry.key, entry.task_name, _micros(entry.created),
+             None if entry.expiration is None else _micros(entry.expiration), *_result_columns(entry.result))
+            for entry in self.cache_entries
+        ])
+        for call in self.calls:
+            if call.work is not None:
+                call.result = call.work(connection)
+
+
+# ----------------------------------------------------------------------------------------------
+# The store
+
+_open_stores: weakref.WeakSet[SQLiteRunStore] = weakref.WeakSet()
+
+
+class SQLiteRunStore:
+    """The run store in one SQLite database file, or in memory when `path` is None.
+
+    Prefer `ferroflow.runstore.open_store(url)`, which picks the backend from a URL.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] | None, *, lock_timeout: float = 10.0,
+                 batch_interval: float = 0.02) -> None:
+        self.path = None if path is None else Path(path).expanduser().absolute()
+        self.url = "memory://" if self.path is None else f"sqlite:///{self.path}"
+        self.lock_timeout = lock_timeout
+        self.batch_interval = batch_interval
+        self._closed = False
+        self._reset_process_state()
+        if self.path is not None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # A memory database lives in one connection, shared by every thread under a lock.
+        self._shared = self._connect() if self.path is None else None
+        try:
+            with self._connection() as connection:
+                self._prepare_schema(connection)
+        except BaseException:
+            self._close_connections()
+            raise
+        _open_stores.add(self)
+        # A multiprocessing worker ends with os._exit, which skips atexit hooks: flush it at the
+        # worker's own exit instead, for stores opened in the worker or inherited by fork.
+        if multiprocessing.parent_process() is not None:
+            self._close_at_worker_exit()
+        multiprocessing.util.register_after_fork(self, SQLiteRunStore._close_at_worker_exit)
+
+    def _close_at_worker_exit(self) -> None:
+        multiprocessing.util.Finalize(self, self.close, exitpriority=0)
+
+    def __repr__(self) -> str:
+        return f"SQLiteRunStore({self.url!r})"
+
+    def __enter__(self) -> SQLiteRunStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- connections and transactions ----------------------------------------------------------
+
+    def _reset_process_state(self) -> None:
+        """Fresh queue, writer and per-thread connections (at start, and in a forked child)."""
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._writer: threading.Thread | None = None
+        self._writer_lock = threading.Lock()
+        self._shared_lock = threading.RLock()
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._pending_cache: dict[str, CacheEntry] = {}
+        self._pending_cache_lock = threading.Lock()
+        self._error: BaseException | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        target = ":memory:" if self.path is None else str(self.path)
+        # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves, so a write transaction
+        # takes the write lock up front instead of failing to upgrade a read lock later.
+        connection = sqlite3.connect(target, timeout=self.lock_timeout, isolation_level=None,
+                                     check_same_thread=False)
+        if self.path is not None:
+            self._retrying(lambda: connection.execute("PRAGMA journal_mode = WAL"))
+            # NORMAL in WAL mode: a power cut may drop the last commits, never corrupt the file.
+            connection.execute("PRAGMA synchronous = NORMAL")
+        self._connections.append(connection)
+        return connection
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        if self._closed:
+            raise RunStoreError(f"The run store {self.url} is closed; open it again with open_store().")
+        if self._shared is not None:
+            with self._shared_lock:
+                yield self._shared
+            return
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._local.connection = self._connect()
+        yield connection
+
+    def _retrying(self, action: Callable[[], T]) -> T:
+        """Run `action`, retrying while the database is locked, for up to `lock_timeout` seconds.
+
+        SQLite's own busy timeout covers most waits; this also covers the few cases where it
+        reports "database is locked" at once (e.g. while another connection switches to WAL).
+        """
+        deadline = time.monotonic() + self.lock_timeout
+        pause = 0.001
+        while True:
+            try:
+                return action()
+            except sqlite3.OperationalError as error:
+                if not _is_lock_error(error):
+                    raise RunStoreError(f"The run store {self.url} failed: {error}") from error
+                if time.monotonic() >= deadline:
+                    raise RunStoreLockedError(
+                        f"The run store database {self.path or self.url} stayed locked for more than "
+                        f"{self.lock_timeout:g} s. Another process (or a stuck one) holds a write lock "
+                        "on it: wait for it to finish or stop it, or point FERROFLOW_RUNSTORE_URL at "
+                        "another database file."
+                    ) from error
+                time.sleep(pause)
+                pause = min(pause * 2, 0.05)
+
+    def _transaction(self, connection: sqlite3.Connection, work: Callable[[], T]) -> T:
+        def attempt() -> T:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                result = work()
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+            return result
+
+        return self._retrying(attempt)
+
+    def _prepare_schema(self, connection: sqlite3.Connection) -> None:
+        """Create or migrate the schema in one transaction, so concurrent first opens agree."""
+
+        def migrate() -> None:
+            connection.execute(CREATE_VERSION_TABLE)
+            row = connection.execute("SELECT version FROM schema_version").fetchone()
+            version = 0 if row is None else row[0]
+            if version > SCHEMA_VERSION:
+                raise RunStoreSchemaError(
+                    f"The run store {self.path or self.url} has schema version {version}, written by a "
+                    f"newer ferroflow; this ferroflow understands up to version {SCHEMA_VERSION}. "
+                    "Upgrade ferroflow (pip install --upgrade ferroflow), or point "
+                    "FERROFLOW_RUNSTORE_URL at another database file."
+                )
+            for target in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in statements(MIGRATIONS[target]):
+                    connection.execute(statement)
+            if row is None:
+                connection.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+            elif version < SCHEMA_VERSION:
+                connection.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+
+        self._transaction(connection, migrate)
+
+    @property
+    def schema_version(self) -> int:
+        with self._connection() as connection:
+            return connection.execute("SELECT version FROM schema_version").fetchone()[0]
+
+    # -- the writer ------------------------------------------------------------------------------
+
+    def _enqueue(self, item: Any) -> None:
+        if self._writer is None or self._closed:
+            self._start_writer()
+        self._queue.put(item)
+
+    def _start_writer(self) -> None:
+        with self._writer_lock:
+            if self._closed:
+                raise RunStoreError(f"The run store {self.url} is closed; open it again with open_store().")
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_batches, name="ferroflow-runstore-writer",
+                                                daemon=True)
+                self._writer.start()
+
+    def _next_batch(self) -> _Batch:
+        batch = _Batch()
+        first = self._queue.get()
+        batch.add(first)
+        # Linger a little for company unless someone waits on this batch: fewer, larger commits.
+        if not batch.calls and not batch.stop:
+            self._wake.wait(self.batch_interval)
+        self._wake.clear()
+        # A call with work (a delete) ends its batch: the statements are grouped by kind within a
+        # batch, and what was queued after the call must not run before it.
+        while len(batch) < _MAX_BATCH and not batch.ends_with_work:
+            try:
+                batch.add(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return batch
+
+    def _write_batches(self) -> None:
+        while True:
+            batch = self._next_batch()
+            error: BaseException | None = None
+            try:
+                with self._connection() as connection:
+                    self._transaction(connection, lambda: batch.write(connection))
+            except BaseException as exc:  # the writer keeps going; the error is reported
+                error = exc
+                logger.error("ferroflow could not record a batch of runs and states: %s", exc)
+                if not batch.calls:  # no one is waiting on this batch: tell the next flush()
+                    self._error = exc
+            self._forget_committed_cache_entries(batch.cache_entries)
+            for call in batch.calls:
+                call.error = error
+                call.done.set()
+            if batch.stop:
+                return
+
+    def _forget_committed_cache_entries(self, entries: list[CacheEntry]) -> None:
+        with self._pending_cache_lock:
+            for entry in entries:
+                if self._pending_cache.get(entry.key) is entry:
+                    del self._pending_cache[entry.key]
+
+    def _call(self, work: Callable[[sqlite3.Connection], T] | None, timeout: float | None) -> T:
+        call = _Call(work)
+        self._enqueue(call)
+        self._wake.set()
+        return call.wait(timeout)  # type: ignore[no-any-return]
+
+    def flush(self, timeout: float | None = None) -> None:
+        """Wait until everything recorded so far is committed; raise the writer's last error if any."""
+        if self._writer is not None:
+            self._call(None, timeout)
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+    def close(self) -> None:
+        """Flush, stop the writer and close the connections. Closing twice is harmless."""
+        if self._closed:
+            return
+        try:
+            if self._writer is not None:
+                self.flush()
+        finally:
+            with self._writer_lock:
+                if self._writer is not None:
+                    self._queue.put(_STOP)
+                    self._wake.set()
+                    self._writer.join()
+                self._closed = True
+            self._close_connections()
+            _open_stores.discard(self)
+
+    def _close_connections(self) -> None:
+        for connection in self._connections:
+            connection.close()
+        self._connections.clear()
+
+    # -- recording runs and states (queued) ---------------------------------------------------------
+
+    def record_flow_run(self, run_id: str, name: str, flow_name: str, *,
+                        parameters: Mapping[str, Any] | None = None,
+                        parent_flow_run_id: str | None = None) -> None:
+        self._enqueue(("flow_run", run_id, name, flow_name, parameters, parent_flow_run_id, _now_micros()))
+
+    def record_task_run(self, run_id: str, name: str, task_name: str, *, flow_run_id: str | None = None,
+                        task_key: str = "", dynamic_key: str = "",
+                        parameters: Mapping[str, Any] | None = None) -> None:
+        self._enqueue(("task_run", run_id, name, task_name, flow_run_id, task_key, dynamic_key, parameters,
+                       _now_micros()))
+
+    def record_state(self, run_id: str, state_type: str, state_name: str, *, timestamp: datetime | None = None,
+                     message: str | None = None, result: ResultRef | None = None) -> None:
+        self._enqueue(("state", run_id, state_type, state_name, message,
+                       _now_micros() if timestamp is None else timestamp, result))
+
+    # -- reading runs and states ------------------------------------------------------------------
+
+    def _read(self, query: str, arguments: Any = ()) -> list[tuple[Any, ...]]:
+        self.flush()  # read your own writes
+        with self._connection() as connection:
+            return self._retrying(lambda: connection.execute(query, arguments).fetchall())
+
+    def _runs(self, kind: type[R], where: str, order: str, arguments: dict[str, Any]) -> list[R]:
+        table, fields = ("flow_runs", _FLOW_RUN_FIELDS) if kind is FlowRunRecord else ("task_runs", _TASK_RUN_FIELDS)
+        rows = self._read(_runs_query(table, fields, where, order), {"limit": -1, **arguments})
+        return [_run_from_row(kind, fields, row) for row in rows]
+
+    def list_flow_runs(self, limit: int | None = 20, *,
+                       parent_flow_run_id: str | None = None) -> list[FlowRunRecord]:
+        where = "" if parent_flow_run_id is None else "WHERE parent_flow_run_id = :parent"
+        return self._runs(FlowRunRecord, where, "created DESC, rowid DESC",
+                          {"parent": parent_flow_run_id, "limit": -1 if limit is None else limit})
+
+    def list_task_runs(self, flow_run_id: str) -> list[TaskRunRecord]:
+        return self._runs(TaskRunRecord, "WHERE flow_run_id = :flow_run_id", "created, rowid",
+                          {"flow_run_id": flow_run_id})
+
+    def get_flow_run(self, run_id: str) -> FlowRunRecord:
+        return self._find_run(FlowRunRecord, run_id, "flow run")
+
+    def get_task_run(self, run_id: str) -> TaskRunRecord:
+        return self._find_run(TaskRunRecord, run_id, "task run")
+
+    def _find_run(self, kind: type[R], run_id: str, description: str) -> R:
+        """The run whose id is `run_id` or, failing that, the only one whose id starts with it."""
+        runs = self._runs(kind, "WHERE id = :id", "id", {"id": run_id})
+        if not runs and run_id:
+            # A range rather than LIKE: ids may hold LIKE's wildcards, and the range uses the index.
+            runs = self._runs(kind, "WHERE id >= :id AND id < :end", "id",
+                              {"id": run_id, "end": run_id + "\U0010ffff", "limit": 6})
+        if len(runs) == 1:
+            return runs[0]
+        if not runs:
+            raise UnknownRunError(
+                f"No {description} with an id starting with {run_id!r} in the run store {self.path or self.url}. "
+                "List recent flow runs with `ferroflow runs ls`."
+            )
+        candidates = ", ".join(run.id for run in runs[:5])
+        raise UnknownRunError(
+            f"{run_id!r} is the start of several {description} ids ({candidates}{', ...' if len(runs) > 5 else ''}); "
+            "give more of the id."
+        )
+
+    def list_states(self, run_id: str) -> list[StateRecord]:
+        rows = self._read("SELECT run_id, type, name, message, timestamp, result_kind, result_value, "
+                          "result_storage, result_key, result_serializer FROM states WHERE run_id = ? "
+                          "ORDER BY rowid", (run_id,))
+        return [
+            StateRecord(run_id=run_id_, type=state_type, name=name, message=message,
+                        timestamp=_datetime(ts), result=_result_from_columns(*result))  # type: ignore[arg-type]
+            for run_id_, state_type, name, message, ts, *result in rows
+        ]
+
+    def referenced_result_keys(self, storage: str | None = None, *,
+                               now: datetime | None = None) -> set[tuple[str, str]]:
+        """The `(storage, key)` of every persisted result a state or cache entry still refers to.
+
+        With `now`, cache entries expired by then do not count. Result pruning deletes only what is
+        not in this set.
+        """
+        cache_clause = "" if now is None else " AND (expiration IS NULL OR expiration > :now)"
+        storage_clause = "" if storage is None else " AND result_storage = :storage"
+        rows = self._read(
+            "SELECT result_storage, result_key FROM states WHERE result_kind = 'persisted'" + storage_clause
+            + " UNION SELECT result_storage, result_key FROM cache_entries WHERE result_kind = 'persisted'"
+            + storage_clause + cache_clause,
+            {"storage": storage, "now": None if now is None else _micros(now)},
+        )
+        return {(row[0], row[1]) for row in rows}
+
+    # -- the task cache -----------------------------------------------------------------------------
+
+    def put_cache_entry(self, key: str, task_name: str, result: ResultRef, *, created: datetime | None = None,
+                        expiration: datetime | None = None) -> None:
+        """Cache `result` under `key`, replacing any entry the key had. Visible to this process at once."""
+        entry = CacheEntry(key=key, task_name=task_name, result=result,
+                           created=created or datetime.now(timezone.utc), expiration=expiration)
+        with self._pending_cache_lock:
+            self._pending_cache[key] = entry
+        self._enqueue(("cache", entry))
+
+    def get_cache_entry(self, key: str, now: datetime | None = None) -> CacheEntry | None:
+        """The entry cached under `key` unless it has expired by `now` (default: the current time)."""
+        now = now or datetime.now(timezone.utc)
+        # Entries this process put but the writer has not committed yet come first (read your writes).
+        pending = self._pending_cache.get(key)
+        if pending is not None:
+            return None if pending.is_expired(now) else pending
+        with self._connection() as connection:
+            row = self._retrying(lambda: connection.execute(
+                f"SELECT {_CACHE_COLUMNS} FROM cache_entries WHERE key = ? "
+                "AND (expiration IS NULL OR expiration > ?)", (key, _micros(now))).fetchone())
+        return None if row is None else _cache_entry_from_row(row)
+
+    def list_cache_entries(self, *, key: str | None = None, task_name: str | None = None,
+                           expired_only: bool = False, now: datetime | None = None) -> list[CacheEntry]:
+        """Cache entries, newest first, optionally only those matching every filter given."""
+        where, arguments = _cache_filter(key, task_name, expired_only, now)
+        rows = self._read(f"SELECT {_CACHE_COLUMNS} FROM cache_entries{where} ORDER BY created DESC", arguments)
+        return [_cache_entry_from_row(row) for row in rows]
+
+    def delete_cache_entries(self, *, key: str | None = None, task_name: str | None = None,
+                             expired_only: bool = False, now: datetime | None = None) -> int:
+        """Delete the cache entries matching every filter given (all of them with none); the count."""
+        where, arguments = _cache_filter(key, task_name, expired_only, now)
+        return self._call(
+            lambda connection: connection.execute(f"DELETE FROM cache_entries{where}", arguments).rowcount,
+            timeout=None,
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# Process lifecycle
+
+
+@atexit.register
+def _flush_open_stores_at_exit() -> None:
+    for store in list(_open_stores):
+        try:
+            store.close()
+        except Exception as error:  # exiting anyway: say what was lost, do not mask the exit status
+            logger.error("ferroflow could not flush the run store %s at exit: %s", store.url, error)
+
+
+def _forget_parent_state_after_fork() -> None:
+    # The parent's writer thread does not exist in the child, and SQLite connections must not be
+    # used across fork; the child starts afresh and reconnects on first use.
+    for store in list(_open_stores):
+        if store.path is not None:
+            store._reset_process_state()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_state_after_fork)

@@ -1,0 +1,138 @@
+import json
+import sqlite3
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from click.testing import CliRunner
+
+from ferroflow.cli import app
+from ferroflow.runstore import ResultRef, open_store
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+FLOW_RUN = "3f2a9c1e-0000-4000-8000-000000000001"
+SUBFLOW_RUN = "5d6e7f80-0000-4000-8000-000000000002"
+OLDER_RUN = "3f2b0000-0000-4000-8000-000000000003"
+
+
+def at(seconds):
+    return T0 + timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    monkeypatch.setenv("FERROFLOW_HOME", str(tmp_path))
+    monkeypatch.delenv("FERROFLOW_RUNSTORE_URL", raising=False)
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps tables to the terminal width
+    return tmp_path
+
+
+@pytest.fixture
+def recorded(home):
+    with open_store() as store:
+        store.record_flow_run(OLDER_RUN, "older-run", "report")
+        store.record_state(OLDER_RUN, "RUNNING", "Running", timestamp=at(-100))
+        store.record_state(OLDER_RUN, "FAILED", "Failed", timestamp=at(-99), message="ValueError('bad row')")
+        store.flush()  # created earlier than the runs below
+
+        store.record_flow_run(FLOW_RUN, "crimson-fox", "etl", parameters={"day": "2024-05-01"})
+        store.record_state(FLOW_RUN, "RUNNING", "Running", timestamp=at(0))
+        store.record_task_run("task-load-1", "load-0", "load", flow_run_id=FLOW_RUN, task_key="etl.load")
+        store.record_state("task-load-1", "PENDING", "Pending", timestamp=at(1))
+        store.record_state("task-load-1", "RUNNING", "Running", timestamp=at(2))
+        store.record_state("task-load-1", "COMPLETED", "Completed", timestamp=at(4),
+                           result=ResultRef.persisted("local-file-system/dev", "9b1c0f7e", "pickle"))
+        store.record_flow_run(SUBFLOW_RUN, "quiet-owl", "clean", parent_flow_run_id=FLOW_RUN)
+        store.record_state(SUBFLOW_RUN, "COMPLETED", "Completed", timestamp=at(5), result=ResultRef.literal(True))
+        store.record_state(FLOW_RUN, "COMPLETED", "Completed", timestamp=at(75), result=ResultRef.literal(None))
+    return home
+
+
+def invoke(*args, **kwargs):
+    return CliRunner().invoke(app, list(args), **kwargs)
+
+
+def test_runs_ls_with_nothing_recorded(home):
+    result = invoke("runs", "ls")
+    assert result.exit_code == 0, result.output
+    assert "No flow runs recorded yet." in result.output
+
+
+def test_runs_ls_lists_the_newest_flow_runs_first(recorded):
+    result = invoke("runs", "ls")
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if "│" in line]
+    assert [row.split("│")[1].strip() for row in rows] == ["5d6e7f80", "3f2a9c1e", "3f2b0000"]
+    assert "crimson-fox" in rows[1] and "Completed" in rows[1] and "1m 15s" in rows[1]
+    assert "older-run" in rows[2] and "Failed" in rows[2]
+
+    limited = invoke("runs", "ls", "--limit", "1")
+    assert "5d6e7f80" in limited.output and "3f2a9c1e" not in limited.output
+
+
+def test_runs_ls_json_holds_full_records(recorded):
+    result = invoke("runs", "ls", "--json", "-n", "2")
+    assert result.exit_code == 0, result.output
+    runs = json.loads(result.output)
+    assert [run["id"] for run in runs] == [SUBFLOW_RUN, FLOW_RUN]
+    assert runs[1]["state_type"] == "COMPLETED" and runs[1]["duration_seconds"] == 75.0
+    assert runs[1]["parameters"] == "day='2024-05-01'"
+    assert runs[0]["parent_flow_run_id"] == FLOW_RUN
+
+
+def test_runs_show_gives_states_task_runs_and_results(recorded):
+    result = invoke("runs", "show", "3f2a")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert FLOW_RUN in out and "crimson-fox" in out and "day='2024-05-01'" in out
+    assert "literal null" in out  # the flow's own result
+    assert "Pending > Running > Completed" in out
+    assert "local-file-system/dev:9b1c0f7e (pickle)" in out
+    assert "task-loa" in out and "load-0" in out
+    assert "Subflow runs" in out and "quiet-owl" in out
+
+
+def test_runs_show_json(recorded):
+    result = invoke("runs", "show", FLOW_RUN, "--json")
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    assert shown["flow_run"]["id"] == FLOW_RUN
+    assert [state["type"] for state in shown["states"]] == ["RUNNING", "COMPLETED"]
+    [task_run] = shown["task_runs"]
+    assert task_run["task_key"] == "etl.load"
+    assert task_run["states"][-1]["result"] == {
+        "kind": "persisted", "storage": "local-file-system/dev", "key": "9b1c0f7e", "serializer": "pickle"}
+    assert [run["id"] for run in shown["subflow_runs"]] == [SUBFLOW_RUN]
+
+
+def test_runs_show_explains_unknown_and_ambiguous_ids(recorded):
+    unknown = invoke("runs", "show", "zz")
+    assert unknown.exit_code == 1
+    assert "No flow run with an id starting with 'zz'" in unknown.output
+    assert "ferroflow runs ls" in unknown.output
+    ambiguous = invoke("runs", "show", "3f2")
+    assert ambiguous.exit_code == 1
+    assert "several flow run ids" in ambiguous.output and "give more of the id" in ambiguous.output
+
+
+def test_a_store_from_a_newer_ferroflow_is_reported_not_traced(recorded):
+    with sqlite3.connect(recorded / "ferroflow.db") as connection:
+        connection.execute("UPDATE schema_version SET version = version + 1")
+    result = invoke("runs", "ls")
+    assert result.exit_code == 1
+    assert "Upgrade ferroflow" in result.output and "Traceback" not in result.output
+
+
+def test_the_store_url_setting_is_followed(tmp_path, monkeypatch):
+    monkeypatch.setenv("FERROFLOW_RUNSTORE_URL", f"sqlite:///{tmp_path / 'elsewhere.db'}")
+    with open_store() as store:
+        store.record_flow_run("elsewhere-run", "x", "etl")
+    assert "elsewhe" in invoke("runs", "ls").output
+
+
+@pytest.mark.parametrize("command", [["runs"], ["runs", "ls"], ["runs", "show"]])
+def test_every_runs_command_has_help(home, command):
+    result = invoke(*command, "--help")
+    assert result.exit_code == 0
+    assert "Usage: " in result.output
+    if len(command) > 1:
+        assert "Examples:" in result.output and "ferroflow runs " + command[1] in result.output

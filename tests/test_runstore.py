@@ -1,0 +1,467 @@
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from ferroflow.exceptions import RunStoreLockedError, RunStoreSchemaError, UnknownRunError
+from ferroflow.runstore import (
+    ResultRef,
+    RunStore,
+    SQLiteRunStore,
+    default_store_url,
+    open_store,
+    summarize_parameters,
+)
+from ferroflow.runstore import sqlite as sqlite_backend
+from ferroflow.runstore.schema import SCHEMA_VERSION
+from ferroflow.settings import temporary_settings
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+@pytest.fixture(params=["file", "memory"])
+def store(request, tmp_path):
+    url = f"sqlite:///{tmp_path / 'ferroflow.db'}" if request.param == "file" else "memory://"
+    with open_store(url) as opened:
+        yield opened
+
+
+@pytest.fixture
+def db_path(tmp_path):
+    return tmp_path / "home" / "ferroflow.db"
+
+
+def record_task(store, flow_run_id, run_id, *, states=("PENDING", "RUNNING", "COMPLETED"), result=None):
+    store.record_task_run(run_id, f"{run_id}-name", "load", flow_run_id=flow_run_id, task_key="etl.load")
+    for state_type in states:
+        store.record_state(run_id, state_type, state_type.title(), result=result if state_type == "COMPLETED" else None)
+
+
+# ------------------------------------------------------------------------------------------------
+# Schema
+
+
+def test_a_new_store_creates_its_file_with_the_current_schema_in_wal_mode(db_path):
+    with open_store(f"sqlite:///{db_path}") as store:
+        assert isinstance(store, RunStore)
+        assert store.schema_version == SCHEMA_VERSION
+    connection = sqlite3.connect(db_path)
+    assert connection.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    assert {"schema_version", "flow_runs", "task_runs", "states", "cache_entries"} <= tables
+
+
+def test_a_database_from_a_newer_ferroflow_is_refused_with_an_upgrade_hint(db_path):
+    open_store(f"sqlite:///{db_path}").close()
+    with sqlite3.connect(db_path) as connection:
+        connection.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION + 1,))
+    with pytest.raises(RunStoreSchemaError) as refused:
+        open_store(f"sqlite:///{db_path}")
+    message = str(refused.value)
+    assert str(db_path) in message
+    assert f"schema version {SCHEMA_VERSION + 1}" in message
+    assert "Upgrade ferroflow" in message
+
+
+def test_an_older_database_is_migrated_on_open(db_path, monkeypatch):
+    open_store(f"sqlite:///{db_path}").close()
+    next_version = SCHEMA_VERSION + 1
+    migrations = {**sqlite_backend.MIGRATIONS, next_version: "ALTER TABLE flow_runs ADD COLUMN tags TEXT"}
+    monkeypatch.setattr(sqlite_backend, "MIGRATIONS", migrations)
+    monkeypatch.setattr(sqlite_backend, "SCHEMA_VERSION", next_version)
+
+    with open_store(f"sqlite:///{db_path}") as store:
+        assert store.schema_version == next_version
+    columns = {row[1] for row in sqlite3.connect(db_path).execute("PRAGMA table_info(flow_runs)")}
+    assert "tags" in columns
+
+
+# ------------------------------------------------------------------------------------------------
+# Runs, states, result references
+
+
+def test_runs_follow_their_states(store):
+    flow_run_id, task_run_id = str(uuid.uuid4()), str(uuid.uuid4())
+    store.record_flow_run(flow_run_id, "crimson-fox", "etl", parameters={"day": "2024-05-01", "n": 3})
+    store.record_state(flow_run_id, "PENDING", "Pending", timestamp=at(0))
+    store.record_state(flow_run_id, "RUNNING", "Running", timestamp=at(1))
+    store.record_task_run(task_run_id, "load-0", "load", flow_run_id=flow_run_id, task_key="etl.load",
+                          dynamic_key="0", parameters={"path": "/data/in.csv"})
+    store.record_state(task_run_id, "PENDING", "Pending", timestamp=at(2))
+    store.record_state(task_run_id, "RUNNING", "Running", timestamp=at(3))
+    store.record_state(task_run_id, "SCHEDULED", "AwaitingRetry", timestamp=at(4), message="retry 1 of 2")
+    store.record_state(task_run_id, "RUNNING", "Running", timestamp=at(5))
+    persisted = ResultRef.persisted("local-file-system/dev", "6f1c2a", "pickle")
+    store.record_state(task_run_id, "COMPLETED", "Completed", timestamp=at(6), result=persisted)
+    store.record_state(flow_run_id, "COMPLETED", "Completed", timestamp=at(7), result=ResultRef.literal(True))
+
+    flow_run = store.get_flow_run(flow_run_id)
+    assert (flow_run.name, flow_run.flow_name, flow_run.parameters) == ("crimson-fox", "etl", "day='2024-05-01', n=3")
+    assert (flow_run.state_type, flow_run.state_name, flow_run.run_count) == ("COMPLETED", "Completed", 1)
+    assert (flow_run.start_time, flow_run.end_time, flow_run.duration_seconds) == (at(1), at(7), 6.0)
+
+    [task_run] = store.list_task_runs(flow_run_id)
+    assert (task_run.id, task_run.task_name, task_run.task_key, task_run.dynamic_key) == (
+        task_run_id, "load", "etl.load", "0")
+    assert task_run.run_count == 2  # one retry
+    assert (task_run.start_time, task_run.end_time) == (at(3), at(6))
+
+    states = store.list_states(task_run_id)
+    assert [(s.type, s.name) for s in states] == [
+        ("PENDING", "Pending"), ("RUNNING", "Running"), ("SCHEDULED", "AwaitingRetry"),
+        ("RUNNING", "Running"), ("COMPLETED", "Completed")]
+    assert states[2].message == "retry 1 of 2"
+    assert states[-1].result == persisted
+    assert store.list_states(flow_run_id)[-1].result.value is True
+
+
+def test_a_rerun_clears_the_end_time_until_it_ends_again(store):
+    store.record_flow_run("f1", "a", "etl")
+    store.record_state("f1", "RUNNING", "Running", timestamp=at(0))
+    store.record_state("f1", "FAILED", "Failed", timestamp=at(1))
+    store.record_state("f1", "RUNNING", "Retrying", timestamp=at(2))
+    assert store.get_flow_run("f1").end_time is None
+    store.record_state("f1", "COMPLETED", "Completed", timestamp=at(3))
+    run = store.get_flow_run("f1")
+    assert (run.run_count, run.start_time, run.end_time) == (2, at(0), at(3))
+
+
+def test_states_recorded_before_their_run_still_count(store):
+    store.record_state("t1", "RUNNING", "Running", timestamp=at(0))
+    store.record_task_run("t1", "late", "load", flow_run_id="f1")
+    store.record_state("t1", "COMPLETED", "Completed", timestamp=at(2))
+    [run] = store.list_task_runs("f1")
+    assert (run.state_type, run.run_count, run.duration_seconds) == ("COMPLETED", 1, 2.0)
+
+
+def test_subflows_name_their_parent_and_runs_list_newest_first(store):
+    store.record_flow_run("parent", "a", "outer")
+    store.record_flow_run("child", "b", "inner", parent_flow_run_id="parent")
+    runs = store.list_flow_runs()
+    assert [run.id for run in runs] == ["child", "parent"]
+    assert runs[0].parent_flow_run_id == "parent"
+    assert [run.id for run in store.list_flow_runs(limit=1)] == ["child"]
+
+
+def test_recording_a_run_again_updates_its_names_but_keeps_its_history(store):
+    store.record_flow_run("f1", "old-name", "etl")
+    store.record_state("f1", "RUNNING", "Running", timestamp=at(0))
+    store.record_flow_run("f1", "new-name", "etl")
+    run = store.get_flow_run("f1")
+    assert (run.name, run.state_type, run.run_count, run.start_time) == ("new-name", "RUNNING", 1, at(0))
+
+
+def test_a_run_is_found_by_an_unambiguous_id_prefix(store):
+    store.record_flow_run("abc123", "a", "etl")
+    store.record_flow_run("abd456", "b", "etl")
+    store.record_task_run("task-9", "t", "t", flow_run_id="abc123")
+    assert store.get_flow_run("abc").id == "abc123"
+    assert store.get_task_run("task").id == "task-9"
+    with pytest.raises(UnknownRunError, match="several flow run ids.*abc123, abd456"):
+        store.get_flow_run("ab")
+    with pytest.raises(UnknownRunError, match="No flow run .* 'zz'.*ferroflow runs ls"):
+        store.get_flow_run("zz")
+
+
+def test_state_types_may_be_given_as_enums(store):
+    import enum
+
+    class StateType(enum.Enum):
+        COMPLETED = "COMPLETED"
+
+    store.record_flow_run("f1", "a", "etl")
+    store.record_state("f1", StateType.COMPLETED, "Completed")
+    assert store.get_flow_run("f1").state_type == "COMPLETED"
+
+
+def test_naive_timestamps_are_local_time_and_read_back_in_utc(store):
+    naive = datetime(2024, 5, 1, 14, 30, 0, 123456)
+    store.record_flow_run("f1", "a", "etl")
+    store.record_state("f1", "RUNNING", "Running", timestamp=naive)
+    recorded = store.list_states("f1")[0].timestamp
+    assert recorded == naive.astimezone() and recorded.tzinfo == timezone.utc
+
+
+def test_parameter_summaries_are_bounded_and_survive_a_failing_repr():
+    class Hostile:
+        def __repr__(self):
+            raise RuntimeError("no")
+
+    summary = summarize_parameters({"rows": list(range(100_000)), "text": "x" * 10_000, "odd": Hostile()})
+    assert len(summary) <= 500
+    assert summary.startswith("rows=[0, 1, 2, 3, 4, 5, ...], text='xxx")
+    assert "odd=<Hostile" in summary
+    assert len(summarize_parameters({f"p{i}": "v" * 50 for i in range(100)})) == 500
+
+
+def test_result_references_describe_themselves_and_refuse_what_json_cannot_hold():
+    assert ResultRef.literal(None).describe() == "literal null"
+    assert ResultRef.persisted("local-file-system/dev", "k1", "json").describe() == "local-file-system/dev:k1 (json)"
+    with pytest.raises(ValueError, match="JSON serializable.*ResultRef.persisted"):
+        ResultRef.literal(object())
+    with pytest.raises(ValueError, match="no inline value"):
+        _ = ResultRef.persisted("s", "k", "pickle").value
+
+
+def test_referenced_result_keys_cover_states_and_unexpired_cache_entries(store):
+    store.record_task_run("t1", "t", "t")
+    store.record_state("t1", "COMPLETED", "Completed", result=ResultRef.persisted("lfs/a", "k-state", "pickle"))
+    store.record_state("t1", "COMPLETED", "Completed", result=ResultRef.literal(None))
+    store.put_cache_entry("c1", "t", ResultRef.persisted("lfs/a", "k-live", "pickle"), expiration=at(100))
+    store.put_cache_entry("c2", "t", ResultRef.persisted("lfs/a", "k-expired", "pickle"), expiration=at(10))
+    store.put_cache_entry("c3", "t", ResultRef.persisted("lfs/b", "k-other", "json"))
+
+    assert store.referenced_result_keys() == {
+        ("lfs/a", "k-state"), ("lfs/a", "k-live"), ("lfs/a", "k-expired"), ("lfs/b", "k-other")}
+    assert store.referenced_result_keys("lfs/a", now=at(50)) == {("lfs/a", "k-state"), ("lfs/a", "k-live")}
+
+
+# ------------------------------------------------------------------------------------------------
+# Batching, threads, processes
+
+
+def test_records_reach_the_file_after_flush(db_path):
+    with open_store(f"sqlite:///{db_path}") as store:
+        store.record_flow_run("f1", "a", "etl")
+        record_task(store, "f1", "t1")
+        store.flush()
+        # A separate connection: what another process would see.
+        outside = sqlite3.connect(db_path)
+        assert outside.execute("SELECT COUNT(*) FROM states").fetchone()[0] == 3
+        assert outside.execute("SELECT name FROM task_runs").fetchone()[0] == "t1-name"
+
+
+def test_many_threads_recording_at_once_lose_nothing(store):
+    threads, tasks_per_thread = 8, 150
+
+    def work(thread_index):
+        for i in range(tasks_per_thread):
+            record_task(store, "f1", f"t{thread_index}-{i}", result=ResultRef.literal(None))
+
+    store.record_flow_run("f1", "a", "etl")
+    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    task_runs = store.list_task_runs("f1")
+    assert len(task_runs) == threads * tasks_per_thread
+    assert {run.state_type for run in task_runs} == {"COMPLETED"}
+    assert all(len(store.list_states(run.id)) == 3 for run in task_runs[:50])
+
+
+WRITER_PROCESS = textwrap.dedent("""
+    import sys
+    from ferroflow.runstore import open_store, ResultRef
+    url, prefix, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    store = open_store(url)
+    store.record_flow_run(prefix, prefix, "etl")
+    for i in range(count):
+        run_id = f"{prefix}-{i}"
+        store.record_task_run(run_id, run_id, "load", flow_run_id=prefix)
+        store.record_state(run_id, "RUNNING", "Running")
+        store.record_state(run_id, "COMPLETED", "Completed", result=ResultRef.persisted("lfs/x", run_id, "pickle"))
+    # No flush or close: the store is flushed at interpreter exit.
+""")
+
+
+def test_two_processes_writing_one_store_at_once_lose_nothing(db_path):
+    url, count = f"sqlite:///{db_path}", 1500
+    open_store(url).close()  # both writers find the schema in place... or create it: either works
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER_PROCESS, url, name, str(count)])
+               for name in ("alpha", "beta")]
+    assert [writer.wait(timeout=60) for writer in writers] == [0, 0]
+    with open_store(url) as store:
+        for name in ("alpha", "beta"):
+            runs = store.list_task_runs(name)
+            assert len(runs) == count
+            assert {run.state_type for run in runs} == {"COMPLETED"}
+        assert len(store.referenced_result_keys("lfs/x")) == 2 * count
+
+
+KILLED_PROCESS = textwrap.dedent("""
+    import itertools, sys
+    from ferroflow.runstore import open_store
+    store = open_store(sys.argv[1])
+    store.record_flow_run("flow", "f", "etl")
+    for i in itertools.count():
+        run_id = f"t{i}"
+        store.record_task_run(run_id, run_id, "load", flow_run_id="flow")
+        store.record_state(run_id, "RUNNING", "Running")
+        store.record_state(run_id, "COMPLETED", "Completed")
+        if i == 999:
+            store.flush()
+            print("flushed", flush=True)
+""")
+
+
+def test_a_killed_process_keeps_what_it_flushed_and_leaves_a_consistent_database(db_path):
+    url = f"sqlite:///{db_path}"
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_PROCESS, url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "flushed"
+        time.sleep(0.1)  # a few more batches in flight
+    finally:
+        writer.kill()
+        writer.wait()
+    connection = sqlite3.connect(db_path)
+    assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    with open_store(url) as store:
+        task_runs = store.list_task_runs("flow")
+        assert len(task_runs) >= 1000
+        # Each batch is one transaction: no run lost its first states while later ones were kept.
+        for run in task_runs:
+            states = store.list_states(run.id)
+            assert [state.type for state in states] in ([], ["RUNNING"], ["RUNNING", "COMPLETED"])
+            assert run.state_type == (states[-1].type if states else None)
+
+
+def test_a_forked_worker_records_through_its_own_writer_and_flushes_at_exit(db_path):
+    import multiprocessing
+
+    url = f"sqlite:///{db_path}"
+    store = open_store(url)
+    store.record_flow_run("parent", "p", "etl")  # the parent's writer is running when it forks
+
+    def child():
+        store.record_flow_run("child", "c", "etl")  # flushed when the worker exits
+
+    process = multiprocessing.get_context("fork").Process(target=child)
+    process.start()
+    process.join(timeout=30)
+    assert process.exitcode == 0
+    assert {run.id for run in store.list_flow_runs()} == {"parent", "child"}
+    store.close()
+
+
+def test_a_locked_database_names_the_file_and_what_to_do(db_path):
+    open_store(f"sqlite:///{db_path}").close()
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holding the write lock
+    try:
+        with pytest.raises(RunStoreLockedError) as locked:
+            open_store(f"sqlite:///{db_path}", lock_timeout=0.2)
+        message = str(locked.value)
+        assert str(db_path) in message and "stayed locked" in message and "FERROFLOW_RUNSTORE_URL" in message
+    finally:
+        holder.execute("ROLLBACK")
+
+
+def test_a_batch_that_cannot_be_written_is_reported_by_flush(db_path):
+    store = open_store(f"sqlite:///{db_path}", lock_timeout=0.2)
+    holder = sqlite3.connect(db_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        store.record_flow_run("f1", "a", "etl")
+        with pytest.raises(RunStoreLockedError):
+            store.flush()
+    finally:
+        holder.execute("ROLLBACK")
+    store.record_flow_run("f2", "b", "etl")  # the writer carries on once the lock is gone
+    assert [run.id for run in store.list_flow_runs()] == ["f2"]
+    store.close()
+
+
+def test_a_closed_store_refuses_new_records(store):
+    store.close()
+    with pytest.raises(Exception, match="is closed; open it again"):
+        store.record_flow_run("f1", "a", "etl")
+    store.close()  # twice is harmless
+
+
+# ------------------------------------------------------------------------------------------------
+# The task cache
+
+
+def test_a_cache_entry_is_readable_at_once_and_after_it_is_committed(store):
+    result = ResultRef.persisted("local-file-system/dev", "r1", "pickle")
+    store.put_cache_entry("key-1", "load", result, created=at(0), expiration=at(60))
+    entry = store.get_cache_entry("key-1", now=at(1))  # before any flush: read your writes
+    assert (entry.key, entry.task_name, entry.result, entry.created, entry.expiration) == (
+        "key-1", "load", result, at(0), at(60))
+    store.flush()
+    assert store.get_cache_entry("key-1", now=at(1)) == entry
+
+
+@pytest.mark.parametrize("flush_first", [False, True])
+def test_expired_entries_are_not_returned(store, flush_first):
+    store.put_cache_entry("key-1", "load", ResultRef.literal(None), created=at(0), expiration=at(60))
+    if flush_first:
+        store.flush()
+    assert store.get_cache_entry("key-1", now=at(59)) is not None
+    assert store.get_cache_entry("key-1", now=at(60)) is None
+    assert store.get_cache_entry("missing", now=at(0)) is None
+
+
+def test_putting_a_key_again_replaces_its_entry(store):
+    store.put_cache_entry("key-1", "load", ResultRef.persisted("s", "old", "pickle"), created=at(0), expiration=at(10))
+    store.put_cache_entry("key-1", "load", ResultRef.persisted("s", "new", "pickle"), created=at(5))
+    entry = store.get_cache_entry("key-1", now=at(100))
+    assert (entry.result.key, entry.expiration) == ("new", None)
+    assert len(store.list_cache_entries()) == 1
+
+
+def test_another_store_on_the_same_file_sees_committed_entries(db_path):
+    with open_store(f"sqlite:///{db_path}") as writer, open_store(f"sqlite:///{db_path}") as reader:
+        writer.put_cache_entry("key-1", "load", ResultRef.literal(True))
+        writer.flush()
+        assert reader.get_cache_entry("key-1").result.value is True
+
+
+def test_cache_entries_are_deleted_by_key_task_or_expiry(store):
+    for key, task_name, expiration in [("k1", "load", at(10)), ("k2", "load", None),
+                                       ("k3", "clean", at(10)), ("k4", "clean", at(1000))]:
+        store.put_cache_entry(key, task_name, ResultRef.literal(None), created=at(0), expiration=expiration)
+
+    assert [e.key for e in store.list_cache_entries(expired_only=True, now=at(20))] in (["k1", "k3"], ["k3", "k1"])
+    assert store.delete_cache_entries(expired_only=True, task_name="clean", now=at(20)) == 1
+    assert store.delete_cache_entries(key="k2") == 1
+    assert store.delete_cache_entries(key="k2") == 0
+    assert store.delete_cache_entries(task_name="load") == 1
+    assert [entry.key for entry in store.list_cache_entries()] == ["k4"]
+    assert store.delete_cache_entries() == 1
+    assert store.list_cache_entries() == []
+
+
+def test_a_put_after_a_delete_survives_it(store):
+    store.put_cache_entry("k1", "load", ResultRef.persisted("s", "first", "pickle"))
+    assert store.delete_cache_entries(key="k1") == 1
+    store.put_cache_entry("k1", "load", ResultRef.persisted("s", "second", "pickle"))
+    store.flush()
+    assert store.get_cache_entry("k1").result.key == "second"
+
+
+# ------------------------------------------------------------------------------------------------
+# URLs
+
+
+def test_the_default_url_is_a_file_in_ferroflow_home(tmp_path, monkeypatch):
+    monkeypatch.delenv("FERROFLOW_RUNSTORE_URL", raising=False)
+    with temporary_settings(home=tmp_path):
+        assert default_store_url() == f"sqlite:///{tmp_path / 'ferroflow.db'}"
+        with open_store() as store:
+            assert store.path == tmp_path / "ferroflow.db"
+    monkeypatch.setenv("FERROFLOW_RUNSTORE_URL", "memory://")
+    assert default_store_url() == "memory://"
+
+
+def test_relative_sqlite_urls_are_relative_to_the_working_directory(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with open_store("sqlite:///runs/here.db") as store:
+        assert isinstance(store, SQLiteRunStore) and store.path == tmp_path / "runs" / "here.db"
+
+
+@pytest.mark.parametrize("url", ["postgresql://db/ferroflow", "sqlite:///", "runs.db"])
+def test_unsupported_urls_say_which_forms_work(url):
+    with pytest.raises(ValueError, match="Unsupported run store URL.*sqlite:///path/to/ferroflow.db or memory://"):
+        open_store(url)
