@@ -8,13 +8,6 @@ from ferroflow.cli import app
 from ferroflow.settings import get_current_settings
 
 
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path, monkeypatch):
-    """A fresh FERROFLOW_HOME and no other FERROFLOW_* variable."""
-    for name in [name for name in os.environ if name.startswith("FERROFLOW_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("FERROFLOW_HOME", str(tmp_path))
-    return tmp_path
 
 
 def run(*args: str, env: dict[str, str] | None = None):

@@ -19,13 +19,6 @@ from ferroflow.serializers import PickleSerializer
 from ferroflow.settings import temporary_settings
 
 
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path, monkeypatch):
-    """A fresh FERROFLOW_HOME and no other FERROFLOW_* variable."""
-    for name in [name for name in os.environ if name.startswith("FERROFLOW_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("FERROFLOW_HOME", str(tmp_path / "home"))
-    return tmp_path / "home"
 
 
 @pytest.fixture

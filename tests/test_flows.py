@@ -9,6 +9,7 @@ from ferroflow.context import FlowRunContext
 from ferroflow.exceptions import (
     FlowRunTimeoutError,
     MissingContextError,
+    MissingResult,
     PersistenceConfigurationError,
 )
 from ferroflow.flows import Flow
@@ -89,12 +90,14 @@ def test_with_options_returns_a_changed_copy():
         my_flow.with_options(cache_key_fn=None)
 
 
-def test_persist_result_false_without_memory_cache_fails_at_definition():
-    with pytest.raises(PersistenceConfigurationError, match="'big'"):
+def test_persist_result_false_without_memory_cache_makes_the_result_unavailable():
+    @flow(name="big", persist_result=False, cache_result_in_memory=False)
+    def big():
+        return 1
 
-        @flow(name="big", persist_result=False, cache_result_in_memory=False)
-        def big():
-            return 1
+    with pytest.raises(MissingResult, match="cache_result_in_memory=False"):
+        big()
+    assert big(return_state=True).is_completed()
 
 
 # --- calling -----------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from ferroflow.results import (
 from ferroflow.serializers import CompressedSerializer, JSONSerializer, PickleSerializer
 from ferroflow.settings import temporary_settings
 
-COMPAT = Path(__file__).resolve().parents[2] / "shared" / "compat" / "prefect2-results"
+COMPAT = Path(__file__).parent / "data" / "prefect2-results"
 
 
 def stored_files(root: Path) -> list[Path]:

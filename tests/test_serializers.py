@@ -34,7 +34,7 @@ from ferroflow.serializers import (
 )
 from ferroflow.settings import temporary_settings
 
-COMPAT = Path("/work/shared/compat/prefect2-results")
+COMPAT = Path(__file__).parent / "data" / "prefect2-results"
 
 
 # -- values used below (module level, so JSON can name their classes) -----------------------

@@ -15,13 +15,6 @@ from ferroflow.settings import (
 )
 
 
-@pytest.fixture(autouse=True)
-def isolated_home(tmp_path, monkeypatch):
-    """A fresh FERROFLOW_HOME and no other FERROFLOW_* variable."""
-    for name in [name for name in os.environ if name.startswith("FERROFLOW_")]:
-        monkeypatch.delenv(name)
-    monkeypatch.setenv("FERROFLOW_HOME", str(tmp_path))
-    return tmp_path
 
 
 def write_toml(path: Path, text: str) -> None:

@@ -122,9 +122,20 @@ def test_result_storage_example(storage_path):
     # Reconfigure the flow to use a different storage type
     new_flow = my_flow.with_options(result_storage=S3(bucket_path="my-bucket"))
 
-    # S3 storage is named but not available yet: using it says so clearly.
+    new_flow()  # The flow and task within it will use S3 for result storage.
+
+    # Both return None, a literal kept in the state, so S3 was not touched. A value that needs
+    # writing reaches S3, which is named but not available yet: that says so clearly.
+    @task(persist_result=True)
+    def my_valued_task():
+        return "needs storage"
+
+    @flow(persist_result=True)
+    def my_valued_flow():
+        return my_valued_task()
+
     with pytest.raises(NotImplementedError, match="S3"):
-        new_flow()  # The flow and task within it will use S3 for result storage.
+        my_valued_flow.with_options(result_storage=S3(bucket_path="my-bucket"))()
 
     # A storage instance and a storage slug work in the same place.
     LocalFileSystem(basepath=str(storage_path.parent / "dev")).save("dev")

@@ -117,7 +117,6 @@ def test_invalid_options_are_refused_at_definition(options, message):
     ("options", "feature"),
     [
         ({"cache_key_fn": lambda context, parameters: "k"}, "cache_key_fn"),
-        ({"cache_result_in_memory": False}, "cache_result_in_memory=False"),
     ],
 )
 def test_persist_result_false_with_a_feature_needing_persistence_fails_at_definition(
@@ -138,8 +137,17 @@ def test_with_options_checks_persistence_too():
     def work():
         return 1
 
-    with pytest.raises(PersistenceConfigurationError, match="cache_result_in_memory=False"):
-        work.with_options(cache_result_in_memory=False)
+    with pytest.raises(PersistenceConfigurationError, match="cache_key_fn"):
+        work.with_options(cache_key_fn=lambda context, parameters: "k")
+
+
+def test_persist_false_without_memory_cache_is_allowed_at_definition():
+    # The spec's example: such a result is unavailable downstream, which is not a definition error.
+    @task(persist_result=False, cache_result_in_memory=False)
+    def bar():
+        return "big"
+
+    assert bar.persist_result is False and bar.cache_result_in_memory is False
 
 
 # --- where tasks run -----------------------------------------------------------------------------

@@ -10,7 +10,6 @@ from typing import Any, Generic, TypeVar, overload
 from ferroflow._engine import flow_engine
 from ferroflow._engine.options import (
     check_option_names,
-    check_persistence,
     check_retries,
     check_retry_delay,
     check_timeout,
@@ -84,9 +83,6 @@ class Flow(Generic[R]):
         self.result_storage = result_storage
         self.result_serializer = result_serializer
         self.cache_result_in_memory = cache_result_in_memory
-        check_persistence(
-            owner, persist_result, {"cache_result_in_memory=False": not cache_result_in_memory}
-        )
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
 
     def with_options(self, **options: Any) -> Flow[R]:

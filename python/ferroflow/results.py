@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import importlib
 import json
 import threading
 import uuid
@@ -131,7 +130,9 @@ class PersistedResult(BaseResult):
         """Serialize `value` and write it to storage as one framed blob, atomically."""
         key = storage_key or uuid.uuid4().hex
         settings = get_current_settings()
-        codec, level, threads = serializer.frame_codec()
+        codec, level = serializer.frame_codec
+        # lzma and zstd gain from their multi-threaded encoders on large segments (0: one per core).
+        threads = 0 if codec in ("lzma", "zstd") else 1
         storage.write_blob(
             key,
             serializer.dump_segments(value),
@@ -176,7 +177,7 @@ class PersistedResult(BaseResult):
     def to_reference(self) -> dict[str, Any]:
         return {
             "type": self.type,
-            "storage": self.storage.to_reference(),
+            "storage": self.storage.to_description(),
             "storage_key": self.storage_key,
             "serializer_type": self.serializer_type,
         }
@@ -184,7 +185,7 @@ class PersistedResult(BaseResult):
     @classmethod
     def from_reference(cls, reference: dict[str, Any], *, cache_in_memory: bool = True) -> PersistedResult:
         return cls(
-            storage=resolve_storage(reference["storage"]),
+            storage=WritableFileSystem.from_description(reference["storage"]),
             storage_key=reference["storage_key"],
             serializer_type=reference["serializer_type"],
             cache_in_memory=cache_in_memory,
@@ -262,28 +263,9 @@ def read_result(path: str | PathLike[str]) -> Any:
         return _serializer_from_json(header.serializer).load_segments(segments)
     fields = json.loads(_core.read_file(path))
     if "prefect_version" in fields:
-        return _load_prefect2_data(fields["serializer"], fields["data"].encode())
+        # Prefect 2 serializers base64-encoded their own output; loads_prefect2 undoes that.
+        return Serializer.from_description(fields["serializer"]).loads_prefect2(fields["data"].encode())
     return PersistedResultBlob.from_json(json.dumps(fields)).load()
-
-
-def _load_prefect2_data(description: dict[str, Any], data: bytes) -> Any:
-    """Prefect 2 base64-encoded pickles (and compressed streams) inside its JSON documents; its JSON
-    serializer stored the JSON text as is."""
-    kind = description["type"]
-    if kind.startswith("compressed/"):
-        compressed = base64.decodebytes(data)
-        inner = _decompress_with(description.get("compressionlib", "lzma"), compressed)
-        return _load_prefect2_data(description["serializer"], inner)
-    serializer = Serializer.from_description(description)
-    if kind == "json":
-        return serializer.loads(data)
-    return serializer.loads(base64.decodebytes(data))
-
-
-def _decompress_with(library: str, data: bytes) -> bytes:
-    if library in _core.CODECS:
-        return _core.decompress(data, library)
-    return importlib.import_module(library).decompress(data)  # type: ignore[no-any-return]
 
 
 @functools.lru_cache(maxsize=256)

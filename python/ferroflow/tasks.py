@@ -100,14 +100,9 @@ class Task(Generic[R]):
         self.result_storage = result_storage
         self.result_serializer = result_serializer
         self.cache_result_in_memory = cache_result_in_memory
-        check_persistence(
-            owner,
-            persist_result,
-            {
-                "cache_key_fn": cache_key_fn is not None,
-                "cache_result_in_memory=False": not cache_result_in_memory,
-            },
-        )
+        # cache_result_in_memory=False with persist_result=False is allowed: the spec makes such a
+        # result unavailable downstream (MissingResult on access), not an error at definition.
+        check_persistence(owner, persist_result, {"cache_key_fn": cache_key_fn is not None})
         # Identifies the task across runs of a flow (with the call's dynamic key, a task run).
         self.task_key = f"{fn.__module__}.{fn.__qualname__}"
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
