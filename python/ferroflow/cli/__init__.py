@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ferroflow import __version__
+from ferroflow.cli.bench import bench
 from ferroflow.cli.config import config
 from ferroflow.cli.cache import cache
 from ferroflow.cli.runs import runs
@@ -19,6 +20,7 @@ def app() -> None:
 app.add_command(config)
 app.add_command(runs)
 app.add_command(cache)
+app.add_command(bench)
 
 
 def main() -> None:

@@ -1,0 +1,638 @@
+"""Measuring serializers on the user's own data: the logic behind `ferroflow bench`.
+
+For one input (a pickle file, a NumPy `.npy` file, a folder of files or a built-in sample) and a
+grid of cases (serializer x codec x level), each case runs in a fresh child process that:
+
+1. loads the input value (not timed);
+2. *dump*, `repeat` times: `PersistedResult.create(value, ...)` into a temporary folder, i.e.
+   `serializer.dump_segments(value)` and the core's framed, atomic `write_blob` (no fsync; lzma
+   and zstd on all cores, as the engine persists results);
+3. *load*, `repeat` times: `PersistedResult.get()` on a fresh reference, i.e. the core's
+   `map_blob` (every segment's checksum verified, compressed segments decompressed) and
+   `serializer.load_segments(segments)`.
+
+The file was just written, so loads read it from the OS page cache: the figures measure
+ferroflow, not the disk. Throughput (MB/s, 10**6 bytes per second) is the input's size divided by
+the best of the repeats, so every case of one input is measured against the same size. The input
+size is the file's size, the folder's total, or a sample's pickled size.
+
+Peak memory is the child's resident set above what it held once the value was loaded, for each
+phase: tracemalloc cannot see the Rust core's allocations, so it is read from the OS (Linux: the
+VmHWM high-water mark, reset before each phase; elsewhere ru_maxrss, which cannot be reset, so
+the load figure is only seen when it exceeds the dump's). The loaded value replaces the input
+value during the load phase, so one copy of the data is never counted.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import gc
+import json
+import math
+import multiprocessing
+import os
+import pickle
+import random
+import re
+import resource
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from ferroflow.exceptions import SerializationError
+from ferroflow.serializers import (
+    CORE_CODECS,
+    CompressedSerializer,
+    JSONSerializer,
+    Serializer,
+    known_serializer_types,
+    resolve_serializer,
+)
+
+MB = 10**6
+
+#: "low", "default" and "high" levels of each core codec: the fastest level, the codec's own
+#: default, and a strong level that still runs at a usable speed on large data (zstd 19 and
+#: lzma's extreme presets take minutes per GiB; ask for them with --level).
+CODEC_LEVELS: dict[str, dict[str, int]] = {
+    "zstd": {"low": 1, "default": 3, "high": 12},
+    "zlib": {"low": 1, "default": 6, "high": 9},
+    "bz2": {"low": 1, "default": 9, "high": 9},
+    "lzma": {"low": 0, "default": 6, "high": 9},
+}
+LEVEL_NAMES = ("low", "default", "high")
+NO_CODEC = "none"
+CODECS = (NO_CODEC, *CORE_CODECS)
+SAMPLE_KINDS = ("text", "records", "floats", "random")
+RANKINGS = ("dump", "load", "ratio", "balanced")
+#: Repeats whose throughput spreads more than this (max - min over min) are reported as noisy.
+NOISE_THRESHOLD = 0.10
+
+Ranking = Literal["dump", "load", "ratio", "balanced"]
+
+
+class BenchmarkError(ValueError):
+    """A benchmark cannot run as asked; the message says what to change."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Sizes
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "kb": 10**3, "mb": 10**6, "gb": 10**9,
+    "k": 2**10, "m": 2**20, "g": 2**30,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30,
+}
+_SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+
+
+def parse_size(text: str) -> int:
+    """Bytes in a size such as "64MiB", "500KB", "1.5GiB" or "4096" (K/M/G alone are binary)."""
+    match = _SIZE_PATTERN.match(text)
+    unit = match.group(2).lower() if match else ""
+    if match is None or unit not in _SIZE_UNITS:
+        raise BenchmarkError(
+            f"Cannot read the size {text!r}: write a number and a unit, e.g. 64MiB, 500KB, "
+            "1.5GiB or 4096 (bytes). Units: B, KB, MB, GB (powers of 1000), KiB, MiB, GiB (of 1024)."
+        )
+    size = int(float(match.group(1)) * _SIZE_UNITS[unit])
+    if size <= 0:
+        raise BenchmarkError(f"The size {text!r} is zero; give a positive size, e.g. 16MiB.")
+    return size
+
+
+def format_bytes(size: float) -> str:
+    """A size for people: "1.5 KiB", "256.0 MiB"."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(size) < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    raise AssertionError("unreachable")
+
+
+# ---------------------------------------------------------------------------------------------
+# Built-in samples: data that behaves like real results, seeded so runs compare
+
+_WORDS = (
+    "flow task result cache storage retry state value record batch window sensor price order "
+    "customer region error warning request latency upload download checkpoint metric"
+).split()
+
+
+def make_sample(kind: str, size: int) -> Any:
+    """About `size` bytes (pickled) of a sample value: "text" (log lines, a str), "records" (a list
+    of dicts: ids, names, categories, amounts), "floats" (a smooth NumPy float64 series, like
+    measurements) or "random" (incompressible bytes)."""
+    makers: dict[str, Callable[[int], Any]] = {
+        "text": _text_sample,
+        "records": _records_sample,
+        "floats": _floats_sample,
+        "random": lambda n: random.Random(7).randbytes(n),
+    }
+    if kind not in makers:
+        raise BenchmarkError(f"Unknown sample {kind!r}; choose one of {', '.join(SAMPLE_KINDS)}.")
+    return makers[kind](size)
+
+
+def _text_sample(size: int) -> str:
+    rng = random.Random(1)
+    lines: list[str] = []
+    length = 0
+    while length < size:
+        words = " ".join(rng.choices(_WORDS, k=rng.randint(4, 12)))
+        line = f"2026-11-25T12:{rng.randrange(60):02d}:{rng.randrange(60):02d}Z {rng.choice(('INFO', 'WARN', 'DEBUG'))} worker-{rng.randrange(16)} {words} id={rng.randrange(10**6)}\n"
+        lines.append(line)
+        length += len(line)
+    return "".join(lines)[:size]
+
+
+# A pickled record of _records_sample takes about this many bytes (measured; pickle memoizes keys).
+_RECORD_PICKLED_BYTES = 54
+
+
+def _records_sample(size: int) -> list[dict[str, Any]]:
+    rng = random.Random(2)
+    regions = ("eu-west", "eu-north", "us-east", "us-west", "ap-south")
+    return [
+        {
+            "id": index,
+            "customer": f"customer-{rng.randrange(20_000):05d}",
+            "region": rng.choice(regions),
+            "item": rng.choice(_WORDS),
+            "quantity": rng.randint(1, 20),
+            "amount": round(rng.lognormvariate(3, 1), 2),
+            "paid": rng.random() < 0.93,
+        }
+        for index in range(max(1, size // _RECORD_PICKLED_BYTES))
+    ]
+
+
+def _floats_sample(size: int) -> Any:
+    numpy = _import_numpy("the 'floats' sample")
+    rng = numpy.random.default_rng(3)
+    # A random walk rounded to 4 decimals: compressible the way real measurements are.
+    return numpy.round(numpy.cumsum(rng.standard_normal(max(1, size // 8))), 4)
+
+
+def _import_numpy(purpose: str) -> Any:
+    try:
+        import numpy
+    except ImportError as exc:
+        raise BenchmarkError(f"NumPy is needed for {purpose}: pip install numpy") from exc
+    return numpy
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+    """Where a benchmark's value comes from: a pickle file, a `.npy` file or a folder of files
+    (loaded as {relative path: bytes}). Built-in samples are written to a pickle file first."""
+
+    kind: Literal["pickle", "npy", "folder"]
+    path: Path
+    label: str
+    #: Bytes of the input: the file's size, or the total of the folder's files.
+    size: int
+
+    def load(self) -> Any:
+        if self.kind == "npy":
+            return _import_numpy(f"reading {self.path}").load(self.path, allow_pickle=False)
+        if self.kind == "folder":
+            return {str(path.relative_to(self.path)): path.read_bytes() for path in _folder_files(self.path)}
+        with self.path.open("rb") as file:
+            return pickle.load(file)
+
+
+def source_from_path(path: str | os.PathLike[str]) -> DataSource:
+    """The input at `path`: a folder, a `.npy` file, or any other file read as a pickle."""
+    location = Path(path)
+    if not location.exists():
+        raise BenchmarkError(
+            f"{str(location)!r} does not exist. Give a pickle file, a .npy file or a folder, "
+            "or use a built-in sample: --sample records."
+        )
+    if location.is_dir():
+        size = sum(path.stat().st_size for path in _folder_files(location))
+        if size == 0:
+            raise BenchmarkError(f"The folder {str(location)!r} holds no data to benchmark (no files, or only empty ones).")
+        return DataSource("folder", location, f"folder {location}", size)
+    if location.suffix.lower() == ".npy":
+        return DataSource("npy", location, f"NumPy file {location}", location.stat().st_size)
+    _check_is_pickle(location)
+    return DataSource("pickle", location, f"pickle file {location}", location.stat().st_size)
+
+
+def _check_is_pickle(path: Path) -> None:
+    with path.open("rb") as file:
+        start = file.read(2)
+    # Protocol 2+ pickles open with PROTO (0x80) and the protocol number.
+    if len(start) < 2 or start[0] != 0x80 or not 2 <= start[1] <= 5:
+        raise BenchmarkError(
+            f"{str(path)!r} is not a pickle file (protocol 2 or later). Give a pickle file, a .npy "
+            "file or a folder of files; to measure a file's raw bytes, put it in a folder."
+        )
+
+
+def sample_source(kind: str, size: int, folder: Path) -> DataSource:
+    """A built-in sample of about `size` bytes, written to a pickle file in `folder`."""
+    value = make_sample(kind, size)
+    path = folder / f"sample-{kind}.pickle"
+    with path.open("wb") as file:
+        pickle.dump(value, file, protocol=5)
+    return DataSource("pickle", path, f"sample {kind!r}", path.stat().st_size)
+
+
+def _folder_files(folder: Path) -> Iterator[Path]:
+    return (path for path in sorted(folder.rglob("*")) if path.is_file())
+
+
+# ---------------------------------------------------------------------------------------------
+# Cases
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One serializer with one codec at one level (`codec="none"`: no compression)."""
+
+    serializer: str
+    codec: str = NO_CODEC
+    level: int | None = None
+
+    @property
+    def label(self) -> str:
+        if self.codec == NO_CODEC:
+            return self.serializer
+        level = "" if self.level is None else f":{self.level}"
+        return f"{self.serializer}+{self.codec}{level}"
+
+    def build_serializer(self) -> Serializer:
+        if self.codec == NO_CODEC:
+            return resolve_serializer(self.serializer)
+        return CompressedSerializer(serializer=self.serializer, compressionlib=self.codec, level=self.level)
+
+
+def benchmarkable_serializers() -> list[str]:
+    """Serializer types the grid combines with codecs: every known type but the compressed ones."""
+    return [name for name in known_serializer_types() if not name.startswith("compressed")]
+
+
+def check_serializers(names: Sequence[str]) -> None:
+    known = benchmarkable_serializers()
+    for name in names:
+        if name in known:
+            continue
+        hint = " Compression is chosen with --codec, e.g. --serializer pickle --codec lzma." if name.startswith("compressed") else ""
+        raise BenchmarkError(f"Unknown serializer {name!r}. Known serializers: {', '.join(known)}.{hint}")
+
+
+def parse_levels(texts: Sequence[str]) -> list[int | str]:
+    """--level values: integers, or the names low/default/high (per codec, see CODEC_LEVELS)."""
+    levels: list[int | str] = []
+    for text in texts:
+        if text in LEVEL_NAMES:
+            levels.append(text)
+            continue
+        try:
+            levels.append(int(text))
+        except ValueError:
+            raise BenchmarkError(
+                f"Cannot read the level {text!r}: give an integer (e.g. 3) or one of "
+                f"{', '.join(LEVEL_NAMES)}."
+            ) from None
+    return levels
+
+
+def case_grid(
+    serializers: Sequence[str], codecs: Sequence[str] = CODECS, levels: Sequence[int | str] = LEVEL_NAMES
+) -> list[Case]:
+    """Every serializer x codec x level, without duplicates (bz2's default is also its high)."""
+    for codec in codecs:
+        if codec not in CODECS:
+            raise BenchmarkError(f"Unknown codec {codec!r}. Known codecs: {', '.join(CODECS)}.")
+    cases: list[Case] = []
+    for serializer in serializers:
+        for codec in codecs:
+            for level in _codec_levels(codec, levels):
+                case = Case(serializer, codec, level)
+                if case not in cases:
+                    cases.append(case)
+    return cases
+
+
+def _codec_levels(codec: str, levels: Sequence[int | str]) -> list[int | None]:
+    if codec == NO_CODEC:
+        return [None]
+    return [CODEC_LEVELS[codec][level] if isinstance(level, str) else level for level in levels]
+
+
+def choose_serializers(source: DataSource, requested: Sequence[str]) -> tuple[list[str], str | None]:
+    """The serializers to measure, and a note when json was left out of the default choice.
+
+    Asked for explicitly, a serializer that cannot write the data is an error; by default
+    (pickle and json) json is measured only where the data allows.
+    """
+    check_serializers(requested)
+    chosen = list(requested) or ["pickle", "json"]
+    if "json" not in chosen:
+        return chosen, None
+    refusal = _json_refusal(source.load())
+    if refusal is None:
+        return chosen, None
+    if requested:
+        raise BenchmarkError(f"The json serializer cannot write this data. {refusal}")
+    chosen.remove("json")
+    # The refusal's first sentence names the value: "Cannot serialize ... as JSON: result is a ...".
+    what = refusal.partition(": ")[2].partition(". ")[0]
+    return chosen, f"json left out: it cannot write this data ({what})."
+
+
+def _json_refusal(value: Any) -> str | None:
+    try:
+        JSONSerializer().dumps(value)
+    except SerializationError as exc:
+        return str(exc)
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Measuring one case (in a child process)
+
+
+@dataclasses.dataclass
+class CaseResult:
+    """What one case measured. Throughputs use `input_bytes` and the best of the repeats."""
+
+    case: Case
+    input_bytes: int
+    stored_bytes: int
+    dump_seconds: list[float]
+    load_seconds: list[float]
+    dump_peak_bytes: int
+    load_peak_bytes: int
+
+    @property
+    def dump_mb_s(self) -> float:
+        return self.input_bytes / min(self.dump_seconds) / MB
+
+    @property
+    def load_mb_s(self) -> float:
+        return self.input_bytes / min(self.load_seconds) / MB
+
+    @property
+    def ratio(self) -> float:
+        """Input size over stored size (the whole file, header included)."""
+        return self.input_bytes / self.stored_bytes
+
+    @property
+    def spread(self) -> float:
+        """The larger relative spread of the dump and load times: (max - min) / min."""
+        return max(_relative_spread(self.dump_seconds), _relative_spread(self.load_seconds))
+
+    @property
+    def noisy(self) -> bool:
+        return self.spread > NOISE_THRESHOLD
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.case.label,
+            "serializer": self.case.serializer,
+            "codec": self.case.codec,
+            "level": self.case.level,
+            "input_bytes": self.input_bytes,
+            "stored_bytes": self.stored_bytes,
+            "ratio": self.ratio,
+            "dump_mb_s": self.dump_mb_s,
+            "load_mb_s": self.load_mb_s,
+            "dump_seconds": self.dump_seconds,
+            "load_seconds": self.load_seconds,
+            "dump_peak_bytes": self.dump_peak_bytes,
+            "load_peak_bytes": self.load_peak_bytes,
+            "spread": self.spread,
+            "noisy": self.noisy,
+        }
+
+
+def _relative_spread(seconds: Sequence[float]) -> float:
+    return (max(seconds) - min(seconds)) / min(seconds) if len(seconds) > 1 else 0.0
+
+
+class PeakMemory:
+    """This process's peak resident memory during a phase, above its memory when it began."""
+
+    def __init__(self) -> None:
+        self._start = 0
+        self._resettable = _reset_high_water_mark()
+
+    def start(self) -> None:
+        if self._resettable:
+            _reset_high_water_mark()
+            self._start = _proc_status_bytes("VmRSS")
+        else:
+            self._start = _max_rss_bytes()
+
+    def extra_bytes(self) -> int:
+        peak = _proc_status_bytes("VmHWM") if self._resettable else _max_rss_bytes()
+        return max(0, peak - self._start)
+
+
+def _reset_high_water_mark() -> bool:
+    try:
+        with open("/proc/self/clear_refs", "w") as file:  # "5": reset VmHWM (Linux 4.0+)
+            file.write("5")
+        return _proc_status_bytes("VmHWM") > 0
+    except OSError:
+        return False
+
+
+def _proc_status_bytes(field: str) -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(f"{field}:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _max_rss_bytes() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
+
+
+def measure_case(source: DataSource, case: Case, repeat: int, folder: str) -> CaseResult:
+    """Time `repeat` dumps, then `repeat` loads of the source's value (module docstring)."""
+    from ferroflow.filesystems import LocalFileSystem
+    from ferroflow.results import PersistedResult
+    from ferroflow.settings import temporary_settings
+
+    value = source.load()
+    serializer = case.build_serializer()
+    storage = LocalFileSystem(basepath=folder)
+    # Warm up on a tiny value: first-call imports and set-up are not what is measured.
+    PersistedResult.create([b"warm-up"], storage=storage, serializer=serializer, storage_key="warm-up").get()
+    memory = PeakMemory()
+    dump_seconds = []
+    gc.collect()
+    memory.start()
+    with temporary_settings(results_fsync=False):
+        for _ in range(repeat):
+            started = time.perf_counter()
+            result = PersistedResult.create(
+                value, storage=storage, serializer=serializer, storage_key="bench", cache_in_memory=False
+            )
+            dump_seconds.append(time.perf_counter() - started)
+    dump_peak = memory.extra_bytes()
+    stored = os.path.getsize(storage.path_of(result.storage_key))
+    del value
+    gc.collect()
+    load_seconds = []
+    memory.start()
+    for _ in range(repeat):
+        reference = PersistedResult.from_reference(result.to_reference(), cache_in_memory=False)
+        started = time.perf_counter()
+        loaded = reference.get()
+        load_seconds.append(time.perf_counter() - started)
+        del loaded
+    return CaseResult(
+        case=case,
+        input_bytes=source.size,
+        stored_bytes=stored,
+        dump_seconds=dump_seconds,
+        load_seconds=load_seconds,
+        dump_peak_bytes=dump_peak,
+        load_peak_bytes=memory.extra_bytes(),
+    )
+
+
+def run_cases(
+    source: DataSource,
+    cases: Iterable[Case],
+    *,
+    repeat: int = 3,
+    on_start: Callable[[Case], None] | None = None,
+) -> Iterator[CaseResult]:
+    """Measure each case in its own fresh process, one after the other (never two at once:
+    they would compete for the cores), yielding each result as it is done."""
+    if repeat < 1:
+        raise BenchmarkError(f"--repeat must be at least 1, not {repeat}.")
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: clean peak-memory figures
+    with tempfile.TemporaryDirectory(prefix="ferroflow-bench-") as folder:
+        for case in cases:
+            if on_start is not None:
+                on_start(case)
+            with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
+                yield pool.submit(measure_case, source, case, repeat, folder).result()
+
+
+# ---------------------------------------------------------------------------------------------
+# Reporting
+
+
+def rank(results: Sequence[CaseResult], by: Ranking) -> list[CaseResult]:
+    """Best first. "balanced": the geometric mean of dump MB/s, load MB/s and ratio, each
+    relative to the best of the results, so no single figure dominates."""
+    if by not in RANKINGS:
+        raise BenchmarkError(f"Unknown ranking {by!r}; choose one of {', '.join(RANKINGS)}.")
+    return sorted(results, key=lambda result: score(result, results, by), reverse=True)
+
+
+def score(result: CaseResult, results: Sequence[CaseResult], by: Ranking) -> float:
+    if by == "dump":
+        return result.dump_mb_s
+    if by == "load":
+        return result.load_mb_s
+    if by == "ratio":
+        return result.ratio
+    best_dump = max(r.dump_mb_s for r in results)
+    best_load = max(r.load_mb_s for r in results)
+    best_ratio = max(r.ratio for r in results)
+    return math.prod(
+        (result.dump_mb_s / best_dump, result.load_mb_s / best_load, result.ratio / best_ratio)
+    ) ** (1 / 3)
+
+
+def report(source: DataSource, results: Sequence[CaseResult], by: Ranking, repeat: int) -> dict[str, Any]:
+    """The JSON document `ferroflow bench --json` prints."""
+    ranked = rank(results, by)
+    return {
+        "input": {"kind": source.kind, "label": source.label, "bytes": source.size},
+        "repeat": repeat,
+        "rank": by,
+        "noise_threshold": NOISE_THRESHOLD,
+        "machine": machine_description(),
+        "results": [{**result.to_dict(), "score": score(result, results, by)} for result in ranked],
+    }
+
+
+def machine_description() -> dict[str, Any]:
+    from ferroflow import __version__
+
+    return {
+        "cpus": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "platform": sys.platform,
+        "ferroflow": __version__,
+    }
+
+
+def check_plotting() -> None:
+    """Raise a BenchmarkError saying how to install matplotlib when it is missing."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError as exc:
+        raise BenchmarkError(
+            "--plot needs matplotlib, an optional extra: pip install 'ferroflow[plot]'"
+        ) from exc
+
+
+def plot(results: Sequence[CaseResult], path: str | os.PathLike[str], title: str) -> None:
+    """Draw dump and load throughput against compression ratio, one labelled point per case."""
+    check_plotting()
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(9, 6))
+    for attribute, marker, name in (("dump_mb_s", "o", "dump"), ("load_mb_s", "^", "load")):
+        axes.scatter([r.ratio for r in results], [getattr(r, attribute) for r in results], marker=marker, label=name)
+    for result in results:
+        axes.annotate(result.case.label, (result.ratio, result.dump_mb_s), fontsize=7,
+                      xytext=(3, 3), textcoords="offset points")
+    axes.set_xlabel("compression ratio (input size / stored size)")
+    axes.set_ylabel("throughput, MB/s of input (log scale)")
+    axes.set_yscale("log")
+    axes.set_title(title)
+    axes.grid(True, alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    pyplot.close(figure)
+
+
+def to_json(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=2)
+
+
+__all__ = [
+    "BenchmarkError",
+    "Case",
+    "CaseResult",
+    "DataSource",
+    "case_grid",
+    "make_sample",
+    "measure_case",
+    "parse_size",
+    "plot",
+    "rank",
+    "report",
+    "run_cases",
+    "sample_source",
+    "source_from_path",
+]
