@@ -16,12 +16,15 @@ Either way the run ends "Cached" without running the function. After a run compl
 from __future__ import annotations
 
 import datetime
-import inspect
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ferroflow._engine.recording import result_reference, storage_from_reference
+from ferroflow._engine.recording import (
+    positional_parameter_names,
+    result_reference,
+    storage_from_reference,
+)
 from ferroflow.exceptions import FerroflowException
 from ferroflow.results import BaseResult, LiteralResult, PersistedResult
 from ferroflow.settings import get_current_settings
@@ -113,30 +116,10 @@ def cache_key(task_context: TaskRunContext) -> str | None:
     )
 
 
-_arities: dict[Any, int] = {}
-
-
 def _accepted_arguments(key_fn: Callable[..., Any]) -> int:
     """How many of (context, parameters) `key_fn` takes positionally: 2, 1 or 0."""
-    try:
-        return _arities[key_fn]
-    except (KeyError, TypeError):
-        pass
-    try:
-        parameters = inspect.signature(key_fn).parameters.values()
-    except (TypeError, ValueError):  # no signature to read (some builtins): the full form
-        arity = 2
-    else:
-        if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
-            arity = 2
-        else:
-            positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-            arity = min(2, sum(p.kind in positional for p in parameters))
-    try:
-        _arities[key_fn] = arity
-    except TypeError:
-        pass
-    return arity
+    names = positional_parameter_names(key_fn)
+    return 2 if names is None else min(2, len(names))
 
 
 def _describe(key_fn: Callable[..., Any]) -> str:

@@ -82,7 +82,7 @@ class RunRecorder:
     def state_changed(self, run: TaskRun | FlowRun, state: State) -> None:
         self.store.record_state(
             run.id_text,
-            state.type.value,
+            state.type,  # a str enum: the store takes its value on its own thread
             state.name,
             timestamp=state.timestamp,
             message=state.message,
@@ -182,15 +182,7 @@ class LazyParameters(Mapping[str, Any]):
 
     def _arguments(self) -> dict[str, Any]:
         if self._bound is None:
-            try:
-                bound = inspect.signature(self._fn).bind(*self._args, **self._kwargs)
-            except (TypeError, ValueError):  # a call that does not fit: show what was passed
-                self._bound = {
-                    **{f"arg{i}": value for i, value in enumerate(self._args)},
-                    **self._kwargs,
-                }
-            else:
-                self._bound = dict(bound.arguments)
+            self._bound = bind_arguments(self._fn, self._args, self._kwargs)
         return self._bound
 
     def __getitem__(self, name: str) -> Any:
@@ -201,3 +193,45 @@ class LazyParameters(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._arguments())
+
+
+# Positional parameter names of functions without *args, by function: binding by zip() is many
+# times faster than `inspect.Signature.bind`, and the writer thread does it for every run.
+_positional_names: dict[Any, tuple[str, ...] | None] = {}
+
+
+def bind_arguments(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """The arguments of a call by parameter name (as passed: defaults are not filled in)."""
+    names = positional_parameter_names(fn)
+    if names is not None and len(args) <= len(names):
+        arguments = dict(zip(names, args))
+        arguments.update(kwargs)
+        return arguments
+    try:
+        return dict(inspect.signature(fn).bind(*args, **kwargs).arguments)
+    except (TypeError, ValueError):  # a call that does not fit the signature: show what was passed
+        return {**{f"arg{i}": value for i, value in enumerate(args)}, **kwargs}
+
+
+def positional_parameter_names(fn: Callable[..., Any]) -> tuple[str, ...] | None:
+    """The names of `fn`'s positional parameters; None if it takes *args or has no signature."""
+    try:
+        return _positional_names[fn]
+    except KeyError:
+        names = _positional_names[fn] = _read_positional_names(fn)
+        return names
+    except TypeError:  # an unhashable callable: nothing to cache it by
+        return _read_positional_names(fn)
+
+
+def _read_positional_names(fn: Callable[..., Any]) -> tuple[str, ...] | None:
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
+        return None
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    return tuple(p.name for p in parameters if p.kind in positional)
