@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from ferroflow._engine.runs import FlowRun, TaskRun
     from ferroflow.flows import Flow
     from ferroflow.futures import TaskFuture
-    from ferroflow.results import ResultFactory
+    from ferroflow.results import BaseResult, ResultFactory
+    from ferroflow.runstore import RunStore
     from ferroflow.task_runners import BaseTaskRunner
     from ferroflow.tasks import Task
 
@@ -53,6 +54,8 @@ class FlowRunContext:
         "child_runs",
         "futures",
         "logger",
+        "_earlier_results",
+        "_run_store",
     )
 
     def __init__(
@@ -79,17 +82,47 @@ class FlowRunContext:
         self.child_runs: list[TaskRun | FlowRun] = []
         self.futures: list[TaskFuture] = []
         self.logger: logging.LoggerAdapter[logging.Logger] | None = None
+        # Persisted results of the earlier attempts' task and subflow runs, by identity.
+        self._earlier_results: dict[tuple[str, int], BaseResult] = {}
+        self._run_store: RunStore | None = None
 
     @staticmethod
     def get() -> FlowRunContext | None:
         return _flow_run_context.get()
 
     def start_attempt(self) -> None:
-        """Forget the previous attempt's task runs: a flow retry numbers its task runs from
-        zero again, so each gets the same identity (and persisted result) as before."""
+        """Forget the previous attempt's task runs, keeping their persisted results: a flow
+        retry numbers its task runs from zero again, so each gets the same identity as before
+        and finds the result it had (`earlier_attempt_result`)."""
+        from ferroflow.results import PersistedResult
+        from ferroflow.states import StateType
+
+        for run in self.child_runs:
+            state = run.state
+            if state.type is StateType.COMPLETED and isinstance(state.data, PersistedResult):
+                self._earlier_results[run_identity(run)] = state.data
         self._dynamic_keys.clear()
         self.child_runs = []
         self.futures = []
+
+    def earlier_attempt_result(self, identity: tuple[str, int]) -> BaseResult | None:
+        """The persisted result an earlier attempt of this flow run got for the task or subflow
+        run with this identity (`run_identity`), if any."""
+        if not self._earlier_results:
+            return None
+        return self._earlier_results.get(identity)
+
+    def run_store(self) -> RunStore:
+        """The run store of this flow run (the task cache lives there), opened on first use."""
+        if self._run_store is None:
+            recorder = self.flow_run.recorder
+            if recorder is not None:
+                self._run_store = recorder.store
+            else:
+                from ferroflow._engine.recording import shared_store
+
+                self._run_store = shared_store()
+        return self._run_store
 
     def next_dynamic_key(self, task_key: str) -> int:
         """0, 1, 2, ... for successive runs of one task within this flow run attempt."""
@@ -144,6 +177,7 @@ class TaskRunContext:
         "is_async",
         "_parameters",
         "logger",
+        "cache_key",
     )
 
     def __init__(
@@ -165,6 +199,8 @@ class TaskRunContext:
         self.is_async = is_async
         self._parameters: dict[str, Any] | None = None
         self.logger: logging.LoggerAdapter[logging.Logger] | None = None
+        # The key this run's result is cached under (set when the task has a cache_key_fn).
+        self.cache_key: str | None = None
 
     @staticmethod
     def get() -> TaskRunContext | None:
@@ -189,6 +225,22 @@ class TaskRunContext:
         its flow run — the key under which a prior attempt's result can be found."""
         run = self.task_run
         return (str(run.flow_run_id), run.task_key, run.dynamic_key)
+
+
+def run_identity(run: TaskRun | FlowRun) -> tuple[str, int]:
+    """What identifies a task or subflow run within its flow run, the same in every attempt:
+    (task key, dynamic key) for a task run, ("flow:" + name, dynamic key) for a subflow run."""
+    from ferroflow._engine.runs import TaskRun
+
+    if isinstance(run, TaskRun):
+        return (run.task_key, run.dynamic_key)
+    return (subflow_key(run.flow_name), run.dynamic_key if run.dynamic_key is not None else -1)
+
+
+def subflow_key(flow_name: str) -> str:
+    """The counterpart of a task key for the subflow runs of a flow (their dynamic keys count
+    apart from any task's)."""
+    return f"flow:{flow_name}"
 
 
 def get_run_context() -> TaskRunContext | FlowRunContext:

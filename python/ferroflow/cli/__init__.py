@@ -8,6 +8,7 @@ from ferroflow import __version__
 from ferroflow.cli.bench import bench
 from ferroflow.cli.config import config
 from ferroflow.cli.cache import cache
+from ferroflow.cli.results import results
 from ferroflow.cli.runs import runs
 
 
@@ -20,6 +21,7 @@ def app() -> None:
 app.add_command(config)
 app.add_command(runs)
 app.add_command(cache)
+app.add_command(results)
 app.add_command(bench)
 
 
