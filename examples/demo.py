@@ -132,7 +132,7 @@ class Report:
             f"readings: {size.sensors} sensors x {size.samples:,} float32 samples "
             f"([bold]{format_bytes(size.readings_bytes)}[/]); maintenance log: {size.log_rows:,} records\n"
             f"results: pickle, compressed with {self.codec}, in {self.storage_path}\n"
-            f"FERROFLOW_HOME={self.home}  (run store: ferroflow.db)\n"
+            f"demo folder (FERROFLOW_HOME): {self.home}, with the run store ferroflow.db\n"
         )
 
     def status(self, title: str) -> Status:

@@ -135,8 +135,11 @@ def _run(source: DataSource, cases: list[benchmarking.Case], repeat: int, *, qui
 
 def _print_table(source: DataSource, results: Sequence[CaseResult], ranking: benchmarking.Ranking, repeat: int) -> None:
     console = Console()
+    console.print(
+        f"[bold]{source.label}[/]: {format_bytes(source.size)}, best of {repeat}, ranked by {ranking}",
+        soft_wrap=True, highlight=False,
+    )
     table = Table(
-        title=f"{source.label}: {format_bytes(source.size)}, best of {repeat}, ranked by {ranking}",
         caption="MB/s of the input's size. Peak memory above the loaded input, MiB, dump/load.",
         box=box.SIMPLE_HEAD,
     )
