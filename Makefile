@@ -39,11 +39,11 @@ test-python: build
 stubtest: build ## check python/ferroflow/_core.pyi against the compiled module
 	$(PY) -m mypy.stubtest ferroflow._core
 
-demo: build ## run the example pipeline
+demo: build ## run the example pipeline (its runs, cache and results go to .demo/)
 	$(PY) examples/demo.py
 
-bench: build ## run the benchmarks in benches/ and print their ratios
-	$(PY) -m pytest benches -o python_files='bench_*.py' -p no:cacheprovider -q -s
+bench: build ## run the benchmarks in benches/ and write their figures to .bench/summary.md
+	$(PY) benches/summary.py --out .bench/summary.md
 
 clean:
 	rm -rf $(VENV) target .pytest_cache .hypothesis

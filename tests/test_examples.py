@@ -100,3 +100,16 @@ def test_a_bad_size_is_refused():
     completed = run_demo("--size", "big")
     assert completed.returncode != 0
     assert "--size: Cannot read the size 'big'" in completed.stderr
+
+
+def test_the_readme_quick_start_runs_and_hits_the_cache(tmp_path):
+    readme = (DEMO.parent.parent / "README.md").read_text()
+    code = readme.split("## Quick start", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                               env={**os.environ, "FERROFLOW_HOME": str(tmp_path)})
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.split() == ["100.5", "100.5"]
+    with open_store(f"sqlite:///{tmp_path / 'ferroflow.db'}") as store:
+        latest = store.list_flow_runs()[0]
+        states = {run.task_name: run.state_name for run in store.list_task_runs(latest.id)}
+    assert states == {"load_prices": "Cached", "average": "Completed"}
