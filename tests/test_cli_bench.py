@@ -99,3 +99,12 @@ def test_plot_draws_an_image(tmp_path):
     result = invoke("--sample", "floats", "--size", "128KiB", "--plot", tmp_path / "bench.png", *ONE_CASE)
     assert result.exit_code == 0, result.output
     assert (tmp_path / "bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("extra", [[], ONE_CASE], ids=["loaded-here", "loaded-in-the-child"])
+def test_a_damaged_pickle_is_an_error_not_a_traceback(tmp_path, extra):
+    path = tmp_path / "cut.pickle"
+    path.write_bytes(pickle.dumps(list(range(1000)), protocol=5)[:100])
+    result = invoke(path, *extra)
+    assert result.exit_code == 2
+    assert f"Cannot load the pickle file {path}: UnpicklingError" in result.output

@@ -28,7 +28,6 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import gc
-import json
 import math
 import multiprocessing
 import os
@@ -203,6 +202,18 @@ class DataSource:
     size: int
 
     def load(self) -> Any:
+        """The value to measure. Unpickling runs the file's code: benchmark files you trust."""
+        try:
+            return self._load()
+        except BenchmarkError:
+            raise
+        except Exception as exc:  # anything unpickling can raise, e.g. a class that is not installed
+            raise BenchmarkError(
+                f"Cannot load the {self.label}: {type(exc).__name__}: {exc}. Check that the file is "
+                "complete and that the libraries its objects need are installed here."
+            ) from exc
+
+    def _load(self) -> Any:
         if self.kind == "npy":
             return _import_numpy(f"reading {self.path}").load(self.path, allow_pickle=False)
         if self.kind == "folder":
@@ -527,7 +538,15 @@ def run_cases(
             if on_start is not None:
                 on_start(case)
             with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-                yield pool.submit(measure_case, source, case, repeat, folder).result()
+                try:
+                    yield pool.submit(measure_case, source, case, repeat, folder).result()
+                except concurrent.futures.process.BrokenProcessPool as exc:
+                    raise BenchmarkError(
+                        f"The process measuring {case.label} died (out of memory?). Try a smaller "
+                        "input or --size, or leave that case out with --codec/--level."
+                    ) from exc
+                except SerializationError as exc:
+                    raise BenchmarkError(f"Cannot measure {case.label} on {source.label}: {exc}") from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -614,10 +633,6 @@ def plot(results: Sequence[CaseResult], path: str | os.PathLike[str], title: str
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     pyplot.close(figure)
-
-
-def to_json(document: dict[str, Any]) -> str:
-    return json.dumps(document, indent=2)
 
 
 __all__ = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,7 +85,7 @@ def bench(
     except BenchmarkError as exc:
         raise click.UsageError(str(exc)) from exc
     if as_json:
-        click.echo(benchmarking.to_json(benchmarking.report(source, results, ranking, repeat)))
+        click.echo(json.dumps(benchmarking.report(source, results, ranking, repeat), indent=2))
     else:
         _print_table(source, results, ranking, repeat)
     if plot_path is not None:
