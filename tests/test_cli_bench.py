@@ -32,7 +32,7 @@ def test_a_missing_file_is_an_error(tmp_path):
 def test_an_unknown_serializer_lists_the_known_ones():
     result = invoke("--sample", "text", "--serializer", "msgpack")
     assert result.exit_code == 2
-    assert "Unknown serializer 'msgpack'. Known serializers: json, pickle." in result.output
+    assert "Unknown serializer 'msgpack'. Known serializers: json, pickle" in result.output
 
 
 @pytest.mark.parametrize("size", ["64 MiBs", "lots", "0MB"])

@@ -285,9 +285,10 @@ class Case:
         return f"{self.serializer}+{self.codec}{level}"
 
     def build_serializer(self) -> Serializer:
+        inner = resolve_serializer(self.serializer)
         if self.codec == NO_CODEC:
-            return resolve_serializer(self.serializer)
-        return CompressedSerializer(serializer=self.serializer, compressionlib=self.codec, level=self.level)
+            return inner
+        return CompressedSerializer(serializer=inner, compressionlib=self.codec, level=self.level)
 
 
 def benchmarkable_serializers() -> list[str]:
