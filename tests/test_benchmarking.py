@@ -142,7 +142,8 @@ def test_a_case_times_dumps_and_loads_and_reads_the_stored_size(tmp_path):
     result = measure_case(source, Case("pickle", "zstd", 3), repeat=2, folder=str(tmp_path / "out"))
     assert len(result.dump_seconds) == len(result.load_seconds) == 2
     assert result.input_bytes == source.size
-    assert result.stored_bytes == (tmp_path / "out" / "bench").stat().st_size
+    assert [path.name for path in (tmp_path / "out").iterdir()] == ["bench-1"]  # the last dump's file
+    assert result.stored_bytes == (tmp_path / "out" / "bench-1").stat().st_size
     assert result.ratio > 3  # log lines compress well
     assert result.dump_mb_s == source.size / min(result.dump_seconds) / 1e6
 

@@ -488,17 +488,25 @@ def measure_case(source: DataSource, case: Case, repeat: int, folder: str) -> Ca
     storage = LocalFileSystem(basepath=folder)
     # Warm up on a tiny value: first-call imports and set-up are not what is measured.
     PersistedResult.create([b"warm-up"], storage=storage, serializer=serializer, storage_key="warm-up").get()
+    storage.delete("warm-up")
     memory = PeakMemory()
     dump_seconds = []
     gc.collect()
     memory.start()
+    result = None
     with temporary_settings(results_fsync=False):
-        for _ in range(repeat):
+        for attempt in range(repeat):
+            # A new file each time, as the engine writes (replacing a file would also time the
+            # release of the old one); the previous file is removed untimed.
+            previous = result
             started = time.perf_counter()
             result = PersistedResult.create(
-                value, storage=storage, serializer=serializer, storage_key="bench", cache_in_memory=False
+                value, storage=storage, serializer=serializer, storage_key=f"bench-{attempt}", cache_in_memory=False
             )
             dump_seconds.append(time.perf_counter() - started)
+            if previous is not None:
+                storage.delete(previous.storage_key)
+    assert result is not None  # repeat >= 1
     dump_peak = memory.extra_bytes()
     stored = os.path.getsize(storage.path_of(result.storage_key))
     del value
