@@ -108,3 +108,10 @@ def test_a_damaged_pickle_is_an_error_not_a_traceback(tmp_path, extra):
     result = invoke(path, *extra)
     assert result.exit_code == 2
     assert f"Cannot load the pickle file {path}: UnpicklingError" in result.output
+
+
+def test_a_level_the_codec_does_not_have_is_an_error():
+    result = invoke("--sample", "text", "--size", "16KiB", "--serializer", "pickle", "--codec", "zlib",
+                    "--level", "42", "--repeat", "1")
+    assert result.exit_code == 2
+    assert "Cannot measure pickle+zlib:42 on sample 'text'" in result.output

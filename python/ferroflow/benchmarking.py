@@ -554,7 +554,9 @@ def run_cases(
                         f"The process measuring {case.label} died (out of memory?). Try a smaller "
                         "input or --size, or leave that case out with --codec/--level."
                     ) from exc
-                except SerializationError as exc:
+                except BenchmarkError:
+                    raise
+                except ValueError as exc:  # e.g. a level the codec does not have, data a serializer refuses
                     raise BenchmarkError(f"Cannot measure {case.label} on {source.label}: {exc}") from exc
 
 
