@@ -26,12 +26,12 @@ from pathlib import Path
 
 BENCHES = Path(__file__).resolve().parent
 REPOSITORY = BENCHES.parent
-PYTEST_COMMAND = [
-    sys.executable, "-m", "pytest", str(BENCHES), "-o", "python_files=bench_*.py",
-    "-p", "no:cacheprovider", "-q", "-s",
-]
+# Not -q: at its default verbosity pytest prints each file's path as it starts it (then the
+# progress marks of its tests), which is how the output is told apart per benchmark. The
+# bench_*.py files are collected by benches/conftest.py; adding `-o python_files=bench_*.py`
+# would collect, and run, each of them twice.
+PYTEST_COMMAND = [sys.executable, "-m", "pytest", "benches", "-p", "no:cacheprovider", "-s"]
 
-# pytest -q prints each file's path as it starts it, then the progress marks of its tests.
 _FILE_START = re.compile(r"^benches/(bench_\w+)\.py\s*(.*)$")
 _PROGRESS_ONLY = re.compile(r"^[.sFEx]+(\s+\[\s*\d+%\])?$")
 _HEADLINE = re.compile(r"(\b(met|MISSED)\s*$)|(\bratio\b.*:\s*[\d.]+\s*$)")
@@ -46,13 +46,15 @@ class BenchmarkOutput:
     lines: list[str] = field(default_factory=list)
 
     def headlines(self) -> list[str]:
-        """Lines stating a ratio or whether a target was met, with the table title above them."""
-        found, title = [], ""
+        """Lines stating a ratio or whether a target was met, each with the title of its table
+        (the benchmarks print a blank line, then the title, then the table)."""
+        found, title, after_blank = [], "", True
         for line in self.lines:
-            if line and not line.startswith(" ") and not _HEADLINE.search(line):
-                title = line.rstrip(":")
-            elif _HEADLINE.search(line):
+            if _HEADLINE.search(line):
                 found.append(f"{title}: {line.strip()}" if title else line.strip())
+            elif line.strip() and after_blank:
+                title = line.strip().rstrip(":")
+            after_blank = not line.strip()
         return found
 
 
