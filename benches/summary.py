@@ -34,7 +34,8 @@ PYTEST_COMMAND = [sys.executable, "-m", "pytest", "benches", "-p", "no:cacheprov
 
 _FILE_START = re.compile(r"^benches/(bench_\w+)\.py\s*(.*)$")
 _PROGRESS_ONLY = re.compile(r"^[.sFEx]+(\s+\[\s*\d+%\])?$")
-_HEADLINE = re.compile(r"(\b(met|MISSED)\s*$)|(\bratio\b.*:\s*[\d.]+\s*$)")
+# A target verdict ("... met" / "... MISSED" / "(target: ...)") or a ratio ("ratio ...: 0.90", "ratio  16.6x").
+_HEADLINE = re.compile(r"\b(met|MISSED)\s*$|\(target:|\bratio\b.*\s[\d.]+x?\s*$")
 _SESSION_END = re.compile(r"^=+ .*(passed|failed|error).* =+$")
 
 
@@ -69,9 +70,13 @@ def split_by_benchmark(log: Iterable[str]) -> list[BenchmarkOutput]:
             line = started.group(2)
         if _SESSION_END.match(line):
             break
-        if not outputs or _PROGRESS_ONLY.match(line.strip()):
+        if not outputs:
             continue
-        outputs[-1].lines.append(re.sub(r"^[.sFEx]+(?=\S)", "", line) if line[:1] in ".sFEx" else line)
+        if _PROGRESS_ONLY.match(line.strip()):
+            line = ""  # a test ended here: keep it as the break between two tests' output
+        lines = outputs[-1].lines
+        if line.strip() or (lines and lines[-1].strip()):  # no runs of blank lines
+            lines.append(line)
     for output in outputs:
         while output.lines and not output.lines[0].strip():
             output.lines.pop(0)
