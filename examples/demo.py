@@ -160,7 +160,7 @@ class Report:
             store.close()
         retries_started = [state.timestamp for state in flow_states if state.name == "Retrying"]
         table = Table(title=f"[bold]{run.title}", title_justify="left", box=box.SIMPLE_HEAD,
-                      pad_edge=False, padding=(0, 1))
+                      pad_edge=False, padding=(0, 1), collapse_padding=True)
         for heading in ("try", "task run", "state", "time", "data -> file"):
             table.add_column(heading, justify="right" if heading in ("try", "time") else "left", no_wrap=True)
         hits = reused = 0
