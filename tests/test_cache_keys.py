@@ -16,6 +16,8 @@ from types import SimpleNamespace
 import numpy as np
 import pydantic
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ferroflow import _core
 from ferroflow.cache_keys import canonical_encoding, hash_canonical, task_identity, task_input_hash
@@ -253,3 +255,46 @@ def test_known_digests(value, digest):
     whole = _core.Hasher("blake3")
     whole.update(b"ferroflow.task_input_hash\x00\x01" + canonical_encoding(value))
     assert whole.hexdigest() == digest
+
+
+# ------------------------------------------------------------------------------------------------
+# Properties: order never matters, and different values never share an encoding
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary()
+values = st.recursive(
+    scalars,
+    lambda children: (st.lists(children, max_size=4) | st.tuples(children, children)
+                      | st.dictionaries(st.text(max_size=5) | st.integers(), children, max_size=4)
+                      | st.frozensets(scalars, max_size=4)),
+    max_leaves=12,
+)
+
+
+def typed(value):
+    """The value as the encoding sees it: type and content, with float bits exact and no order."""
+    if isinstance(value, float):
+        return ("float", value.hex())
+    if isinstance(value, bytes | bytearray):
+        return ("bytes", bytes(value))
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, tuple(typed(item) for item in value))
+    if isinstance(value, dict):
+        return ("dict", frozenset((typed(key), typed(item)) for key, item in value.items()))
+    if isinstance(value, frozenset | set):
+        return ("set", frozenset(typed(item) for item in value))
+    return (type(value).__name__, value)
+
+
+def reordered(value):
+    if isinstance(value, dict):
+        return {key: reordered(value[key]) for key in reversed(list(value))}
+    if isinstance(value, list | tuple):
+        return type(value)(reordered(item) for item in value)
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(values, values)
+def test_the_encoding_is_equal_exactly_for_equal_typed_values(left, right):
+    assert canonical_encoding(left) == canonical_encoding(reordered(left))
+    assert (canonical_encoding(left) == canonical_encoding(right)) == (typed(left) == typed(right))
