@@ -1,3 +1,5 @@
+import gc
+import os
 import sqlite3
 import subprocess
 import sys
@@ -258,6 +260,23 @@ def test_many_threads_recording_at_once_lose_nothing(store):
     assert len(task_runs) == threads * tasks_per_thread
     assert {run.state_type for run in task_runs} == {"COMPLETED"}
     assert all(len(store.list_states(run.id)) == 3 for run in task_runs[:50])
+
+
+def open_handles(path):
+    return sum(os.path.realpath(f"/proc/self/fd/{fd}") == str(path) for fd in os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts file descriptors through /proc")
+def test_reader_threads_that_come_and_go_do_not_pile_up_open_files(db_path):
+    with open_store(f"sqlite:///{db_path}") as store:
+        before = open_handles(db_path)
+        for _ in range(20):
+            reader = threading.Thread(target=store.get_cache_entry, args=("k",))
+            reader.start()
+            reader.join()
+            gc.collect()  # sqlite3 connections sit in a reference cycle (their statement cache)
+        # SQLite keeps a closed connection's descriptor for the next one while others hold locks.
+        assert open_handles(db_path) <= before + 1
 
 
 WRITER_PROCESS = textwrap.dedent("""

@@ -329,6 +329,10 @@ class _Batch:
 _open_stores: weakref.WeakSet[SQLiteRunStore] = weakref.WeakSet()
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced (sqlite3's own cannot)."""
+
+
 class SQLiteRunStore:
     """The run store in one SQLite database file, or in memory when `path` is None.
 
@@ -382,22 +386,23 @@ class SQLiteRunStore:
         self._writer_lock = threading.Lock()
         self._shared_lock = threading.RLock()
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # Weak: a reader thread's connection goes (and closes) with its thread.
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._pending_cache: dict[str, CacheEntry] = {}
         self._pending_cache_lock = threading.Lock()
         self._error: BaseException | None = None
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> _Connection:
         target = ":memory:" if self.path is None else str(self.path)
         # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves, so a write transaction
         # takes the write lock up front instead of failing to upgrade a read lock later.
         connection = sqlite3.connect(target, timeout=self.lock_timeout, isolation_level=None,
-                                     check_same_thread=False)
+                                     check_same_thread=False, factory=_Connection)
         if self.path is not None:
             self._retrying(lambda: connection.execute("PRAGMA journal_mode = WAL"))
             # NORMAL in WAL mode: a power cut may drop the last commits, never corrupt the file.
             connection.execute("PRAGMA synchronous = NORMAL")
-        self._connections.append(connection)
+        self._connections.add(connection)
         return connection
 
     @contextlib.contextmanager
@@ -570,7 +575,7 @@ class SQLiteRunStore:
             _open_stores.discard(self)
 
     def _close_connections(self) -> None:
-        for connection in self._connections:
+        for connection in list(self._connections):
             connection.close()
         self._connections.clear()
 
