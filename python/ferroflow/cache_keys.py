@@ -359,8 +359,9 @@ def _source_digest(fn: Callable[..., Any]) -> str | None:
     """BLAKE3 of the function's source text, or None when Python cannot find it (REPL, C functions).
 
     Source, not bytecode: it is the same in every Python version. Line endings and the common
-    indentation are normalized, so a checkout on Windows or moving a function into a class body
-    keeps its keys. Cached per code object: reading source is slow and a function's code is fixed.
+    indentation are normalized, so a checkout with Windows line endings keeps its keys. Cached per
+    code object: reading source is slow, and a function whose code compares equal has the same
+    behaviour (only its comments can differ).
     """
     code = getattr(fn, "__code__", fn)
     try:
