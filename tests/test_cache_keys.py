@@ -174,13 +174,16 @@ def test_task_input_hash_follows_the_task_code_not_its_display_name(tmp_path):
         spec.loader.exec_module(module)
         return module.work
 
-    original = load(1, "def work(x):\n    return x + 1\n")
-    edited = load(2, "def work(x):\n    return x + 2\n")
-    reformatted = load(3, "def work(x):\r\n    return x + 1\r\n")
+    decorate = "import functools\ndef task(**options):\n    return lambda fn: functools.wraps(fn)(lambda x: fn(x))\n"
+    original = load(1, decorate + "@task(retries=1)\ndef work(x):\n    return x + 1\n")
+    edited = load(2, decorate + "@task(retries=1)\ndef work(x):\n    return x + 2\n")
+    reformatted = load(3, decorate.replace("\n", "\r\n") + "@task(retries=1)\r\ndef work(x):\r\n    return x + 1\r\n")
+    redecorated = load(4, decorate + "@task(\n    retries=5,\n)\ndef work(x):\n    return x + 1\n")
     key = task_input_hash(task_context(original), {"x": 1})
     assert task_input_hash(task_context(original, name="renamed"), {"x": 1}) == key
     assert task_input_hash(task_context(edited), {"x": 1}) != key
     assert task_input_hash(task_context(reformatted), {"x": 1}) == key  # line endings do not count
+    assert task_input_hash(task_context(redecorated), {"x": 1}) == key  # nor the decorator's options
 
 
 def test_the_task_is_known_by_its_unwrapped_function_and_its_source():

@@ -41,6 +41,7 @@ wrong entry). Objects that pickling refuses make the key None: the task runs wit
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import datetime
 import decimal
@@ -369,7 +370,7 @@ def _source_digest(fn: Callable[..., Any]) -> str | None:
     except (KeyError, TypeError):
         pass
     try:
-        source = textwrap.dedent(inspect.getsource(fn).replace("\r\n", "\n"))
+        source = _source_without_decorators(inspect.getsource(fn))
     except (OSError, TypeError):
         digest = None
     else:
@@ -381,6 +382,19 @@ def _source_digest(fn: Callable[..., Any]) -> str | None:
     except TypeError:  # an unhashable callable: nothing to cache it by
         pass
     return digest
+
+
+def _source_without_decorators(source: str) -> str:
+    """The function's text from its `def` line on: `@task(retries=3)` becoming `retries=5`
+    changes how the task runs, not what it computes, so it must not invalidate the cache."""
+    source = textwrap.dedent(source.replace("\r\n", "\n"))
+    try:
+        definition = ast.parse(source).body[0]
+    except (SyntaxError, IndexError):  # e.g. a lambda: getsource gives the lines around it
+        return source
+    if not isinstance(definition, ast.FunctionDef | ast.AsyncFunctionDef):
+        return source
+    return "\n".join(source.splitlines()[definition.lineno - 1:])
 
 
 def task_identity(task: _TaskLike) -> tuple[str, str | None]:
