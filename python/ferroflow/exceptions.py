@@ -41,6 +41,91 @@ __all__ = [
 ]
 
 
+
+# --- Run engine: flows, tasks, states, futures -------------------------------------------------
+
+
+class NestedTaskError(FerroflowException, RuntimeError):
+    """A task was called (or submitted, or mapped) from inside another task's run."""
+
+
+class UpstreamTaskError(FerroflowException, RuntimeError):
+    """A task did not run because a future or state it was given had failed.
+
+    The upstream exception is attached as `__cause__`.
+    """
+
+
+class FailedRun(FerroflowException, RuntimeError):
+    """A failed run's result was requested but the failure carries no exception of its own
+    (for example a flow that failed because some of its task runs failed)."""
+
+
+class CrashedRun(FerroflowException, RuntimeError):
+    """A run crashed (it was interrupted from outside its own code) and carries no exception."""
+
+
+class CancelledRun(FerroflowException, RuntimeError):
+    """A cancelled run's result was requested."""
+
+
+class RunTimeoutError(FerroflowException, TimeoutError):
+    """A run exceeded its `timeout_seconds`; its final state is named "TimedOut"."""
+
+
+class TaskRunTimeoutError(RunTimeoutError):
+    """A task run exceeded the task's `timeout_seconds`."""
+
+
+class FlowRunTimeoutError(RunTimeoutError):
+    """A flow run exceeded the flow's `timeout_seconds`."""
+
+
+class MappingLengthMismatch(FerroflowException, ValueError):
+    """`Task.map` was given iterables of different lengths."""
+
+
+class MappingMissingIterable(FerroflowException, ValueError):
+    """`Task.map` was given no iterable argument to map over."""
+
+
+class AsyncFetchStateResultWarning(UserWarning):
+    """`State.result()` was called in async code without `fetch=`: it returned the raw result
+    object instead of the value. Pass `fetch=True` and await the call, or set
+    FERROFLOW_ASYNC_FETCH_STATE_RESULT=true. (A UserWarning so that it is shown by default.)"""
+
+
+# Appended, not merged into the list above, so that additions from each layer stay separate.
+__all__ += [
+    "AsyncFetchStateResultWarning",
+    "CancelledRun",
+    "CrashedRun",
+    "FailedRun",
+    "FlowRunTimeoutError",
+    "MappingLengthMismatch",
+    "MappingMissingIterable",
+    "NestedTaskError",
+    "RunTimeoutError",
+    "TaskRunTimeoutError",
+    "UpstreamTaskError",
+]
+
+
+class InvalidSettingError(FerroflowException, ValueError):
+    """A setting's key or value (environment, profile file, CLI or temporary_settings) is invalid."""
+
+
+class StorageNotFoundError(FerroflowException, ValueError):
+    """A storage slug or saved name that no saved storage answers to."""
+
+
+class StorageNotAvailableError(FerroflowException, NotImplementedError):
+    """A storage type that ferroflow can name but cannot use yet (S3)."""
+
+
+__all__ += ["InvalidSettingError", "StorageNotAvailableError", "StorageNotFoundError"]
+
+
 class RunStoreError(FerroflowException, RuntimeError):
     """The run store (the database of flow runs, task runs, states and cache entries) failed."""
 

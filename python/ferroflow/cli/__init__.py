@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ferroflow import __version__
+from ferroflow.cli.config import config
 from ferroflow.cli.cache import cache
 from ferroflow.cli.runs import runs
 
@@ -15,6 +16,7 @@ def app() -> None:
     """ferroflow: persist, cache and inspect the results of Python flows and tasks."""
 
 
+app.add_command(config)
 app.add_command(runs)
 app.add_command(cache)
 

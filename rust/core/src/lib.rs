@@ -2,6 +2,8 @@
 
 pub mod codec;
 pub mod error;
+pub mod frame;
+pub mod fs;
 pub mod hash;
 
 pub use error::{Error, Result};

@@ -4,6 +4,8 @@ use pyo3::prelude::*;
 
 mod codecs;
 mod errors;
+mod files;
+mod framing;
 mod hashing;
 
 #[pymodule]
@@ -24,4 +26,10 @@ mod _core {
     use crate::hashing::{hash_buffers, Hasher};
     #[pymodule_export]
     const HASH_ALGORITHMS: (&str, &str, &str) = crate::hashing::HASH_ALGORITHMS;
+
+    #[pymodule_export]
+    use crate::framing::{frame_blob, map_blob, read_blob, read_header, unframe_blob, write_blob, PyBlobHeader};
+
+    #[pymodule_export]
+    use crate::files::{atomic_write, read_file, resolve_key};
 }

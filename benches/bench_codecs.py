@@ -1,0 +1,93 @@
+"""ferroflow's codecs against the stdlib modules on the same data, and two threads against one.
+
+Run with `make bench` (or `pytest benches/bench_codecs.py -s`). Figures are printed, not asserted.
+"""
+
+import bz2
+import lzma
+import threading
+import zlib
+from collections.abc import Callable
+
+from _report import mb_per_s, print_table, race
+
+from ferroflow import _core
+
+STDLIB: dict[str, tuple[Callable[[bytes, int], bytes], Callable[[bytes], bytes]]] = {
+    "lzma": (lambda data, level: lzma.compress(data, preset=level), lzma.decompress),
+    "bz2": (lambda data, level: bz2.compress(data, compresslevel=level), bz2.decompress),
+    "zlib": (lambda data, level: zlib.compress(data, level), zlib.decompress),
+}
+
+# (codec, level, encoder threads, speed-up over the stdlib we aim for on 2 cores, timing runs)
+CASES = [
+    ("zlib", 6, 1, 1.3, 3),
+    ("bz2", 9, 1, 1.0, 2),
+    ("lzma", 6, 2, 1.8, 1),
+    ("zstd", 3, 1, None, 3),
+    ("zstd", 3, 2, None, 3),
+]
+
+
+def codec_rows(payload: bytes, codec: str, level: int, threads: int, target: float | None, repeat: int):
+    packed = _core.compress(payload, codec, level=level, threads=threads)
+    ours = {
+        "compress": lambda: _core.compress(payload, codec, level=level, threads=threads),
+        "decompress": lambda: _core.decompress(packed, codec, size_hint=len(payload)),
+    }
+    candidates = {f"ours {step}": run for step, run in ours.items()}
+    stdlib_packed = b""
+    if codec in STDLIB:
+        stdlib_compress, stdlib_decompress = STDLIB[codec]
+        stdlib_packed = stdlib_compress(payload, level)
+        candidates["stdlib compress"] = lambda: stdlib_compress(payload, level)
+        candidates["stdlib decompress"] = lambda: stdlib_decompress(stdlib_packed)
+    seconds = race(candidates, repeat)
+    for step in ours:
+        ours_speed = mb_per_s(len(payload), seconds[f"ours {step}"])
+        if f"stdlib {step}" not in seconds:
+            yield [codec, level, threads, step, ours_speed, "-", "-", len(payload) / len(packed), "-", ""]
+            continue
+        stdlib_speed = mb_per_s(len(payload), seconds[f"stdlib {step}"])
+        speedup = ours_speed / stdlib_speed
+        verdict = "" if target is None or step != "compress" else ("met" if speedup >= target else "MISSED")
+        yield [
+            codec, level, threads, step, ours_speed, stdlib_speed, speedup,
+            len(payload) / len(packed), len(payload) / len(stdlib_packed),
+            f">= {target}x {verdict}" if verdict else "",
+        ]
+
+
+def test_codecs_against_the_stdlib(records_payload):
+    rows = [row for case in CASES for row in codec_rows(records_payload, *case)]
+    print_table(
+        f"Codecs on {len(records_payload) / 2**20:.1f} MiB of pickled records (MB/s of uncompressed data)",
+        ["codec", "level", "threads", "step", "ours MB/s", "stdlib MB/s", "speed-up", "ratio ours", "ratio stdlib", "target"],
+        rows,
+    )
+
+
+def test_two_threads_compressing_at_once_against_one_after_the_other(records_payload):
+    halves = [records_payload[: len(records_payload) // 2], records_payload[len(records_payload) // 2 :]]
+    rows = []
+    for codec, level in [("zlib", 6), ("bz2", 9), ("lzma", 1), ("zstd", 3)]:
+
+        def one_after_the_other(codec=codec, level=level):
+            for half in halves:
+                _core.compress(half, codec, level=level)
+
+        def two_at_once(codec=codec, level=level):
+            workers = [threading.Thread(target=_core.compress, args=(half, codec), kwargs={"level": level}) for half in halves]
+            for worker in workers:
+                worker.start()
+            for worker in workers:
+                worker.join()
+
+        seconds = race({"sequential": one_after_the_other, "threads": two_at_once}, repeat=2)
+        speedup = seconds["sequential"] / seconds["threads"]
+        rows.append([codec, level, seconds["sequential"], seconds["threads"], speedup, "met" if speedup >= 1.6 else "MISSED"])
+    print_table(
+        "Two Python threads compressing one half each vs one thread doing both (GIL released)",
+        ["codec", "level", "sequential s", "2 threads s", "speed-up", "target >= 1.6x"],
+        rows,
+    )

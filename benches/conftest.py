@@ -1,0 +1,40 @@
+"""Data shared by the benchmarks: realistic, compressible payloads sized by FERROFLOW_BENCH_MIB."""
+
+import os
+import pickle
+import random
+
+import pytest
+
+DEFAULT_MIB = 24
+
+
+def pytest_collect_file(file_path, parent):
+    """Collects the `bench_*.py` files (pytest's default pattern is `test_*.py`)."""
+    if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
+        return pytest.Module.from_parent(parent, path=file_path)
+    return None
+
+
+def bench_mib() -> int:
+    return int(os.environ.get("FERROFLOW_BENCH_MIB", DEFAULT_MIB))
+
+
+@pytest.fixture(scope="session")
+def records_payload() -> bytes:
+    """About FERROFLOW_BENCH_MIB MiB of pickled event records: text and numbers with structure,
+    the kind of result a pipeline persists (it compresses 4-5x, like real logs and tables)."""
+    rng = random.Random(20240611)
+    events = ["click", "view", "purchase", "signup", "logout", "refund"]
+    count = bench_mib() * 2**20 // 43  # each pickled record takes about 43 bytes
+    records = [
+        {
+            "id": i,
+            "user": f"user-{rng.randrange(50_000)}",
+            "event": rng.choice(events),
+            "value": round(rng.random() * 1000, 2),
+            "ok": rng.random() < 0.9,
+        }
+        for i in range(count)
+    ]
+    return pickle.dumps(records, protocol=5)

@@ -1,0 +1,242 @@
+"""Flow runs: what calling a `@flow` function does.
+
+A flow run goes Pending -> Running -> (AwaitingRetry -> Retrying ->)* Completed | Failed. Each
+attempt runs the function, waits for every task run it submitted, then derives the final state
+from what the function returned (`final_state_from_return`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import time
+import types
+from typing import TYPE_CHECKING, Any
+
+from ferroflow._engine.bodies import call_async_body, call_sync_body
+from ferroflow._engine.loops import in_async_caller, run_coroutine_blocking
+from ferroflow._engine.runs import Attempts, FlowRun, failed_state, set_state
+from ferroflow.context import FlowRunContext, TaskRunContext, set_flow_run_context
+from ferroflow.exceptions import RunTimeoutError
+from ferroflow.futures import TaskFuture
+from ferroflow.results import BaseResult, ResultFactory, UnpersistedResult
+from ferroflow.states import (
+    Completed,
+    State,
+    StateType,
+    aggregate_state_type_and_message,
+    is_state_iterable,
+    state_value,
+    state_value_async,
+)
+
+if TYPE_CHECKING:
+    from ferroflow.flows import Flow
+
+_RUN_KIND = "Flow run"
+_FAILED_TYPES = (StateType.FAILED, StateType.CRASHED)
+
+
+def call_flow(
+    flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
+) -> Any:
+    if flow.isasync:
+        coroutine = _call_async(flow, args, kwargs, return_state)
+        # Like any async function, an async flow returns an awaitable — except as a subflow of
+        # a sync flow, whose sync code cannot await: there it runs to completion.
+        if in_async_caller() or (TaskRunContext.get() or FlowRunContext.get()) is None:
+            return coroutine
+        return run_coroutine_blocking(coroutine)
+    state = run_flow_sync(flow, args, kwargs)
+    return state if return_state else state_value(state)
+
+
+async def _call_async(
+    flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
+) -> Any:
+    state = await run_flow_async(flow, args, kwargs)
+    return state if return_state else await state_value_async(state, True)
+
+
+# --- one flow run -----------------------------------------------------------------------------
+
+
+def _begin(flow: Flow[Any], loop: asyncio.AbstractEventLoop | None) -> FlowRunContext | FlowRun:
+    """A new flow run with its context, or the run alone, already failed, if its result
+    factory could not be made."""
+    parent = TaskRunContext.get() or FlowRunContext.get()
+    parent_flow = parent.flow_run_context if isinstance(parent, TaskRunContext) else parent
+    flow_run = FlowRun(flow.name, parent_flow.flow_run.id if parent_flow else None)
+    if parent_flow is not None:
+        parent_flow.child_runs.append(flow_run)  # a subflow counts among its parent's runs
+    try:
+        factory = ResultFactory.from_flow(flow, parent_flow.result_factory if parent_flow else None)
+    except Exception as exc:
+        set_state(flow_run, failed_state(_RUN_KIND, exc))
+        return flow_run
+    return FlowRunContext(flow, flow_run, factory, flow.task_runner.duplicate(), loop=loop)
+
+
+def run_flow_sync(flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> State:
+    context = _begin(flow, loop=None)
+    if isinstance(context, FlowRun):
+        return context.state
+    attempts = Attempts(context.flow_run, _RUN_KIND, flow.retries, flow.retry_delay_seconds)
+    leave = set_flow_run_context(context)
+    try:
+        context.task_runner.start()
+        for attempt in attempts:
+            context.start_attempt()
+            with attempt:
+                returned = _call_and_wait_for_task_runs(flow, context, args, kwargs)
+                attempt.conclude(final_state_from_return(returned, context))
+            if attempt.retry_delay:
+                time.sleep(attempt.retry_delay)
+        return attempts.final  # type: ignore[return-value]
+    finally:
+        _end(context, leave)
+
+
+async def run_flow_async(flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> State:
+    context = _begin(flow, loop=asyncio.get_running_loop())
+    if isinstance(context, FlowRun):
+        return context.state
+    attempts = Attempts(context.flow_run, _RUN_KIND, flow.retries, flow.retry_delay_seconds)
+    leave = set_flow_run_context(context)
+    try:
+        context.task_runner.start()
+        for attempt in attempts:
+            context.start_attempt()
+            with attempt:
+                returned = await _call_and_wait_for_task_runs_async(flow, context, args, kwargs)
+                attempt.conclude(final_state_from_return(returned, context))
+            if attempt.retry_delay:
+                await asyncio.sleep(attempt.retry_delay)
+        return attempts.final  # type: ignore[return-value]
+    finally:
+        _end(context, leave)
+
+
+def _end(context: FlowRunContext, leave: Any) -> None:
+    try:
+        context.task_runner.shutdown()
+        context.close()
+    finally:
+        leave()
+
+
+# An attempt ends only after every task run it submitted, whether the function returned or
+# raised — but not after a timeout (the function may still be running, and submitting) or an
+# interrupt.
+
+
+def _call_and_wait_for_task_runs(
+    flow: Flow[Any], context: FlowRunContext, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    try:
+        returned = call_sync_body(flow, args, kwargs)
+    except RunTimeoutError:
+        raise
+    except Exception:
+        _wait_for_task_runs(context)
+        raise
+    _wait_for_task_runs(context)
+    return returned
+
+
+async def _call_and_wait_for_task_runs_async(
+    flow: Flow[Any], context: FlowRunContext, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    try:
+        returned = await call_async_body(flow, args, kwargs)
+    except RunTimeoutError:
+        raise
+    except Exception:
+        await _wait_for_task_runs_async(context)
+        raise
+    await _wait_for_task_runs_async(context)
+    return returned
+
+
+def _unfinished_task_runs(context: FlowRunContext) -> list[concurrent.futures.Future[State]]:
+    return [future._future for future in context.futures if not future.done()]
+
+
+def _wait_for_task_runs(context: FlowRunContext) -> None:
+    unfinished = _unfinished_task_runs(context)
+    if unfinished:
+        concurrent.futures.wait(unfinished)
+
+
+async def _wait_for_task_runs_async(context: FlowRunContext) -> None:
+    unfinished = _unfinished_task_runs(context)
+    if unfinished:
+        await asyncio.wait([asyncio.wrap_future(future) for future in unfinished])
+
+
+# --- the final state ----------------------------------------------------------------------------
+
+
+def final_state_from_return(returned: Any, context: FlowRunContext) -> State:
+    """The flow run's final state from its function's return value (Prefect 2's rules).
+
+    - A state built by the user (not one of a run) is the final state, its data made a result.
+    - Futures and states of runs (alone, or in a list, tuple or set): Completed if all
+      completed, else Failed/Cancelled/Paused, with a "1/3 states failed." style message; the
+      result is those states.
+    - None: Completed, unless task runs of this attempt failed and the failure was never seen
+      by the flow (raised to it, or read with `result()`): then Failed, counting them.
+    - Any other value: Completed with that value as the result.
+    """
+    factory = context.result_factory
+    returned = _futures_to_states(returned)
+    if type(returned) is State and returned.run_id is None:
+        if not isinstance(returned.data, BaseResult):
+            try:
+                returned.data = factory.create_result(returned.data)
+            except Exception as exc:
+                return failed_state(_RUN_KIND, exc)
+        return returned
+    if type(returned) is State or is_state_iterable(returned):
+        states = [returned] if type(returned) is State else list(returned)
+        state_type, message = aggregate_state_type_and_message(states)
+        if state_type is StateType.COMPLETED:
+            return _completed(factory, returned, message)
+        return State(state_type, message=message, data=UnpersistedResult(returned))
+    if returned is None:
+        unseen = _unseen_failures(context)
+        if unseen:
+            total = len(context.child_runs)
+            return State(
+                StateType.FAILED,
+                message=f"{len(unseen)}/{total} states failed.",
+                data=UnpersistedResult(unseen),
+            )
+    if isinstance(returned, types.GeneratorType):  # generators cannot be kept: keep their items
+        returned = list(returned)
+    return _completed(factory, returned, None)
+
+
+def _completed(factory: ResultFactory, value: Any, message: str | None) -> State:
+    try:
+        result = factory.create_result(value)
+    except Exception as exc:
+        return failed_state(_RUN_KIND, exc)
+    return Completed(message=message, data=result)
+
+
+def _unseen_failures(context: FlowRunContext) -> list[State]:
+    return [
+        run.state
+        for run in context.child_runs
+        if run.state.type in _FAILED_TYPES and not run.state._failure_observed
+    ]
+
+
+def _futures_to_states(returned: Any) -> Any:
+    """Returned futures stand for their runs' final states."""
+    if type(returned) is TaskFuture:
+        return returned.state
+    if type(returned) in (list, tuple, set) and any(type(i) is TaskFuture for i in returned):
+        return type(returned)(i.state if type(i) is TaskFuture else i for i in returned)
+    return returned

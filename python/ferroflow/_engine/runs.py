@@ -1,0 +1,205 @@
+"""Run records (`FlowRun`, `TaskRun`), the one place where a run changes state, and the retry
+rules shared by flows and tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import uuid
+from collections.abc import Iterator, Sequence
+from types import TracebackType
+from typing import Any
+
+from ferroflow.exceptions import RunTimeoutError
+from ferroflow.states import (
+    AwaitingRetry,
+    Cancelled,
+    Crashed,
+    ExceptionResult,
+    Failed,
+    Pending,
+    Retrying,
+    Running,
+    State,
+    TimedOut,
+    exception_message,
+)
+
+
+class TaskRun:
+    """One run of a task: identity, name, state history and attempt count."""
+
+    __slots__ = (
+        "id",
+        "name",
+        "task_name",
+        "task_key",
+        "dynamic_key",
+        "flow_run_id",
+        "state",
+        "state_history",
+        "run_count",
+    )
+    state: State
+
+    def __init__(self, task_name: str, task_key: str, dynamic_key: int, flow_run_id: uuid.UUID):
+        self.id = uuid.uuid4()
+        self.name = f"{task_name}-{dynamic_key}"
+        self.task_name = task_name
+        self.task_key = task_key
+        self.dynamic_key = dynamic_key
+        self.flow_run_id = flow_run_id
+        self.state_history: list[State] = []
+        self.run_count = 0
+        set_state(self, Pending())
+
+    def __repr__(self) -> str:
+        return f"TaskRun(name={self.name!r}, id={self.id}, state={self.state!r})"
+
+
+class FlowRun:
+    """One run of a flow: identity, name, parent, state history and attempt count."""
+
+    __slots__ = (
+        "id",
+        "name",
+        "flow_name",
+        "parent_flow_run_id",
+        "state",
+        "state_history",
+        "run_count",
+    )
+    state: State
+
+    def __init__(self, flow_name: str, parent_flow_run_id: uuid.UUID | None) -> None:
+        self.id = uuid.uuid4()
+        self.name = f"{flow_name}-{self.id.hex[:8]}"
+        self.flow_name = flow_name
+        self.parent_flow_run_id = parent_flow_run_id
+        self.state_history: list[State] = []
+        self.run_count = 0
+        set_state(self, Pending())
+
+    def __repr__(self) -> str:
+        return f"FlowRun(name={self.name!r}, id={self.id}, state={self.state!r})"
+
+
+def set_state(run: TaskRun | FlowRun, state: State) -> State:
+    """Move `run` to `state`. Every state change of every run goes through here, so a run
+    store (or an observer) has a single place to hook into."""
+    state.run_id = run.id
+    run.state = state
+    run.state_history.append(state)
+    return state
+
+
+def failed_state(run_kind: str, exception: BaseException, **kwargs: Any) -> State:
+    """The Failed state of a run whose code (or whose start) raised `exception`."""
+    data = ExceptionResult(exception)
+    if isinstance(exception, RunTimeoutError):
+        return TimedOut(message=str(exception), data=data, **kwargs)
+    return Failed(message=exception_message(run_kind, exception), data=data, **kwargs)
+
+
+def retry_delay(
+    retries: int, retry_delay_seconds: float | Sequence[float], attempts_made: int
+) -> float | None:
+    """Seconds to wait before the next attempt, or None when no retry is left.
+
+    A list of delays gives one per retry; when there are more retries than delays, the last
+    delay repeats.
+    """
+    if attempts_made > retries:
+        return None
+    if isinstance(retry_delay_seconds, (int, float)):
+        return float(retry_delay_seconds)
+    if not retry_delay_seconds:
+        return 0.0
+    index = min(attempts_made - 1, len(retry_delay_seconds) - 1)
+    return float(retry_delay_seconds[index])
+
+
+class Attempts:
+    """The attempts of one run, without their I/O.
+
+    Iterating starts each attempt (Running, then Retrying) until the run has a final state;
+    each attempt is a context manager around the call of the run's function that turns what it
+    raises into states, so the sync and async drivers stay a few lines each:
+
+        for attempt in Attempts(run, "Task run", retries, delays):
+            with attempt:
+                attempt.conclude(completed_state(call_function()), retryable=False)
+            if attempt.retry_delay:
+                time.sleep(attempt.retry_delay)
+
+    An `Exception` ends the attempt Failed (or TimedOut), and the run goes AwaitingRetry while
+    retries are left. A `BaseException` that is not an `Exception` (an interrupt, a
+    cancellation) ends the run Crashed or Cancelled and keeps going up.
+    """
+
+    __slots__ = ("run", "run_kind", "retries", "retry_delay_seconds", "final", "retry_delay")
+
+    def __init__(
+        self,
+        run: TaskRun | FlowRun,
+        run_kind: str,
+        retries: int,
+        retry_delay_seconds: float | Sequence[float],
+    ) -> None:
+        self.run = run
+        self.run_kind = run_kind
+        self.retries = retries
+        self.retry_delay_seconds = retry_delay_seconds
+        self.final: State | None = None
+        # Seconds to wait before the next attempt; None when the attempt did not ask for one.
+        self.retry_delay: float | None = None
+
+    def __iter__(self) -> Iterator[Attempts]:
+        while self.final is None:
+            run = self.run
+            run.run_count += 1
+            set_state(run, Running() if run.run_count == 1 else Retrying())
+            self.retry_delay = None
+            yield self
+
+    def __enter__(self) -> Attempts:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exception: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> bool:
+        if exception is None:
+            return False
+        if isinstance(exception, Exception):
+            self.conclude(failed_state(self.run_kind, exception))
+            return True  # recorded in the run's state; the caller reads it from there
+        self.finish(_interrupted_state(self.run_kind, exception))
+        return False
+
+    def conclude(self, state: State, *, retryable: bool = True) -> None:
+        """End the attempt in `state`. If it failed and a retry is left, record AwaitingRetry
+        and set `retry_delay`; otherwise `state` is final."""
+        delay = None
+        if retryable and state.is_failed():
+            delay = retry_delay(self.retries, self.retry_delay_seconds, self.run.run_count)
+        if delay is None:
+            self.finish(state)
+            return
+        retry_at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=delay)
+        set_state(self.run, AwaitingRetry(scheduled_time=retry_at, message=state.message))
+        self.retry_delay = delay
+
+    def finish(self, state: State) -> State:
+        """End the run in `state`, without a (further) attempt."""
+        self.final = set_state(self.run, state)
+        return self.final
+
+
+def _interrupted_state(run_kind: str, exception: BaseException) -> State:
+    data = ExceptionResult(exception)
+    if isinstance(exception, asyncio.CancelledError):
+        return Cancelled(message=f"{run_kind} was cancelled.", data=data)
+    return Crashed(message=exception_message(run_kind, exception), data=data)

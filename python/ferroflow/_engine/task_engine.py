@@ -1,0 +1,420 @@
+"""Task runs: what `my_task(...)`, `my_task.submit(...)` and `my_task.map(...)` do.
+
+A task run goes Pending -> Running -> (AwaitingRetry -> Retrying ->)* Completed | Failed.
+Before its first attempt it gets its result factory, its inputs are resolved (futures and
+states replaced by their values) and the prior-result hook is asked whether the run can be
+skipped (see `_prior_result`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextvars
+import functools
+import threading
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from ferroflow._engine.bodies import call_async_body, call_sync_body
+from ferroflow._engine.inputs import (
+    UpstreamFailed,
+    has_run_values,
+    pending_upstream_futures,
+    resolve_inputs,
+    unmapped,
+)
+from ferroflow._engine.loops import in_async_caller
+from ferroflow._engine.runs import Attempts, TaskRun, failed_state
+from ferroflow.context import FlowRunContext, TaskRunContext, set_task_run_context
+from ferroflow.exceptions import (
+    MappingLengthMismatch,
+    MappingMissingIterable,
+    MissingContextError,
+    NestedTaskError,
+)
+from ferroflow.futures import TaskFuture
+from ferroflow.states import (
+    Cached,
+    Completed,
+    State,
+    state_value,
+)
+from ferroflow.task_runners import BaseTaskRunner, TaskConcurrencyType, finished_future
+
+if TYPE_CHECKING:
+    from ferroflow.results import BaseResult
+    from ferroflow.tasks import Task
+
+_RUN_KIND = "Task run"
+
+
+# --- entry points (called by Task) ------------------------------------------------------------
+
+
+def call_task(
+    task: Task[Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
+) -> Any:
+    flow_context = _flow_context_for(task, "called")
+    if task.isasync:
+        if in_async_caller():
+            return _call_async(task, flow_context, args, kwargs, return_state)
+        state = flow_context.run_coroutine(
+            run_task_async(task, _new_task_run(task, flow_context), flow_context, args, kwargs)
+        )
+    else:
+        _wait_blocking(pending_upstream_futures(args, kwargs))
+        state = run_task_sync(task, _new_task_run(task, flow_context), flow_context, args, kwargs)
+    return state if return_state else state_value(state)
+
+
+async def _call_async(
+    task: Task[Any],
+    flow_context: FlowRunContext,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    return_state: bool,
+) -> Any:
+    task_run = _new_task_run(task, flow_context)
+    state = await run_task_async(task, task_run, flow_context, args, kwargs)
+    return state if return_state else state_value(state)
+
+
+def submit_task(
+    task: Task[Any], args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: tuple[Any, ...]
+) -> Any:
+    flow_context = _flow_context_for(task, "submitted")
+    if in_async_caller():
+        return _submit_from_async(task, flow_context, args, kwargs, wait_for)
+    return _submit(task, flow_context, args, kwargs, wait_for)
+
+
+def map_task(
+    task: Task[Any], args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: tuple[Any, ...]
+) -> Any:
+    flow_context = _flow_context_for(task, "mapped")
+    if in_async_caller():
+        return _map_from_async(task, flow_context, args, kwargs, wait_for)
+    calls = _mapped_calls(task, _mapping_values(args), _mapping_values(kwargs))
+    return [_submit(task, flow_context, a, k, wait_for) for a, k in calls]
+
+
+# --- where a task may run ---------------------------------------------------------------------
+
+
+def _flow_context_for(task: Task[Any], verb: str) -> FlowRunContext:
+    task_context = TaskRunContext.get()
+    if task_context is not None:
+        raise NestedTaskError(
+            f"Task {task.name!r} was {verb} inside the run of task {task_context.task.name!r}. "
+            f"Tasks run only from flows: inside a task, call `{task.fn.__name__}.fn(...)` to use "
+            "the plain function, or call both tasks from the flow."
+        )
+    flow_context = FlowRunContext.get()
+    if flow_context is None:
+        raise MissingContextError(
+            f"Task {task.name!r} was {verb} outside a flow run. Tasks run inside flows: call it "
+            f"from a function decorated with @flow, or call `{task.fn.__name__}.fn(...)` to run "
+            "the plain function."
+        )
+    return flow_context
+
+
+def _new_task_run(task: Task[Any], flow_context: FlowRunContext) -> TaskRun:
+    task_key = task.task_key
+    task_run = TaskRun(
+        task.name, task_key, flow_context.next_dynamic_key(task_key), flow_context.flow_run.id
+    )
+    flow_context.child_runs.append(task_run)
+    return task_run
+
+
+# --- running one task run ---------------------------------------------------------------------
+
+
+def run_task_sync(
+    task: Task[Any],
+    task_run: TaskRun,
+    flow_context: FlowRunContext,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    wait_for: tuple[Any, ...] = (),
+) -> State:
+    """Run a sync task to its final state (its upstream futures have finished)."""
+    task_context = TaskRunContext(task, task_run, flow_context, args, kwargs, is_async=False)
+    leave = set_task_run_context(task_context)
+    try:
+        attempts = Attempts(task_run, _RUN_KIND, task.retries, task.retry_delay_seconds)
+        if _prepare(task_context, attempts, wait_for):
+            for attempt in attempts:
+                with attempt:
+                    value = call_sync_body(task, task_context.args, task_context.kwargs)
+                    attempt.conclude(_completed_state(task_context, value), retryable=False)
+                if attempt.retry_delay:
+                    time.sleep(attempt.retry_delay)
+        return attempts.final  # type: ignore[return-value]
+    finally:
+        leave()
+
+
+async def run_task_async(
+    task: Task[Any],
+    task_run: TaskRun,
+    flow_context: FlowRunContext,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    wait_for: tuple[Any, ...] = (),
+) -> State:
+    """Run an async task to its final state, first awaiting its upstream futures."""
+    pending = pending_upstream_futures(args, kwargs, wait_for)
+    if pending:
+        await asyncio.wait([asyncio.wrap_future(future) for future in pending])
+    task_context = TaskRunContext(task, task_run, flow_context, args, kwargs, is_async=True)
+    leave = set_task_run_context(task_context)
+    try:
+        attempts = Attempts(task_run, _RUN_KIND, task.retries, task.retry_delay_seconds)
+        if _prepare(task_context, attempts, wait_for):
+            for attempt in attempts:
+                with attempt:
+                    value = await call_async_body(task, task_context.args, task_context.kwargs)
+                    attempt.conclude(_completed_state(task_context, value), retryable=False)
+                if attempt.retry_delay:
+                    await asyncio.sleep(attempt.retry_delay)
+        return attempts.final  # type: ignore[return-value]
+    finally:
+        leave()
+
+
+def _prepare(task_context: TaskRunContext, attempts: Attempts, wait_for: tuple[Any, ...]) -> bool:
+    """Everything before the first attempt. Returns False when the run ended without running
+    its function: its result factory could not be made, an input's run failed, or a prior
+    result was found."""
+    try:
+        task_context.result_factory = task_context.flow_run_context.task_result_factory(
+            task_context.task
+        )
+        if has_run_values((task_context.args, task_context.kwargs, wait_for)):
+            task_context.args = resolve_inputs(task_context.args)
+            task_context.kwargs = resolve_inputs(task_context.kwargs)
+            resolve_inputs(wait_for)
+        prior = _prior_result(task_context)
+    except UpstreamFailed as upstream:
+        attempts.finish(upstream.state)
+        return False
+    except Exception as exc:
+        attempts.finish(failed_state(_RUN_KIND, exc))
+        return False
+    if prior is not None:
+        attempts.finish(Cached(data=prior))
+        return False
+    return True
+
+
+def _prior_result(task_context: TaskRunContext) -> BaseResult | None:
+    """The hook where a result from before can stand in for running the task.
+
+    If the task run's `ResultFactory` has a `lookup_prior_result(task_run_context)` method,
+    it is asked here, with the run context (identity: flow run id, task key and dynamic key;
+    `parameters` with futures resolved). A `BaseResult` it returns ends the run in a Cached
+    state holding that result; None runs the task. This is where task caching by
+    `cache_key_fn` and reuse of results across flow retries plug in.
+    """
+    lookup = getattr(task_context.result_factory, "lookup_prior_result", None)
+    return None if lookup is None else lookup(task_context)
+
+
+def _completed_state(task_context: TaskRunContext, value: Any) -> State:
+    """Completed with the result object for `value`; Failed if it could not be made (e.g. the
+    serializer refused the value), so that the error reaches the caller."""
+    try:
+        result = task_context.result_factory.create_result(value)  # type: ignore[union-attr]
+    except Exception as exc:
+        return failed_state(_RUN_KIND, exc)
+    return Completed(data=result)
+
+
+# --- submission -------------------------------------------------------------------------------
+
+
+def _submit(
+    task: Task[Any],
+    flow_context: FlowRunContext,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    wait_for: tuple[Any, ...],
+) -> TaskFuture:
+    task_run = _new_task_run(task, flow_context)
+    runner = flow_context.task_runner
+    if task.isasync:
+        run_async = functools.partial(
+            run_task_async, task, task_run, flow_context, args, kwargs, wait_for
+        )
+        future = runner.submit_coroutine(run_async, flow_context.event_loop())
+    else:
+        # The run executes with the context of this moment (the flow run's), wherever the
+        # runner puts it.
+        run = functools.partial(
+            contextvars.copy_context().run,
+            run_task_sync,
+            task,
+            task_run,
+            flow_context,
+            args,
+            kwargs,
+            wait_for,
+        )
+        future = _submit_when_ready(runner, run, pending_upstream_futures(args, kwargs, wait_for))
+    return _tracked(flow_context, TaskFuture(task_run, future))
+
+
+async def _submit_from_async(
+    task: Task[Any],
+    flow_context: FlowRunContext,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    wait_for: tuple[Any, ...],
+) -> TaskFuture:
+    runner = flow_context.task_runner
+    if task.isasync and runner.concurrency_type is TaskConcurrencyType.SEQUENTIAL:
+        # A sequential runner finishes each run before the next; on the flow's own loop that
+        # means awaiting it here.
+        task_run = _new_task_run(task, flow_context)
+        state = await run_task_async(task, task_run, flow_context, args, kwargs, wait_for)
+        return _tracked(flow_context, TaskFuture(task_run, finished_future(state)))
+    return _submit(task, flow_context, args, kwargs, wait_for)
+
+
+def _tracked(flow_context: FlowRunContext, future: TaskFuture) -> TaskFuture:
+    """Register a future with its flow run, which waits for it before ending."""
+    flow_context.futures.append(future)
+    return future
+
+
+def _submit_when_ready(
+    runner: BaseTaskRunner,
+    run: Any,
+    upstream: list[concurrent.futures.Future[State]],
+) -> concurrent.futures.Future[State]:
+    """Submit `run` once every upstream future has finished. Waiting this way, rather than in a
+    worker thread, never ties up a worker (so a bounded pool cannot deadlock on a chain)."""
+    if not upstream:
+        return runner.submit(run)
+    outer: concurrent.futures.Future[State] = concurrent.futures.Future()
+    remaining = len(upstream)
+    lock = threading.Lock()
+
+    def on_upstream_done(_: concurrent.futures.Future[State]) -> None:
+        nonlocal remaining
+        with lock:
+            remaining -= 1
+            if remaining:
+                return
+        try:
+            inner = runner.submit(run)
+        except BaseException as exc:
+            outer.set_exception(exc)
+            return
+        inner.add_done_callback(functools.partial(_copy_outcome, outer))
+
+    for future in upstream:
+        future.add_done_callback(on_upstream_done)
+    return outer
+
+
+def _copy_outcome(
+    target: concurrent.futures.Future[State], source: concurrent.futures.Future[State]
+) -> None:
+    exception = source.exception()
+    if exception is not None:
+        target.set_exception(exception)
+    else:
+        target.set_result(source.result())
+
+
+def _wait_blocking(futures: list[concurrent.futures.Future[State]]) -> None:
+    if futures:
+        concurrent.futures.wait(futures)
+
+
+# --- mapping ----------------------------------------------------------------------------------
+
+
+async def _map_from_async(
+    task: Task[Any],
+    flow_context: FlowRunContext,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    wait_for: tuple[Any, ...],
+) -> list[TaskFuture]:
+    pending = pending_upstream_futures(args, kwargs)
+    if pending:
+        await asyncio.wait([asyncio.wrap_future(future) for future in pending])
+    calls = _mapped_calls(task, _mapping_values(args), _mapping_values(kwargs))
+    return [await _submit_from_async(task, flow_context, a, k, wait_for) for a, k in calls]
+
+
+def _mapping_values(arguments: Any) -> Any:
+    """Map arguments with futures and states replaced by their values (a failed one raises)."""
+    if isinstance(arguments, dict):
+        return {key: _mapping_value(value) for key, value in arguments.items()}
+    return tuple(_mapping_value(value) for value in arguments)
+
+
+def _mapping_value(value: Any) -> Any:
+    if isinstance(value, TaskFuture):
+        _wait_blocking([value._future])
+        return state_value(value.state)
+    if isinstance(value, State):
+        return state_value(value)
+    return value
+
+
+def _is_mapped(value: Any) -> bool:
+    if isinstance(value, (str, bytes, bytearray)):
+        return False
+    if isinstance(value, unmapped):
+        return False
+    return isinstance(value, Iterable)
+
+
+def _mapped_calls(
+    task: Task[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """One (args, kwargs) per run of `task.map(...)`."""
+    mapped = {
+        where: list(value)
+        for where, value in [*enumerate(args), *kwargs.items()]
+        if _is_mapped(value)
+    }
+    if not mapped:
+        raise MappingMissingIterable(
+            f"{task.name}.map() got no iterable argument to map over. Pass a list (or another "
+            "iterable) for the argument that varies, or call the task directly for a single run."
+        )
+    lengths = {len(values) for values in mapped.values()}
+    if len(lengths) > 1:
+        described = ", ".join(
+            f"{'argument ' + str(where) if isinstance(where, int) else where}: {len(values)}"
+            for where, values in mapped.items()
+        )
+        raise MappingLengthMismatch(
+            f"{task.name}.map() got iterables of different lengths ({described}). Give them the "
+            "same length, or wrap the argument that should go whole to every run in unmapped()."
+        )
+
+    def fixed(value: Any) -> Any:
+        return value.value if isinstance(value, unmapped) else value
+
+    calls = []
+    for index in range(lengths.pop()):
+        call_args = tuple(
+            mapped[position][index] if position in mapped else fixed(value)
+            for position, value in enumerate(args)
+        )
+        call_kwargs = {
+            key: mapped[key][index] if key in mapped else fixed(value)
+            for key, value in kwargs.items()
+        }
+        calls.append((call_args, call_kwargs))
+    return calls

@@ -1,0 +1,269 @@
+//! The blob header: a frozen 16-byte prelude, a JSON body and an XXH3-64 checksum of both.
+//!
+//! The prelude (magic, major, minor, body length) and the checksum that follows the body keep
+//! their place in every format version. That is what lets a reader verify a header before it
+//! interprets the version, and so tell a newer blob (UnsupportedFormat) from a damaged one
+//! (Corrupt). Everything else may change with the major version.
+use super::{
+    FrameOptions, ALIGNMENT, CHECKSUM_ALGORITHM, CHECKSUM_LEN, FORMAT_MAJOR, FORMAT_MINOR, MAGIC,
+};
+use crate::codec::Codec;
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::time::{SystemTime, UNIX_EPOCH};
+use xxhash_rust::xxh3::xxh3_64;
+
+pub(crate) const PRELUDE_LEN: usize = 16;
+/// Readers honour the header's alignment; anything outside this range is not from a writer.
+const ALIGNMENT_RANGE: std::ops::RangeInclusive<u64> = 8..=1 << 20;
+
+/// Lengths of one segment before (`raw`) and after (`stored`) compression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SegmentLengths {
+    pub raw: u64,
+    pub stored: u64,
+}
+
+/// Everything a blob says about itself; readable without its payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BlobHeader {
+    /// (major, minor) of the format the blob was written in.
+    pub format_version: (u16, u16),
+    /// The serializer's description, JSON text exactly as the writer gave it.
+    pub serializer: String,
+    /// `None` when the segments are stored uncompressed.
+    pub codec: Option<Codec>,
+    /// The compression level asked for; `None` means the codec's default (or no codec).
+    pub level: Option<i32>,
+    pub checksum_algorithm: String,
+    /// `ferroflow_core::VERSION` of the writer.
+    pub ferroflow_version: String,
+    /// When the blob was framed, in microseconds since the Unix epoch (UTC).
+    pub created_at_us: i64,
+    /// Segments start at multiples of this many bytes.
+    pub alignment: u64,
+    pub segments: Vec<SegmentLengths>,
+}
+
+/// The JSON body as stored. Unknown fields are ignored, so a newer minor version can add some.
+#[derive(Serialize, Deserialize)]
+struct HeaderBody {
+    serializer: Box<RawValue>,
+    codec: String,
+    level: Option<i32>,
+    raw_length: u64,
+    stored_length: u64,
+    checksum_algorithm: String,
+    ferroflow_version: String,
+    created_at_us: i64,
+    alignment: u64,
+    /// `[raw, stored]` per segment.
+    segments: Vec<(u64, u64)>,
+}
+
+pub(crate) const NO_CODEC: &str = "none";
+
+impl BlobHeader {
+    pub(crate) fn new(
+        options: &FrameOptions<'_>,
+        segments: Vec<SegmentLengths>,
+    ) -> Result<BlobHeader> {
+        Ok(BlobHeader {
+            format_version: (FORMAT_MAJOR, FORMAT_MINOR),
+            serializer: validated_serializer(options.serializer)?.to_owned(),
+            codec: options.codec,
+            level: options.compress.level,
+            checksum_algorithm: CHECKSUM_ALGORITHM.to_owned(),
+            ferroflow_version: crate::VERSION.to_owned(),
+            created_at_us: now_us(),
+            alignment: ALIGNMENT,
+            segments,
+        })
+    }
+
+    /// Sum of the segments' raw lengths.
+    pub fn raw_length(&self) -> u64 {
+        self.segments.iter().map(|s| s.raw).sum()
+    }
+
+    /// Sum of the segments' stored lengths (without padding).
+    pub fn stored_length(&self) -> u64 {
+        self.segments.iter().map(|s| s.stored).sum()
+    }
+
+    /// `"none"` or the codec's name.
+    pub fn codec_name(&self) -> &'static str {
+        self.codec.map_or(NO_CODEC, Codec::name)
+    }
+
+    /// `"major.minor"`.
+    pub fn format_version_string(&self) -> String {
+        format!("{}.{}", self.format_version.0, self.format_version.1)
+    }
+
+    /// Prelude, body and checksum, zero-padded to the alignment.
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let body = HeaderBody {
+            serializer: RawValue::from_string(self.serializer.clone())
+                .expect("validated when the header was made"),
+            codec: self.codec_name().to_owned(),
+            level: self.level,
+            raw_length: self.raw_length(),
+            stored_length: self.stored_length(),
+            checksum_algorithm: self.checksum_algorithm.clone(),
+            ferroflow_version: self.ferroflow_version.clone(),
+            created_at_us: self.created_at_us,
+            alignment: self.alignment,
+            segments: self.segments.iter().map(|s| (s.raw, s.stored)).collect(),
+        };
+        let json = serde_json::to_vec(&body).expect("the header body always serializes");
+        let mut out =
+            Vec::with_capacity(PRELUDE_LEN + json.len() + CHECKSUM_LEN + self.alignment as usize);
+        out.extend_from_slice(&MAGIC);
+        out.extend_from_slice(&self.format_version.0.to_le_bytes());
+        out.extend_from_slice(&self.format_version.1.to_le_bytes());
+        out.extend_from_slice(
+            &u32::try_from(json.len())
+                .expect("header body under 4 GiB")
+                .to_le_bytes(),
+        );
+        out.extend_from_slice(&json);
+        out.extend_from_slice(&xxh3_64(&out).to_le_bytes());
+        out.resize(
+            super::align_up(out.len() as u64, self.alignment) as usize,
+            0,
+        );
+        out
+    }
+
+    /// Decodes exactly the `header_len(prelude)` bytes of a header (without the padding).
+    pub(crate) fn decode(bytes: &[u8]) -> Result<BlobHeader> {
+        let (covered, checksum) = bytes.split_at(bytes.len() - CHECKSUM_LEN);
+        let expected = u64::from_le_bytes(checksum.try_into().expect("8-byte slice"));
+        if xxh3_64(covered) != expected {
+            return Err(Error::Corrupt(
+                "the blob header failed its checksum: the blob is corrupted; delete it so the result is computed again"
+                    .into(),
+            ));
+        }
+        let major = u16::from_le_bytes([bytes[8], bytes[9]]);
+        let minor = u16::from_le_bytes([bytes[10], bytes[11]]);
+        check_version(major, minor)?;
+        let body: HeaderBody = serde_json::from_slice(&covered[PRELUDE_LEN..]).map_err(|e| {
+            Error::Corrupt(format!(
+                "the blob header is not valid: {e}; the blob is corrupted"
+            ))
+        })?;
+        BlobHeader::from_body(body, (major, minor))
+    }
+
+    fn from_body(body: HeaderBody, format_version: (u16, u16)) -> Result<BlobHeader> {
+        if body.checksum_algorithm != CHECKSUM_ALGORITHM {
+            return Err(Error::UnsupportedFormat(format!(
+                "the blob is checksummed with {:?}, which ferroflow {} does not know; upgrade ferroflow to read it",
+                body.checksum_algorithm,
+                crate::VERSION
+            )));
+        }
+        let codec = super::codec_from_name(&body.codec).map_err(|_| {
+            Error::UnsupportedFormat(format!(
+                "the blob is compressed with {:?}, which ferroflow {} does not know; upgrade ferroflow to read it",
+                body.codec,
+                crate::VERSION
+            ))
+        })?;
+        let inconsistent = |what: &str| {
+            Error::Corrupt(format!(
+                "the blob header is inconsistent: {what}; the blob is corrupted"
+            ))
+        };
+        if !ALIGNMENT_RANGE.contains(&body.alignment) || !body.alignment.is_power_of_two() {
+            return Err(inconsistent(&format!(
+                "alignment {} is not a power of two from 8 to 1 MiB",
+                body.alignment
+            )));
+        }
+        let segments: Vec<SegmentLengths> = body
+            .segments
+            .iter()
+            .map(|&(raw, stored)| SegmentLengths { raw, stored })
+            .collect();
+        if codec.is_none() && segments.iter().any(|s| s.raw != s.stored) {
+            return Err(inconsistent(
+                "an uncompressed segment's stored length differs from its raw length",
+            ));
+        }
+        let header = BlobHeader {
+            format_version,
+            serializer: body.serializer.get().to_owned(),
+            codec,
+            level: body.level,
+            checksum_algorithm: body.checksum_algorithm,
+            ferroflow_version: body.ferroflow_version,
+            created_at_us: body.created_at_us,
+            alignment: body.alignment,
+            segments,
+        };
+        let sum = |f: fn(&SegmentLengths) -> u64| {
+            header
+                .segments
+                .iter()
+                .try_fold(0u64, |acc, s| acc.checked_add(f(s)))
+        };
+        if sum(|s| s.raw) != Some(body.raw_length) || sum(|s| s.stored) != Some(body.stored_length)
+        {
+            return Err(inconsistent(
+                "the total lengths differ from the sums of the segment lengths",
+            ));
+        }
+        Ok(header)
+    }
+}
+
+/// Length of the header (prelude, body, checksum; not the padding) from its first 16 bytes.
+pub(crate) fn header_len(prelude: &[u8]) -> Result<usize> {
+    if prelude[..MAGIC.len()] != MAGIC {
+        return Err(Error::Corrupt(
+            "this is not a ferroflow blob (its first bytes are not the blob signature); \
+             it is corrupted or was written by something else"
+                .into(),
+        ));
+    }
+    let body_len = u32::from_le_bytes(prelude[12..16].try_into().expect("4-byte slice"));
+    Ok(PRELUDE_LEN + body_len as usize + CHECKSUM_LEN)
+}
+
+/// Readers accept their own major version at any minor version: minors only add fields.
+fn check_version(major: u16, minor: u16) -> Result<()> {
+    if major == FORMAT_MAJOR {
+        return Ok(());
+    }
+    let advice = if major > FORMAT_MAJOR {
+        "upgrade ferroflow to read it"
+    } else {
+        "it was written by a pre-release ferroflow; delete it so the result is computed again"
+    };
+    Err(Error::UnsupportedFormat(format!(
+        "the blob is in format version {major}.{minor}, but ferroflow {} reads format {FORMAT_MAJOR}.x; {advice}",
+        crate::VERSION
+    )))
+}
+
+/// The serializer's JSON text without surrounding whitespace, exactly as the header stores it.
+fn validated_serializer(serializer: &str) -> Result<&str> {
+    serde_json::from_str::<&RawValue>(serializer).map(RawValue::get).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "serializer must be the serializer's description as JSON text, e.g. '{{\"type\": \"pickle\"}}'; \
+             parsing {serializer:?} failed: {e}"
+        ))
+    })
+}
+
+fn now_us() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_micros()).unwrap_or(i64::MAX),
+        // A clock set before 1970: record the negative offset rather than fail the write.
+        Err(before) => -i64::try_from(before.duration().as_micros()).unwrap_or(i64::MAX),
+    }
+}

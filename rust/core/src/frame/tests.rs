@@ -1,0 +1,475 @@
+use super::header::PRELUDE_LEN;
+use super::*;
+use std::io::{self, Cursor, Write};
+
+const SERIALIZER: &str = r#"{"type": "pickle", "protocol": 5}"#;
+
+fn options() -> FrameOptions<'static> {
+    FrameOptions {
+        serializer: SERIALIZER,
+        ..FrameOptions::default()
+    }
+}
+
+fn sample_segments() -> Vec<Vec<u8>> {
+    vec![
+        b"pickle opcodes".to_vec(),
+        Vec::new(),
+        (0..=255u8).cycle().take(1000).collect(),
+        vec![7; 64],
+    ]
+}
+
+fn framed(segments: &[Vec<u8>]) -> Vec<u8> {
+    let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+    frame(&slices, &options()).unwrap().1
+}
+
+fn body_range(blob: &[u8]) -> Range<usize> {
+    let body_len = u32::from_le_bytes(blob[12..16].try_into().unwrap()) as usize;
+    PRELUDE_LEN..PRELUDE_LEN + body_len
+}
+
+/// Re-encodes `blob`'s header with another version and an edited JSON body (checksum recomputed),
+/// as a writer of that version would have.
+fn rewrite_header(
+    blob: &[u8],
+    major: u16,
+    minor: u16,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> Vec<u8> {
+    let (header, _) = verify(blob).unwrap();
+    let old_payload_start = Layout::new(&header, (body_range(blob).end + CHECKSUM_LEN) as u64)
+        .unwrap()
+        .payload_start;
+    let mut body: serde_json::Value = serde_json::from_slice(&blob[body_range(blob)]).unwrap();
+    edit(&mut body);
+    let json = serde_json::to_vec(&body).unwrap();
+    let mut out = MAGIC.to_vec();
+    out.extend_from_slice(&major.to_le_bytes());
+    out.extend_from_slice(&minor.to_le_bytes());
+    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&out).to_le_bytes());
+    out.resize(align_up(out.len() as u64, ALIGNMENT) as usize, 0);
+    out.extend_from_slice(&blob[old_payload_start as usize..]);
+    out
+}
+
+fn corrupt_message(result: Result<impl std::fmt::Debug>) -> String {
+    match result {
+        Err(Error::Corrupt(message)) => message,
+        other => panic!("expected a Corrupt error, got {other:?}"),
+    }
+}
+
+#[test]
+fn round_trip_in_memory_keeps_every_segment_and_header_field() {
+    let segments = sample_segments();
+    let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+    let (written, blob) = frame(&slices, &options()).unwrap();
+    let (read, stored) = unframe(&blob).unwrap();
+    assert_eq!(read, written);
+    assert_eq!(stored, slices);
+    assert_eq!(read.format_version, (FORMAT_MAJOR, FORMAT_MINOR));
+    assert_eq!(read.serializer, SERIALIZER);
+    assert_eq!(read.codec, None);
+    assert_eq!(read.checksum_algorithm, "xxh3-64");
+    assert_eq!(read.ferroflow_version, crate::VERSION);
+    assert_eq!(
+        read.raw_length(),
+        segments.iter().map(|s| s.len() as u64).sum::<u64>()
+    );
+    assert_eq!(read.stored_length(), read.raw_length());
+    assert!(
+        read.created_at_us > 1_700_000_000_000_000,
+        "created_at is a current timestamp"
+    );
+}
+
+#[test]
+fn segments_start_aligned_and_frame_len_is_exact() {
+    let segments = sample_segments();
+    let blob = framed(&segments);
+    let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+    assert_eq!(
+        Frame::new(&slices, &options()).unwrap().encoded_len(),
+        blob.len() as u64
+    );
+    let (_, ranges) = verify(&blob).unwrap();
+    for range in ranges {
+        assert_eq!(range.start % ALIGNMENT as usize, 0);
+    }
+}
+
+#[test]
+fn a_blob_without_segments_round_trips() {
+    let blob = framed(&[]);
+    let (header, stored) = unframe(&blob).unwrap();
+    assert!(header.segments.is_empty());
+    assert!(stored.is_empty());
+}
+
+#[test]
+fn stream_reader_reads_the_header_without_the_payload() {
+    let mut blob = framed(&sample_segments());
+    let (header, _) = verify(&blob).unwrap();
+    // Destroy the payload: opening must still succeed because it reads only the header.
+    let payload_start = align_up((body_range(&blob).end + CHECKSUM_LEN) as u64, ALIGNMENT) as usize;
+    let len = blob.len();
+    blob[payload_start..len].fill(0xAB);
+    let reader = BlobReader::open(Cursor::new(&blob), len as u64).unwrap();
+    assert_eq!(reader.header(), &header);
+}
+
+#[test]
+fn stream_reader_returns_the_segments() {
+    let segments = sample_segments();
+    let blob = framed(&segments);
+    let mut reader = BlobReader::open(Cursor::new(&blob), blob.len() as u64).unwrap();
+    assert_eq!(reader.read_segments().unwrap(), segments);
+
+    let mut outputs: Vec<Vec<u8>> = segments.iter().map(|s| vec![0; s.len()]).collect();
+    let mut slices: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+    reader.read_segments_into(&mut slices).unwrap();
+    assert_eq!(outputs, segments);
+}
+
+#[test]
+fn stream_reader_refuses_wrongly_sized_outputs() {
+    let blob = framed(&sample_segments());
+    let mut reader = BlobReader::open(Cursor::new(&blob), blob.len() as u64).unwrap();
+    let mut one = [0u8; 3];
+    assert!(matches!(
+        reader.read_segments_into(&mut [&mut one]),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn bad_magic_is_corrupt() {
+    let mut blob = framed(&sample_segments());
+    blob[1] = b'X';
+    assert!(corrupt_message(unframe(&blob)).contains("not a ferroflow blob"));
+}
+
+#[test]
+fn header_checksum_mismatch_is_corrupt() {
+    let mut blob = framed(&sample_segments());
+    let inside_body = body_range(&blob).start + 3;
+    blob[inside_body] ^= 0x01;
+    assert!(corrupt_message(unframe(&blob)).contains("header failed its checksum"));
+}
+
+#[test]
+fn segment_checksum_mismatch_names_the_segment() {
+    let segments = sample_segments();
+    let mut blob = framed(&segments);
+    let (_, ranges) = verify(&blob).unwrap();
+    blob[ranges[2].start + 500] ^= 0x80;
+    assert!(corrupt_message(unframe(&blob))
+        .contains("segment 2 of the blob failed its xxh3-64 checksum"));
+    let mut reader = BlobReader::open(Cursor::new(&blob), blob.len() as u64).unwrap();
+    assert!(corrupt_message(reader.read_segments()).contains("segment 2"));
+}
+
+#[test]
+fn nonzero_padding_is_corrupt() {
+    let mut blob = framed(&sample_segments());
+    let (_, ranges) = verify(&blob).unwrap();
+    blob[ranges[0].end] = 1;
+    assert!(corrupt_message(unframe(&blob)).contains("padding after segment 0"));
+}
+
+#[test]
+fn truncation_and_trailing_bytes_are_corrupt() {
+    let blob = framed(&sample_segments());
+    assert!(corrupt_message(unframe(&blob[..blob.len() - 1])).contains("truncated"));
+    let mut longer = blob.clone();
+    longer.push(0);
+    assert!(corrupt_message(unframe(&longer)).contains("1 unexpected bytes after its end"));
+    let reader = BlobReader::open(Cursor::new(&longer), longer.len() as u64);
+    assert!(corrupt_message(reader).contains("after its end"));
+}
+
+#[test]
+fn every_single_byte_flip_and_every_truncation_is_detected() {
+    let blob = framed(&[b"abc".to_vec(), Vec::new(), vec![9; 70]]);
+    for index in 0..blob.len() {
+        for bit in [0x01, 0x80] {
+            let mut damaged = blob.clone();
+            damaged[index] ^= bit;
+            assert!(
+                matches!(unframe(&damaged), Err(Error::Corrupt(_))),
+                "flip at {index} went unnoticed"
+            );
+            let mut reader = BlobReader::open(Cursor::new(&damaged), damaged.len() as u64);
+            let read = reader.as_mut().map_err(|_| ()).map(|r| r.read_segments());
+            assert!(
+                !matches!(read, Ok(Ok(_))),
+                "flip at {index} went unnoticed by the stream reader"
+            );
+        }
+    }
+    for len in 0..blob.len() {
+        assert!(
+            matches!(unframe(&blob[..len]), Err(Error::Corrupt(_))),
+            "truncation to {len} went unnoticed"
+        );
+    }
+}
+
+#[test]
+fn a_newer_minor_version_with_unknown_fields_is_readable() {
+    let segments = sample_segments();
+    let blob = framed(&segments);
+    let newer = rewrite_header(&blob, FORMAT_MAJOR, FORMAT_MINOR + 3, |body| {
+        body["added_in_a_later_minor"] = serde_json::json!({"anything": [1, 2, 3]});
+    });
+    let (header, stored) = unframe(&newer).unwrap();
+    assert_eq!(header.format_version, (FORMAT_MAJOR, FORMAT_MINOR + 3));
+    assert_eq!(
+        stored,
+        segments.iter().map(Vec::as_slice).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_newer_major_version_is_refused_naming_both_versions() {
+    let blob = framed(&sample_segments());
+    let newer = rewrite_header(&blob, FORMAT_MAJOR + 1, 4, |_| {});
+    match unframe(&newer) {
+        Err(Error::UnsupportedFormat(message)) => {
+            assert!(
+                message.contains(&format!("{}.4", FORMAT_MAJOR + 1)),
+                "{message}"
+            );
+            assert!(message.contains(&format!("{FORMAT_MAJOR}.x")), "{message}");
+            assert!(message.contains("upgrade ferroflow"), "{message}");
+        }
+        other => panic!("expected UnsupportedFormat, got {other:?}"),
+    }
+}
+
+#[test]
+fn unknown_checksum_algorithm_or_codec_is_unsupported() {
+    let blob = framed(&sample_segments());
+    let other_checksum = rewrite_header(&blob, FORMAT_MAJOR, 1, |body| {
+        body["checksum_algorithm"] = "crc-99".into()
+    });
+    assert!(
+        matches!(unframe(&other_checksum), Err(Error::UnsupportedFormat(m)) if m.contains("crc-99"))
+    );
+    let other_codec = rewrite_header(&blob, FORMAT_MAJOR, 1, |body| {
+        body["codec"] = "brotli".into()
+    });
+    assert!(
+        matches!(unframe(&other_codec), Err(Error::UnsupportedFormat(m)) if m.contains("brotli"))
+    );
+}
+
+#[test]
+fn an_inconsistent_header_is_corrupt() {
+    let blob = framed(&sample_segments());
+    let wrong_total = rewrite_header(&blob, FORMAT_MAJOR, 0, |body| body["raw_length"] = 1.into());
+    assert!(corrupt_message(unframe(&wrong_total)).contains("total lengths"));
+    let odd_alignment =
+        rewrite_header(&blob, FORMAT_MAJOR, 0, |body| body["alignment"] = 48.into());
+    assert!(corrupt_message(unframe(&odd_alignment)).contains("alignment 48"));
+    let missing_field = rewrite_header(&blob, FORMAT_MAJOR, 0, |body| {
+        body.as_object_mut().unwrap().remove("segments");
+    });
+    assert!(corrupt_message(unframe(&missing_field)).contains("segments"));
+}
+
+#[test]
+fn huge_lengths_in_a_header_are_corrupt_not_a_panic() {
+    let blob = framed(&[b"x".to_vec()]);
+    let huge = rewrite_header(&blob, FORMAT_MAJOR, 0, |body| {
+        body["segments"] = serde_json::json!([[u64::MAX, u64::MAX]]);
+        body["raw_length"] = u64::MAX.into();
+        body["stored_length"] = u64::MAX.into();
+    });
+    assert!(matches!(unframe(&huge), Err(Error::Corrupt(_))));
+    assert!(matches!(
+        BlobReader::open(Cursor::new(&huge), huge.len() as u64),
+        Err(Error::Corrupt(_))
+    ));
+}
+
+#[test]
+fn the_serializer_must_be_json() {
+    let options = FrameOptions {
+        serializer: "pickle",
+        ..FrameOptions::default()
+    };
+    match frame(&[], &options) {
+        Err(Error::InvalidArgument(message)) => assert!(message.contains("JSON text"), "{message}"),
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_serializer_text_is_stored_verbatim_without_outer_whitespace() {
+    let options = FrameOptions {
+        serializer: "  {\"type\" :  \"json\"}\n",
+        ..FrameOptions::default()
+    };
+    let (_, blob) = frame(&[], &options).unwrap();
+    assert_eq!(
+        unframe(&blob).unwrap().0.serializer,
+        "{\"type\" :  \"json\"}"
+    );
+}
+
+#[test]
+fn a_level_without_a_codec_is_refused() {
+    let mut options = options();
+    options.compress.level = Some(3);
+    assert!(matches!(frame(&[], &options), Err(Error::InvalidArgument(m)) if m.contains("codec")));
+}
+
+fn large_segments() -> Vec<Vec<u8>> {
+    let big: Vec<u8> = (0..3 * HASH_ASIDE_MIN + 5)
+        .map(|i| (i % 253) as u8)
+        .collect();
+    vec![
+        b"stream".to_vec(),
+        big.clone(),
+        Vec::new(),
+        big[..HASH_ASIDE_MIN].to_vec(),
+        vec![1; 100],
+    ]
+}
+
+#[test]
+fn large_segments_hashed_beside_the_write_verify_like_small_ones() {
+    let segments = large_segments();
+    let blob = framed(&segments);
+    let (_, stored) = unframe(&blob).unwrap();
+    assert_eq!(
+        stored,
+        segments.iter().map(Vec::as_slice).collect::<Vec<_>>()
+    );
+    // The same checksums as hashing in line.
+    let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+    let frame = Frame::new(&slices, &options()).unwrap();
+    let in_line = merge_checksums(
+        frame.write_segments(&mut io::sink(), true).unwrap(),
+        Vec::new(),
+    );
+    let trailer = &blob[blob.len() - 8 * segments.len()..];
+    let stored_checksums: Vec<u64> = trailer
+        .chunks(8)
+        .map(|c| u64::from_le_bytes(c.try_into().unwrap()))
+        .collect();
+    assert_eq!(stored_checksums, in_line);
+}
+
+/// Accepts `left` bytes, then fails like a full disk.
+struct FailingAfter {
+    left: usize,
+}
+
+impl Write for FailingAfter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.left == 0 {
+            return Err(io::Error::other("no space left"));
+        }
+        let accepted = buf.len().min(self.left);
+        self.left -= accepted;
+        Ok(accepted)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_write_failure_is_reported_whether_hashing_in_line_or_aside() {
+    for segments in [sample_segments(), large_segments()] {
+        let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+        let frame = Frame::new(&slices, &options()).unwrap();
+        for left in [0, 10, 700, frame.encoded_len() as usize - 1] {
+            let error = frame.write_to(&mut FailingAfter { left }).unwrap_err();
+            assert_eq!(error.to_string(), "no space left");
+        }
+    }
+}
+
+fn compressible_segments() -> Vec<Vec<u8>> {
+    vec![
+        b"pickle stream ".repeat(50),
+        Vec::new(),
+        (0..200_000u32)
+            .flat_map(|i| (i / 7).to_le_bytes())
+            .collect(),
+    ]
+}
+
+#[test]
+fn compressed_blobs_round_trip_with_every_codec() {
+    let segments = compressible_segments();
+    let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+    for codec in Codec::ALL {
+        let mut options = options();
+        options.codec = Some(codec);
+        options.compress.level = Some(codec.default_level());
+        let (written, blob) = frame(&slices, &options).unwrap();
+        assert_eq!(written.codec, Some(codec));
+        assert_eq!(written.level, Some(codec.default_level()));
+        assert!(
+            written.stored_length() < written.raw_length() / 4,
+            "{codec:?} compressed too little"
+        );
+
+        let (header, stored) = unframe(&blob).unwrap();
+        assert_eq!(header, written);
+        for (index, stored) in stored.iter().enumerate() {
+            assert_eq!(
+                decode_segment(&header, index, stored).unwrap(),
+                segments[index],
+                "{codec:?}"
+            );
+        }
+        let mut reader = BlobReader::open(Cursor::new(&blob), blob.len() as u64).unwrap();
+        assert_eq!(reader.read_segments().unwrap(), segments, "{codec:?}");
+        let mut outputs: Vec<Vec<u8>> = segments.iter().map(|s| vec![0; s.len()]).collect();
+        let mut targets: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+        reader.read_segments_into(&mut targets).unwrap();
+        assert_eq!(outputs, segments, "{codec:?}");
+    }
+}
+
+#[test]
+fn a_compressed_segment_of_another_length_than_recorded_is_corrupt() {
+    let segments = compressible_segments();
+    let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+    let options = FrameOptions {
+        codec: Some(Codec::Zstd),
+        ..options()
+    };
+    let (header, blob) = frame(&slices, &options).unwrap();
+    for delta in [1i64, -1] {
+        let claimed = (header.segments[0].raw as i64 + delta) as u64;
+        let lying = rewrite_header(&blob, FORMAT_MAJOR, 0, |body| {
+            body["segments"][0][0] = claimed.into();
+            body["raw_length"] = (header.raw_length() as i64 + delta).into();
+        });
+        let (lying_header, stored) = unframe(&lying).unwrap();
+        assert!(corrupt_message(decode_segment(&lying_header, 0, stored[0]))
+            .contains("decompressed to"));
+        let mut reader = BlobReader::open(Cursor::new(&lying), lying.len() as u64).unwrap();
+        assert!(corrupt_message(reader.read_segments()).contains("decompressed to"));
+        let mut outputs: Vec<Vec<u8>> = lying_header
+            .segments
+            .iter()
+            .map(|s| vec![0; s.raw as usize])
+            .collect();
+        let mut targets: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+        assert!(
+            corrupt_message(reader.read_segments_into(&mut targets)).contains("decompressed to")
+        );
+    }
+}

@@ -1,0 +1,204 @@
+//! Files: atomic writes, whole-file reads, blobs on disk and storage keys.
+mod atomic;
+mod keys;
+
+pub use atomic::{atomic_write, atomic_write_with};
+pub use keys::resolve_key;
+
+use crate::error::{Error, Result};
+use crate::frame::{self, BlobHeader, BlobReader, Frame, FrameOptions};
+use memmap2::{MmapMut, MmapOptions};
+use std::fs::File;
+use std::io::Read;
+use std::ops::Range;
+use std::path::Path;
+
+/// Frames `segments` and writes them atomically to `path` in one pass, creating missing folders.
+pub fn write_blob(
+    path: &Path,
+    segments: &[&[u8]],
+    options: &FrameOptions<'_>,
+    durable: bool,
+) -> Result<BlobHeader> {
+    let frame = Frame::new(segments, options)?;
+    atomic_write_with(path, durable, |out| frame.write_to(out))?;
+    Ok(frame.header().clone())
+}
+
+/// Opens a blob file and verifies its header and length; the payload is not read yet.
+pub fn open_blob(path: &Path) -> Result<BlobFile<'_>> {
+    let (file, len) = open_with_len(path)?;
+    let reader = BlobReader::open(file, len).map_err(|e| at_path(e, path))?;
+    Ok(BlobFile { path, reader })
+}
+
+/// A blob file with a verified header; its errors name the file.
+#[derive(Debug)]
+pub struct BlobFile<'a> {
+    path: &'a Path,
+    reader: BlobReader<File>,
+}
+
+impl BlobFile<'_> {
+    pub fn header(&self) -> &BlobHeader {
+        self.reader.header()
+    }
+
+    pub fn into_header(self) -> BlobHeader {
+        self.reader.into_header()
+    }
+
+    /// See [`BlobReader::read_segments_into`].
+    pub fn read_segments_into(&mut self, outputs: &mut [&mut [u8]]) -> Result<()> {
+        self.reader
+            .read_segments_into(outputs)
+            .map_err(|e| at_path(e, self.path))
+    }
+
+    pub fn read_segments(&mut self) -> Result<Vec<Vec<u8>>> {
+        self.reader
+            .read_segments()
+            .map_err(|e| at_path(e, self.path))
+    }
+}
+
+pub fn read_header(path: &Path) -> Result<BlobHeader> {
+    open_blob(path).map(BlobFile::into_header)
+}
+
+/// Reads and verifies a whole blob; every segment is decoded into its own buffer.
+pub fn read_blob(path: &Path) -> Result<(BlobHeader, Vec<Vec<u8>>)> {
+    let mut blob = open_blob(path)?;
+    let segments = blob.read_segments()?;
+    Ok((blob.into_header(), segments))
+}
+
+/// A verified blob in memory: uncompressed segments stay in place in a private memory map.
+#[derive(Debug)]
+pub struct MappedBlob {
+    pub header: BlobHeader,
+    pub segments: MappedSegments,
+}
+
+#[derive(Debug)]
+pub enum MappedSegments {
+    /// Ranges of a copy-on-write map: writing to it never changes the file.
+    InPlace {
+        map: MmapMut,
+        ranges: Vec<Range<usize>>,
+    },
+    /// A compressed blob's segments, decompressed.
+    Decoded(Vec<Vec<u8>>),
+}
+
+/// Maps a blob privately (copy-on-write) and verifies all of it.
+///
+/// Like every memory map, the views assume the file is not truncated while they live; ferroflow
+/// itself never truncates a blob in place (writes replace it by renaming).
+pub fn map_blob(path: &Path) -> Result<MappedBlob> {
+    let (file, len) = open_with_len(path)?;
+    if len < frame::PRELUDE_LEN as u64 {
+        // Checked before mapping: an empty file cannot be mapped.
+        return Err(at_path(frame::too_short(len as usize), path));
+    }
+    // SAFETY: the map is private, so our writes never reach the file; see the note above about
+    // truncation by other processes.
+    let map = unsafe { MmapOptions::new().map_copy(&file) }
+        .map_err(|e| Error::io(format!("memory-mapping {}", path.display()), e))?;
+    let (header, ranges) = frame::verify(&map).map_err(|e| at_path(e, path))?;
+    let segments = match header.codec {
+        None => MappedSegments::InPlace { map, ranges },
+        Some(_) => MappedSegments::Decoded(
+            ranges
+                .into_iter()
+                .enumerate()
+                .map(|(index, range)| {
+                    frame::decode_segment(&header, index, &map[range]).map(|raw| raw.into_owned())
+                })
+                .collect::<Result<_>>()
+                .map_err(|e| at_path(e, path))?,
+        ),
+    };
+    Ok(MappedBlob { header, segments })
+}
+
+/// A file opened for reading whole, sized once: lets a caller read it into a buffer it allocated.
+#[derive(Debug)]
+pub struct FileReader<'a> {
+    path: &'a Path,
+    file: File,
+    len: u64,
+}
+
+impl<'a> FileReader<'a> {
+    pub fn open(path: &'a Path) -> Result<FileReader<'a>> {
+        let (file, len) = open_with_len(path)?;
+        Ok(FileReader { path, file, len })
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Reads the whole file into `out`, which must be `len()` bytes.
+    pub fn read_into(mut self, out: &mut [u8]) -> Result<()> {
+        let changed = || {
+            Error::io(
+                format!("reading {}", self.path.display()),
+                std::io::Error::other("the file changed size while it was read; read it again"),
+            )
+        };
+        if out.len() as u64 != self.len {
+            return Err(Error::InvalidArgument(format!(
+                "a buffer of {} bytes given for a {}-byte file",
+                out.len(),
+                self.len
+            )));
+        }
+        self.file.read_exact(out).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => changed(),
+            _ => Error::io(format!("reading {}", self.path.display()), e),
+        })?;
+        match self.file.read(&mut [0; 1]) {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(changed()),
+            Err(e) => Err(Error::io(format!("reading {}", self.path.display()), e)),
+        }
+    }
+}
+
+/// Reads a whole file.
+pub fn read_file(path: &Path) -> Result<Vec<u8>> {
+    let reader = FileReader::open(path)?;
+    let mut out = vec![0; reader.len() as usize];
+    reader.read_into(&mut out)?;
+    Ok(out)
+}
+
+fn open_with_len(path: &Path) -> Result<(File, u64)> {
+    let context = || format!("opening {}", path.display());
+    let file = File::open(path).map_err(|e| Error::io(context(), e))?;
+    let len = file.metadata().map_err(|e| Error::io(context(), e))?.len();
+    Ok((file, len))
+}
+
+/// Names the file in an error that came from reading it.
+fn at_path(error: Error, path: &Path) -> Error {
+    let path = path.display();
+    match error {
+        Error::Io { context, source } => Error::Io {
+            context: format!("{context} ({path})"),
+            source,
+        },
+        Error::Corrupt(message) => Error::Corrupt(format!("{path}: {message}")),
+        Error::UnsupportedFormat(message) => Error::UnsupportedFormat(format!("{path}: {message}")),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,161 @@
+//! Atomic replacement of a file: write a temporary file beside the target, then rename it over
+//! the target. Readers see the old content or the new, never a mix, even if the writer is killed.
+use crate::error::{Error, Result};
+use crate::frame::CHUNK;
+use std::collections::hash_map::RandomState;
+use std::fs::{self, File, OpenOptions};
+use std::hash::{BuildHasher, Hasher};
+use std::io::{self, BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Writes `segments` one after another to `path`, atomically, without joining them first.
+pub fn atomic_write(path: &Path, segments: &[&[u8]], durable: bool) -> Result<u64> {
+    atomic_write_with(path, durable, |out| {
+        segments
+            .iter()
+            .try_for_each(|segment| out.write_all(segment))
+    })
+}
+
+/// Replaces `path` with what `write` produces and returns its length; creates missing folders.
+///
+/// On any failure the temporary file is removed and an existing target is left as it was.
+/// `durable` adds fsync of the file before the rename and of the folder after it: the rename
+/// alone survives a killed process, the fsyncs make the new content survive a power loss.
+pub fn atomic_write_with(
+    path: &Path,
+    durable: bool,
+    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+) -> Result<u64> {
+    let writing = |e| Error::io(format!("writing {}", path.display()), e);
+    let folder = parent_folder(path)?;
+    let created_folders = create_folders(folder)?;
+    let temp = TempFile::create_beside(path, folder)?;
+
+    let mut out = BufWriter::with_capacity(CHUNK, temp.file());
+    write(&mut out).map_err(writing)?;
+    let file = out.into_inner().map_err(|e| writing(e.into_error()))?;
+    let len = file.metadata().map_err(writing)?.len();
+    if durable {
+        file.sync_data().map_err(writing)?;
+    }
+    temp.rename_to(path)?;
+    if durable {
+        // The rename is a change to the folder; new folders are changes to their parents.
+        sync_folder(folder)?;
+        for created in &created_folders {
+            sync_folder(created.parent().unwrap_or(Path::new(".")))?;
+        }
+    }
+    Ok(len)
+}
+
+fn parent_folder(path: &Path) -> Result<&Path> {
+    if path.file_name().is_none() {
+        return Err(Error::InvalidArgument(format!(
+            "{} does not name a file",
+            path.display()
+        )));
+    }
+    Ok(match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
+    })
+}
+
+/// Creates `folder` and its missing ancestors; returns the ones it created, outermost first.
+fn create_folders(folder: &Path) -> Result<Vec<PathBuf>> {
+    let missing: Vec<PathBuf> = folder
+        .ancestors()
+        .take_while(|f| !f.as_os_str().is_empty() && !f.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    if !missing.is_empty() {
+        fs::create_dir_all(folder)
+            .map_err(|e| Error::io(format!("creating the folder {}", folder.display()), e))?;
+    }
+    Ok(missing.into_iter().rev().collect())
+}
+
+fn sync_folder(folder: &Path) -> Result<()> {
+    #[cfg(unix)]
+    File::open(folder)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| Error::io(format!("syncing the folder {}", folder.display()), e))?;
+    // Windows cannot open a folder as a file; NTFS journals the rename itself.
+    #[cfg(not(unix))]
+    let _ = folder;
+    Ok(())
+}
+
+/// A temporary file that removes itself unless it was renamed over its target.
+struct TempFile {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl TempFile {
+    /// `.<target name>.<16 hex digits>.tmp` in the target's folder, so the rename stays on one
+    /// file system and a stray temporary file (from a killed writer) is easy to recognise.
+    fn create_beside(target: &Path, folder: &Path) -> Result<TempFile> {
+        let name: String = target
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .chars()
+            .take(100)
+            .collect();
+        let mut attempts = 0;
+        loop {
+            let path = folder.join(format!(".{name}.{:016x}.tmp", unique_number()));
+            match OpenOptions::new().write(true).create_new(true).open(&path) {
+                Ok(file) => {
+                    return Ok(TempFile {
+                        path,
+                        file: Some(file),
+                    })
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => attempts += 1,
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("creating a temporary file in {}", folder.display()),
+                        e,
+                    ));
+                }
+            }
+        }
+    }
+
+    fn file(&self) -> &File {
+        self.file
+            .as_ref()
+            .expect("the file is open until the rename")
+    }
+
+    fn rename_to(mut self, target: &Path) -> Result<()> {
+        // Closed first: Windows cannot rename a file that is open.
+        drop(self.file.take());
+        fs::rename(&self.path, target)
+            .map_err(|e| Error::io(format!("replacing {}", target.display()), e))?;
+        self.path = PathBuf::new();
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            drop(self.file.take());
+            // Nothing more can be done if this fails; the name says what the file is.
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Random per call (std's hasher keys are random per process and per call), so names from
+/// concurrent writers, processes and machines sharing a folder do not collide.
+fn unique_number() -> u64 {
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u32(std::process::id());
+    hasher.finish()
+}

@@ -1,0 +1,149 @@
+use super::*;
+use std::io;
+
+const SERIALIZER: &str = r#"{"type": "pickle"}"#;
+
+fn options() -> FrameOptions<'static> {
+    FrameOptions {
+        serializer: SERIALIZER,
+        ..FrameOptions::default()
+    }
+}
+
+fn listing(folder: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(folder)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn atomic_write_creates_folders_and_replaces_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("a/b/out.bin");
+    assert_eq!(
+        atomic_write(&target, &[b"hello ", b"", b"world"], false).unwrap(),
+        11
+    );
+    assert_eq!(std::fs::read(&target).unwrap(), b"hello world");
+    assert_eq!(atomic_write(&target, &[b"new"], true).unwrap(), 3);
+    assert_eq!(std::fs::read(&target).unwrap(), b"new");
+    assert_eq!(listing(target.parent().unwrap()), ["out.bin"]);
+}
+
+#[test]
+fn a_failure_midway_removes_the_temporary_file_and_keeps_the_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let target = dir.path().join("out.bin");
+    std::fs::write(&target, b"previous").unwrap();
+    let result = atomic_write_with(&target, true, |out| {
+        out.write_all(&vec![1; 3 * crate::frame::CHUNK])?;
+        Err(io::Error::other("injected failure"))
+    });
+    match result {
+        Err(Error::Io { context, source }) => {
+            assert!(context.contains("out.bin"), "{context}");
+            assert_eq!(source.to_string(), "injected failure");
+        }
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+    assert_eq!(std::fs::read(&target).unwrap(), b"previous");
+    assert_eq!(listing(dir.path()), ["out.bin"]);
+}
+
+#[test]
+fn a_path_without_a_file_name_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        atomic_write(&dir.path().join(".."), &[b"x"], false),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn blob_files_round_trip_through_read_header_read_and_map() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("blob");
+    let segments: [&[u8]; 3] = [b"stream", b"", &[5; 1000]];
+    let written = write_blob(&path, &segments, &options(), false).unwrap();
+    assert_eq!(read_header(&path).unwrap(), written);
+    let (header, read) = read_blob(&path).unwrap();
+    assert_eq!(header, written);
+    assert_eq!(read, segments.map(<[u8]>::to_vec));
+    let mapped = map_blob(&path).unwrap();
+    assert_eq!(mapped.header, written);
+    match mapped.segments {
+        MappedSegments::InPlace { mut map, ranges } => {
+            assert_eq!(
+                ranges.iter().map(|r| &map[r.clone()]).collect::<Vec<_>>(),
+                segments
+            );
+            // The map is private: writing to it leaves the file as it was.
+            let first = ranges[0].clone();
+            map[first].fill(b'!');
+            assert_eq!(read_blob(&path).unwrap().1[0], b"stream");
+        }
+        MappedSegments::Decoded(_) => panic!("an uncompressed blob is mapped in place"),
+    }
+}
+
+#[test]
+fn errors_reading_a_blob_name_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("short.blob");
+    std::fs::write(&path, b"tiny").unwrap();
+    for result in [
+        read_header(&path).map(drop),
+        read_blob(&path).map(drop),
+        map_blob(&path).map(drop),
+    ] {
+        match result {
+            Err(Error::Corrupt(message)) => assert!(message.contains("short.blob"), "{message}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+    assert!(
+        matches!(read_blob(&dir.path().join("missing")), Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound)
+    );
+}
+
+#[test]
+fn read_file_reads_everything() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f");
+    let content: Vec<u8> = (0..=255u8).cycle().take(700_000).collect();
+    std::fs::write(&path, &content).unwrap();
+    assert_eq!(read_file(&path).unwrap(), content);
+}
+
+#[test]
+fn keys_resolve_inside_the_base() {
+    let base = Path::new("/storage");
+    assert_eq!(
+        resolve_key(base, "a/b\\c").unwrap(),
+        Path::new("/storage/a/b/c")
+    );
+    assert_eq!(
+        resolve_key(base, "./x//y/").unwrap(),
+        Path::new("/storage/x/y")
+    );
+    for key in [
+        "../x",
+        "a/../../x",
+        "/abs",
+        "\\abs",
+        "C:x",
+        "a/c:/b",
+        "nul\0",
+        "",
+        ".",
+        "a/..",
+    ] {
+        assert!(
+            matches!(resolve_key(base, key), Err(Error::UnsafeKey(_))),
+            "{key:?} was accepted"
+        );
+    }
+}

@@ -1,0 +1,339 @@
+//! Blobs: the framed, checksummed form of a persisted result (`write_blob`, `frame_blob`,
+//! `read_blob`, `map_blob`, `unframe_blob`, `read_header`, `BlobHeader`).
+use crate::errors::to_pyerr;
+use crate::files::{new_bytes_filled, Segments};
+use ferroflow_core::codec::CompressOptions;
+use ferroflow_core::frame::{self, BlobHeader, Frame, FrameOptions};
+use ferroflow_core::fs::{self, MappedSegments};
+use pyo3::exceptions::{PyBufferError, PyValueError};
+use pyo3::ffi;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyMemoryView, PyString};
+use std::any::Any;
+use std::ffi::c_int;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// What a blob says about itself, read without its payload.
+#[pyclass(frozen, module = "ferroflow._core", name = "BlobHeader")]
+pub struct PyBlobHeader(BlobHeader);
+
+#[pymethods]
+impl PyBlobHeader {
+    /// `"major.minor"` of the blob format.
+    #[getter]
+    fn format_version(&self) -> String {
+        self.0.format_version_string()
+    }
+
+    /// The serializer's description, as JSON text.
+    #[getter]
+    fn serializer(&self) -> &str {
+        &self.0.serializer
+    }
+
+    #[getter]
+    fn codec(&self) -> &'static str {
+        self.0.codec_name()
+    }
+
+    #[getter]
+    fn level(&self) -> Option<i32> {
+        self.0.level
+    }
+
+    #[getter]
+    fn raw_length(&self) -> u64 {
+        self.0.raw_length()
+    }
+
+    #[getter]
+    fn stored_length(&self) -> u64 {
+        self.0.stored_length()
+    }
+
+    #[getter]
+    fn checksum_algorithm(&self) -> &str {
+        &self.0.checksum_algorithm
+    }
+
+    #[getter]
+    fn ferroflow_version(&self) -> &str {
+        &self.0.ferroflow_version
+    }
+
+    /// When the blob was written, as an aware UTC datetime.
+    #[getter]
+    fn created_at<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let datetime = py.import("datetime")?;
+        let utc = datetime.getattr("timezone")?.getattr("utc")?;
+        let epoch = datetime
+            .getattr("datetime")?
+            .call_method1("fromtimestamp", (0, utc))?;
+        let timedelta = datetime.getattr("timedelta")?;
+        let kwargs = PyDict::new(py);
+        kwargs.set_item("microseconds", self.0.created_at_us)?;
+        epoch.add(timedelta.call((), Some(&kwargs))?)
+    }
+
+    #[getter]
+    fn segment_raw_lengths(&self) -> Vec<u64> {
+        self.0.segments.iter().map(|s| s.raw).collect()
+    }
+
+    #[getter]
+    fn segment_stored_lengths(&self) -> Vec<u64> {
+        self.0.segments.iter().map(|s| s.stored).collect()
+    }
+
+    /// Every field as a plain dict.
+    fn to_dict<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyDict>> {
+        let dict = PyDict::new(slf.py());
+        for name in FIELDS {
+            dict.set_item(name, slf.getattr(name)?)?;
+        }
+        Ok(dict)
+    }
+
+    fn __repr__(slf: &Bound<'_, Self>) -> PyResult<String> {
+        let header = &slf.get().0;
+        let repr = |text: &str| PyString::new(slf.py(), text).repr().map(|r| r.to_string());
+        let created_at = slf
+            .getattr("created_at")?
+            .call_method0("isoformat")?
+            .to_string();
+        let level = header
+            .level
+            .map_or_else(|| "None".to_owned(), |level| level.to_string());
+        Ok(format!(
+            "BlobHeader(format_version={}, serializer={}, codec={}, level={level}, raw_length={}, stored_length={}, \
+             segments={}, checksum_algorithm={}, ferroflow_version={}, created_at={})",
+            repr(&header.format_version_string())?,
+            repr(&header.serializer)?,
+            repr(header.codec_name())?,
+            header.raw_length(),
+            header.stored_length(),
+            header.segments.len(),
+            repr(&header.checksum_algorithm)?,
+            repr(&header.ferroflow_version)?,
+            repr(&created_at)?,
+        ))
+    }
+}
+
+const FIELDS: [&str; 11] = [
+    "format_version",
+    "serializer",
+    "codec",
+    "level",
+    "raw_length",
+    "stored_length",
+    "checksum_algorithm",
+    "ferroflow_version",
+    "created_at",
+    "segment_raw_lengths",
+    "segment_stored_lengths",
+];
+
+fn frame_options<'a>(
+    serializer: &'a str,
+    codec: &str,
+    level: Option<i32>,
+    threads: u32,
+) -> PyResult<FrameOptions<'a>> {
+    Ok(FrameOptions {
+        serializer,
+        codec: frame::codec_from_name(codec).map_err(to_pyerr)?,
+        compress: CompressOptions {
+            level,
+            threads,
+            extreme: false,
+        },
+    })
+}
+
+/// Frames the segments and writes them atomically to `path` in one pass.
+#[pyfunction]
+#[pyo3(signature = (path, segments, *, serializer, codec = "none", level = None, threads = 1, durable = false))]
+#[allow(clippy::too_many_arguments)]
+pub fn write_blob(
+    py: Python<'_>,
+    path: PathBuf,
+    segments: &Bound<'_, PyAny>,
+    serializer: &str,
+    codec: &str,
+    level: Option<i32>,
+    threads: u32,
+    durable: bool,
+) -> PyResult<PyBlobHeader> {
+    let options = frame_options(serializer, codec, level, threads)?;
+    let segments = Segments::from_iterable(segments)?;
+    let slices = segments.slices();
+    let header = py
+        .detach(|| fs::write_blob(&path, &slices, &options, durable))
+        .map_err(to_pyerr)?;
+    Ok(PyBlobHeader(header))
+}
+
+/// The blob `write_blob` would write, in memory.
+#[pyfunction]
+#[pyo3(signature = (segments, *, serializer, codec = "none", level = None, threads = 1))]
+pub fn frame_blob<'py>(
+    py: Python<'py>,
+    segments: &Bound<'py, PyAny>,
+    serializer: &str,
+    codec: &str,
+    level: Option<i32>,
+    threads: u32,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let options = frame_options(serializer, codec, level, threads)?;
+    let segments = Segments::from_iterable(segments)?;
+    let slices = segments.slices();
+    let frame = py
+        .detach(|| Frame::new(&slices, &options))
+        .map_err(to_pyerr)?;
+    let len = usize::try_from(frame.encoded_len())
+        .map_err(|_| PyValueError::new_err("the blob is too large for memory"))?;
+    let mut blob = new_bytes_filled(py, &[len], |out| {
+        let mut cursor = &mut *out[0];
+        frame
+            .write_to(&mut cursor)
+            .map_err(|e| ferroflow_core::Error::io("framing in memory", e))
+    })?;
+    Ok(blob.remove(0))
+}
+
+type HeaderAndSegments<'py> = (PyBlobHeader, Vec<Bound<'py, PyBytes>>);
+
+/// Reads and verifies a blob file; returns its header and decoded segments.
+#[pyfunction]
+pub fn read_blob(py: Python<'_>, path: PathBuf) -> PyResult<HeaderAndSegments<'_>> {
+    let mut blob = py.detach(|| fs::open_blob(&path)).map_err(to_pyerr)?;
+    let lengths = raw_lengths(blob.header())?;
+    let segments = new_bytes_filled(py, &lengths, |outputs| blob.read_segments_into(outputs))?;
+    Ok((PyBlobHeader(blob.into_header()), segments))
+}
+
+/// Verifies a blob held in memory; returns its header and decoded segments.
+#[pyfunction]
+pub fn unframe_blob<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+) -> PyResult<HeaderAndSegments<'py>> {
+    let data = Segments::one(data, "data")?;
+    let data = data.slices()[0];
+    let (header, ranges) = py.detach(|| frame::verify(data)).map_err(to_pyerr)?;
+    let lengths = raw_lengths(&header)?;
+    let segments = new_bytes_filled(py, &lengths, |outputs| {
+        for (out, range) in outputs.iter_mut().zip(ranges) {
+            frame::decode_segment_into(header.codec, &data[range], out)?;
+        }
+        Ok(())
+    })?;
+    Ok((PyBlobHeader(header), segments))
+}
+
+fn raw_lengths(header: &BlobHeader) -> PyResult<Vec<usize>> {
+    header
+        .segments
+        .iter()
+        .map(|s| {
+            usize::try_from(s.raw)
+                .map_err(|_| PyValueError::new_err("a segment is too large for memory"))
+        })
+        .collect()
+}
+
+/// The header of a blob file, without reading its payload.
+#[pyfunction]
+pub fn read_header(py: Python<'_>, path: PathBuf) -> PyResult<PyBlobHeader> {
+    py.detach(|| fs::read_header(&path))
+        .map(PyBlobHeader)
+        .map_err(to_pyerr)
+}
+
+/// Maps and verifies a blob file. The segments are writable memoryviews: of a private
+/// (copy-on-write) memory map when the blob is uncompressed, so writing never changes the file.
+#[pyfunction]
+pub fn map_blob(py: Python<'_>, path: PathBuf) -> PyResult<(PyBlobHeader, Bound<'_, PyList>)> {
+    let mapped = py.detach(|| fs::map_blob(&path)).map_err(to_pyerr)?;
+    let segments: Vec<SegmentBuffer> = match mapped.segments {
+        MappedSegments::InPlace { mut map, ranges } => {
+            let base = map.as_mut_ptr();
+            let owner: Arc<dyn Any + Send + Sync> = Arc::new(map);
+            ranges
+                .into_iter()
+                // SAFETY: every range lies inside the map, which `owner` keeps alive.
+                .map(|range| {
+                    SegmentBuffer::new(owner.clone(), unsafe { base.add(range.start) }, range.len())
+                })
+                .collect()
+        }
+        MappedSegments::Decoded(decoded) => decoded
+            .into_iter()
+            .map(|mut bytes| {
+                let (data, len) = (bytes.as_mut_ptr(), bytes.len());
+                SegmentBuffer::new(Arc::new(bytes), data, len)
+            })
+            .collect(),
+    };
+    let views = segments
+        .into_iter()
+        .map(|segment| PyMemoryView::from(Bound::new(py, segment)?.as_any()))
+        .collect::<PyResult<Vec<_>>>()?;
+    Ok((PyBlobHeader(mapped.header), PyList::new(py, views)?))
+}
+
+/// Exports one segment through the buffer protocol and keeps its memory (a map or a
+/// decompressed buffer) alive for as long as any view of it exists.
+#[pyclass(frozen, module = "ferroflow._core")]
+struct SegmentBuffer {
+    /// Never read through by Rust after creation; Python writes through it.
+    data: SendPtr,
+    len: usize,
+    _owner: Arc<dyn Any + Send + Sync>,
+}
+
+struct SendPtr(*mut u8);
+// SAFETY: the pointer is into memory owned by `_owner` (Send + Sync), which Rust never reads
+// again once views exist; concurrent access from Python threads is the buffer protocol's own
+// contract, the same as for a bytearray.
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+impl SegmentBuffer {
+    fn new(owner: Arc<dyn Any + Send + Sync>, data: *mut u8, len: usize) -> SegmentBuffer {
+        SegmentBuffer {
+            data: SendPtr(data),
+            len,
+            _owner: owner,
+        }
+    }
+}
+
+#[pymethods]
+impl SegmentBuffer {
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        if view.is_null() {
+            return Err(PyBufferError::new_err("no view to fill"));
+        }
+        let this = slf.get();
+        let len =
+            isize::try_from(this.len).map_err(|_| PyBufferError::new_err("segment too large"))?;
+        // SAFETY: fills a 1-D writable byte view of memory kept alive by `slf`, which the view
+        // references (PyBuffer_FillInfo takes the reference).
+        let status = unsafe {
+            ffi::PyBuffer_FillInfo(view, slf.as_ptr(), this.data.0.cast(), len, 0, flags)
+        };
+        if status == -1 {
+            return Err(PyErr::fetch(slf.py()));
+        }
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {}
+}

@@ -1,0 +1,181 @@
+"""Atomic writes, whole-file reads and storage keys through ferroflow._core."""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ferroflow._core import UnsafeKeyError, atomic_write, read_blob, read_file, resolve_key, write_blob
+
+
+def folder_listing(folder: Path) -> list[str]:
+    return sorted(os.listdir(folder))
+
+
+def test_atomic_write_joins_the_segments_and_returns_the_length(tmp_path):
+    target = tmp_path / "out.bin"
+    written = atomic_write(target, [b"ab", bytearray(b"cd"), memoryview(b"ef"), np.arange(2, dtype=np.uint8), b""])
+    assert written == 8
+    assert read_file(target) == b"abcdef\x00\x01"
+    assert folder_listing(tmp_path) == ["out.bin"]
+
+
+def test_atomic_write_replaces_an_existing_file(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old content that is longer")
+    atomic_write(str(target), [b"new"])
+    assert target.read_bytes() == b"new"
+    assert folder_listing(tmp_path) == ["out.bin"]
+
+
+@pytest.mark.parametrize("durable", [False, True])
+def test_missing_folders_are_created(tmp_path, durable):
+    target = tmp_path / "a" / "b" / "c.bin"
+    atomic_write(target, [b"x"], durable=durable)
+    assert target.read_bytes() == b"x"
+
+
+def test_durable_blob_write_reads_back(tmp_path):
+    target = tmp_path / "durable.ffb"
+    write_blob(target, [b"safe"], serializer="{}", durable=True)
+    assert read_blob(target)[1] == [b"safe"]
+
+
+def test_a_bad_segment_leaves_the_target_and_the_folder_untouched(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"previous")
+
+    def segments():
+        yield b"first"
+        raise RuntimeError("the producer failed")
+
+    with pytest.raises(RuntimeError, match="the producer failed"):
+        atomic_write(target, segments())
+    with pytest.raises(TypeError, match="segment 1"):
+        write_blob(target, [b"first", object()], serializer="{}")
+    assert target.read_bytes() == b"previous"
+    assert folder_listing(tmp_path) == ["out.bin"]
+
+
+def test_a_failed_rename_removes_the_temporary_file(tmp_path):
+    # The whole temporary file is written, then renaming it over a folder fails.
+    target = tmp_path / "taken"
+    (target / "inside").mkdir(parents=True)
+    with pytest.raises(OSError):
+        atomic_write(target, [b"x" * 100_000])
+    assert folder_listing(tmp_path) == ["taken"]
+    assert folder_listing(target) == ["inside"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+@pytest.mark.parametrize("writer", ["atomic_write", "write_blob"])
+def test_a_write_that_fails_midway_keeps_the_old_target_and_leaves_no_temporary_file(tmp_path, writer):
+    # A file size limit makes the OS refuse the write after 64 KiB: a genuine mid-write failure.
+    # It runs in a child process so the limit does not affect the test run.
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"previous")
+    script = textwrap.dedent(
+        f"""
+        import errno, resource, signal
+        from ferroflow._core import atomic_write, write_blob
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, resource.RLIM_INFINITY))
+        data = [b"a" * 50_000, b"b" * 50_000]
+        try:
+            if {writer!r} == "atomic_write":
+                atomic_write({str(target)!r}, data)
+            else:
+                write_blob({str(target)!r}, data, serializer="{{}}")
+        except OSError as error:
+            assert error.errno == errno.EFBIG, error
+            print("failed as expected")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert result.stdout.strip() == "failed as expected", result.stderr
+    assert target.read_bytes() == b"previous"
+    assert folder_listing(tmp_path) == ["out.bin"]
+
+
+@pytest.mark.skipif(sys.platform == "win32" or os.geteuid() == 0, reason="needs POSIX permissions, not root")
+def test_a_read_only_folder_is_refused_without_leftovers(tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "out.bin").write_bytes(b"previous")
+    folder.chmod(0o555)
+    try:
+        with pytest.raises(PermissionError):
+            atomic_write(folder / "out.bin", [b"new"])
+    finally:
+        folder.chmod(0o755)
+    assert folder_listing(folder) == ["out.bin"]
+    assert (folder / "out.bin").read_bytes() == b"previous"
+
+
+def test_read_file_returns_the_whole_file(tmp_path):
+    path = tmp_path / "data"
+    content = os.urandom(300_000)
+    path.write_bytes(content)
+    assert read_file(path) == content
+    (tmp_path / "empty").write_bytes(b"")
+    assert read_file(str(tmp_path / "empty")) == b""
+    with pytest.raises(FileNotFoundError):
+        read_file(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    ("key", "parts"),
+    [
+        ("abc123", ["abc123"]),
+        ("results/flow/abc", ["results", "flow", "abc"]),
+        ("windows\\style\\key", ["windows", "style", "key"]),
+        ("./a//b/", ["a", "b"]),
+        ("..hidden", ["..hidden"]),
+        ("name:with:colons", ["name:with:colons"]),
+    ],
+)
+def test_keys_join_under_the_base(tmp_path, key, parts):
+    assert resolve_key(tmp_path, key) == os.path.join(tmp_path, *parts)
+
+
+@pytest.mark.parametrize(
+    ("key", "reason"),
+    [
+        ("../escape", "'..'"),
+        ("a/../../escape", "'..'"),
+        ("a\\..\\..\\escape", "'..'"),
+        ("..", "'..'"),
+        ("/etc/passwd", "absolute"),
+        ("\\\\server\\share\\x", "absolute"),
+        ("C:\\Windows", "drive letter"),
+        ("c:relative", "drive letter"),
+        ("a/D:/b", "drive letter"),
+        ("bad\0name", "NUL"),
+        ("", "names no file"),
+        ("./", "names no file"),
+    ],
+)
+def test_keys_that_escape_the_base_are_refused(tmp_path, key, reason):
+    with pytest.raises(UnsafeKeyError, match=reason):
+        resolve_key(tmp_path, key)
+
+
+def test_unsafe_key_error_is_a_value_error():
+    assert issubclass(UnsafeKeyError, ValueError)
+
+
+@given(st.text(alphabet=st.sampled_from("ab./\\:C\0"), max_size=12))
+def test_a_resolved_key_never_leaves_the_base(key):
+    base = os.path.abspath("storage-base")
+    try:
+        resolved = resolve_key(base, key)
+    except UnsafeKeyError:
+        return
+    assert os.path.commonpath([base, os.path.abspath(resolved)]) == base
+    assert os.path.abspath(resolved) != base

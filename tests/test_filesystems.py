@@ -1,0 +1,231 @@
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from ferroflow import _core
+from ferroflow.exceptions import StorageNotAvailableError, StorageNotFoundError, UnsafeKeyError
+from ferroflow.filesystems import (
+    S3,
+    LocalFileSystem,
+    WritableFileSystem,
+    resolve_storage,
+    saved_storages,
+)
+from ferroflow.serializers import PickleSerializer
+from ferroflow.settings import temporary_settings
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    """A fresh FERROFLOW_HOME and no other FERROFLOW_* variable."""
+    for name in [name for name in os.environ if name.startswith("FERROFLOW_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("FERROFLOW_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def storage(tmp_path):
+    return LocalFileSystem(basepath=str(tmp_path / "results"))
+
+
+def run_in_another_process(code: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy(), timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+# -- files and blobs -----------------------------------------------------------------------
+
+
+def test_write_path_creates_folders_on_first_write_and_reads_back(storage, tmp_path):
+    path = storage.write_path("flow/run/a1b2", [b"hello ", memoryview(b"world")])
+    assert path == str(tmp_path / "results" / "flow" / "run" / "a1b2")
+    assert storage.read_path("flow/run/a1b2") == b"hello world"
+    assert storage.exists("flow/run/a1b2")
+
+
+def test_a_relative_or_home_basepath_is_made_absolute(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert LocalFileSystem(basepath="~/results").basepath == str(tmp_path / "results")
+    monkeypatch.chdir(tmp_path)
+    assert LocalFileSystem(basepath=".my-results").basepath == str(tmp_path / ".my-results")
+
+
+def test_without_basepath_the_local_storage_path_setting_is_used(tmp_path):
+    with temporary_settings(local_storage_path=tmp_path / "default-storage"):
+        LocalFileSystem().write_path("k", b"x")
+    assert (tmp_path / "default-storage" / "k").read_bytes() == b"x"
+
+
+@pytest.mark.parametrize("key", ["../escape", "/etc/passwd", "a/../../b", ""])
+def test_keys_that_leave_the_storage_are_refused(storage, key):
+    with pytest.raises(UnsafeKeyError):
+        storage.write_path(key, b"x")
+    with pytest.raises(UnsafeKeyError):
+        storage.read_path(key)
+
+
+def test_blobs_round_trip_with_their_header(storage):
+    array = np.arange(10_000, dtype=np.float64)
+    serializer = PickleSerializer()
+    serializer_json = json.dumps(serializer.to_description())
+    header = storage.write_blob("r1", serializer.dump_segments(array), serializer_json=serializer_json)
+    assert json.loads(header.serializer) == serializer.to_description()
+    assert storage.read_header("r1").raw_length == header.raw_length
+
+    _, segments = storage.read_blob("r1")
+    np.testing.assert_array_equal(serializer.load_segments(segments), array)
+    _, views = storage.map_blob("r1")
+    np.testing.assert_array_equal(serializer.load_segments(views), array)
+
+
+def test_compressed_blobs_use_the_frame_codec(storage):
+    header = storage.write_blob("r2", [b"a" * 10_000], serializer_json="{}", codec="zstd", level=3)
+    assert header.codec == "zstd"
+    assert header.stored_length < header.raw_length
+    assert storage.read_blob("r2")[1] == [b"a" * 10_000]
+
+
+def test_durable_follows_the_fsync_setting(storage, monkeypatch):
+    seen = []
+    real_write_blob = _core.write_blob
+
+    def spy(path, segments, **options):
+        seen.append(options["durable"])
+        return real_write_blob(path, segments, **options)
+
+    monkeypatch.setattr(_core, "write_blob", spy)
+    storage.write_blob("a", [b"x"], serializer_json="{}")
+    with temporary_settings(results_fsync=True):
+        storage.write_blob("b", [b"x"], serializer_json="{}")
+        storage.write_blob("c", [b"x"], serializer_json="{}", durable=False)
+    assert seen == [False, True, False]
+
+
+def test_delete_and_exists(storage):
+    storage.write_path("gone", b"x")
+    storage.delete("gone")
+    assert not storage.exists("gone")
+    storage.delete("gone")  # missing_ok by default
+    with pytest.raises(FileNotFoundError):
+        storage.delete("gone", missing_ok=False)
+
+
+def test_reading_a_missing_key_is_file_not_found(storage):
+    with pytest.raises(FileNotFoundError):
+        storage.read_path("nothing-here")
+
+
+# -- saved storages ------------------------------------------------------------------------
+
+
+def test_save_and_load_by_name_and_slug(storage, isolated_home):
+    assert storage.save("dev") == "local-file-system/dev"
+    saved = isolated_home / "storages" / "local-file-system" / "dev.json"
+    assert json.loads(saved.read_text()) == {"type": "local-file-system", "basepath": storage.basepath}
+    assert LocalFileSystem.load("dev") == storage
+    assert resolve_storage("local-file-system/dev") == storage
+    assert saved_storages() == ["local-file-system/dev"]
+
+
+def test_save_refuses_to_replace_unless_overwrite(storage, tmp_path):
+    storage.save("dev")
+    other = LocalFileSystem(basepath=str(tmp_path / "other"))
+    with pytest.raises(FileExistsError, match="pass overwrite=True|Pass overwrite=True"):
+        other.save("dev")
+    other.save("dev", overwrite=True)
+    assert LocalFileSystem.load("dev") == other
+
+
+def test_a_saved_storage_is_usable_from_another_process(storage):
+    storage.save("dev")
+    storage.write_path("shared", b"from the parent")
+    code = (
+        "from ferroflow.filesystems import resolve_storage\n"
+        "storage = resolve_storage('local-file-system/dev')\n"
+        "print(storage.read_path('shared').decode())\n"
+        "storage.write_path('reply', b'from the child')\n"
+    )
+    assert run_in_another_process(code) == "from the parent"
+    assert storage.read_path("reply") == b"from the child"
+
+
+def test_a_storage_saved_by_another_process_loads_here(tmp_path):
+    basepath = str(tmp_path / "child-results")
+    run_in_another_process(
+        "from ferroflow.filesystems import LocalFileSystem\n"
+        f"LocalFileSystem(basepath={basepath!r}).save('child')"
+    )
+    assert resolve_storage("local-file-system/child").basepath == basepath
+
+
+def test_unknown_saved_names_list_the_saved_ones(storage):
+    storage.save("dev")
+    storage.save("prod")
+    with pytest.raises(StorageNotFoundError) as error:
+        resolve_storage("local-file-system/staging")
+    assert "No local-file-system storage named 'staging'" in str(error.value)
+    assert "Saved: local-file-system/dev, local-file-system/prod." in str(error.value)
+
+
+def test_unknown_storage_types_and_bad_slugs_are_explained(storage):
+    storage.save("dev")
+    with pytest.raises(StorageNotFoundError) as unknown_type:
+        resolve_storage("gcs/dev")
+    assert "Unknown storage type 'gcs'" in str(unknown_type.value)
+    assert "local-file-system, s3" in str(unknown_type.value)
+    assert "Saved: local-file-system/dev." in str(unknown_type.value)
+
+    with pytest.raises(StorageNotFoundError, match="expected '<storage-type>/<saved-name>'"):
+        resolve_storage("dev")
+    with pytest.raises(TypeError, match="got int"):
+        resolve_storage(3)
+
+
+def test_a_damaged_saved_storage_says_how_to_repair_it(storage, isolated_home):
+    storage.save("dev")
+    (isolated_home / "storages" / "local-file-system" / "dev.json").write_text('{"basepath": 3')
+    with pytest.raises(StorageNotFoundError, match=r"cannot be read: .* overwrite=True"):
+        LocalFileSystem.load("dev")
+
+
+def test_invalid_saved_names_are_refused(storage):
+    with pytest.raises(ValueError, match="Invalid storage name '../evil'"):
+        storage.save("../evil")
+
+
+def test_resolve_storage_passes_instances_through_and_defaults_to_local(storage):
+    assert resolve_storage(storage) is storage
+    assert resolve_storage(None) == LocalFileSystem()
+
+
+def test_descriptions_round_trip(storage):
+    assert WritableFileSystem.from_description(storage.to_description()) == storage
+    assert WritableFileSystem.from_description(S3(bucket_path="b").to_description()) == S3(bucket_path="b")
+
+
+# -- S3 placeholder ------------------------------------------------------------------------
+
+
+def test_s3_can_be_configured_but_not_used():
+    s3 = S3(bucket_path="my-bucket")
+    assert s3.bucket_path == "my-bucket"
+    for use in (
+        lambda: s3.write_path("k", b"x"),
+        lambda: s3.read_blob("k"),
+        lambda: s3.exists("k"),
+        lambda: s3.save("dev"),
+    ):
+        with pytest.raises(StorageNotAvailableError) as error:
+            use()
+        message = str(error.value)
+        assert "S3 result storage (bucket_path='my-bucket') is not available" in message
+        assert "LocalFileSystem(basepath=...)" in message
+    assert isinstance(error.value, NotImplementedError)

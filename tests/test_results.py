@@ -1,0 +1,304 @@
+"""Result types, the result factory's persistence rules, and reading result files."""
+
+import base64
+import json
+import lzma
+import pickle
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ferroflow import flow, task
+from ferroflow import _core
+from ferroflow.exceptions import CorruptResultError, MissingResult, PersistenceConfigurationError
+from ferroflow.filesystems import LocalFileSystem
+from ferroflow.results import (
+    LiteralResult,
+    PersistedResult,
+    PersistedResultBlob,
+    ResultFactory,
+    UnpersistedResult,
+    read_result,
+    result_from_reference,
+)
+from ferroflow.serializers import CompressedSerializer, JSONSerializer, PickleSerializer
+from ferroflow.settings import temporary_settings
+
+COMPAT = Path(__file__).resolve().parents[2] / "shared" / "compat" / "prefect2-results"
+
+
+def stored_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file())
+
+
+@pytest.fixture
+def storage_path(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "storage"
+    monkeypatch.setenv("FERROFLOW_LOCAL_STORAGE_PATH", str(path))
+    return path
+
+
+# --- literal and unpersisted results -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [None, True, False])
+def test_literal_result_keeps_the_value_inline(value):
+    result = LiteralResult(value=value)
+    assert result.get() is value
+    assert json.loads(result.json())["type"] == "result"
+
+
+def test_literal_result_json_matches_the_spec_example():
+    assert json.loads(LiteralResult(value=None).json()) == {"type": "result", "value": "null"}
+
+
+def test_literal_result_refuses_other_values():
+    with pytest.raises(TypeError, match="None, True or False"):
+        LiteralResult(value=1)
+
+
+def test_unpersisted_result_without_memory_raises_a_clear_missing_result():
+    with pytest.raises(MissingResult, match="cache_result_in_memory=False"):
+        UnpersistedResult("big", keep_in_memory=False).get()
+
+
+@pytest.mark.parametrize("value", [None, True, False])
+def test_literals_are_never_written_even_when_persisting(storage_path, value):
+    factory = ResultFactory(persist_result=True)
+    assert isinstance(factory.create_result(value), LiteralResult)
+    assert not storage_path.exists() or stored_files(storage_path) == []
+
+
+# --- persisted results -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "serializer",
+    [
+        PickleSerializer(),
+        JSONSerializer(),
+        CompressedSerializer(serializer="pickle", compressionlib="zlib"),
+        CompressedSerializer(serializer="json", compressionlib="lzma"),
+    ],
+    ids=lambda s: s.type,
+)
+def test_persisted_result_round_trips_through_storage(tmp_path, serializer):
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    value = {"numbers": [1, 2, 3], "text": "héllo"}
+    result = PersistedResult.create(value, storage=storage, serializer=serializer, cache_in_memory=False)
+    assert (tmp_path / result.storage_key).is_file()
+    assert result.get() == value
+    reopened = result_from_reference(json.loads(json.dumps(result.to_reference())))
+    assert isinstance(reopened, PersistedResult)
+    assert reopened.get() == value
+
+
+def test_persisted_result_rereads_storage_when_not_cached_in_memory(tmp_path):
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    result = PersistedResult.create("first", storage=storage, serializer=PickleSerializer(), cache_in_memory=False)
+    assert result.get() == "first"
+    # Replace the blob behind the key: an uncached result must see the new content.
+    PersistedResult.create(
+        "second", storage=storage, serializer=PickleSerializer(), storage_key=result.storage_key
+    )
+    assert result.get() == "second"
+
+
+def test_persisted_result_caches_the_value_by_default(tmp_path):
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    result = PersistedResult.create([1], storage=storage, serializer=PickleSerializer())
+    (tmp_path / result.storage_key).unlink()
+    assert result.get() == [1]
+
+
+def test_missing_result_file_raises_missing_result_naming_the_key(tmp_path):
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    result = PersistedResult.create([1], storage=storage, serializer=PickleSerializer(), cache_in_memory=False)
+    (tmp_path / result.storage_key).unlink()
+    with pytest.raises(MissingResult, match=result.storage_key):
+        result.get()
+
+
+def test_corrupted_result_file_raises_corruption_error_not_data(tmp_path):
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    result = PersistedResult.create(
+        list(range(1000)), storage=storage, serializer=PickleSerializer(), cache_in_memory=False
+    )
+    path = tmp_path / result.storage_key
+    blob = bytearray(path.read_bytes())
+    blob[-20] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(CorruptResultError):
+        result.get()
+
+
+def test_numpy_result_is_read_back_through_the_memory_map(tmp_path):
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    array = np.arange(1_000_000, dtype=np.float64)
+    result = PersistedResult.create(array, storage=storage, serializer=PickleSerializer(), cache_in_memory=False)
+    loaded = result.get()
+    np.testing.assert_array_equal(loaded, array)
+    # The array's memory is the map, not a fresh copy: it does not own its data.
+    assert not loaded.flags.owndata
+    loaded[0] = -1.0  # a private map: writable, and the file is unchanged
+    assert result.get()[0] == 0.0
+
+
+def test_concurrent_gets_load_once_and_agree(tmp_path):
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    result = PersistedResult.create(
+        {"k": list(range(100))}, storage=storage, serializer=PickleSerializer(), cache_in_memory=False
+    )
+    result.cache_in_memory = True
+    values = []
+    threads = [threading.Thread(target=lambda: values.append(result.get())) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(values) == 8 and all(v is values[0] for v in values)
+
+
+# --- the persisted document (export form) and read_result ------------------------------------------
+
+
+def test_blob_document_round_trips_and_holds_base64_data():
+    blob = PersistedResultBlob(serializer=PickleSerializer().to_description(), data=PickleSerializer().dumps([1, 2]))
+    document = json.loads(blob.to_json())
+    assert set(document) == {"serializer", "data", "ferroflow_version"}
+    assert base64.b64decode(document["data"]) == blob.data
+    assert PersistedResultBlob.from_json(blob.to_json()).load() == [1, 2]
+
+
+def test_persisted_result_exports_to_the_document_form(tmp_path):
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    result = PersistedResult.create({"a": 1}, storage=storage, serializer=JSONSerializer())
+    exported = tmp_path / "exported.json"
+    exported.write_text(result.to_blob().to_json())
+    assert read_result(exported) == {"a": 1}
+
+
+def test_read_result_reads_framed_files(tmp_path):
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    result = PersistedResult.create(
+        {"x": 1}, storage=storage, serializer=CompressedSerializer(serializer="pickle")
+    )
+    assert read_result(tmp_path / result.storage_key) == {"x": 1}
+
+
+@pytest.mark.parametrize("name", ["pickle.json", "json.json", "compressed_pickle.json"])
+def test_read_result_reads_prefect2_files(name):
+    manifest = json.loads((COMPAT / "manifest.json").read_text())
+    assert name in manifest["files"]
+    assert read_result(COMPAT / name) == manifest["value"]
+
+
+def test_read_result_of_a_truncated_framed_file_raises_corruption(tmp_path):
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    result = PersistedResult.create(b"x" * 10_000, storage=storage, serializer=PickleSerializer())
+    path = tmp_path / result.storage_key
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(CorruptResultError):
+        read_result(path)
+
+
+def test_compressed_pickle_dumps_is_a_plain_xz_stream_of_the_pickle():
+    value = {"a": list(range(10))}
+    dumped = CompressedSerializer(serializer="pickle").dumps(value)
+    assert pickle.loads(lzma.decompress(dumped)) == value
+
+
+# --- when to persist (the factory's rules) ---------------------------------------------------------
+
+
+class Definition:
+    """A stand-in for a flow or task: the factory reads only these attributes."""
+
+    def __init__(self, name="thing", **options):
+        self.name = name
+        self.persist_result = options.pop("persist_result", None)
+        self.cache_result_in_memory = options.pop("cache_result_in_memory", True)
+        self.cache_key_fn = options.pop("cache_key_fn", None)
+        self.retries = options.pop("retries", 0)
+        self.result_storage = options.pop("result_storage", None)
+        self.result_serializer = options.pop("result_serializer", None)
+        assert not options
+
+
+def test_persistence_is_off_by_default():
+    assert ResultFactory.from_task(Definition()).persist_result is False
+    assert ResultFactory.from_flow(Definition()).persist_result is False
+
+
+def test_a_cache_key_function_turns_persistence_on():
+    assert ResultFactory.from_task(Definition(cache_key_fn=lambda c, p: "k")).persist_result is True
+
+
+def test_dropping_the_result_from_memory_turns_persistence_on():
+    assert ResultFactory.from_task(Definition(cache_result_in_memory=False)).persist_result is True
+
+
+def test_flow_retries_persist_tasks_and_subflows_but_not_the_flow_itself():
+    flow_factory = ResultFactory.from_flow(Definition(retries=2))
+    assert flow_factory.persist_result is False
+    assert ResultFactory.from_task(Definition(), flow_factory).persist_result is True
+    assert ResultFactory.from_flow(Definition(), flow_factory).persist_result is True
+
+
+def test_persist_by_default_setting_turns_it_on_but_false_still_wins():
+    with temporary_settings(results_persist_by_default=True):
+        assert ResultFactory.from_task(Definition()).persist_result is True
+        assert ResultFactory.from_task(Definition(persist_result=False)).persist_result is False
+
+
+def test_persist_false_with_a_cache_key_is_an_error_naming_task_and_feature():
+    with pytest.raises(PersistenceConfigurationError, match=r"task 'fetch'.*cache_key_fn"):
+        ResultFactory.from_task(Definition("fetch", persist_result=False, cache_key_fn=lambda c, p: "k"))
+
+
+def test_persist_false_under_a_retried_flow_is_an_error_naming_the_flow():
+    flow_factory = ResultFactory.from_flow(Definition("pipeline", retries=1))
+    with pytest.raises(PersistenceConfigurationError, match=r"task 'load'.*flow 'pipeline' has retries=1"):
+        ResultFactory.from_task(Definition("load", persist_result=False), flow_factory)
+
+
+def test_persist_false_with_no_memory_cache_is_allowed_and_loses_the_result():
+    factory = ResultFactory.from_task(Definition(persist_result=False, cache_result_in_memory=False))
+    with pytest.raises(MissingResult):
+        factory.create_result("big").get()
+
+
+def test_tasks_inherit_the_flow_storage_and_serializer(tmp_path):
+    flow_factory = ResultFactory.from_flow(
+        Definition(result_storage=LocalFileSystem(basepath=str(tmp_path)), result_serializer="json")
+    )
+    task_factory = ResultFactory.from_task(Definition(persist_result=True), flow_factory)
+    result = task_factory.create_result({"v": 1})
+    assert isinstance(result, PersistedResult)
+    assert result.serializer_type == "json"
+    assert (tmp_path / result.storage_key).is_file()
+
+
+def test_a_task_storage_overrides_the_flow_storage(tmp_path):
+    flow_factory = ResultFactory.from_flow(Definition(result_storage=LocalFileSystem(basepath=str(tmp_path / "flow"))))
+    task_factory = ResultFactory.from_task(
+        Definition(persist_result=True, result_storage=LocalFileSystem(basepath=str(tmp_path / "task"))),
+        flow_factory,
+    )
+    result = task_factory.create_result("x")
+    assert (tmp_path / "task" / result.storage_key).is_file()
+
+
+def test_without_any_storage_results_go_to_the_local_storage_path(storage_path):
+    result = ResultFactory.from_task(Definition(persist_result=True)).create_result("x")
+    assert (storage_path / result.storage_key).is_file()
+
+
+def test_default_serializer_comes_from_the_setting(storage_path):
+    with temporary_settings(results_default_serializer="compressed/json"):
+        result = ResultFactory.from_task(Definition(persist_result=True)).create_result({"a": 1})
+    assert result.serializer_type == "compressed/json"
+    header = _core.read_header(storage_path / result.storage_key)
+    assert json.loads(header.serializer)["type"] == "compressed/json"

@@ -1,0 +1,178 @@
+import os
+from pathlib import Path
+
+import pytest
+
+from ferroflow.exceptions import InvalidSettingError
+from ferroflow.settings import (
+    get_current_settings,
+    profiles_path,
+    read_profile,
+    setting_sources,
+    temporary_settings,
+    validate_setting,
+    write_profile,
+)
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path, monkeypatch):
+    """A fresh FERROFLOW_HOME and no other FERROFLOW_* variable."""
+    for name in [name for name in os.environ if name.startswith("FERROFLOW_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("FERROFLOW_HOME", str(tmp_path))
+    return tmp_path
+
+
+def write_toml(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def test_defaults_follow_the_home_folder(isolated_home):
+    settings = get_current_settings()
+    assert settings.home == isolated_home
+    assert settings.local_storage_path == isolated_home / "storage"
+    assert settings.results_persist_by_default is False
+    assert settings.results_default_serializer == "pickle"
+    assert settings.async_fetch_state_result is False
+    assert settings.results_fsync is False
+    assert settings.tasks_refresh_cache is False
+    assert set(setting_sources().values()) == {"default", "env"}  # home comes from the env
+
+
+def test_home_and_storage_path_expand_the_user_folder(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("FERROFLOW_HOME", "~/ff")
+    monkeypatch.setenv("FERROFLOW_LOCAL_STORAGE_PATH", "~/results")
+    settings = get_current_settings()
+    assert settings.home == tmp_path / "ff"
+    assert settings.local_storage_path == tmp_path / "results"
+
+
+def test_precedence_default_then_profile_then_env_then_temporary(isolated_home, monkeypatch):
+    key = "FERROFLOW_RESULTS_DEFAULT_SERIALIZER"
+    assert get_current_settings().results_default_serializer == "pickle"
+    assert setting_sources()["results_default_serializer"] == "default"
+
+    write_profile({key: "json"})
+    assert get_current_settings().results_default_serializer == "json"
+    assert setting_sources()["results_default_serializer"] == "profile"
+
+    monkeypatch.setenv(key, "compressed/json")
+    assert get_current_settings().results_default_serializer == "compressed/json"
+    assert setting_sources()["results_default_serializer"] == "env"
+
+    with temporary_settings(results_default_serializer="compressed/pickle"):
+        assert get_current_settings().results_default_serializer == "compressed/pickle"
+        assert setting_sources()["results_default_serializer"] == "temporary"
+    assert get_current_settings().results_default_serializer == "compressed/json"
+
+
+def test_the_cached_settings_are_reused_until_something_changes(isolated_home, monkeypatch):
+    first = get_current_settings()
+    assert get_current_settings() is first
+
+    monkeypatch.setenv("FERROFLOW_RESULTS_FSYNC", "true")
+    changed_by_env = get_current_settings()
+    assert changed_by_env.results_fsync is True
+
+    write_profile({"FERROFLOW_TASKS_REFRESH_CACHE": "true"})
+    assert get_current_settings().tasks_refresh_cache is True
+    write_profile({"FERROFLOW_TASKS_REFRESH_CACHE": "false", "FERROFLOW_RESULTS_PERSIST_BY_DEFAULT": "1"})
+    settings = get_current_settings()
+    assert settings.tasks_refresh_cache is False
+    assert settings.results_persist_by_default is True
+
+
+def test_temporary_settings_nest_validate_and_restore():
+    with temporary_settings(results_fsync=True) as outer:
+        assert get_current_settings() is outer
+        with temporary_settings(FERROFLOW_RESULTS_PERSIST_BY_DEFAULT="yes") as inner:
+            assert inner.results_fsync is True
+            assert inner.results_persist_by_default is True
+        assert get_current_settings().results_persist_by_default is False
+    assert get_current_settings().results_fsync is False
+
+
+def test_temporary_home_moves_a_default_storage_path(tmp_path):
+    with temporary_settings(home=tmp_path / "other") as settings:
+        assert settings.local_storage_path == tmp_path / "other" / "storage"
+
+
+def test_temporary_settings_refuse_unknown_keys_and_bad_values():
+    with pytest.raises(InvalidSettingError) as unknown:
+        with temporary_settings(results_fsnyc=True):
+            pass
+    assert "Unknown setting 'results_fsnyc'" in str(unknown.value)
+    assert "FERROFLOW_RESULTS_FSYNC" in str(unknown.value)
+
+    with pytest.raises(InvalidSettingError, match=r"FERROFLOW_RESULTS_FSYNC='maybe'.*valid boolean"):
+        with temporary_settings(results_fsync="maybe"):
+            pass
+
+
+def test_a_bad_environment_value_names_the_variable_and_its_source(monkeypatch):
+    monkeypatch.setenv("FERROFLOW_RESULTS_FSYNC", "maybe")
+    with pytest.raises(InvalidSettingError) as error:
+        get_current_settings()
+    assert "FERROFLOW_RESULTS_FSYNC='maybe' (from the environment)" in str(error.value)
+
+
+def test_a_bad_profile_value_names_the_profile_file(isolated_home):
+    write_toml(
+        isolated_home / "profiles.toml",
+        'active = "default"\n[profiles.default]\nFERROFLOW_RESULTS_FSYNC = "sometimes"\n',
+    )
+    with pytest.raises(InvalidSettingError) as error:
+        get_current_settings()
+    assert f"(from the profile file {isolated_home / 'profiles.toml'})" in str(error.value)
+
+
+def test_a_broken_profile_file_is_named(isolated_home):
+    write_toml(isolated_home / "profiles.toml", "[profiles.default\n")
+    with pytest.raises(InvalidSettingError, match="is not valid TOML"):
+        get_current_settings()
+
+
+def test_unknown_profile_entries_are_ignored_with_a_warning(isolated_home):
+    write_toml(isolated_home / "profiles.toml", '[profiles.default]\nFERROFLOW_NOPE = "1"\n')
+    with pytest.warns(UserWarning, match="Ignoring 'FERROFLOW_NOPE'"):
+        assert get_current_settings().results_fsync is False
+
+
+def test_ferroflow_profile_selects_another_profile(isolated_home, monkeypatch):
+    write_toml(
+        isolated_home / "profiles.toml",
+        'active = "default"\n'
+        '[profiles.default]\nFERROFLOW_RESULTS_DEFAULT_SERIALIZER = "json"\n'
+        '[profiles.ci]\nFERROFLOW_RESULTS_DEFAULT_SERIALIZER = "compressed/pickle"\n',
+    )
+    assert get_current_settings().results_default_serializer == "json"
+    monkeypatch.setenv("FERROFLOW_PROFILE", "ci")
+    assert get_current_settings().results_default_serializer == "compressed/pickle"
+
+
+def test_write_profile_keeps_the_other_profiles(isolated_home, monkeypatch):
+    write_toml(isolated_home / "profiles.toml", '[profiles.ci]\nFERROFLOW_RESULTS_FSYNC = "true"\n')
+    write_profile({"FERROFLOW_RESULTS_PERSIST_BY_DEFAULT": "true"})
+    assert read_profile() == {"FERROFLOW_RESULTS_PERSIST_BY_DEFAULT": "true"}
+    monkeypatch.setenv("FERROFLOW_PROFILE", "ci")
+    assert read_profile() == {"FERROFLOW_RESULTS_FSYNC": "true"}
+    assert profiles_path() == isolated_home / "profiles.toml"
+
+
+def test_writing_a_profile_chosen_by_the_environment_keeps_the_default_active(isolated_home, monkeypatch):
+    monkeypatch.setenv("FERROFLOW_PROFILE", "ci")
+    write_profile({"FERROFLOW_RESULTS_FSYNC": "true"})
+    assert get_current_settings().results_fsync is True
+    monkeypatch.delenv("FERROFLOW_PROFILE")
+    assert get_current_settings().results_fsync is False
+
+
+def test_validate_setting_parses_and_refuses():
+    assert validate_setting("ferroflow_results_fsync", "on") == ("FERROFLOW_RESULTS_FSYNC", True)
+    with pytest.raises(InvalidSettingError, match="cannot be set in the profile"):
+        validate_setting("FERROFLOW_HOME", "/tmp")
+    with pytest.raises(InvalidSettingError, match="Expected true or false"):
+        validate_setting("FERROFLOW_RESULTS_PERSIST_BY_DEFAULT", "perhaps")
