@@ -215,6 +215,25 @@ def test_result_references_describe_themselves_and_refuse_what_json_cannot_hold(
         _ = ResultRef.persisted("s", "k", "pickle").value
 
 
+def test_result_references_translate_to_and_from_the_results_module_form(store):
+    from ferroflow.results import LiteralResult, UnpersistedResult, result_from_reference
+
+    literal = ResultRef.from_result_reference(LiteralResult(True).to_reference())
+    assert literal == ResultRef.literal(True)
+    assert result_from_reference(literal.to_result_reference()).get() is True
+    assert ResultRef.from_result_reference(UnpersistedResult(1).to_reference()) is None
+
+    description = {"type": "local-file-system", "basepath": "/data/results"}
+    persisted = {"type": "reference", "storage": description, "storage_key": "9b1c", "serializer_type": "pickle"}
+    store.record_task_run("t1", "t", "t")
+    store.record_state("t1", "COMPLETED", "Completed", result=ResultRef.from_result_reference(persisted))
+    assert store.list_states("t1")[0].result.to_result_reference() == persisted
+    slug = {**persisted, "storage": "local-file-system/dev"}
+    assert ResultRef.from_result_reference(slug).to_result_reference() == slug
+    with pytest.raises(ValueError, match="Unknown result reference type 'blob'"):
+        ResultRef.from_result_reference({"type": "blob"})
+
+
 def test_referenced_result_keys_cover_states_and_unexpired_cache_entries(store):
     store.record_task_run("t1", "t", "t")
     store.record_state("t1", "COMPLETED", "Completed", result=ResultRef.persisted("lfs/a", "k-state", "pickle"))
