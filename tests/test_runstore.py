@@ -206,6 +206,17 @@ def test_parameter_summaries_are_bounded_and_survive_a_failing_repr():
     assert len(summarize_parameters({f"p{i}": "v" * 50 for i in range(100)})) == 500
 
 
+def test_a_bad_time_is_refused_at_the_call_and_the_batch_goes_on(store):
+    store.record_flow_run("f1", "a", "etl")
+    with pytest.raises(TypeError, match="timestamp must be a datetime.datetime or None, not float"):
+        store.record_state("f1", "RUNNING", "Running", timestamp=1700000000.0)
+    with pytest.raises(TypeError, match="expiration must be a datetime"):
+        store.put_cache_entry("k", "t", ResultRef.literal(None), expiration=timedelta(seconds=5))
+    store.record_state("f1", "RUNNING", "Running", timestamp=at(0))
+    assert store.get_flow_run("f1").start_time == at(0)
+    assert summarize_parameters(["not", "a", "mapping"]) == "['not', 'a', 'mapping']"
+
+
 def test_result_references_describe_themselves_and_refuse_what_json_cannot_hold():
     assert ResultRef.literal(None).describe() == "literal null"
     assert ResultRef.persisted("local-file-system/dev", "k1", "json").describe() == "local-file-system/dev:k1 (json)"
@@ -289,7 +300,7 @@ def open_handles(path):
 def test_reader_threads_that_come_and_go_do_not_pile_up_open_files(db_path):
     with open_store(f"sqlite:///{db_path}") as store:
         before = open_handles(db_path)
-        for _ in range(20):
+        for _ in range(6):
             reader = threading.Thread(target=store.get_cache_entry, args=("k",))
             reader.start()
             reader.join()

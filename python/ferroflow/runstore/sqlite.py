@@ -81,22 +81,39 @@ def summarize_parameters(parameters: Mapping[str, Any] | None, limit: int = PARA
 
     The store keeps this summary, never the values: they can be large, private or unpicklable.
     """
-    if not parameters:
+    if parameters is None:
         return ""
+    try:
+        items = list(parameters.items())
+    except Exception:  # not a mapping after all: still a summary, never an error in the writer
+        return _bounded(_safe_repr(parameters), limit)
     parts = []
-    for name, value in parameters.items():
+    for name, value in items:
         kind = type(value)
         if (kind in _SHORT_REPR_TYPES or (kind is int and value.bit_length() <= 64)
                 or (kind is str and len(value) <= _summary_repr.maxstring)):
             shown = repr(value)  # the common case, without reprlib's machinery: this runs per task
         else:
-            try:
-                shown = _summary_repr.repr(value)
-            except Exception:  # a user's __repr__ may raise anything; the summary must not
-                shown = f"<{kind.__name__}>"
+            shown = _safe_repr(value)
         parts.append(f"{name}={shown}")
-    summary = ", ".join(parts)
-    return summary if len(summary) <= limit else summary[: limit - 1] + "…"
+    return _bounded(", ".join(parts), limit)
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return _summary_repr.repr(value)
+    except Exception:  # a user's __repr__ may raise anything; the summary must not
+        return f"<{type(value).__name__}>"
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _check_moment(name: str, value: Any) -> None:
+    """Refuse a bad time on the caller's thread: in the writer it would sink its whole batch."""
+    if value is not None and not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a datetime.datetime or None, not {type(value).__name__}: {value!r}.")
 
 
 def _result_columns(result: ResultRef | None) -> tuple[str | None, ...]:
@@ -594,6 +611,7 @@ class SQLiteRunStore:
 
     def record_state(self, run_id: str, state_type: str, state_name: str, *, timestamp: datetime | None = None,
                      message: str | None = None, result: ResultRef | None = None) -> None:
+        _check_moment("timestamp", timestamp)
         self._enqueue(("state", run_id, state_type, state_name, message,
                        _now_micros() if timestamp is None else timestamp, result))
 
@@ -677,6 +695,8 @@ class SQLiteRunStore:
     def put_cache_entry(self, key: str, task_name: str, result: ResultRef, *, created: datetime | None = None,
                         expiration: datetime | None = None) -> None:
         """Cache `result` under `key`, replacing any entry the key had. Visible to this process at once."""
+        _check_moment("created", created)
+        _check_moment("expiration", expiration)
         entry = CacheEntry(key=key, task_name=task_name, result=result,
                            created=created or datetime.now(timezone.utc), expiration=expiration)
         with self._pending_cache_lock:
