@@ -206,12 +206,16 @@ def test_parameter_summaries_are_bounded_and_survive_a_failing_repr():
     assert len(summarize_parameters({f"p{i}": "v" * 50 for i in range(100)})) == 500
 
 
-def test_a_bad_time_is_refused_at_the_call_and_the_batch_goes_on(store):
+def test_a_bad_time_or_missing_name_is_refused_at_the_call_and_the_batch_goes_on(store):
     store.record_flow_run("f1", "a", "etl")
     with pytest.raises(TypeError, match="timestamp must be a datetime.datetime or None, not float"):
         store.record_state("f1", "RUNNING", "Running", timestamp=1700000000.0)
     with pytest.raises(TypeError, match="expiration must be a datetime"):
         store.put_cache_entry("k", "t", ResultRef.literal(None), expiration=timedelta(seconds=5))
+    with pytest.raises(ValueError, match="state_name is required"):
+        store.record_state("f1", "RUNNING", None)
+    with pytest.raises(ValueError, match="run_id is required"):
+        store.record_task_run("", "t", "t")
     store.record_state("f1", "RUNNING", "Running", timestamp=at(0))
     assert store.get_flow_run("f1").start_time == at(0)
     assert summarize_parameters(["not", "a", "mapping"]) == "['not', 'a', 'mapping']"

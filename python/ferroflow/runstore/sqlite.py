@@ -110,6 +110,14 @@ def _bounded(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _refuse_missing(**values: Any) -> None:
+    """Refuse a missing id or name on the caller's thread: in the writer it would sink its whole batch."""
+    for name, value in values.items():
+        if not value:
+            raise ValueError(f"{name} is required (got {value!r}); the run store cannot record a run or "
+                             "state without it.")
+
+
 def _check_moment(name: str, value: Any) -> None:
     """Refuse a bad time on the caller's thread: in the writer it would sink its whole batch."""
     if value is not None and not isinstance(value, datetime):
@@ -601,16 +609,22 @@ class SQLiteRunStore:
     def record_flow_run(self, run_id: str, name: str, flow_name: str, *,
                         parameters: Mapping[str, Any] | None = None,
                         parent_flow_run_id: str | None = None) -> None:
+        if not (run_id and name and flow_name):
+            _refuse_missing(run_id=run_id, name=name, flow_name=flow_name)
         self._enqueue(("flow_run", run_id, name, flow_name, parameters, parent_flow_run_id, _now_micros()))
 
     def record_task_run(self, run_id: str, name: str, task_name: str, *, flow_run_id: str | None = None,
                         task_key: str = "", dynamic_key: str = "",
                         parameters: Mapping[str, Any] | None = None) -> None:
+        if not (run_id and name and task_name):
+            _refuse_missing(run_id=run_id, name=name, task_name=task_name)
         self._enqueue(("task_run", run_id, name, task_name, flow_run_id, task_key, dynamic_key, parameters,
                        _now_micros()))
 
     def record_state(self, run_id: str, state_type: str, state_name: str, *, timestamp: datetime | None = None,
                      message: str | None = None, result: ResultRef | None = None) -> None:
+        if not (run_id and state_type and state_name):
+            _refuse_missing(run_id=run_id, state_type=state_type, state_name=state_name)
         _check_moment("timestamp", timestamp)
         self._enqueue(("state", run_id, state_type, state_name, message,
                        _now_micros() if timestamp is None else timestamp, result))
