@@ -156,8 +156,12 @@ class _Encoder:
             self.pending += _CANONICAL_NAN if math.isnan(part) else _f64(part)
 
     def string(self, value: str) -> None:
-        self.pending += b"s"
-        self.text(value)
+        data = value.encode("utf-8", "surrogatepass")
+        if len(data) < _INLINE_LIMIT:
+            self.pending += b"s" + _u64(len(data)) + data
+        else:
+            self.pending += b"s"
+            self.raw(data)
 
     def buffer(self, value: Any) -> None:
         self.pending += b"b"
@@ -167,28 +171,42 @@ class _Encoder:
         self.raw(view.cast("B") if view.format != "B" or view.ndim != 1 else view)
 
     def sequence(self, value: list[Any] | tuple[Any, ...]) -> None:
-        with self._entered(value):
-            self.pending += b"t" if isinstance(value, tuple) else b"l"
-            self.count(len(value))
+        key = self._enter(value)
+        try:
+            self.pending += (b"t" if isinstance(value, tuple) else b"l") + _u64(len(value))
             for item in value:
                 self.value(item)
+        finally:
+            self.active.discard(key)
 
     def mapping(self, value: Mapping[Any, Any]) -> None:
-        with self._entered(value):
-            pairs = sorted(((self.to_bytes(key), item) for key, item in value.items()), key=_first)
-            self.pending += b"d"
-            self.count(len(pairs))
+        key = self._enter(value)
+        try:
+            pairs = sorted(((self._key_bytes(name), item) for name, item in value.items()), key=_first)
+            self.pending += b"d" + _u64(len(pairs))
             for encoded_key, item in pairs:
                 self.pending += encoded_key
                 self.value(item)
+        finally:
+            self.active.discard(key)
 
     def set_of(self, value: set[Any] | frozenset[Any]) -> None:
-        with self._entered(value):
-            members = sorted(self.to_bytes(member) for member in value)
-            self.pending += b"S"
-            self.count(len(members))
+        key = self._enter(value)
+        try:
+            members = sorted(self._key_bytes(member) for member in value)
+            self.pending += b"S" + _u64(len(members))
             for member in members:
                 self.pending += member
+        finally:
+            self.active.discard(key)
+
+    def _key_bytes(self, value: Any) -> bytes:
+        """The encoding of a dict key or set member, to sort by. Parameter names are short strings:
+        they skip the separate encoder."""
+        if type(value) is str:
+            data = value.encode("utf-8", "surrogatepass")
+            return b"s" + _u64(len(data)) + data
+        return self.to_bytes(value)
 
     def text_form(self, value: Any) -> None:
         self.pending += b"r"
@@ -201,13 +219,16 @@ class _Encoder:
             self.text(value.isoformat() if hasattr(value, "isoformat") else str(value))
 
     def fields(self, tag: bytes, value: Any, items: list[tuple[str, Any]]) -> None:
-        with self._entered(value):
+        key = self._enter(value)
+        try:
             self.pending += tag
             self.text(_qualified_name(type(value)))
             self.count(len(items))
             for name, item in items:
                 self.text(name)
                 self.value(item)
+        finally:
+            self.active.discard(key)
 
     def other(self, value: Any) -> None:
         """Types matched by class hierarchy rather than exact type, then the pickle fallback."""
@@ -241,11 +262,14 @@ class _Encoder:
 
     def ndarray(self, numpy: Any, array: Any) -> None:
         if array.dtype.hasobject:
-            with self._entered(array):
+            key = self._enter(array)
+            try:
                 self.pending += b"O"
                 self._shape(array.shape)
                 for item in array.flat:
                     self.value(item)
+            finally:
+                self.active.discard(key)
             return
         self.pending += b"A"
         self.text(str(array.dtype.descr) if array.dtype.fields else array.dtype.str)
@@ -269,22 +293,14 @@ class _Encoder:
         self.pending += b"p"
         self.raw(data)
 
-    class _Entered:
-        __slots__ = ("active", "key")
-
-        def __init__(self, active: set[int], key: int) -> None:
-            self.active, self.key = active, key
-
-        def __enter__(self) -> None:
-            if self.key in self.active:
-                raise UnhashableInput("it contains itself (a reference cycle)")
-            self.active.add(self.key)
-
-        def __exit__(self, *exc_info: object) -> None:
-            self.active.discard(self.key)
-
-    def _entered(self, container: Any) -> _Encoder._Entered:
-        return _Encoder._Entered(self.active, id(container))
+    def _enter(self, container: Any) -> int:
+        """Mark a container as being encoded (the caller unmarks it): meeting it again inside
+        itself is a cycle, which no encoding can end."""
+        key = id(container)
+        if key in self.active:
+            raise UnhashableInput("it contains itself (a reference cycle)")
+        self.active.add(key)
+        return key
 
 
 def _first(pair: tuple[bytes, Any]) -> bytes:
