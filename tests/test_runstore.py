@@ -329,8 +329,7 @@ WRITER_PROCESS = textwrap.dedent("""
 
 
 def test_two_processes_writing_one_store_at_once_lose_nothing(db_path):
-    url, count = f"sqlite:///{db_path}", 1500
-    open_store(url).close()  # both writers find the schema in place... or create it: either works
+    url, count = f"sqlite:///{db_path}", 1500  # no store yet: the two race to create it, too
     writers = [subprocess.Popen([sys.executable, "-c", WRITER_PROCESS, url, name, str(count)])
                for name in ("alpha", "beta")]
     assert [writer.wait(timeout=60) for writer in writers] == [0, 0]
