@@ -18,10 +18,17 @@ pub const CODECS: (&str, &str, &str, &str) = (
 
 /// A read-only view of a C-contiguous Python buffer (bytes, bytearray, memoryview, NumPy array of
 /// any dtype, `pickle.PickleBuffer`), held without copying while the GIL is released.
-pub(crate) struct InputBuffer(PyUntypedBuffer);
+pub(crate) enum InputBuffer<'py> {
+    /// `bytes` are read in place: cheaper than the buffer protocol for many small pieces.
+    Bytes(Bound<'py, PyBytes>),
+    Exported(PyUntypedBuffer),
+}
 
-impl InputBuffer {
-    pub(crate) fn get(object: &Bound<'_, PyAny>) -> PyResult<Self> {
+impl<'py> InputBuffer<'py> {
+    pub(crate) fn get(object: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if let Ok(bytes) = object.cast::<PyBytes>() {
+            return Ok(InputBuffer::Bytes(bytes.clone()));
+        }
         let buffer = PyUntypedBuffer::get(object).map_err(|_| {
             PyTypeError::new_err(format!(
                 "expected a bytes-like object (bytes, bytearray, memoryview, NumPy array, \
@@ -36,15 +43,19 @@ impl InputBuffer {
                 type_name(object)
             )));
         }
-        Ok(InputBuffer(buffer))
+        Ok(InputBuffer::Exported(buffer))
     }
 
     /// The buffer's bytes. Python guarantees they stay in place while the buffer is held; like
     /// every C extension reading a buffer without the GIL, this assumes no other thread writes
     /// into a mutable exporter (a bytearray, an array) meanwhile.
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        let len = self.0.len_bytes();
-        let start = match NonNull::new(self.0.buf_ptr().cast::<u8>()) {
+        let buffer = match self {
+            InputBuffer::Bytes(bytes) => return bytes.as_bytes(),
+            InputBuffer::Exported(buffer) => buffer,
+        };
+        let len = buffer.len_bytes();
+        let start = match NonNull::new(buffer.buf_ptr().cast::<u8>()) {
             Some(start) if len > 0 => start,
             _ => NonNull::dangling(),
         };
