@@ -247,3 +247,66 @@ fn unknown_codec_and_too_many_threads_are_invalid_arguments() {
     let refused = compress(Codec::Lzma, b"x", &options(None, MAX_THREADS + 1)).unwrap_err();
     assert!(matches!(refused, Error::InvalidArgument(m) if m.contains("threads")));
 }
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+fn assert_ok_or_corrupt(codec: Codec, data: &[u8]) {
+    match decompress(codec, data, None) {
+        Ok(_) | Err(Error::Corrupt(_)) => {}
+        Err(other) => panic!("{}: unexpected error {other:?}", codec.name()),
+    }
+    let mut out = [0u8; 100];
+    match decompress_into(codec, data, &mut out) {
+        Ok(_) | Err(Error::Corrupt(_)) => {}
+        Err(other) => panic!("{}: unexpected error {other:?}", codec.name()),
+    }
+}
+
+#[test]
+fn random_bytes_never_panic_and_only_ever_fail_as_corrupt() {
+    let mut noise = Noise(0x2545_F491_4F6C_DD1D);
+    for codec in Codec::ALL {
+        for _ in 0..300 {
+            let len = (noise.next() % 600) as usize;
+            assert_ok_or_corrupt(codec, &noise.bytes(len));
+        }
+    }
+}
+
+#[test]
+fn damaged_streams_never_panic_and_never_decode_to_wrong_data() {
+    let data = sample(5_000);
+    let mut noise = Noise(0x9E37_79B9_7F4A_7C15);
+    for codec in Codec::ALL {
+        let packed = compress(codec, &data, &CompressOptions::default()).unwrap();
+        for _ in 0..200 {
+            let mut damaged = packed.clone();
+            let at = (noise.next() as usize) % damaged.len();
+            damaged[at] ^= (noise.next() % 255 + 1) as u8;
+            match decompress(codec, &damaged, None) {
+                Ok(restored) => assert_eq!(
+                    restored,
+                    data,
+                    "{}: damage at {at} went unnoticed",
+                    codec.name()
+                ),
+                Err(Error::Corrupt(_)) => {}
+                Err(other) => panic!("{}: unexpected error {other:?}", codec.name()),
+            }
+        }
+    }
+}
