@@ -330,11 +330,19 @@ impl Decoder for ZstdDecoder {
 /// A zstd block holds at most 128 KiB and takes at least 4 bytes (an RLE block): no frame expands more.
 const ZSTD_MAX_EXPANSION: usize = (128 << 10) / 4;
 
-/// The content size recorded in the first zstd frame's header, if any and if possible at all:
-/// a damaged header must not make a caller allocate memory the data could never fill.
+/// The total content size recorded in the headers of all zstd frames, if every frame records it
+/// and the total is possible at all: a damaged header must not make a caller allocate memory the
+/// data could never fill. (zstd reports skippable frames as empty.)
 pub(super) fn zstd_content_size(data: &[u8]) -> Option<usize> {
-    let size = usize::try_from(zstd_safe::get_frame_content_size(data).ok()??).ok()?;
-    (size <= data.len().saturating_mul(ZSTD_MAX_EXPANSION)).then_some(size)
+    let mut total: usize = 0;
+    let mut rest = data;
+    while !rest.is_empty() {
+        let frame_len = zstd_safe::find_frame_compressed_size(rest).ok()?;
+        let frame_content = zstd_safe::get_frame_content_size(rest).ok()??;
+        total = total.checked_add(usize::try_from(frame_content).ok()?)?;
+        rest = rest.get(frame_len..)?;
+    }
+    (total <= data.len().saturating_mul(ZSTD_MAX_EXPANSION)).then_some(total)
 }
 
 fn trailing_data(codec: Codec, leftover: usize) -> Error {

@@ -218,6 +218,12 @@ fn a_wrong_size_hint_costs_nothing_but_speed() {
 fn zstd_frames_record_their_content_size() {
     let packed = compress(Codec::Zstd, &sample(1234), &CompressOptions::default()).unwrap();
     assert_eq!(decompressed_size(Codec::Zstd, &packed), Some(1234));
+    let two_frames = [packed.as_slice(), &packed].concat();
+    assert_eq!(decompressed_size(Codec::Zstd, &two_frames), Some(2468));
+    assert_eq!(
+        decompressed_size(Codec::Zstd, &packed[..packed.len() - 1]),
+        None
+    );
     assert_eq!(decompressed_size(Codec::Zstd, b"junk"), None);
 }
 
