@@ -68,6 +68,11 @@ def test_lzma_extreme_and_the_multithreaded_encoder_write_standard_xz():
         assert lzma.decompress(packed, format=lzma.FORMAT_XZ) == data
 
 
+@pytest.mark.parametrize("codec", ("bz2", "zlib"))
+def test_threads_are_ignored_by_the_single_threaded_codecs(codec):
+    assert _core.compress(RECORDS, codec, threads=2) == _core.compress(RECORDS, codec)
+
+
 def test_zstd_with_worker_threads_round_trips():
     data = RECORDS * 40
     assert _core.decompress(_core.compress(data, "zstd", threads=2), "zstd") == data
