@@ -1,7 +1,7 @@
 //! One streaming decoder per codec behind a common step function, driven into either a growing
 //! `Vec` or a caller's fixed buffer.
 use flate2::FlushDecompress;
-use liblzma::stream::{Action, Stream, CONCATENATED};
+use liblzma::stream::{Action, MtStreamBuilder, Stream};
 use zstd::zstd_safe::{self, InBuffer, OutBuffer};
 
 use super::{counted, Codec};
@@ -19,8 +19,9 @@ trait Decoder {
     fn codec(&self) -> Codec;
     /// Decodes from `input` into `output`, which is never empty.
     fn step(&mut self, input: &[u8], output: &mut [u8]) -> Result<Step>;
-    /// A stream ended with input left: get ready for the next stream, or refuse the leftover bytes.
-    fn start_next_stream(&mut self, leftover: usize) -> Result<()>;
+    /// A stream ended with `leftover` input after it: get ready for the next stream and return how
+    /// many bytes to skip before it (padding), or refuse the leftover bytes.
+    fn start_next_stream(&mut self, leftover: &[u8]) -> Result<usize>;
 }
 
 fn decoder_for(codec: Codec) -> Result<Box<dyn Decoder>> {
@@ -58,7 +59,10 @@ fn run(decoder: &mut dyn Decoder, data: &[u8], output: &mut dyn Output) -> Resul
             if consumed == data.len() {
                 return Ok(Outcome::Complete);
             }
-            decoder.start_next_stream(data.len() - consumed)?;
+            consumed += decoder.start_next_stream(&data[consumed..])?;
+            if consumed == data.len() {
+                return Ok(Outcome::Complete);
+            }
         } else if step.consumed == 0 && step.produced == 0 {
             // Every input byte and room to write were offered, yet nothing moved: the data stops
             // before its stream's end (or is empty).
@@ -164,13 +168,22 @@ impl Output for SliceOutput<'_> {
     }
 }
 
+/// Memory liblzma's multi-threaded decoder may use for decoding blocks in parallel; a file that
+/// would need more is decoded on one thread instead (never refused).
+const LZMA_THREADING_MEMORY: u64 = 1 << 30;
+
 struct LzmaDecoder(Stream);
 
 impl LzmaDecoder {
+    /// liblzma's multi-threaded decoder: it decodes the blocks of a multi-block file (as the
+    /// multi-threaded encoder writes) on every core, and anything else like the plain decoder.
     fn new() -> Result<Self> {
-        // CONCATENATED: decode every .xz stream of the input (and the null padding between them),
-        // as `xz -d` and Python's `lzma.decompress` do.
-        Stream::new_stream_decoder(u64::MAX, CONCATENATED)
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        MtStreamBuilder::new()
+            .threads(threads)
+            .memlimit_threading(LZMA_THREADING_MEMORY)
+            .memlimit_stop(u64::MAX)
+            .decoder()
             .map(LzmaDecoder)
             .map_err(lzma_error)
     }
@@ -194,9 +207,18 @@ impl Decoder for LzmaDecoder {
         })
     }
 
-    fn start_next_stream(&mut self, leftover: usize) -> Result<()> {
-        // In concatenated mode liblzma itself reads stream after stream; it ends only at the input's end.
-        Err(trailing_data(Codec::Lzma, leftover))
+    fn start_next_stream(&mut self, leftover: &[u8]) -> Result<usize> {
+        // Concatenated .xz streams decode as one, as with `xz -d` and Python's `lzma`. The format
+        // allows null padding between streams, in multiples of four bytes.
+        let padding = leftover.iter().take_while(|&&byte| byte == 0).count();
+        if padding % 4 != 0 {
+            return Err(Error::Corrupt(format!(
+                "lzma: {padding} null byte(s) follow an .xz stream; padding must be a multiple of 4 bytes, \
+                 so the data is not valid lzma (.xz) data"
+            )));
+        }
+        *self = LzmaDecoder::new()?;
+        Ok(padding)
     }
 }
 
@@ -234,10 +256,10 @@ impl Decoder for Bz2Decoder {
         })
     }
 
-    fn start_next_stream(&mut self, _leftover: usize) -> Result<()> {
+    fn start_next_stream(&mut self, _leftover: &[u8]) -> Result<usize> {
         // Concatenated bzip2 streams (pbzip2, `cat a.bz2 b.bz2`) decode as one, as in Python's `bz2`.
         self.0 = bzip2::Decompress::new(false);
-        Ok(())
+        Ok(0)
     }
 }
 
@@ -271,9 +293,13 @@ impl Decoder for ZlibDecoder {
         })
     }
 
-    fn start_next_stream(&mut self, leftover: usize) -> Result<()> {
+    fn start_next_stream(&mut self, leftover: &[u8]) -> Result<usize> {
         // A zlib stream is a whole file; bytes after it mean the input is not what was written.
-        Err(trailing_data(Codec::Zlib, leftover))
+        Err(Error::Corrupt(format!(
+            "zlib: {} byte(s) of unexpected data follow the end of the compressed stream; \
+             the data is not valid zlib data (or was joined to something else)",
+            leftover.len()
+        )))
     }
 }
 
@@ -321,9 +347,9 @@ impl Decoder for ZstdDecoder {
         })
     }
 
-    fn start_next_stream(&mut self, _leftover: usize) -> Result<()> {
+    fn start_next_stream(&mut self, _leftover: &[u8]) -> Result<usize> {
         // The context starts the next frame by itself: concatenated frames are one zstd stream.
-        Ok(())
+        Ok(0)
     }
 }
 
@@ -343,13 +369,4 @@ pub(super) fn zstd_content_size(data: &[u8]) -> Option<usize> {
         rest = rest.get(frame_len..)?;
     }
     (total <= data.len().saturating_mul(ZSTD_MAX_EXPANSION)).then_some(total)
-}
-
-fn trailing_data(codec: Codec, leftover: usize) -> Error {
-    Error::Corrupt(format!(
-        "{}: {leftover} byte(s) of unexpected data follow the end of the compressed stream; \
-         the data is not valid {} data (or was joined to something else)",
-        codec.name(),
-        codec.name()
-    ))
 }

@@ -131,6 +131,29 @@ fn concatenated_streams_decode_as_one() {
 }
 
 #[test]
+fn xz_streams_may_be_separated_by_null_padding_in_fours() {
+    let stream = compress(Codec::Lzma, b"abc", &CompressOptions::default()).unwrap();
+    let padded = [stream.as_slice(), &[0; 8], &stream, &[0; 4]].concat();
+    assert_eq!(decompress(Codec::Lzma, &padded, None).unwrap(), b"abcabc");
+    let misaligned = [stream.as_slice(), &[0; 3], &stream].concat();
+    let message = corrupt_message(decompress(Codec::Lzma, &misaligned, None));
+    assert!(message.contains("multiple of 4"), "{message}");
+}
+
+#[test]
+fn multithreaded_xz_output_decodes_on_several_threads_to_the_same_data() {
+    let data = sample(5 << 20);
+    let packed = compress(Codec::Lzma, &data, &options(Some(0), 4)).unwrap();
+    assert_eq!(decompress(Codec::Lzma, &packed, None).unwrap(), data);
+    let mut exact = vec![0; data.len()];
+    assert_eq!(
+        decompress_into(Codec::Lzma, &packed, &mut exact).unwrap(),
+        Some(data.len())
+    );
+    assert_eq!(exact, data);
+}
+
+#[test]
 fn zlib_refuses_bytes_after_its_stream() {
     let mut packed = compress(Codec::Zlib, b"hello", &CompressOptions::default()).unwrap();
     packed.extend_from_slice(b"junk");
