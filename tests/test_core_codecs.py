@@ -192,6 +192,16 @@ def test_a_hint_larger_than_memory_falls_back_to_growing(codec):
     assert _core.decompress(packed, codec, size_hint=2**62) == b"small"
 
 
+@pytest.mark.parametrize("codec", _core.CODECS)
+def test_max_output_stops_a_decompression_bomb(codec):
+    bomb = _core.compress(bytes(8 * 2**20), codec)
+    with pytest.raises(ValueError, match=f"^{codec}: the data decompresses to more than max_output=1000000 bytes"):
+        _core.decompress(bomb, codec, max_output=1_000_000)
+    with pytest.raises(ValueError, match="max_output"):
+        _core.decompress(bomb, codec, size_hint=2_000_000, max_output=1_000_000)
+    assert len(_core.decompress(bomb, codec, max_output=8 * 2**20)) == 8 * 2**20
+
+
 def test_codecs_run_concurrently_in_threads():
     results: list[bytes] = []
 

@@ -96,26 +96,30 @@ pub fn compress<'py>(
     Ok(PyBytes::new(py, &packed))
 }
 
-/// Decompresses every stream of `codec` in a bytes-like object.
+/// Decompresses every stream of `codec` in a bytes-like object, refusing to produce more than
+/// `max_output` bytes when it is given.
 #[pyfunction]
-#[pyo3(signature = (data, codec, *, size_hint=None))]
+#[pyo3(signature = (data, codec, *, size_hint=None, max_output=None))]
 pub fn decompress<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
     codec: &str,
     size_hint: Option<usize>,
+    max_output: Option<usize>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let codec = Codec::from_name(codec).map_err(to_pyerr)?;
     let input = InputBuffer::get(data)?;
     let bytes = input.as_bytes();
-    if let Some(length) = size_hint.or_else(|| codec::decompressed_size(codec, bytes)) {
+    let max_output = max_output.unwrap_or(usize::MAX);
+    let known_length = size_hint.or_else(|| codec::decompressed_size(codec, bytes));
+    if let Some(length) = known_length.filter(|&length| length <= max_output) {
         if let Some(result) = decompress_into_bytes(py, codec, bytes, length)? {
             return Ok(result);
         }
     }
     // No length known, or the hint was too small: grow a buffer, then copy it once into `bytes`.
     let unpacked = py
-        .detach(|| codec::decompress(codec, bytes, size_hint))
+        .detach(|| codec::decompress_at_most(codec, bytes, size_hint, max_output))
         .map_err(to_pyerr)?;
     Ok(PyBytes::new(py, &unpacked))
 }

@@ -35,26 +35,32 @@ fn decoder_for(codec: Codec) -> Result<Box<dyn Decoder>> {
 
 /// Where decoded bytes go.
 trait Output {
-    /// Writable space after the bytes written so far; never empty.
+    /// Writable space after the bytes written so far; empty when the output can take no more.
     fn spare(&mut self) -> Result<&mut [u8]>;
-    /// Records `written` bytes; false when they did not fit (the output is fixed and full).
-    fn advance(&mut self, written: usize) -> bool;
+    fn advance(&mut self, written: usize);
 }
 
 enum Outcome {
     Complete,
+    /// The data decodes to more bytes than the output can take.
     OutputFull,
 }
 
 /// Feeds all of `data` through `decoder`, stream after stream, until the input ends on a stream end.
 fn run(decoder: &mut dyn Decoder, data: &[u8], output: &mut dyn Output) -> Result<Outcome> {
+    // Once the output is full, one byte of room tells a stream that ends exactly there from one
+    // that goes on.
+    let mut probe = [0u8; 1];
     let mut consumed = 0;
     loop {
-        let step = decoder.step(&data[consumed..], output.spare()?)?;
-        consumed += step.consumed;
-        if !output.advance(step.produced) {
+        let space = output.spare()?;
+        let full = space.is_empty();
+        let step = decoder.step(&data[consumed..], if full { &mut probe } else { space })?;
+        if full && step.produced > 0 {
             return Ok(Outcome::OutputFull);
         }
+        output.advance(step.produced);
+        consumed += step.consumed;
         if step.stream_end {
             if consumed == data.len() {
                 return Ok(Outcome::Complete);
@@ -84,18 +90,35 @@ fn truncated(codec: Codec, len: usize) -> Error {
     ))
 }
 
-pub(super) fn to_vec(codec: Codec, data: &[u8], capacity: Option<usize>) -> Result<Vec<u8>> {
-    let mut output = GrowingOutput::with_capacity(capacity.unwrap_or(data.len().saturating_mul(4)));
+pub(super) fn to_vec(
+    codec: Codec,
+    data: &[u8],
+    capacity: Option<usize>,
+    max_output: usize,
+) -> Result<Vec<u8>> {
+    let capacity = capacity
+        .unwrap_or(data.len().saturating_mul(4))
+        .min(max_output);
+    let mut output = GrowingOutput {
+        buf: super::allocate(capacity),
+        filled: 0,
+        limit: max_output,
+    };
     let mut decoder = decoder_for(codec)?;
-    run(decoder.as_mut(), data, &mut output)?;
-    Ok(output.into_vec())
+    match run(decoder.as_mut(), data, &mut output)? {
+        Outcome::Complete => Ok(output.into_vec()),
+        Outcome::OutputFull => Err(Error::OutputLimit(format!(
+            "{}: the data decompresses to more than max_output={max_output} bytes; \
+             raise max_output if you trust this data",
+            codec.name()
+        ))),
+    }
 }
 
 pub(super) fn into_slice(codec: Codec, data: &[u8], out: &mut [u8]) -> Result<Option<usize>> {
     let mut output = SliceOutput {
         buf: out,
         filled: 0,
-        probe: [0],
     };
     let mut decoder = decoder_for(codec)?;
     Ok(match run(decoder.as_mut(), data, &mut output)? {
@@ -104,20 +127,14 @@ pub(super) fn into_slice(codec: Codec, data: &[u8], out: &mut [u8]) -> Result<Op
     })
 }
 
-/// A `Vec` that grows as output arrives; only memory actually written to is touched.
+/// A `Vec` that grows as output arrives, up to `limit` bytes; only memory written to is touched.
 struct GrowingOutput {
     buf: Vec<u8>,
     filled: usize,
+    limit: usize,
 }
 
 impl GrowingOutput {
-    fn with_capacity(capacity: usize) -> Self {
-        GrowingOutput {
-            buf: super::allocate(capacity),
-            filled: 0,
-        }
-    }
-
     fn into_vec(mut self) -> Vec<u8> {
         self.buf.truncate(self.filled);
         self.buf
@@ -128,43 +145,35 @@ impl Output for GrowingOutput {
     fn spare(&mut self) -> Result<&mut [u8]> {
         if self.filled == self.buf.len() {
             // Zero (and so commit) the next chunk only, whatever capacity was reserved up front.
-            let chunk = self.buf.len().clamp(64 << 10, 64 << 20);
+            let chunk = self
+                .buf
+                .len()
+                .clamp(64 << 10, 64 << 20)
+                .min(self.limit - self.buf.len());
             super::reserve(&mut self.buf, chunk)?;
             self.buf.resize(self.buf.len() + chunk, 0);
         }
         Ok(&mut self.buf[self.filled..])
     }
 
-    fn advance(&mut self, written: usize) -> bool {
+    fn advance(&mut self, written: usize) {
         self.filled += written;
-        true
     }
 }
 
-/// A caller's buffer of fixed size. Once it is full, one more byte of room (`probe`) tells a
-/// stream that ends exactly at the buffer's end from one that goes on.
+/// A caller's buffer of fixed size.
 struct SliceOutput<'a> {
     buf: &'a mut [u8],
     filled: usize,
-    probe: [u8; 1],
 }
 
 impl Output for SliceOutput<'_> {
     fn spare(&mut self) -> Result<&mut [u8]> {
-        if self.filled < self.buf.len() {
-            Ok(&mut self.buf[self.filled..])
-        } else {
-            Ok(&mut self.probe)
-        }
+        Ok(&mut self.buf[self.filled..])
     }
 
-    fn advance(&mut self, written: usize) -> bool {
-        if self.filled == self.buf.len() {
-            // Anything written went to the probe: the stream is longer than the buffer.
-            return written == 0;
-        }
+    fn advance(&mut self, written: usize) {
         self.filled += written;
-        true
     }
 }
 

@@ -339,3 +339,28 @@ fn damaged_streams_never_panic_and_never_decode_to_wrong_data() {
         }
     }
 }
+
+#[test]
+fn max_output_stops_a_decompression_bomb() {
+    let zeros = vec![0u8; 8 << 20];
+    for codec in Codec::ALL {
+        let bomb = compress(codec, &zeros, &CompressOptions::default()).unwrap();
+        match decompress_at_most(codec, &bomb, None, 1 << 20) {
+            Err(Error::OutputLimit(message)) => {
+                assert!(message.contains("max_output=1048576"), "{message}")
+            }
+            other => panic!(
+                "{}: expected OutputLimit, got {:?}",
+                codec.name(),
+                other.map(|v| v.len())
+            ),
+        }
+        // Exactly at the limit is allowed.
+        assert_eq!(
+            decompress_at_most(codec, &bomb, None, zeros.len())
+                .unwrap()
+                .len(),
+            zeros.len()
+        );
+    }
+}
