@@ -69,17 +69,23 @@ pub struct Frame<'a> {
 
 impl<'a> Frame<'a> {
     pub fn new(segments: &[&'a [u8]], options: &FrameOptions<'_>) -> Result<Frame<'a>> {
-        if options.codec.is_none() && options.compress.level.is_some() {
-            return Err(Error::InvalidArgument(
+        // Arguments are checked before any segment is compressed.
+        match options.codec {
+            None if options.compress.level.is_some() => return Err(Error::InvalidArgument(
                 "a compression level was given without a codec; pass codec= as well, or drop level"
                     .into(),
-            ));
+            )),
+            None => {}
+            Some(codec) => {
+                codec.resolve_level(options.compress.level)?;
+            }
         }
+        let mut header = BlobHeader::new(options)?;
         let stored = segments
             .iter()
             .map(|segment| store_segment(segment, options))
             .collect::<Result<Vec<_>>>()?;
-        let lengths = segments
+        header.segments = segments
             .iter()
             .zip(&stored)
             .map(|(raw, stored)| SegmentLengths {
@@ -87,7 +93,6 @@ impl<'a> Frame<'a> {
                 stored: stored.len() as u64,
             })
             .collect();
-        let header = BlobHeader::new(options, lengths)?;
         let header_bytes = header.encode();
         Ok(Frame {
             header,

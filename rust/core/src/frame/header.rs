@@ -65,10 +65,8 @@ struct HeaderBody {
 pub(crate) const NO_CODEC: &str = "none";
 
 impl BlobHeader {
-    pub(crate) fn new(
-        options: &FrameOptions<'_>,
-        segments: Vec<SegmentLengths>,
-    ) -> Result<BlobHeader> {
+    /// A header for a blob about to be written, still without its segments.
+    pub(crate) fn new(options: &FrameOptions<'_>) -> Result<BlobHeader> {
         Ok(BlobHeader {
             format_version: (FORMAT_MAJOR, FORMAT_MINOR),
             serializer: validated_serializer(options.serializer)?.to_owned(),
@@ -78,7 +76,7 @@ impl BlobHeader {
             ferroflow_version: crate::VERSION.to_owned(),
             created_at_us: now_us(),
             alignment: ALIGNMENT,
-            segments,
+            segments: Vec::new(),
         })
     }
 

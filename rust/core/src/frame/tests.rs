@@ -473,3 +473,19 @@ fn a_compressed_segment_of_another_length_than_recorded_is_corrupt() {
         );
     }
 }
+
+#[test]
+fn an_invalid_level_is_refused_even_without_segments() {
+    let options = FrameOptions {
+        codec: Some(Codec::Zlib),
+        compress: CompressOptions {
+            level: Some(99),
+            ..CompressOptions::default()
+        },
+        ..options()
+    };
+    assert!(matches!(
+        frame(&[], &options),
+        Err(Error::InvalidArgument(_))
+    ));
+}
