@@ -1,9 +1,12 @@
 """Atomic writes, whole-file reads and storage keys through ferroflow._core."""
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +182,46 @@ def test_a_resolved_key_never_leaves_the_base(key):
         return
     assert os.path.commonpath([base, os.path.abspath(resolved)]) == base
     assert os.path.abspath(resolved) != base
+
+
+def test_concurrent_writers_of_one_key_leave_one_whole_blob(tmp_path):
+    target = tmp_path / "shared.ffb"
+    contents = [bytes([n]) * (100_000 + n) for n in range(6)]
+
+    def write_repeatedly(content: bytes) -> None:
+        for _ in range(5):
+            write_blob(target, [content], serializer="{}")
+
+    threads = [threading.Thread(target=write_repeatedly, args=(content,)) for content in contents]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert read_blob(target)[1][0] in contents
+    assert folder_listing(tmp_path) == ["shared.ffb"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_a_writer_killed_midway_leaves_the_previous_blob_readable(tmp_path):
+    target = tmp_path / "result.ffb"
+    write_blob(target, [b"previous"], serializer="{}")
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from ferroflow._core import write_blob
+        data = bytearray(128 * 2**20)
+        print("writing", flush=True)
+        write_blob({str(target)!r}, [data], serializer="{{}}")
+        print("done", flush=True)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "writing"
+    time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    # Killed before the rename: the previous blob, whole. (After it, the new one, whole.)
+    header, segments = read_blob(target)
+    assert segments in ([b"previous"], [bytes(128 * 2**20)])
+    assert all(name == "result.ffb" or name.endswith(".tmp") for name in folder_listing(tmp_path))
