@@ -93,7 +93,7 @@ impl<'a> Frame<'a> {
                 stored: stored.len() as u64,
             })
             .collect();
-        let header_bytes = header.encode();
+        let header_bytes = header.encode()?;
         Ok(Frame {
             header,
             header_bytes,
