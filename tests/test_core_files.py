@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ferroflow import _core
 from ferroflow._core import UnsafeKeyError, atomic_write, read_blob, read_file, resolve_key, write_blob
 
 
@@ -225,3 +226,28 @@ def test_a_writer_killed_midway_leaves_the_previous_blob_readable(tmp_path):
     header, segments = read_blob(target)
     assert segments in ([b"previous"], [bytes(128 * 2**20)])
     assert all(name == "result.ffb" or name.endswith(".tmp") for name in folder_listing(tmp_path))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="named pipes (FIFOs) are POSIX")
+@pytest.mark.parametrize("reader", ["read_file", "read_header", "read_blob", "map_blob"])
+def test_reads_release_the_gil_while_waiting_on_the_file(tmp_path, reader):
+    # Opening a FIFO blocks until a writer opens it. The writer is this thread, so the call
+    # can only finish if the reading thread let go of the GIL while it waited.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    outcome: list[object] = []
+    read = getattr(_core, reader)
+
+    def read_in_thread() -> None:
+        try:
+            outcome.append(read(fifo))
+        except (ValueError, OSError) as error:  # a FIFO is no blob, and has no size
+            outcome.append(error)
+
+    thread = threading.Thread(target=read_in_thread)
+    thread.start()
+    time.sleep(0.1)  # lets the reader reach its blocking open first
+    open(fifo, "wb").close()  # opening for writing is what unblocks the reader
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert len(outcome) == 1
