@@ -2,8 +2,10 @@
 //! the payload as aligned segments, and a trailer of per-segment checksums.
 //! The byte layout and the versioning rule are specified in `docs/format.md`.
 //!
-//! Writing is a single pass: each segment is hashed chunk by chunk just before the chunk is
-//! written, while it is still in cache, and the checksums go to the trailer at the end.
+//! Writing is a single pass with the checksums going to the trailer at the end: small segments
+//! are hashed chunk by chunk just before each chunk is written, while it is in cache; large ones
+//! on a helper thread while they are written. A header needs the stored lengths, so compressed
+//! segments are all compressed (in memory) before the first byte is written.
 //! Every read verifies the header, the padding and every segment before returning any data.
 mod header;
 mod reader;
