@@ -43,7 +43,7 @@ demo: build ## run the example pipeline
 	$(PY) examples/demo.py
 
 bench: build ## run the benchmarks in benches/ and print their ratios
-	$(PY) -m pytest benches -o python_files='bench_*.py' -p no:cacheprovider -q -s
+	$(PY) -m pytest benches -p no:cacheprovider -q -s
 
 bench-rust: ## run the core's criterion benchmarks (no Python involved)
 	cargo bench -p ferroflow-core
