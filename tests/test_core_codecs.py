@@ -222,6 +222,12 @@ def test_any_bytes_round_trip(data, codec, level):
     assert _core.decompress(_core.compress(data, codec, level=level), codec) == data
 
 
+@settings(max_examples=60, deadline=None)
+@given(data=st.binary(max_size=3000), codec=st.sampled_from(_core.CODECS), hint=st.integers(0, 6000))
+def test_any_size_hint_gives_the_same_bytes(data, codec, hint):
+    assert _core.decompress(_core.compress(data, codec), codec, size_hint=hint) == data
+
+
 @settings(max_examples=300, deadline=None)
 @given(garbage=st.binary(max_size=2000), codec=st.sampled_from(_core.CODECS))
 def test_random_garbage_never_crashes(garbage, codec):

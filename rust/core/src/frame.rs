@@ -328,8 +328,14 @@ pub fn decode_segment<'a>(
     }
 }
 
+/// Decompresses a segment, refusing to produce more than the header records.
 fn decompress_checked(codec: Codec, stored: &[u8], raw_len: u64) -> Result<Vec<u8>> {
-    let raw = codec::decompress(codec, stored, usize::try_from(raw_len).ok())?;
+    let limit = usize::try_from(raw_len).unwrap_or(usize::MAX);
+    let raw =
+        codec::decompress_at_most(codec, stored, Some(limit), limit).map_err(|e| match e {
+            Error::OutputLimit(_) => length_mismatch(codec, "more", raw_len),
+            other => other,
+        })?;
     if raw.len() as u64 == raw_len {
         Ok(raw)
     } else {

@@ -47,12 +47,12 @@ pub(super) fn lzma(data: &[u8], preset: u32, extreme: bool, threads: u32) -> Res
     } else {
         Stream::new_easy_encoder(flags, Check::Crc64)
     };
-    let mut stream = stream.map_err(|e| lzma_setup_error(e, threads))?;
+    let mut stream = stream.map_err(|e| lzma_encoder_error(e, threads))?;
     encode_all(data, |input, out| {
         let (consumed, _, status) = counted(&mut stream, |stream| {
             stream
                 .process_vec(input, out, liblzma::stream::Action::Finish)
-                .map_err(|e| lzma_setup_error(e, threads))
+                .map_err(|e| lzma_encoder_error(e, threads))
         })?;
         Ok((consumed, status == liblzma::stream::Status::StreamEnd))
     })
@@ -66,7 +66,7 @@ pub(super) fn lzma_block_size(len: usize, preset: u32, threads: u32) -> usize {
     per_thread.min(largest).max(MIN_LZMA_BLOCK)
 }
 
-fn lzma_setup_error(error: liblzma::stream::Error, threads: u32) -> Error {
+fn lzma_encoder_error(error: liblzma::stream::Error, threads: u32) -> Error {
     match error {
         liblzma::stream::Error::Mem | liblzma::stream::Error::MemLimit => Error::OutOfMemory(
             format!("lzma: not enough memory for the encoder with {threads} thread(s); use fewer threads or a lower level"),
