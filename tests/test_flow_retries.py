@@ -3,8 +3,6 @@ earlier attempt of the same flow run returns it ("Cached") instead of running ag
 
 import asyncio
 
-import pytest
-
 from ferroflow import flow, task
 from ferroflow.results import PersistedResult
 
@@ -150,15 +148,3 @@ def test_async_flow_retries_reuse_async_tasks():
     assert asyncio.run(my_flow()) == 20
     assert ran == [2]
 
-
-def test_a_task_refusing_persistence_fails_under_flow_retries():
-    @task(persist_result=False)
-    def unpersisted():
-        return 1
-
-    @flow(retries=1)
-    def my_flow():
-        return unpersisted()
-
-    with pytest.raises(Exception, match="persist_result=False"):
-        my_flow()
