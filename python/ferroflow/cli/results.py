@@ -157,8 +157,9 @@ class _PrunePlan:
 def prune(age: timedelta, dry_run: bool, storage_spec: str | None) -> None:
     """Remove result files that no recorded run state or live cache entry refers to.
 
-    Only ferroflow result files (and JSON result documents) older than --older-than are
-    removed; expired cache entries do not keep their files. The age protects results of runs
+    Only ferroflow result files (and JSON result documents, and temporary files of writes a
+    killed process left unfinished) older than --older-than are removed; expired cache entries
+    do not keep their files. The age protects results of runs
     still in progress, whose states are recorded after their files are written.
 
     \b
@@ -247,14 +248,18 @@ def _plan(folder: Path, referenced: set[Path], cutoff: float) -> _PrunePlan:
     return plan
 
 
+# What ferroflow's atomic writes name their temporary file: a killed writer leaves one behind.
+_UNFINISHED_WRITE = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")
+
+
 def _result_files(folder: Path) -> list[Path]:
-    """Every ferroflow result file (framed, or a JSON result document) under `folder`; other
-    files are never touched."""
+    """Every ferroflow result file (framed, or a JSON result document) under `folder`, and the
+    temporary files of writes that never finished; other files are never touched."""
     found = []
     for root, _, names in os.walk(folder):
         for name in names:
             path = Path(root, name)
-            if _is_result_file(path):
+            if _UNFINISHED_WRITE.match(name) or _is_result_file(path):
                 found.append(path)
     return found
 
@@ -294,7 +299,7 @@ def _size(nbytes: int) -> str:
 def _age_text(age: timedelta) -> str:
     """`7d`, `12h`, `90s`: the age in the largest unit that states it exactly."""
     seconds = age.total_seconds()
-    for unit, length in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= length and seconds % length == 0:
             return f"{seconds / length:g}{unit}"
     return f"{seconds:g}s"
