@@ -214,7 +214,7 @@ class TaskRunContext:
     def parameters(self) -> dict[str, Any]:
         """The call's arguments by parameter name (defaults applied), futures resolved."""
         if self._parameters is None:
-            bound = inspect.signature(self.task.fn).bind(*self.args, **self.kwargs)
+            bound = _signature(self.task.fn).bind(*self.args, **self.kwargs)
             bound.apply_defaults()
             self._parameters = dict(bound.arguments)
         return self._parameters
@@ -225,6 +225,21 @@ class TaskRunContext:
         its flow run — the key under which a prior attempt's result can be found."""
         run = self.task_run
         return (str(run.flow_run_id), run.task_key, run.dynamic_key)
+
+
+_signatures: dict[Any, inspect.Signature] = {}
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    """`inspect.signature(fn)`, made once per function: building it is most of the cost of
+    binding a call's parameters, which cache key functions do for every call."""
+    try:
+        return _signatures[fn]
+    except KeyError:
+        signature = _signatures[fn] = inspect.signature(fn)
+        return signature
+    except TypeError:  # an unhashable callable
+        return inspect.signature(fn)
 
 
 def run_identity(run: TaskRun | FlowRun) -> tuple[str, int]:
