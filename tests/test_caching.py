@@ -3,6 +3,7 @@ others, and cache entries whose result file is gone or damaged."""
 
 import asyncio
 import datetime
+import json
 import subprocess
 import sys
 import textwrap
@@ -317,3 +318,20 @@ def test_two_processes_caching_in_one_store_at_once(tmp_path):
     third = tmp_path / "c.txt"
     assert finished(run_script(script, str(third), "40")) == str(sum(i * i for i in range(40)))
     assert not third.exists()
+
+
+def test_cache_commands_see_and_clear_the_engines_entries(monkeypatch):
+    from click.testing import CliRunner
+
+    from ferroflow.cli import app
+
+    monkeypatch.setenv("COLUMNS", "200")
+    calls, run = cached_counter()
+    run(7)
+    runner = CliRunner()
+    (entry,) = json.loads(runner.invoke(app, ["cache", "ls", "--json"]).output)
+    assert entry["task_name"] == "double" and entry["result"]["kind"] == "persisted"
+    assert entry["key"] == shared_store().list_cache_entries()[0].key
+    cleared = runner.invoke(app, ["cache", "clear", "--task", "double", "--yes"])
+    assert cleared.exit_code == 0 and "Deleted 1 cache entry" in cleared.output
+    assert run(7).name == "Completed" and calls == [7, 7]

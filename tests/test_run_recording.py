@@ -168,3 +168,36 @@ def test_a_killed_process_leaves_store_and_result_files_consistent(tmp_path, iso
     for path in storage.iterdir():
         if not path.name.endswith(".tmp"):  # an unfinished atomic write is never a result file
             read_result(path)
+
+
+WAITING_SCRIPT = """
+import sys
+from ferroflow import flow, task
+
+@task
+def step(x):
+    return x
+
+@flow
+def short(n):
+    return [step(i) for i in range(n)]
+
+short(20)
+print("flow ended", flush=True)
+sys.stdin.readline()  # stay alive: nothing is left to the exit hook
+"""
+
+
+def test_another_process_sees_a_flow_run_as_soon_as_it_ends(tmp_path):
+    script = tmp_path / "short.py"
+    script.write_text(textwrap.dedent(WAITING_SCRIPT))
+    process = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout.readline().strip() == "flow ended"
+        with reopened_store() as store:
+            (flow_run,) = store.list_flow_runs()
+            assert flow_run.state_name == "Completed"
+            assert len(store.list_task_runs(flow_run.id)) == 20
+    finally:
+        process.communicate("\n", timeout=30)

@@ -52,9 +52,10 @@ def prior_result(task_context: TaskRunContext) -> BaseResult | None:
     )
     if earlier is not None:
         return earlier
-    if task_context.task.cache_key_fn is None:
+    key_fn = task_context.task.cache_key_fn
+    if key_fn is None:
         return None
-    key = task_context.cache_key = cache_key(task_context)
+    key = task_context.cache_key = cache_key(task_context, key_fn)
     if key is None or _refreshing(task_context):
         return None
     return _cached_result(task_context, key)
@@ -87,12 +88,11 @@ def _refreshing(task_context: TaskRunContext) -> bool:
 # --- the cache key ---------------------------------------------------------------------------------
 
 
-def cache_key(task_context: TaskRunContext) -> str | None:
+def cache_key(task_context: TaskRunContext, key_fn: Callable[..., Any]) -> str | None:
     """Call the task's cache key function with the arguments it accepts: `(context,
     parameters)`, `(context)` or none (the spec's `cache_key_fn=lambda: "always"`). Its key must
     be a string; None means "do not cache this call"."""
     task = task_context.task
-    key_fn = task.cache_key_fn
     arity = _accepted_arguments(key_fn)
     try:
         if arity == 2:
