@@ -94,6 +94,7 @@ class FlowRunContext:
         """Forget the previous attempt's task runs, keeping their persisted results: a flow
         retry numbers its task runs from zero again, so each gets the same identity as before
         and finds the result it had (`earlier_attempt_result`)."""
+        from ferroflow._engine.runs import run_identity
         from ferroflow.results import PersistedResult
         from ferroflow.states import StateType
 
@@ -107,7 +108,7 @@ class FlowRunContext:
 
     def earlier_attempt_result(self, identity: tuple[str, int]) -> BaseResult | None:
         """The persisted result an earlier attempt of this flow run got for the task or subflow
-        run with this identity (`run_identity`), if any."""
+        run with this identity (`ferroflow._engine.runs.run_identity`), if any."""
         if not self._earlier_results:
             return None
         return self._earlier_results.get(identity)
@@ -240,22 +241,6 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature:
         return signature
     except TypeError:  # an unhashable callable
         return inspect.signature(fn)
-
-
-def run_identity(run: TaskRun | FlowRun) -> tuple[str, int]:
-    """What identifies a task or subflow run within its flow run, the same in every attempt:
-    (task key, dynamic key) for a task run, ("flow:" + name, dynamic key) for a subflow run."""
-    from ferroflow._engine.runs import TaskRun
-
-    if isinstance(run, TaskRun):
-        return (run.task_key, run.dynamic_key)
-    return (subflow_key(run.flow_name), run.dynamic_key if run.dynamic_key is not None else -1)
-
-
-def subflow_key(flow_name: str) -> str:
-    """The counterpart of a task key for the subflow runs of a flow (their dynamic keys count
-    apart from any task's)."""
-    return f"flow:{flow_name}"
 
 
 def get_run_context() -> TaskRunContext | FlowRunContext:

@@ -25,6 +25,7 @@ from ferroflow._engine.recording import (
     result_reference,
     storage_from_reference,
 )
+from ferroflow._engine.runs import run_identity
 from ferroflow.exceptions import FerroflowException
 from ferroflow.results import BaseResult, LiteralResult, PersistedResult
 from ferroflow.settings import get_current_settings
@@ -46,9 +47,8 @@ class CachedResultUnavailableWarning(UserWarning):
 
 def prior_result(task_context: TaskRunContext) -> BaseResult | None:
     """The result that ends this task run without running it, or None to run it."""
-    task_run = task_context.task_run
     earlier = task_context.flow_run_context.earlier_attempt_result(
-        (task_run.task_key, task_run.dynamic_key)
+        run_identity(task_context.task_run)
     )
     if earlier is not None:
         return earlier

@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any
 from ferroflow._engine.bodies import call_async_body, call_sync_body
 from ferroflow._engine.loops import in_async_caller, run_coroutine_blocking
 from ferroflow._engine.recording import LazyParameters, RunRecorder, recorder_for_flow_run
-from ferroflow._engine.runs import Attempts, FlowRun, failed_state, set_state
-from ferroflow.context import (
-    FlowRunContext,
-    TaskRunContext,
+from ferroflow._engine.runs import (
+    Attempts,
+    FlowRun,
+    failed_state,
     run_identity,
-    set_flow_run_context,
+    set_state,
     subflow_key,
 )
+from ferroflow.context import FlowRunContext, TaskRunContext, set_flow_run_context
 from ferroflow.exceptions import RunTimeoutError
 from ferroflow.futures import TaskFuture
 from ferroflow.results import BaseResult, ResultFactory, UnpersistedResult

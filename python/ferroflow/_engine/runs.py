@@ -137,6 +137,21 @@ def set_state(run: TaskRun | FlowRun, state: State) -> State:
     return state
 
 
+def run_identity(run: TaskRun | FlowRun) -> tuple[str, int]:
+    """What identifies a task or subflow run within its flow run, the same in every attempt:
+    (task key, dynamic key) for a task run, ("flow:" + name, dynamic key) for a subflow run.
+    A flow retry finds an earlier attempt's result under it."""
+    if isinstance(run, TaskRun):
+        return (run.task_key, run.dynamic_key)
+    return (subflow_key(run.flow_name), -1 if run.dynamic_key is None else run.dynamic_key)
+
+
+def subflow_key(flow_name: str) -> str:
+    """The counterpart of a task key for the subflow runs of a flow (their dynamic keys count
+    apart from any task's)."""
+    return f"flow:{flow_name}"
+
+
 def failed_state(run_kind: str, exception: BaseException, **kwargs: Any) -> State:
     """The Failed state of a run whose code (or whose start) raised `exception`."""
     data = ExceptionResult(exception)
