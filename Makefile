@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 # Keep every cargo invocation (maturin's too) on one target dir, so builds are shared.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help venv build build-release test test-rust test-python stubtest demo bench clean
+.PHONY: help venv build build-release test test-rust test-python stubtest demo bench bench-rust clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -43,7 +43,10 @@ demo: build ## run the example pipeline
 	$(PY) examples/demo.py
 
 bench: build ## run the benchmarks in benches/ and print their ratios
-	$(PY) -m pytest benches -o python_files='bench_*.py' -p no:cacheprovider -q -s
+	$(PY) -m pytest benches -p no:cacheprovider -q -s
+
+bench-rust: ## run the core's criterion benchmarks (no Python involved)
+	cargo bench -p ferroflow-core
 
 clean:
 	rm -rf $(VENV) target .pytest_cache .hypothesis

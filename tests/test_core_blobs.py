@@ -247,8 +247,12 @@ def test_segments_must_be_contiguous_buffers():
         frame_blob([b"ok", "text"], serializer="{}")
     with pytest.raises(ValueError, match="segment 0 .* not C-contiguous"):
         frame_blob([np.arange(10)[::2]], serializer="{}")
-    with pytest.raises(TypeError, match="not a single bytes object"):
+    with pytest.raises(TypeError, match=r"not a single bytes object; pass \[data\]"):
         frame_blob(b"abc", serializer="{}")
+    with pytest.raises(TypeError, match="not a single ndarray object"):
+        frame_blob(np.arange(3), serializer="{}")
+    with pytest.raises(TypeError, match="iterable of buffers"):
+        frame_blob(42, serializer="{}")
 
 
 @pytest.mark.parametrize("codec", _core.CODECS)

@@ -68,6 +68,11 @@ def test_lzma_extreme_and_the_multithreaded_encoder_write_standard_xz():
         assert lzma.decompress(packed, format=lzma.FORMAT_XZ) == data
 
 
+@pytest.mark.parametrize("codec", ("bz2", "zlib"))
+def test_threads_are_ignored_by_the_single_threaded_codecs(codec):
+    assert _core.compress(RECORDS, codec, threads=2) == _core.compress(RECORDS, codec)
+
+
 def test_zstd_with_worker_threads_round_trips():
     data = RECORDS * 40
     assert _core.decompress(_core.compress(data, "zstd", threads=2), "zstd") == data
@@ -185,6 +190,16 @@ def test_exact_generous_and_short_size_hints_all_give_the_data(codec):
 def test_a_hint_larger_than_memory_falls_back_to_growing(codec):
     packed = _core.compress(b"small", codec)
     assert _core.decompress(packed, codec, size_hint=2**62) == b"small"
+
+
+@pytest.mark.parametrize("codec", _core.CODECS)
+def test_max_output_stops_a_decompression_bomb(codec):
+    bomb = _core.compress(bytes(8 * 2**20), codec)
+    with pytest.raises(ValueError, match=f"^{codec}: the data decompresses to more than max_output=1000000 bytes"):
+        _core.decompress(bomb, codec, max_output=1_000_000)
+    with pytest.raises(ValueError, match="max_output"):
+        _core.decompress(bomb, codec, size_hint=2_000_000, max_output=1_000_000)
+    assert len(_core.decompress(bomb, codec, max_output=8 * 2**20)) == 8 * 2**20
 
 
 def test_codecs_run_concurrently_in_threads():

@@ -34,12 +34,15 @@ pub(super) fn zstd_levels() -> RangeInclusive<i32> {
 /// The .xz container with a CRC64 check, like Python's `lzma.compress`.
 pub(super) fn lzma(data: &[u8], preset: u32, extreme: bool, threads: u32) -> Result<Vec<u8>> {
     let flags = preset | if extreme { PRESET_EXTREME } else { 0 };
+    let block_size = lzma_block_size(data.len(), preset, threads);
+    // More threads than blocks would only allocate buffers that stay idle; one block needs none.
+    let threads = threads.min(data.len().div_ceil(block_size).max(1) as u32);
     let stream = if threads > 1 {
         MtStreamBuilder::new()
             .threads(threads)
             .preset(flags)
             .check(Check::Crc64)
-            .block_size(lzma_block_size(data.len(), preset, threads) as u64)
+            .block_size(block_size as u64)
             .encoder()
     } else {
         Stream::new_easy_encoder(flags, Check::Crc64)

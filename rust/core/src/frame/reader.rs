@@ -3,10 +3,16 @@
 use super::header::{header_len, PRELUDE_LEN};
 use super::{
     check_checksum, check_padding, decode_segment_into, decompress_checked, too_short, truncated,
-    BlobHeader, Layout, CHUNK,
+    BlobHeader, Layout, CHUNK, HASH_ASIDE_MIN,
 };
+
+/// Chunks handed to the checksum thread: large enough to make the hand-over cheap, small
+/// enough to still be in the shared cache when the helper hashes them.
+const ASIDE_CHUNK: usize = 4 * CHUNK;
 use crate::error::{Error, Result};
 use std::io::{self, Read, Seek, SeekFrom};
+use std::sync::mpsc;
+use std::thread;
 use xxhash_rust::xxh3::Xxh3Default;
 
 /// A blob whose header has been read and verified; the segments are read on demand.
@@ -152,15 +158,15 @@ struct SegmentSource<'a, R> {
 }
 
 impl<R: Read> SegmentSource<'_, R> {
-    /// Reads the stored bytes into `out` (exactly their length), hashing each chunk as it lands.
+    /// Reads the stored bytes into `out` (exactly their length) and verifies them.
     fn read_into(self, out: &mut [u8]) -> Result<()> {
         debug_assert_eq!(out.len() as u64, self.stored_len);
-        let mut hasher = Xxh3Default::new();
-        for chunk in out.chunks_mut(CHUNK) {
-            read_exact(self.source, chunk)?;
-            hasher.update(chunk);
-        }
-        check_checksum(self.index, hasher.digest(), self.trailer)
+        let checksum = if out.len() >= HASH_ASIDE_MIN {
+            read_hashing_aside(self.source, out)?
+        } else {
+            read_hashing_in_line(self.source, out)?
+        };
+        check_checksum(self.index, checksum, self.trailer)
     }
 
     fn read_to_vec(self, scratch: &mut Vec<u8>) -> Result<&[u8]> {
@@ -170,6 +176,52 @@ impl<R: Read> SegmentSource<'_, R> {
         self.read_into(scratch)?;
         Ok(scratch)
     }
+}
+
+/// Hashes each chunk right after it lands, while it is in cache.
+fn read_hashing_in_line(source: &mut impl Read, out: &mut [u8]) -> Result<u64> {
+    let mut hasher = Xxh3Default::new();
+    for chunk in out.chunks_mut(CHUNK) {
+        read_exact(source, chunk)?;
+        hasher.update(chunk);
+    }
+    Ok(hasher.digest())
+}
+
+/// Hashes each chunk on a helper thread while this one reads the next, so reading a large
+/// segment takes about as long as reading it without a checksum when a second core is free.
+fn read_hashing_aside(source: &mut impl Read, out: &mut [u8]) -> Result<u64> {
+    thread::scope(|scope| {
+        let (sender, receiver) = mpsc::channel::<&[u8]>();
+        let helper = thread::Builder::new()
+            .name("ferroflow-checksum".into())
+            .spawn_scoped(scope, move || {
+                let mut hasher = Xxh3Default::new();
+                receiver.iter().for_each(|chunk| hasher.update(chunk));
+                hasher.digest()
+            });
+        let Ok(helper) = helper else {
+            return read_hashing_in_line(source, out);
+        };
+        let mut rest = out;
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at_mut(rest.len().min(ASIDE_CHUNK));
+            read_exact(source, chunk)?;
+            // The helper only ever sees chunks this thread has finished writing.
+            let chunk: &[u8] = chunk;
+            if sender.send(chunk).is_err() {
+                break; // the helper is gone; its join below reports it
+            }
+            rest = tail;
+        }
+        drop(sender);
+        helper.join().map_err(|_| {
+            Error::io(
+                "reading the blob failed",
+                io::Error::other("the checksum thread failed"),
+            )
+        })
+    })
 }
 
 fn read_padding(source: &mut impl Read, len: u64, after: &str) -> Result<()> {

@@ -473,3 +473,75 @@ fn a_compressed_segment_of_another_length_than_recorded_is_corrupt() {
         );
     }
 }
+
+#[test]
+fn an_invalid_level_is_refused_even_without_segments() {
+    let options = FrameOptions {
+        codec: Some(Codec::Zlib),
+        compress: CompressOptions {
+            level: Some(99),
+            ..CompressOptions::default()
+        },
+        ..options()
+    };
+    assert!(matches!(
+        frame(&[], &options),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn the_stream_reader_verifies_large_segments_hashed_aside() {
+    let segments = large_segments();
+    let blob = framed(&segments);
+    let mut reader = BlobReader::open(Cursor::new(&blob), blob.len() as u64).unwrap();
+    assert_eq!(reader.read_segments().unwrap(), segments);
+
+    let (_, ranges) = verify(&blob).unwrap();
+    let mut damaged = blob.clone();
+    damaged[ranges[1].start + 2 * HASH_ASIDE_MIN + 7] ^= 0x10;
+    let mut reader = BlobReader::open(Cursor::new(&damaged), damaged.len() as u64).unwrap();
+    assert!(corrupt_message(reader.read_segments()).contains("segment 1 "));
+}
+
+/// A stream whose bytes in `bad` cannot be read, like a disk with a bad sector.
+struct BadSectors<'a> {
+    inner: Cursor<&'a [u8]>,
+    bad: Range<u64>,
+}
+
+impl io::Read for BadSectors<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let position = self.inner.position();
+        if self.bad.contains(&position) {
+            return Err(io::Error::other("bad sector"));
+        }
+        let readable = match self.bad.start.checked_sub(position) {
+            Some(until_bad) if until_bad > 0 => buf.len().min(until_bad as usize),
+            _ => buf.len(),
+        };
+        self.inner.read(&mut buf[..readable])
+    }
+}
+
+impl io::Seek for BadSectors<'_> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        self.inner.seek(to)
+    }
+}
+
+#[test]
+fn a_read_error_inside_a_large_segment_is_reported() {
+    let blob = framed(&large_segments());
+    let (_, ranges) = verify(&blob).unwrap();
+    let bad_from = (ranges[1].start + HASH_ASIDE_MIN + 3) as u64;
+    let source = BadSectors {
+        inner: Cursor::new(&blob),
+        bad: bad_from..bad_from + 512,
+    };
+    let mut reader = BlobReader::open(source, blob.len() as u64).unwrap();
+    match reader.read_segments() {
+        Err(Error::Io { source, .. }) => assert_eq!(source.to_string(), "bad sector"),
+        other => panic!("expected an I/O error, got {other:?}"),
+    }
+}
