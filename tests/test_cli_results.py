@@ -184,3 +184,14 @@ def test_every_results_command_has_help_with_examples(cli, command):
     shown = cli(*command, "--help")
     assert shown.exit_code == 0
     assert "Examples" in shown.output or command == ["results"]
+
+
+def test_a_reference_to_a_storage_that_cannot_be_opened_keeps_its_key(cli, storage):
+    from ferroflow.runstore import ResultRef
+
+    orphan = unreferenced_file(storage)
+    with open_store(default_store_url()) as store:  # a saved storage that was deleted since
+        store.put_cache_entry("k", "t", ResultRef.persisted("local-file-system/gone", orphan.name, "pickle"))
+    age(orphan, 2 * DAY)
+    pruned = cli("results", "prune", "--older-than", "1d")
+    assert "Removed 0 result files" in pruned.output and orphan.exists()

@@ -146,12 +146,16 @@ def storage_reference(storage: WritableFileSystem) -> str:
 
 
 def storage_from_reference(reference: str) -> WritableFileSystem:
-    """The storage a result reference names (the inverse of `storage_reference`)."""
-    from ferroflow.filesystems import WritableFileSystem
+    """The storage a result reference names: a description as JSON text (what the engine
+    records, see `storage_reference`) or a saved storage's slug (`local-file-system/dev`)."""
+    from ferroflow.filesystems import WritableFileSystem, resolve_storage
 
     storage = _storages_by_reference.get(reference)
     if storage is None:
-        storage = WritableFileSystem.from_description(json.loads(reference))
+        if reference.startswith("{"):
+            storage = WritableFileSystem.from_description(json.loads(reference))
+        else:
+            storage = resolve_storage(reference)
         if len(_storages_by_reference) > 256:
             _storages_by_reference.clear()
         _storages_by_reference[reference] = storage

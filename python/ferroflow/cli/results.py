@@ -200,7 +200,7 @@ def _storage_folder(spec: str | None) -> Path:
                 f"{spec} is a {storage.type_slug} storage; `results prune` works on local folders "
                 "(local-file-system storages) only."
             )
-        return Path(storage.basepath or get_current_settings().local_storage_path).resolve()
+        return _local_folder(storage)
     folder = Path(spec).expanduser()
     if not folder.is_dir():
         saved = ", ".join(saved_storages()) or "none saved yet"
@@ -212,11 +212,13 @@ def _storage_folder(spec: str | None) -> Path:
 
 
 def _referenced_paths(references: set[tuple[str, str]], folder: Path) -> set[Path]:
-    """The files in `folder` that the run store's references point at."""
+    """The files in `folder` that the run store's references point at. A reference whose
+    storage cannot be opened any more (a saved storage since deleted) might be this folder:
+    its key is kept too, to be safe."""
     paths = set()
     for storage, key in references:
-        basepath = _local_basepath(storage)
-        if basepath is None or Path(basepath).resolve() != folder:
+        storage_folder = _folder_of(storage)
+        if storage_folder is not _UNKNOWN_FOLDER and storage_folder != folder:
             continue
         try:
             paths.add(Path(_core.resolve_key(str(folder), key)))
@@ -225,14 +227,26 @@ def _referenced_paths(references: set[tuple[str, str]], folder: Path) -> set[Pat
     return paths
 
 
-def _local_basepath(storage_reference: str) -> str | None:
+_UNKNOWN_FOLDER = Path("<unknown>")
+
+
+def _folder_of(storage_reference: str) -> Path | None:
+    """The folder of a local storage as a result reference names it (a description as JSON, or
+    a saved storage's slug); None for another kind of storage; `_UNKNOWN_FOLDER` if it cannot
+    be opened."""
+    from ferroflow._engine.recording import storage_from_reference
+
     try:
-        description = json.loads(storage_reference)
-    except ValueError:
+        storage = storage_from_reference(storage_reference)
+    except Exception:
+        return _UNKNOWN_FOLDER
+    if not isinstance(storage, LocalFileSystem):
         return None
-    if not isinstance(description, dict) or description.get("type") != LocalFileSystem.type_slug:
-        return None
-    return description.get("basepath") or str(get_current_settings().local_storage_path)
+    return _local_folder(storage)
+
+
+def _local_folder(storage: LocalFileSystem) -> Path:
+    return Path(storage.basepath or get_current_settings().local_storage_path).resolve()
 
 
 def _plan(folder: Path, referenced: set[Path], cutoff: float) -> _PrunePlan:
