@@ -56,6 +56,7 @@ class FlowRunContext:
         "logger",
         "_earlier_results",
         "_run_store",
+        "_refresh_cache",
     )
 
     def __init__(
@@ -85,6 +86,7 @@ class FlowRunContext:
         # Persisted results of the earlier attempts' task and subflow runs, by identity.
         self._earlier_results: dict[tuple[str, int], BaseResult] = {}
         self._run_store: RunStore | None = None
+        self._refresh_cache: bool | None = None
 
     @staticmethod
     def get() -> FlowRunContext | None:
@@ -124,6 +126,15 @@ class FlowRunContext:
 
                 self._run_store = shared_store()
         return self._run_store
+
+    def refresh_cache_by_default(self) -> bool:
+        """The FERROFLOW_TASKS_REFRESH_CACHE setting, read once per flow run (reading settings
+        costs more than the rest of a cache lookup's bookkeeping)."""
+        if self._refresh_cache is None:
+            from ferroflow.settings import get_current_settings
+
+            self._refresh_cache = bool(get_current_settings().tasks_refresh_cache)
+        return self._refresh_cache
 
     def next_dynamic_key(self, task_key: str) -> int:
         """0, 1, 2, ... for successive runs of one task within this flow run attempt."""

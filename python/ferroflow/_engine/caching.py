@@ -28,7 +28,6 @@ from ferroflow._engine.recording import (
 from ferroflow._engine.runs import run_identity
 from ferroflow.exceptions import FerroflowException
 from ferroflow.results import BaseResult, LiteralResult, PersistedResult
-from ferroflow.settings import get_current_settings
 
 if TYPE_CHECKING:
     from ferroflow.context import TaskRunContext
@@ -81,7 +80,7 @@ def remember(task_context: TaskRunContext, result: BaseResult) -> None:
 def _refreshing(task_context: TaskRunContext) -> bool:
     refresh = task_context.task.refresh_cache
     if refresh is None:
-        return bool(get_current_settings().tasks_refresh_cache)
+        return task_context.flow_run_context.refresh_cache_by_default()
     return bool(refresh)
 
 
