@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ferroflow import flow, task
-from ferroflow._engine.recording import shared_store
+from ferroflow.runstore import default_store_url, open_store
 from ferroflow.results import LiteralResult, PersistedResult
 from ferroflow.settings import temporary_settings
 from ferroflow.tasks import CachedResultUnavailableWarning, CacheKeyFunctionError, task_input_hash
@@ -99,7 +99,8 @@ def test_key_functions_may_take_the_context_alone_or_with_the_parameters():
 
     assert my_flow() == (1, 2)
     assert seen == ["first", {"x": 2}]
-    assert shared_store().get_cache_entry("by-parameters-2") is not None
+    with open_store(default_store_url()) as store:
+        assert store.get_cache_entry("by-parameters-2") is not None
 
 
 def test_entries_expire():
@@ -331,7 +332,8 @@ def test_cache_commands_see_and_clear_the_engines_entries(monkeypatch):
     runner = CliRunner()
     (entry,) = json.loads(runner.invoke(app, ["cache", "ls", "--json"]).output)
     assert entry["task_name"] == "double" and entry["result"]["kind"] == "persisted"
-    assert entry["key"] == shared_store().list_cache_entries()[0].key
+    with open_store(default_store_url()) as store:
+        assert entry["key"] == store.list_cache_entries()[0].key
     cleared = runner.invoke(app, ["cache", "clear", "--task", "double", "--yes"])
     assert cleared.exit_code == 0 and "Deleted 1 cache entry" in cleared.output
     assert run(7).name == "Completed" and calls == [7, 7]

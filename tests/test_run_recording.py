@@ -201,3 +201,17 @@ def test_another_process_sees_a_flow_run_as_soon_as_it_ends(tmp_path):
             assert len(store.list_task_runs(flow_run.id)) == 20
     finally:
         process.communicate("\n", timeout=30)
+
+
+def test_a_process_moving_to_another_store_closes_the_one_it_left(tmp_path, monkeypatch):
+    from ferroflow._engine.recording import stores
+
+    monkeypatch.setenv("FERROFLOW_RUNSTORE_URL", f"sqlite:///{tmp_path / 'first.db'}")
+    etl("2024-05-05")
+    monkeypatch.setenv("FERROFLOW_RUNSTORE_URL", f"sqlite:///{tmp_path / 'second.db'}")
+    etl("2024-05-06")
+    assert list(stores._stores) == [f"sqlite:///{tmp_path / 'second.db'}"]
+    for name, day in (("first.db", "2024-05-05"), ("second.db", "2024-05-06")):
+        with open_store(f"sqlite:///{tmp_path / name}") as store:
+            (run,) = store.list_flow_runs()
+            assert run.parameters == f"day={day!r}"

@@ -57,6 +57,7 @@ class FlowRunContext:
         "_earlier_results",
         "_run_store",
         "_refresh_cache",
+        "_owns_run_store",
     )
 
     def __init__(
@@ -87,6 +88,7 @@ class FlowRunContext:
         self._earlier_results: dict[tuple[str, int], BaseResult] = {}
         self._run_store: RunStore | None = None
         self._refresh_cache: bool | None = None
+        self._owns_run_store = False
 
     @staticmethod
     def get() -> FlowRunContext | None:
@@ -116,15 +118,18 @@ class FlowRunContext:
         return self._earlier_results.get(identity)
 
     def run_store(self) -> RunStore:
-        """The run store of this flow run (the task cache lives there), opened on first use."""
+        """The run store of this flow run (the task cache lives there): its recorder's, or,
+        when runs are not recorded, one taken from the process's stores on first use and given
+        back when the flow run ends (`close`)."""
         if self._run_store is None:
             recorder = self.flow_run.recorder
             if recorder is not None:
                 self._run_store = recorder.store
             else:
-                from ferroflow._engine.recording import shared_store
+                from ferroflow._engine.recording import stores
 
-                self._run_store = shared_store()
+                self._run_store = stores.acquire()
+                self._owns_run_store = True
         return self._run_store
 
     def refresh_cache_by_default(self) -> bool:
@@ -173,6 +178,11 @@ class FlowRunContext:
     def close(self) -> None:
         if self._loop_thread is not None:
             self._loop_thread.close()
+        if self._owns_run_store and self._run_store is not None:
+            from ferroflow._engine.recording import stores
+
+            stores.release(self._run_store)
+            self._owns_run_store = False
 
 
 class TaskRunContext:

@@ -176,7 +176,7 @@ def _commit_records(flow_run: FlowRun) -> None:
     """When an outermost flow run ends, wait until its records are committed: other
     processes (`ferroflow runs ls`) see the run at once, and nothing is left to the exit hook."""
     if flow_run.parent_flow_run_id is None and flow_run.recorder is not None:
-        flow_run.recorder.flush()
+        flow_run.recorder.finish()
 
 
 # An attempt ends only after every task run it submitted, whether the function returned or
