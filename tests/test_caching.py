@@ -248,7 +248,7 @@ def test_async_tasks_are_cached():
 
 
 def test_submitted_and_mapped_runs_share_the_cache():
-    calls, _ = [], None
+    calls = []
 
     @task(cache_key_fn=task_input_hash)
     def square(x):
