@@ -23,7 +23,13 @@ from ferroflow.settings import get_current_settings
 
 @click.group("results")
 def results() -> None:
-    """Inspect persisted result files and prune the ones no run or cache entry refers to."""
+    """Inspect persisted result files and prune the ones no run or cache entry refers to.
+
+    \b
+    Examples:
+      ferroflow results inspect ~/.ferroflow/storage/3f2a9c1e0b7d4e5f8a6b1c2d3e4f5a6b
+      ferroflow results prune --older-than 7d --dry-run
+    """
 
 
 # --- inspect ---------------------------------------------------------------------------------------
