@@ -215,3 +215,20 @@ def test_a_process_moving_to_another_store_closes_the_one_it_left(tmp_path, monk
         with open_store(f"sqlite:///{tmp_path / name}") as store:
             (run,) = store.list_flow_runs()
             assert run.parameters == f"day={day!r}"
+
+
+def test_an_async_flow_run_is_committed_when_it_ends():
+    import asyncio
+
+    @task
+    async def fetch(x):
+        return x
+
+    @flow
+    async def gather():
+        return [await fetch(i) for i in range(3)]
+
+    assert asyncio.run(gather()) == [0, 1, 2]
+    with reopened_store() as store:
+        (run,) = store.list_flow_runs()
+        assert run.state_name == "Completed" and len(store.list_task_runs(run.id)) == 3
