@@ -9,6 +9,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -232,3 +233,17 @@ def test_an_async_flow_run_is_committed_when_it_ends():
     with reopened_store() as store:
         (run,) = store.list_flow_runs()
         assert run.state_name == "Completed" and len(store.list_task_runs(run.id)) == 3
+
+
+def test_a_closed_store_loses_late_records_with_a_warning_not_the_run(caplog):
+    from ferroflow._engine.recording import RunRecorder
+    from ferroflow._engine.runs import TaskRun, set_state
+    from ferroflow.states import Completed
+
+    store = open_store("memory://")
+    recorder = RunRecorder(store)
+    run = TaskRun("late", "tests.late", 0, flow_run_id=uuid.uuid4(), recorder=recorder)
+    store.close()  # e.g. the process moved to another store while a timed-out task ran on
+    set_state(run, Completed())
+    assert run.state.is_completed()
+    assert "could not record run late-0" in caplog.text

@@ -88,34 +88,43 @@ class RunRecorder:
 
     def flow_run_created(self, run: FlowRun, parameters: Mapping[str, Any] | None) -> None:
         parent = run.parent_flow_run_id
-        self.store.record_flow_run(
-            run.id_text,
-            run.name,
-            run.flow_name,
-            parameters=parameters,
-            parent_flow_run_id=None if parent is None else str(parent),
-        )
+        try:
+            self.store.record_flow_run(
+                run.id_text,
+                run.name,
+                run.flow_name,
+                parameters=parameters,
+                parent_flow_run_id=None if parent is None else str(parent),
+            )
+        except RunStoreError as error:
+            _not_recorded(run, error)
 
     def task_run_created(self, run: TaskRun, parameters: Mapping[str, Any] | None) -> None:
-        self.store.record_task_run(
-            run.id_text,
-            run.name,
-            run.task_name,
-            flow_run_id=str(run.flow_run_id),
-            task_key=run.task_key,
-            dynamic_key=str(run.dynamic_key),
-            parameters=parameters,
-        )
+        try:
+            self.store.record_task_run(
+                run.id_text,
+                run.name,
+                run.task_name,
+                flow_run_id=str(run.flow_run_id),
+                task_key=run.task_key,
+                dynamic_key=str(run.dynamic_key),
+                parameters=parameters,
+            )
+        except RunStoreError as error:
+            _not_recorded(run, error)
 
     def state_changed(self, run: TaskRun | FlowRun, state: State) -> None:
-        self.store.record_state(
-            run.id_text,
-            state.type,  # a str enum: the store takes its value on its own thread
-            state.name,
-            timestamp=state.timestamp,
-            message=state.message,
-            result=result_reference(state.data),
-        )
+        try:
+            self.store.record_state(
+                run.id_text,
+                state.type,  # a str enum: the store takes its value on its own thread
+                state.name,
+                timestamp=state.timestamp,
+                message=state.message,
+                result=result_reference(state.data),
+            )
+        except RunStoreError as error:
+            _not_recorded(run, error)
 
     def finish(self) -> None:
         """Commit what was recorded and give the store back. Called when the outermost flow run
@@ -127,6 +136,12 @@ class RunRecorder:
             logger.warning("ferroflow could not record some runs in %s: %s", self.store.url, error)
         finally:
             stores.release(self.store)
+
+
+def _not_recorded(run: TaskRun | FlowRun, error: RunStoreError) -> None:
+    """Recording must never break a run: a store closed under a run that outlived its flow
+    (a timed-out task's thread goes on) loses that run's late records, with a warning."""
+    logger.warning("ferroflow could not record run %s: %s", run.name, error)
 
 
 def recorder_for_flow_run() -> RunRecorder | None:

@@ -61,7 +61,7 @@ class TaskRun:
         parameters: Mapping[str, Any] | None = None,
     ):
         self.id = uuid.uuid4()
-        self.id_text = str(self.id)
+        self.id_text = str(self.id)  # as the run store knows it; every state record names it
         self.recorder = recorder
         self.name = f"{task_name}-{dynamic_key}"
         self.task_name = task_name
@@ -110,7 +110,7 @@ class FlowRun:
         parameters: Mapping[str, Any] | None = None,
     ) -> None:
         self.id = uuid.uuid4()
-        self.id_text = str(self.id)
+        self.id_text = str(self.id)  # as the run store knows it; every state record names it
         self.recorder = recorder
         self.name = f"{flow_name}-{self.id.hex[:8]}"
         self.flow_name = flow_name
