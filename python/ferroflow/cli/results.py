@@ -184,7 +184,7 @@ def prune(age: timedelta, dry_run: bool, storage_spec: str | None) -> None:
     if dry_run:
         for path, size in plan.remove:
             click.echo(f"would remove {path} ({_size(size)})")
-    else:
+    elif plan.remove:
         _remove(plan.remove)
     verb = "Would remove" if dry_run else "Removed"
     noun = "file" if len(plan.remove) == 1 else "files"
