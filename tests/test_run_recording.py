@@ -152,10 +152,12 @@ def test_a_killed_process_leaves_store_and_result_files_consistent(tmp_path, iso
     script = tmp_path / "endless.py"
     script.write_text(textwrap.dedent(KILLED_SCRIPT))
     process = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
-    assert process.stdout.readline().strip() == "running"
-    time.sleep(0.3)  # let the writer commit a few batches, then kill mid-write
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
+    try:
+        assert process.stdout.readline().strip() == "running"
+        time.sleep(0.3)  # let the writer commit a few batches, then kill mid-write
+    finally:
+        os.kill(process.pid, signal.SIGKILL)  # the script never ends by itself
+        process.wait(timeout=30)
     with reopened_store() as store:
         (flow_run,) = store.list_flow_runs()
         task_runs = store.list_task_runs(flow_run.id)
