@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     from ferroflow._engine.runs import FlowRun, TaskRun
     from ferroflow.flows import Flow
     from ferroflow.futures import TaskFuture
-    from ferroflow.results import ResultFactory
+    from ferroflow.results import BaseResult, ResultFactory
+    from ferroflow.runstore import RunStore
     from ferroflow.task_runners import BaseTaskRunner
     from ferroflow.tasks import Task
 
@@ -53,6 +54,10 @@ class FlowRunContext:
         "child_runs",
         "futures",
         "logger",
+        "_earlier_results",
+        "_run_store",
+        "_refresh_cache",
+        "_owns_run_store",
     )
 
     def __init__(
@@ -79,17 +84,62 @@ class FlowRunContext:
         self.child_runs: list[TaskRun | FlowRun] = []
         self.futures: list[TaskFuture] = []
         self.logger: logging.LoggerAdapter[logging.Logger] | None = None
+        # Persisted results of the earlier attempts' task and subflow runs, by identity.
+        self._earlier_results: dict[tuple[str, int], BaseResult] = {}
+        self._run_store: RunStore | None = None
+        self._refresh_cache: bool | None = None
+        self._owns_run_store = False
 
     @staticmethod
     def get() -> FlowRunContext | None:
         return _flow_run_context.get()
 
     def start_attempt(self) -> None:
-        """Forget the previous attempt's task runs: a flow retry numbers its task runs from
-        zero again, so each gets the same identity (and persisted result) as before."""
+        """Forget the previous attempt's task runs, keeping their persisted results: a flow
+        retry numbers its task runs from zero again, so each gets the same identity as before
+        and finds the result it had (`earlier_attempt_result`)."""
+        from ferroflow._engine.runs import run_identity
+        from ferroflow.results import PersistedResult
+        from ferroflow.states import StateType
+
+        for run in self.child_runs:
+            state = run.state
+            if state.type is StateType.COMPLETED and isinstance(state.data, PersistedResult):
+                self._earlier_results[run_identity(run)] = state.data
         self._dynamic_keys.clear()
         self.child_runs = []
         self.futures = []
+
+    def earlier_attempt_result(self, identity: tuple[str, int]) -> BaseResult | None:
+        """The persisted result an earlier attempt of this flow run got for the task or subflow
+        run with this identity (`ferroflow._engine.runs.run_identity`), if any."""
+        if not self._earlier_results:
+            return None
+        return self._earlier_results.get(identity)
+
+    def run_store(self) -> RunStore:
+        """The run store of this flow run (the task cache lives there): its recorder's, or,
+        when runs are not recorded, one taken from the process's stores on first use and given
+        back when the flow run ends (`close`)."""
+        if self._run_store is None:
+            recorder = self.flow_run.recorder
+            if recorder is not None:
+                self._run_store = recorder.store
+            else:
+                from ferroflow._engine.recording import stores
+
+                self._run_store = stores.acquire()
+                self._owns_run_store = True
+        return self._run_store
+
+    def refresh_cache_by_default(self) -> bool:
+        """The FERROFLOW_TASKS_REFRESH_CACHE setting, read once per flow run (reading settings
+        costs more than the rest of a cache lookup's bookkeeping)."""
+        if self._refresh_cache is None:
+            from ferroflow.settings import get_current_settings
+
+            self._refresh_cache = bool(get_current_settings().tasks_refresh_cache)
+        return self._refresh_cache
 
     def next_dynamic_key(self, task_key: str) -> int:
         """0, 1, 2, ... for successive runs of one task within this flow run attempt."""
@@ -128,6 +178,11 @@ class FlowRunContext:
     def close(self) -> None:
         if self._loop_thread is not None:
             self._loop_thread.close()
+        if self._owns_run_store and self._run_store is not None:
+            from ferroflow._engine.recording import stores
+
+            stores.release(self._run_store)
+            self._owns_run_store = False
 
 
 class TaskRunContext:
@@ -144,6 +199,7 @@ class TaskRunContext:
         "is_async",
         "_parameters",
         "logger",
+        "cache_key",
     )
 
     def __init__(
@@ -165,6 +221,8 @@ class TaskRunContext:
         self.is_async = is_async
         self._parameters: dict[str, Any] | None = None
         self.logger: logging.LoggerAdapter[logging.Logger] | None = None
+        # The key this run's result is cached under (set when the task has a cache_key_fn).
+        self.cache_key: str | None = None
 
     @staticmethod
     def get() -> TaskRunContext | None:
@@ -178,7 +236,7 @@ class TaskRunContext:
     def parameters(self) -> dict[str, Any]:
         """The call's arguments by parameter name (defaults applied), futures resolved."""
         if self._parameters is None:
-            bound = inspect.signature(self.task.fn).bind(*self.args, **self.kwargs)
+            bound = _signature(self.task.fn).bind(*self.args, **self.kwargs)
             bound.apply_defaults()
             self._parameters = dict(bound.arguments)
         return self._parameters
@@ -189,6 +247,21 @@ class TaskRunContext:
         its flow run — the key under which a prior attempt's result can be found."""
         run = self.task_run
         return (str(run.flow_run_id), run.task_key, run.dynamic_key)
+
+
+_signatures: dict[Any, inspect.Signature] = {}
+
+
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    """`inspect.signature(fn)`, made once per function: building it is most of the cost of
+    binding a call's parameters, which cache key functions do for every call."""
+    try:
+        return _signatures[fn]
+    except KeyError:
+        signature = _signatures[fn] = inspect.signature(fn)
+        return signature
+    except TypeError:  # an unhashable callable
+        return inspect.signature(fn)
 
 
 def get_run_context() -> TaskRunContext | FlowRunContext:

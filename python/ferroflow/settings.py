@@ -75,6 +75,13 @@ class Settings(BaseSettings):
         default=False,
         description="Ignore cached task results and recompute them (the new results are cached).",
     )
+    runstore_record_runs: bool = Field(
+        default=True,
+        description=(
+            "Record flow runs, task runs and their states in the run store (FERROFLOW_RUNSTORE_URL). "
+            "Off: nothing is recorded; the task cache still uses the run store."
+        ),
+    )
 
     @field_validator("home")
     @classmethod

@@ -9,6 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, overload
 
 from ferroflow._engine import task_engine
+from ferroflow._engine.caching import CachedResultUnavailableWarning, CacheKeyFunctionError
 from ferroflow._engine.inputs import unmapped
 from ferroflow._engine.options import (
     check_callable_or_none,
@@ -19,6 +20,7 @@ from ferroflow._engine.options import (
     check_timeout,
     describe,
 )
+from ferroflow.cache_keys import task_input_hash
 from ferroflow.exceptions import TaskRunTimeoutError
 
 R = TypeVar("R")
@@ -153,4 +155,11 @@ def task(__fn: Callable[..., R] | None = None, **options: Any) -> Any:
     return functools.partial(Task, **options)
 
 
-__all__ = ["Task", "task", "unmapped"]
+__all__ = [
+    "CacheKeyFunctionError",
+    "CachedResultUnavailableWarning",
+    "Task",
+    "task",
+    "task_input_hash",
+    "unmapped",
+]

@@ -15,12 +15,21 @@ from typing import TYPE_CHECKING, Any
 
 from ferroflow._engine.bodies import call_async_body, call_sync_body
 from ferroflow._engine.loops import in_async_caller, run_coroutine_blocking
-from ferroflow._engine.runs import Attempts, FlowRun, failed_state, set_state
+from ferroflow._engine.recording import LazyParameters, RunRecorder, recorder_for_flow_run
+from ferroflow._engine.runs import (
+    Attempts,
+    FlowRun,
+    failed_state,
+    run_identity,
+    set_state,
+    subflow_key,
+)
 from ferroflow.context import FlowRunContext, TaskRunContext, set_flow_run_context
 from ferroflow.exceptions import RunTimeoutError
 from ferroflow.futures import TaskFuture
 from ferroflow.results import BaseResult, ResultFactory, UnpersistedResult
 from ferroflow.states import (
+    Cached,
     Completed,
     State,
     StateType,
@@ -61,14 +70,24 @@ async def _call_async(
 # --- one flow run -----------------------------------------------------------------------------
 
 
-def _begin(flow: Flow[Any], loop: asyncio.AbstractEventLoop | None) -> FlowRunContext | FlowRun:
-    """A new flow run with its context, or the run alone, already failed, if its result
-    factory could not be made."""
+def _begin(
+    flow: Flow[Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    loop: asyncio.AbstractEventLoop | None,
+) -> FlowRunContext | FlowRun:
+    """A new flow run with its context — or the run alone, already ended, if its result
+    factory could not be made (Failed) or, as a subflow of a retried flow run, it completed
+    with a persisted result in an earlier attempt (Cached)."""
     parent = TaskRunContext.get() or FlowRunContext.get()
     parent_flow = parent.flow_run_context if isinstance(parent, TaskRunContext) else parent
-    flow_run = FlowRun(flow.name, parent_flow.flow_run.id if parent_flow else None)
+    flow_run = _new_flow_run(flow, parent_flow, args, kwargs)
     if parent_flow is not None:
         parent_flow.child_runs.append(flow_run)  # a subflow counts among its parent's runs
+        earlier = parent_flow.earlier_attempt_result(run_identity(flow_run))
+        if earlier is not None:
+            set_state(flow_run, Cached(data=earlier))
+            return flow_run
     try:
         factory = ResultFactory.from_flow(flow, parent_flow.result_factory if parent_flow else None)
     except Exception as exc:
@@ -77,9 +96,35 @@ def _begin(flow: Flow[Any], loop: asyncio.AbstractEventLoop | None) -> FlowRunCo
     return FlowRunContext(flow, flow_run, factory, flow.task_runner.duplicate(), loop=loop)
 
 
+def _new_flow_run(
+    flow: Flow[Any],
+    parent_flow: FlowRunContext | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> FlowRun:
+    """The run record. A subflow run is numbered among its parent's runs of the same flow and
+    shares its parent's recorder; an outermost run decides whether to record (and opens the
+    run store) now."""
+    recorder: RunRecorder | None
+    if parent_flow is None:
+        recorder, dynamic_key, parent_id = recorder_for_flow_run(), None, None
+    else:
+        recorder = parent_flow.flow_run.recorder
+        dynamic_key = parent_flow.next_dynamic_key(subflow_key(flow.name))
+        parent_id = parent_flow.flow_run.id
+    return FlowRun(
+        flow.name,
+        parent_id,
+        dynamic_key=dynamic_key,
+        recorder=recorder,
+        parameters=None if recorder is None else LazyParameters(flow.fn, args, kwargs),
+    )
+
+
 def run_flow_sync(flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> State:
-    context = _begin(flow, loop=None)
+    context = _begin(flow, args, kwargs, loop=None)
     if isinstance(context, FlowRun):
+        _commit_records(context)
         return context.state
     attempts = Attempts(context.flow_run, _RUN_KIND, flow.retries, flow.retry_delay_seconds)
     leave = set_flow_run_context(context)
@@ -95,11 +140,13 @@ def run_flow_sync(flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
         return attempts.final  # type: ignore[return-value]
     finally:
         _end(context, leave)
+        _commit_records(context.flow_run)
 
 
 async def run_flow_async(flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> State:
-    context = _begin(flow, loop=asyncio.get_running_loop())
+    context = _begin(flow, args, kwargs, loop=asyncio.get_running_loop())
     if isinstance(context, FlowRun):
+        await _commit_records_async(context)
         return context.state
     attempts = Attempts(context.flow_run, _RUN_KIND, flow.retries, flow.retry_delay_seconds)
     leave = set_flow_run_context(context)
@@ -115,6 +162,7 @@ async def run_flow_async(flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[st
         return attempts.final  # type: ignore[return-value]
     finally:
         _end(context, leave)
+        await _commit_records_async(context.flow_run)
 
 
 def _end(context: FlowRunContext, leave: Any) -> None:
@@ -123,6 +171,26 @@ def _end(context: FlowRunContext, leave: Any) -> None:
         context.close()
     finally:
         leave()
+
+
+def _commit_records(flow_run: FlowRun) -> None:
+    """When an outermost flow run ends, wait until its records are committed: other
+    processes (`ferroflow runs ls`) see the run at once, and nothing is left to the exit hook."""
+    recorder = _outermost_recorder(flow_run)
+    if recorder is not None:
+        recorder.finish()
+
+
+async def _commit_records_async(flow_run: FlowRun) -> None:
+    """`_commit_records`, waiting in a worker thread so that the event loop keeps running."""
+    recorder = _outermost_recorder(flow_run)
+    if recorder is not None:
+        await asyncio.to_thread(recorder.finish)
+
+
+def _outermost_recorder(flow_run: FlowRun) -> RunRecorder | None:
+    """The recorder an outermost flow run took when it started (subflows share it)."""
+    return flow_run.recorder if flow_run.parent_flow_run_id is None else None
 
 
 # An attempt ends only after every task run it submitted, whether the function returned or

@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import datetime
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ferroflow.exceptions import RunTimeoutError
 from ferroflow.states import (
@@ -25,12 +25,20 @@ from ferroflow.states import (
     exception_message,
 )
 
+if TYPE_CHECKING:
+    from ferroflow._engine.recording import RunRecorder
+
 
 class TaskRun:
-    """One run of a task: identity, name, state history and attempt count."""
+    """One run of a task: identity, name, state history and attempt count.
+
+    With a `recorder`, the run and each of its states are recorded in the run store.
+    """
 
     __slots__ = (
         "id",
+        "id_text",
+        "recorder",
         "name",
         "task_name",
         "task_key",
@@ -42,8 +50,19 @@ class TaskRun:
     )
     state: State
 
-    def __init__(self, task_name: str, task_key: str, dynamic_key: int, flow_run_id: uuid.UUID):
+    def __init__(
+        self,
+        task_name: str,
+        task_key: str,
+        dynamic_key: int,
+        flow_run_id: uuid.UUID,
+        *,
+        recorder: RunRecorder | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ):
         self.id = uuid.uuid4()
+        self.id_text = str(self.id)  # as the run store knows it; every state record names it
+        self.recorder = recorder
         self.name = f"{task_name}-{dynamic_key}"
         self.task_name = task_name
         self.task_key = task_key
@@ -51,6 +70,8 @@ class TaskRun:
         self.flow_run_id = flow_run_id
         self.state_history: list[State] = []
         self.run_count = 0
+        if recorder is not None:
+            recorder.task_run_created(self, parameters)
         set_state(self, Pending())
 
     def __repr__(self) -> str:
@@ -58,26 +79,47 @@ class TaskRun:
 
 
 class FlowRun:
-    """One run of a flow: identity, name, parent, state history and attempt count."""
+    """One run of a flow: identity, name, parent, state history and attempt count.
+
+    A subflow run has a `dynamic_key` like a task run's (0, 1, ... for the calls of that flow in
+    its parent's attempt), so that a retry of the parent can find its result. With a
+    `recorder`, the run and each of its states are recorded in the run store.
+    """
 
     __slots__ = (
         "id",
+        "id_text",
+        "recorder",
         "name",
         "flow_name",
         "parent_flow_run_id",
+        "dynamic_key",
         "state",
         "state_history",
         "run_count",
     )
     state: State
 
-    def __init__(self, flow_name: str, parent_flow_run_id: uuid.UUID | None) -> None:
+    def __init__(
+        self,
+        flow_name: str,
+        parent_flow_run_id: uuid.UUID | None,
+        *,
+        dynamic_key: int | None = None,
+        recorder: RunRecorder | None = None,
+        parameters: Mapping[str, Any] | None = None,
+    ) -> None:
         self.id = uuid.uuid4()
+        self.id_text = str(self.id)  # as the run store knows it; every state record names it
+        self.recorder = recorder
         self.name = f"{flow_name}-{self.id.hex[:8]}"
         self.flow_name = flow_name
         self.parent_flow_run_id = parent_flow_run_id
+        self.dynamic_key = dynamic_key
         self.state_history: list[State] = []
         self.run_count = 0
+        if recorder is not None:
+            recorder.flow_run_created(self, parameters)
         set_state(self, Pending())
 
     def __repr__(self) -> str:
@@ -85,12 +127,29 @@ class FlowRun:
 
 
 def set_state(run: TaskRun | FlowRun, state: State) -> State:
-    """Move `run` to `state`. Every state change of every run goes through here, so a run
-    store (or an observer) has a single place to hook into."""
+    """Move `run` to `state`. Every state change of every run goes through here: this is
+    where the run store records it."""
     state.run_id = run.id
     run.state = state
     run.state_history.append(state)
+    if run.recorder is not None:
+        run.recorder.state_changed(run, state)
     return state
+
+
+def run_identity(run: TaskRun | FlowRun) -> tuple[str, int]:
+    """What identifies a task or subflow run within its flow run, the same in every attempt:
+    (task key, dynamic key) for a task run, ("flow:" + name, dynamic key) for a subflow run.
+    A flow retry finds an earlier attempt's result under it."""
+    if isinstance(run, TaskRun):
+        return (run.task_key, run.dynamic_key)
+    return (subflow_key(run.flow_name), -1 if run.dynamic_key is None else run.dynamic_key)
+
+
+def subflow_key(flow_name: str) -> str:
+    """The counterpart of a task key for the subflow runs of a flow (their dynamic keys count
+    apart from any task's)."""
+    return f"flow:{flow_name}"
 
 
 def failed_state(run_kind: str, exception: BaseException, **kwargs: Any) -> State:

@@ -2,8 +2,9 @@
 
 A task run goes Pending -> Running -> (AwaitingRetry -> Retrying ->)* Completed | Failed.
 Before its first attempt it gets its result factory, its inputs are resolved (futures and
-states replaced by their values) and the prior-result hook is asked whether the run can be
-skipped (see `_prior_result`).
+states replaced by their values) and prior results are looked up to see whether the run can be
+skipped: an earlier attempt of the flow run or the task cache may already have its result
+(see `_prior_result` and `ferroflow._engine.caching`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from ferroflow._engine import caching
 from ferroflow._engine.bodies import call_async_body, call_sync_body
 from ferroflow._engine.inputs import (
     UpstreamFailed,
@@ -26,6 +28,7 @@ from ferroflow._engine.inputs import (
     unmapped,
 )
 from ferroflow._engine.loops import in_async_caller
+from ferroflow._engine.recording import LazyParameters
 from ferroflow._engine.runs import Attempts, TaskRun, failed_state
 from ferroflow.context import FlowRunContext, TaskRunContext, set_task_run_context
 from ferroflow.exceptions import (
@@ -61,11 +64,14 @@ def call_task(
         if in_async_caller():
             return _call_async(task, flow_context, args, kwargs, return_state)
         state = flow_context.run_coroutine(
-            run_task_async(task, _new_task_run(task, flow_context), flow_context, args, kwargs)
+            run_task_async(
+                task, _new_task_run(task, flow_context, args, kwargs), flow_context, args, kwargs
+            )
         )
     else:
         _wait_blocking(pending_upstream_futures(args, kwargs))
-        state = run_task_sync(task, _new_task_run(task, flow_context), flow_context, args, kwargs)
+        task_run = _new_task_run(task, flow_context, args, kwargs)
+        state = run_task_sync(task, task_run, flow_context, args, kwargs)
     return state if return_state else state_value(state)
 
 
@@ -76,7 +82,7 @@ async def _call_async(
     kwargs: dict[str, Any],
     return_state: bool,
 ) -> Any:
-    task_run = _new_task_run(task, flow_context)
+    task_run = _new_task_run(task, flow_context, args, kwargs)
     state = await run_task_async(task, task_run, flow_context, args, kwargs)
     return state if return_state else state_value(state)
 
@@ -121,10 +127,18 @@ def _flow_context_for(task: Task[Any], verb: str) -> FlowRunContext:
     return flow_context
 
 
-def _new_task_run(task: Task[Any], flow_context: FlowRunContext) -> TaskRun:
+def _new_task_run(
+    task: Task[Any], flow_context: FlowRunContext, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> TaskRun:
     task_key = task.task_key
+    recorder = flow_context.flow_run.recorder
     task_run = TaskRun(
-        task.name, task_key, flow_context.next_dynamic_key(task_key), flow_context.flow_run.id
+        task.name,
+        task_key,
+        flow_context.next_dynamic_key(task_key),
+        flow_context.flow_run.id,
+        recorder=recorder,
+        parameters=None if recorder is None else LazyParameters(task.fn, args, kwargs),
     )
     flow_context.child_runs.append(task_run)
     return task_run
@@ -212,14 +226,14 @@ def _prepare(task_context: TaskRunContext, attempts: Attempts, wait_for: tuple[A
 
 
 def _prior_result(task_context: TaskRunContext) -> BaseResult | None:
-    """The hook where a result from before can stand in for running the task.
-
-    If the task run's `ResultFactory` has a `lookup_prior_result(task_run_context)` method,
-    it is asked here, with the run context (identity: flow run id, task key and dynamic key;
-    `parameters` with futures resolved). A `BaseResult` it returns ends the run in a Cached
-    state holding that result; None runs the task. This is where task caching by
-    `cache_key_fn` and reuse of results across flow retries plug in.
+    """A result from before that stands in for running the task: an earlier attempt's (flow
+    retries) or the task cache's (`caching.prior_result`), else one from the result factory's
+    optional `lookup_prior_result(task_run_context)` hook (for custom factories). A
+    `BaseResult` ends the run in a Cached state holding that result; None runs the task.
     """
+    prior = caching.prior_result(task_context)
+    if prior is not None:
+        return prior
     lookup = getattr(task_context.result_factory, "lookup_prior_result", None)
     return None if lookup is None else lookup(task_context)
 
@@ -231,6 +245,8 @@ def _completed_state(task_context: TaskRunContext, value: Any) -> State:
         result = task_context.result_factory.create_result(value)  # type: ignore[union-attr]
     except Exception as exc:
         return failed_state(_RUN_KIND, exc)
+    if task_context.cache_key is not None:
+        caching.remember(task_context, result)
     return Completed(data=result)
 
 
@@ -244,7 +260,7 @@ def _submit(
     kwargs: dict[str, Any],
     wait_for: tuple[Any, ...],
 ) -> TaskFuture:
-    task_run = _new_task_run(task, flow_context)
+    task_run = _new_task_run(task, flow_context, args, kwargs)
     runner = flow_context.task_runner
     if task.isasync:
         run_async = functools.partial(
@@ -279,7 +295,7 @@ async def _submit_from_async(
     if task.isasync and runner.concurrency_type is TaskConcurrencyType.SEQUENTIAL:
         # A sequential runner finishes each run before the next; on the flow's own loop that
         # means awaiting it here.
-        task_run = _new_task_run(task, flow_context)
+        task_run = _new_task_run(task, flow_context, args, kwargs)
         state = await run_task_async(task, task_run, flow_context, args, kwargs, wait_for)
         return _tracked(flow_context, TaskFuture(task_run, finished_future(state)))
     return _submit(task, flow_context, args, kwargs, wait_for)

@@ -7,6 +7,7 @@ import click
 from ferroflow import __version__
 from ferroflow.cli.config import config
 from ferroflow.cli.cache import cache
+from ferroflow.cli.results import results
 from ferroflow.cli.runs import runs
 
 
@@ -19,6 +20,7 @@ def app() -> None:
 app.add_command(config)
 app.add_command(runs)
 app.add_command(cache)
+app.add_command(results)
 
 
 def main() -> None:

@@ -1,0 +1,169 @@
+"""Results from before that stand in for running a task: the earlier attempt's result when a
+flow retries, and the task cache (`cache_key_fn`, `cache_expiration`, `refresh_cache`).
+
+Before a task run's first attempt the engine asks `prior_result(task_context)`:
+
+1. Flow retries: a task run with the same identity (task key, dynamic key) that completed with a
+   persisted result in an earlier attempt of this flow run gives that result.
+2. The task cache: the task's cache key function gives a key; an entry for it in the run store
+   (not expired, and not refreshed) gives its result — after reading it back, so that a
+   deleted or damaged file is a miss (with a `CachedResultUnavailableWarning`), not a failure.
+
+Either way the run ends "Cached" without running the function. After a run completes,
+`remember(task_context, result)` puts its result in the cache under the key.
+"""
+
+from __future__ import annotations
+
+import datetime
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ferroflow._engine.recording import (
+    positional_parameter_names,
+    result_reference,
+    storage_from_reference,
+)
+from ferroflow._engine.runs import run_identity
+from ferroflow.exceptions import FerroflowException
+from ferroflow.results import BaseResult, LiteralResult, PersistedResult
+
+if TYPE_CHECKING:
+    from ferroflow.context import TaskRunContext
+    from ferroflow.runstore import ResultRef
+
+
+class CacheKeyFunctionError(FerroflowException, ValueError):
+    """A task's `cache_key_fn` raised, or returned something other than a string or None. The
+    task run fails with this error (the task does not run)."""
+
+
+class CachedResultUnavailableWarning(UserWarning):
+    """A cache entry's result file is missing or cannot be read: the task runs again and its
+    new result replaces the entry."""
+
+
+def prior_result(task_context: TaskRunContext) -> BaseResult | None:
+    """The result that ends this task run without running it, or None to run it."""
+    earlier = task_context.flow_run_context.earlier_attempt_result(
+        run_identity(task_context.task_run)
+    )
+    if earlier is not None:
+        return earlier
+    key_fn = task_context.task.cache_key_fn
+    if key_fn is None:
+        return None
+    key = task_context.cache_key = cache_key(task_context, key_fn)
+    if key is None or _refreshing(task_context):
+        return None
+    return _cached_result(task_context, key)
+
+
+def remember(task_context: TaskRunContext, result: BaseResult) -> None:
+    """Cache a completed run's result under its cache key (if it has one), replacing any entry."""
+    key = task_context.cache_key
+    if key is None:
+        return
+    reference = result_reference(result)
+    if reference is None:  # only persisted results and literals can be found again
+        return
+    task = task_context.task
+    expiration = None
+    if task.cache_expiration is not None:
+        expiration = datetime.datetime.now(datetime.timezone.utc) + task.cache_expiration
+    task_context.flow_run_context.run_store().put_cache_entry(
+        key, task.name, reference, expiration=expiration
+    )
+
+
+def _refreshing(task_context: TaskRunContext) -> bool:
+    refresh = task_context.task.refresh_cache
+    if refresh is None:
+        return task_context.flow_run_context.refresh_cache_by_default()
+    return bool(refresh)
+
+
+# --- the cache key ---------------------------------------------------------------------------------
+
+
+def cache_key(task_context: TaskRunContext, key_fn: Callable[..., Any]) -> str | None:
+    """Call the task's cache key function with the arguments it accepts: `(context,
+    parameters)`, `(context)` or none (the spec's `cache_key_fn=lambda: "always"`). Its key must
+    be a string; None means "do not cache this call"."""
+    task = task_context.task
+    arity = _accepted_arguments(key_fn)
+    try:
+        if arity == 2:
+            key = key_fn(task_context, task_context.parameters)
+        elif arity == 1:
+            key = key_fn(task_context)
+        else:
+            key = key_fn()
+    except Exception as error:
+        raise CacheKeyFunctionError(
+            f"The cache key function {_describe(key_fn)} of task {task.name!r} raised "
+            f"{type(error).__name__}: {error}. The task did not run. Fix the function, or return "
+            "None from it for calls that should not be cached."
+        ) from error
+    if key is None or type(key) is str:
+        return key
+    raise CacheKeyFunctionError(
+        f"The cache key function {_describe(key_fn)} of task {task.name!r} returned "
+        f"{type(key).__name__} {_short_repr(key)}; a cache key must be a string (or None to not "
+        "cache the call). The task did not run. Return e.g. str(...) or a digest's hexdigest()."
+    )
+
+
+def _accepted_arguments(key_fn: Callable[..., Any]) -> int:
+    """How many of (context, parameters) `key_fn` takes positionally: 2, 1 or 0."""
+    names = positional_parameter_names(key_fn)
+    return 2 if names is None else min(2, len(names))
+
+
+def _describe(key_fn: Callable[..., Any]) -> str:
+    return getattr(key_fn, "__qualname__", None) or repr(key_fn)
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+# --- reading a cache entry -------------------------------------------------------------------------
+
+
+def _cached_result(task_context: TaskRunContext, key: str) -> BaseResult | None:
+    entry = task_context.flow_run_context.run_store().get_cache_entry(key)
+    if entry is None:
+        return None
+    try:
+        return _reopen(entry.result, task_context)
+    except Exception as error:
+        warnings.warn(
+            f"The cached result of task {task_context.task.name!r} (cache key {key[:16]}…, "
+            f"{entry.result.describe()}) cannot be read: {error}. The task runs again, and its "
+            "new result replaces the cache entry.",
+            CachedResultUnavailableWarning,
+            stacklevel=2,
+        )
+        return None
+
+
+def _reopen(reference: ResultRef, task_context: TaskRunContext) -> BaseResult:
+    """The result a cache entry refers to, read back and verified (the value is kept in memory
+    unless the task has `cache_result_in_memory=False`)."""
+    if reference.kind == "literal":
+        return LiteralResult(reference.value)
+    factory = task_context.result_factory
+    result = PersistedResult(
+        storage=storage_from_reference(reference.storage),  # type: ignore[arg-type]
+        storage_key=reference.key,  # type: ignore[arg-type]
+        serializer_type=reference.serializer,  # type: ignore[arg-type]
+        cache_in_memory=factory is None or factory.cache_result_in_memory,
+    )
+    result.get()  # a missing or damaged file shows here, while the task can still run instead
+    return result
