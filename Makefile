@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 # Keep every cargo invocation (maturin's too) on one target dir, so builds are shared.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help venv build build-release test test-rust test-python stubtest demo bench clean
+.PHONY: help venv build build-release test test-rust test-python stubtest demo bench bench-rust clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -44,6 +44,9 @@ demo: build ## run the example pipeline (its runs, cache and results go to .demo
 
 bench: build ## run the benchmarks in benches/ and write their figures to .bench/summary.md
 	$(PY) benches/summary.py --out .bench/summary.md
+
+bench-rust: ## run the core's criterion benchmarks (no Python involved)
+	cargo bench -p ferroflow-core
 
 clean:
 	rm -rf $(VENV) target .pytest_cache .hypothesis

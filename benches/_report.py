@@ -3,6 +3,7 @@
 Benchmarks print figures and ratios measured in one run; they never assert on timing.
 """
 
+import os
 import time
 from collections.abc import Callable, Sequence
 
@@ -31,7 +32,9 @@ def print_table(title: str, header: Sequence[str], rows: Sequence[Sequence[objec
     """Prints `rows` as aligned columns under `title`; floats get two decimals."""
     cells = [[_format(cell) for cell in row] for row in [header, *rows]]
     widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
-    print(f"\n{title}")
+    # Other work on the machine slows every figure; the load (this run included) says how much.
+    load = os.getloadavg()[0]
+    print(f"\n{title}  [1-min load average {load:.1f}, this run included, on {os.cpu_count()} cores]")
     for index, row in enumerate(cells):
         print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
         if index == 0:

@@ -10,8 +10,10 @@ DEFAULT_MIB = 24
 
 
 def pytest_collect_file(file_path, parent):
-    """Collects the `bench_*.py` files (pytest's default pattern is `test_*.py`)."""
-    if file_path.suffix == ".py" and file_path.name.startswith("bench_"):
+    """Collects the `bench_*.py` files (pytest's default pattern is `test_*.py`); a file named on
+    the command line is collected by pytest itself."""
+    is_bench = file_path.suffix == ".py" and file_path.name.startswith("bench_")
+    if is_bench and not parent.session.isinitpath(file_path):
         return pytest.Module.from_parent(parent, path=file_path)
     return None
 

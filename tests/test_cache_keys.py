@@ -16,6 +16,8 @@ from types import SimpleNamespace
 import numpy as np
 import pydantic
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ferroflow import _core
 from ferroflow.cache_keys import canonical_encoding, hash_canonical, task_identity, task_input_hash
@@ -172,13 +174,16 @@ def test_task_input_hash_follows_the_task_code_not_its_display_name(tmp_path):
         spec.loader.exec_module(module)
         return module.work
 
-    original = load(1, "def work(x):\n    return x + 1\n")
-    edited = load(2, "def work(x):\n    return x + 2\n")
-    reformatted = load(3, "def work(x):\r\n    return x + 1\r\n")
+    decorate = "import functools\ndef task(**options):\n    return lambda fn: functools.wraps(fn)(lambda x: fn(x))\n"
+    original = load(1, decorate + "@task(retries=1)\ndef work(x):\n    return x + 1\n")
+    edited = load(2, decorate + "@task(retries=1)\ndef work(x):\n    return x + 2\n")
+    reformatted = load(3, decorate.replace("\n", "\r\n") + "@task(retries=1)\r\ndef work(x):\r\n    return x + 1\r\n")
+    redecorated = load(4, decorate + "@task(\n    retries=5,\n)\ndef work(x):\n    return x + 1\n")
     key = task_input_hash(task_context(original), {"x": 1})
     assert task_input_hash(task_context(original, name="renamed"), {"x": 1}) == key
     assert task_input_hash(task_context(edited), {"x": 1}) != key
     assert task_input_hash(task_context(reformatted), {"x": 1}) == key  # line endings do not count
+    assert task_input_hash(task_context(redecorated), {"x": 1}) == key  # nor the decorator's options
 
 
 def test_the_task_is_known_by_its_unwrapped_function_and_its_source():
@@ -253,3 +258,46 @@ def test_known_digests(value, digest):
     whole = _core.Hasher("blake3")
     whole.update(b"ferroflow.task_input_hash\x00\x01" + canonical_encoding(value))
     assert whole.hexdigest() == digest
+
+
+# ------------------------------------------------------------------------------------------------
+# Properties: order never matters, and different values never share an encoding
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary()
+values = st.recursive(
+    scalars,
+    lambda children: (st.lists(children, max_size=4) | st.tuples(children, children)
+                      | st.dictionaries(st.text(max_size=5) | st.integers(), children, max_size=4)
+                      | st.frozensets(scalars, max_size=4)),
+    max_leaves=12,
+)
+
+
+def typed(value):
+    """The value as the encoding sees it: type and content, with float bits exact and no order."""
+    if isinstance(value, float):
+        return ("float", value.hex())
+    if isinstance(value, bytes | bytearray):
+        return ("bytes", bytes(value))
+    if isinstance(value, list | tuple):
+        return (type(value).__name__, tuple(typed(item) for item in value))
+    if isinstance(value, dict):
+        return ("dict", frozenset((typed(key), typed(item)) for key, item in value.items()))
+    if isinstance(value, frozenset | set):
+        return ("set", frozenset(typed(item) for item in value))
+    return (type(value).__name__, value)
+
+
+def reordered(value):
+    if isinstance(value, dict):
+        return {key: reordered(value[key]) for key in reversed(list(value))}
+    if isinstance(value, list | tuple):
+        return type(value)(reordered(item) for item in value)
+    return value
+
+
+@settings(max_examples=300, deadline=None)
+@given(values, values)
+def test_the_encoding_is_equal_exactly_for_equal_typed_values(left, right):
+    assert canonical_encoding(left) == canonical_encoding(reordered(left))
+    assert (canonical_encoding(left) == canonical_encoding(right)) == (typed(left) == typed(right))

@@ -81,6 +81,16 @@ def test_every_header_field_round_trips(blob_path):
             assert getattr(header, name) == value
 
 
+def test_the_header_is_read_without_the_payload(blob_path):
+    written = write_blob(blob_path, [b"stream", np.zeros(10_000)], serializer=SERIALIZER)
+    damaged = bytearray(read_file(blob_path))
+    damaged[-200] ^= 0xFF  # inside the payload
+    blob_path.write_bytes(damaged)
+    assert read_header(blob_path).to_dict() == written.to_dict()
+    with pytest.raises(CorruptResultError, match="segment 1"):
+        read_blob(blob_path)
+
+
 def test_header_repr_names_the_useful_fields(blob_path):
     header = write_blob(blob_path, [b"abc"], serializer='{"type": "json"}')
     text = repr(header)
@@ -247,8 +257,12 @@ def test_segments_must_be_contiguous_buffers():
         frame_blob([b"ok", "text"], serializer="{}")
     with pytest.raises(ValueError, match="segment 0 .* not C-contiguous"):
         frame_blob([np.arange(10)[::2]], serializer="{}")
-    with pytest.raises(TypeError, match="not a single bytes object"):
+    with pytest.raises(TypeError, match=r"not a single bytes object; pass \[data\]"):
         frame_blob(b"abc", serializer="{}")
+    with pytest.raises(TypeError, match="not a single ndarray object"):
+        frame_blob(np.arange(3), serializer="{}")
+    with pytest.raises(TypeError, match="iterable of buffers"):
+        frame_blob(42, serializer="{}")
 
 
 @pytest.mark.parametrize("codec", _core.CODECS)

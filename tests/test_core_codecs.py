@@ -68,6 +68,11 @@ def test_lzma_extreme_and_the_multithreaded_encoder_write_standard_xz():
         assert lzma.decompress(packed, format=lzma.FORMAT_XZ) == data
 
 
+@pytest.mark.parametrize("codec", ("bz2", "zlib"))
+def test_threads_are_ignored_by_the_single_threaded_codecs(codec):
+    assert _core.compress(RECORDS, codec, threads=2) == _core.compress(RECORDS, codec)
+
+
 def test_zstd_with_worker_threads_round_trips():
     data = RECORDS * 40
     assert _core.decompress(_core.compress(data, "zstd", threads=2), "zstd") == data
@@ -187,6 +192,16 @@ def test_a_hint_larger_than_memory_falls_back_to_growing(codec):
     assert _core.decompress(packed, codec, size_hint=2**62) == b"small"
 
 
+@pytest.mark.parametrize("codec", _core.CODECS)
+def test_max_output_stops_a_decompression_bomb(codec):
+    bomb = _core.compress(bytes(8 * 2**20), codec)
+    with pytest.raises(ValueError, match=f"^{codec}: the data decompresses to more than max_output=1000000 bytes"):
+        _core.decompress(bomb, codec, max_output=1_000_000)
+    with pytest.raises(ValueError, match="max_output"):
+        _core.decompress(bomb, codec, size_hint=2_000_000, max_output=1_000_000)
+    assert len(_core.decompress(bomb, codec, max_output=8 * 2**20)) == 8 * 2**20
+
+
 def test_codecs_run_concurrently_in_threads():
     results: list[bytes] = []
 
@@ -205,6 +220,12 @@ def test_codecs_run_concurrently_in_threads():
 @given(data=st.binary(max_size=5000), codec=st.sampled_from(_core.CODECS), level=st.integers(1, 9))
 def test_any_bytes_round_trip(data, codec, level):
     assert _core.decompress(_core.compress(data, codec, level=level), codec) == data
+
+
+@settings(max_examples=60, deadline=None)
+@given(data=st.binary(max_size=3000), codec=st.sampled_from(_core.CODECS), hint=st.integers(0, 6000))
+def test_any_size_hint_gives_the_same_bytes(data, codec, hint):
+    assert _core.decompress(_core.compress(data, codec), codec, size_hint=hint) == data
 
 
 @settings(max_examples=300, deadline=None)

@@ -1,9 +1,12 @@
 """Atomic writes, whole-file reads and storage keys through ferroflow._core."""
 
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ferroflow import _core
 from ferroflow._core import UnsafeKeyError, atomic_write, read_blob, read_file, resolve_key, write_blob
 
 
@@ -179,3 +183,71 @@ def test_a_resolved_key_never_leaves_the_base(key):
         return
     assert os.path.commonpath([base, os.path.abspath(resolved)]) == base
     assert os.path.abspath(resolved) != base
+
+
+def test_concurrent_writers_of_one_key_leave_one_whole_blob(tmp_path):
+    target = tmp_path / "shared.ffb"
+    contents = [bytes([n]) * (100_000 + n) for n in range(6)]
+
+    def write_repeatedly(content: bytes) -> None:
+        for _ in range(5):
+            write_blob(target, [content], serializer="{}")
+
+    threads = [threading.Thread(target=write_repeatedly, args=(content,)) for content in contents]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert read_blob(target)[1][0] in contents
+    assert folder_listing(tmp_path) == ["shared.ffb"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_a_writer_killed_midway_leaves_the_previous_blob_readable(tmp_path):
+    target = tmp_path / "result.ffb"
+    write_blob(target, [b"previous"], serializer="{}")
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from ferroflow._core import write_blob
+        data = bytearray(128 * 2**20)
+        print("writing", flush=True)
+        write_blob({str(target)!r}, [data], serializer="{{}}")
+        print("done", flush=True)
+        """
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    assert child.stdout.readline().strip() == "writing"
+    time.sleep(0.02)
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    # Killed before the rename: the previous blob, whole. (After it, the new one, whole.)
+    header, segments = read_blob(target)
+    assert segments in ([b"previous"], [bytes(128 * 2**20)])
+    assert all(name == "result.ffb" or name.endswith(".tmp") for name in folder_listing(tmp_path))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="named pipes (FIFOs) are POSIX")
+@pytest.mark.parametrize("reader", ["read_file", "read_header", "read_blob", "map_blob"])
+def test_reads_release_the_gil_while_waiting_on_the_file(tmp_path, reader):
+    # Opening a FIFO blocks until a writer opens it. The writer is this thread, so the call
+    # can only finish if the reading thread let go of the GIL while it waited.
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    outcome: list[object] = []
+    read = getattr(_core, reader)
+
+    def read_in_thread() -> None:
+        try:
+            outcome.append(read(fifo))
+        except (ValueError, OSError) as error:  # a FIFO is no blob, and has no size
+            outcome.append(error)
+
+    thread = threading.Thread(target=read_in_thread)
+    thread.start()
+    time.sleep(0.1)  # lets the reader reach its blocking open first
+    open(fifo, "wb").close()  # opening for writing is what unblocks the reader
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert len(outcome) == 1

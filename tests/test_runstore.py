@@ -1,3 +1,5 @@
+import gc
+import os
 import sqlite3
 import subprocess
 import sys
@@ -204,6 +206,21 @@ def test_parameter_summaries_are_bounded_and_survive_a_failing_repr():
     assert len(summarize_parameters({f"p{i}": "v" * 50 for i in range(100)})) == 500
 
 
+def test_a_bad_time_or_missing_name_is_refused_at_the_call_and_the_batch_goes_on(store):
+    store.record_flow_run("f1", "a", "etl")
+    with pytest.raises(TypeError, match="timestamp must be a datetime.datetime or None, not float"):
+        store.record_state("f1", "RUNNING", "Running", timestamp=1700000000.0)
+    with pytest.raises(TypeError, match="expiration must be a datetime"):
+        store.put_cache_entry("k", "t", ResultRef.literal(None), expiration=timedelta(seconds=5))
+    with pytest.raises(ValueError, match="state_name is required"):
+        store.record_state("f1", "RUNNING", None)
+    with pytest.raises(ValueError, match="run_id is required"):
+        store.record_task_run("", "t", "t")
+    store.record_state("f1", "RUNNING", "Running", timestamp=at(0))
+    assert store.get_flow_run("f1").start_time == at(0)
+    assert summarize_parameters(["not", "a", "mapping"]) == "['not', 'a', 'mapping']"
+
+
 def test_result_references_describe_themselves_and_refuse_what_json_cannot_hold():
     assert ResultRef.literal(None).describe() == "literal null"
     assert ResultRef.persisted("local-file-system/dev", "k1", "json").describe() == "local-file-system/dev:k1 (json)"
@@ -211,6 +228,25 @@ def test_result_references_describe_themselves_and_refuse_what_json_cannot_hold(
         ResultRef.literal(object())
     with pytest.raises(ValueError, match="no inline value"):
         _ = ResultRef.persisted("s", "k", "pickle").value
+
+
+def test_result_references_translate_to_and_from_the_results_module_form(store):
+    from ferroflow.results import LiteralResult, UnpersistedResult, result_from_reference
+
+    literal = ResultRef.from_result_reference(LiteralResult(True).to_reference())
+    assert literal == ResultRef.literal(True)
+    assert result_from_reference(literal.to_result_reference()).get() is True
+    assert ResultRef.from_result_reference(UnpersistedResult(1).to_reference()) is None
+
+    description = {"type": "local-file-system", "basepath": "/data/results"}
+    persisted = {"type": "reference", "storage": description, "storage_key": "9b1c", "serializer_type": "pickle"}
+    store.record_task_run("t1", "t", "t")
+    store.record_state("t1", "COMPLETED", "Completed", result=ResultRef.from_result_reference(persisted))
+    assert store.list_states("t1")[0].result.to_result_reference() == persisted
+    slug = {**persisted, "storage": "local-file-system/dev"}
+    assert ResultRef.from_result_reference(slug).to_result_reference() == slug
+    with pytest.raises(ValueError, match="Unknown result reference type 'blob'"):
+        ResultRef.from_result_reference({"type": "blob"})
 
 
 def test_referenced_result_keys_cover_states_and_unexpired_cache_entries(store):
@@ -260,6 +296,23 @@ def test_many_threads_recording_at_once_lose_nothing(store):
     assert all(len(store.list_states(run.id)) == 3 for run in task_runs[:50])
 
 
+def open_handles(path):
+    return sum(os.path.realpath(f"/proc/self/fd/{fd}") == str(path) for fd in os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts file descriptors through /proc")
+def test_reader_threads_that_come_and_go_do_not_pile_up_open_files(db_path):
+    with open_store(f"sqlite:///{db_path}") as store:
+        before = open_handles(db_path)
+        for _ in range(6):
+            reader = threading.Thread(target=store.get_cache_entry, args=("k",))
+            reader.start()
+            reader.join()
+            gc.collect()  # sqlite3 connections sit in a reference cycle (their statement cache)
+        # SQLite keeps a closed connection's descriptor for the next one while others hold locks.
+        assert open_handles(db_path) <= before + 1
+
+
 WRITER_PROCESS = textwrap.dedent("""
     import sys
     from ferroflow.runstore import open_store, ResultRef
@@ -276,8 +329,7 @@ WRITER_PROCESS = textwrap.dedent("""
 
 
 def test_two_processes_writing_one_store_at_once_lose_nothing(db_path):
-    url, count = f"sqlite:///{db_path}", 1500
-    open_store(url).close()  # both writers find the schema in place... or create it: either works
+    url, count = f"sqlite:///{db_path}", 1500  # no store yet: the two race to create it, too
     writers = [subprocess.Popen([sys.executable, "-c", WRITER_PROCESS, url, name, str(count)])
                for name in ("alpha", "beta")]
     assert [writer.wait(timeout=60) for writer in writers] == [0, 0]

@@ -41,6 +41,7 @@ wrong entry). Objects that pickling refuses make the key None: the task runs wit
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import datetime
 import decimal
@@ -155,8 +156,12 @@ class _Encoder:
             self.pending += _CANONICAL_NAN if math.isnan(part) else _f64(part)
 
     def string(self, value: str) -> None:
-        self.pending += b"s"
-        self.text(value)
+        data = value.encode("utf-8", "surrogatepass")
+        if len(data) < _INLINE_LIMIT:
+            self.pending += b"s" + _u64(len(data)) + data
+        else:
+            self.pending += b"s"
+            self.raw(data)
 
     def buffer(self, value: Any) -> None:
         self.pending += b"b"
@@ -166,28 +171,42 @@ class _Encoder:
         self.raw(view.cast("B") if view.format != "B" or view.ndim != 1 else view)
 
     def sequence(self, value: list[Any] | tuple[Any, ...]) -> None:
-        with self._entered(value):
-            self.pending += b"t" if isinstance(value, tuple) else b"l"
-            self.count(len(value))
+        key = self._enter(value)
+        try:
+            self.pending += (b"t" if isinstance(value, tuple) else b"l") + _u64(len(value))
             for item in value:
                 self.value(item)
+        finally:
+            self.active.discard(key)
 
     def mapping(self, value: Mapping[Any, Any]) -> None:
-        with self._entered(value):
-            pairs = sorted(((self.to_bytes(key), item) for key, item in value.items()), key=_first)
-            self.pending += b"d"
-            self.count(len(pairs))
+        key = self._enter(value)
+        try:
+            pairs = sorted(((self._key_bytes(name), item) for name, item in value.items()), key=_first)
+            self.pending += b"d" + _u64(len(pairs))
             for encoded_key, item in pairs:
                 self.pending += encoded_key
                 self.value(item)
+        finally:
+            self.active.discard(key)
 
     def set_of(self, value: set[Any] | frozenset[Any]) -> None:
-        with self._entered(value):
-            members = sorted(self.to_bytes(member) for member in value)
-            self.pending += b"S"
-            self.count(len(members))
+        key = self._enter(value)
+        try:
+            members = sorted(self._key_bytes(member) for member in value)
+            self.pending += b"S" + _u64(len(members))
             for member in members:
                 self.pending += member
+        finally:
+            self.active.discard(key)
+
+    def _key_bytes(self, value: Any) -> bytes:
+        """The encoding of a dict key or set member, to sort by. Parameter names are short strings:
+        they skip the separate encoder."""
+        if type(value) is str:
+            data = value.encode("utf-8", "surrogatepass")
+            return b"s" + _u64(len(data)) + data
+        return self.to_bytes(value)
 
     def text_form(self, value: Any) -> None:
         self.pending += b"r"
@@ -200,13 +219,16 @@ class _Encoder:
             self.text(value.isoformat() if hasattr(value, "isoformat") else str(value))
 
     def fields(self, tag: bytes, value: Any, items: list[tuple[str, Any]]) -> None:
-        with self._entered(value):
+        key = self._enter(value)
+        try:
             self.pending += tag
             self.text(_qualified_name(type(value)))
             self.count(len(items))
             for name, item in items:
                 self.text(name)
                 self.value(item)
+        finally:
+            self.active.discard(key)
 
     def other(self, value: Any) -> None:
         """Types matched by class hierarchy rather than exact type, then the pickle fallback."""
@@ -240,11 +262,14 @@ class _Encoder:
 
     def ndarray(self, numpy: Any, array: Any) -> None:
         if array.dtype.hasobject:
-            with self._entered(array):
+            key = self._enter(array)
+            try:
                 self.pending += b"O"
                 self._shape(array.shape)
                 for item in array.flat:
                     self.value(item)
+            finally:
+                self.active.discard(key)
             return
         self.pending += b"A"
         self.text(str(array.dtype.descr) if array.dtype.fields else array.dtype.str)
@@ -268,22 +293,14 @@ class _Encoder:
         self.pending += b"p"
         self.raw(data)
 
-    class _Entered:
-        __slots__ = ("active", "key")
-
-        def __init__(self, active: set[int], key: int) -> None:
-            self.active, self.key = active, key
-
-        def __enter__(self) -> None:
-            if self.key in self.active:
-                raise UnhashableInput("it contains itself (a reference cycle)")
-            self.active.add(self.key)
-
-        def __exit__(self, *exc_info: object) -> None:
-            self.active.discard(self.key)
-
-    def _entered(self, container: Any) -> _Encoder._Entered:
-        return _Encoder._Entered(self.active, id(container))
+    def _enter(self, container: Any) -> int:
+        """Mark a container as being encoded (the caller unmarks it): meeting it again inside
+        itself is a cycle, which no encoding can end."""
+        key = id(container)
+        if key in self.active:
+            raise UnhashableInput("it contains itself (a reference cycle)")
+        self.active.add(key)
+        return key
 
 
 def _first(pair: tuple[bytes, Any]) -> bytes:
@@ -359,8 +376,9 @@ def _source_digest(fn: Callable[..., Any]) -> str | None:
     """BLAKE3 of the function's source text, or None when Python cannot find it (REPL, C functions).
 
     Source, not bytecode: it is the same in every Python version. Line endings and the common
-    indentation are normalized, so a checkout on Windows or moving a function into a class body
-    keeps its keys. Cached per code object: reading source is slow and a function's code is fixed.
+    indentation are normalized, so a checkout with Windows line endings keeps its keys. Cached per
+    code object: reading source is slow, and a function whose code compares equal has the same
+    behaviour (only its comments can differ).
     """
     code = getattr(fn, "__code__", fn)
     try:
@@ -368,7 +386,7 @@ def _source_digest(fn: Callable[..., Any]) -> str | None:
     except (KeyError, TypeError):
         pass
     try:
-        source = textwrap.dedent(inspect.getsource(fn).replace("\r\n", "\n"))
+        source = _source_without_decorators(inspect.getsource(fn))
     except (OSError, TypeError):
         digest = None
     else:
@@ -380,6 +398,19 @@ def _source_digest(fn: Callable[..., Any]) -> str | None:
     except TypeError:  # an unhashable callable: nothing to cache it by
         pass
     return digest
+
+
+def _source_without_decorators(source: str) -> str:
+    """The function's text from its `def` line on: `@task(retries=3)` becoming `retries=5`
+    changes how the task runs, not what it computes, so it must not invalidate the cache."""
+    source = textwrap.dedent(source.replace("\r\n", "\n"))
+    try:
+        definition = ast.parse(source).body[0]
+    except (SyntaxError, IndexError):  # e.g. a lambda: getsource gives the lines around it
+        return source
+    if not isinstance(definition, ast.FunctionDef | ast.AsyncFunctionDef):
+        return source
+    return "\n".join(source.splitlines()[definition.lineno - 1:])
 
 
 def task_identity(task: _TaskLike) -> tuple[str, str | None]:

@@ -56,6 +56,8 @@ class FlowRunContext:
         "logger",
         "_earlier_results",
         "_run_store",
+        "_refresh_cache",
+        "_owns_run_store",
     )
 
     def __init__(
@@ -85,6 +87,8 @@ class FlowRunContext:
         # Persisted results of the earlier attempts' task and subflow runs, by identity.
         self._earlier_results: dict[tuple[str, int], BaseResult] = {}
         self._run_store: RunStore | None = None
+        self._refresh_cache: bool | None = None
+        self._owns_run_store = False
 
     @staticmethod
     def get() -> FlowRunContext | None:
@@ -94,6 +98,7 @@ class FlowRunContext:
         """Forget the previous attempt's task runs, keeping their persisted results: a flow
         retry numbers its task runs from zero again, so each gets the same identity as before
         and finds the result it had (`earlier_attempt_result`)."""
+        from ferroflow._engine.runs import run_identity
         from ferroflow.results import PersistedResult
         from ferroflow.states import StateType
 
@@ -107,22 +112,34 @@ class FlowRunContext:
 
     def earlier_attempt_result(self, identity: tuple[str, int]) -> BaseResult | None:
         """The persisted result an earlier attempt of this flow run got for the task or subflow
-        run with this identity (`run_identity`), if any."""
+        run with this identity (`ferroflow._engine.runs.run_identity`), if any."""
         if not self._earlier_results:
             return None
         return self._earlier_results.get(identity)
 
     def run_store(self) -> RunStore:
-        """The run store of this flow run (the task cache lives there), opened on first use."""
+        """The run store of this flow run (the task cache lives there): its recorder's, or,
+        when runs are not recorded, one taken from the process's stores on first use and given
+        back when the flow run ends (`close`)."""
         if self._run_store is None:
             recorder = self.flow_run.recorder
             if recorder is not None:
                 self._run_store = recorder.store
             else:
-                from ferroflow._engine.recording import shared_store
+                from ferroflow._engine.recording import stores
 
-                self._run_store = shared_store()
+                self._run_store = stores.acquire()
+                self._owns_run_store = True
         return self._run_store
+
+    def refresh_cache_by_default(self) -> bool:
+        """The FERROFLOW_TASKS_REFRESH_CACHE setting, read once per flow run (reading settings
+        costs more than the rest of a cache lookup's bookkeeping)."""
+        if self._refresh_cache is None:
+            from ferroflow.settings import get_current_settings
+
+            self._refresh_cache = bool(get_current_settings().tasks_refresh_cache)
+        return self._refresh_cache
 
     def next_dynamic_key(self, task_key: str) -> int:
         """0, 1, 2, ... for successive runs of one task within this flow run attempt."""
@@ -161,6 +178,11 @@ class FlowRunContext:
     def close(self) -> None:
         if self._loop_thread is not None:
             self._loop_thread.close()
+        if self._owns_run_store and self._run_store is not None:
+            from ferroflow._engine.recording import stores
+
+            stores.release(self._run_store)
+            self._owns_run_store = False
 
 
 class TaskRunContext:
@@ -214,7 +236,7 @@ class TaskRunContext:
     def parameters(self) -> dict[str, Any]:
         """The call's arguments by parameter name (defaults applied), futures resolved."""
         if self._parameters is None:
-            bound = inspect.signature(self.task.fn).bind(*self.args, **self.kwargs)
+            bound = _signature(self.task.fn).bind(*self.args, **self.kwargs)
             bound.apply_defaults()
             self._parameters = dict(bound.arguments)
         return self._parameters
@@ -227,20 +249,19 @@ class TaskRunContext:
         return (str(run.flow_run_id), run.task_key, run.dynamic_key)
 
 
-def run_identity(run: TaskRun | FlowRun) -> tuple[str, int]:
-    """What identifies a task or subflow run within its flow run, the same in every attempt:
-    (task key, dynamic key) for a task run, ("flow:" + name, dynamic key) for a subflow run."""
-    from ferroflow._engine.runs import TaskRun
-
-    if isinstance(run, TaskRun):
-        return (run.task_key, run.dynamic_key)
-    return (subflow_key(run.flow_name), run.dynamic_key if run.dynamic_key is not None else -1)
+_signatures: dict[Any, inspect.Signature] = {}
 
 
-def subflow_key(flow_name: str) -> str:
-    """The counterpart of a task key for the subflow runs of a flow (their dynamic keys count
-    apart from any task's)."""
-    return f"flow:{flow_name}"
+def _signature(fn: Callable[..., Any]) -> inspect.Signature:
+    """`inspect.signature(fn)`, made once per function: building it is most of the cost of
+    binding a call's parameters, which cache key functions do for every call."""
+    try:
+        return _signatures[fn]
+    except KeyError:
+        signature = _signatures[fn] = inspect.signature(fn)
+        return signature
+    except TypeError:  # an unhashable callable
+        return inspect.signature(fn)
 
 
 def get_run_context() -> TaskRunContext | FlowRunContext:

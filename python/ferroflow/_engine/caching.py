@@ -25,9 +25,9 @@ from ferroflow._engine.recording import (
     result_reference,
     storage_from_reference,
 )
+from ferroflow._engine.runs import run_identity
 from ferroflow.exceptions import FerroflowException
 from ferroflow.results import BaseResult, LiteralResult, PersistedResult
-from ferroflow.settings import get_current_settings
 
 if TYPE_CHECKING:
     from ferroflow.context import TaskRunContext
@@ -46,15 +46,15 @@ class CachedResultUnavailableWarning(UserWarning):
 
 def prior_result(task_context: TaskRunContext) -> BaseResult | None:
     """The result that ends this task run without running it, or None to run it."""
-    task_run = task_context.task_run
     earlier = task_context.flow_run_context.earlier_attempt_result(
-        (task_run.task_key, task_run.dynamic_key)
+        run_identity(task_context.task_run)
     )
     if earlier is not None:
         return earlier
-    if task_context.task.cache_key_fn is None:
+    key_fn = task_context.task.cache_key_fn
+    if key_fn is None:
         return None
-    key = task_context.cache_key = cache_key(task_context)
+    key = task_context.cache_key = cache_key(task_context, key_fn)
     if key is None or _refreshing(task_context):
         return None
     return _cached_result(task_context, key)
@@ -80,19 +80,18 @@ def remember(task_context: TaskRunContext, result: BaseResult) -> None:
 def _refreshing(task_context: TaskRunContext) -> bool:
     refresh = task_context.task.refresh_cache
     if refresh is None:
-        return bool(get_current_settings().tasks_refresh_cache)
+        return task_context.flow_run_context.refresh_cache_by_default()
     return bool(refresh)
 
 
 # --- the cache key ---------------------------------------------------------------------------------
 
 
-def cache_key(task_context: TaskRunContext) -> str | None:
+def cache_key(task_context: TaskRunContext, key_fn: Callable[..., Any]) -> str | None:
     """Call the task's cache key function with the arguments it accepts: `(context,
     parameters)`, `(context)` or none (the spec's `cache_key_fn=lambda: "always"`). Its key must
     be a string; None means "do not cache this call"."""
     task = task_context.task
-    key_fn = task.cache_key_fn
     arity = _accepted_arguments(key_fn)
     try:
         if arity == 2:

@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any
 from ferroflow._engine.bodies import call_async_body, call_sync_body
 from ferroflow._engine.loops import in_async_caller, run_coroutine_blocking
 from ferroflow._engine.recording import LazyParameters, RunRecorder, recorder_for_flow_run
-from ferroflow._engine.runs import Attempts, FlowRun, failed_state, set_state
-from ferroflow.context import (
-    FlowRunContext,
-    TaskRunContext,
+from ferroflow._engine.runs import (
+    Attempts,
+    FlowRun,
+    failed_state,
     run_identity,
-    set_flow_run_context,
+    set_state,
     subflow_key,
 )
+from ferroflow.context import FlowRunContext, TaskRunContext, set_flow_run_context
 from ferroflow.exceptions import RunTimeoutError
 from ferroflow.futures import TaskFuture
 from ferroflow.results import BaseResult, ResultFactory, UnpersistedResult
@@ -139,12 +140,13 @@ def run_flow_sync(flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
         return attempts.final  # type: ignore[return-value]
     finally:
         _end(context, leave)
+        _commit_records(context.flow_run)
 
 
 async def run_flow_async(flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> State:
     context = _begin(flow, args, kwargs, loop=asyncio.get_running_loop())
     if isinstance(context, FlowRun):
-        _commit_records(context)
+        await _commit_records_async(context)
         return context.state
     attempts = Attempts(context.flow_run, _RUN_KIND, flow.retries, flow.retry_delay_seconds)
     leave = set_flow_run_context(context)
@@ -160,6 +162,7 @@ async def run_flow_async(flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[st
         return attempts.final  # type: ignore[return-value]
     finally:
         _end(context, leave)
+        await _commit_records_async(context.flow_run)
 
 
 def _end(context: FlowRunContext, leave: Any) -> None:
@@ -168,14 +171,26 @@ def _end(context: FlowRunContext, leave: Any) -> None:
         context.close()
     finally:
         leave()
-        _commit_records(context.flow_run)
 
 
 def _commit_records(flow_run: FlowRun) -> None:
     """When an outermost flow run ends, wait until its records are committed: other
     processes (`ferroflow runs ls`) see the run at once, and nothing is left to the exit hook."""
-    if flow_run.parent_flow_run_id is None and flow_run.recorder is not None:
-        flow_run.recorder.flush()
+    recorder = _outermost_recorder(flow_run)
+    if recorder is not None:
+        recorder.finish()
+
+
+async def _commit_records_async(flow_run: FlowRun) -> None:
+    """`_commit_records`, waiting in a worker thread so that the event loop keeps running."""
+    recorder = _outermost_recorder(flow_run)
+    if recorder is not None:
+        await asyncio.to_thread(recorder.finish)
+
+
+def _outermost_recorder(flow_run: FlowRun) -> RunRecorder | None:
+    """The recorder an outermost flow run took when it started (subflows share it)."""
+    return flow_run.recorder if flow_run.parent_flow_run_id is None else None
 
 
 # An attempt ends only after every task run it submitted, whether the function returned or

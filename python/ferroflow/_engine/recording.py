@@ -1,8 +1,8 @@
 """Recording runs in the run store: every flow run, task run and state change, with the state's
 result reference.
 
-The process shares one store per URL, opened the first time a flow run needs it
-(`shared_store`). A flow run decides once, when it starts, whether it is recorded
+The process shares one store per URL, opened the first time a flow run needs it (`stores`). An
+outermost flow run decides once, when it starts, whether it is recorded
 (`recorder_for_flow_run`); its task runs and subflow runs use the same `RunRecorder`, so the hot
 path reads no settings. The store queues every call and commits on a background thread, so
 recording a task run costs a few microseconds of the caller's time.
@@ -29,25 +29,53 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("ferroflow.runstore")
 
-_stores: dict[str, RunStore] = {}
-_stores_lock = threading.Lock()
+class _StorePool:
+    """The run stores of this process: one per URL, shared by every flow run using that URL.
 
-
-def shared_store() -> RunStore:
-    """This process's run store for the URL in force (`FERROFLOW_RUNSTORE_URL`, else the
-    database in `FERROFLOW_HOME`), opened on first use and closed at interpreter exit.
-
-    A locked or newer-version database raises the store's `RunStoreError`, whose message says
-    what to do.
+    Flow runs take a store with `acquire()` and give it back with `release()` when they end.
+    When a flow run starts with another URL in force (tests give every test its own
+    FERROFLOW_HOME), stores for other URLs that no flow run is using are closed — flushed, their
+    writer thread stopped — so a process that moves between stores does not keep one open per
+    URL it ever used. Stores still open at exit are flushed and closed by the store's exit hook.
     """
-    url = default_store_url()
-    store = _stores.get(url)
-    if store is None:
-        with _stores_lock:
-            store = _stores.get(url)
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stores: dict[str, RunStore] = {}
+        self._users: dict[str, int] = {}
+
+    def acquire(self) -> RunStore:
+        """The store for the URL in force (`FERROFLOW_RUNSTORE_URL`, else the database in
+        `FERROFLOW_HOME`), opened on first use. A locked or newer-version database raises the
+        store's `RunStoreError`, whose message says what to do."""
+        url = default_store_url()
+        with self._lock:
+            store = self._stores.get(url)
             if store is None:
-                store = _stores[url] = open_store(url)
-    return store
+                store = self._stores[url] = open_store(url)
+            self._users[url] = self._users.get(url, 0) + 1
+            idle = [other for other, users in self._users.items() if users == 0 and other != url]
+            retired = [self._stores.pop(other) for other in idle]
+            for other in idle:
+                del self._users[other]
+        for old in retired:
+            _close_quietly(old)
+        return store
+
+    def release(self, store: RunStore) -> None:
+        with self._lock:
+            if store.url in self._users:
+                self._users[store.url] -= 1
+
+
+def _close_quietly(store: RunStore) -> None:
+    try:
+        store.close()
+    except RunStoreError as error:
+        logger.warning("ferroflow could not record some runs in %s: %s", store.url, error)
+
+
+stores = _StorePool()
 
 
 class RunRecorder:
@@ -60,51 +88,68 @@ class RunRecorder:
 
     def flow_run_created(self, run: FlowRun, parameters: Mapping[str, Any] | None) -> None:
         parent = run.parent_flow_run_id
-        self.store.record_flow_run(
-            run.id_text,
-            run.name,
-            run.flow_name,
-            parameters=parameters,
-            parent_flow_run_id=None if parent is None else str(parent),
-        )
+        try:
+            self.store.record_flow_run(
+                run.id_text,
+                run.name,
+                run.flow_name,
+                parameters=parameters,
+                parent_flow_run_id=None if parent is None else str(parent),
+            )
+        except RunStoreError as error:
+            _not_recorded(run, error)
 
     def task_run_created(self, run: TaskRun, parameters: Mapping[str, Any] | None) -> None:
-        self.store.record_task_run(
-            run.id_text,
-            run.name,
-            run.task_name,
-            flow_run_id=str(run.flow_run_id),
-            task_key=run.task_key,
-            dynamic_key=str(run.dynamic_key),
-            parameters=parameters,
-        )
+        try:
+            self.store.record_task_run(
+                run.id_text,
+                run.name,
+                run.task_name,
+                flow_run_id=str(run.flow_run_id),
+                task_key=run.task_key,
+                dynamic_key=str(run.dynamic_key),
+                parameters=parameters,
+            )
+        except RunStoreError as error:
+            _not_recorded(run, error)
 
     def state_changed(self, run: TaskRun | FlowRun, state: State) -> None:
-        self.store.record_state(
-            run.id_text,
-            state.type,  # a str enum: the store takes its value on its own thread
-            state.name,
-            timestamp=state.timestamp,
-            message=state.message,
-            result=result_reference(state.data),
-        )
+        try:
+            self.store.record_state(
+                run.id_text,
+                state.type,  # a str enum: the store takes its value on its own thread
+                state.name,
+                timestamp=state.timestamp,
+                message=state.message,
+                result=result_reference(state.data),
+            )
+        except RunStoreError as error:
+            _not_recorded(run, error)
 
-    def flush(self) -> None:
-        """Commit what was recorded. Called when an outermost flow run ends, so that other
-        processes (`ferroflow runs ls`) see it at once; a store error is logged, not raised —
-        the flow's own outcome stands."""
+    def finish(self) -> None:
+        """Commit what was recorded and give the store back. Called when the outermost flow run
+        ends, so that other processes (`ferroflow runs ls`) see it at once; a store error is
+        logged, not raised — the flow's own outcome stands."""
         try:
             self.store.flush()
         except RunStoreError as error:
             logger.warning("ferroflow could not record some runs in %s: %s", self.store.url, error)
+        finally:
+            stores.release(self.store)
+
+
+def _not_recorded(run: TaskRun | FlowRun, error: RunStoreError) -> None:
+    """Recording must never break a run: a store closed under a run that outlived its flow
+    (a timed-out task's thread goes on) loses that run's late records, with a warning."""
+    logger.warning("ferroflow could not record run %s: %s", run.name, error)
 
 
 def recorder_for_flow_run() -> RunRecorder | None:
-    """The recorder for a flow run starting now, or None when recording is turned off
-    (`FERROFLOW_RUNSTORE_RECORD_RUNS=false`)."""
+    """The recorder for an outermost flow run starting now (`finish()` it when the run ends),
+    or None when recording is turned off (`FERROFLOW_RUNSTORE_RECORD_RUNS=false`)."""
     if not get_current_settings().runstore_record_runs:
         return None
-    return RunRecorder(shared_store())
+    return RunRecorder(stores.acquire())
 
 
 # --- result references ---------------------------------------------------------------------------
@@ -146,12 +191,16 @@ def storage_reference(storage: WritableFileSystem) -> str:
 
 
 def storage_from_reference(reference: str) -> WritableFileSystem:
-    """The storage a result reference names (the inverse of `storage_reference`)."""
-    from ferroflow.filesystems import WritableFileSystem
+    """The storage a result reference names: a description as JSON text (what the engine
+    records, see `storage_reference`) or a saved storage's slug (`local-file-system/dev`)."""
+    from ferroflow.filesystems import WritableFileSystem, resolve_storage
 
     storage = _storages_by_reference.get(reference)
     if storage is None:
-        storage = WritableFileSystem.from_description(json.loads(reference))
+        if reference.startswith("{"):
+            storage = WritableFileSystem.from_description(json.loads(reference))
+        else:
+            storage = resolve_storage(reference)
         if len(_storages_by_reference) > 256:
             _storages_by_reference.clear()
         _storages_by_reference[reference] = storage

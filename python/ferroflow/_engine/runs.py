@@ -61,7 +61,7 @@ class TaskRun:
         parameters: Mapping[str, Any] | None = None,
     ):
         self.id = uuid.uuid4()
-        self.id_text = str(self.id)
+        self.id_text = str(self.id)  # as the run store knows it; every state record names it
         self.recorder = recorder
         self.name = f"{task_name}-{dynamic_key}"
         self.task_name = task_name
@@ -110,7 +110,7 @@ class FlowRun:
         parameters: Mapping[str, Any] | None = None,
     ) -> None:
         self.id = uuid.uuid4()
-        self.id_text = str(self.id)
+        self.id_text = str(self.id)  # as the run store knows it; every state record names it
         self.recorder = recorder
         self.name = f"{flow_name}-{self.id.hex[:8]}"
         self.flow_name = flow_name
@@ -135,6 +135,21 @@ def set_state(run: TaskRun | FlowRun, state: State) -> State:
     if run.recorder is not None:
         run.recorder.state_changed(run, state)
     return state
+
+
+def run_identity(run: TaskRun | FlowRun) -> tuple[str, int]:
+    """What identifies a task or subflow run within its flow run, the same in every attempt:
+    (task key, dynamic key) for a task run, ("flow:" + name, dynamic key) for a subflow run.
+    A flow retry finds an earlier attempt's result under it."""
+    if isinstance(run, TaskRun):
+        return (run.task_key, run.dynamic_key)
+    return (subflow_key(run.flow_name), -1 if run.dynamic_key is None else run.dynamic_key)
+
+
+def subflow_key(flow_name: str) -> str:
+    """The counterpart of a task key for the subflow runs of a flow (their dynamic keys count
+    apart from any task's)."""
+    return f"flow:{flow_name}"
 
 
 def failed_state(run_kind: str, exception: BaseException, **kwargs: Any) -> State:

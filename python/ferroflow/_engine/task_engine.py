@@ -2,7 +2,7 @@
 
 A task run goes Pending -> Running -> (AwaitingRetry -> Retrying ->)* Completed | Failed.
 Before its first attempt it gets its result factory, its inputs are resolved (futures and
-states replaced by their values) and the prior-result hook is asked whether the run can be
+states replaced by their values) and prior results are looked up to see whether the run can be
 skipped: an earlier attempt of the flow run or the task cache may already have its result
 (see `_prior_result` and `ferroflow._engine.caching`).
 """

@@ -20,6 +20,11 @@ def cache() -> None:
     Entries are kept in the run store: $FERROFLOW_RUNSTORE_URL, by default
     $FERROFLOW_HOME/ferroflow.db. Clearing an entry makes its task run again the next
     time; the result files themselves stay in result storage.
+
+    \b
+    Examples:
+      ferroflow cache ls                      every entry, newest first
+      ferroflow cache clear --expired --yes   drop the expired entries
     """
 
 

@@ -23,7 +23,13 @@ from ferroflow.settings import get_current_settings
 
 @click.group("results")
 def results() -> None:
-    """Inspect persisted result files and prune the ones no run or cache entry refers to."""
+    """Inspect persisted result files and prune the ones no run or cache entry refers to.
+
+    \b
+    Examples:
+      ferroflow results inspect ~/.ferroflow/storage/3f2a9c1e0b7d4e5f8a6b1c2d3e4f5a6b
+      ferroflow results prune --older-than 7d --dry-run
+    """
 
 
 # --- inspect ---------------------------------------------------------------------------------------
@@ -157,8 +163,9 @@ class _PrunePlan:
 def prune(age: timedelta, dry_run: bool, storage_spec: str | None) -> None:
     """Remove result files that no recorded run state or live cache entry refers to.
 
-    Only ferroflow result files (and JSON result documents) older than --older-than are
-    removed; expired cache entries do not keep their files. The age protects results of runs
+    Only ferroflow result files (and JSON result documents, and temporary files of writes a
+    killed process left unfinished) older than --older-than are removed; expired cache entries
+    do not keep their files. The age protects results of runs
     still in progress, whose states are recorded after their files are written.
 
     \b
@@ -177,7 +184,7 @@ def prune(age: timedelta, dry_run: bool, storage_spec: str | None) -> None:
     if dry_run:
         for path, size in plan.remove:
             click.echo(f"would remove {path} ({_size(size)})")
-    else:
+    elif plan.remove:
         _remove(plan.remove)
     verb = "Would remove" if dry_run else "Removed"
     noun = "file" if len(plan.remove) == 1 else "files"
@@ -199,7 +206,7 @@ def _storage_folder(spec: str | None) -> Path:
                 f"{spec} is a {storage.type_slug} storage; `results prune` works on local folders "
                 "(local-file-system storages) only."
             )
-        return Path(storage.basepath or get_current_settings().local_storage_path).resolve()
+        return _local_folder(storage)
     folder = Path(spec).expanduser()
     if not folder.is_dir():
         saved = ", ".join(saved_storages()) or "none saved yet"
@@ -211,11 +218,13 @@ def _storage_folder(spec: str | None) -> Path:
 
 
 def _referenced_paths(references: set[tuple[str, str]], folder: Path) -> set[Path]:
-    """The files in `folder` that the run store's references point at."""
+    """The files in `folder` that the run store's references point at. A reference whose
+    storage cannot be opened any more (a saved storage since deleted) might be this folder:
+    its key is kept too, to be safe."""
     paths = set()
     for storage, key in references:
-        basepath = _local_basepath(storage)
-        if basepath is None or Path(basepath).resolve() != folder:
+        storage_folder = _folder_of(storage)
+        if storage_folder is not _UNKNOWN_FOLDER and storage_folder != folder:
             continue
         try:
             paths.add(Path(_core.resolve_key(str(folder), key)))
@@ -224,14 +233,26 @@ def _referenced_paths(references: set[tuple[str, str]], folder: Path) -> set[Pat
     return paths
 
 
-def _local_basepath(storage_reference: str) -> str | None:
+_UNKNOWN_FOLDER = Path("<unknown>")
+
+
+def _folder_of(storage_reference: str) -> Path | None:
+    """The folder of a local storage as a result reference names it (a description as JSON, or
+    a saved storage's slug); None for another kind of storage; `_UNKNOWN_FOLDER` if it cannot
+    be opened."""
+    from ferroflow._engine.recording import storage_from_reference
+
     try:
-        description = json.loads(storage_reference)
-    except ValueError:
+        storage = storage_from_reference(storage_reference)
+    except Exception:
+        return _UNKNOWN_FOLDER
+    if not isinstance(storage, LocalFileSystem):
         return None
-    if not isinstance(description, dict) or description.get("type") != LocalFileSystem.type_slug:
-        return None
-    return description.get("basepath") or str(get_current_settings().local_storage_path)
+    return _local_folder(storage)
+
+
+def _local_folder(storage: LocalFileSystem) -> Path:
+    return Path(storage.basepath or get_current_settings().local_storage_path).resolve()
 
 
 def _plan(folder: Path, referenced: set[Path], cutoff: float) -> _PrunePlan:
@@ -247,14 +268,18 @@ def _plan(folder: Path, referenced: set[Path], cutoff: float) -> _PrunePlan:
     return plan
 
 
+# What ferroflow's atomic writes name their temporary file: a killed writer leaves one behind.
+_UNFINISHED_WRITE = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")
+
+
 def _result_files(folder: Path) -> list[Path]:
-    """Every ferroflow result file (framed, or a JSON result document) under `folder`; other
-    files are never touched."""
+    """Every ferroflow result file (framed, or a JSON result document) under `folder`, and the
+    temporary files of writes that never finished; other files are never touched."""
     found = []
     for root, _, names in os.walk(folder):
         for name in names:
             path = Path(root, name)
-            if _is_result_file(path):
+            if _UNFINISHED_WRITE.match(name) or _is_result_file(path):
                 found.append(path)
     return found
 
@@ -294,7 +319,7 @@ def _size(nbytes: int) -> str:
 def _age_text(age: timedelta) -> str:
     """`7d`, `12h`, `90s`: the age in the largest unit that states it exactly."""
     seconds = age.total_seconds()
-    for unit, length in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60)):
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= length and seconds % length == 0:
             return f"{seconds / length:g}{unit}"
     return f"{seconds:g}s"

@@ -25,6 +25,11 @@ def runs() -> None:
 
     Runs are recorded in the run store: $FERROFLOW_RUNSTORE_URL, by default
     $FERROFLOW_HOME/ferroflow.db.
+
+    \b
+    Examples:
+      ferroflow runs ls                 the 20 most recent flow runs
+      ferroflow runs show 3f2a9c1e      one of them, with its task runs and results
     """
 
 

@@ -10,6 +10,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from collections.abc import Mapping
 from typing import Any, Literal
 
 ResultKind = Literal["literal", "persisted"]
@@ -48,6 +49,37 @@ class ResultRef:
     def persisted(cls, storage: str, key: str, serializer: str) -> ResultRef:
         """A result written to `storage` under `key` by the `serializer` type."""
         return cls(kind="persisted", storage=storage, key=key, serializer=serializer)
+
+    @classmethod
+    def from_result_reference(cls, reference: Mapping[str, Any]) -> ResultRef | None:
+        """From a result's `to_reference()` (`ferroflow.results`): a literal `{"type": "result",
+        "value": json}` or a persisted `{"type": "reference", "storage": description or slug,
+        "storage_key": ..., "serializer_type": ...}`. None for an unpersisted result: there is
+        nothing to refer to."""
+        kind = reference.get("type")
+        if kind == "result":
+            return cls(kind="literal", value_json=reference["value"])
+        if kind == "reference":
+            storage = reference["storage"]
+            # A storage description (a dict) is kept as canonical JSON text, a slug as it is.
+            text = storage if isinstance(storage, str) else json.dumps(storage, sort_keys=True)
+            return cls.persisted(text, reference["storage_key"], reference["serializer_type"])
+        if kind == "unpersisted":
+            return None
+        raise ValueError(
+            f"Unknown result reference type {kind!r}; expected 'result', 'reference' or 'unpersisted' "
+            "(the forms ferroflow.results' to_reference() gives)."
+        )
+
+    def to_result_reference(self) -> dict[str, Any]:
+        """The reference `ferroflow.results.result_from_reference` reopens (a cache hit's result)."""
+        if self.kind == "literal":
+            return {"type": "result", "value": self.value_json}
+        storage: Any = self.storage
+        if storage is not None and storage.startswith("{"):
+            storage = json.loads(storage)
+        return {"type": "reference", "storage": storage, "storage_key": self.key,
+                "serializer_type": self.serializer}
 
     @property
     def value(self) -> Any:

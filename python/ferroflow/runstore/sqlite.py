@@ -81,22 +81,47 @@ def summarize_parameters(parameters: Mapping[str, Any] | None, limit: int = PARA
 
     The store keeps this summary, never the values: they can be large, private or unpicklable.
     """
-    if not parameters:
+    if parameters is None:
         return ""
+    try:
+        items = list(parameters.items())
+    except Exception:  # not a mapping after all: still a summary, never an error in the writer
+        return _bounded(_safe_repr(parameters), limit)
     parts = []
-    for name, value in parameters.items():
+    for name, value in items:
         kind = type(value)
         if (kind in _SHORT_REPR_TYPES or (kind is int and value.bit_length() <= 64)
                 or (kind is str and len(value) <= _summary_repr.maxstring)):
             shown = repr(value)  # the common case, without reprlib's machinery: this runs per task
         else:
-            try:
-                shown = _summary_repr.repr(value)
-            except Exception:  # a user's __repr__ may raise anything; the summary must not
-                shown = f"<{kind.__name__}>"
+            shown = _safe_repr(value)
         parts.append(f"{name}={shown}")
-    summary = ", ".join(parts)
-    return summary if len(summary) <= limit else summary[: limit - 1] + "…"
+    return _bounded(", ".join(parts), limit)
+
+
+def _safe_repr(value: Any) -> str:
+    try:
+        return _summary_repr.repr(value)
+    except Exception:  # a user's __repr__ may raise anything; the summary must not
+        return f"<{type(value).__name__}>"
+
+
+def _bounded(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _refuse_missing(**values: Any) -> None:
+    """Refuse a missing id or name on the caller's thread: in the writer it would sink its whole batch."""
+    for name, value in values.items():
+        if not value:
+            raise ValueError(f"{name} is required (got {value!r}); the run store cannot record a run or "
+                             "state without it.")
+
+
+def _check_moment(name: str, value: Any) -> None:
+    """Refuse a bad time on the caller's thread: in the writer it would sink its whole batch."""
+    if value is not None and not isinstance(value, datetime):
+        raise TypeError(f"{name} must be a datetime.datetime or None, not {type(value).__name__}: {value!r}.")
 
 
 def _result_columns(result: ResultRef | None) -> tuple[str | None, ...]:
@@ -329,6 +354,10 @@ class _Batch:
 _open_stores: weakref.WeakSet[SQLiteRunStore] = weakref.WeakSet()
 
 
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced (sqlite3's own cannot)."""
+
+
 class SQLiteRunStore:
     """The run store in one SQLite database file, or in memory when `path` is None.
 
@@ -382,22 +411,23 @@ class SQLiteRunStore:
         self._writer_lock = threading.Lock()
         self._shared_lock = threading.RLock()
         self._local = threading.local()
-        self._connections: list[sqlite3.Connection] = []
+        # Weak: a reader thread's connection goes (and closes) with its thread.
+        self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
         self._pending_cache: dict[str, CacheEntry] = {}
         self._pending_cache_lock = threading.Lock()
         self._error: BaseException | None = None
 
-    def _connect(self) -> sqlite3.Connection:
+    def _connect(self) -> _Connection:
         target = ":memory:" if self.path is None else str(self.path)
         # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves, so a write transaction
         # takes the write lock up front instead of failing to upgrade a read lock later.
         connection = sqlite3.connect(target, timeout=self.lock_timeout, isolation_level=None,
-                                     check_same_thread=False)
+                                     check_same_thread=False, factory=_Connection)
         if self.path is not None:
             self._retrying(lambda: connection.execute("PRAGMA journal_mode = WAL"))
             # NORMAL in WAL mode: a power cut may drop the last commits, never corrupt the file.
             connection.execute("PRAGMA synchronous = NORMAL")
-        self._connections.append(connection)
+        self._connections.add(connection)
         return connection
 
     @contextlib.contextmanager
@@ -570,7 +600,7 @@ class SQLiteRunStore:
             _open_stores.discard(self)
 
     def _close_connections(self) -> None:
-        for connection in self._connections:
+        for connection in list(self._connections):
             connection.close()
         self._connections.clear()
 
@@ -579,16 +609,23 @@ class SQLiteRunStore:
     def record_flow_run(self, run_id: str, name: str, flow_name: str, *,
                         parameters: Mapping[str, Any] | None = None,
                         parent_flow_run_id: str | None = None) -> None:
+        if not (run_id and name and flow_name):
+            _refuse_missing(run_id=run_id, name=name, flow_name=flow_name)
         self._enqueue(("flow_run", run_id, name, flow_name, parameters, parent_flow_run_id, _now_micros()))
 
     def record_task_run(self, run_id: str, name: str, task_name: str, *, flow_run_id: str | None = None,
                         task_key: str = "", dynamic_key: str = "",
                         parameters: Mapping[str, Any] | None = None) -> None:
+        if not (run_id and name and task_name):
+            _refuse_missing(run_id=run_id, name=name, task_name=task_name)
         self._enqueue(("task_run", run_id, name, task_name, flow_run_id, task_key, dynamic_key, parameters,
                        _now_micros()))
 
     def record_state(self, run_id: str, state_type: str, state_name: str, *, timestamp: datetime | None = None,
                      message: str | None = None, result: ResultRef | None = None) -> None:
+        if not (run_id and state_type and state_name):
+            _refuse_missing(run_id=run_id, state_type=state_type, state_name=state_name)
+        _check_moment("timestamp", timestamp)
         self._enqueue(("state", run_id, state_type, state_name, message,
                        _now_micros() if timestamp is None else timestamp, result))
 
@@ -672,6 +709,8 @@ class SQLiteRunStore:
     def put_cache_entry(self, key: str, task_name: str, result: ResultRef, *, created: datetime | None = None,
                         expiration: datetime | None = None) -> None:
         """Cache `result` under `key`, replacing any entry the key had. Visible to this process at once."""
+        _check_moment("created", created)
+        _check_moment("expiration", expiration)
         entry = CacheEntry(key=key, task_name=task_name, result=result,
                            created=created or datetime.now(timezone.utc), expiration=expiration)
         with self._pending_cache_lock:

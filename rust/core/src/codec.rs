@@ -118,8 +118,19 @@ pub fn compress(codec: Codec, data: &[u8], options: &CompressOptions) -> Result<
 /// `size_hint`, when the caller knows the decompressed length, lets the output be allocated once.
 /// A wrong hint costs only speed. For zstd the frames' recorded content size is used when no hint is given.
 pub fn decompress(codec: Codec, data: &[u8], size_hint: Option<usize>) -> Result<Vec<u8>> {
+    decompress_at_most(codec, data, size_hint, usize::MAX)
+}
+
+/// Like [`decompress`], but fails with [`Error::OutputLimit`] rather than produce more than
+/// `max_output` bytes: a guard against "decompression bombs", small inputs that expand enormously.
+pub fn decompress_at_most(
+    codec: Codec,
+    data: &[u8],
+    size_hint: Option<usize>,
+    max_output: usize,
+) -> Result<Vec<u8>> {
     let capacity = size_hint.or_else(|| decompressed_size(codec, data));
-    decode::to_vec(codec, data, capacity)
+    decode::to_vec(codec, data, capacity, max_output)
 }
 
 /// Decompresses `data` into `out` when the whole result fits in it.

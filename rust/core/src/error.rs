@@ -22,6 +22,9 @@ pub enum Error {
     /// A caller passed an unknown codec, a level out of range, and the like.
     #[error("{0}")]
     InvalidArgument(String),
+    /// Decompressed data would exceed the limit the caller set.
+    #[error("{0}")]
+    OutputLimit(String),
     /// A buffer or codec state could not be allocated; reported instead of aborting the process.
     #[error("{0}")]
     OutOfMemory(String),

@@ -2,8 +2,10 @@
 //! the payload as aligned segments, and a trailer of per-segment checksums.
 //! The byte layout and the versioning rule are specified in `docs/format.md`.
 //!
-//! Writing is a single pass: each segment is hashed chunk by chunk just before the chunk is
-//! written, while it is still in cache, and the checksums go to the trailer at the end.
+//! Writing is a single pass with the checksums going to the trailer at the end: small segments
+//! are hashed chunk by chunk just before each chunk is written, while it is in cache; large ones
+//! on a helper thread while they are written. A header needs the stored lengths, so compressed
+//! segments are all compressed (in memory) before the first byte is written.
 //! Every read verifies the header, the padding and every segment before returning any data.
 mod header;
 mod reader;
@@ -69,17 +71,23 @@ pub struct Frame<'a> {
 
 impl<'a> Frame<'a> {
     pub fn new(segments: &[&'a [u8]], options: &FrameOptions<'_>) -> Result<Frame<'a>> {
-        if options.codec.is_none() && options.compress.level.is_some() {
-            return Err(Error::InvalidArgument(
+        // Arguments are checked before any segment is compressed.
+        match options.codec {
+            None if options.compress.level.is_some() => return Err(Error::InvalidArgument(
                 "a compression level was given without a codec; pass codec= as well, or drop level"
                     .into(),
-            ));
+            )),
+            None => {}
+            Some(codec) => {
+                codec.resolve_level(options.compress.level)?;
+            }
         }
+        let mut header = BlobHeader::new(options)?;
         let stored = segments
             .iter()
             .map(|segment| store_segment(segment, options))
             .collect::<Result<Vec<_>>>()?;
-        let lengths = segments
+        header.segments = segments
             .iter()
             .zip(&stored)
             .map(|(raw, stored)| SegmentLengths {
@@ -87,8 +95,7 @@ impl<'a> Frame<'a> {
                 stored: stored.len() as u64,
             })
             .collect();
-        let header = BlobHeader::new(options, lengths)?;
-        let header_bytes = header.encode();
+        let header_bytes = header.encode()?;
         Ok(Frame {
             header,
             header_bytes,
@@ -321,8 +328,14 @@ pub fn decode_segment<'a>(
     }
 }
 
+/// Decompresses a segment, refusing to produce more than the header records.
 fn decompress_checked(codec: Codec, stored: &[u8], raw_len: u64) -> Result<Vec<u8>> {
-    let raw = codec::decompress(codec, stored, usize::try_from(raw_len).ok())?;
+    let limit = usize::try_from(raw_len).unwrap_or(usize::MAX);
+    let raw =
+        codec::decompress_at_most(codec, stored, Some(limit), limit).map_err(|e| match e {
+            Error::OutputLimit(_) => length_mismatch(codec, "more", raw_len),
+            other => other,
+        })?;
     if raw.len() as u64 == raw_len {
         Ok(raw)
     } else {

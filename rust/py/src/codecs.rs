@@ -18,10 +18,17 @@ pub const CODECS: (&str, &str, &str, &str) = (
 
 /// A read-only view of a C-contiguous Python buffer (bytes, bytearray, memoryview, NumPy array of
 /// any dtype, `pickle.PickleBuffer`), held without copying while the GIL is released.
-pub(crate) struct InputBuffer(PyUntypedBuffer);
+pub(crate) enum InputBuffer<'py> {
+    /// `bytes` are read in place: cheaper than the buffer protocol for many small pieces.
+    Bytes(Bound<'py, PyBytes>),
+    Exported(PyUntypedBuffer),
+}
 
-impl InputBuffer {
-    pub(crate) fn get(object: &Bound<'_, PyAny>) -> PyResult<Self> {
+impl<'py> InputBuffer<'py> {
+    pub(crate) fn get(object: &Bound<'py, PyAny>) -> PyResult<Self> {
+        if let Ok(bytes) = object.cast::<PyBytes>() {
+            return Ok(InputBuffer::Bytes(bytes.clone()));
+        }
         let buffer = PyUntypedBuffer::get(object).map_err(|_| {
             PyTypeError::new_err(format!(
                 "expected a bytes-like object (bytes, bytearray, memoryview, NumPy array, \
@@ -36,15 +43,19 @@ impl InputBuffer {
                 type_name(object)
             )));
         }
-        Ok(InputBuffer(buffer))
+        Ok(InputBuffer::Exported(buffer))
     }
 
     /// The buffer's bytes. Python guarantees they stay in place while the buffer is held; like
     /// every C extension reading a buffer without the GIL, this assumes no other thread writes
     /// into a mutable exporter (a bytearray, an array) meanwhile.
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        let len = self.0.len_bytes();
-        let start = match NonNull::new(self.0.buf_ptr().cast::<u8>()) {
+        let buffer = match self {
+            InputBuffer::Bytes(bytes) => return bytes.as_bytes(),
+            InputBuffer::Exported(buffer) => buffer,
+        };
+        let len = buffer.len_bytes();
+        let start = match NonNull::new(buffer.buf_ptr().cast::<u8>()) {
             Some(start) if len > 0 => start,
             _ => NonNull::dangling(),
         };
@@ -85,26 +96,30 @@ pub fn compress<'py>(
     Ok(PyBytes::new(py, &packed))
 }
 
-/// Decompresses every stream of `codec` in a bytes-like object.
+/// Decompresses every stream of `codec` in a bytes-like object, refusing to produce more than
+/// `max_output` bytes when it is given.
 #[pyfunction]
-#[pyo3(signature = (data, codec, *, size_hint=None))]
+#[pyo3(signature = (data, codec, *, size_hint=None, max_output=None))]
 pub fn decompress<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
     codec: &str,
     size_hint: Option<usize>,
+    max_output: Option<usize>,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let codec = Codec::from_name(codec).map_err(to_pyerr)?;
     let input = InputBuffer::get(data)?;
     let bytes = input.as_bytes();
-    if let Some(length) = size_hint.or_else(|| codec::decompressed_size(codec, bytes)) {
+    let max_output = max_output.unwrap_or(usize::MAX);
+    let known_length = size_hint.or_else(|| codec::decompressed_size(codec, bytes));
+    if let Some(length) = known_length.filter(|&length| length <= max_output) {
         if let Some(result) = decompress_into_bytes(py, codec, bytes, length)? {
             return Ok(result);
         }
     }
     // No length known, or the hint was too small: grow a buffer, then copy it once into `bytes`.
     let unpacked = py
-        .detach(|| codec::decompress(codec, bytes, size_hint))
+        .detach(|| codec::decompress_at_most(codec, bytes, size_hint, max_output))
         .map_err(to_pyerr)?;
     Ok(PyBytes::new(py, &unpacked))
 }

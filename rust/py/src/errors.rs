@@ -37,6 +37,7 @@ pub fn to_pyerr(error: Error) -> PyErr {
         Error::UnsupportedFormat(message) => UnsupportedFormatError::new_err(message),
         Error::UnsafeKey(message) => UnsafeKeyError::new_err(message),
         Error::InvalidArgument(message) => PyValueError::new_err(message),
+        Error::OutputLimit(message) => PyValueError::new_err(message),
         Error::OutOfMemory(message) => PyMemoryError::new_err(message),
     }
 }

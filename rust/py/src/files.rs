@@ -20,10 +20,13 @@ impl Segments {
     /// Accepts any iterable of C-contiguous buffers (bytes, bytearray, memoryview, NumPy arrays,
     /// pickle.PickleBuffer).
     pub(crate) fn from_iterable(segments: &Bound<'_, PyAny>) -> PyResult<Segments> {
-        if segments.is_instance_of::<PyBytes>() {
-            return Err(PyTypeError::new_err(
-                "segments must be a list of buffers, not a single bytes object; pass [data]",
-            ));
+        // SAFETY: a plain query of the object's type slots.
+        if unsafe { ffi::PyObject_CheckBuffer(segments.as_ptr()) } == 1 {
+            // Iterating a bytes object or an array would make every byte or element a segment.
+            return Err(PyTypeError::new_err(format!(
+                "segments must be a list of buffers, not a single {} object; pass [data]",
+                type_name(segments)
+            )));
         }
         let buffers = segments
             .try_iter()

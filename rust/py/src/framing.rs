@@ -335,5 +335,7 @@ impl SegmentBuffer {
         Ok(())
     }
 
+    /// Nothing to free per view: each view holds a reference to this object, and the memory
+    /// goes when the last reference does.
     unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {}
 }

@@ -1,5 +1,5 @@
 //! `Hasher`, `hash_buffers` and `HASH_ALGORITHMS`: hashing many buffers with the GIL released.
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 use ferroflow_core::hash::{self, HashAlgorithm};
 use pyo3::prelude::*;
@@ -13,6 +13,10 @@ pub const HASH_ALGORITHMS: (&str, &str, &str) = (
     HashAlgorithm::Xxh3_64.name(),
     HashAlgorithm::Xxh3_128.name(),
 );
+
+/// From this many bytes on, hashing releases the GIL; below, releasing and taking it back costs
+/// more than the hashing itself.
+const DETACH_FROM: usize = 64 << 10;
 
 /// An incremental hash over any number of bytes-like objects.
 ///
@@ -32,12 +36,21 @@ impl Hasher {
         }
     }
 
-    /// Runs `work` on the state with the GIL released (hashing, or waiting for another thread's turn).
+    /// Runs `work` (on `len` bytes) on the state: with the GIL held when the work is small and no
+    /// other thread has the state, otherwise with the GIL released, waiting for its turn if needed.
     fn with_state<R: Send>(
         &self,
         py: Python<'_>,
+        len: usize,
         work: impl FnOnce(&mut hash::Hasher) -> R + Send,
     ) -> R {
+        if len < DETACH_FROM {
+            match self.state.try_lock() {
+                Ok(mut state) => return work(&mut state),
+                Err(TryLockError::Poisoned(poisoned)) => return work(&mut poisoned.into_inner()),
+                Err(TryLockError::WouldBlock) => {}
+            }
+        }
         py.detach(|| work(&mut lock(&self.state)))
     }
 }
@@ -47,11 +60,15 @@ fn lock(state: &Mutex<hash::Hasher>) -> MutexGuard<'_, hash::Hasher> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn buffers_of(iterable: &Bound<'_, PyAny>) -> PyResult<Vec<InputBuffer>> {
+fn buffers_of<'py>(iterable: &Bound<'py, PyAny>) -> PyResult<Vec<InputBuffer<'py>>> {
     iterable
         .try_iter()?
         .map(|item| InputBuffer::get(&item?))
         .collect()
+}
+
+fn total_len(slices: &[&[u8]]) -> usize {
+    slices.iter().map(|bytes| bytes.len()).sum()
 }
 
 #[pymethods]
@@ -66,7 +83,7 @@ impl Hasher {
     fn update(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
         let input = InputBuffer::get(data)?;
         let bytes = input.as_bytes();
-        self.with_state(py, |state| state.update(bytes));
+        self.with_state(py, bytes.len(), |state| state.update(bytes));
         Ok(())
     }
 
@@ -74,24 +91,24 @@ impl Hasher {
     fn update_many(&self, py: Python<'_>, buffers: &Bound<'_, PyAny>) -> PyResult<()> {
         let inputs = buffers_of(buffers)?;
         let slices: Vec<&[u8]> = inputs.iter().map(InputBuffer::as_bytes).collect();
-        self.with_state(py, |state| {
+        self.with_state(py, total_len(&slices), |state| {
             slices.iter().for_each(|bytes| state.update(bytes))
         });
         Ok(())
     }
 
     fn digest<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let digest = self.with_state(py, |state| state.digest());
+        let digest = self.with_state(py, 0, |state| state.digest());
         PyBytes::new(py, &digest)
     }
 
     fn hexdigest(&self, py: Python<'_>) -> String {
-        self.with_state(py, |state| state.hexdigest())
+        self.with_state(py, 0, |state| state.hexdigest())
     }
 
     /// An independent hasher that continues from this one's current state.
     fn copy(&self, py: Python<'_>) -> Self {
-        Hasher::from_state(self.with_state(py, |state| state.clone()))
+        Hasher::from_state(self.with_state(py, 0, |state| state.clone()))
     }
 
     #[getter]
@@ -121,5 +138,8 @@ pub fn hash_buffers(
     let algorithm = HashAlgorithm::from_name(algorithm).map_err(to_pyerr)?;
     let inputs = buffers_of(buffers)?;
     let slices: Vec<&[u8]> = inputs.iter().map(InputBuffer::as_bytes).collect();
+    if total_len(&slices) < DETACH_FROM {
+        return Ok(hash::hash_buffers(algorithm, slices));
+    }
     Ok(py.detach(|| hash::hash_buffers(algorithm, slices)))
 }

@@ -1,7 +1,7 @@
 //! One streaming decoder per codec behind a common step function, driven into either a growing
 //! `Vec` or a caller's fixed buffer.
 use flate2::FlushDecompress;
-use liblzma::stream::{Action, Stream, CONCATENATED};
+use liblzma::stream::{Action, MtStreamBuilder, Stream};
 use zstd::zstd_safe::{self, InBuffer, OutBuffer};
 
 use super::{counted, Codec};
@@ -19,8 +19,9 @@ trait Decoder {
     fn codec(&self) -> Codec;
     /// Decodes from `input` into `output`, which is never empty.
     fn step(&mut self, input: &[u8], output: &mut [u8]) -> Result<Step>;
-    /// A stream ended with input left: get ready for the next stream, or refuse the leftover bytes.
-    fn start_next_stream(&mut self, leftover: usize) -> Result<()>;
+    /// A stream ended with `leftover` input after it: get ready for the next stream and return how
+    /// many bytes to skip before it (padding), or refuse the leftover bytes.
+    fn start_next_stream(&mut self, leftover: &[u8]) -> Result<usize>;
 }
 
 fn decoder_for(codec: Codec) -> Result<Box<dyn Decoder>> {
@@ -34,31 +35,40 @@ fn decoder_for(codec: Codec) -> Result<Box<dyn Decoder>> {
 
 /// Where decoded bytes go.
 trait Output {
-    /// Writable space after the bytes written so far; never empty.
+    /// Writable space after the bytes written so far; empty when the output can take no more.
     fn spare(&mut self) -> Result<&mut [u8]>;
-    /// Records `written` bytes; false when they did not fit (the output is fixed and full).
-    fn advance(&mut self, written: usize) -> bool;
+    fn advance(&mut self, written: usize);
 }
 
 enum Outcome {
     Complete,
+    /// The data decodes to more bytes than the output can take.
     OutputFull,
 }
 
 /// Feeds all of `data` through `decoder`, stream after stream, until the input ends on a stream end.
 fn run(decoder: &mut dyn Decoder, data: &[u8], output: &mut dyn Output) -> Result<Outcome> {
+    // Once the output is full, one byte of room tells a stream that ends exactly there from one
+    // that goes on.
+    let mut probe = [0u8; 1];
     let mut consumed = 0;
     loop {
-        let step = decoder.step(&data[consumed..], output.spare()?)?;
-        consumed += step.consumed;
-        if !output.advance(step.produced) {
+        let space = output.spare()?;
+        let full = space.is_empty();
+        let step = decoder.step(&data[consumed..], if full { &mut probe } else { space })?;
+        if full && step.produced > 0 {
             return Ok(Outcome::OutputFull);
         }
+        output.advance(step.produced);
+        consumed += step.consumed;
         if step.stream_end {
             if consumed == data.len() {
                 return Ok(Outcome::Complete);
             }
-            decoder.start_next_stream(data.len() - consumed)?;
+            consumed += decoder.start_next_stream(&data[consumed..])?;
+            if consumed == data.len() {
+                return Ok(Outcome::Complete);
+            }
         } else if step.consumed == 0 && step.produced == 0 {
             // Every input byte and room to write were offered, yet nothing moved: the data stops
             // before its stream's end (or is empty).
@@ -80,18 +90,35 @@ fn truncated(codec: Codec, len: usize) -> Error {
     ))
 }
 
-pub(super) fn to_vec(codec: Codec, data: &[u8], capacity: Option<usize>) -> Result<Vec<u8>> {
-    let mut output = GrowingOutput::with_capacity(capacity.unwrap_or(data.len().saturating_mul(4)));
+pub(super) fn to_vec(
+    codec: Codec,
+    data: &[u8],
+    capacity: Option<usize>,
+    max_output: usize,
+) -> Result<Vec<u8>> {
+    let capacity = capacity
+        .unwrap_or(data.len().saturating_mul(4))
+        .min(max_output);
+    let mut output = GrowingOutput {
+        buf: super::allocate(capacity),
+        filled: 0,
+        limit: max_output,
+    };
     let mut decoder = decoder_for(codec)?;
-    run(decoder.as_mut(), data, &mut output)?;
-    Ok(output.into_vec())
+    match run(decoder.as_mut(), data, &mut output)? {
+        Outcome::Complete => Ok(output.into_vec()),
+        Outcome::OutputFull => Err(Error::OutputLimit(format!(
+            "{}: the data decompresses to more than max_output={max_output} bytes; \
+             raise max_output if you trust this data",
+            codec.name()
+        ))),
+    }
 }
 
 pub(super) fn into_slice(codec: Codec, data: &[u8], out: &mut [u8]) -> Result<Option<usize>> {
     let mut output = SliceOutput {
         buf: out,
         filled: 0,
-        probe: [0],
     };
     let mut decoder = decoder_for(codec)?;
     Ok(match run(decoder.as_mut(), data, &mut output)? {
@@ -100,20 +127,14 @@ pub(super) fn into_slice(codec: Codec, data: &[u8], out: &mut [u8]) -> Result<Op
     })
 }
 
-/// A `Vec` that grows as output arrives; only memory actually written to is touched.
+/// A `Vec` that grows as output arrives, up to `limit` bytes; only memory written to is touched.
 struct GrowingOutput {
     buf: Vec<u8>,
     filled: usize,
+    limit: usize,
 }
 
 impl GrowingOutput {
-    fn with_capacity(capacity: usize) -> Self {
-        GrowingOutput {
-            buf: super::allocate(capacity),
-            filled: 0,
-        }
-    }
-
     fn into_vec(mut self) -> Vec<u8> {
         self.buf.truncate(self.filled);
         self.buf
@@ -124,53 +145,54 @@ impl Output for GrowingOutput {
     fn spare(&mut self) -> Result<&mut [u8]> {
         if self.filled == self.buf.len() {
             // Zero (and so commit) the next chunk only, whatever capacity was reserved up front.
-            let chunk = self.buf.len().clamp(64 << 10, 64 << 20);
+            let chunk = self
+                .buf
+                .len()
+                .clamp(64 << 10, 64 << 20)
+                .min(self.limit - self.buf.len());
             super::reserve(&mut self.buf, chunk)?;
             self.buf.resize(self.buf.len() + chunk, 0);
         }
         Ok(&mut self.buf[self.filled..])
     }
 
-    fn advance(&mut self, written: usize) -> bool {
+    fn advance(&mut self, written: usize) {
         self.filled += written;
-        true
     }
 }
 
-/// A caller's buffer of fixed size. Once it is full, one more byte of room (`probe`) tells a
-/// stream that ends exactly at the buffer's end from one that goes on.
+/// A caller's buffer of fixed size.
 struct SliceOutput<'a> {
     buf: &'a mut [u8],
     filled: usize,
-    probe: [u8; 1],
 }
 
 impl Output for SliceOutput<'_> {
     fn spare(&mut self) -> Result<&mut [u8]> {
-        if self.filled < self.buf.len() {
-            Ok(&mut self.buf[self.filled..])
-        } else {
-            Ok(&mut self.probe)
-        }
+        Ok(&mut self.buf[self.filled..])
     }
 
-    fn advance(&mut self, written: usize) -> bool {
-        if self.filled == self.buf.len() {
-            // Anything written went to the probe: the stream is longer than the buffer.
-            return written == 0;
-        }
+    fn advance(&mut self, written: usize) {
         self.filled += written;
-        true
     }
 }
+
+/// Memory liblzma's multi-threaded decoder may use for decoding blocks in parallel; a file that
+/// would need more is decoded on one thread instead (never refused).
+const LZMA_THREADING_MEMORY: u64 = 1 << 30;
 
 struct LzmaDecoder(Stream);
 
 impl LzmaDecoder {
+    /// liblzma's multi-threaded decoder: it decodes the blocks of a multi-block file (as the
+    /// multi-threaded encoder writes) on every core, and anything else like the plain decoder.
     fn new() -> Result<Self> {
-        // CONCATENATED: decode every .xz stream of the input (and the null padding between them),
-        // as `xz -d` and Python's `lzma.decompress` do.
-        Stream::new_stream_decoder(u64::MAX, CONCATENATED)
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+        MtStreamBuilder::new()
+            .threads(threads)
+            .memlimit_threading(LZMA_THREADING_MEMORY)
+            .memlimit_stop(u64::MAX)
+            .decoder()
             .map(LzmaDecoder)
             .map_err(lzma_error)
     }
@@ -194,9 +216,18 @@ impl Decoder for LzmaDecoder {
         })
     }
 
-    fn start_next_stream(&mut self, leftover: usize) -> Result<()> {
-        // In concatenated mode liblzma itself reads stream after stream; it ends only at the input's end.
-        Err(trailing_data(Codec::Lzma, leftover))
+    fn start_next_stream(&mut self, leftover: &[u8]) -> Result<usize> {
+        // Concatenated .xz streams decode as one, as with `xz -d` and Python's `lzma`. The format
+        // allows null padding between streams, in multiples of four bytes.
+        let padding = leftover.iter().take_while(|&&byte| byte == 0).count();
+        if padding % 4 != 0 {
+            return Err(Error::Corrupt(format!(
+                "lzma: {padding} null byte(s) follow an .xz stream; padding must be a multiple of 4 bytes, \
+                 so the data is not valid lzma (.xz) data"
+            )));
+        }
+        *self = LzmaDecoder::new()?;
+        Ok(padding)
     }
 }
 
@@ -234,10 +265,10 @@ impl Decoder for Bz2Decoder {
         })
     }
 
-    fn start_next_stream(&mut self, _leftover: usize) -> Result<()> {
+    fn start_next_stream(&mut self, _leftover: &[u8]) -> Result<usize> {
         // Concatenated bzip2 streams (pbzip2, `cat a.bz2 b.bz2`) decode as one, as in Python's `bz2`.
         self.0 = bzip2::Decompress::new(false);
-        Ok(())
+        Ok(0)
     }
 }
 
@@ -271,9 +302,13 @@ impl Decoder for ZlibDecoder {
         })
     }
 
-    fn start_next_stream(&mut self, leftover: usize) -> Result<()> {
+    fn start_next_stream(&mut self, leftover: &[u8]) -> Result<usize> {
         // A zlib stream is a whole file; bytes after it mean the input is not what was written.
-        Err(trailing_data(Codec::Zlib, leftover))
+        Err(Error::Corrupt(format!(
+            "zlib: {} byte(s) of unexpected data follow the end of the compressed stream; \
+             the data is not valid zlib data (or was joined to something else)",
+            leftover.len()
+        )))
     }
 }
 
@@ -321,27 +356,26 @@ impl Decoder for ZstdDecoder {
         })
     }
 
-    fn start_next_stream(&mut self, _leftover: usize) -> Result<()> {
+    fn start_next_stream(&mut self, _leftover: &[u8]) -> Result<usize> {
         // The context starts the next frame by itself: concatenated frames are one zstd stream.
-        Ok(())
+        Ok(0)
     }
 }
 
 /// A zstd block holds at most 128 KiB and takes at least 4 bytes (an RLE block): no frame expands more.
 const ZSTD_MAX_EXPANSION: usize = (128 << 10) / 4;
 
-/// The content size recorded in the first zstd frame's header, if any and if possible at all:
-/// a damaged header must not make a caller allocate memory the data could never fill.
+/// The total content size recorded in the headers of all zstd frames, if every frame records it
+/// and the total is possible at all: a damaged header must not make a caller allocate memory the
+/// data could never fill. (zstd reports skippable frames as empty.)
 pub(super) fn zstd_content_size(data: &[u8]) -> Option<usize> {
-    let size = usize::try_from(zstd_safe::get_frame_content_size(data).ok()??).ok()?;
-    (size <= data.len().saturating_mul(ZSTD_MAX_EXPANSION)).then_some(size)
-}
-
-fn trailing_data(codec: Codec, leftover: usize) -> Error {
-    Error::Corrupt(format!(
-        "{}: {leftover} byte(s) of unexpected data follow the end of the compressed stream; \
-         the data is not valid {} data (or was joined to something else)",
-        codec.name(),
-        codec.name()
-    ))
+    let mut total: usize = 0;
+    let mut rest = data;
+    while !rest.is_empty() {
+        let frame_len = zstd_safe::find_frame_compressed_size(rest).ok()?;
+        let frame_content = zstd_safe::get_frame_content_size(rest).ok()??;
+        total = total.checked_add(usize::try_from(frame_content).ok()?)?;
+        rest = rest.get(frame_len..)?;
+    }
+    (total <= data.len().saturating_mul(ZSTD_MAX_EXPANSION)).then_some(total)
 }

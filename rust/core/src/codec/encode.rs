@@ -34,22 +34,25 @@ pub(super) fn zstd_levels() -> RangeInclusive<i32> {
 /// The .xz container with a CRC64 check, like Python's `lzma.compress`.
 pub(super) fn lzma(data: &[u8], preset: u32, extreme: bool, threads: u32) -> Result<Vec<u8>> {
     let flags = preset | if extreme { PRESET_EXTREME } else { 0 };
+    let block_size = lzma_block_size(data.len(), preset, threads);
+    // More threads than blocks would only allocate buffers that stay idle; one block needs none.
+    let threads = threads.min(data.len().div_ceil(block_size).max(1) as u32);
     let stream = if threads > 1 {
         MtStreamBuilder::new()
             .threads(threads)
             .preset(flags)
             .check(Check::Crc64)
-            .block_size(lzma_block_size(data.len(), preset, threads) as u64)
+            .block_size(block_size as u64)
             .encoder()
     } else {
         Stream::new_easy_encoder(flags, Check::Crc64)
     };
-    let mut stream = stream.map_err(|e| lzma_setup_error(e, threads))?;
+    let mut stream = stream.map_err(|e| lzma_encoder_error(e, threads))?;
     encode_all(data, |input, out| {
         let (consumed, _, status) = counted(&mut stream, |stream| {
             stream
                 .process_vec(input, out, liblzma::stream::Action::Finish)
-                .map_err(|e| lzma_setup_error(e, threads))
+                .map_err(|e| lzma_encoder_error(e, threads))
         })?;
         Ok((consumed, status == liblzma::stream::Status::StreamEnd))
     })
@@ -63,7 +66,7 @@ pub(super) fn lzma_block_size(len: usize, preset: u32, threads: u32) -> usize {
     per_thread.min(largest).max(MIN_LZMA_BLOCK)
 }
 
-fn lzma_setup_error(error: liblzma::stream::Error, threads: u32) -> Error {
+fn lzma_encoder_error(error: liblzma::stream::Error, threads: u32) -> Error {
     match error {
         liblzma::stream::Error::Mem | liblzma::stream::Error::MemLimit => Error::OutOfMemory(
             format!("lzma: not enough memory for the encoder with {threads} thread(s); use fewer threads or a lower level"),

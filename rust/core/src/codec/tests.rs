@@ -131,6 +131,29 @@ fn concatenated_streams_decode_as_one() {
 }
 
 #[test]
+fn xz_streams_may_be_separated_by_null_padding_in_fours() {
+    let stream = compress(Codec::Lzma, b"abc", &CompressOptions::default()).unwrap();
+    let padded = [stream.as_slice(), &[0; 8], &stream, &[0; 4]].concat();
+    assert_eq!(decompress(Codec::Lzma, &padded, None).unwrap(), b"abcabc");
+    let misaligned = [stream.as_slice(), &[0; 3], &stream].concat();
+    let message = corrupt_message(decompress(Codec::Lzma, &misaligned, None));
+    assert!(message.contains("multiple of 4"), "{message}");
+}
+
+#[test]
+fn multithreaded_xz_output_decodes_on_several_threads_to_the_same_data() {
+    let data = sample(5 << 20);
+    let packed = compress(Codec::Lzma, &data, &options(Some(0), 4)).unwrap();
+    assert_eq!(decompress(Codec::Lzma, &packed, None).unwrap(), data);
+    let mut exact = vec![0; data.len()];
+    assert_eq!(
+        decompress_into(Codec::Lzma, &packed, &mut exact).unwrap(),
+        Some(data.len())
+    );
+    assert_eq!(exact, data);
+}
+
+#[test]
 fn zlib_refuses_bytes_after_its_stream() {
     let mut packed = compress(Codec::Zlib, b"hello", &CompressOptions::default()).unwrap();
     packed.extend_from_slice(b"junk");
@@ -218,6 +241,12 @@ fn a_wrong_size_hint_costs_nothing_but_speed() {
 fn zstd_frames_record_their_content_size() {
     let packed = compress(Codec::Zstd, &sample(1234), &CompressOptions::default()).unwrap();
     assert_eq!(decompressed_size(Codec::Zstd, &packed), Some(1234));
+    let two_frames = [packed.as_slice(), &packed].concat();
+    assert_eq!(decompressed_size(Codec::Zstd, &two_frames), Some(2468));
+    assert_eq!(
+        decompressed_size(Codec::Zstd, &packed[..packed.len() - 1]),
+        None
+    );
     assert_eq!(decompressed_size(Codec::Zstd, b"junk"), None);
 }
 
@@ -246,4 +275,92 @@ fn unknown_codec_and_too_many_threads_are_invalid_arguments() {
     );
     let refused = compress(Codec::Lzma, b"x", &options(None, MAX_THREADS + 1)).unwrap_err();
     assert!(matches!(refused, Error::InvalidArgument(m) if m.contains("threads")));
+}
+
+/// Deterministic pseudo-random bytes (xorshift), so failures reproduce.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next() as u8).collect()
+    }
+}
+
+fn assert_ok_or_corrupt(codec: Codec, data: &[u8]) {
+    match decompress(codec, data, None) {
+        Ok(_) | Err(Error::Corrupt(_)) => {}
+        Err(other) => panic!("{}: unexpected error {other:?}", codec.name()),
+    }
+    let mut out = [0u8; 100];
+    match decompress_into(codec, data, &mut out) {
+        Ok(_) | Err(Error::Corrupt(_)) => {}
+        Err(other) => panic!("{}: unexpected error {other:?}", codec.name()),
+    }
+}
+
+#[test]
+fn random_bytes_never_panic_and_only_ever_fail_as_corrupt() {
+    let mut noise = Noise(0x2545_F491_4F6C_DD1D);
+    for codec in Codec::ALL {
+        for _ in 0..300 {
+            let len = (noise.next() % 600) as usize;
+            assert_ok_or_corrupt(codec, &noise.bytes(len));
+        }
+    }
+}
+
+#[test]
+fn damaged_streams_never_panic_and_never_decode_to_wrong_data() {
+    let data = sample(5_000);
+    let mut noise = Noise(0x9E37_79B9_7F4A_7C15);
+    for codec in Codec::ALL {
+        let packed = compress(codec, &data, &CompressOptions::default()).unwrap();
+        for _ in 0..200 {
+            let mut damaged = packed.clone();
+            let at = (noise.next() as usize) % damaged.len();
+            damaged[at] ^= (noise.next() % 255 + 1) as u8;
+            match decompress(codec, &damaged, None) {
+                Ok(restored) => assert_eq!(
+                    restored,
+                    data,
+                    "{}: damage at {at} went unnoticed",
+                    codec.name()
+                ),
+                Err(Error::Corrupt(_)) => {}
+                Err(other) => panic!("{}: unexpected error {other:?}", codec.name()),
+            }
+        }
+    }
+}
+
+#[test]
+fn max_output_stops_a_decompression_bomb() {
+    let zeros = vec![0u8; 8 << 20];
+    for codec in Codec::ALL {
+        let bomb = compress(codec, &zeros, &CompressOptions::default()).unwrap();
+        match decompress_at_most(codec, &bomb, None, 1 << 20) {
+            Err(Error::OutputLimit(message)) => {
+                assert!(message.contains("max_output=1048576"), "{message}")
+            }
+            other => panic!(
+                "{}: expected OutputLimit, got {:?}",
+                codec.name(),
+                other.map(|v| v.len())
+            ),
+        }
+        // Exactly at the limit is allowed.
+        assert_eq!(
+            decompress_at_most(codec, &bomb, None, zeros.len())
+                .unwrap()
+                .len(),
+            zeros.len()
+        );
+    }
 }

@@ -65,10 +65,8 @@ struct HeaderBody {
 pub(crate) const NO_CODEC: &str = "none";
 
 impl BlobHeader {
-    pub(crate) fn new(
-        options: &FrameOptions<'_>,
-        segments: Vec<SegmentLengths>,
-    ) -> Result<BlobHeader> {
+    /// A header for a blob about to be written, still without its segments.
+    pub(crate) fn new(options: &FrameOptions<'_>) -> Result<BlobHeader> {
         Ok(BlobHeader {
             format_version: (FORMAT_MAJOR, FORMAT_MINOR),
             serializer: validated_serializer(options.serializer)?.to_owned(),
@@ -78,7 +76,7 @@ impl BlobHeader {
             ferroflow_version: crate::VERSION.to_owned(),
             created_at_us: now_us(),
             alignment: ALIGNMENT,
-            segments,
+            segments: Vec::new(),
         })
     }
 
@@ -103,7 +101,7 @@ impl BlobHeader {
     }
 
     /// Prelude, body and checksum, zero-padded to the alignment.
-    pub(crate) fn encode(&self) -> Vec<u8> {
+    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
         let body = HeaderBody {
             serializer: RawValue::from_string(self.serializer.clone())
                 .expect("validated when the header was made"),
@@ -118,23 +116,26 @@ impl BlobHeader {
             segments: self.segments.iter().map(|s| (s.raw, s.stored)).collect(),
         };
         let json = serde_json::to_vec(&body).expect("the header body always serializes");
+        let body_len = u32::try_from(json.len()).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "the blob header would take {} bytes, over the format's 4 GiB limit; \
+                 use a shorter serializer description or fewer segments",
+                json.len()
+            ))
+        })?;
         let mut out =
             Vec::with_capacity(PRELUDE_LEN + json.len() + CHECKSUM_LEN + self.alignment as usize);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&self.format_version.0.to_le_bytes());
         out.extend_from_slice(&self.format_version.1.to_le_bytes());
-        out.extend_from_slice(
-            &u32::try_from(json.len())
-                .expect("header body under 4 GiB")
-                .to_le_bytes(),
-        );
+        out.extend_from_slice(&body_len.to_le_bytes());
         out.extend_from_slice(&json);
         out.extend_from_slice(&xxh3_64(&out).to_le_bytes());
         out.resize(
             super::align_up(out.len() as u64, self.alignment) as usize,
             0,
         );
-        out
+        Ok(out)
     }
 
     /// Decodes exactly the `header_len(prelude)` bytes of a header (without the padding).

@@ -2,12 +2,16 @@
 //! uncompressed segments are read straight into the caller's buffers, hashed chunk by chunk.
 use super::header::{header_len, PRELUDE_LEN};
 use super::{
-    check_checksum, check_padding, decode_segment_into, decompress_checked, too_short, truncated,
-    BlobHeader, Layout, CHUNK,
+    check_checksum, check_padding, decode_segment, decode_segment_into, decompress_checked,
+    too_short, truncated, verify, BlobHeader, Layout, CHUNK,
 };
 use crate::error::{Error, Result};
 use std::io::{self, Read, Seek, SeekFrom};
 use xxhash_rust::xxh3::Xxh3Default;
+
+/// The first read takes this much: the whole of a small blob (most results are small), so it
+/// costs one read; the header, at least, of a large one.
+const FIRST_READ: u64 = 64 * 1024;
 
 /// A blob whose header has been read and verified; the segments are read on demand.
 #[derive(Debug)]
@@ -16,25 +20,38 @@ pub struct BlobReader<R> {
     header: BlobHeader,
     header_len: u64,
     layout: Layout,
+    /// The whole blob, when it came with the first read.
+    whole: Option<Vec<u8>>,
 }
 
 impl<R: Read + Seek> BlobReader<R> {
     /// Reads and verifies the header. `source_len` is the stream's whole length (a file's size):
     /// a blob's length is fixed by its header, so truncation is caught before any payload is read.
-    pub fn open(mut source: R, source_len: u64) -> Result<BlobReader<R>> {
+    pub fn open(source: R, source_len: u64) -> Result<BlobReader<R>> {
+        Self::open_reading_first(source, source_len, FIRST_READ)
+    }
+
+    /// `open` with the size of the first read chosen (tests use it to stream small blobs).
+    pub(crate) fn open_reading_first(
+        mut source: R,
+        source_len: u64,
+        first_read: u64,
+    ) -> Result<BlobReader<R>> {
         if source_len < PRELUDE_LEN as u64 {
             return Err(too_short(source_len as usize));
         }
-        let mut prelude = [0; PRELUDE_LEN];
-        read_exact_at(&mut source, 0, &mut prelude)?;
-        let header_len = header_len(&prelude)?;
+        let mut head = vec![0; source_len.min(first_read.max(PRELUDE_LEN as u64)) as usize];
+        read_exact_at(&mut source, 0, &mut head)?;
+        let header_len = header_len(&head[..PRELUDE_LEN])?;
         if header_len as u64 > source_len {
             return Err(truncated(source_len, header_len as u64));
         }
-        let mut header_bytes = vec![0; header_len];
-        header_bytes[..PRELUDE_LEN].copy_from_slice(&prelude);
-        read_exact(&mut source, &mut header_bytes[PRELUDE_LEN..])?;
-        let header = BlobHeader::decode(&header_bytes)?;
+        if header_len > head.len() {
+            let read = head.len();
+            head.resize(header_len, 0);
+            read_exact(&mut source, &mut head[read..])?;
+        }
+        let header = BlobHeader::decode(&head[..header_len])?;
         let layout = Layout::new(&header, header_len as u64)?;
         layout.check_length(source_len)?;
         Ok(BlobReader {
@@ -42,6 +59,7 @@ impl<R: Read + Seek> BlobReader<R> {
             header,
             header_len: header_len as u64,
             layout,
+            whole: (head.len() as u64 == source_len).then_some(head),
         })
     }
 
@@ -64,6 +82,13 @@ impl<R: Read + Seek> BlobReader<R> {
             )));
         }
         let codec = self.header.codec;
+        if let Some(whole) = &self.whole {
+            let (_, ranges) = verify(whole)?;
+            for (range, out) in ranges.into_iter().zip(outputs.iter_mut()) {
+                decode_segment_into(codec, &whole[range], out)?;
+            }
+            return Ok(());
+        }
         let mut scratch = Vec::new();
         let mut read_one = |index: usize, segment: SegmentSource<'_, R>| match codec {
             None => segment.read_into(outputs[index]),
@@ -81,6 +106,14 @@ impl<R: Read + Seek> BlobReader<R> {
 
     /// Reads, verifies and decodes every segment into a new buffer each.
     pub fn read_segments(&mut self) -> Result<Vec<Vec<u8>>> {
+        if let Some(whole) = &self.whole {
+            let (header, ranges) = verify(whole)?;
+            return (ranges.into_iter().enumerate())
+                .map(|(index, range)| {
+                    Ok(decode_segment(&header, index, &whole[range])?.into_owned())
+                })
+                .collect();
+        }
         let mut segments = Vec::with_capacity(self.header.segments.len());
         let header = &self.header;
         let mut scratch = Vec::new();
@@ -93,7 +126,7 @@ impl<R: Read + Seek> BlobReader<R> {
                     segment.read_into(&mut raw)?;
                     raw
                 }
-                // Allocated by the decoder, not from the header's claim, and then checked against it.
+                // Bounded by the raw length the (verified) header records.
                 Some(codec) => {
                     decompress_checked(codec, segment.read_to_vec(&mut scratch)?, raw_len)?
                 }
@@ -152,15 +185,11 @@ struct SegmentSource<'a, R> {
 }
 
 impl<R: Read> SegmentSource<'_, R> {
-    /// Reads the stored bytes into `out` (exactly their length), hashing each chunk as it lands.
+    /// Reads the stored bytes into `out` (exactly their length) and verifies them.
     fn read_into(self, out: &mut [u8]) -> Result<()> {
         debug_assert_eq!(out.len() as u64, self.stored_len);
-        let mut hasher = Xxh3Default::new();
-        for chunk in out.chunks_mut(CHUNK) {
-            read_exact(self.source, chunk)?;
-            hasher.update(chunk);
-        }
-        check_checksum(self.index, hasher.digest(), self.trailer)
+        let checksum = read_hashing_in_line(self.source, out)?;
+        check_checksum(self.index, checksum, self.trailer)
     }
 
     fn read_to_vec(self, scratch: &mut Vec<u8>) -> Result<&[u8]> {
@@ -170,6 +199,18 @@ impl<R: Read> SegmentSource<'_, R> {
         self.read_into(scratch)?;
         Ok(scratch)
     }
+}
+
+/// Hashes each chunk right after it lands, while it is in cache. (Unlike writing, reading gains
+/// nothing measurable from hashing on a second thread: the copy out of the OS's cache into fresh
+/// memory dominates.)
+fn read_hashing_in_line(source: &mut impl Read, out: &mut [u8]) -> Result<u64> {
+    let mut hasher = Xxh3Default::new();
+    for chunk in out.chunks_mut(CHUNK) {
+        read_exact(source, chunk)?;
+        hasher.update(chunk);
+    }
+    Ok(hasher.digest())
 }
 
 fn read_padding(source: &mut impl Read, len: u64, after: &str) -> Result<()> {

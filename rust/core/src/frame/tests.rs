@@ -56,6 +56,13 @@ fn rewrite_header(
     out
 }
 
+/// Readers of `blob` both ways: whole in the first read, and streamed piece by piece.
+fn stream_readers(blob: &[u8]) -> [Result<BlobReader<Cursor<&[u8]>>>; 2] {
+    [u64::MAX, 0].map(|first_read| {
+        BlobReader::open_reading_first(Cursor::new(blob), blob.len() as u64, first_read)
+    })
+}
+
 fn corrupt_message(result: Result<impl std::fmt::Debug>) -> String {
     match result {
         Err(Error::Corrupt(message)) => message,
@@ -126,13 +133,15 @@ fn stream_reader_reads_the_header_without_the_payload() {
 fn stream_reader_returns_the_segments() {
     let segments = sample_segments();
     let blob = framed(&segments);
-    let mut reader = BlobReader::open(Cursor::new(&blob), blob.len() as u64).unwrap();
-    assert_eq!(reader.read_segments().unwrap(), segments);
+    for reader in stream_readers(&blob) {
+        let mut reader = reader.unwrap();
+        assert_eq!(reader.read_segments().unwrap(), segments);
 
-    let mut outputs: Vec<Vec<u8>> = segments.iter().map(|s| vec![0; s.len()]).collect();
-    let mut slices: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
-    reader.read_segments_into(&mut slices).unwrap();
-    assert_eq!(outputs, segments);
+        let mut outputs: Vec<Vec<u8>> = segments.iter().map(|s| vec![0; s.len()]).collect();
+        let mut slices: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+        reader.read_segments_into(&mut slices).unwrap();
+        assert_eq!(outputs, segments);
+    }
 }
 
 #[test]
@@ -169,8 +178,9 @@ fn segment_checksum_mismatch_names_the_segment() {
     blob[ranges[2].start + 500] ^= 0x80;
     assert!(corrupt_message(unframe(&blob))
         .contains("segment 2 of the blob failed its xxh3-64 checksum"));
-    let mut reader = BlobReader::open(Cursor::new(&blob), blob.len() as u64).unwrap();
-    assert!(corrupt_message(reader.read_segments()).contains("segment 2"));
+    for reader in stream_readers(&blob) {
+        assert!(corrupt_message(reader.unwrap().read_segments()).contains("segment 2"));
+    }
 }
 
 #[test]
@@ -188,8 +198,9 @@ fn truncation_and_trailing_bytes_are_corrupt() {
     let mut longer = blob.clone();
     longer.push(0);
     assert!(corrupt_message(unframe(&longer)).contains("1 unexpected bytes after its end"));
-    let reader = BlobReader::open(Cursor::new(&longer), longer.len() as u64);
-    assert!(corrupt_message(reader).contains("after its end"));
+    for reader in stream_readers(&longer) {
+        assert!(corrupt_message(reader).contains("after its end"));
+    }
 }
 
 #[test]
@@ -203,12 +214,13 @@ fn every_single_byte_flip_and_every_truncation_is_detected() {
                 matches!(unframe(&damaged), Err(Error::Corrupt(_))),
                 "flip at {index} went unnoticed"
             );
-            let mut reader = BlobReader::open(Cursor::new(&damaged), damaged.len() as u64);
-            let read = reader.as_mut().map_err(|_| ()).map(|r| r.read_segments());
-            assert!(
-                !matches!(read, Ok(Ok(_))),
-                "flip at {index} went unnoticed by the stream reader"
-            );
+            for mut reader in stream_readers(&damaged) {
+                let read = reader.as_mut().map_err(|_| ()).map(|r| r.read_segments());
+                assert!(
+                    !matches!(read, Ok(Ok(_))),
+                    "flip at {index} went unnoticed by the stream reader"
+                );
+            }
         }
     }
     for len in 0..blob.len() {
@@ -433,12 +445,14 @@ fn compressed_blobs_round_trip_with_every_codec() {
                 "{codec:?}"
             );
         }
-        let mut reader = BlobReader::open(Cursor::new(&blob), blob.len() as u64).unwrap();
-        assert_eq!(reader.read_segments().unwrap(), segments, "{codec:?}");
-        let mut outputs: Vec<Vec<u8>> = segments.iter().map(|s| vec![0; s.len()]).collect();
-        let mut targets: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
-        reader.read_segments_into(&mut targets).unwrap();
-        assert_eq!(outputs, segments, "{codec:?}");
+        for reader in stream_readers(&blob) {
+            let mut reader = reader.unwrap();
+            assert_eq!(reader.read_segments().unwrap(), segments, "{codec:?}");
+            let mut outputs: Vec<Vec<u8>> = segments.iter().map(|s| vec![0; s.len()]).collect();
+            let mut targets: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+            reader.read_segments_into(&mut targets).unwrap();
+            assert_eq!(outputs, segments, "{codec:?}");
+        }
     }
 }
 
@@ -460,16 +474,89 @@ fn a_compressed_segment_of_another_length_than_recorded_is_corrupt() {
         let (lying_header, stored) = unframe(&lying).unwrap();
         assert!(corrupt_message(decode_segment(&lying_header, 0, stored[0]))
             .contains("decompressed to"));
-        let mut reader = BlobReader::open(Cursor::new(&lying), lying.len() as u64).unwrap();
-        assert!(corrupt_message(reader.read_segments()).contains("decompressed to"));
-        let mut outputs: Vec<Vec<u8>> = lying_header
-            .segments
-            .iter()
-            .map(|s| vec![0; s.raw as usize])
-            .collect();
-        let mut targets: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
-        assert!(
-            corrupt_message(reader.read_segments_into(&mut targets)).contains("decompressed to")
-        );
+        for reader in stream_readers(&lying) {
+            let mut reader = reader.unwrap();
+            assert!(corrupt_message(reader.read_segments()).contains("decompressed to"));
+            let mut outputs: Vec<Vec<u8>> = lying_header
+                .segments
+                .iter()
+                .map(|s| vec![0; s.raw as usize])
+                .collect();
+            let mut targets: Vec<&mut [u8]> = outputs.iter_mut().map(Vec::as_mut_slice).collect();
+            assert!(corrupt_message(reader.read_segments_into(&mut targets))
+                .contains("decompressed to"));
+        }
+    }
+}
+
+#[test]
+fn an_invalid_level_is_refused_even_without_segments() {
+    let options = FrameOptions {
+        codec: Some(Codec::Zlib),
+        compress: CompressOptions {
+            level: Some(99),
+            ..CompressOptions::default()
+        },
+        ..options()
+    };
+    assert!(matches!(
+        frame(&[], &options),
+        Err(Error::InvalidArgument(_))
+    ));
+}
+
+#[test]
+fn the_stream_reader_verifies_large_segments_hashed_aside() {
+    let segments = large_segments();
+    let blob = framed(&segments);
+    let mut reader = BlobReader::open(Cursor::new(&blob), blob.len() as u64).unwrap();
+    assert_eq!(reader.read_segments().unwrap(), segments);
+
+    let (_, ranges) = verify(&blob).unwrap();
+    let mut damaged = blob.clone();
+    damaged[ranges[1].start + 2 * HASH_ASIDE_MIN + 7] ^= 0x10;
+    let mut reader = BlobReader::open(Cursor::new(&damaged), damaged.len() as u64).unwrap();
+    assert!(corrupt_message(reader.read_segments()).contains("segment 1 "));
+}
+
+/// A stream whose bytes in `bad` cannot be read, like a disk with a bad sector.
+struct BadSectors<'a> {
+    inner: Cursor<&'a [u8]>,
+    bad: Range<u64>,
+}
+
+impl io::Read for BadSectors<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let position = self.inner.position();
+        if self.bad.contains(&position) {
+            return Err(io::Error::other("bad sector"));
+        }
+        let readable = match self.bad.start.checked_sub(position) {
+            Some(until_bad) if until_bad > 0 => buf.len().min(until_bad as usize),
+            _ => buf.len(),
+        };
+        self.inner.read(&mut buf[..readable])
+    }
+}
+
+impl io::Seek for BadSectors<'_> {
+    fn seek(&mut self, to: io::SeekFrom) -> io::Result<u64> {
+        self.inner.seek(to)
+    }
+}
+
+#[test]
+fn a_read_error_inside_a_large_segment_is_reported() {
+    let blob = framed(&large_segments());
+    let (_, ranges) = verify(&blob).unwrap();
+    let bad_from = (ranges[1].start + HASH_ASIDE_MIN + 3) as u64;
+    let source = BadSectors {
+        inner: Cursor::new(&blob),
+        bad: bad_from..bad_from + 512,
+    };
+    let mut reader = BlobReader::open(source, blob.len() as u64).unwrap();
+    match reader.read_segments() {
+        Err(Error::Io { source, .. }) => assert_eq!(source.to_string(), "bad sector"),
+        other => panic!("expected an I/O error, got {other:?}"),
     }
 }

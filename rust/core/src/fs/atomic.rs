@@ -8,16 +8,18 @@ use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// Writes `segments` one after another to `path`, atomically, without joining them first.
+/// Writes `segments` one after another to `path`, atomically, without joining them first;
+/// returns the number of bytes written.
 pub fn atomic_write(path: &Path, segments: &[&[u8]], durable: bool) -> Result<u64> {
     atomic_write_with(path, durable, |out| {
         segments
             .iter()
             .try_for_each(|segment| out.write_all(segment))
-    })
+    })?;
+    Ok(segments.iter().map(|segment| segment.len() as u64).sum())
 }
 
-/// Replaces `path` with what `write` produces and returns its length; creates missing folders.
+/// Replaces `path` with what `write` produces; creates missing folders.
 ///
 /// On any failure the temporary file is removed and an existing target is left as it was.
 /// `durable` adds fsync of the file before the rename and of the folder after it: the rename
@@ -26,16 +28,27 @@ pub fn atomic_write_with(
     path: &Path,
     durable: bool,
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
-) -> Result<u64> {
+) -> Result<()> {
     let writing = |e| Error::io(format!("writing {}", path.display()), e);
     let folder = parent_folder(path)?;
-    let created_folders = create_folders(folder)?;
-    let temp = TempFile::create_beside(path, folder)?;
+    // The folder usually exists: look for missing ones only when the file cannot be created.
+    let (temp, created_folders) = match TempFile::create_beside(path, folder) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            let created = create_folders(folder)?;
+            (TempFile::create_beside(path, folder), created)
+        }
+        first_try => (first_try, Vec::new()),
+    };
+    let temp = temp.map_err(|e| {
+        Error::io(
+            format!("creating a temporary file in {}", folder.display()),
+            e,
+        )
+    })?;
 
     let mut out = BufWriter::with_capacity(CHUNK, temp.file());
     write(&mut out).map_err(writing)?;
     let file = out.into_inner().map_err(|e| writing(e.into_error()))?;
-    let len = file.metadata().map_err(writing)?.len();
     if durable {
         file.sync_data().map_err(writing)?;
     }
@@ -47,7 +60,7 @@ pub fn atomic_write_with(
             sync_folder(created.parent().unwrap_or(Path::new(".")))?;
         }
     }
-    Ok(len)
+    Ok(())
 }
 
 fn parent_folder(path: &Path) -> Result<&Path> {
@@ -97,7 +110,7 @@ struct TempFile {
 impl TempFile {
     /// `.<target name>.<16 hex digits>.tmp` in the target's folder, so the rename stays on one
     /// file system and a stray temporary file (from a killed writer) is easy to recognise.
-    fn create_beside(target: &Path, folder: &Path) -> Result<TempFile> {
+    fn create_beside(target: &Path, folder: &Path) -> io::Result<TempFile> {
         let name: String = target
             .file_name()
             .unwrap_or_default()
@@ -116,12 +129,7 @@ impl TempFile {
                     })
                 }
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists && attempts < 8 => attempts += 1,
-                Err(e) => {
-                    return Err(Error::io(
-                        format!("creating a temporary file in {}", folder.display()),
-                        e,
-                    ));
-                }
+                Err(e) => return Err(e),
             }
         }
     }
@@ -152,10 +160,11 @@ impl Drop for TempFile {
     }
 }
 
-/// Random per call (std's hasher keys are random per process and per call), so names from
-/// concurrent writers, processes and machines sharing a folder do not collide.
+/// Random per call: std seeds each thread's hasher keys randomly and changes them for every
+/// `RandomState`, so names from concurrent writers, processes and machines sharing a folder
+/// do not collide (and `create_new` catches the one-in-2^64 case).
 fn unique_number() -> u64 {
     let mut hasher = RandomState::new().build_hasher();
-    hasher.write_u32(std::process::id());
+    hasher.write_u8(0);
     hasher.finish()
 }

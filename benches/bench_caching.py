@@ -1,0 +1,169 @@
+"""What the run store and the task cache cost, next to the plain function and joblib.Memory.
+
+- per-task overhead of a flow of 10,000 trivial tasks, run store on and off, next to a plain call
+  (wall time, and CPU time of the whole process: the store's writer thread included);
+- a cache hit for a small result, and for a call with a 64 MiB NumPy input, next to
+  `joblib.Memory` on the same function and inputs, in the same run;
+- `task_input_hash` of a 64 MiB input next to `hashlib.md5` of its pickle.
+
+`make bench` runs it (`-s` shows the tables). Best of three rounds; nothing asserts a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+import time
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import joblib
+import numpy as np
+import pytest
+
+from _report import print_table, race
+from ferroflow import flow, task
+from ferroflow.settings import temporary_settings
+from ferroflow.tasks import task_input_hash
+
+TASKS = 10_000
+HITS = 1_000
+LARGE_HITS = 5
+MIB = 2**20
+
+
+@pytest.fixture(autouse=True)
+def own_home(tmp_path, monkeypatch):
+    """A fresh FERROFLOW_HOME: the benchmark's run store and results never touch the user's."""
+    monkeypatch.setenv("FERROFLOW_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("FERROFLOW_RUNSTORE_URL", raising=False)
+
+
+def trivial(x: int) -> int:
+    return x + 1
+
+
+trivial_task = task(trivial)
+
+
+@flow
+def many_tasks(count: int) -> None:
+    for i in range(count):
+        trivial_task(i)
+
+
+def wall_and_cpu(action: Callable[[], object], rounds: int = 3) -> tuple[float, float]:
+    """Best wall time and best process CPU time (all threads) of `action`, in seconds."""
+    best_wall = best_cpu = float("inf")
+    for _ in range(rounds):
+        wall, cpu = time.perf_counter(), time.process_time()
+        action()
+        best_wall = min(best_wall, time.perf_counter() - wall)
+        best_cpu = min(best_cpu, time.process_time() - cpu)
+    return best_wall, best_cpu
+
+
+def test_per_task_overhead_with_the_run_store() -> None:
+    many_tasks(10)  # open the store, warm the caches
+
+    def plain_calls() -> None:
+        for i in range(TASKS):
+            trivial(i)
+
+    def flow_with(recording: bool) -> Callable[[], None]:
+        def run() -> None:
+            with temporary_settings(runstore_record_runs=recording):
+                many_tasks(TASKS)  # ends with a flush: the records are committed
+
+        return run
+
+    rows = []
+    figures = {
+        "plain function call": wall_and_cpu(plain_calls),
+        "task call, run store off": wall_and_cpu(flow_with(False)),
+        "task call, run store on": wall_and_cpu(flow_with(True)),
+    }
+    plain_wall = figures["plain function call"][0]
+    for name, (wall, cpu) in figures.items():
+        rows.append([name, wall / TASKS * 1e6, cpu / TASKS * 1e6, wall / plain_wall])
+    off, on = figures["task call, run store off"], figures["task call, run store on"]
+    rows.append(["recording's share", (on[0] - off[0]) / TASKS * 1e6, (on[1] - off[1]) / TASKS * 1e6, ""])
+    print_table(
+        f"Per task, a flow of {TASKS:,} trivial tasks (target: <= 150 us with the store on), best of 3",
+        ["", "wall us/task", "CPU us/task", "x plain"],
+        rows,
+    )
+
+
+# --- cache hits ------------------------------------------------------------------------------------
+
+
+def summary(values: Any) -> dict[str, float]:
+    return {"n": float(len(values)), "total": float(np.sum(values))}
+
+
+summary_task = task(summary, name="summary", cache_key_fn=task_input_hash)
+
+
+@flow
+def cached_calls(arguments: list[Any]) -> None:
+    for argument in arguments:
+        summary_task(argument)
+
+
+def hit_latencies(arguments: list[Any], joblib_folder: str) -> dict[str, tuple[float, float]]:
+    """(wall, CPU) seconds per cache hit: ferroflow (a task call inside a flow, the entry
+    committed in the run store, the result read from its file, the run recorded) and
+    joblib.Memory on the same function and inputs. Taken in turns, best of three each."""
+    cached_calls(arguments)  # fill the cache
+    memory = joblib.Memory(joblib_folder, verbose=0)
+    joblib_summary = memory.cache(summary)
+
+    def joblib_calls() -> None:
+        for argument in arguments:
+            joblib_summary(argument)
+
+    joblib_calls()  # fill joblib's cache
+    best = {"ferroflow": (float("inf"),) * 2, "joblib.Memory": (float("inf"),) * 2}
+    for _ in range(3):
+        for name, action in (("ferroflow", lambda: cached_calls(arguments)), ("joblib.Memory", joblib_calls)):
+            wall, cpu = wall_and_cpu(action, rounds=1)
+            best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
+    return {name: (wall / len(arguments), cpu / len(arguments)) for name, (wall, cpu) in best.items()}
+
+
+def print_hits(title: str, latencies: dict[str, tuple[float, float]]) -> None:
+    (ours, our_cpu), (theirs, their_cpu) = latencies["ferroflow"], latencies["joblib.Memory"]
+    print_table(title, ["", "wall ms/hit", "CPU ms/hit", "joblib / ferroflow (wall)", "(CPU)"],
+                [["ferroflow task cache", ours * 1e3, our_cpu * 1e3, theirs / ours, their_cpu / our_cpu],
+                 ["joblib.Memory", theirs * 1e3, their_cpu * 1e3, 1.0, 1.0]])
+
+
+def test_a_small_cache_hit_next_to_joblib(tmp_path) -> None:
+    arguments = [[i, i + 1, i + 2] for i in range(HITS)]
+    latencies = hit_latencies(arguments, str(tmp_path / "joblib"))
+    print_hits(f"Cache hit, small input and result ({HITS:,} hits; target: no slower than joblib)", latencies)
+
+
+def test_a_cache_hit_with_a_64_mib_input_next_to_joblib(tmp_path) -> None:
+    rng = np.random.default_rng(7)
+    arguments = [rng.random(64 * MIB // 8) for _ in range(LARGE_HITS)]
+    latencies = hit_latencies(arguments, str(tmp_path / "joblib"))
+    print_hits(f"Cache hit with a 64 MiB NumPy input ({LARGE_HITS} inputs; target: >= 10x joblib)", latencies)
+
+
+def test_task_input_hash_of_64_mib_next_to_md5_of_its_pickle() -> None:
+    array = np.random.default_rng(3).random(64 * MIB // 8)
+    context = SimpleNamespace(task=summary_task)
+    best = race({
+        "task_input_hash": lambda: task_input_hash(context, {"values": array}),
+        "md5 of the pickle": lambda: hashlib.md5(pickle.dumps(array, protocol=5)).hexdigest(),
+    })
+    ours, theirs = best["task_input_hash"], best["md5 of the pickle"]
+    print_table(
+        "Hashing a 64 MiB NumPy input (target: >= 4 GB/s)",
+        ["", "ms", "GB/s", "x md5"],
+        [["task_input_hash (BLAKE3, in place)", ours * 1e3, array.nbytes / ours / 1e9, theirs / ours],
+         ["hashlib.md5(pickle.dumps(array))", theirs * 1e3, array.nbytes / theirs / 1e9, 1.0]],
+    )

@@ -1,0 +1,150 @@
+"""Flow retries reuse work: a task or subflow run that completed with a persisted result in an
+earlier attempt of the same flow run returns it ("Cached") instead of running again."""
+
+import asyncio
+
+from ferroflow import flow, task
+from ferroflow.results import PersistedResult
+
+
+class Flaky:
+    """Fails the first `failures` calls, then succeeds."""
+
+    def __init__(self, failures: int = 1) -> None:
+        self.failures = failures
+
+    def __call__(self) -> None:
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("transient")
+
+
+def test_a_retry_reuses_persisted_results_and_reruns_the_rest(task_runner):
+    ran = []
+    flaky_step = Flaky()
+
+    @task
+    def load():
+        ran.append("load")
+        return [1, 2, 3]  # persisted: the flow has retries
+
+    @task
+    def notify():
+        ran.append("notify")  # returns None: a literal, not persisted -> runs again
+
+    @task
+    def step():
+        ran.append("step")
+        flaky_step()
+        return "stepped"
+
+    states = []
+
+    @flow(retries=1, task_runner=task_runner)
+    def pipeline():
+        attempt = [load(return_state=True), notify(return_state=True), step.submit().wait()]
+        states.append(attempt)
+        return attempt[0].result() + [attempt[2].result()]
+
+    assert pipeline() == [1, 2, 3, "stepped"]
+    assert ran == ["load", "notify", "step", "notify", "step"]
+    first_attempt, second_attempt = states
+    assert [s.name for s in first_attempt] == ["Completed", "Completed", "Failed"]
+    assert [s.name for s in second_attempt] == ["Cached", "Completed", "Completed"]
+    assert isinstance(second_attempt[0].data, PersistedResult)
+    assert second_attempt[0].data.storage_key == first_attempt[0].data.storage_key
+
+
+def test_runs_are_matched_by_task_and_call_order():
+    ran = []
+    flaky = Flaky()
+
+    @task
+    def square(x):
+        ran.append(x)
+        return x * x
+
+    @flow(retries=1)
+    def squares():
+        values = [future.result() for future in square.map([1, 2, 3])]
+        flaky()
+        return values
+
+    assert squares() == [1, 4, 9]
+    assert ran == [1, 2, 3]  # the retry found every mapped run's result
+
+
+def test_a_failed_task_runs_again_on_retry():
+    ran = []
+    flaky = Flaky()
+
+    @task
+    def fetch():
+        ran.append("fetch")
+        flaky()
+        return "data"
+
+    @flow(retries=2)
+    def my_flow():
+        return fetch()
+
+    assert my_flow() == "data"
+    assert ran == ["fetch", "fetch"]
+
+
+def test_without_retries_nothing_is_reused_across_flow_runs():
+    ran = []
+
+    @task(persist_result=True)
+    def load():
+        ran.append(1)
+        return "x"
+
+    @flow
+    def my_flow():
+        return load()
+
+    my_flow()
+    my_flow()
+    assert ran == [1, 1]
+
+
+def test_a_subflow_with_a_persisted_result_is_reused():
+    ran = []
+    flaky = Flaky()
+
+    @flow
+    def child(x):
+        ran.append(x)
+        return {"child": x}
+
+    @flow(retries=1)
+    def parent():
+        first = child(1, return_state=True)
+        flaky()
+        return first
+
+    state = parent(return_state=True)
+    assert state.is_completed()
+    assert ran == [1]
+    assert state.result().name == "Cached"
+
+
+def test_async_flow_retries_reuse_async_tasks():
+    ran = []
+    flaky = Flaky()
+
+    @task
+    async def fetch(x):
+        ran.append(x)
+        return x * 10
+
+    @flow(retries=1)
+    async def my_flow():
+        value = await fetch(2)
+        flaky()
+        return value
+
+    assert asyncio.run(my_flow()) == 20
+    assert ran == [2]
+
