@@ -51,10 +51,10 @@ class BenchmarkOutput:
         (the benchmarks print a blank line, then the title, then the table)."""
         found, title, after_blank = [], "", True
         for line in self.lines:
-            if _HEADLINE.search(line):
-                found.append(f"{title}: {line.strip()}" if title else line.strip())
-            elif line.strip() and after_blank:
+            if line.strip() and after_blank:  # a title, even one that states a target
                 title = line.strip().rstrip(":")
+            elif _HEADLINE.search(line):
+                found.append(f"{title}: {line.strip()}" if title else line.strip())
             after_blank = not line.strip()
         return found
 
