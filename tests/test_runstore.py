@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ferroflow.exceptions import RunStoreLockedError, RunStoreSchemaError, UnknownRunError
+from ferroflow.exceptions import RunStoreError, RunStoreLockedError, RunStoreSchemaError, UnknownRunError
 from ferroflow.runstore import (
     ResultRef,
     RunStore,
@@ -468,6 +468,25 @@ def test_another_store_on_the_same_file_sees_committed_entries(db_path):
         writer.put_cache_entry("key-1", "load", ResultRef.literal(True))
         writer.flush()
         assert reader.get_cache_entry("key-1").result.value is True
+
+
+def test_a_reader_sees_entries_committed_after_its_own_lookups(db_path):
+    """The reader's connection is kept for the thread: it must not keep an old snapshot."""
+    with open_store(f"sqlite:///{db_path}") as writer, open_store(f"sqlite:///{db_path}") as reader:
+        assert reader.get_cache_entry("key-1") is None
+        writer.put_cache_entry("key-1", "load", ResultRef.persisted("s", "first", "pickle"))
+        writer.flush()
+        assert reader.get_cache_entry("key-1").result.key == "first"
+        writer.put_cache_entry("key-1", "load", ResultRef.persisted("s", "second", "pickle"))
+        writer.flush()
+        assert reader.get_cache_entry("key-1").result.key == "second"
+
+
+def test_a_cache_lookup_on_a_closed_store_says_to_open_it_again(db_path):
+    store = open_store(f"sqlite:///{db_path}")
+    store.close()
+    with pytest.raises(RunStoreError, match="closed; open it again"):
+        store.get_cache_entry("key-1")
 
 
 def test_cache_entries_are_deleted_by_key_task_or_expiry(store):

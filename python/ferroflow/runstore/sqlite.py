@@ -184,6 +184,8 @@ def _insert_rows(connection: sqlite3.Connection, statement: tuple[str, str], row
 
 _CACHE_COLUMNS = ("key, task_name, created, expiration, result_kind, result_value, result_storage, "
                   "result_key, result_serializer")
+_GET_CACHE_ENTRY = (f"SELECT {_CACHE_COLUMNS} FROM cache_entries WHERE key = ?"
+                    " AND (expiration IS NULL OR expiration > ?)")
 _FLOW_RUN_FIELDS = ("id", "name", "flow_name", "parameters", "parent_flow_run_id", "created")
 _TASK_RUN_FIELDS = ("id", "name", "task_name", "flow_run_id", "task_key", "dynamic_key", "parameters", "created")
 _PROGRESS_FIELDS = ("run_count", "start_time", "end_time", "state_type", "state_name")
@@ -438,10 +440,18 @@ class SQLiteRunStore:
             with self._shared_lock:
                 yield self._shared
             return
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
+        yield self._reader()
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's connection to the database file (not for the memory store), without the
+        context manager of `_connection()`: cache lookups take it on every hit."""
+        if self._closed:
+            raise RunStoreError(f"The run store {self.url} is closed; open it again with open_store().")
+        try:
+            return self._local.connection  # type: ignore[no-any-return]
+        except AttributeError:
             connection = self._local.connection = self._connect()
-        yield connection
+            return connection
 
     def _retrying(self, action: Callable[[], T]) -> T:
         """Run `action`, retrying while the database is locked, for up to `lock_timeout` seconds.
@@ -719,15 +729,22 @@ class SQLiteRunStore:
 
     def get_cache_entry(self, key: str, now: datetime | None = None) -> CacheEntry | None:
         """The entry cached under `key` unless it has expired by `now` (default: the current time)."""
-        now = now or datetime.now(timezone.utc)
         # Entries this process put but the writer has not committed yet come first (read your writes).
         pending = self._pending_cache.get(key)
         if pending is not None:
-            return None if pending.is_expired(now) else pending
-        with self._connection() as connection:
-            row = self._retrying(lambda: connection.execute(
-                f"SELECT {_CACHE_COLUMNS} FROM cache_entries WHERE key = ? "
-                "AND (expiration IS NULL OR expiration > ?)", (key, _micros(now))).fetchone())
+            return None if pending.is_expired(now or datetime.now(timezone.utc)) else pending
+        arguments = (key, _now_micros() if now is None else _micros(now))
+        if self._shared is None:
+            # The hot path of every cache hit: this thread's connection, no flush, no lock.
+            try:
+                row = self._reader().execute(_GET_CACHE_ENTRY, arguments).fetchone()
+            except sqlite3.OperationalError as error:
+                if not _is_lock_error(error):
+                    raise RunStoreError(f"The run store {self.url} failed: {error}") from error
+                row = self._retrying(lambda: self._reader().execute(_GET_CACHE_ENTRY, arguments).fetchone())
+        else:
+            with self._connection() as connection:
+                row = connection.execute(_GET_CACHE_ENTRY, arguments).fetchone()
         return None if row is None else _cache_entry_from_row(row)
 
     def list_cache_entries(self, *, key: str | None = None, task_name: str | None = None,
