@@ -89,14 +89,27 @@ def summarize_parameters(parameters: Mapping[str, Any] | None, limit: int = PARA
         return _bounded(_safe_repr(parameters), limit)
     parts = []
     for name, value in items:
+        # The common cases without reprlib's machinery (this runs per task run, on the writer
+        # thread, holding the GIL the engine's thread waits for): short scalars, and small lists
+        # and tuples of them, whose plain repr is what reprlib would give.
         kind = type(value)
-        if (kind in _SHORT_REPR_TYPES or (kind is int and value.bit_length() <= 64)
-                or (kind is str and len(value) <= _summary_repr.maxstring)):
-            shown = repr(value)  # the common case, without reprlib's machinery: this runs per task
+        if _is_short_scalar(value, kind) or (
+            kind in _SMALL_CONTAINER_TYPES and len(value) <= _summary_repr.maxlist
+            and all(_is_short_scalar(item, type(item)) for item in value)
+        ):
+            shown = repr(value)
         else:
             shown = _safe_repr(value)
         parts.append(f"{name}={shown}")
     return _bounded(", ".join(parts), limit)
+
+
+_SMALL_CONTAINER_TYPES = frozenset({list, tuple})
+
+
+def _is_short_scalar(value: Any, kind: type) -> bool:
+    return (kind in _SHORT_REPR_TYPES or (kind is int and value.bit_length() <= 64)
+            or (kind is str and len(value) <= _summary_repr.maxstring))
 
 
 def _safe_repr(value: Any) -> str:
