@@ -33,13 +33,6 @@ LARGE_HITS = 5
 MIB = 2**20
 
 
-@pytest.fixture(autouse=True)
-def own_home(tmp_path, monkeypatch):
-    """A fresh FERROFLOW_HOME: the benchmark's run store and results never touch the user's."""
-    monkeypatch.setenv("FERROFLOW_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("FERROFLOW_RUNSTORE_URL", raising=False)
-
-
 def trivial(x: int) -> int:
     return x + 1
 
