@@ -5,6 +5,7 @@ import json
 import lzma
 import pickle
 import threading
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +113,13 @@ def test_persisted_result_caches_the_value_by_default(tmp_path):
     result = PersistedResult.create([1], storage=storage, serializer=PickleSerializer())
     (tmp_path / result.storage_key).unlink()
     assert result.get() == [1]
+
+
+def test_result_file_keys_are_clock_ordered_uuids(tmp_path):
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    keys = [PersistedResult.create(i, storage=storage, serializer=PickleSerializer()).storage_key for i in range(3)]
+    assert {uuid.UUID(key).version for key in keys} == {8}  # see ferroflow.runstore.ids
+    assert len(set(keys)) == 3
 
 
 def test_missing_result_file_raises_missing_result_naming_the_key(tmp_path):

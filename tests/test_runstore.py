@@ -21,6 +21,7 @@ from ferroflow.runstore import (
     summarize_parameters,
 )
 from ferroflow.runstore import sqlite as sqlite_backend
+from ferroflow.runstore.ids import clock_ordered_uuid
 from ferroflow.runstore.schema import SCHEMA_VERSION
 from ferroflow.settings import temporary_settings
 
@@ -543,3 +544,17 @@ def test_relative_sqlite_urls_are_relative_to_the_working_directory(tmp_path, mo
 def test_unsupported_urls_say_which_forms_work(url):
     with pytest.raises(ValueError, match="Unsupported run store URL.*sqlite:///path/to/ferroflow.db or memory://"):
         open_store(url)
+
+
+def test_clock_ordered_ids_are_unique_and_sort_in_creation_order():
+    ids = [clock_ordered_uuid() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert {run_id.version for run_id in ids} == {8}
+    assert {run_id.variant for run_id in ids} == {uuid.RFC_4122}
+    # The leading 32 bits are the clock's microseconds (mod 2**32): successive ids sort in
+    # creation order, so the store appends to its indexes instead of inserting at random.
+    leading = [run_id.int >> 96 for run_id in ids]
+    steps = [(later - earlier) % 2**32 for earlier, later in zip(leading, leading[1:])]
+    assert all(step < 10**6 for step in steps)  # never backwards (a wrap is a small step too)
+    # The random part keeps ids made in the same microsecond apart.
+    assert len({run_id.int & (2**90 - 1) for run_id in ids}) == len(ids)

@@ -16,7 +16,6 @@ import functools
 import json
 import os
 import threading
-import uuid
 from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any, ClassVar
@@ -24,6 +23,7 @@ from typing import Any, ClassVar
 from ferroflow import _core
 from ferroflow.exceptions import MissingResult, PersistenceConfigurationError
 from ferroflow.filesystems import LocalFileSystem, WritableFileSystem, resolve_storage
+from ferroflow.runstore.ids import clock_ordered_uuid
 from ferroflow.serializers import Serializer, resolve_serializer
 from ferroflow.settings import get_current_settings
 
@@ -129,7 +129,8 @@ class PersistedResult(BaseResult):
         cache_in_memory: bool = True,
     ) -> PersistedResult:
         """Serialize `value` and write it to storage as one framed blob, atomically."""
-        key = storage_key or uuid.uuid4().hex
+        # Clock-ordered: the run store indexes states and cache entries by result key.
+        key = storage_key or clock_ordered_uuid().hex
         settings = get_current_settings()
         codec, level = serializer.frame_codec
         # lzma and zstd gain from their multi-threaded encoders on large segments (0: one per core).
