@@ -94,7 +94,7 @@ def summarize_parameters(parameters: Mapping[str, Any] | None, limit: int = PARA
         # and tuples of them, whose plain repr is what reprlib would give.
         kind = type(value)
         if _is_short_scalar(value, kind) or (
-            kind in _SMALL_CONTAINER_TYPES and len(value) <= _summary_repr.maxlist
+            kind in _SMALL_CONTAINER_TYPES and len(value) <= _SMALL_CONTAINER_TYPES[kind]
             and all(_is_short_scalar(item, type(item)) for item in value)
         ):
             shown = repr(value)
@@ -104,7 +104,8 @@ def summarize_parameters(parameters: Mapping[str, Any] | None, limit: int = PARA
     return _bounded(", ".join(parts), limit)
 
 
-_SMALL_CONTAINER_TYPES = frozenset({list, tuple})
+# The containers shown whole by reprlib up to so many items (more are cut with "...").
+_SMALL_CONTAINER_TYPES = {list: _summary_repr.maxlist, tuple: _summary_repr.maxtuple}
 
 
 def _is_short_scalar(value: Any, kind: type) -> bool:
