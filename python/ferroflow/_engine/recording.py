@@ -31,6 +31,7 @@ logger = logging.getLogger("ferroflow.runstore")
 
 T = TypeVar("T")
 
+
 class _StorePool:
     """The run stores of this process: one per URL, shared by every flow run using that URL.
 

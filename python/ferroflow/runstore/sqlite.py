@@ -105,7 +105,7 @@ def summarize_parameters(parameters: Mapping[str, Any] | None, limit: int = PARA
 
 
 # The containers shown whole by reprlib up to so many items (more are cut with "...").
-_SMALL_CONTAINER_TYPES = {list: _summary_repr.maxlist, tuple: _summary_repr.maxtuple}
+_SMALL_CONTAINER_TYPES: dict[type, int] = {list: _summary_repr.maxlist, tuple: _summary_repr.maxtuple}
 
 
 def _is_short_scalar(value: Any, kind: type) -> bool:
