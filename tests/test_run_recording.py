@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from ferroflow import flow, task
-from ferroflow._engine.recording import parameters_with_defaults
+from ferroflow._engine.recording import LazyParameters, parameters_with_defaults
 from ferroflow.cli import app
 from ferroflow.exceptions import RunStoreSchemaError
 from ferroflow.results import read_result
@@ -304,3 +304,9 @@ def test_parameters_with_defaults_are_what_signature_bind_gives(fn, args, kwargs
 ])
 def test_parameters_with_defaults_leave_other_calls_to_signature_bind(fn, args, kwargs):
     assert parameters_with_defaults(fn, args, kwargs) is None
+
+
+def test_lazy_parameters_bind_once_and_show_their_items_in_call_order():
+    parameters = LazyParameters(_plain, (1,), {"c": 3})
+    assert list(parameters.items()) == [("a", 1), ("c", 3)]  # as passed: defaults are not filled in
+    assert dict(parameters) == {"a": 1, "c": 3} and len(parameters) == 2

@@ -14,7 +14,7 @@ import inspect
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, ItemsView, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ferroflow.exceptions import RunStoreError
@@ -245,6 +245,11 @@ class LazyParameters(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._arguments())
+
+    def items(self) -> ItemsView[str, Any]:
+        # The bound dict's own view: Mapping's generic one looks every key up again in Python,
+        # and the writer thread summarizes every task run's parameters through it.
+        return self._arguments().items()
 
 
 # Positional parameter names of functions without *args, by function: binding by zip() is many

@@ -278,6 +278,23 @@ def _is_lock_error(error: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+_state_type_texts: dict[Any, str] = {}
+
+
+def _state_type_text(state_type: Any) -> str:
+    """A state type's text: a string as it is, an enum's `.value` (kept per member: reading an
+    enum's value goes through a descriptor, twice per task run on the writer thread)."""
+    if type(state_type) is str:
+        return state_type
+    try:
+        return _state_type_texts[state_type]
+    except KeyError:
+        text = _state_type_texts[state_type] = str(getattr(state_type, "value", state_type))
+        return text
+    except TypeError:  # unhashable: nothing to keep it by
+        return str(getattr(state_type, "value", state_type))
+
+
 # ----------------------------------------------------------------------------------------------
 # The writer's queue items
 
@@ -350,7 +367,7 @@ class _Batch:
         _insert_rows(connection, _UPSERT_FLOW_RUNS, self.flow_runs)
         _insert_rows(connection, _UPSERT_TASK_RUNS, self.task_runs)
         _insert_rows(connection, _INSERT_STATES, [
-            (run_id, str(getattr(state_type, "value", state_type)), name, message,
+            (run_id, _state_type_text(state_type), name, message,
              moment if type(moment) is int else _micros(moment), *_result_columns(result))
             for run_id, state_type, name, message, moment, result in self.states
         ])
