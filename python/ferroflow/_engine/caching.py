@@ -21,6 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ferroflow._engine.recording import (
+    parameters_with_defaults,
     positional_parameter_names,
     result_reference,
     storage_from_reference,
@@ -95,7 +96,8 @@ def cache_key(task_context: TaskRunContext, key_fn: Callable[..., Any]) -> str |
     arity = _accepted_arguments(key_fn)
     try:
         if arity == 2:
-            key = key_fn(task_context, task_context.parameters)
+            parameters = parameters_with_defaults(task.fn, task_context.args, task_context.kwargs)
+            key = key_fn(task_context, task_context.parameters if parameters is None else parameters)
         elif arity == 1:
             key = key_fn(task_context)
         else:
