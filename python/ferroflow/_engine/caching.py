@@ -27,22 +27,12 @@ from ferroflow._engine.recording import (
     storage_from_reference,
 )
 from ferroflow._engine.runs import run_identity
-from ferroflow.exceptions import FerroflowException
+from ferroflow.exceptions import CachedResultUnavailableWarning, CacheKeyFunctionError
 from ferroflow.results import BaseResult, LiteralResult, PersistedResult
 
 if TYPE_CHECKING:
     from ferroflow.context import TaskRunContext
     from ferroflow.runstore import ResultRef
-
-
-class CacheKeyFunctionError(FerroflowException, ValueError):
-    """A task's `cache_key_fn` raised, or returned something other than a string or None. The
-    task run fails with this error (the task does not run)."""
-
-
-class CachedResultUnavailableWarning(UserWarning):
-    """A cache entry's result file is missing or cannot be read: the task runs again and its
-    new result replaces the entry."""
 
 
 def prior_result(task_context: TaskRunContext) -> BaseResult | None:
