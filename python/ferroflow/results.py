@@ -353,46 +353,38 @@ class ResultFactory:
 
     @classmethod
     def from_flow(cls, flow: Any, parent: ResultFactory | None = None) -> ResultFactory:
-        name = f"flow {getattr(flow, 'name', flow)!r}"
-        storage = getattr(flow, "result_storage", None)
-        serializer = getattr(flow, "result_serializer", None)
-        if parent is not None:
-            storage = storage if storage is not None else parent._storage_or_spec()
-            serializer = serializer if serializer is not None else parent._serializer_or_spec()
         retries = getattr(flow, "retries", 0) or 0
-        return cls(
-            persist_result=_decide_persistence(
-                owner=name,
-                persist_result=getattr(flow, "persist_result", None),
-                required_by=_features_requiring_persistence(flow, parent),
-                cache_result_in_memory=getattr(flow, "cache_result_in_memory", True),
-            ),
-            cache_result_in_memory=getattr(flow, "cache_result_in_memory", True),
-            storage=storage,
-            serializer=serializer,
-            children_need_persistence=f"{name} has retries={retries}" if retries > 0 else None,
-            owner=name,
-        )
+        factory = cls._for_run("flow", flow, parent)
+        if retries > 0:
+            factory.children_need_persistence = f"{factory.owner} has retries={retries}"
+        return factory
 
     @classmethod
     def from_task(cls, task: Any, flow_factory: ResultFactory | None = None) -> ResultFactory:
-        name = f"task {getattr(task, 'name', task)!r}"
-        storage = getattr(task, "result_storage", None)
-        serializer = getattr(task, "result_serializer", None)
-        if flow_factory is not None:
-            storage = storage if storage is not None else flow_factory._storage_or_spec()
-            serializer = serializer if serializer is not None else flow_factory._serializer_or_spec()
+        return cls._for_run("task", task, flow_factory)
+
+    @classmethod
+    def _for_run(cls, kind: str, definition: Any, parent: ResultFactory | None) -> ResultFactory:
+        """A factory for a run of `definition` (a flow or task): its own options, else its parent's
+        storage and serializer, and the spec's rules for whether to persist."""
+        owner = f"{kind} {getattr(definition, 'name', definition)!r}"
+        storage = getattr(definition, "result_storage", None)
+        serializer = getattr(definition, "result_serializer", None)
+        if parent is not None:
+            storage = storage if storage is not None else parent._storage_or_spec()
+            serializer = serializer if serializer is not None else parent._serializer_or_spec()
+        cache_result_in_memory = getattr(definition, "cache_result_in_memory", True)
         return cls(
             persist_result=_decide_persistence(
-                owner=name,
-                persist_result=getattr(task, "persist_result", None),
-                required_by=_features_requiring_persistence(task, flow_factory),
-                cache_result_in_memory=getattr(task, "cache_result_in_memory", True),
+                owner=owner,
+                persist_result=getattr(definition, "persist_result", None),
+                required_by=_features_requiring_persistence(definition, parent),
+                cache_result_in_memory=cache_result_in_memory,
             ),
-            cache_result_in_memory=getattr(task, "cache_result_in_memory", True),
+            cache_result_in_memory=cache_result_in_memory,
             storage=storage,
             serializer=serializer,
-            owner=name,
+            owner=owner,
         )
 
     def _storage_or_spec(self) -> Any:
