@@ -33,13 +33,6 @@ LARGE_HITS = 5
 MIB = 2**20
 
 
-@pytest.fixture(autouse=True)
-def own_home(tmp_path, monkeypatch):
-    """A fresh FERROFLOW_HOME: the benchmark's run store and results never touch the user's."""
-    monkeypatch.setenv("FERROFLOW_HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("FERROFLOW_RUNSTORE_URL", raising=False)
-
-
 def trivial(x: int) -> int:
     return x + 1
 
@@ -114,8 +107,9 @@ def cached_calls(arguments: list[Any]) -> None:
 
 def hit_latencies(arguments: list[Any], joblib_folder: str) -> dict[str, tuple[float, float]]:
     """(wall, CPU) seconds per cache hit: ferroflow (a task call inside a flow, the entry
-    committed in the run store, the result read from its file, the run recorded) and
-    joblib.Memory on the same function and inputs. Taken in turns, best of three each."""
+    committed in the run store, the result read from its file, the run recorded), the same with
+    run recording off, and joblib.Memory on the same function and inputs. Taken in turns, best
+    of three each."""
     cached_calls(arguments)  # fill the cache
     memory = joblib.Memory(joblib_folder, verbose=0)
     joblib_summary = memory.cache(summary)
@@ -124,10 +118,16 @@ def hit_latencies(arguments: list[Any], joblib_folder: str) -> dict[str, tuple[f
         for argument in arguments:
             joblib_summary(argument)
 
+    def unrecorded_calls() -> None:
+        with temporary_settings(runstore_record_runs=False):
+            cached_calls(arguments)
+
     joblib_calls()  # fill joblib's cache
-    best = {"ferroflow": (float("inf"),) * 2, "joblib.Memory": (float("inf"),) * 2}
+    actions = {"ferroflow": lambda: cached_calls(arguments), "ferroflow, recording off": unrecorded_calls,
+               "joblib.Memory": joblib_calls}
+    best = {name: (float("inf"), float("inf")) for name in actions}
     for _ in range(3):
-        for name, action in (("ferroflow", lambda: cached_calls(arguments)), ("joblib.Memory", joblib_calls)):
+        for name, action in actions.items():
             wall, cpu = wall_and_cpu(action, rounds=1)
             best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
     return {name: (wall / len(arguments), cpu / len(arguments)) for name, (wall, cpu) in best.items()}
@@ -135,9 +135,12 @@ def hit_latencies(arguments: list[Any], joblib_folder: str) -> dict[str, tuple[f
 
 def print_hits(title: str, latencies: dict[str, tuple[float, float]]) -> None:
     (ours, our_cpu), (theirs, their_cpu) = latencies["ferroflow"], latencies["joblib.Memory"]
+    unrecorded, unrecorded_cpu = latencies["ferroflow, recording off"]
     print_table(title, ["", "wall ms/hit", "CPU ms/hit", "joblib / ferroflow (wall)", "(CPU)"],
                 [["ferroflow task cache", ours * 1e3, our_cpu * 1e3, theirs / ours, their_cpu / our_cpu],
-                 ["joblib.Memory", theirs * 1e3, their_cpu * 1e3, 1.0, 1.0]])
+                 ["joblib.Memory", theirs * 1e3, their_cpu * 1e3, 1.0, 1.0],
+                 ["ferroflow, run recording off", unrecorded * 1e3, unrecorded_cpu * 1e3,
+                  theirs / unrecorded, their_cpu / unrecorded_cpu]])
 
 
 def test_a_small_cache_hit_next_to_joblib(tmp_path) -> None:

@@ -20,6 +20,7 @@ from _report import print_table, race
 
 from ferroflow.cache_keys import task_input_hash
 from ferroflow.runstore import ResultRef, SQLiteRunStore, open_store
+from ferroflow.runstore.ids import clock_ordered_uuid
 
 TASKS = 20_000
 MIB = 1 << 20
@@ -30,8 +31,9 @@ def report(title: str, rows: list[tuple[str, str]]) -> None:
 
 
 def record_one_task(store, flow_run_id: str, now: datetime, result: ResultRef) -> None:
-    """What the engine records for a task run: the run and its Pending, Running, Completed states."""
-    run_id = str(uuid.uuid4())
+    """What the engine records for a task run: the run and its Pending, Running, Completed states,
+    under a clock-ordered id as the engine makes them."""
+    run_id = str(clock_ordered_uuid())
     store.record_task_run(run_id, "load-0", "load", flow_run_id=flow_run_id, task_key="etl.load",
                           parameters={"path": "/data/in.csv", "n": 3})
     store.record_state(run_id, "PENDING", "Pending", timestamp=now)
@@ -40,8 +42,8 @@ def record_one_task(store, flow_run_id: str, now: datetime, result: ResultRef) -
 
 
 def synchronous_sqlite_task(connection: sqlite3.Connection, flow_run_id: str, now: float) -> None:
-    """The stdlib way: one INSERT and commit per record, on the caller's thread."""
-    run_id = str(uuid.uuid4())
+    """The stdlib way: one INSERT and commit per record, on the caller's thread (same ids)."""
+    run_id = str(clock_ordered_uuid())
     connection.execute("INSERT INTO runs VALUES (?, ?, ?, ?)", (run_id, "load-0", flow_run_id, now))
     connection.commit()
     for state_type in ("PENDING", "RUNNING", "COMPLETED"):

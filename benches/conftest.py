@@ -1,4 +1,5 @@
-"""Data shared by the benchmarks: realistic, compressible payloads sized by FERROFLOW_BENCH_MIB."""
+"""Data shared by the benchmarks: realistic, compressible payloads sized by FERROFLOW_BENCH_MIB,
+and a FERROFLOW_HOME of their own."""
 
 import os
 import pickle
@@ -16,6 +17,15 @@ def pytest_collect_file(file_path, parent):
     if is_bench and not parent.session.isinitpath(file_path):
         return pytest.Module.from_parent(parent, path=file_path)
     return None
+
+
+@pytest.fixture(autouse=True)
+def own_ferroflow_home(tmp_path_factory, monkeypatch):
+    """Every benchmark gets a fresh FERROFLOW_HOME and the default run store URL: its run store,
+    result files and settings never touch the user's ~/.ferroflow (nor another benchmark's)."""
+    for name in ("FERROFLOW_RUNSTORE_URL", "FERROFLOW_LOCAL_STORAGE_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("FERROFLOW_HOME", str(tmp_path_factory.mktemp("ferroflow-home")))
 
 
 def bench_mib() -> int:

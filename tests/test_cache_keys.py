@@ -11,7 +11,7 @@ import subprocess
 import sys
 import textwrap
 import tracemalloc
-from types import SimpleNamespace
+from types import MappingProxyType, SimpleNamespace
 
 import numpy as np
 import pydantic
@@ -201,6 +201,17 @@ def test_the_task_is_known_by_its_unwrapped_function_and_its_source():
 class Unpicklable:
     def __reduce__(self):
         raise TypeError("sockets cannot be pickled")
+
+
+def test_task_input_hash_is_the_digest_of_the_identity_and_inputs_pair():
+    """The identity's encoding is made once per task and reused: the key must stay the digest of
+    the whole (identity, inputs) pair, with any kind of parameters mapping."""
+    context = task_context(double)
+    parameters = {"x": 1, "y": [2.5, "three"]}
+    expected = hash_canonical((task_identity(context.task), parameters))
+    assert task_input_hash(context, parameters) == expected
+    assert task_input_hash(context, parameters) == expected  # from the reused prefix
+    assert task_input_hash(context, MappingProxyType(parameters)) == expected
 
 
 def test_an_input_that_cannot_be_hashed_disables_caching_with_a_warning():

@@ -74,6 +74,31 @@ def test_the_spec_example_with_a_key_function_without_arguments():
     assert calls == [1]
 
 
+def test_key_functions_get_every_parameter_with_defaults_applied_whatever_the_signature():
+    seen = []
+
+    def remember_parameters(context, parameters):
+        seen.append(dict(parameters))
+        return None
+
+    @task(cache_key_fn=remember_parameters)
+    def plain(a, b=2):
+        return a
+
+    @task(cache_key_fn=remember_parameters)
+    def keyword_only(a, *, scale=10):
+        return a
+
+    @flow
+    def my_flow():
+        plain(1)
+        plain(1, b=3)
+        keyword_only(4)
+
+    my_flow()
+    assert seen == [{"a": 1, "b": 2}, {"a": 1, "b": 3}, {"a": 4, "scale": 10}]
+
+
 def test_key_functions_may_take_the_context_alone_or_with_the_parameters():
     seen = []
 

@@ -5,6 +5,7 @@ import json
 import lzma
 import pickle
 import threading
+import uuid
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from ferroflow.filesystems import LocalFileSystem
 from ferroflow.results import (
     LiteralResult,
     PersistedResult,
+    SMALL_BLOB_BYTES,
     PersistedResultBlob,
     ResultFactory,
     UnpersistedResult,
@@ -113,6 +115,13 @@ def test_persisted_result_caches_the_value_by_default(tmp_path):
     assert result.get() == [1]
 
 
+def test_result_file_keys_are_clock_ordered_uuids(tmp_path):
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    keys = [PersistedResult.create(i, storage=storage, serializer=PickleSerializer()).storage_key for i in range(3)]
+    assert {uuid.UUID(key).version for key in keys} == {8}  # see ferroflow.runstore.ids
+    assert len(set(keys)) == 3
+
+
 def test_missing_result_file_raises_missing_result_naming_the_key(tmp_path):
     storage = LocalFileSystem(basepath=str(tmp_path))
     result = PersistedResult.create([1], storage=storage, serializer=PickleSerializer(), cache_in_memory=False)
@@ -131,6 +140,24 @@ def test_corrupted_result_file_raises_corruption_error_not_data(tmp_path):
     blob[-20] ^= 0xFF
     path.write_bytes(bytes(blob))
     with pytest.raises(CorruptResultError):
+        result.get()
+
+
+@pytest.mark.parametrize("size", [10, SMALL_BLOB_BYTES * 2], ids=["read whole", "mapped"])
+def test_a_damaged_result_file_is_detected_whether_read_or_mapped(tmp_path, size):
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    value = b"x" * size
+    result = PersistedResult.create(value, storage=storage, serializer=PickleSerializer(), cache_in_memory=False)
+    path = tmp_path / result.storage_key
+    assert (path.stat().st_size <= SMALL_BLOB_BYTES) == (size < SMALL_BLOB_BYTES)
+    assert result.get() == value
+    blob = bytearray(path.read_bytes())
+    blob[-5] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(CorruptResultError):
+        result.get()
+    path.unlink()
+    with pytest.raises(MissingResult, match=result.storage_key):
         result.get()
 
 

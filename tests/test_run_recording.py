@@ -1,6 +1,7 @@
 """The engine records every flow run, task run and state, with result references, in the run
 store; `ferroflow runs` shows them."""
 
+import inspect
 import json
 import os
 import signal
@@ -16,6 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from ferroflow import flow, task
+from ferroflow._engine.recording import LazyParameters, parameters_with_defaults
 from ferroflow.cli import app
 from ferroflow.exceptions import RunStoreSchemaError
 from ferroflow.results import read_result
@@ -249,3 +251,62 @@ def test_a_closed_store_loses_late_records_with_a_warning_not_the_run(caplog):
     set_state(run, Completed())
     assert run.state.is_completed()
     assert "could not record run late-0" in caplog.text
+
+
+def test_recorded_runs_keep_distinct_short_ids():
+    @flow
+    def several():
+        for day in range(20):
+            load(day)
+
+    several()
+    with open_store() as store:
+        (run,) = store.list_flow_runs()
+        short_ids = {task_run.id[:8] for task_run in store.list_task_runs(run.id)}
+    assert len(short_ids) == 20  # what `ferroflow runs show` lists tells the task runs apart
+    assert uuid.UUID(run.id).version == 8  # clock-ordered: see ferroflow.runstore.ids
+
+
+def _plain(a, b=2, c=None):
+    return a
+
+
+def _starred(a, *rest, key=1):
+    return a
+
+
+def _keyword_only(a, *, key=1):
+    return a
+
+
+@pytest.mark.parametrize(("fn", "args", "kwargs"), [
+    (_plain, (1,), {}),
+    (_plain, (1, 5), {}),
+    (_plain, (1,), {"c": 3}),
+    (_plain, (), {"c": 3, "a": 1}),
+    (_plain, (1, 2, 3), {}),
+])
+def test_parameters_with_defaults_are_what_signature_bind_gives(fn, args, kwargs):
+    bound = inspect.signature(fn).bind(*args, **kwargs)
+    bound.apply_defaults()
+    fast = parameters_with_defaults(fn, args, kwargs)
+    assert fast == dict(bound.arguments)
+    assert list(fast) == list(bound.arguments)  # in the signature's order
+
+
+@pytest.mark.parametrize(("fn", "args", "kwargs"), [
+    (_plain, (), {}),  # missing a
+    (_plain, (1, 2, 3, 4), {}),  # too many
+    (_plain, (1,), {"a": 1}),  # a twice
+    (_plain, (1,), {"d": 1}),  # unknown name
+    (_starred, (1, 2), {}),  # not a plain signature: bound the slow way
+    (_keyword_only, (1,), {}),
+])
+def test_parameters_with_defaults_leave_other_calls_to_signature_bind(fn, args, kwargs):
+    assert parameters_with_defaults(fn, args, kwargs) is None
+
+
+def test_lazy_parameters_bind_once_and_show_their_items_in_call_order():
+    parameters = LazyParameters(_plain, (1,), {"c": 3})
+    assert list(parameters.items()) == [("a", 1), ("c", 3)]  # as passed: defaults are not filled in
+    assert dict(parameters) == {"a": 1, "c": 3} and len(parameters) == 2

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ferroflow.exceptions import RunStoreLockedError, RunStoreSchemaError, UnknownRunError
+from ferroflow.exceptions import RunStoreError, RunStoreLockedError, RunStoreSchemaError, UnknownRunError
 from ferroflow.runstore import (
     ResultRef,
     RunStore,
@@ -21,6 +21,7 @@ from ferroflow.runstore import (
     summarize_parameters,
 )
 from ferroflow.runstore import sqlite as sqlite_backend
+from ferroflow.runstore.ids import clock_ordered_uuid
 from ferroflow.runstore.schema import SCHEMA_VERSION
 from ferroflow.settings import temporary_settings
 
@@ -204,6 +205,13 @@ def test_parameter_summaries_are_bounded_and_survive_a_failing_repr():
     assert summary.startswith("rows=[0, 1, 2, 3, 4, 5, ...], text='xxx")
     assert "odd=<Hostile" in summary
     assert len(summarize_parameters({f"p{i}": "v" * 50 for i in range(100)})) == 500
+
+
+@pytest.mark.parametrize("value", [
+    [1, 2, 3], (1,), (), [1.5, None, "ab", True, -(2**63)], [7] * 6, [7] * 7, [[1]], [2**70], ("x" * 70,),
+])
+def test_small_lists_and_tuples_are_summarized_as_the_bounded_repr_has_them(value):
+    assert summarize_parameters({"v": value}) == "v=" + sqlite_backend._summary_repr.repr(value)
 
 
 def test_a_bad_time_or_missing_name_is_refused_at_the_call_and_the_batch_goes_on(store):
@@ -470,6 +478,25 @@ def test_another_store_on_the_same_file_sees_committed_entries(db_path):
         assert reader.get_cache_entry("key-1").result.value is True
 
 
+def test_a_reader_sees_entries_committed_after_its_own_lookups(db_path):
+    """The reader's connection is kept for the thread: it must not keep an old snapshot."""
+    with open_store(f"sqlite:///{db_path}") as writer, open_store(f"sqlite:///{db_path}") as reader:
+        assert reader.get_cache_entry("key-1") is None
+        writer.put_cache_entry("key-1", "load", ResultRef.persisted("s", "first", "pickle"))
+        writer.flush()
+        assert reader.get_cache_entry("key-1").result.key == "first"
+        writer.put_cache_entry("key-1", "load", ResultRef.persisted("s", "second", "pickle"))
+        writer.flush()
+        assert reader.get_cache_entry("key-1").result.key == "second"
+
+
+def test_a_cache_lookup_on_a_closed_store_says_to_open_it_again(db_path):
+    store = open_store(f"sqlite:///{db_path}")
+    store.close()
+    with pytest.raises(RunStoreError, match="closed; open it again"):
+        store.get_cache_entry("key-1")
+
+
 def test_cache_entries_are_deleted_by_key_task_or_expiry(store):
     for key, task_name, expiration in [("k1", "load", at(10)), ("k2", "load", None),
                                        ("k3", "clean", at(10)), ("k4", "clean", at(1000))]:
@@ -517,3 +544,17 @@ def test_relative_sqlite_urls_are_relative_to_the_working_directory(tmp_path, mo
 def test_unsupported_urls_say_which_forms_work(url):
     with pytest.raises(ValueError, match="Unsupported run store URL.*sqlite:///path/to/ferroflow.db or memory://"):
         open_store(url)
+
+
+def test_clock_ordered_ids_are_unique_and_sort_in_creation_order():
+    ids = [clock_ordered_uuid() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+    assert {run_id.version for run_id in ids} == {8}
+    assert {run_id.variant for run_id in ids} == {uuid.RFC_4122}
+    # The leading 32 bits are the clock's microseconds (mod 2**32): successive ids sort in
+    # creation order, so the store appends to its indexes instead of inserting at random.
+    leading = [run_id.int >> 96 for run_id in ids]
+    steps = [(later - earlier) % 2**32 for earlier, later in zip(leading, leading[1:])]
+    assert all(step < 10**6 for step in steps)  # never backwards (a wrap is a small step too)
+    # The random part keeps ids made in the same microsecond apart.
+    assert len({run_id.int & (2**90 - 1) for run_id in ids}) == len(ids)

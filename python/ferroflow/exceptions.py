@@ -153,3 +153,16 @@ __all__ += [
     "RunStoreSchemaError",
     "UnknownRunError",
 ]
+
+
+class CacheKeyFunctionError(FerroflowException, ValueError):
+    """A task's `cache_key_fn` raised, or returned something other than a string or None. The
+    task run fails with this error (the task does not run)."""
+
+
+class CachedResultUnavailableWarning(UserWarning):
+    """A cache entry's result file is missing or cannot be read: the task runs again and its
+    new result replaces the entry."""
+
+
+__all__ += ["CacheKeyFunctionError", "CachedResultUnavailableWarning"]

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, overload
 
 from ferroflow._engine import task_engine
-from ferroflow._engine.caching import CachedResultUnavailableWarning, CacheKeyFunctionError
+from ferroflow.exceptions import CachedResultUnavailableWarning, CacheKeyFunctionError
 from ferroflow._engine.inputs import unmapped
 from ferroflow._engine.options import (
     check_callable_or_none,

@@ -21,27 +21,18 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ferroflow._engine.recording import (
+    parameters_with_defaults,
     positional_parameter_names,
     result_reference,
     storage_from_reference,
 )
 from ferroflow._engine.runs import run_identity
-from ferroflow.exceptions import FerroflowException
+from ferroflow.exceptions import CachedResultUnavailableWarning, CacheKeyFunctionError
 from ferroflow.results import BaseResult, LiteralResult, PersistedResult
 
 if TYPE_CHECKING:
     from ferroflow.context import TaskRunContext
     from ferroflow.runstore import ResultRef
-
-
-class CacheKeyFunctionError(FerroflowException, ValueError):
-    """A task's `cache_key_fn` raised, or returned something other than a string or None. The
-    task run fails with this error (the task does not run)."""
-
-
-class CachedResultUnavailableWarning(UserWarning):
-    """A cache entry's result file is missing or cannot be read: the task runs again and its
-    new result replaces the entry."""
 
 
 def prior_result(task_context: TaskRunContext) -> BaseResult | None:
@@ -95,7 +86,8 @@ def cache_key(task_context: TaskRunContext, key_fn: Callable[..., Any]) -> str |
     arity = _accepted_arguments(key_fn)
     try:
         if arity == 2:
-            key = key_fn(task_context, task_context.parameters)
+            parameters = parameters_with_defaults(task.fn, task_context.args, task_context.kwargs)
+            key = key_fn(task_context, task_context.parameters if parameters is None else parameters)
         elif arity == 1:
             key = key_fn(task_context)
         else:

@@ -58,9 +58,19 @@ def has_run_values(value: Any) -> bool:
     if kind is TaskFuture or kind is State:
         return True
     if kind in _SEQUENCE_TYPES:
-        return any(map(has_run_values, value))
+        return _any_run_values(value)
     if kind is dict:
-        return any(map(has_run_values, value)) or any(map(has_run_values, value.values()))
+        return _any_run_values(value) or _any_run_values(value.values())
+    return False
+
+
+def _any_run_values(items: Any) -> bool:
+    # Atomic items are skipped here rather than in a call each: arguments are mostly plain
+    # lists of numbers and strings, and this runs for every task call.
+    atomic = _ATOMIC_TYPES
+    for item in items:
+        if type(item) not in atomic and has_run_values(item):
+            return True
     return False
 
 

@@ -14,8 +14,8 @@ import inspect
 import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, ItemsView, Iterator, Mapping
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ferroflow.exceptions import RunStoreError
 from ferroflow.results import LiteralResult, PersistedResult
@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from ferroflow.states import State
 
 logger = logging.getLogger("ferroflow.runstore")
+
+T = TypeVar("T")
+
 
 class _StorePool:
     """The run stores of this process: one per URL, shared by every flow run using that URL.
@@ -243,6 +246,11 @@ class LazyParameters(Mapping[str, Any]):
     def __len__(self) -> int:
         return len(self._arguments())
 
+    def items(self) -> ItemsView[str, Any]:
+        # The bound dict's own view: Mapping's generic one looks every key up again in Python,
+        # and the writer thread summarizes every task run's parameters through it.
+        return self._arguments().items()
+
 
 # Positional parameter names of functions without *args, by function: binding by zip() is many
 # times faster than `inspect.Signature.bind`, and the writer thread does it for every run.
@@ -264,15 +272,68 @@ def bind_arguments(
         return {**{f"arg{i}": value for i, value in enumerate(args)}, **kwargs}
 
 
+def parameters_with_defaults(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The arguments of a call by parameter name, defaults applied — what `Signature.bind` and
+    `apply_defaults` give — for a function whose parameters are all positional-or-keyword; None
+    for other signatures, or a call that does not fit (bind it the slow way, which says why).
+
+    Cache key functions take the parameters of every call; binding through `inspect` costs
+    several times more than this.
+    """
+    plain = _plain_signature(fn)
+    if plain is None or len(args) > len(plain[0]):
+        return None
+    names, defaults = plain
+    arguments = dict(zip(names, args))
+    passed_by_name = 0
+    for name in names[len(args):]:
+        if name in kwargs:
+            arguments[name] = kwargs[name]
+            passed_by_name += 1
+        elif name in defaults:
+            arguments[name] = defaults[name]
+        else:
+            return None  # a missing argument
+    return arguments if passed_by_name == len(kwargs) else None  # else unknown or doubled names
+
+
+# Names and defaults of functions whose parameters are all positional-or-keyword, by function.
+_plain_signatures: dict[Any, tuple[tuple[str, ...], dict[str, Any]] | None] = {}
+
+
+def _plain_signature(fn: Callable[..., Any]) -> tuple[tuple[str, ...], dict[str, Any]] | None:
+    return _once_per_function(_plain_signatures, fn, _read_plain_signature)
+
+
+def _read_plain_signature(fn: Callable[..., Any]) -> tuple[tuple[str, ...], dict[str, Any]] | None:
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters):
+        return None
+    names = tuple(p.name for p in parameters)
+    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
+    return names, defaults
+
+
 def positional_parameter_names(fn: Callable[..., Any]) -> tuple[str, ...] | None:
     """The names of `fn`'s positional parameters; None if it takes *args or has no signature."""
+    return _once_per_function(_positional_names, fn, _read_positional_names)
+
+
+def _once_per_function(table: dict[Any, T], fn: Callable[..., Any], read: Callable[[Any], T]) -> T:
+    """`read(fn)`, kept in `table` so it is read once per function (reading a signature is slow);
+    an unhashable callable is read every time."""
     try:
-        return _positional_names[fn]
+        return table[fn]
     except KeyError:
-        names = _positional_names[fn] = _read_positional_names(fn)
-        return names
-    except TypeError:  # an unhashable callable: nothing to cache it by
-        return _read_positional_names(fn)
+        value = table[fn] = read(fn)
+        return value
+    except TypeError:  # an unhashable callable: nothing to keep it by
+        return read(fn)
 
 
 def _read_positional_names(fn: Callable[..., Any]) -> tuple[str, ...] | None:

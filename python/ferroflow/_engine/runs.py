@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ferroflow.exceptions import RunTimeoutError
+from ferroflow.runstore.ids import clock_ordered_uuid
 from ferroflow.states import (
     AwaitingRetry,
     Cancelled,
@@ -60,7 +61,7 @@ class TaskRun:
         recorder: RunRecorder | None = None,
         parameters: Mapping[str, Any] | None = None,
     ):
-        self.id = uuid.uuid4()
+        self.id = clock_ordered_uuid()
         self.id_text = str(self.id)  # as the run store knows it; every state record names it
         self.recorder = recorder
         self.name = f"{task_name}-{dynamic_key}"
@@ -109,7 +110,7 @@ class FlowRun:
         recorder: RunRecorder | None = None,
         parameters: Mapping[str, Any] | None = None,
     ) -> None:
-        self.id = uuid.uuid4()
+        self.id = clock_ordered_uuid()
         self.id_text = str(self.id)  # as the run store knows it; every state record names it
         self.recorder = recorder
         self.name = f"{flow_name}-{self.id.hex[:8]}"

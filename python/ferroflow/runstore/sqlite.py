@@ -89,14 +89,28 @@ def summarize_parameters(parameters: Mapping[str, Any] | None, limit: int = PARA
         return _bounded(_safe_repr(parameters), limit)
     parts = []
     for name, value in items:
+        # The common cases without reprlib's machinery (this runs per task run, on the writer
+        # thread, holding the GIL the engine's thread waits for): short scalars, and small lists
+        # and tuples of them, whose plain repr is what reprlib would give.
         kind = type(value)
-        if (kind in _SHORT_REPR_TYPES or (kind is int and value.bit_length() <= 64)
-                or (kind is str and len(value) <= _summary_repr.maxstring)):
-            shown = repr(value)  # the common case, without reprlib's machinery: this runs per task
+        if _is_short_scalar(value, kind) or (
+            kind in _SMALL_CONTAINER_TYPES and len(value) <= _SMALL_CONTAINER_TYPES[kind]
+            and all(_is_short_scalar(item, type(item)) for item in value)
+        ):
+            shown = repr(value)
         else:
             shown = _safe_repr(value)
         parts.append(f"{name}={shown}")
     return _bounded(", ".join(parts), limit)
+
+
+# The containers shown whole by reprlib up to so many items (more are cut with "...").
+_SMALL_CONTAINER_TYPES: dict[type, int] = {list: _summary_repr.maxlist, tuple: _summary_repr.maxtuple}
+
+
+def _is_short_scalar(value: Any, kind: type) -> bool:
+    return (kind in _SHORT_REPR_TYPES or (kind is int and value.bit_length() <= 64)
+            or (kind is str and len(value) <= _summary_repr.maxstring))
 
 
 def _safe_repr(value: Any) -> str:
@@ -184,6 +198,8 @@ def _insert_rows(connection: sqlite3.Connection, statement: tuple[str, str], row
 
 _CACHE_COLUMNS = ("key, task_name, created, expiration, result_kind, result_value, result_storage, "
                   "result_key, result_serializer")
+_GET_CACHE_ENTRY = (f"SELECT {_CACHE_COLUMNS} FROM cache_entries WHERE key = ?"
+                    " AND (expiration IS NULL OR expiration > ?)")
 _FLOW_RUN_FIELDS = ("id", "name", "flow_name", "parameters", "parent_flow_run_id", "created")
 _TASK_RUN_FIELDS = ("id", "name", "task_name", "flow_run_id", "task_key", "dynamic_key", "parameters", "created")
 _PROGRESS_FIELDS = ("run_count", "start_time", "end_time", "state_type", "state_name")
@@ -262,6 +278,23 @@ def _is_lock_error(error: sqlite3.OperationalError) -> bool:
     return "locked" in text or "busy" in text
 
 
+_state_type_texts: dict[Any, str] = {}
+
+
+def _state_type_text(state_type: Any) -> str:
+    """A state type's text: a string as it is, an enum's `.value` (kept per member: reading an
+    enum's value goes through a descriptor, twice per task run on the writer thread)."""
+    if type(state_type) is str:
+        return state_type
+    try:
+        return _state_type_texts[state_type]
+    except KeyError:
+        text = _state_type_texts[state_type] = str(getattr(state_type, "value", state_type))
+        return text
+    except TypeError:  # unhashable: nothing to keep it by
+        return str(getattr(state_type, "value", state_type))
+
+
 # ----------------------------------------------------------------------------------------------
 # The writer's queue items
 
@@ -334,7 +367,7 @@ class _Batch:
         _insert_rows(connection, _UPSERT_FLOW_RUNS, self.flow_runs)
         _insert_rows(connection, _UPSERT_TASK_RUNS, self.task_runs)
         _insert_rows(connection, _INSERT_STATES, [
-            (run_id, str(getattr(state_type, "value", state_type)), name, message,
+            (run_id, _state_type_text(state_type), name, message,
              moment if type(moment) is int else _micros(moment), *_result_columns(result))
             for run_id, state_type, name, message, moment, result in self.states
         ])
@@ -438,10 +471,18 @@ class SQLiteRunStore:
             with self._shared_lock:
                 yield self._shared
             return
-        connection = getattr(self._local, "connection", None)
-        if connection is None:
+        yield self._reader()
+
+    def _reader(self) -> sqlite3.Connection:
+        """This thread's connection to the database file (not for the memory store), without the
+        context manager of `_connection()`: cache lookups take it on every hit."""
+        if self._closed:
+            raise RunStoreError(f"The run store {self.url} is closed; open it again with open_store().")
+        try:
+            return self._local.connection  # type: ignore[no-any-return]
+        except AttributeError:
             connection = self._local.connection = self._connect()
-        yield connection
+            return connection
 
     def _retrying(self, action: Callable[[], T]) -> T:
         """Run `action`, retrying while the database is locked, for up to `lock_timeout` seconds.
@@ -719,15 +760,22 @@ class SQLiteRunStore:
 
     def get_cache_entry(self, key: str, now: datetime | None = None) -> CacheEntry | None:
         """The entry cached under `key` unless it has expired by `now` (default: the current time)."""
-        now = now or datetime.now(timezone.utc)
         # Entries this process put but the writer has not committed yet come first (read your writes).
         pending = self._pending_cache.get(key)
         if pending is not None:
-            return None if pending.is_expired(now) else pending
-        with self._connection() as connection:
-            row = self._retrying(lambda: connection.execute(
-                f"SELECT {_CACHE_COLUMNS} FROM cache_entries WHERE key = ? "
-                "AND (expiration IS NULL OR expiration > ?)", (key, _micros(now))).fetchone())
+            return None if pending.is_expired(now or datetime.now(timezone.utc)) else pending
+        arguments = (key, _now_micros() if now is None else _micros(now))
+        if self._shared is None:
+            # The hot path of every cache hit: this thread's connection, no flush, no lock.
+            try:
+                row = self._reader().execute(_GET_CACHE_ENTRY, arguments).fetchone()
+            except sqlite3.OperationalError as error:
+                if not _is_lock_error(error):
+                    raise RunStoreError(f"The run store {self.url} failed: {error}") from error
+                row = self._retrying(lambda: self._reader().execute(_GET_CACHE_ENTRY, arguments).fetchone())
+        else:
+            with self._connection() as connection:
+                row = connection.execute(_GET_CACHE_ENTRY, arguments).fetchone()
         return None if row is None else _cache_entry_from_row(row)
 
     def list_cache_entries(self, *, key: str | None = None, task_name: str | None = None,
