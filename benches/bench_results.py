@@ -154,7 +154,7 @@ def test_persist_256_mib(tmp_path, kind):
         name = "compressed/pickle" if codec == "lzma" else f"compressed/pickle:{codec}"
         rows.append((f"ferroflow compressed/pickle ({codec})", run_case(tmp_path, kind, name, "framed")))
 
-    print(f"\n256 MiB {kind} result (MB/s; stored MiB; peak extra MiB during the write)")
+    print(f"\n256 MiB {kind} result (MiB/s; stored MiB; peak extra MiB during the write)")
     print(f"{'path':38} {'write':>8} {'read':>8} {'stored':>8} {'extra':>8}")
     for label, case in rows:
         print(

@@ -46,6 +46,7 @@ def test_a_second_call_with_the_same_inputs_is_a_cache_hit():
     assert isinstance(second.data, PersistedResult)
     assert second.data.storage_key == first.data.storage_key
     assert second.result() == {"double": 6}
+    assert second.message.startswith("Cache hit for key ")
 
 
 def test_different_inputs_miss():

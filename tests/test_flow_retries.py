@@ -51,6 +51,7 @@ def test_a_retry_reuses_persisted_results_and_reruns_the_rest(task_runner):
     first_attempt, second_attempt = states
     assert [s.name for s in first_attempt] == ["Completed", "Completed", "Failed"]
     assert [s.name for s in second_attempt] == ["Cached", "Completed", "Completed"]
+    assert second_attempt[0].message == "Reused the result of an earlier attempt of this flow run."
     assert isinstance(second_attempt[0].data, PersistedResult)
     assert second_attempt[0].data.storage_key == first_attempt[0].data.storage_key
 

@@ -35,20 +35,25 @@ if TYPE_CHECKING:
     from ferroflow.runstore import ResultRef
 
 
-def prior_result(task_context: TaskRunContext) -> BaseResult | None:
-    """The result that ends this task run without running it, or None to run it."""
+REUSED_FROM_EARLIER_ATTEMPT = "Reused the result of an earlier attempt of this flow run."
+
+
+def prior_result(task_context: TaskRunContext) -> tuple[BaseResult, str] | None:
+    """The result that ends this task run without running it, with the Cached state's message
+    saying where it came from; or None to run the task."""
     earlier = task_context.flow_run_context.earlier_attempt_result(
         run_identity(task_context.task_run)
     )
     if earlier is not None:
-        return earlier
+        return earlier, REUSED_FROM_EARLIER_ATTEMPT
     key_fn = task_context.task.cache_key_fn
     if key_fn is None:
         return None
     key = task_context.cache_key = cache_key(task_context, key_fn)
     if key is None or _refreshing(task_context):
         return None
-    return _cached_result(task_context, key)
+    cached = _cached_result(task_context, key)
+    return None if cached is None else (cached, f"Cache hit for key {key!r}.")
 
 
 def remember(task_context: TaskRunContext, result: BaseResult) -> None:

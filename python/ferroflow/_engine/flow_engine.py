@@ -13,6 +13,7 @@ import time
 import types
 from typing import TYPE_CHECKING, Any
 
+from ferroflow._engine import caching
 from ferroflow._engine.bodies import call_async_body, call_sync_body
 from ferroflow._engine.loops import in_async_caller, run_coroutine_blocking
 from ferroflow._engine.recording import LazyParameters, RunRecorder, recorder_for_flow_run
@@ -86,7 +87,7 @@ def _begin(
         parent_flow.child_runs.append(flow_run)  # a subflow counts among its parent's runs
         earlier = parent_flow.earlier_attempt_result(run_identity(flow_run))
         if earlier is not None:
-            set_state(flow_run, Cached(data=earlier))
+            set_state(flow_run, Cached(data=earlier, message=caching.REUSED_FROM_EARLIER_ATTEMPT))
             return flow_run
     try:
         factory = ResultFactory.from_flow(flow, parent_flow.result_factory if parent_flow else None)

@@ -4,7 +4,7 @@ A task run goes Pending -> Running -> (AwaitingRetry -> Retrying ->)* Completed 
 Before its first attempt it gets its result factory, its inputs are resolved (futures and
 states replaced by their values) and prior results are looked up to see whether the run can be
 skipped: an earlier attempt of the flow run or the task cache may already have its result
-(see `_prior_result` and `ferroflow._engine.caching`).
+(see `_prior_state` and `ferroflow._engine.caching`).
 """
 
 from __future__ import annotations
@@ -212,7 +212,7 @@ def _prepare(task_context: TaskRunContext, attempts: Attempts, wait_for: tuple[A
             task_context.args = resolve_inputs(task_context.args)
             task_context.kwargs = resolve_inputs(task_context.kwargs)
             resolve_inputs(wait_for)
-        prior = _prior_result(task_context)
+        prior = _prior_state(task_context)
     except UpstreamFailed as upstream:
         attempts.finish(upstream.state)
         return False
@@ -220,22 +220,24 @@ def _prepare(task_context: TaskRunContext, attempts: Attempts, wait_for: tuple[A
         attempts.finish(failed_state(_RUN_KIND, exc))
         return False
     if prior is not None:
-        attempts.finish(Cached(data=prior))
+        attempts.finish(prior)
         return False
     return True
 
 
-def _prior_result(task_context: TaskRunContext) -> BaseResult | None:
-    """A result from before that stands in for running the task: an earlier attempt's (flow
-    retries) or the task cache's (`caching.prior_result`), else one from the result factory's
-    optional `lookup_prior_result(task_run_context)` hook (for custom factories). A
-    `BaseResult` ends the run in a Cached state holding that result; None runs the task.
+def _prior_state(task_context: TaskRunContext) -> State | None:
+    """A Cached state holding a result from before that stands in for running the task: an
+    earlier attempt's (flow retries) or the task cache's (`caching.prior_result`), else one from
+    the result factory's optional `lookup_prior_result(task_run_context)` hook (for custom
+    factories). None runs the task.
     """
     prior = caching.prior_result(task_context)
     if prior is not None:
-        return prior
+        result, message = prior
+        return Cached(data=result, message=message)
     lookup = getattr(task_context.result_factory, "lookup_prior_result", None)
-    return None if lookup is None else lookup(task_context)
+    supplied = None if lookup is None else lookup(task_context)
+    return None if supplied is None else Cached(data=supplied, message="Supplied by the result factory.")
 
 
 def _completed_state(task_context: TaskRunContext, value: Any) -> State:
