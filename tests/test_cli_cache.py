@@ -51,7 +51,7 @@ def test_cache_ls_shows_key_prefixes_tasks_expiry_and_results(cached):
     assert result.exit_code == 0, result.output
     rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if "│" in line}
     assert set(rows) == {LIVE_KEY[:12], EXPIRED_KEY[:12], FOREVER_KEY[:12]}
-    assert "load" in rows[LIVE_KEY[:12]] and "local-file-system/dev:new (pickle)" in rows[LIVE_KEY[:12]]
+    assert "load" in rows[LIVE_KEY[:12]] and "new (pickle) in local-file-system/dev" in rows[LIVE_KEY[:12]]
     assert "(expired)" in rows[EXPIRED_KEY[:12]] and "(expired)" not in rows[LIVE_KEY[:12]]
     assert "never" in rows[FOREVER_KEY[:12]] and "literal true" in rows[FOREVER_KEY[:12]]
 

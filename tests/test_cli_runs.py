@@ -86,7 +86,7 @@ def test_runs_show_gives_states_task_runs_and_results(recorded):
     assert FLOW_RUN in out and "crimson-fox" in out and "day='2024-05-01'" in out
     assert "literal null" in out  # the flow's own result
     assert "Pending > Running > Completed" in out
-    assert "local-file-system/dev:9b1c0f7e (pickle)" in out
+    assert "9b1c0f7e (pickle) in local-file-system/dev" in out
     assert "task-loa" in out and "load-0" in out
     assert "Subflow runs" in out and "quiet-owl" in out
 

@@ -1,4 +1,5 @@
 import gc
+import json
 import os
 import sqlite3
 import subprocess
@@ -231,7 +232,11 @@ def test_a_bad_time_or_missing_name_is_refused_at_the_call_and_the_batch_goes_on
 
 def test_result_references_describe_themselves_and_refuse_what_json_cannot_hold():
     assert ResultRef.literal(None).describe() == "literal null"
-    assert ResultRef.persisted("local-file-system/dev", "k1", "json").describe() == "local-file-system/dev:k1 (json)"
+    assert ResultRef.persisted("local-file-system/dev", "k1", "json").describe() == "k1 (json) in local-file-system/dev"
+    local = json.dumps({"type": "local-file-system", "basepath": "/data/results"})
+    assert ResultRef.persisted(local, "0123456789abcdef", "pickle").describe() == (
+        "0123456789ab (pickle) in /data/results"
+    )
     with pytest.raises(ValueError, match="JSON serializable.*ResultRef.persisted"):
         ResultRef.literal(object())
     with pytest.raises(ValueError, match="no inline value"):

@@ -92,7 +92,7 @@ class ResultRef:
         """A one-line human form, as the CLI shows it."""
         if self.kind == "literal":
             return f"literal {self.value_json}"
-        return f"{self.storage}:{self.key} ({self.serializer})"
+        return f"{self.key[:12]} ({self.serializer}) in {_storage_place(self.storage)}"
 
     def to_dict(self) -> dict[str, Any]:
         if self.kind == "literal":
@@ -195,3 +195,17 @@ class CacheEntry:
             "expiration": self.expiration.isoformat() if self.expiration else None,
         }
 
+
+
+def _storage_place(storage: str) -> str:
+    """Where a persisted result lives, short enough for a table cell: a saved storage's slug, a
+    local folder, or the storage description as recorded."""
+    if not storage.startswith("{"):
+        return storage  # a slug such as "local-file-system/dev"
+    try:
+        description = json.loads(storage)
+    except ValueError:
+        return storage
+    if description.get("type") == "local-file-system":
+        return description.get("basepath") or "the default local storage"
+    return str(description.get("type", storage))
