@@ -179,6 +179,22 @@ def test_out_of_band_segments_are_the_arrays_own_memory():
     assert len(segments[0]) < 1000  # the stream holds no array data
 
 
+@pytest.mark.parametrize("picklelib", ["cloudpickle", "pickle"])
+def test_a_large_bytes_result_is_its_own_segment_not_copied_into_the_stream(picklelib):
+    data = bytes(range(256)) * 1024
+    serializer = PickleSerializer(picklelib=picklelib)
+    stream, segment = serializer.dump_segments(data)
+    assert len(stream) < 200
+    assert np.shares_memory(np.frombuffer(segment, dtype=np.uint8), np.frombuffer(data, dtype=np.uint8))
+    for stored in (segment, bytes(segment), memoryview(bytearray(segment))):
+        back = serializer.load_segments([stream, stored])
+        assert type(back) is bytes and back == data
+
+
+def test_small_bytes_stay_in_the_pickle_stream():
+    assert len(PickleSerializer().dump_segments(b"small")) == 1
+
+
 def test_load_segments_rebuilds_arrays_on_the_given_buffers_without_copying():
     array = np.arange(1000, dtype=np.int64)
     serializer = PickleSerializer()

@@ -53,6 +53,9 @@ CORE_CODECS: tuple[str, ...] = ("lzma", "bz2", "zlib", "zstd")
 #: lzma inputs at least this large are compressed by the multi-threaded encoder; below it the
 #: thread start-up and the smaller blocks cost more than they gain.
 LZMA_THREADED_MIN_SIZE = 8 * 1024 * 1024
+# A `bytes` result at least this large is written as its own blob segment, straight from its
+# memory, instead of being copied into the pickle stream.
+OUT_OF_BAND_BYTES_MIN_SIZE = 64 * 1024
 
 _registry: dict[str, type[Serializer]] = {}
 
@@ -276,6 +279,25 @@ def resolve_serializer(value: Serializer | str | Mapping[str, Any] | None) -> Se
 # Pickle
 
 
+class _OutOfBandBytes:
+    """A large `bytes` value on its way into a pickle: it reduces to a PickleBuffer over the
+    bytes' own memory, which protocol 5 hands to the buffer callback instead of copying."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def __reduce_ex__(self, protocol: Any) -> tuple[Any, ...]:
+        return _bytes_from_buffer, (pickle.PickleBuffer(self.data),)
+
+
+def _bytes_from_buffer(buffer: Any) -> bytes:
+    """Rebuilds a large `bytes` result from its out-of-band segment (one copy: the caller gets
+    real `bytes`, not a view of a memory map)."""
+    return bytes(buffer)
+
+
 class PickleSerializer(Serializer):
     """Pickle protocol 5 through `picklelib` (cloudpickle by default: lambdas, local classes).
 
@@ -338,6 +360,10 @@ class PickleSerializer(Serializer):
                 return True
             return False
 
+        # Pickle copies `bytes` into its stream (only bytearray, NumPy arrays and the like go out
+        # of band), so a large bytes result is wrapped to travel as a buffer of its own.
+        if type(obj) is bytes and len(obj) >= OUT_OF_BAND_BYTES_MIN_SIZE:
+            obj = _OutOfBandBytes(obj)
         try:
             stream = self._lib.dumps(obj, **self._dumps_options, buffer_callback=keep_out_of_band)
         except Exception as exc:
