@@ -20,7 +20,6 @@ from typing import Any
 
 import joblib
 import numpy as np
-import pytest
 
 from _report import print_table, race
 from ferroflow import flow, task

@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ferroflow import flow, task
 from ferroflow import _core
 from ferroflow.exceptions import CorruptResultError, MissingResult, PersistenceConfigurationError
 from ferroflow.filesystems import LocalFileSystem

@@ -47,7 +47,6 @@ from ferroflow.states import (
 from ferroflow.task_runners import BaseTaskRunner, TaskConcurrencyType, finished_future
 
 if TYPE_CHECKING:
-    from ferroflow.results import BaseResult
     from ferroflow.tasks import Task
 
 _RUN_KIND = "Task run"
