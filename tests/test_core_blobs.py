@@ -16,6 +16,7 @@ from ferroflow._core import (
     UnsupportedFormatError,
     frame_blob,
     hash_buffers,
+    load_blob,
     map_blob,
     read_blob,
     read_file,
@@ -117,6 +118,31 @@ def test_many_segments_including_empty_ones_round_trip(blob_path, count):
     assert header.segment_raw_lengths == [len(s) for s in segments]
 
 
+def small_load(path):
+    """`load_blob` below its mapping size: the file is read into bytes."""
+    return load_blob(path, 2**62)
+
+
+def large_load(path):
+    """`load_blob` from its mapping size on: the file is mapped."""
+    return load_blob(path, 0)
+
+
+@pytest.mark.parametrize("codec", ["none", "zstd"])
+def test_load_blob_reads_small_files_and_maps_large_ones(blob_path, codec):
+    segments = [b"stream", np.arange(20_000, dtype=np.float64).tobytes()]
+    written = write_blob(blob_path, segments, serializer=SERIALIZER, codec=codec)
+    size = blob_path.stat().st_size
+
+    read_header_, read = load_blob(blob_path, size + 1)
+    assert all(type(segment) is bytes for segment in read)
+    mapped_header, mapped = load_blob(blob_path, size)
+    assert all(type(segment) is memoryview for segment in mapped)
+
+    assert read == [bytes(view) for view in mapped] == segments
+    assert read_header_.to_dict() == mapped_header.to_dict() == written.to_dict()
+
+
 def test_numpy_and_other_buffers_round_trip_without_conversion(blob_path):
     segments = sample_segments()
     write_blob(blob_path, segments, serializer=SERIALIZER)
@@ -198,10 +224,9 @@ def test_any_single_byte_change_is_detected(tmp_path, data):
         unframe_blob(damaged)
     path = tmp_path / "damaged.ffb"
     path.write_bytes(damaged)
-    with pytest.raises(CorruptResultError):
-        read_blob(path)
-    with pytest.raises(CorruptResultError):
-        map_blob(path)
+    for read in (read_blob, map_blob, small_load, large_load):
+        with pytest.raises(CorruptResultError):
+            read(path)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -213,7 +238,7 @@ def test_any_truncation_is_detected(tmp_path, data):
         unframe_blob(blob[:length])
     path = tmp_path / "truncated.ffb"
     path.write_bytes(blob[:length])
-    for read in (read_header, read_blob, map_blob):
+    for read in (read_header, read_blob, map_blob, small_load, large_load):
         with pytest.raises(CorruptResultError, match="truncated|too few"):
             read(path)
 
@@ -237,6 +262,8 @@ def test_a_missing_file_raises_file_not_found(tmp_path):
         read_blob(tmp_path / "missing")
     with pytest.raises(FileNotFoundError):
         map_blob(str(tmp_path / "missing"))
+    with pytest.raises(FileNotFoundError):
+        load_blob(tmp_path / "missing", 1024)
 
 
 @pytest.mark.parametrize(

@@ -15,9 +15,9 @@ from ferroflow import _core
 from ferroflow.exceptions import CorruptResultError, MissingResult, PersistenceConfigurationError
 from ferroflow.filesystems import LocalFileSystem
 from ferroflow.results import (
+    MAP_FROM_BYTES,
     LiteralResult,
     PersistedResult,
-    SMALL_BLOB_BYTES,
     PersistedResultBlob,
     ResultFactory,
     UnpersistedResult,
@@ -142,13 +142,13 @@ def test_corrupted_result_file_raises_corruption_error_not_data(tmp_path):
         result.get()
 
 
-@pytest.mark.parametrize("size", [10, SMALL_BLOB_BYTES * 2], ids=["read whole", "mapped"])
+@pytest.mark.parametrize("size", [10, MAP_FROM_BYTES * 2], ids=["read whole", "mapped"])
 def test_a_damaged_result_file_is_detected_whether_read_or_mapped(tmp_path, size):
     storage = LocalFileSystem(basepath=str(tmp_path))
     value = b"x" * size
     result = PersistedResult.create(value, storage=storage, serializer=PickleSerializer(), cache_in_memory=False)
     path = tmp_path / result.storage_key
-    assert (path.stat().st_size <= SMALL_BLOB_BYTES) == (size < SMALL_BLOB_BYTES)
+    assert (path.stat().st_size < MAP_FROM_BYTES) == (size < MAP_FROM_BYTES)
     assert result.get() == value
     blob = bytearray(path.read_bytes())
     blob[-5] ^= 0xFF

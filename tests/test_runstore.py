@@ -90,6 +90,22 @@ def test_an_older_database_is_migrated_on_open(db_path, monkeypatch):
     assert "tags" in columns
 
 
+def test_a_version_1_database_keeps_its_runs_and_loses_the_result_index(db_path, monkeypatch):
+    monkeypatch.setattr(sqlite_backend, "MIGRATIONS", {1: sqlite_backend.MIGRATIONS[1]})
+    monkeypatch.setattr(sqlite_backend, "SCHEMA_VERSION", 1)
+    with open_store(f"sqlite:///{db_path}") as old:
+        record_task(old, "flow-1", "task-1", result=ResultRef.persisted("local-file-system/dev", "k1", "pickle"))
+    monkeypatch.undo()
+
+    with open_store(f"sqlite:///{db_path}") as store:
+        assert store.schema_version == SCHEMA_VERSION >= 2
+        assert [state.type for state in store.list_states("task-1")] == ["PENDING", "RUNNING", "COMPLETED"]
+        assert store.referenced_result_keys() == {("local-file-system/dev", "k1")}
+    indexes = {row[0] for row in sqlite3.connect(db_path).execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "states_by_result" not in indexes
+    assert "states_by_run" in indexes
+
+
 # ------------------------------------------------------------------------------------------------
 # Runs, states, result references
 

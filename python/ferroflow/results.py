@@ -14,7 +14,6 @@ from __future__ import annotations
 import base64
 import functools
 import json
-import os
 import threading
 from dataclasses import dataclass, field
 from os import PathLike
@@ -270,20 +269,18 @@ def read_result(path: str | PathLike[str]) -> Any:
     return PersistedResultBlob.from_json(json.dumps(fields)).load()
 
 
-SMALL_BLOB_BYTES = 32 * 1024
-"""Result files up to this size are read in one call rather than memory-mapped (measured: reading
-wins below ~48 KiB, mapping above)."""
+MAP_FROM_BYTES = 32 * 1024
+"""Result files from this size on are memory-mapped; smaller ones are read in one call (measured:
+reading wins below ~48 KiB, mapping above)."""
 
 
 def _read_blob_segments(storage: WritableFileSystem, key: str) -> tuple[Any, list[Any]]:
-    """The verified segments of the blob at `key`. A small file in a local folder is read with
-    one `read_blob`: mapping and unmapping it costs more than copying a few pages (about 6 us of
-    a ~100 us cache hit). Large files are mapped, so uncompressed segments are not copied."""
+    """The verified segments of the blob at `key`. A small file in a local folder is read whole,
+    holding the GIL: mapping and unmapping it, or handing the GIL to another thread and waiting
+    to get it back, costs more than copying a few pages. Large files are mapped, so uncompressed
+    segments are not copied. One call into the core decides by the file's size (no stat first)."""
     if type(storage) is LocalFileSystem:
-        path = storage.path_of(key)
-        if os.stat(path).st_size <= SMALL_BLOB_BYTES:
-            return _core.read_blob(path)  # type: ignore[no-any-return]
-        return _core.map_blob(path)  # type: ignore[no-any-return]
+        return _core.load_blob(storage.path_of(key), MAP_FROM_BYTES)  # type: ignore[no-any-return]
     return storage.map_blob(key)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import abc
 import base64
 import copy
+import dataclasses
 import datetime
 import decimal
 import enum
@@ -298,6 +299,31 @@ def _bytes_from_buffer(buffer: Any) -> bytes:
     return bytes(buffer)
 
 
+@dataclasses.dataclass(frozen=True)
+class _PickleLibrary:
+    """A pickle module and what its `dumps` accepts."""
+
+    module: ModuleType
+    dumps_options: dict[str, Any]
+    out_of_band: bool
+
+
+@functools.lru_cache(maxsize=None)
+def _pickle_library(name: str) -> _PickleLibrary:
+    """The pickle module `name`, checked, imported once per process. Kept here rather than in
+    private attributes of the serializer: reading a pydantic private attribute costs ~1.7 us,
+    several times per result written or read."""
+    module = _import_module(name, "picklelib")
+    _require_functions(
+        module, ("dumps", "loads"), "picklelib", "Use a pickle module such as 'cloudpickle' or 'pickle'."
+    )
+    return _PickleLibrary(
+        module=module,
+        dumps_options={"protocol": 5} if _accepts_keyword(module.dumps, "protocol") else {},
+        out_of_band=_accepts_keyword(module.dumps, "buffer_callback"),
+    )
+
+
 class PickleSerializer(Serializer):
     """Pickle protocol 5 through `picklelib` (cloudpickle by default: lambdas, local classes).
 
@@ -309,18 +335,8 @@ class PickleSerializer(Serializer):
     picklelib: str = "cloudpickle"
     picklelib_version: str | None = None
 
-    _lib: ModuleType = PrivateAttr()
-    _dumps_options: dict[str, Any] = PrivateAttr(default_factory=dict)
-    _out_of_band: bool = PrivateAttr(False)
-
     def model_post_init(self, context: Any) -> None:
-        lib = _import_module(self.picklelib, "picklelib")
-        _require_functions(
-            lib, ("dumps", "loads"), "picklelib", "Use a pickle module such as 'cloudpickle' or 'pickle'."
-        )
-        self._lib = lib
-        self._dumps_options = {"protocol": 5} if _accepts_keyword(lib.dumps, "protocol") else {}
-        self._out_of_band = _accepts_keyword(lib.dumps, "buffer_callback")
+        lib = _pickle_library(self.picklelib).module
         installed = getattr(lib, "__version__", None)
         if self.picklelib_version is None:
             object.__setattr__(self, "picklelib_version", installed)
@@ -334,13 +350,14 @@ class PickleSerializer(Serializer):
 
     def dumps(self, obj: Any) -> bytes:
         try:
-            return self._lib.dumps(obj, **self._dumps_options)
+            library = _pickle_library(self.picklelib)
+            return library.module.dumps(obj, **library.dumps_options)
         except Exception as exc:
             raise self._pickling_error(obj, exc) from exc
 
     def loads(self, blob: Any) -> Any:
         try:
-            return self._lib.loads(blob)
+            return _pickle_library(self.picklelib).module.loads(blob)
         except Exception as exc:
             raise self._unpickling_error(exc) from exc
 
@@ -349,7 +366,8 @@ class PickleSerializer(Serializer):
 
     def dump_segments(self, obj: Any) -> list[Any]:
         """The pickle stream, then each out-of-band buffer as a view of the object's own memory."""
-        if not self._out_of_band:
+        library = _pickle_library(self.picklelib)
+        if not library.out_of_band:
             return [self.dumps(obj)]
         buffers: list[memoryview] = []
 
@@ -365,7 +383,7 @@ class PickleSerializer(Serializer):
         if type(obj) is bytes and len(obj) >= OUT_OF_BAND_BYTES_MIN_SIZE:
             obj = _OutOfBandBytes(obj)
         try:
-            stream = self._lib.dumps(obj, **self._dumps_options, buffer_callback=keep_out_of_band)
+            stream = library.module.dumps(obj, **library.dumps_options, buffer_callback=keep_out_of_band)
         except Exception as exc:
             raise self._pickling_error(obj, exc) from exc
         return [stream, *buffers]
@@ -379,12 +397,13 @@ class PickleSerializer(Serializer):
         # back writable, as an ordinary unpickle gives them.
         writable = [buffer if not memoryview(buffer).readonly else bytearray(buffer) for buffer in buffers]
         try:
-            return self._lib.loads(stream, buffers=writable)
+            return _pickle_library(self.picklelib).module.loads(stream, buffers=writable)
         except Exception as exc:
             raise self._unpickling_error(exc) from exc
 
     def _pickling_error(self, obj: Any, exc: BaseException) -> SerializationError:
-        where = _locate_unpicklable(obj, functools.partial(self._lib.dumps, **self._dumps_options))
+        library = _pickle_library(self.picklelib)
+        where = _locate_unpicklable(obj, functools.partial(library.module.dumps, **library.dumps_options))
         detail = f"{where[0]}: {where[1]}" if where else f"result: {exc}"
         return SerializationError(
             f"Cannot pickle the result with {self.picklelib}: {detail}. Make that object "
@@ -664,10 +683,6 @@ class JSONSerializer(Serializer):
     dumps_kwargs: dict[str, Any] = Field(default_factory=dict)
     loads_kwargs: dict[str, Any] = Field(default_factory=dict)
 
-    _lib: ModuleType = PrivateAttr()
-    _encoder: Callable[[Any], Any] | None = PrivateAttr(None)
-    _decoder: Callable[[dict[str, Any]], Any] | None = PrivateAttr(None)
-    _lib_has_object_hook: bool = PrivateAttr(False)
 
     @field_validator("object_encoder", "object_decoder", mode="before")
     @classmethod
@@ -678,27 +693,14 @@ class JSONSerializer(Serializer):
         return value
 
     def model_post_init(self, context: Any) -> None:
-        lib = _import_module(self.jsonlib, "jsonlib")
-        _require_functions(
-            lib, ("dumps", "loads"), "jsonlib", "Use a JSON module such as 'json' or 'orjson'."
-        )
-        self._lib = lib
-        self._lib_has_object_hook = _accepts_keyword(lib.loads, "object_hook")
-        self._encoder = self._hook(self.object_encoder, "object_encoder")
-        self._decoder = self._hook(self.object_decoder, "object_decoder")
-
-    @staticmethod
-    def _hook(path: str | None, role: str) -> Any:
-        if path is None:
-            return None
-        hook = _import_object(path)
-        if not callable(hook):
-            raise SerializationError(f"{role} {path!r} is not a function.")
-        return hook
+        # Import and check everything now, so that a bad description fails when it is made.
+        _json_library(self.jsonlib)
+        _json_hook(self.object_encoder, "object_encoder")
+        _json_hook(self.object_decoder, "object_decoder")
 
     def dumps(self, obj: Any) -> bytes:
         try:
-            tree = _JSONTree(self._encoder).tree(obj)
+            tree = _JSONTree(_json_hook(self.object_encoder, "object_encoder")).tree(obj)
         except _Unsupported as exc:
             path = "result" + "".join(reversed(exc.path))
             kind = type(exc.value)
@@ -707,20 +709,50 @@ class JSONSerializer(Serializer):
                 f" ({exc.reason}). Use the pickle serializer (result_serializer='pickle') for such "
                 "values, or give JSONSerializer an object_encoder/object_decoder pair that handles it."
             ) from exc
-        text = self._lib.dumps(tree, **self.dumps_kwargs)
+        text = _json_library(self.jsonlib).module.dumps(tree, **self.dumps_kwargs)
         return text.encode() if isinstance(text, str) else bytes(text)
 
     def loads(self, blob: Any) -> Any:
         data = _as_bytes(blob)  # the stdlib json refuses memoryview
+        library = _json_library(self.jsonlib)
+        decoder = _json_hook(self.object_decoder, "object_decoder")
         try:
-            if self._decoder is not None and self._lib_has_object_hook:
-                return self._lib.loads(data, object_hook=self._decoder, **self.loads_kwargs)
-            tree = self._lib.loads(data, **self.loads_kwargs)
+            if decoder is not None and library.has_object_hook:
+                return library.module.loads(data, object_hook=decoder, **self.loads_kwargs)
+            tree = library.module.loads(data, **self.loads_kwargs)
         except SerializationError:
             raise
         except ValueError as exc:
             raise SerializationError(f"The result is not valid JSON ({self.jsonlib}): {exc}") from exc
-        return tree if self._decoder is None else _apply_bottom_up(tree, self._decoder)
+        return tree if decoder is None else _apply_bottom_up(tree, decoder)
+
+
+@dataclasses.dataclass(frozen=True)
+class _JSONLibrary:
+    """A JSON module and whether its `loads` takes an `object_hook`."""
+
+    module: ModuleType
+    has_object_hook: bool
+
+
+@functools.lru_cache(maxsize=None)
+def _json_library(name: str) -> _JSONLibrary:
+    """The JSON module `name`, checked, imported once per process (see `_pickle_library` for why
+    not in private attributes)."""
+    module = _import_module(name, "jsonlib")
+    _require_functions(module, ("dumps", "loads"), "jsonlib", "Use a JSON module such as 'json' or 'orjson'.")
+    return _JSONLibrary(module=module, has_object_hook=_accepts_keyword(module.loads, "object_hook"))
+
+
+@functools.lru_cache(maxsize=None)
+def _json_hook(path: str | None, role: str) -> Callable[..., Any] | None:
+    """The object encoder or decoder function at the importable `path`, imported once."""
+    if path is None:
+        return None
+    hook = _import_object(path)
+    if not callable(hook):
+        raise SerializationError(f"{role} {path!r} is not a function.")
+    return hook  # type: ignore[no-any-return]
 
 
 class _JSONTree:

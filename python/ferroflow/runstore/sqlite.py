@@ -138,9 +138,12 @@ def _check_moment(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be a datetime.datetime or None, not {type(value).__name__}: {value!r}.")
 
 
+_NO_RESULT_COLUMNS = (None, None, None, None, None)
+
+
 def _result_columns(result: ResultRef | None) -> tuple[str | None, ...]:
     if result is None:
-        return (None, None, None, None, None)
+        return _NO_RESULT_COLUMNS
     return (result.kind, result.value_json, result.storage, result.key, result.serializer)
 
 
@@ -158,12 +161,12 @@ def _result_from_columns(kind: str | None, value: str | None, storage: str | Non
 # into one statement, because Python's sqlite3 hands the GIL over at every step of a statement,
 # and with `executemany` that is every row, which makes the engine's thread wait.
 _UPSERT_FLOW_RUNS = (
-    "INSERT INTO flow_runs (id, name, flow_name, parameters, parent_flow_run_id, created) VALUES",
+    "INSERT INTO flow_runs (id, name, flow_name, parent_flow_run_id, created, parameters) VALUES",
     " ON CONFLICT (id) DO UPDATE SET name = excluded.name, flow_name = excluded.flow_name,"
     " parameters = excluded.parameters, parent_flow_run_id = excluded.parent_flow_run_id",
 )
 _UPSERT_TASK_RUNS = (
-    "INSERT INTO task_runs (id, name, task_name, flow_run_id, task_key, dynamic_key, parameters, created) VALUES",
+    "INSERT INTO task_runs (id, name, task_name, flow_run_id, task_key, dynamic_key, created, parameters) VALUES",
     " ON CONFLICT (id) DO UPDATE SET name = excluded.name, task_name = excluded.task_name,"
     " flow_run_id = excluded.flow_run_id, task_key = excluded.task_key,"
     " dynamic_key = excluded.dynamic_key, parameters = excluded.parameters",
@@ -327,14 +330,18 @@ class _Call:
 _STOP = object()
 
 
+# Queue items that record something are `(kind, row)`: a row is built on the caller's thread in
+# the column order of its table, so the writer, which holds the GIL the engine's thread waits
+# for, only sorts rows by kind. Runs' rows end with their parameters, summarized by the writer
+# (binding and summarizing them would cost the caller more than queueing them).
+_FLOW_RUN, _TASK_RUN, _STATE, _CACHE_ENTRY = range(4)
+
+
 class _Batch:
     """The operations of one transaction, grouped by table so each group is a few multi-row INSERTs."""
 
     def __init__(self) -> None:
-        self.flow_runs: list[tuple[Any, ...]] = []
-        self.task_runs: list[tuple[Any, ...]] = []
-        self.states: list[tuple[Any, ...]] = []
-        self.cache_entries: list[CacheEntry] = []
+        self.rows: tuple[list[Any], ...] = ([], [], [], [])  # by kind: _FLOW_RUN ... _CACHE_ENTRY
         self.calls: list[_Call] = []
         self.stop = False
         self.ends_with_work = False
@@ -343,20 +350,14 @@ class _Batch:
     def __len__(self) -> int:
         return self._length
 
+    @property
+    def cache_entries(self) -> list[CacheEntry]:
+        return self.rows[_CACHE_ENTRY]
+
     def add(self, item: Any) -> None:
         self._length += 1
-        kind = item[0] if type(item) is tuple else None
-        if kind == "flow_run":
-            run_id, name, flow_name, parameters, parent, created = item[1:]
-            self.flow_runs.append((run_id, name, flow_name, summarize_parameters(parameters), parent, created))
-        elif kind == "task_run":
-            run_id, name, task_name, flow_run_id, task_key, dynamic_key, parameters, created = item[1:]
-            self.task_runs.append((run_id, name, task_name, flow_run_id, task_key, dynamic_key,
-                                   summarize_parameters(parameters), created))
-        elif kind == "state":
-            self.states.append(item[1:])
-        elif kind == "cache":
-            self.cache_entries.append(item[1])
+        if type(item) is tuple:
+            self.rows[item[0]].append(item[1])
         elif type(item) is _Call:
             self.calls.append(item)
             self.ends_with_work = item.work is not None
@@ -364,21 +365,23 @@ class _Batch:
             self.stop = True
 
     def write(self, connection: sqlite3.Connection) -> None:
-        _insert_rows(connection, _UPSERT_FLOW_RUNS, self.flow_runs)
-        _insert_rows(connection, _UPSERT_TASK_RUNS, self.task_runs)
-        _insert_rows(connection, _INSERT_STATES, [
-            (run_id, _state_type_text(state_type), name, message,
-             moment if type(moment) is int else _micros(moment), *_result_columns(result))
-            for run_id, state_type, name, message, moment, result in self.states
-        ])
+        flow_runs, task_runs, states, cache_entries = self.rows
+        _insert_rows(connection, _UPSERT_FLOW_RUNS, [_summarized(row) for row in flow_runs])
+        _insert_rows(connection, _UPSERT_TASK_RUNS, [_summarized(row) for row in task_runs])
+        _insert_rows(connection, _INSERT_STATES, states)
         _insert_rows(connection, _PUT_CACHE_ENTRIES, [
             (entry.key, entry.task_name, _micros(entry.created),
              None if entry.expiration is None else _micros(entry.expiration), *_result_columns(entry.result))
-            for entry in self.cache_entries
+            for entry in cache_entries
         ])
         for call in self.calls:
             if call.work is not None:
                 call.result = call.work(connection)
+
+
+def _summarized(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    """A run's row with its parameters (the last column) replaced by their summary."""
+    return (*row[:-1], summarize_parameters(row[-1]))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -652,23 +655,24 @@ class SQLiteRunStore:
                         parent_flow_run_id: str | None = None) -> None:
         if not (run_id and name and flow_name):
             _refuse_missing(run_id=run_id, name=name, flow_name=flow_name)
-        self._enqueue(("flow_run", run_id, name, flow_name, parameters, parent_flow_run_id, _now_micros()))
+        self._enqueue((_FLOW_RUN, (run_id, name, flow_name, parent_flow_run_id, _now_micros(), parameters)))
 
     def record_task_run(self, run_id: str, name: str, task_name: str, *, flow_run_id: str | None = None,
                         task_key: str = "", dynamic_key: str = "",
                         parameters: Mapping[str, Any] | None = None) -> None:
         if not (run_id and name and task_name):
             _refuse_missing(run_id=run_id, name=name, task_name=task_name)
-        self._enqueue(("task_run", run_id, name, task_name, flow_run_id, task_key, dynamic_key, parameters,
-                       _now_micros()))
+        self._enqueue((_TASK_RUN, (run_id, name, task_name, flow_run_id, task_key, dynamic_key, _now_micros(),
+                                   parameters)))
 
     def record_state(self, run_id: str, state_type: str, state_name: str, *, timestamp: datetime | None = None,
                      message: str | None = None, result: ResultRef | None = None) -> None:
         if not (run_id and state_type and state_name):
             _refuse_missing(run_id=run_id, state_type=state_type, state_name=state_name)
         _check_moment("timestamp", timestamp)
-        self._enqueue(("state", run_id, state_type, state_name, message,
-                       _now_micros() if timestamp is None else timestamp, result))
+        moment = _now_micros() if timestamp is None else _micros(timestamp)
+        self._enqueue((_STATE, (run_id, _state_type_text(state_type), state_name, message, moment,
+                                *_result_columns(result))))
 
     # -- reading runs and states ------------------------------------------------------------------
 
@@ -756,7 +760,7 @@ class SQLiteRunStore:
                            created=created or datetime.now(timezone.utc), expiration=expiration)
         with self._pending_cache_lock:
             self._pending_cache[key] = entry
-        self._enqueue(("cache", entry))
+        self._enqueue((_CACHE_ENTRY, entry))
 
     def get_cache_entry(self, key: str, now: datetime | None = None) -> CacheEntry | None:
         """The entry cached under `key` unless it has expired by `now` (default: the current time)."""

@@ -28,8 +28,33 @@ pub fn write_blob(
 /// Opens a blob file and verifies its header and length; the payload is not read yet.
 pub fn open_blob(path: &Path) -> Result<BlobFile<'_>> {
     let (file, len) = open_with_len(path)?;
-    let reader = BlobReader::open(file, len).map_err(|e| at_path(e, path))?;
-    Ok(BlobFile { path, reader })
+    BlobFile::from_open_file(path, file, len)
+}
+
+/// A file opened for reading, with its size: lets a caller choose how to read it (read a small
+/// blob whole, map a large one) before reading any of it.
+#[derive(Debug)]
+pub struct SizedFile<'a> {
+    pub path: &'a Path,
+    pub file: File,
+    pub len: u64,
+}
+
+impl<'a> SizedFile<'a> {
+    pub fn open(path: &'a Path) -> Result<SizedFile<'a>> {
+        let (file, len) = open_with_len(path)?;
+        Ok(SizedFile { path, file, len })
+    }
+
+    /// See [`open_blob`].
+    pub fn into_blob(self) -> Result<BlobFile<'a>> {
+        BlobFile::from_open_file(self.path, self.file, self.len)
+    }
+
+    /// See [`map_blob`].
+    pub fn map_blob(self) -> Result<MappedBlob> {
+        map_open_blob(self.path, &self.file, self.len)
+    }
 }
 
 /// A blob file with a verified header; its errors name the file.
@@ -39,7 +64,12 @@ pub struct BlobFile<'a> {
     reader: BlobReader<File>,
 }
 
-impl BlobFile<'_> {
+impl<'a> BlobFile<'a> {
+    fn from_open_file(path: &'a Path, file: File, len: u64) -> Result<BlobFile<'a>> {
+        let reader = BlobReader::open(file, len).map_err(|e| at_path(e, path))?;
+        Ok(BlobFile { path, reader })
+    }
+
     pub fn header(&self) -> &BlobHeader {
         self.reader.header()
     }
@@ -97,13 +127,17 @@ pub enum MappedSegments {
 /// itself never truncates a blob in place (writes replace it by renaming).
 pub fn map_blob(path: &Path) -> Result<MappedBlob> {
     let (file, len) = open_with_len(path)?;
+    map_open_blob(path, &file, len)
+}
+
+fn map_open_blob(path: &Path, file: &File, len: u64) -> Result<MappedBlob> {
     if len < frame::PRELUDE_LEN as u64 {
         // Checked before mapping: an empty file cannot be mapped.
         return Err(at_path(frame::too_short(len as usize), path));
     }
     // SAFETY: the map is private, so our writes never reach the file; see the note above about
     // truncation by other processes.
-    let map = unsafe { MmapOptions::new().map_copy(&file) }
+    let map = unsafe { MmapOptions::new().map_copy(file) }
         .map_err(|e| Error::io(format!("memory-mapping {}", path.display()), e))?;
     let (header, ranges) = frame::verify(&map).map_err(|e| at_path(e, path))?;
     let segments = match header.codec {

@@ -2,6 +2,7 @@
 //! functions share: segments borrowed from Python without copying, and `bytes` filled without
 //! the GIL.
 use crate::errors::to_pyerr;
+use crate::gil::detach_if_large;
 use ferroflow_core::fs::{self, FileReader};
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyTypeError, PyValueError};
@@ -108,7 +109,8 @@ pub(crate) fn new_bytes_filled<'py>(
         buffers.push(unsafe { std::slice::from_raw_parts_mut(data, len) });
         objects.push(object);
     }
-    py.detach(|| fill(&mut buffers)).map_err(to_pyerr)?;
+    let total = lengths.iter().sum();
+    detach_if_large(py, total, || fill(&mut buffers)).map_err(to_pyerr)?;
     Ok(objects)
 }
 

@@ -2,6 +2,7 @@
 //! `read_blob`, `map_blob`, `unframe_blob`, `read_header`, `BlobHeader`).
 use crate::errors::to_pyerr;
 use crate::files::{new_bytes_filled, Segments};
+use crate::gil::detach_if_large;
 use ferroflow_core::codec::CompressOptions;
 use ferroflow_core::frame::{self, BlobHeader, Frame, FrameOptions};
 use ferroflow_core::fs::{self, MappedSegments};
@@ -257,6 +258,35 @@ pub fn read_header(py: Python<'_>, path: PathBuf) -> PyResult<PyBlobHeader> {
 #[pyfunction]
 pub fn map_blob(py: Python<'_>, path: PathBuf) -> PyResult<(PyBlobHeader, Bound<'_, PyList>)> {
     let mapped = py.detach(|| fs::map_blob(&path)).map_err(to_pyerr)?;
+    mapped_to_python(py, mapped)
+}
+
+/// Reads and verifies a blob file the cheapest way for its size: a file smaller than `map_from`
+/// bytes is read whole into bytes objects without releasing the GIL (for a small file the
+/// release costs more than the read), a larger one is mapped as by `map_blob`, with the GIL
+/// released.
+#[pyfunction]
+pub fn load_blob(
+    py: Python<'_>,
+    path: PathBuf,
+    map_from: u64,
+) -> PyResult<(PyBlobHeader, Bound<'_, PyList>)> {
+    let file = fs::SizedFile::open(&path).map_err(to_pyerr)?;
+    if file.len >= map_from {
+        let mapped = py.detach(|| file.map_blob()).map_err(to_pyerr)?;
+        return mapped_to_python(py, mapped);
+    }
+    let len = usize::try_from(file.len).unwrap_or(usize::MAX);
+    let mut blob = detach_if_large(py, len, || file.into_blob()).map_err(to_pyerr)?;
+    let lengths = raw_lengths(blob.header())?;
+    let segments = new_bytes_filled(py, &lengths, |outputs| blob.read_segments_into(outputs))?;
+    Ok((PyBlobHeader(blob.into_header()), PyList::new(py, segments)?))
+}
+
+fn mapped_to_python(
+    py: Python<'_>,
+    mapped: fs::MappedBlob,
+) -> PyResult<(PyBlobHeader, Bound<'_, PyList>)> {
     let segments: Vec<SegmentBuffer> = match mapped.segments {
         MappedSegments::InPlace { mut map, ranges } => {
             let base = map.as_mut_ptr();

@@ -7,16 +7,13 @@ use pyo3::types::PyBytes;
 
 use crate::codecs::InputBuffer;
 use crate::errors::to_pyerr;
+use crate::gil::{detach_if_large, DETACH_FROM};
 
 pub const HASH_ALGORITHMS: (&str, &str, &str) = (
     HashAlgorithm::Blake3.name(),
     HashAlgorithm::Xxh3_64.name(),
     HashAlgorithm::Xxh3_128.name(),
 );
-
-/// From this many bytes on, hashing releases the GIL; below, releasing and taking it back costs
-/// more than the hashing itself.
-const DETACH_FROM: usize = 64 << 10;
 
 /// An incremental hash over any number of bytes-like objects.
 ///
@@ -138,8 +135,8 @@ pub fn hash_buffers(
     let algorithm = HashAlgorithm::from_name(algorithm).map_err(to_pyerr)?;
     let inputs = buffers_of(buffers)?;
     let slices: Vec<&[u8]> = inputs.iter().map(InputBuffer::as_bytes).collect();
-    if total_len(&slices) < DETACH_FROM {
-        return Ok(hash::hash_buffers(algorithm, slices));
-    }
-    Ok(py.detach(|| hash::hash_buffers(algorithm, slices)))
+    let len = total_len(&slices);
+    Ok(detach_if_large(py, len, || {
+        hash::hash_buffers(algorithm, slices)
+    }))
 }

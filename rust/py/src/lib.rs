@@ -6,6 +6,7 @@ mod codecs;
 mod errors;
 mod files;
 mod framing;
+mod gil;
 mod hashing;
 
 #[pymodule]
@@ -28,7 +29,10 @@ mod _core {
     const HASH_ALGORITHMS: (&str, &str, &str) = crate::hashing::HASH_ALGORITHMS;
 
     #[pymodule_export]
-    use crate::framing::{frame_blob, map_blob, read_blob, read_header, unframe_blob, write_blob, PyBlobHeader};
+    use crate::framing::{
+        frame_blob, load_blob, map_blob, read_blob, read_header, unframe_blob, write_blob,
+        PyBlobHeader,
+    };
 
     #[pymodule_export]
     use crate::files::{atomic_write, read_file, resolve_key};
