@@ -407,12 +407,14 @@ _source_digests: dict[Any, str | None] = {}
 def _source_digest(fn: Callable[..., Any]) -> str | None:
     """BLAKE3 of the function's source text, or None when Python cannot find it (REPL, C functions).
 
-    Source, not bytecode: it is the same in every Python version. BLAKE3 for both key functions:
-    `task_input_hash_blake3` resists crafted collisions only if every part of what it hashes
-    does, and the digest is made once per code object, so its cost never shows in a key. Line endings and the common
+    Source, not bytecode: it is the same in every Python version. Line endings and the common
     indentation are normalized, so a checkout with Windows line endings keeps its keys. Cached per
     code object: reading source is slow, and a function whose code compares equal has the same
     behaviour (only its comments can differ).
+
+    BLAKE3 for both key functions: `task_input_hash_blake3` resists crafted collisions only if
+    every part of what it hashes does, and this digest is made once per code object, so its cost
+    never shows in a key.
     """
     code = getattr(fn, "__code__", fn)
     try:
