@@ -19,9 +19,25 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import ferroflow
 from ferroflow import _core
-from ferroflow.cache_keys import canonical_encoding, hash_canonical, task_identity, task_input_hash
+from ferroflow.cache_keys import (
+    canonical_encoding,
+    hash_canonical,
+    task_identity,
+    task_input_hash,
+    task_input_hash_blake3,
+)
 from ferroflow.exceptions import CacheKeyWarning
+
+# The two key functions, with the hash each uses and the length of its hex digest.
+KEY_FUNCTIONS = [(task_input_hash, "xxh3-128", 32), (task_input_hash_blake3, "blake3", 64)]
+
+
+def domain(algorithm):
+    """The domain prefix of encoding version 2, as the module docstring documents it."""
+    return b"ferroflow.task_input_hash\x00\x02" + algorithm.encode() + b"\x00"
+
 
 def u64(n):
     return struct.pack("<Q", n)
@@ -140,32 +156,50 @@ def test_other_objects_fall_back_to_their_pickle():
 # Hashing
 
 
-def test_a_numpy_array_is_hashed_in_place_with_the_digest_of_its_bytes():
+@pytest.mark.parametrize("algorithm", ["xxh3-128", "blake3"])
+def test_a_numpy_array_is_hashed_in_place_with_the_digest_of_its_bytes(algorithm):
     array = np.random.default_rng(0).random((1024, 1024))  # 8 MiB
     header = b"A" + text("<f8") + u64(2) + u64(1024) + u64(1024) + u64(array.nbytes)
-    hasher = _core.Hasher("blake3")
-    hasher.update_many([b"ferroflow.task_input_hash\x00\x01", header, array.tobytes()])
+    expected = _core.hash_buffers([domain(algorithm), header, array.tobytes()], algorithm)
 
     tracemalloc.start()
     try:
-        digest = hash_canonical(array)
+        digest = hash_canonical(array, algorithm)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    assert digest == hasher.hexdigest()
+    assert digest == expected
     assert peak < array.nbytes // 16  # no copy of the array was made
 
 
-def test_task_input_hash_follows_the_inputs():
+@pytest.mark.parametrize(("key_function", "algorithm", "digits"), KEY_FUNCTIONS)
+def test_a_task_with_a_numpy_input_is_keyed_without_copying_it(key_function, algorithm, digits):
+    array = np.random.default_rng(1).random((1024, 1024))  # 8 MiB
     context = task_context(double)
-    key = task_input_hash(context, {"x": 1, "y": [1, 2]})
-    assert isinstance(key, str) and len(key) == 64 and int(key, 16) >= 0
-    assert task_input_hash(context, {"y": [1, 2], "x": 1}) == key
-    assert task_input_hash(context, {"x": 2, "y": [1, 2]}) != key
-    assert task_input_hash(context, {}) != key
+    key_function(context, {"x": 0})  # the task's identity prefix, made once, is not what is measured
+    tracemalloc.start()
+    try:
+        key = key_function(context, {"x": array})
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert key == hash_canonical((task_identity(context.task), {"x": array.copy()}), algorithm)
+    assert len(key) == digits
+    assert peak < array.nbytes // 16
 
 
-def test_task_input_hash_follows_the_task_code_not_its_display_name(tmp_path):
+@pytest.mark.parametrize(("key_function", "algorithm", "digits"), KEY_FUNCTIONS)
+def test_the_key_follows_the_inputs(key_function, algorithm, digits):
+    context = task_context(double)
+    key = key_function(context, {"x": 1, "y": [1, 2]})
+    assert isinstance(key, str) and len(key) == digits and int(key, 16) >= 0
+    assert key_function(context, {"y": [1, 2], "x": 1}) == key
+    assert key_function(context, {"x": 2, "y": [1, 2]}) != key
+    assert key_function(context, {}) != key
+
+
+@pytest.mark.parametrize(("key_function", "algorithm", "digits"), KEY_FUNCTIONS)
+def test_the_key_follows_the_task_code_not_its_display_name(tmp_path, key_function, algorithm, digits):
     def load(version, body):
         path = tmp_path / f"tasks_v{version}.py"
         path.write_text(textwrap.dedent(body))
@@ -179,11 +213,24 @@ def test_task_input_hash_follows_the_task_code_not_its_display_name(tmp_path):
     edited = load(2, decorate + "@task(retries=1)\ndef work(x):\n    return x + 2\n")
     reformatted = load(3, decorate.replace("\n", "\r\n") + "@task(retries=1)\r\ndef work(x):\r\n    return x + 1\r\n")
     redecorated = load(4, decorate + "@task(\n    retries=5,\n)\ndef work(x):\n    return x + 1\n")
-    key = task_input_hash(task_context(original), {"x": 1})
-    assert task_input_hash(task_context(original, name="renamed"), {"x": 1}) == key
-    assert task_input_hash(task_context(edited), {"x": 1}) != key
-    assert task_input_hash(task_context(reformatted), {"x": 1}) == key  # line endings do not count
-    assert task_input_hash(task_context(redecorated), {"x": 1}) == key  # nor the decorator's options
+    key = key_function(task_context(original), {"x": 1})
+    assert key_function(task_context(original, name="renamed"), {"x": 1}) == key
+    assert key_function(task_context(edited), {"x": 1}) != key
+    assert key_function(task_context(reformatted), {"x": 1}) == key  # line endings do not count
+    assert key_function(task_context(redecorated), {"x": 1}) == key  # nor the decorator's options
+
+
+def test_the_two_key_functions_never_give_the_same_key():
+    context = task_context(double)
+    parameters = {"x": np.arange(3.0)}
+    encoding = canonical_encoding((task_identity(context.task), parameters))
+    fast, cryptographic = task_input_hash(context, parameters), task_input_hash_blake3(context, parameters)
+    assert len(fast) == 32 and len(cryptographic) == 64  # never equal, whatever the input
+    # Each hashes its own algorithm's prefix, not a shared one.
+    assert fast == _core.hash_buffers([domain("xxh3-128") + encoding], "xxh3-128")
+    assert fast != _core.hash_buffers([domain("blake3") + encoding], "xxh3-128")
+    assert cryptographic == _core.hash_buffers([domain("blake3") + encoding], "blake3")
+    assert cryptographic != _core.hash_buffers([domain("xxh3-128") + encoding], "blake3")
 
 
 def test_the_task_is_known_by_its_unwrapped_function_and_its_source():
@@ -203,24 +250,34 @@ class Unpicklable:
         raise TypeError("sockets cannot be pickled")
 
 
-def test_task_input_hash_is_the_digest_of_the_identity_and_inputs_pair():
-    """The identity's encoding is made once per task and reused: the key must stay the digest of
-    the whole (identity, inputs) pair, with any kind of parameters mapping."""
+@pytest.mark.parametrize(("key_function", "algorithm", "digits"), KEY_FUNCTIONS)
+def test_the_key_is_the_digest_of_the_identity_and_inputs_pair(key_function, algorithm, digits):
+    """The identity's encoding is made once per task and algorithm and reused: the key must stay
+    the digest of the whole (identity, inputs) pair, with any kind of parameters mapping."""
     context = task_context(double)
     parameters = {"x": 1, "y": [2.5, "three"]}
-    expected = hash_canonical((task_identity(context.task), parameters))
-    assert task_input_hash(context, parameters) == expected
-    assert task_input_hash(context, parameters) == expected  # from the reused prefix
-    assert task_input_hash(context, MappingProxyType(parameters)) == expected
+    expected = hash_canonical((task_identity(context.task), parameters), algorithm)
+    assert key_function(context, parameters) == expected
+    assert key_function(context, parameters) == expected  # from the reused prefix
+    assert key_function(context, MappingProxyType(parameters)) == expected
 
 
-def test_an_input_that_cannot_be_hashed_disables_caching_with_a_warning():
-    with pytest.warns(CacheKeyWarning, match=r"input 'conn' of task 'double'.*cannot be pickled.*cache_key_fn"):
-        assert task_input_hash(task_context(double), {"x": 1, "conn": Unpicklable()}) is None
+@pytest.mark.parametrize(("key_function", "algorithm", "digits"), KEY_FUNCTIONS)
+def test_an_input_that_cannot_be_hashed_disables_caching_with_a_warning(key_function, algorithm, digits):
+    name = key_function.__name__
+    with pytest.warns(CacheKeyWarning, match=rf"^{name} could not hash the input 'conn' of task 'double'.*"
+                                             r"cannot be pickled.*cache_key_fn") as caught:
+        assert key_function(task_context(double), {"x": 1, "conn": Unpicklable()}) is None
+    assert caught[0].filename == __file__  # the warning points at the key function's caller
     cyclic = []
     cyclic.append(cyclic)
-    with pytest.warns(CacheKeyWarning, match=r"input 'items'.*contains itself"):
-        assert task_input_hash(task_context(double), {"items": cyclic}) is None
+    with pytest.warns(CacheKeyWarning, match=rf"^{name} could not hash the input 'items'.*contains itself"):
+        assert key_function(task_context(double), {"items": cyclic}) is None
+
+
+def test_an_unknown_algorithm_is_refused_with_the_known_ones():
+    with pytest.raises(ValueError, match=r"md5.*blake3, xxh3-64, xxh3-128"):
+        hash_canonical(1, "md5")
 
 
 STABILITY_SCRIPT = textwrap.dedent("""
@@ -229,46 +286,87 @@ STABILITY_SCRIPT = textwrap.dedent("""
     import numpy as np
     sys.path.insert(0, sys.argv[1])
     from user_tasks import work
-    from ferroflow.cache_keys import task_input_hash
+    from ferroflow.cache_keys import task_input_hash, task_input_hash_blake3
     context = SimpleNamespace(task=SimpleNamespace(fn=work, name="work"))
     parameters = {"tags": {"alpha", "beta", "gamma", "delta"}, "n": 3, "weights": np.arange(5.0),
                   "options": {"z": None, "a": (1.5, b"raw")}}
-    print(task_input_hash(context, parameters))
+    print(task_input_hash(context, parameters), task_input_hash_blake3(context, parameters))
 """)
 
 
-def test_the_same_inputs_give_the_same_key_in_other_processes(tmp_path):
+def test_the_same_inputs_give_the_same_keys_in_other_processes(tmp_path):
     (tmp_path / "user_tasks.py").write_text("def work(tags, n, weights, options):\n    return n\n")
-    keys = {
+    # The other processes import the ferroflow under test, wherever it was imported from here.
+    package_parent = str(pathlib.Path(ferroflow.__file__).parents[1])
+    outputs = {
         subprocess.run([sys.executable, "-c", STABILITY_SCRIPT, str(tmp_path)], capture_output=True, text=True,
-                       check=True, env={"PYTHONHASHSEED": seed, "PATH": ""}).stdout.strip()
+                       check=True, env={"PYTHONHASHSEED": seed, "PATH": "", "PYTHONPATH": package_parent}
+                       ).stdout.strip()
         for seed in ("1", "2", "3")
     }
-    assert len(keys) == 1
+    assert len(outputs) == 1
     spec = importlib.util.spec_from_file_location("user_tasks", tmp_path / "user_tasks.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     parameters = {"options": {"a": (1.5, b"raw"), "z": None}, "weights": np.arange(5.0), "n": 3,
                   "tags": {"delta", "gamma", "beta", "alpha"}}
-    assert task_input_hash(task_context(module.work), parameters) == keys.pop()  # and in this one
+    context = task_context(module.work)
+    assert outputs.pop().split() == [task_input_hash(context, parameters),  # and in this one
+                                     task_input_hash_blake3(context, parameters)]
 
 
-# Digests of encoding version 1, pinned: if one changes, every user's cache is invalidated, so a
-# change here must come with a new ENCODING_VERSION and a note in docs/runstore.md.
-@pytest.mark.parametrize(("value", "digest"), [
-    (None, "b661ff2079ed631c2b48ecfe5bd702206c1e3807a7cb5547f14364b2e5b30529"),
-    ("hello", "fd53203aff089a8d2fda56402804515158105363f65ab5011cc88dcc1afe3b78"),
-    ({"a": 1, "b": [1.5, "x", None]}, "81548dd56c82377db1059400ecaa6a2ced822d09f3f916ccf6620519ad81da5a"),
-    ({3, 1, 2}, "a94fab3c22740753862b635a723d04c2623f0b72892fea8689e50a34178b3e57"),
-    (np.arange(4, dtype="<i8"), "3c459c1adc2e34bb588d2f67a89b65340300c4f0f7844e77797c391f04c92bea"),
-    ((b"\x00" * 5000,), "94a79012aafa5503070ef103f32598dd633ec1d7f718c5328604e42a8901b1aa"),
+# Golden keys of encoding version 2 for one fixed task and input. If one changes, every user's
+# cache is invalidated: a change here must come with a new ENCODING_VERSION and a note in
+# docs/caching.md. They were derived without the code under test: the bytes below are the
+# documented encoding built by hand, and each digest is `_core.hash_buffers([GOLDEN_BYTES],
+# algorithm)` of them, computed once and pasted. The test checks both that those bytes still hash
+# to the pinned digests (the core's hash) and that the key functions produce them (the encoding).
+GOLDEN_SOURCE = "def work(n, label, weights):\n    return n\n"
+GOLDEN_SOURCE_TEXT = "def work(n, label, weights):\n    return n"  # its lines joined by "\n", as digested
+GOLDEN_ENCODING = (
+    b"t" + u64(2)  # the pair (identity, inputs)
+    + b"t" + u64(2)  # the identity: qualified name, BLAKE3 of the source text
+    + b"s" + text("golden_tasks.work")
+    + b"s" + text(_core.hash_buffers([GOLDEN_SOURCE_TEXT.encode()], "blake3"))
+    + b"d" + u64(3)  # the inputs, sorted by the keys' encodings: shorter names first
+    + b"s" + text("n") + b"i" + u64(1) + b"\x03"
+    + b"s" + text("label") + b"s" + text("hé")
+    + b"s" + text("weights") + b"A" + text("<f8") + u64(1) + u64(2) + u64(16) + struct.pack("<dd", 0.5, -2.0)
+)
+GOLDEN_KEYS = {
+    "xxh3-128": "8c651546756c56f98d49d658d8f468e3",
+    "blake3": "a4b764361fb759434f9d4bbaf7a78fe9df40b2e8ffb3d5b53a4c0070399a0a89",
+}
+
+
+@pytest.mark.parametrize(("key_function", "algorithm", "digits"), KEY_FUNCTIONS)
+def test_golden_keys(tmp_path, key_function, algorithm, digits):
+    assert _core.hash_buffers([domain(algorithm) + GOLDEN_ENCODING], algorithm) == GOLDEN_KEYS[algorithm]
+    (tmp_path / "golden_tasks.py").write_text(GOLDEN_SOURCE)
+    spec = importlib.util.spec_from_file_location("golden_tasks", tmp_path / "golden_tasks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    parameters = {"weights": np.array([0.5, -2.0]), "label": "hé", "n": 3}
+    assert key_function(task_context(module.work), parameters) == GOLDEN_KEYS[algorithm]
+
+
+# Digests of single values under encoding version 2, pinned like the golden keys above:
+# `_core.hash_buffers([domain(algorithm) + canonical_encoding(value)], algorithm)`, computed once.
+# The encodings are those of version 1: each still gave its version-1 digest (BLAKE3 after
+# b"ferroflow.task_input_hash\x00\x01") when these were derived; only the prefix changed.
+@pytest.mark.parametrize(("value", "digests"), [
+    (None, {"xxh3-128": "4a58ea9b4560a9e53d88d4934d1b54d2", "blake3": "cb6b5a5024d8a9dd09fbc2aaf69405c2260292237a25b55f5d183043c57e071b"}),
+    ("hello", {"xxh3-128": "b135e8cf99688244dfb1e581177e6023", "blake3": "6d3a5840f9385cb03beae7a5f1294bdedc89658bd48f8fc412d907fd8d1bf29a"}),
+    ({"a": 1, "b": [1.5, "x", None]}, {"xxh3-128": "be1176edd5906ee815e6e05e7e5e7579", "blake3": "265550aabe67e40a23c661cc88358fbc4ab1cd94696c4309dde3a9285b6407d5"}),
+    ({3, 1, 2}, {"xxh3-128": "b50ad7627a31a6611d02c5d6cbbf3a86", "blake3": "b198c32eccdddfbae9ae70805d4a7344065c9042458bc2b7768d1cc771e1c602"}),
+    (np.arange(4, dtype="<i8"), {"xxh3-128": "6ecba9d701c34bbef441ce994a7d3e5c", "blake3": "2467e58bbb65854c621d6d50cb2f569eaf8476901831297cbd621e5a2aadcfb9"}),
+    ((b"\x00" * 5000,), {"xxh3-128": "370f6b52d361e39c2a0ad28daa5ba039", "blake3": "6b463a2411483999395df77419c7497c2c42053501185aee6cddf844dd6accf4"}),
 ])
-def test_known_digests(value, digest):
-    assert hash_canonical(value) == digest
-    # Streaming the parts gives the digest of the whole: large buffers are not joined first.
-    whole = _core.Hasher("blake3")
-    whole.update(b"ferroflow.task_input_hash\x00\x01" + canonical_encoding(value))
-    assert whole.hexdigest() == digest
+def test_known_digests(value, digests):
+    for algorithm, digest in digests.items():
+        assert hash_canonical(value, algorithm) == digest
+        # Streaming the parts gives the digest of the whole: large buffers are not joined first.
+        assert _core.hash_buffers([domain(algorithm) + canonical_encoding(value)], algorithm) == digest
 
 
 # ------------------------------------------------------------------------------------------------

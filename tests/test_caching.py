@@ -4,6 +4,7 @@ others, and cache entries whose result file is gone or damaged."""
 import asyncio
 import datetime
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -17,7 +18,12 @@ from ferroflow import flow, task
 from ferroflow.runstore import default_store_url, open_store
 from ferroflow.results import LiteralResult, PersistedResult
 from ferroflow.settings import temporary_settings
-from ferroflow.tasks import CachedResultUnavailableWarning, CacheKeyFunctionError, task_input_hash
+from ferroflow.tasks import (
+    CachedResultUnavailableWarning,
+    CacheKeyFunctionError,
+    task_input_hash,
+    task_input_hash_blake3,
+)
 
 
 def cached_counter(**options):
@@ -47,6 +53,18 @@ def test_a_second_call_with_the_same_inputs_is_a_cache_hit():
     assert second.data.storage_key == first.data.storage_key
     assert second.result() == {"double": 6}
     assert second.message.startswith("Cache hit for key ")
+
+
+def test_the_blake3_key_function_caches_as_task_input_hash_does_under_its_own_keys():
+    calls, run = cached_counter(cache_key_fn=task_input_hash_blake3)
+    first, second = run(3), run(3)
+    assert calls == [3]
+    assert (first.name, second.name) == ("Completed", "Cached")
+    assert second.result() == {"double": 6}
+    assert re.fullmatch(r"Cache hit for key '[0-9a-f]{64}'\.", second.message)
+    # Its entries are not task_input_hash's: the same call under the XXH3-128 key misses.
+    fast_calls, fast_run = cached_counter()
+    assert fast_run(3).name == "Completed" and fast_calls == [3]
 
 
 def test_different_inputs_miss():

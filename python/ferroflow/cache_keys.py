@@ -1,11 +1,32 @@
-"""Cache keys for tasks: `task_input_hash`, and the canonical encoding it hashes.
+"""Cache keys for tasks: `task_input_hash`, `task_input_hash_blake3`, and the canonical encoding.
 
 A cache key must be the same for the same task and inputs in every process, run and Python version,
 so it cannot hash `hash()`, `repr()` or Python bytecode (Prefect 2 hashed `co_code`, and its keys
-changed with each Python release). ferroflow hashes a canonical encoding instead, with BLAKE3 in the
-Rust core, and hands large buffers (bytes, NumPy arrays) to the hasher without copying them.
+changed with each Python release). ferroflow hashes a canonical encoding instead, in the Rust core,
+and hands large buffers (bytes, NumPy arrays) to the hasher without copying them.
 
-The canonical encoding (version 1). Every value is a one-byte tag and a payload; `u64` is an
+Two key functions hash the same encoding of the same (identity, inputs) pair:
+
+- `task_input_hash`: XXH3-128, 32 hex digits, ~19 GB/s on one core. Like the md5 of Prefect 2's
+  and joblib's keys (also 128 bits), it identifies inputs; it is not built to resist someone who
+  crafts two inputs with the same key.
+- `task_input_hash_blake3`: BLAKE3-256, 64 hex digits, a cryptographic hash, for pipelines whose
+  inputs come from parties who could gain by making one input hit another's cache entry.
+
+What is hashed is a domain prefix, then the canonical encoding of the tuple
+`(task_identity(task), parameters)`:
+
+    b"ferroflow.task_input_hash\\x00"  version byte  algorithm name (ASCII)  b"\\x00"
+
+The version byte is ENCODING_VERSION: keys made under another encoding version never match, so
+a change of encoding or hash makes old cache entries miss instead of hitting wrong ones. The
+algorithm's name ("xxh3-128", "blake3") makes each key function hash its own bytes: a key is
+never valid for two algorithms, whatever later algorithms are added (the two functions' keys
+also differ in length). The NUL ends the name, so a prefix can never be read as a shorter name
+followed by the start of an encoding.
+
+The canonical encoding (version 2; version 1 had the same encoding, keyed by BLAKE3 only and
+without the algorithm in the prefix). Every value is a one-byte tag and a payload; `u64` is an
 unsigned 64-bit little-endian integer and `text` is `u64 length + UTF-8`:
 
     N                                 None
@@ -46,6 +67,7 @@ import dataclasses
 import datetime
 import decimal
 import enum
+import functools
 import inspect
 import math
 import pathlib
@@ -62,8 +84,10 @@ import cloudpickle  # type: ignore[import-untyped]
 from ferroflow import _core
 from ferroflow.exceptions import CacheKeyWarning
 
-ENCODING_VERSION = 1
-_DOMAIN = b"ferroflow.task_input_hash\x00" + bytes([ENCODING_VERSION])
+ENCODING_VERSION = 2
+# The hash of each key function (names as `_core.Hasher` knows them).
+FAST_KEY_ALGORITHM = "xxh3-128"
+CRYPTOGRAPHIC_KEY_ALGORITHM = "blake3"
 
 _u64 = struct.Struct("<Q").pack
 _f64 = struct.Struct("<d").pack
@@ -356,12 +380,20 @@ def canonical_encoding(value: Any) -> bytes:
     return b"".join(encoder.finish())
 
 
-def hash_canonical(value: Any) -> str:
-    """The BLAKE3 hex digest of `value`'s canonical encoding, large buffers hashed in place."""
+@functools.cache
+def _domain(algorithm: str) -> bytes:
+    """What every digest by `algorithm` starts with (the module docstring gives the layout)."""
+    return b"ferroflow.task_input_hash\x00" + bytes([ENCODING_VERSION]) + algorithm.encode("ascii") + b"\x00"
+
+
+def hash_canonical(value: Any, algorithm: str = FAST_KEY_ALGORITHM) -> str:
+    """The hex digest of `value`'s canonical encoding after `algorithm`'s domain prefix, large
+    buffers hashed in place: `task_input_hash` is `hash_canonical((task_identity(task), parameters))`,
+    and `task_input_hash_blake3` the same with `algorithm="blake3"`."""
+    hasher = _core.Hasher(algorithm)  # first: an unknown algorithm is refused before any work
     encoder = _Encoder()
     encoder.value(value)
-    hasher = _core.Hasher("blake3")
-    hasher.update_many([_DOMAIN, *encoder.finish()])
+    hasher.update_many([_domain(algorithm), *encoder.finish()])
     return str(hasher.hexdigest())
 
 
@@ -379,6 +411,10 @@ def _source_digest(fn: Callable[..., Any]) -> str | None:
     indentation are normalized, so a checkout with Windows line endings keeps its keys. Cached per
     code object: reading source is slow, and a function whose code compares equal has the same
     behaviour (only its comments can differ).
+
+    BLAKE3 for both key functions: `task_input_hash_blake3` resists crafted collisions only if
+    every part of what it hashes does, and this digest is made once per code object, so its cost
+    never shows in a key.
     """
     code = getattr(fn, "__code__", fn)
     try:
@@ -426,32 +462,33 @@ def task_identity(task: _TaskLike) -> tuple[str, str | None]:
     return name, _source_digest(fn)
 
 
-_identity_prefixes: dict[tuple[Any, str], bytes] = {}
+_identity_prefixes: dict[tuple[Any, str, str], bytes] = {}
 
 
-def _identity_prefix(task: _TaskLike) -> bytes:
-    """What every key of `task` starts with: the domain prefix, then the start of the canonical
-    encoding of the pair (identity, inputs) — the pair's tag and count, and the identity.
+def _identity_prefix(task: _TaskLike, algorithm: str) -> bytes:
+    """What every key of `task` by `algorithm` starts with: the algorithm's domain prefix, then
+    the start of the canonical encoding of the pair (identity, inputs) — the pair's tag and
+    count, and the identity.
 
-    Made once per (function, name): unwrapping the function and encoding its identity would
-    otherwise be a tenth of a small cache hit. The source digest behind it is cached per code
-    object anyway, so this changes no key.
+    Made once per (function, name, algorithm): unwrapping the function and encoding its identity
+    would otherwise be a tenth of a small cache hit. The source digest behind it is cached per
+    code object anyway, so this changes no key.
     """
-    cache_key = (task.fn, str(task.name))
+    cache_key = (task.fn, str(task.name), algorithm)
     try:
         return _identity_prefixes[cache_key]
     except KeyError:
-        prefix = _identity_prefixes[cache_key] = _make_identity_prefix(task)
+        prefix = _identity_prefixes[cache_key] = _make_identity_prefix(task, algorithm)
         return prefix
     except TypeError:  # an unhashable callable: nothing to cache it by
-        return _make_identity_prefix(task)
+        return _make_identity_prefix(task, algorithm)
 
 
-def _make_identity_prefix(task: _TaskLike) -> bytes:
+def _make_identity_prefix(task: _TaskLike, algorithm: str) -> bytes:
     encoder = _Encoder()
     encoder.pending += b"t" + _u64(2)
     encoder.value(task_identity(task))
-    return _DOMAIN + b"".join(encoder.finish())
+    return _domain(algorithm) + b"".join(encoder.finish())
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -464,22 +501,42 @@ def task_input_hash(context: _TaskRunContextLike, parameters: Mapping[str, Any])
     The same task code with equal inputs gives the same key in every process, run and Python
     version; changing the task's source or any input changes it. Returns None (the task runs
     without caching) with a `CacheKeyWarning` naming the input when an input cannot be hashed.
+
+    The key is the XXH3-128 digest (32 hex digits) of the canonical encoding: like md5 in Prefect 2
+    and joblib, it tells inputs apart but does not resist inputs crafted to collide. Where inputs
+    come from untrusted parties, use `task_input_hash_blake3`.
     """
+    return _task_key(context, parameters, FAST_KEY_ALGORITHM, "task_input_hash")
+
+
+def task_input_hash_blake3(context: _TaskRunContextLike, parameters: Mapping[str, Any]) -> str | None:
+    """`task_input_hash` with BLAKE3-256 (64 hex digits), a cryptographic hash: no one can make two
+    different inputs share a key, so an input crafted by an untrusted party cannot hit the cache
+    entry of another. Its keys never equal `task_input_hash`'s. It hashes a large input
+    3-6x more slowly, even spread over every core (`docs/caching.md` has figures).
+    """
+    return _task_key(context, parameters, CRYPTOGRAPHIC_KEY_ALGORITHM, "task_input_hash_blake3")
+
+
+def _task_key(
+    context: _TaskRunContextLike, parameters: Mapping[str, Any], algorithm: str, function_name: str
+) -> str | None:
+    """The body of both key functions; `function_name` is the public one, for the warning."""
     task = context.task
     try:
         encoder = _Encoder()
         encoder.mapping(parameters)
-        hasher = _core.Hasher("blake3")
-        hasher.update_many([_identity_prefix(task), *encoder.finish()])
+        hasher = _core.Hasher(algorithm)
+        hasher.update_many([_identity_prefix(task, algorithm), *encoder.finish()])
         return str(hasher.hexdigest())
     except (UnhashableInput, RecursionError) as error:
         culprit = _first_unhashable(parameters)
         warnings.warn(
-            f"task_input_hash could not hash the input {culprit!r} of task {context.task.name!r}: "
+            f"{function_name} could not hash the input {culprit!r} of task {task.name!r}: "
             f"{_reason(error)}. The task runs without caching; pass a value that can be pickled, or "
             "give the task its own cache_key_fn.",
             CacheKeyWarning,
-            stacklevel=2,
+            stacklevel=3,  # the caller of the public key function
         )
         return None
 
@@ -500,10 +557,13 @@ def _reason(error: BaseException) -> str:
 
 
 __all__ = [
+    "CRYPTOGRAPHIC_KEY_ALGORITHM",
     "ENCODING_VERSION",
+    "FAST_KEY_ALGORITHM",
     "UnhashableInput",
     "canonical_encoding",
     "hash_canonical",
     "task_identity",
     "task_input_hash",
+    "task_input_hash_blake3",
 ]

@@ -20,7 +20,7 @@ from ferroflow._engine.options import (
     check_timeout,
     describe,
 )
-from ferroflow.cache_keys import task_input_hash
+from ferroflow.cache_keys import task_input_hash, task_input_hash_blake3
 from ferroflow.exceptions import TaskRunTimeoutError
 
 R = TypeVar("R")
@@ -161,5 +161,6 @@ __all__ = [
     "Task",
     "task",
     "task_input_hash",
+    "task_input_hash_blake3",
     "unmapped",
 ]
