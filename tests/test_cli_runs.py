@@ -36,8 +36,8 @@ def recorded(home):
 
         store.record_flow_run(FLOW_RUN, "crimson-fox", "etl", parameters={"day": "2024-05-01"})
         store.record_state(FLOW_RUN, "RUNNING", "Running", timestamp=at(0))
-        store.record_task_run("task-load-1", "load-0", "load", flow_run_id=FLOW_RUN, task_key="etl.load")
-        store.record_state("task-load-1", "PENDING", "Pending", timestamp=at(1))
+        store.record_task_run("task-load-1", "load-0", "load", flow_run_id=FLOW_RUN, task_key="etl.load",
+                              created=at(1))
         store.record_state("task-load-1", "RUNNING", "Running", timestamp=at(2))
         store.record_state("task-load-1", "COMPLETED", "Completed", timestamp=at(4),
                            result=ResultRef.persisted("local-file-system/dev", "9b1c0f7e", "pickle"))
@@ -96,7 +96,7 @@ def test_runs_show_json(recorded):
     assert result.exit_code == 0, result.output
     shown = json.loads(result.output)
     assert shown["flow_run"]["id"] == FLOW_RUN
-    assert [state["type"] for state in shown["states"]] == ["RUNNING", "COMPLETED"]
+    assert [state["type"] for state in shown["states"]] == ["PENDING", "RUNNING", "COMPLETED"]
     [task_run] = shown["task_runs"]
     assert task_run["task_key"] == "etl.load"
     assert task_run["states"][-1]["result"] == {

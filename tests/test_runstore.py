@@ -45,7 +45,8 @@ def db_path(tmp_path):
     return tmp_path / "home" / "ferroflow.db"
 
 
-def record_task(store, flow_run_id, run_id, *, states=("PENDING", "RUNNING", "COMPLETED"), result=None):
+def record_task(store, flow_run_id, run_id, *, states=("RUNNING", "COMPLETED"), result=None):
+    """A task run (which begins Pending) and the states that follow."""
     store.record_task_run(run_id, f"{run_id}-name", "load", flow_run_id=flow_run_id, task_key="etl.load")
     for state_type in states:
         store.record_state(run_id, state_type, state_type.title(), result=result if state_type == "COMPLETED" else None)
@@ -90,16 +91,23 @@ def test_an_older_database_is_migrated_on_open(db_path, monkeypatch):
     assert "tags" in columns
 
 
+def connection_count_of_states(db_path, run_id):
+    return sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM states WHERE run_id = ?", (run_id,)).fetchone()[0]
+
+
 def test_a_version_1_database_keeps_its_runs_and_loses_the_result_index(db_path, monkeypatch):
     monkeypatch.setattr(sqlite_backend, "MIGRATIONS", {1: sqlite_backend.MIGRATIONS[1]})
     monkeypatch.setattr(sqlite_backend, "SCHEMA_VERSION", 1)
     with open_store(f"sqlite:///{db_path}") as old:
-        record_task(old, "flow-1", "task-1", result=ResultRef.persisted("local-file-system/dev", "k1", "pickle"))
+        record_task(old, "flow-1", "task-1", states=("PENDING", "RUNNING", "COMPLETED"),
+                    result=ResultRef.persisted("local-file-system/dev", "k1", "pickle"))
     monkeypatch.undo()
 
     with open_store(f"sqlite:///{db_path}") as store:
         assert store.schema_version == SCHEMA_VERSION >= 2
+        # The first Pending row is gone: the run's creation stands for it.
         assert [state.type for state in store.list_states("task-1")] == ["PENDING", "RUNNING", "COMPLETED"]
+        assert connection_count_of_states(db_path, "task-1") == 2
         assert store.referenced_result_keys() == {("local-file-system/dev", "k1")}
     indexes = {row[0] for row in sqlite3.connect(db_path).execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert "states_by_result" not in indexes
@@ -112,12 +120,11 @@ def test_a_version_1_database_keeps_its_runs_and_loses_the_result_index(db_path,
 
 def test_runs_follow_their_states(store):
     flow_run_id, task_run_id = str(uuid.uuid4()), str(uuid.uuid4())
-    store.record_flow_run(flow_run_id, "crimson-fox", "etl", parameters={"day": "2024-05-01", "n": 3})
-    store.record_state(flow_run_id, "PENDING", "Pending", timestamp=at(0))
+    store.record_flow_run(flow_run_id, "crimson-fox", "etl", parameters={"day": "2024-05-01", "n": 3},
+                          created=at(0))
     store.record_state(flow_run_id, "RUNNING", "Running", timestamp=at(1))
     store.record_task_run(task_run_id, "load-0", "load", flow_run_id=flow_run_id, task_key="etl.load",
-                          dynamic_key="0", parameters={"path": "/data/in.csv"})
-    store.record_state(task_run_id, "PENDING", "Pending", timestamp=at(2))
+                          dynamic_key="0", parameters={"path": "/data/in.csv"}, created=at(2))
     store.record_state(task_run_id, "RUNNING", "Running", timestamp=at(3))
     store.record_state(task_run_id, "SCHEDULED", "AwaitingRetry", timestamp=at(4), message="retry 1 of 2")
     store.record_state(task_run_id, "RUNNING", "Running", timestamp=at(5))
@@ -140,6 +147,7 @@ def test_runs_follow_their_states(store):
     assert [(s.type, s.name) for s in states] == [
         ("PENDING", "Pending"), ("RUNNING", "Running"), ("SCHEDULED", "AwaitingRetry"),
         ("RUNNING", "Running"), ("COMPLETED", "Completed")]
+    assert states[0].timestamp == at(2)  # the run's creation
     assert states[2].message == "retry 1 of 2"
     assert states[-1].result == persisted
     assert store.list_states(flow_run_id)[-1].result.value is True
@@ -208,7 +216,7 @@ def test_naive_timestamps_are_local_time_and_read_back_in_utc(store):
     naive = datetime(2024, 5, 1, 14, 30, 0, 123456)
     store.record_flow_run("f1", "a", "etl")
     store.record_state("f1", "RUNNING", "Running", timestamp=naive)
-    recorded = store.list_states("f1")[0].timestamp
+    recorded = store.list_states("f1")[1].timestamp
     assert recorded == naive.astimezone() and recorded.tzinfo == timezone.utc
 
 
@@ -271,7 +279,7 @@ def test_result_references_translate_to_and_from_the_results_module_form(store):
     persisted = {"type": "reference", "storage": description, "storage_key": "9b1c", "serializer_type": "pickle"}
     store.record_task_run("t1", "t", "t")
     store.record_state("t1", "COMPLETED", "Completed", result=ResultRef.from_result_reference(persisted))
-    assert store.list_states("t1")[0].result.to_result_reference() == persisted
+    assert store.list_states("t1")[1].result.to_result_reference() == persisted
     slug = {**persisted, "storage": "local-file-system/dev"}
     assert ResultRef.from_result_reference(slug).to_result_reference() == slug
     with pytest.raises(ValueError, match="Unknown result reference type 'blob'"):
@@ -302,7 +310,7 @@ def test_records_reach_the_file_after_flush(db_path):
         store.flush()
         # A separate connection: what another process would see.
         outside = sqlite3.connect(db_path)
-        assert outside.execute("SELECT COUNT(*) FROM states").fetchone()[0] == 3
+        assert outside.execute("SELECT COUNT(*) FROM states").fetchone()[0] == 2  # Pending: the run's row
         assert outside.execute("SELECT name FROM task_runs").fetchone()[0] == "t1-name"
 
 
@@ -403,7 +411,8 @@ def test_a_killed_process_keeps_what_it_flushed_and_leaves_a_consistent_database
         # Each batch is one transaction: no run lost its first states while later ones were kept.
         for run in task_runs:
             states = store.list_states(run.id)
-            assert [state.type for state in states] in ([], ["RUNNING"], ["RUNNING", "COMPLETED"])
+            assert [state.type for state in states] in (
+                ["PENDING"], ["PENDING", "RUNNING"], ["PENDING", "RUNNING", "COMPLETED"])
             assert run.state_type == (states[-1].type if states else None)
 
 

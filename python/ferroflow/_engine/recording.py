@@ -84,12 +84,14 @@ stores = _StorePool()
 class RunRecorder:
     """Writes the runs of one flow run tree, and their states, to a run store."""
 
-    __slots__ = ("store",)
+    __slots__ = ("store", "_flow_run_ids")
 
     def __init__(self, store: RunStore) -> None:
         self.store = store
+        self._flow_run_ids: dict[Any, str] = {}
 
-    def flow_run_created(self, run: FlowRun, parameters: Mapping[str, Any] | None) -> None:
+    def flow_run_created(self, run: FlowRun, parameters: Mapping[str, Any] | None, first: State) -> None:
+        """Record a new flow run with its first state (Pending), which the store keeps with it."""
         parent = run.parent_flow_run_id
         try:
             self.store.record_flow_run(
@@ -97,24 +99,34 @@ class RunRecorder:
                 run.name,
                 run.flow_name,
                 parameters=parameters,
-                parent_flow_run_id=None if parent is None else str(parent),
+                parent_flow_run_id=None if parent is None else self._id_text(parent),
+                created=first.timestamp,
             )
         except RunStoreError as error:
             _not_recorded(run, error)
+        self._flow_run_ids[run.id] = run.id_text
 
-    def task_run_created(self, run: TaskRun, parameters: Mapping[str, Any] | None) -> None:
+    def task_run_created(self, run: TaskRun, parameters: Mapping[str, Any] | None, first: State) -> None:
+        """Record a new task run with its first state (Pending), which the store keeps with it."""
         try:
             self.store.record_task_run(
                 run.id_text,
                 run.name,
                 run.task_name,
-                flow_run_id=str(run.flow_run_id),
+                flow_run_id=self._id_text(run.flow_run_id),
                 task_key=run.task_key,
                 dynamic_key=str(run.dynamic_key),
                 parameters=parameters,
+                created=first.timestamp,
             )
         except RunStoreError as error:
             _not_recorded(run, error)
+
+    def _id_text(self, flow_run_id: Any) -> str:
+        """A flow run's id as the store knows it: known for the flow runs this recorder made
+        (turning a UUID into text costs more than the rest of recording a task run's creation)."""
+        text = self._flow_run_ids.get(flow_run_id)
+        return str(flow_run_id) if text is None else text
 
     def state_changed(self, run: TaskRun | FlowRun, state: State) -> None:
         try:

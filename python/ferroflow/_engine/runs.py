@@ -71,9 +71,9 @@ class TaskRun:
         self.flow_run_id = flow_run_id
         self.state_history: list[State] = []
         self.run_count = 0
+        pending = _begin(self, Pending())
         if recorder is not None:
-            recorder.task_run_created(self, parameters)
-        set_state(self, Pending())
+            recorder.task_run_created(self, parameters, pending)
 
     def __repr__(self) -> str:
         return f"TaskRun(name={self.name!r}, id={self.id}, state={self.state!r})"
@@ -119,22 +119,29 @@ class FlowRun:
         self.dynamic_key = dynamic_key
         self.state_history: list[State] = []
         self.run_count = 0
+        pending = _begin(self, Pending())
         if recorder is not None:
-            recorder.flow_run_created(self, parameters)
-        set_state(self, Pending())
+            recorder.flow_run_created(self, parameters, pending)
 
     def __repr__(self) -> str:
         return f"FlowRun(name={self.name!r}, id={self.id}, state={self.state!r})"
 
 
 def set_state(run: TaskRun | FlowRun, state: State) -> State:
-    """Move `run` to `state`. Every state change of every run goes through here: this is
-    where the run store records it."""
+    """Move `run` to `state`. Every state change of every run after its first goes through
+    here: this is where the run store records it."""
+    _begin(run, state)
+    if run.recorder is not None:
+        run.recorder.state_changed(run, state)
+    return state
+
+
+def _begin(run: TaskRun | FlowRun, state: State) -> State:
+    """Put `run` in `state` without recording it: a new run's first state, which the run store
+    records with the run itself."""
     state.run_id = run.id
     run.state = state
     run.state_history.append(state)
-    if run.recorder is not None:
-        run.recorder.state_changed(run, state)
     return state
 
 

@@ -5,7 +5,7 @@ The engine talks to it through `RunStore`, in plain data (ids, names, strings, d
 and gets one from `open_store(url)`:
 
     store = open_store()                      # FERROFLOW_RUNSTORE_URL, else $FERROFLOW_HOME/ferroflow.db
-    store.record_flow_run(flow_run_id, "crimson-fox", "etl", parameters={"day": "2024-01-02"})
+    store.record_flow_run(flow_run_id, "crimson-fox", "etl", parameters={"day": "2024-01-02"})  # Pending
     store.record_state(flow_run_id, "RUNNING", "Running")
     store.record_task_run(task_run_id, "load-0", "load", flow_run_id=flow_run_id, task_key="etl.load")
     store.record_state(task_run_id, "COMPLETED", "Completed",
@@ -40,20 +40,23 @@ class RunStore(Protocol):
 
     url: str
 
-    # Recording (the engine's hot path)
+    # Recording (the engine's hot path). A run begins in a Pending state at `created` (default:
+    # now): recording the run records that state, which `list_states` gives first. Record the
+    # states that follow it with `record_state`.
     def record_flow_run(self, run_id: str, name: str, flow_name: str, *,
                         parameters: Mapping[str, Any] | None = None,
-                        parent_flow_run_id: str | None = None) -> None:
-        """Record (or rename) a flow run; record it before its states."""
+                        parent_flow_run_id: str | None = None, created: datetime | None = None) -> None:
+        """Record (or rename) a flow run, Pending since `created`; record it before its states."""
 
     def record_task_run(self, run_id: str, name: str, task_name: str, *, flow_run_id: str | None = None,
                         task_key: str = "", dynamic_key: str = "",
-                        parameters: Mapping[str, Any] | None = None) -> None:
-        """Record (or rename) a task run; record it before its states."""
+                        parameters: Mapping[str, Any] | None = None, created: datetime | None = None) -> None:
+        """Record (or rename) a task run, Pending since `created`; record it before its states."""
 
     def record_state(self, run_id: str, state_type: str, state_name: str, *, timestamp: datetime | None = None,
                      message: str | None = None, result: ResultRef | None = None) -> None:
-        """Append a state to a run; the run's current state, run count and times follow it."""
+        """Append a state to a run after its first (Pending) one; the run's current state, run
+        count and times follow it."""
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything recorded so far is stored."""

@@ -67,11 +67,16 @@ CREATE TABLE cache_entries (
 CREATE INDEX cache_entries_by_task ON cache_entries (task_name);
 """
 
-# Version 2 drops the index of states by result reference: only pruning reads states by result,
-# rarely and by a scan of every persisted reference anyway, while every state recorded with a
-# persisted result paid for an insert into it (about a quarter of the writer's SQLite work for a
-# cache hit).
+# Version 2 makes recording cheaper, for the same information:
+# - A run's first state, Pending at its creation, is no longer a row of its own: the run's
+#   `created` time is that state's (the store lists it first). The rows version 1 wrote for it
+#   are removed. One row fewer per run is about a quarter of the writer's work for a task run.
+# - The index of states by result reference goes: only pruning reads states by result, rarely,
+#   and by a scan of every persisted reference anyway, while every state recorded with a
+#   persisted result paid for an insert into it.
 _VERSION_2 = """
+DELETE FROM states WHERE type = 'PENDING' AND message IS NULL AND result_kind IS NULL
+    AND rowid IN (SELECT MIN(rowid) FROM states GROUP BY run_id);
 DROP INDEX IF EXISTS states_by_result;
 """
 

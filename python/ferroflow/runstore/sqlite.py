@@ -132,6 +132,15 @@ def _refuse_missing(**values: Any) -> None:
                              "state without it.")
 
 
+def _moment(value: datetime | None, name: str) -> int:
+    """A recorded time as stored (see `_micros`): `value`, or now if None. A bad value is refused
+    here, on the caller's thread: in the writer it would sink its whole batch."""
+    if value is None:
+        return _now_micros()
+    _check_moment(name, value)
+    return _micros(value)
+
+
 def _check_moment(name: str, value: Any) -> None:
     """Refuse a bad time on the caller's thread: in the writer it would sink its whole batch."""
     if value is not None and not isinstance(value, datetime):
@@ -229,11 +238,25 @@ progress AS (
 SELECT {run_fields}, COALESCE(progress.run_count, 0), progress.start_time,
        CASE WHEN progress.last_terminal > COALESCE(progress.last_running, 0)
             THEN progress.last_terminal_time END,
-       last.type, last.name
+       COALESCE(last.type, 'PENDING'), COALESCE(last.name, 'Pending')
 FROM runs
 LEFT JOIN progress ON progress.run_id = runs.id
 LEFT JOIN states AS last ON last.rowid = progress.last_state
 ORDER BY runs.ordinal
+"""
+
+
+# A run's states: the Pending state it was created in (not stored: see `record_task_run`), then
+# its recorded states in the order they were recorded.
+_STATES_OF_RUN = """
+SELECT id, 'PENDING', 'Pending', NULL, created, NULL, NULL, NULL, NULL, NULL, 0 AS position
+FROM (SELECT id, created FROM task_runs WHERE id = :run_id
+      UNION ALL SELECT id, created FROM flow_runs WHERE id = :run_id)
+UNION ALL
+SELECT run_id, type, name, message, timestamp, result_kind, result_value, result_storage, result_key,
+       result_serializer, rowid AS position
+FROM states WHERE run_id = :run_id
+ORDER BY position
 """
 
 
@@ -652,27 +675,26 @@ class SQLiteRunStore:
 
     def record_flow_run(self, run_id: str, name: str, flow_name: str, *,
                         parameters: Mapping[str, Any] | None = None,
-                        parent_flow_run_id: str | None = None) -> None:
+                        parent_flow_run_id: str | None = None, created: datetime | None = None) -> None:
         if not (run_id and name and flow_name):
             _refuse_missing(run_id=run_id, name=name, flow_name=flow_name)
-        self._enqueue((_FLOW_RUN, (run_id, name, flow_name, parent_flow_run_id, _now_micros(), parameters)))
+        self._enqueue((_FLOW_RUN, (run_id, name, flow_name, parent_flow_run_id, _moment(created, "created"),
+                                   parameters)))
 
     def record_task_run(self, run_id: str, name: str, task_name: str, *, flow_run_id: str | None = None,
                         task_key: str = "", dynamic_key: str = "",
-                        parameters: Mapping[str, Any] | None = None) -> None:
+                        parameters: Mapping[str, Any] | None = None, created: datetime | None = None) -> None:
         if not (run_id and name and task_name):
             _refuse_missing(run_id=run_id, name=name, task_name=task_name)
-        self._enqueue((_TASK_RUN, (run_id, name, task_name, flow_run_id, task_key, dynamic_key, _now_micros(),
-                                   parameters)))
+        self._enqueue((_TASK_RUN, (run_id, name, task_name, flow_run_id, task_key, dynamic_key,
+                                   _moment(created, "created"), parameters)))
 
     def record_state(self, run_id: str, state_type: str, state_name: str, *, timestamp: datetime | None = None,
                      message: str | None = None, result: ResultRef | None = None) -> None:
         if not (run_id and state_type and state_name):
             _refuse_missing(run_id=run_id, state_type=state_type, state_name=state_name)
-        _check_moment("timestamp", timestamp)
-        moment = _now_micros() if timestamp is None else _micros(timestamp)
-        self._enqueue((_STATE, (run_id, _state_type_text(state_type), state_name, message, moment,
-                                *_result_columns(result))))
+        self._enqueue((_STATE, (run_id, _state_type_text(state_type), state_name, message,
+                                _moment(timestamp, "timestamp"), *_result_columns(result))))
 
     # -- reading runs and states ------------------------------------------------------------------
 
@@ -723,13 +745,12 @@ class SQLiteRunStore:
         )
 
     def list_states(self, run_id: str) -> list[StateRecord]:
-        rows = self._read("SELECT run_id, type, name, message, timestamp, result_kind, result_value, "
-                          "result_storage, result_key, result_serializer FROM states WHERE run_id = ? "
-                          "ORDER BY rowid", (run_id,))
+        """The run's states in order, starting with the Pending state it was created in."""
+        rows = self._read(_STATES_OF_RUN, {"run_id": run_id})
         return [
             StateRecord(run_id=run_id_, type=state_type, name=name, message=message,
                         timestamp=_datetime(ts), result=_result_from_columns(*result))  # type: ignore[arg-type]
-            for run_id_, state_type, name, message, ts, *result in rows
+            for run_id_, state_type, name, message, ts, *result, _position in rows
         ]
 
     def referenced_result_keys(self, storage: str | None = None, *,
