@@ -17,7 +17,8 @@ KEY_PREFIX_LENGTH = 12
 def cache() -> None:
     """Look at and clear the task cache: results reused for tasks with a cache key.
 
-    Entries are kept in the run store: $FERROFLOW_RUNSTORE_URL, by default
+    Entries are kept in the run store named by the runstore_url setting
+    (FERROFLOW_RUNSTORE_URL, or `ferroflow config set runstore_url=...`), by default
     $FERROFLOW_HOME/ferroflow.db. Clearing an entry makes its task run again the next
     time; the result files themselves stay in result storage.
 

@@ -23,7 +23,8 @@ from ferroflow.runstore.console import (
 def runs() -> None:
     """Look at recorded flow runs, their task runs, states and results.
 
-    Runs are recorded in the run store: $FERROFLOW_RUNSTORE_URL, by default
+    Runs are recorded in the run store named by the runstore_url setting
+    (FERROFLOW_RUNSTORE_URL, or `ferroflow config set runstore_url=...`), by default
     $FERROFLOW_HOME/ferroflow.db.
 
     \b
