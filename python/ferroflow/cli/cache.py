@@ -61,8 +61,8 @@ def list_entries(task_name: str | None, as_json: bool) -> None:
     prefixes = unambiguous_prefixes([entry.key for entry in everything])
     now = datetime.now(timezone.utc)
     listing = table("Task cache", "Key", "Task", "Created", "Expires", "Result", wrap=("Task", "Result"))
-    rows = [(prefixes[entry.key], entry.task_name, f"{compact_duration(now - entry.created)} ago", _expiry(entry, now),
-             entry.result.describe()) for entry in entries]
+    rows = [(prefixes[entry.key], entry.task_name, f"{compact_duration(now - entry.created)} ago",
+             _expiry(entry, now), entry.result.describe()) for entry in entries]
     for row in rows:
         listing.add_row(*row)
     out = console()

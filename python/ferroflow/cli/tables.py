@@ -28,7 +28,8 @@ def narrow_first(table: Table, rows: Sequence[Sequence[Cell]], width: int, *, na
     headers = [str(column.header) for column in table.columns]
     narrowed_index, kept_index = headers.index(narrowed), headers.index(kept)
     widths = _natural_widths(headers, rows)
-    others = sum(width for index, width in enumerate(widths) if index not in (narrowed_index, kept_index))
+    others = sum(column_width for index, column_width in enumerate(widths)
+                 if index not in (narrowed_index, kept_index))
     room = width - others - _borders_and_padding(len(headers))
     if widths[narrowed_index] + widths[kept_index] <= room:
         return
