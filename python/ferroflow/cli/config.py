@@ -40,7 +40,12 @@ def config() -> None:
 def set_(assignments: tuple[str, ...]) -> None:
     """Store settings in the active profile.
 
-    Example: ferroflow config set FERROFLOW_RESULTS_PERSIST_BY_DEFAULT=true
+    KEY is a variable name or a field name; `ferroflow config view --show-defaults` lists them.
+
+    \b
+    Examples:
+      ferroflow config set FERROFLOW_RESULTS_PERSIST_BY_DEFAULT=true
+      ferroflow config set runstore_url=sqlite:////srv/pipelines/runs.db
     """
     updates: dict[str, str] = {}
     for assignment in assignments:
