@@ -1,13 +1,14 @@
 import json
+import re
 from datetime import datetime, timedelta, timezone
 
 import pytest
 from click.testing import CliRunner
 
 from ferroflow.cli import app
+from ferroflow.cli.cache import compact_duration, unambiguous_prefixes
 from ferroflow.runstore import ResultRef, open_store
 
-NOW = datetime.now(timezone.utc)
 LIVE_KEY = "9b1c0f7e5d4c3b2a1f0e" + "0" * 44
 EXPIRED_KEY = "77aa" * 16
 FOREVER_KEY = "ffee" * 16
@@ -23,12 +24,13 @@ def home(tmp_path, monkeypatch):
 
 @pytest.fixture
 def cached(home):
+    now = datetime.now(timezone.utc)  # not at import: the ages shown are counted from it
     with open_store() as store:
         store.put_cache_entry(EXPIRED_KEY, "load", ResultRef.persisted("local-file-system/dev", "old", "pickle"),
-                              created=NOW - timedelta(hours=2), expiration=NOW - timedelta(hours=1))
+                              created=now - timedelta(hours=2), expiration=now - timedelta(hours=1))
         store.put_cache_entry(LIVE_KEY, "load", ResultRef.persisted("local-file-system/dev", "new", "pickle"),
-                              created=NOW - timedelta(minutes=5), expiration=NOW + timedelta(hours=1))
-        store.put_cache_entry(FOREVER_KEY, "clean", ResultRef.literal(True), created=NOW)
+                              created=now - timedelta(minutes=5), expiration=now + timedelta(hours=1))
+        store.put_cache_entry(FOREVER_KEY, "clean", ResultRef.literal(True), created=now)
     return home
 
 
@@ -46,14 +48,79 @@ def test_cache_ls_with_an_empty_cache(home):
     assert result.exit_code == 0 and "The task cache is empty." in result.output
 
 
-def test_cache_ls_shows_key_prefixes_tasks_expiry_and_results(cached):
+def table_rows(output: str) -> dict[str, list[str]]:
+    """The cells of each table row whose first cell is filled, by that cell (the key or id prefix)."""
+    rows = {}
+    for line in output.splitlines():
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        if cells and cells[0]:
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_cache_ls_shows_key_prefixes_tasks_ages_expiry_and_results(cached):
     result = invoke("cache", "ls")
     assert result.exit_code == 0, result.output
-    rows = {line.split("│")[1].strip(): line for line in result.output.splitlines() if "│" in line}
-    assert set(rows) == {LIVE_KEY[:12], EXPIRED_KEY[:12], FOREVER_KEY[:12]}
-    assert "load" in rows[LIVE_KEY[:12]] and "new (pickle) in local-file-system/dev" in rows[LIVE_KEY[:12]]
-    assert "(expired)" in rows[EXPIRED_KEY[:12]] and "(expired)" not in rows[LIVE_KEY[:12]]
-    assert "never" in rows[FOREVER_KEY[:12]] and "literal true" in rows[FOREVER_KEY[:12]]
+    rows = table_rows(result.output)
+    assert set(rows) == {LIVE_KEY[:8], EXPIRED_KEY[:8], FOREVER_KEY[:8]}
+    assert rows[LIVE_KEY[:8]] == ["9b1c0f7e", "load", "5m ago", "in 59m", "new (pickle) in local-file-system/dev"]
+    assert rows[EXPIRED_KEY[:8]][2:4] == ["2h ago", "expired"]
+    assert re.fullmatch(r"\d+s ago", rows[FOREVER_KEY[:8]][2])  # 0s, or a little more on a busy machine
+    assert rows[FOREVER_KEY[:8]][3:] == ["never", "literal true"]
+
+
+def test_cache_ls_fits_80_columns_cutting_task_names_before_storage_folders(home):
+    folder = "/home/someone/.ferroflow/storage"
+    now = datetime.now(timezone.utc)
+    with open_store() as store:
+        for index in range(3):
+            store.put_cache_entry(f"{index}" * 64, "summarize_the_daily_prices_for_the_quarterly_report",
+                                  ResultRef.persisted(json.dumps({"type": "local-file-system", "basepath": folder}),
+                                                      f"result-{index}", "pickle"),
+                                  created=now, expiration=now + timedelta(days=3))
+    result = invoke("cache", "ls", env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert sum(folder in line for line in lines) == 3  # each folder whole, on one line
+    assert sum("in 2d23h" in line for line in lines) == 3
+
+
+@pytest.mark.parametrize(("elapsed", "shown"), [
+    (timedelta(seconds=-3), "0s"),  # a clock a little ahead of the entry's
+    (timedelta(seconds=119), "119s"),
+    (timedelta(minutes=2), "2m"),
+    (timedelta(minutes=119, seconds=59), "119m"),
+    (timedelta(hours=47, minutes=59), "47h"),
+    (timedelta(days=2, hours=5, minutes=59), "2d5h"),
+    (timedelta(days=8, hours=23), "8d"),
+])
+def test_ages_and_expiries_are_short_and_close(elapsed, shown):
+    assert compact_duration(elapsed) == shown
+
+
+def test_cache_ls_lengthens_the_prefixes_of_keys_that_share_their_start(home):
+    with open_store() as store:
+        for key in ("abcdef0123456789", "abcdef0123999999", "abcdef01", "ffff0000"):
+            store.put_cache_entry(key, "load", ResultRef.literal(None))
+    assert set(table_rows(invoke("cache", "ls").output)) == {
+        "abcdef01234", "abcdef01239", "abcdef01", "ffff0000"
+    }
+    # Prefixes are unambiguous among all keys, whichever entries are listed.
+    with open_store() as store:
+        store.put_cache_entry("abcdef0123000000", "other", ResultRef.literal(None))
+    assert "abcdef01234" in table_rows(invoke("cache", "ls", "--task", "load").output)
+
+
+@pytest.mark.parametrize(("keys", "minimum", "expected"), [
+    ([], 8, {}),
+    (["0123456789"], 4, {"0123456789": "0123"}),
+    (["aaaa1", "aaaa2", "b"], 2, {"aaaa1": "aaaa1", "aaaa2": "aaaa2", "b": "b"}),
+    (["abc", "abcdef", "abd"], 1, {"abc": "abc", "abcdef": "abcd", "abd": "abd"}),
+    (["x1", "x1"], 1, {"x1": "x"}),  # a key listed twice is still one key
+])
+def test_unambiguous_prefixes(keys, minimum, expected):
+    assert unambiguous_prefixes(keys, minimum) == expected
 
 
 def test_cache_ls_filters_by_task_and_prints_json(cached):
@@ -81,6 +148,8 @@ def test_cache_clear_deletes_on_yes(cached):
 @pytest.mark.parametrize(("options", "left"), [
     (["--expired"], {LIVE_KEY, FOREVER_KEY}),
     (["--key", LIVE_KEY], {EXPIRED_KEY, FOREVER_KEY}),
+    (["--key", LIVE_KEY[:8]], {EXPIRED_KEY, FOREVER_KEY}),
+    (["--key", "7"], {LIVE_KEY, FOREVER_KEY}),
     (["--task", "load", "--expired"], {LIVE_KEY, FOREVER_KEY}),
     ([], set()),
 ])
@@ -96,6 +165,26 @@ def test_cache_clear_with_no_match_deletes_nothing(cached):
     assert result.exit_code == 0
     assert "No cache entries match; nothing to delete." in result.output
     assert len(remaining_keys()) == 3
+
+
+def test_cache_clear_refuses_a_prefix_of_several_keys_and_deletes_nothing(home):
+    keys = {"abcd" + str(index) * 60 for index in range(7)}
+    with open_store() as store:
+        for key in keys:
+            store.put_cache_entry(key, "load", ResultRef.literal(None))
+    result = invoke("cache", "clear", "--key", "abcd", "--yes")
+    assert result.exit_code == 1
+    assert "'abcd' is the start of 7 cache keys (abcd0000" in result.output
+    assert ", ...); give more of the key, as `ferroflow cache ls` shows it. Nothing was deleted." in result.output
+    assert remaining_keys() == keys
+
+
+def test_cache_clear_prefers_the_key_given_whole_to_longer_keys_it_starts(home):
+    with open_store() as store:
+        for key in ("abc", "abcdef"):
+            store.put_cache_entry(key, "load", ResultRef.literal(None))
+    assert invoke("cache", "clear", "--key", "abc", "--yes").exit_code == 0
+    assert remaining_keys() == {"abcdef"}
 
 
 @pytest.mark.parametrize("command", [["cache"], ["cache", "ls"], ["cache", "clear"]])

@@ -8,7 +8,6 @@ from ferroflow.settings import get_current_settings
 
 
 
-
 def run(*args: str, env: dict[str, str] | None = None):
     return CliRunner().invoke(app, ["config", *args], env=env, prog_name="ferroflow")
 
@@ -101,6 +100,27 @@ def test_view_show_defaults_and_hide_sources(isolated_home):
 
     bare = run("view", "--show-defaults", "--hide-sources")
     assert "FERROFLOW_TASKS_REFRESH_CACHE='false'" in bare.output.splitlines()
+
+
+def test_view_shows_the_run_store_url_and_where_it_comes_from(isolated_home, tmp_path):
+    default_line = f"FERROFLOW_RUNSTORE_URL='sqlite:///{isolated_home / 'ferroflow.db'}' (from default)"
+    assert default_line in run("view", "--show-defaults").output.splitlines()
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    assert run("set", f"FERROFLOW_RUNSTORE_URL={url}").exit_code == 0
+    assert f"FERROFLOW_RUNSTORE_URL='{url}' (from profile)" in run("view").output.splitlines()
+    from_env = run("view", env={"FERROFLOW_RUNSTORE_URL": "memory://"})
+    assert "FERROFLOW_RUNSTORE_URL='memory://' (from env)" in from_env.output.splitlines()
+
+
+def test_set_refuses_a_bad_run_store_url_listing_the_accepted_forms(isolated_home):
+    result = run("set", "runstore_url=postgresql://db/ferroflow")
+    assert result.exit_code == 1
+    assert "Invalid value for FERROFLOW_RUNSTORE_URL: Unsupported run store URL 'postgresql://db/ferroflow'" in (
+        result.output
+    )
+    assert "sqlite:///relative/path.db, sqlite:////absolute/path.db" in result.output and "memory://" in result.output
+    assert not (isolated_home / "profiles.toml").exists()
 
 
 def test_view_reports_an_invalid_environment_value_as_an_error():

@@ -129,6 +129,32 @@ def test_the_store_url_setting_is_followed(tmp_path, monkeypatch):
     assert "elsewhe" in invoke("runs", "ls").output
 
 
+def record_flow_runs(names_and_flows):
+    with open_store() as store:
+        for index, (name, flow_name) in enumerate(names_and_flows):
+            run_id = f"{index:08x}-0000-4000-8000-000000000000"
+            store.record_flow_run(run_id, name.format(id=run_id[:8]), flow_name)
+            store.record_state(run_id, "COMPLETED", "Completed", timestamp=at(index))
+
+
+def test_runs_ls_at_80_columns_leaves_out_names_that_only_repeat_flow_and_id(home):
+    record_flow_runs([("nightly-prices-etl-{id}", "nightly-prices-etl"), ("train-the-model-{id}", "train-the-model")])
+    narrow = invoke("runs", "ls", env={"COLUMNS": "80"}).output
+    assert max(len(line) for line in narrow.splitlines()) <= 80
+    assert "Name" not in narrow and "nightly-prices-etl-" not in narrow
+    assert "│ 00000000 │ nightly-prices-etl │ Completed │" in narrow
+    wide = invoke("runs", "ls", env={"COLUMNS": "120"}).output
+    assert "│ 00000000 │ nightly-prices-etl-00000000 │ nightly-prices-etl │ Completed │" in wide
+
+
+def test_runs_ls_at_80_columns_cuts_chosen_names_before_flow_names(home):
+    record_flow_runs([("the-nightly-run-of-the-prices-pipeline", "nightly-prices-etl"), ("crimson-fox", "etl")])
+    narrow = invoke("runs", "ls", env={"COLUMNS": "80"}).output
+    lines = narrow.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    assert "Name" in narrow and any("│ nightly-prices-etl │" in line for line in lines)
+
+
 @pytest.mark.parametrize("command", [["runs"], ["runs", "ls"], ["runs", "show"]])
 def test_every_runs_command_has_help(home, command):
     result = invoke(*command, "--help")

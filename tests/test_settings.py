@@ -1,9 +1,15 @@
+import contextlib
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from ferroflow import flow
+from ferroflow.cli import app
 from ferroflow.exceptions import InvalidSettingError
+from ferroflow.runstore import default_store_url, open_store
 from ferroflow.settings import (
+    RUNSTORE_URL_FORMS,
     get_current_settings,
     profiles_path,
     read_profile,
@@ -12,7 +18,6 @@ from ferroflow.settings import (
     validate_setting,
     write_profile,
 )
-
 
 
 
@@ -168,3 +173,88 @@ def test_validate_setting_parses_and_refuses():
         validate_setting("FERROFLOW_HOME", "/tmp")
     with pytest.raises(InvalidSettingError, match="Expected true or false"):
         validate_setting("FERROFLOW_RESULTS_PERSIST_BY_DEFAULT", "perhaps")
+
+
+# ---------------------------------------------------------------------------------------------
+# runstore_url
+
+
+@flow(name="where-am-i-recorded")
+def tiny_flow() -> int:
+    return 1
+
+
+def recorded_flow_names(url: str) -> list[str]:
+    with open_store(url) as store:
+        return [run.flow_name for run in store.list_flow_runs()]
+
+
+def set_in_environment(monkeypatch, url: str):
+    monkeypatch.setenv("FERROFLOW_RUNSTORE_URL", url)
+    return contextlib.nullcontext()
+
+
+def set_in_profile(monkeypatch, url: str):
+    result = CliRunner().invoke(app, ["config", "set", f"runstore_url={url}"])
+    assert result.exit_code == 0, result.output
+    return contextlib.nullcontext()
+
+
+def set_temporarily(monkeypatch, url: str):
+    return temporary_settings(runstore_url=url)
+
+
+@pytest.mark.parametrize("configure", [set_in_environment, set_in_profile, set_temporarily])
+def test_flow_runs_are_recorded_in_the_store_the_setting_names(configure, monkeypatch, isolated_home, tmp_path):
+    url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
+    with configure(monkeypatch, url):
+        assert default_store_url() == url
+        tiny_flow()
+    assert recorded_flow_names(url) == ["where-am-i-recorded"]
+    assert not (isolated_home / "ferroflow.db").exists()
+
+
+def test_the_default_store_follows_the_home_folder(isolated_home, tmp_path):
+    assert get_current_settings().runstore_url is None
+    assert default_store_url() == f"sqlite:///{isolated_home / 'ferroflow.db'}"
+    with temporary_settings(home=tmp_path):
+        assert default_store_url() == f"sqlite:///{tmp_path / 'ferroflow.db'}"
+        tiny_flow()
+    assert recorded_flow_names(f"sqlite:///{tmp_path / 'ferroflow.db'}") == ["where-am-i-recorded"]
+
+
+@pytest.mark.parametrize("url", ["sqlite:///relative.db", "sqlite:////abs/runs.db", "memory://"])
+def test_accepted_store_urls(url, monkeypatch):
+    monkeypatch.setenv("FERROFLOW_RUNSTORE_URL", f"  {url} ")
+    assert get_current_settings().runstore_url == url
+    assert validate_setting("runstore_url", url) == ("FERROFLOW_RUNSTORE_URL", url)
+
+
+def test_a_blank_store_url_means_unset(isolated_home, monkeypatch):
+    monkeypatch.setenv("FERROFLOW_RUNSTORE_URL", " ")
+    assert get_current_settings().runstore_url is None
+    assert default_store_url() == f"sqlite:///{isolated_home / 'ferroflow.db'}"
+
+
+BAD_STORE_URLS = ["postgresql://db/ferroflow", "sqlite:///", "sqlite://runs.db", "runs.db", "memory://x"]
+
+
+@pytest.mark.parametrize("url", BAD_STORE_URLS)
+def test_a_bad_store_url_in_the_environment_names_the_setting_the_value_and_the_accepted_forms(url, monkeypatch):
+    monkeypatch.setenv("FERROFLOW_RUNSTORE_URL", url)
+    with pytest.raises(InvalidSettingError) as error:
+        default_store_url()
+    message = str(error.value)
+    assert f"FERROFLOW_RUNSTORE_URL={url!r} (from the environment)" in message
+    assert f"Unsupported run store URL {url!r}: use {RUNSTORE_URL_FORMS}" in message
+
+
+def test_a_bad_store_url_is_refused_by_config_set_temporary_settings_and_open_store():
+    with pytest.raises(InvalidSettingError, match="Invalid value for FERROFLOW_RUNSTORE_URL: Unsupported run"):
+        validate_setting("runstore_url", "mysql://db")
+    with pytest.raises(InvalidSettingError, match="FERROFLOW_RUNSTORE_URL='mysql://db'.*sqlite:////absolute"):
+        with temporary_settings(runstore_url="mysql://db"):
+            pass
+    with pytest.raises(ValueError) as from_open_store:
+        open_store("mysql://db")
+    assert str(from_open_store.value) == f"Unsupported run store URL 'mysql://db': use {RUNSTORE_URL_FORMS}"

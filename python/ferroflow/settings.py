@@ -16,10 +16,11 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
+from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
+from pydantic_core import PydanticCustomError
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -36,6 +37,46 @@ PROFILES_FILE_NAME = "profiles.toml"
 DEFAULT_HOME = Path("~/.ferroflow")
 
 Source = Literal["default", "profile", "env", "temporary"]
+
+# ---------------------------------------------------------------------------------------------
+# Run store URLs: checked here, where the setting is read, and by `ferroflow.runstore.open_store`
+# for URLs passed to it directly, so both say the same thing.
+
+SQLITE_URL_PREFIX = "sqlite:///"
+MEMORY_RUNSTORE_URL = "memory://"
+DEFAULT_RUNSTORE_FILE_NAME = "ferroflow.db"
+RUNSTORE_URL_FORMS = (
+    "sqlite:///relative/path.db, sqlite:////absolute/path.db (three slashes, then the path) or memory://"
+)
+
+
+def check_runstore_url(url: str) -> str:
+    """`url` without surrounding blanks, if it names a run store ferroflow can open.
+
+    Raises ValueError saying what was given and listing the accepted forms.
+    """
+    stripped = url.strip()
+    if stripped == MEMORY_RUNSTORE_URL:
+        return stripped
+    if stripped.startswith(SQLITE_URL_PREFIX) and stripped.removeprefix(SQLITE_URL_PREFIX).strip():
+        return stripped
+    raise ValueError(f"Unsupported run store URL {url!r}: use {RUNSTORE_URL_FORMS}")
+
+
+def _runstore_url_or_unset(value: Any) -> Any:
+    """A blank URL means "not set"; any other text must be an accepted run store URL."""
+    if not isinstance(value, str):
+        return value  # None stays unset; other types get the usual "not a string" error
+    if not value.strip():
+        return None
+    try:
+        return check_runstore_url(value)
+    except ValueError as exc:
+        # A custom error keeps pydantic's "Value error, " prefix off the message.
+        raise PydanticCustomError("runstore_url", "{reason}", {"reason": str(exc)}) from exc
+
+
+RunStoreUrl = Annotated[str | None, BeforeValidator(_runstore_url_or_unset)]
 
 
 class Settings(BaseSettings):
@@ -82,6 +123,22 @@ class Settings(BaseSettings):
             "Off: nothing is recorded; the task cache still uses the run store."
         ),
     )
+    runstore_url: RunStoreUrl = Field(
+        default=None,
+        description=(
+            f"The run store: {RUNSTORE_URL_FORMS}. Unset: "
+            f"{SQLITE_URL_PREFIX}${{FERROFLOW_HOME}}/{DEFAULT_RUNSTORE_FILE_NAME}."
+        ),
+    )
+
+    @property
+    def runstore_url_in_force(self) -> str:
+        """`runstore_url`, else the database in `home`.
+
+        Derived when read rather than stored, so a new `home` (from the environment or
+        `temporary_settings`) moves a default store with it.
+        """
+        return self.runstore_url or f"{SQLITE_URL_PREFIX}{self.home / DEFAULT_RUNSTORE_FILE_NAME}"
 
     @field_validator("home")
     @classmethod
@@ -211,17 +268,26 @@ def validate_setting(key: str, value: Any) -> tuple[str, Any]:
             f"Set it in the environment instead (export {env_name('home')}=...)."
         )
     info = Settings.model_fields[field]
+    field_type: Any = info.annotation or str
+    if info.metadata:  # the field's own validators (a run store URL's check, for one)
+        field_type = Annotated[(field_type, *info.metadata)]
     try:
-        parsed = TypeAdapter(info.annotation or str).validate_python(value)
+        parsed = TypeAdapter(field_type).validate_python(value)
     except ValidationError as exc:
+        error = exc.errors()[0]
+        expected = _describe_type(info)
+        if expected is None:  # the field's validator already says what it accepts
+            raise InvalidSettingError(f"Invalid value for {env_name(field)}: {error['msg']}.") from exc
         raise InvalidSettingError(
-            f"Invalid value {value!r} for {env_name(field)}: {exc.errors()[0]['msg']}. "
-            f"Expected {_describe_type(info)}."
+            f"Invalid value {value!r} for {env_name(field)}: {error['msg']}. Expected {expected}."
         ) from exc
     return env_name(field), parsed
 
 
-def _describe_type(info: FieldInfo) -> str:
+def _describe_type(info: FieldInfo) -> str | None:
+    """What a valid value looks like, for errors; None when the field's validator explains it."""
+    if info.metadata:
+        return None
     if info.annotation is bool:
         return "true or false (also 1/0, yes/no, on/off)"
     if info.annotation is Path:
@@ -396,9 +462,13 @@ def setting_sources() -> dict[str, Source]:
 
 __all__ = [
     "ENV_PREFIX",
+    "MEMORY_RUNSTORE_URL",
+    "RUNSTORE_URL_FORMS",
     "SETTING_NAMES",
+    "SQLITE_URL_PREFIX",
     "Settings",
     "active_profile_name",
+    "check_runstore_url",
     "env_name",
     "field_name",
     "get_current_settings",

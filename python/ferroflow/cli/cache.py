@@ -2,37 +2,45 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import click
 from rich.text import Text
 
-from ferroflow.runstore import CacheEntry
-from ferroflow.runstore.console import cli_store, console, echo_json, local_time, table
+from ferroflow.cli.tables import narrow_first
+from ferroflow.runstore import CacheEntry, RunStore
+from ferroflow.runstore.console import cli_store, console, echo_json, table
 
-KEY_PREFIX_LENGTH = 12
+# As `ferroflow runs` shows run ids; longer where two keys share their first characters.
+KEY_PREFIX_LENGTH = 8
+AMBIGUOUS_CANDIDATES_SHOWN = 5
 
 
 @click.group("cache")
 def cache() -> None:
     """Look at and clear the task cache: results reused for tasks with a cache key.
 
-    Entries are kept in the run store: $FERROFLOW_RUNSTORE_URL, by default
+    Entries are kept in the run store named by the runstore_url setting
+    (FERROFLOW_RUNSTORE_URL, or `ferroflow config set runstore_url=...`), by default
     $FERROFLOW_HOME/ferroflow.db. Clearing an entry makes its task run again the next
     time; the result files themselves stay in result storage.
 
     \b
     Examples:
       ferroflow cache ls                      every entry, newest first
+      ferroflow cache clear --key 9b1c0f7e    drop one entry (a key prefix from `cache ls`)
       ferroflow cache clear --expired --yes   drop the expired entries
     """
 
 
 @cache.command("ls")
 @click.option("--task", "task_name", metavar="NAME", help="Only the entries of this task.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (full keys) instead of a table.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (full keys, exact times) instead of a table.")
 def list_entries(task_name: str | None, as_json: bool) -> None:
     """List cache entries, newest first.
+
+    Each key is shown by its shortest beginning that no other key shares (at least
+    8 characters), which `cache clear --key` accepts. Times are relative to now.
 
     \b
     Examples:
@@ -41,31 +49,79 @@ def list_entries(task_name: str | None, as_json: bool) -> None:
       ferroflow cache ls --json
     """
     with cli_store() as store:
-        entries = store.list_cache_entries(task_name=task_name)
+        everything = store.list_cache_entries()
+    entries = [entry for entry in everything if task_name is None or entry.task_name == task_name]
     if as_json:
         echo_json([entry.to_dict() for entry in entries])
         return
     if not entries:
         click.echo("The task cache is empty." if task_name is None else f"No cache entries for task {task_name!r}.")
         return
+    # Prefixes unambiguous among all keys, not only the listed ones: `clear --key` looks at all.
+    prefixes = unambiguous_prefixes([entry.key for entry in everything])
     now = datetime.now(timezone.utc)
-    listing = table("Task cache", "Key", "Task", "Created", "Expires", "Result", wrap=("Task", "Expires", "Result"))
-    for entry in entries:
-        listing.add_row(entry.key[:KEY_PREFIX_LENGTH], entry.task_name, local_time(entry.created),
-                        _expiry(entry, now), entry.result.describe())
-    console().print(listing)
+    listing = table("Task cache", "Key", "Task", "Created", "Expires", "Result", wrap=("Task", "Result"))
+    rows = [(prefixes[entry.key], entry.task_name, f"{compact_duration(now - entry.created)} ago",
+             _expiry(entry, now), entry.result.describe()) for entry in entries]
+    for row in rows:
+        listing.add_row(*row)
+    out = console()
+    # A task name cut short reads better than a storage folder cut in the middle.
+    narrow_first(listing, rows, out.width, narrowed="Task", kept="Result")
+    out.print(listing)
+
+
+def unambiguous_prefixes(keys: list[str], minimum: int = KEY_PREFIX_LENGTH) -> dict[str, str]:
+    """Each key's shortest beginning (at least `minimum` characters) that no other key starts with.
+
+    A key that is the beginning of another key is shown whole; `clear --key` prefers an exact match.
+    """
+    ordered = sorted(set(keys))
+    # In sorted order, the keys sharing the longest beginning with a key are its neighbours.
+    shared = [0] * len(ordered)
+    for index in range(1, len(ordered)):
+        common = _common_prefix_length(ordered[index - 1], ordered[index])
+        shared[index - 1] = max(shared[index - 1], common)
+        shared[index] = common
+    return {key: key[: max(minimum, common + 1)] for key, common in zip(ordered, shared)}
+
+
+def _common_prefix_length(first: str, second: str) -> int:
+    length = 0
+    for a, b in zip(first, second):
+        if a != b:
+            break
+        length += 1
+    return length
+
+
+def compact_duration(elapsed: timedelta) -> str:
+    """`90s`, `95m`, `30h`, `2d5h`, `12d`: short enough for an 80-column table, yet never off
+    by more than about 2% (`--json` has the exact times)."""
+    seconds = max(0, int(elapsed.total_seconds()))
+    minutes, hours, days = seconds // 60, seconds // 3600, seconds // 86400
+    if seconds < 120:
+        return f"{seconds}s"
+    if minutes < 120:
+        return f"{minutes}m"
+    if hours < 48:
+        return f"{hours}h"
+    if days < 8:
+        return f"{days}d{hours % 24}h"
+    return f"{days}d"
 
 
 def _expiry(entry: CacheEntry, now: datetime) -> Text:
     if entry.expiration is None:
         return Text("never", style="dim")
     if entry.is_expired(now):
-        return Text(f"{local_time(entry.expiration)} (expired)", style="yellow")
-    return Text(local_time(entry.expiration))
+        return Text("expired", style="yellow")
+    return Text(f"in {compact_duration(entry.expiration - now)}")
 
 
 @cache.command("clear")
-@click.option("--key", metavar="KEY", help="Only the entry with this full cache key.")
+@click.option("--key", metavar="KEY",
+              help="Only the entry with this key, or with the only key starting with it (as `cache ls` shows it).")
 @click.option("--task", "task_name", metavar="NAME", help="Only the entries of this task.")
 @click.option("--expired", "expired_only", is_flag=True, help="Only the entries that have expired.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -78,11 +134,13 @@ def clear_entries(key: str | None, task_name: str | None, expired_only: bool, ye
     Examples:
       ferroflow cache clear --expired --yes
       ferroflow cache clear --task load_prices
-      ferroflow cache clear --key 9b1c0f...   (the full key, from `ferroflow cache ls --json`)
+      ferroflow cache clear --key 9b1c0f7e    (a key, or a prefix only one key has)
       ferroflow cache clear --yes             (everything)
     """
     now = datetime.now(timezone.utc)
     with cli_store() as store:
+        if key is not None:
+            key = _full_key(store, key)
         matching = len(store.list_cache_entries(key=key, task_name=task_name, expired_only=expired_only, now=now))
         if matching == 0:
             click.echo("No cache entries match; nothing to delete.")
@@ -92,6 +150,26 @@ def clear_entries(key: str | None, task_name: str | None, expired_only: bool, ye
             click.confirm(f"Delete {matching} {noun}?", abort=True)
         deleted = store.delete_cache_entries(key=key, task_name=task_name, expired_only=expired_only, now=now)
     click.echo(f"Deleted {deleted} {'cache entry' if deleted == 1 else 'cache entries'}.")
+
+
+def _full_key(store: RunStore, given: str) -> str:
+    """The key `given` names: itself if it is a key, else the only key starting with it.
+
+    A prefix that no key starts with is returned as it is (nothing matches it); one that several
+    keys start with is refused, listing some of them.
+    """
+    keys = [entry.key for entry in store.list_cache_entries()]
+    if given in keys:
+        return given
+    candidates = sorted(key for key in keys if key.startswith(given))
+    if len(candidates) <= 1:
+        return candidates[0] if candidates else given
+    shown = ", ".join(candidates[:AMBIGUOUS_CANDIDATES_SHOWN])
+    more = ", ..." if len(candidates) > AMBIGUOUS_CANDIDATES_SHOWN else ""
+    raise click.ClickException(
+        f"{given!r} is the start of {len(candidates)} cache keys ({shown}{more}); give more of the key, "
+        "as `ferroflow cache ls` shows it. Nothing was deleted."
+    )
 
 
 __all__ = ["cache"]

@@ -11,6 +11,7 @@ import click
 from ferroflow.exceptions import InvalidSettingError
 from ferroflow.settings import (
     SETTING_NAMES,
+    Settings,
     active_profile_name,
     env_name,
     field_name,
@@ -39,7 +40,12 @@ def config() -> None:
 def set_(assignments: tuple[str, ...]) -> None:
     """Store settings in the active profile.
 
-    Example: ferroflow config set FERROFLOW_RESULTS_PERSIST_BY_DEFAULT=true
+    KEY is a variable name or a field name; `ferroflow config view --show-defaults` lists them.
+
+    \b
+    Examples:
+      ferroflow config set FERROFLOW_RESULTS_PERSIST_BY_DEFAULT=true
+      ferroflow config set runstore_url=sqlite:////srv/pipelines/runs.db
     """
     updates: dict[str, str] = {}
     for assignment in assignments:
@@ -101,10 +107,17 @@ def view(show_defaults: bool, show_sources: bool) -> None:
         source = sources[field]
         if source == "default" and not show_defaults:
             continue
-        value = getattr(settings, field)
+        value = _value_in_force(settings, field)
         shown = str(value) if not isinstance(value, bool) else str(value).lower()
         line = f"{env_name(field)}={shown!r}"
         click.echo(f"{line} (from {source})" if show_sources else line)
+
+
+def _value_in_force(settings: Settings, field: str) -> object:
+    # An unset run store URL stands for the database in FERROFLOW_HOME: show which one.
+    if field == "runstore_url":
+        return settings.runstore_url_in_force
+    return getattr(settings, field)
 
 
 def _checked(action: Callable[..., T], *args: Any) -> T:

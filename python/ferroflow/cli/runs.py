@@ -6,6 +6,7 @@ import click
 from rich.table import Table
 from rich.text import Text
 
+from ferroflow.cli.tables import fits, narrow_first
 from ferroflow.runstore import FlowRunRecord, StateRecord, TaskRunRecord
 from ferroflow.runstore.console import (
     cli_store,
@@ -23,7 +24,8 @@ from ferroflow.runstore.console import (
 def runs() -> None:
     """Look at recorded flow runs, their task runs, states and results.
 
-    Runs are recorded in the run store: $FERROFLOW_RUNSTORE_URL, by default
+    Runs are recorded in the run store named by the runstore_url setting
+    (FERROFLOW_RUNSTORE_URL, or `ferroflow config set runstore_url=...`), by default
     $FERROFLOW_HOME/ferroflow.db.
 
     \b
@@ -40,6 +42,9 @@ def runs() -> None:
 def list_runs(limit: int, as_json: bool) -> None:
     """List the most recent flow runs, newest first.
 
+    On a terminal too narrow for the whole table, the Name column is left out when every run
+    listed has the name it gets by default (its flow's name and its id).
+
     \b
     Examples:
       ferroflow runs ls
@@ -54,11 +59,34 @@ def list_runs(limit: int, as_json: bool) -> None:
     if not flow_runs:
         click.echo("No flow runs recorded yet.")
         return
-    runs_table = table("Flow runs", "ID", "Name", "Flow", "State", "Start", "Duration", wrap=("Name", "Flow"))
-    for run in flow_runs:
-        runs_table.add_row(short_id(run.id), run.name, run.flow_name, state_text(run.state_type, run.state_name),
-                           local_time(run.start_time), duration(run.duration_seconds))
-    console().print(runs_table)
+    out = console()
+    out.print(_flow_runs_table(flow_runs, out.width))
+
+
+def _flow_runs_table(flow_runs: list[FlowRunRecord], width: int) -> Table:
+    columns = ["ID", "Name", "Flow", "State", "Start", "Duration"]
+    rows: list[list[str | Text]] = [
+        [short_id(run.id), run.name, run.flow_name, state_text(run.state_type, run.state_name),
+         local_time(run.start_time), duration(run.duration_seconds)]
+        for run in flow_runs
+    ]
+    if not fits(columns, rows, width) and all(_has_default_name(run) for run in flow_runs):
+        # Such a name only repeats the flow and the id: leave it out rather than wrap every row.
+        name_index = columns.index("Name")
+        del columns[name_index]
+        for row in rows:
+            del row[name_index]
+    runs_table = table("Flow runs", *columns, wrap=("Name", "Flow"))
+    for row in rows:
+        runs_table.add_row(*row)
+    if "Name" in columns:
+        narrow_first(runs_table, rows, width, narrowed="Name", kept="Flow")
+    return runs_table
+
+
+def _has_default_name(run: FlowRunRecord) -> bool:
+    """Whether the run has the name the engine gives when none is chosen: `<flow>-<short id>`."""
+    return run.name == f"{run.flow_name}-{short_id(run.id)}"
 
 
 @runs.command("show")

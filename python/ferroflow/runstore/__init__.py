@@ -4,7 +4,7 @@ task-cache table.
 The engine talks to it through `RunStore`, in plain data (ids, names, strings, datetimes, dicts),
 and gets one from `open_store(url)`:
 
-    store = open_store()                      # FERROFLOW_RUNSTORE_URL, else $FERROFLOW_HOME/ferroflow.db
+    store = open_store()                      # the runstore_url setting, else $FERROFLOW_HOME/ferroflow.db
     store.record_flow_run(flow_run_id, "crimson-fox", "etl", parameters={"day": "2024-01-02"})  # Pending
     store.record_state(flow_run_id, "RUNNING", "Running")
     store.record_task_run(task_run_id, "load-0", "load", flow_run_id=flow_run_id, task_key="etl.load")
@@ -17,16 +17,21 @@ Recording is queued and committed in batches by a background thread; see `docs/r
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
 from ferroflow.runstore.records import CacheEntry, FlowRunRecord, ResultRef, RunRecord, StateRecord, TaskRunRecord
 from ferroflow.runstore.sqlite import SQLiteRunStore, summarize_parameters
-from ferroflow.settings import get_current_settings
+from ferroflow.settings import (
+    MEMORY_RUNSTORE_URL,
+    SQLITE_URL_PREFIX,
+    check_runstore_url,
+    env_name,
+    get_current_settings,
+)
 
-RUNSTORE_URL_VARIABLE = "FERROFLOW_RUNSTORE_URL"
+RUNSTORE_URL_VARIABLE = env_name("runstore_url")  # FERROFLOW_RUNSTORE_URL
 
 
 @runtime_checkable
@@ -90,31 +95,26 @@ class RunStore(Protocol):
 
 
 def default_store_url() -> str:
-    """`FERROFLOW_RUNSTORE_URL` if set, else `sqlite:///<FERROFLOW_HOME>/ferroflow.db`."""
-    configured = os.environ.get(RUNSTORE_URL_VARIABLE, "").strip()
-    if configured:
-        return configured
-    return f"sqlite:///{get_current_settings().home / 'ferroflow.db'}"
+    """The `runstore_url` setting (`FERROFLOW_RUNSTORE_URL`, a profile or `temporary_settings`),
+    else `sqlite:///<FERROFLOW_HOME>/ferroflow.db`.
+
+    Called once per outermost flow run: it costs one `get_current_settings()`.
+    """
+    return get_current_settings().runstore_url_in_force
 
 
 def open_store(url: str | None = None, *, lock_timeout: float = 10.0) -> RunStore:
     """Open the run store at `url` (default: `default_store_url()`), creating it on first use.
 
     `sqlite:///relative/path.db` and `sqlite:////absolute/path.db` name a SQLite file (as in
-    SQLAlchemy, a fourth slash starts an absolute path); `memory://` a private in-memory store.
-    The caller owns the store: `close()` it, or let interpreter exit flush and close it.
+    SQLAlchemy, a fourth slash starts an absolute path; a relative path is taken from the working
+    directory); `memory://` a private in-memory store. Any other URL raises ValueError listing
+    these forms. The caller owns the store: `close()` it, or let interpreter exit flush and close it.
     """
-    url = url or default_store_url()
-    if url.startswith("sqlite:///"):
-        path = url.removeprefix("sqlite:///")
-        if path:
-            return SQLiteRunStore(path, lock_timeout=lock_timeout)
-    elif url == "memory://":
+    url = check_runstore_url(url) if url else default_store_url()
+    if url == MEMORY_RUNSTORE_URL:
         return SQLiteRunStore(None, lock_timeout=lock_timeout)
-    raise ValueError(
-        f"Unsupported run store URL {url!r} (from {RUNSTORE_URL_VARIABLE} or the caller). "
-        "Use sqlite:///path/to/ferroflow.db or memory://."
-    )
+    return SQLiteRunStore(url.removeprefix(SQLITE_URL_PREFIX), lock_timeout=lock_timeout)
 
 
 __all__ = [
