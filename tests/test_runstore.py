@@ -479,8 +479,10 @@ def test_a_cache_entry_is_readable_at_once_and_after_it_is_committed(store):
     entry = store.get_cache_entry("key-1", now=at(1))  # before any flush: read your writes
     assert (entry.key, entry.task_name, entry.result, entry.created, entry.expiration) == (
         "key-1", "load", result, at(0), at(60))
+    assert store.get_cached_result("key-1", now=at(1)) == result
     store.flush()
     assert store.get_cache_entry("key-1", now=at(1)) == entry
+    assert store.get_cached_result("key-1", now=at(1)) == result
 
 
 @pytest.mark.parametrize("flush_first", [False, True])
@@ -489,8 +491,11 @@ def test_expired_entries_are_not_returned(store, flush_first):
     if flush_first:
         store.flush()
     assert store.get_cache_entry("key-1", now=at(59)) is not None
+    assert store.get_cached_result("key-1", now=at(59)) == ResultRef.literal(None)
     assert store.get_cache_entry("key-1", now=at(60)) is None
+    assert store.get_cached_result("key-1", now=at(60)) is None
     assert store.get_cache_entry("missing", now=at(0)) is None
+    assert store.get_cached_result("missing", now=at(0)) is None
 
 
 def test_putting_a_key_again_replaces_its_entry(store):

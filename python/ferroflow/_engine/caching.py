@@ -134,15 +134,15 @@ def _short_repr(value: Any, limit: int = 80) -> str:
 
 
 def _cached_result(task_context: TaskRunContext, key: str) -> BaseResult | None:
-    entry = task_context.flow_run_context.run_store().get_cache_entry(key)
-    if entry is None:
+    reference = task_context.flow_run_context.run_store().get_cached_result(key)
+    if reference is None:
         return None
     try:
-        return _reopen(entry.result, task_context)
+        return _reopen(reference, task_context)
     except Exception as error:
         warnings.warn(
             f"The cached result of task {task_context.task.name!r} (cache key {key[:16]}…, "
-            f"{entry.result.describe()}) cannot be read: {error}. The task runs again, and its "
+            f"{reference.describe()}) cannot be read: {error}. The task runs again, and its "
             "new result replaces the cache entry.",
             CachedResultUnavailableWarning,
             stacklevel=2,
