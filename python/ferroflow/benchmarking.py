@@ -493,7 +493,7 @@ def measure_case(source: DataSource, case: Case, repeat: int, folder: str) -> Ca
     dump_seconds = []
     gc.collect()
     memory.start()
-    result = None
+    result: PersistedResult | None = None
     with temporary_settings(results_fsync=False):
         for attempt in range(repeat):
             # A new file each time, as the engine writes (replacing a file would also time the

@@ -92,7 +92,7 @@ class ResultRef:
         """A one-line human form, as the CLI shows it."""
         if self.kind == "literal":
             return f"literal {self.value_json}"
-        return f"{self.key[:12]} ({self.serializer}) in {_storage_place(self.storage)}"
+        return f"{(self.key or '')[:12]} ({self.serializer}) in {_storage_place(self.storage or '')}"
 
     def to_dict(self) -> dict[str, Any]:
         if self.kind == "literal":
