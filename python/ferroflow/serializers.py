@@ -683,7 +683,6 @@ class JSONSerializer(Serializer):
     dumps_kwargs: dict[str, Any] = Field(default_factory=dict)
     loads_kwargs: dict[str, Any] = Field(default_factory=dict)
 
-
     @field_validator("object_encoder", "object_decoder", mode="before")
     @classmethod
     def _read_prefect_hooks(cls, value: Any) -> Any:

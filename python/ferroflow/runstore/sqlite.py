@@ -29,7 +29,7 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from ferroflow.exceptions import RunStoreError, RunStoreLockedError, RunStoreSchemaError, UnknownRunError
 from ferroflow.runstore.records import CacheEntry, FlowRunRecord, ResultRef, StateRecord, TaskRunRecord
@@ -787,28 +787,26 @@ class SQLiteRunStore:
 
     def get_cache_entry(self, key: str, now: datetime | None = None) -> CacheEntry | None:
         """The entry cached under `key` unless it has expired by `now` (default: the current time)."""
-        pending = self._pending_entry(key, now)
-        if pending is not None:
-            return pending or None
-        row = self._point_query(_GET_CACHE_ENTRY, (key, _now_micros() if now is None else _micros(now)))
-        return None if row is None else _cache_entry_from_row(row)
+        found = self._find_cache_entry(key, now, _GET_CACHE_ENTRY)
+        return _cache_entry_from_row(found) if isinstance(found, tuple) else found
 
     def get_cached_result(self, key: str, now: datetime | None = None) -> ResultRef | None:
         """`get_cache_entry(key, now).result`, for the engine's hot path: every cache hit looks
         its key up, and the entry's times cost more to convert than the lookup's own work."""
-        pending = self._pending_entry(key, now)
-        if pending is not None:
-            return pending.result if pending else None
-        row = self._point_query(_GET_CACHED_RESULT, (key, _now_micros() if now is None else _micros(now)))
-        return None if row is None else _result_from_columns(*row)
+        found = self._find_cache_entry(key, now, _GET_CACHED_RESULT)
+        if isinstance(found, tuple):
+            return _result_from_columns(*found)
+        return None if found is None else found.result
 
-    def _pending_entry(self, key: str, now: datetime | None) -> CacheEntry | Literal[False] | None:
-        """The entry this process put under `key` and the writer has not committed yet (read
-        your writes); False if that entry has expired by `now`; None if there is none."""
+    def _find_cache_entry(self, key: str, now: datetime | None,
+                          query: str) -> CacheEntry | tuple[Any, ...] | None:
+        """The unexpired entry under `key`: the one this process put and the writer has not
+        committed yet (read your writes), else the database's row that `query` selects; None if
+        there is none."""
         pending = self._pending_cache.get(key)
-        if pending is None:
-            return None
-        return False if pending.is_expired(now or datetime.now(timezone.utc)) else pending
+        if pending is not None:
+            return None if pending.is_expired(now or datetime.now(timezone.utc)) else pending
+        return self._point_query(query, (key, _now_micros() if now is None else _micros(now)))
 
     def _point_query(self, query: str, arguments: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """One row by key. The hot path of every cache hit: this thread's connection, no flush,

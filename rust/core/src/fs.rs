@@ -27,34 +27,7 @@ pub fn write_blob(
 
 /// Opens a blob file and verifies its header and length; the payload is not read yet.
 pub fn open_blob(path: &Path) -> Result<BlobFile<'_>> {
-    let (file, len) = open_with_len(path)?;
-    BlobFile::from_open_file(path, file, len)
-}
-
-/// A file opened for reading, with its size: lets a caller choose how to read it (read a small
-/// blob whole, map a large one) before reading any of it.
-#[derive(Debug)]
-pub struct SizedFile<'a> {
-    pub path: &'a Path,
-    pub file: File,
-    pub len: u64,
-}
-
-impl<'a> SizedFile<'a> {
-    pub fn open(path: &'a Path) -> Result<SizedFile<'a>> {
-        let (file, len) = open_with_len(path)?;
-        Ok(SizedFile { path, file, len })
-    }
-
-    /// See [`open_blob`].
-    pub fn into_blob(self) -> Result<BlobFile<'a>> {
-        BlobFile::from_open_file(self.path, self.file, self.len)
-    }
-
-    /// See [`map_blob`].
-    pub fn map_blob(self) -> Result<MappedBlob> {
-        map_open_blob(self.path, &self.file, self.len)
-    }
+    FileReader::open(path)?.into_blob()
 }
 
 /// A blob file with a verified header; its errors name the file.
@@ -64,12 +37,7 @@ pub struct BlobFile<'a> {
     reader: BlobReader<File>,
 }
 
-impl<'a> BlobFile<'a> {
-    fn from_open_file(path: &'a Path, file: File, len: u64) -> Result<BlobFile<'a>> {
-        let reader = BlobReader::open(file, len).map_err(|e| at_path(e, path))?;
-        Ok(BlobFile { path, reader })
-    }
-
+impl BlobFile<'_> {
     pub fn header(&self) -> &BlobHeader {
         self.reader.header()
     }
@@ -126,8 +94,7 @@ pub enum MappedSegments {
 /// Like every memory map, the views assume the file is not truncated while they live; ferroflow
 /// itself never truncates a blob in place (writes replace it by renaming).
 pub fn map_blob(path: &Path) -> Result<MappedBlob> {
-    let (file, len) = open_with_len(path)?;
-    map_open_blob(path, &file, len)
+    FileReader::open(path)?.map_blob()
 }
 
 fn map_open_blob(path: &Path, file: &File, len: u64) -> Result<MappedBlob> {
@@ -156,7 +123,8 @@ fn map_open_blob(path: &Path, file: &File, len: u64) -> Result<MappedBlob> {
     Ok(MappedBlob { header, segments })
 }
 
-/// A file opened for reading whole, sized once: lets a caller read it into a buffer it allocated.
+/// A file opened for reading, sized once: lets a caller choose how to read it before reading any
+/// of it — into a buffer it allocated, or as a blob read whole (small) or mapped (large).
 #[derive(Debug)]
 pub struct FileReader<'a> {
     path: &'a Path,
@@ -176,6 +144,20 @@ impl<'a> FileReader<'a> {
 
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+
+    /// The file as a blob: see [`open_blob`].
+    pub fn into_blob(self) -> Result<BlobFile<'a>> {
+        let reader = BlobReader::open(self.file, self.len).map_err(|e| at_path(e, self.path))?;
+        Ok(BlobFile {
+            path: self.path,
+            reader,
+        })
+    }
+
+    /// The file as a mapped blob: see [`map_blob`].
+    pub fn map_blob(self) -> Result<MappedBlob> {
+        map_open_blob(self.path, &self.file, self.len)
     }
 
     /// Reads the whole file into `out`, which must be `len()` bytes.

@@ -5,7 +5,7 @@ use crate::files::{new_bytes_filled, Segments};
 use crate::gil::detach_if_large;
 use ferroflow_core::codec::CompressOptions;
 use ferroflow_core::frame::{self, BlobHeader, Frame, FrameOptions};
-use ferroflow_core::fs::{self, MappedSegments};
+use ferroflow_core::fs::{self, FileReader, MappedSegments};
 use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
@@ -209,7 +209,15 @@ type HeaderAndSegments<'py> = (PyBlobHeader, Vec<Bound<'py, PyBytes>>);
 /// Reads and verifies a blob file; returns its header and decoded segments.
 #[pyfunction]
 pub fn read_blob(py: Python<'_>, path: PathBuf) -> PyResult<HeaderAndSegments<'_>> {
-    let mut blob = py.detach(|| fs::open_blob(&path)).map_err(to_pyerr)?;
+    let blob = py.detach(|| fs::open_blob(&path)).map_err(to_pyerr)?;
+    read_segments(py, blob)
+}
+
+/// The header and decoded segments of an opened blob, each segment in a new bytes object.
+fn read_segments<'py>(
+    py: Python<'py>,
+    mut blob: fs::BlobFile<'_>,
+) -> PyResult<HeaderAndSegments<'py>> {
     let lengths = raw_lengths(blob.header())?;
     let segments = new_bytes_filled(py, &lengths, |outputs| blob.read_segments_into(outputs))?;
     Ok((PyBlobHeader(blob.into_header()), segments))
@@ -271,16 +279,15 @@ pub fn load_blob(
     path: PathBuf,
     map_from: u64,
 ) -> PyResult<(PyBlobHeader, Bound<'_, PyList>)> {
-    let file = fs::SizedFile::open(&path).map_err(to_pyerr)?;
-    if file.len >= map_from {
+    let file = FileReader::open(&path).map_err(to_pyerr)?;
+    if file.len() >= map_from {
         let mapped = py.detach(|| file.map_blob()).map_err(to_pyerr)?;
         return mapped_to_python(py, mapped);
     }
-    let len = usize::try_from(file.len).unwrap_or(usize::MAX);
-    let mut blob = detach_if_large(py, len, || file.into_blob()).map_err(to_pyerr)?;
-    let lengths = raw_lengths(blob.header())?;
-    let segments = new_bytes_filled(py, &lengths, |outputs| blob.read_segments_into(outputs))?;
-    Ok((PyBlobHeader(blob.into_header()), PyList::new(py, segments)?))
+    let len = usize::try_from(file.len()).unwrap_or(usize::MAX);
+    let blob = detach_if_large(py, len, || file.into_blob()).map_err(to_pyerr)?;
+    let (header, segments) = read_segments(py, blob)?;
+    Ok((header, PyList::new(py, segments)?))
 }
 
 fn mapped_to_python(
