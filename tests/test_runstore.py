@@ -314,6 +314,23 @@ def test_records_reach_the_file_after_flush(db_path):
         assert outside.execute("SELECT name FROM task_runs").fetchone()[0] == "t1-name"
 
 
+@pytest.mark.parametrize("parameter_limit", [32766, 50])
+@pytest.mark.parametrize("count", [1, 3, 5, 64, 255, 256, 257, 1000])
+def test_rows_are_inserted_in_order_in_statements_of_a_few_sizes(count, parameter_limit):
+    connection = sqlite3.connect(":memory:")
+    connection.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, parameter_limit)
+    connection.execute("CREATE TABLE t (a INTEGER, b TEXT)")
+    rows = [(i, f"row {i}") for i in range(count)]
+    statements = []
+    connection.set_trace_callback(statements.append)
+    sqlite_backend._insert_rows(connection, ("INSERT INTO t (a, b) VALUES", ""), rows)
+    assert connection.execute("SELECT a, b FROM t ORDER BY rowid").fetchall() == rows
+    # The trace shows each statement with its values filled in: count its row groups.
+    sizes = {statement.count("), (") + 1 for statement in statements if statement.startswith("INSERT")}
+    assert sizes <= set(sqlite_backend._ROWS_PER_STATEMENT)
+    assert all(size * 2 <= parameter_limit for size in sizes)
+
+
 def test_many_threads_recording_at_once_lose_nothing(store):
     threads, tasks_per_thread = 8, 150
 

@@ -116,6 +116,9 @@ class PersistedResult(BaseResult):
         self.cache_in_memory = cache_in_memory
         self._value: Any = _MISSING
         self._lock = threading.Lock()
+        # How the run store refers to this result, once the engine has made it (it records the
+        # reference with every state holding this result; see `_engine.recording`).
+        self.store_reference: Any = None
 
     @classmethod
     def create(

@@ -162,5 +162,6 @@ def _reopen(reference: ResultRef, task_context: TaskRunContext) -> BaseResult:
         serializer_type=reference.serializer,  # type: ignore[arg-type]
         cache_in_memory=factory is None or factory.cache_result_in_memory,
     )
+    result.store_reference = reference  # what the Cached state's record refers to: the same
     result.get()  # a missing or damaged file shows here, while the task can still run instead
     return result

@@ -183,9 +183,12 @@ def result_reference(data: Any) -> ResultRef | None:
     if kind is LiteralResult:
         return _LITERAL_REFERENCES[data.value]
     if kind is PersistedResult:
-        return ResultRef.persisted(
-            storage_reference(data.storage), data.storage_key, data.serializer_type
-        )
+        reference = data.store_reference
+        if reference is None:
+            reference = data.store_reference = ResultRef.persisted(
+                storage_reference(data.storage), data.storage_key, data.serializer_type
+            )
+        return reference  # type: ignore[no-any-return]
     return None
 
 
