@@ -331,6 +331,20 @@ def test_rows_are_inserted_in_order_in_statements_of_a_few_sizes(count, paramete
     assert all(size * 2 <= parameter_limit for size in sizes)
 
 
+def test_a_backlog_larger_than_a_batch_is_written_without_waiting_between_batches(tmp_path):
+    # The writer waits for company only when its queue was empty: with a backlog of several
+    # batches behind a flush, waiting its interval before each batch would hold the flush for
+    # minutes here.
+    with SQLiteRunStore(tmp_path / "backlog.db", batch_interval=60.0) as store:
+        store.record_flow_run("f1", "a", "etl")
+        for i in range(3 * sqlite_backend._MAX_BATCH):
+            store.record_state("f1", "RUNNING", "Running")
+        started = time.monotonic()
+        store.flush(timeout=30)
+        assert time.monotonic() - started < 30
+        assert len(store.list_states("f1")) == 3 * sqlite_backend._MAX_BATCH + 1
+
+
 def test_many_threads_recording_at_once_lose_nothing(store):
     threads, tasks_per_thread = 8, 150
 
