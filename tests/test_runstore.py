@@ -624,3 +624,19 @@ def test_clock_ordered_ids_are_unique_and_sort_in_creation_order():
     assert all(step < 10**6 for step in steps)  # never backwards (a wrap is a small step too)
     # The random part keeps ids made in the same microsecond apart.
     assert len({run_id.int & (2**90 - 1) for run_id in ids}) == len(ids)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_does_not_repeat_its_parents_ids():
+    random_part = 2**90 - 1
+    reading, writing = os.pipe()
+    child = os.fork()
+    if child == 0:  # the child: send the random parts of a few ids, then leave at once
+        os.write(writing, json.dumps([clock_ordered_uuid().int & random_part for _ in range(5)]).encode())
+        os._exit(0)
+    os.close(writing)
+    parents = {clock_ordered_uuid().int & random_part for _ in range(5)}
+    with os.fdopen(reading) as pipe:
+        childs = set(json.loads(pipe.read()))
+    os.waitpid(child, 0)
+    assert len(childs) == 5 and not parents & childs

@@ -9,8 +9,18 @@ cheaper per run, and the gap widens as the database grows.
 from __future__ import annotations
 
 import os
+import random
 import time
 import uuid
+
+# The random bits come from a generator seeded from the OS once per process (again in a forked
+# child, which would otherwise repeat its parent's sequence): ids must be unique, not secret, and
+# `os.urandom` releases the GIL for every id, which costs the engine's thread a hand-over to any
+# other thread waiting for the GIL (the run store's writer) on every task run.
+_generator = random.Random(os.urandom(32))
+_random_bits = _generator.getrandbits
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _generator.seed(os.urandom(32)))
 
 _VERSION_MASK = ~(0xF << 76)
 _VARIANT_MASK = ~(0x3 << 62)
@@ -27,5 +37,5 @@ def clock_ordered_uuid() -> uuid.UUID:
     ~72 minutes, prefixes spread over time like random ones, keeping short prefixes unambiguous.
     """
     clock = (time.time_ns() // 1000) & 0xFFFF_FFFF
-    value = (clock << 96) | int.from_bytes(os.urandom(12), "big")
+    value = (clock << 96) | _random_bits(96)
     return uuid.UUID(int=(value & _VERSION_MASK & _VARIANT_MASK) | _VERSION_8 | _RFC_VARIANT)
