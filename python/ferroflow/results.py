@@ -17,7 +17,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from os import PathLike
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from ferroflow import _core
 from ferroflow.exceptions import MissingResult, PersistenceConfigurationError
@@ -25,6 +25,9 @@ from ferroflow.filesystems import LocalFileSystem, WritableFileSystem, resolve_s
 from ferroflow.runstore.ids import clock_ordered_uuid
 from ferroflow.serializers import Serializer, resolve_serializer
 from ferroflow.settings import get_current_settings
+
+if TYPE_CHECKING:
+    from ferroflow.runstore.records import ResultRef
 
 _MISSING: Any = object()
 
@@ -118,7 +121,7 @@ class PersistedResult(BaseResult):
         self._lock = threading.Lock()
         # How the run store refers to this result, once the engine has made it (it records the
         # reference with every state holding this result; see `_engine.recording`).
-        self.store_reference: Any = None
+        self.store_reference: ResultRef | None = None
 
     @classmethod
     def create(

@@ -188,7 +188,7 @@ def result_reference(data: Any) -> ResultRef | None:
             reference = data.store_reference = ResultRef.persisted(
                 storage_reference(data.storage), data.storage_key, data.serializer_type
             )
-        return reference  # type: ignore[no-any-return]
+        return reference
     return None
 
 

@@ -4,8 +4,8 @@ Why a writer thread: the engine records every state of every task, and a commit 
 hundreds of microseconds. Callers only build a row and put it on a queue (a few microseconds); the
 writer drains the queue, at most every `batch_interval` seconds unless a backlog waits, and commits
 what it found in one transaction, so a killed process loses at most the batches not yet written
-and never leaves half of one behind. `flush()` waits for everything queued so
-far; stores still open at interpreter exit are flushed by an `atexit` hook.
+and never leaves half of one behind. `flush()` waits for everything queued so far; stores still
+open at interpreter exit are flushed by an `atexit` hook.
 
 Several threads may share one store (readers get a connection per thread); several processes may
 share one file (SQLite's WAL lets readers run beside the one writer; writers take turns, waiting up
