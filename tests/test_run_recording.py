@@ -17,7 +17,7 @@ import pytest
 from click.testing import CliRunner
 
 from ferroflow import flow, task
-from ferroflow._engine.recording import LazyParameters, parameters_with_defaults
+from ferroflow._engine.parameters import LazyParameters, parameters_with_defaults
 from ferroflow.cli import app
 from ferroflow.exceptions import RunStoreSchemaError
 from ferroflow.results import read_result

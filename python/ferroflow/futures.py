@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from ferroflow._engine.loops import in_async_caller
+from ferroflow._asyncutils import in_async_caller
 from ferroflow.exceptions import CancelledRun
 from ferroflow.states import Crashed, ExceptionResult, State, state_value, state_value_async
 
-if TYPE_CHECKING:
-    from ferroflow._engine.runs import TaskRun
+
+class RunRecord(Protocol):
+    """What a future needs of its run's record (the engine's `TaskRun`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def state(self) -> State: ...
 
 
 class TaskFuture:
@@ -21,9 +27,14 @@ class TaskFuture:
 
     __slots__ = ("task_run", "_future")
 
-    def __init__(self, task_run: TaskRun, future: concurrent.futures.Future[State]) -> None:
+    def __init__(self, task_run: RunRecord, future: concurrent.futures.Future[State]) -> None:
         self.task_run = task_run
         self._future = future
+
+    @property
+    def concurrent_future(self) -> concurrent.futures.Future[State]:
+        """The `concurrent.futures.Future` of the run's final state (what waiting uses)."""
+        return self._future
 
     @property
     def state(self) -> State:

@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-from ferroflow._engine.loops import in_async_caller
+from ferroflow._asyncutils import in_async_caller
 from ferroflow.exceptions import (
     AsyncFetchStateResultWarning,
     CancelledRun,
@@ -72,7 +72,7 @@ class State:
     """The state of a flow or task run. Build one with the constructors below (`Completed()`,
     `Failed()`, ...); the engine records every state a run goes through in its history."""
 
-    __slots__ = ("type", "name", "message", "timestamp", "data", "run_id", "_failure_observed")
+    __slots__ = ("type", "name", "message", "timestamp", "data", "run_id", "failure_observed")
 
     def __init__(
         self,
@@ -91,7 +91,7 @@ class State:
         self.run_id: UUID | None = None
         # Whether a failure was seen by user code (raised to it, or read through `result()`).
         # A flow that returns None fails when one of its task runs failed unseen.
-        self._failure_observed = False
+        self.failure_observed = False
 
     # --- predicates -------------------------------------------------------------------------
     def is_scheduled(self) -> bool:
@@ -174,7 +174,7 @@ def state_value(state: State, raise_on_failure: bool = True) -> Any:
     failed state gives its data: the exception, or for a flow failed by its task runs, their
     states."""
     if state.type in _RAISING_STATE_TYPES:
-        state._failure_observed = True
+        state.failure_observed = True
         if raise_on_failure:
             raise get_state_exception(state)
     elif not state.is_final():
@@ -214,7 +214,7 @@ def get_state_exception(state: State) -> BaseException:
     if is_state_iterable(value):
         for inner in value:
             if inner.type in _RAISING_STATE_TYPES:
-                inner._failure_observed = True
+                inner.failure_observed = True
                 return get_state_exception(inner)
     message = state.message or f"The run ended in a {state.name} state."
     if state.is_crashed():

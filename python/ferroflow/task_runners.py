@@ -5,9 +5,12 @@ run works on its own `duplicate()` of the flow's runner, between `start()` and `
 Plain task calls (`my_task()`) never go through the runner: they run in the caller.
 
 The interface is deliberately small (see docs/engine.md). The engine hands a runner ready-made
-work: a zero-argument callable that performs a whole task run (state changes, retries, result
-creation) in the run context of the flow, and returns the run's final `State`. A runner only
-decides where that callable runs and returns a `concurrent.futures.Future` of the state.
+work, a `TaskRunCall`: calling it performs a whole task run (state changes, retries, result
+creation) in this process, in the run context of the flow, and returns the run's final `State`.
+The same call also describes itself in a picklable form (`request`) together with the function
+that executes such a description in any process (`execute`), which is what a runner that sends
+work to other processes ships. A runner only decides where the run executes and returns a
+`concurrent.futures.Future` of its final state.
 """
 
 from __future__ import annotations
@@ -18,11 +21,28 @@ import concurrent.futures
 import enum
 import threading
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol
 
 from ferroflow.states import State
 
-SyncTaskRun = Callable[[], State]
+
+class TaskRunCall(Protocol):
+    """One task run, ready to execute (made by the engine).
+
+    - `call()` runs it here, in the flow run's context, and returns its final state.
+    - `request` describes it: the task, its resolved inputs, the run's identity, its result
+      configuration and the settings in force; it pickles (with cloudpickle for the task).
+    - `execute(request)` runs such a description in any process, returning a small final
+      state: a persisted result travels back as its reference, not its value.
+    """
+
+    @property
+    def request(self) -> Any: ...
+    @property
+    def execute(self) -> Callable[[Any], State]: ...
+    def __call__(self) -> State: ...
+
+
 AsyncTaskRun = Callable[[], Coroutine[Any, Any, State]]
 
 
@@ -53,8 +73,8 @@ class BaseTaskRunner(abc.ABC):
         every submitted run."""
 
     @abc.abstractmethod
-    def submit(self, run: SyncTaskRun) -> concurrent.futures.Future[State]:
-        """Execute `run` (a sync task run; it blocks while the task body runs)."""
+    def submit(self, run: TaskRunCall) -> concurrent.futures.Future[State]:
+        """Execute `run` (a sync task run; calling it blocks while the task body runs)."""
 
     @abc.abstractmethod
     def submit_coroutine(
@@ -83,7 +103,7 @@ class SequentialTaskRunner(BaseTaskRunner):
 
     concurrency_type = TaskConcurrencyType.SEQUENTIAL
 
-    def submit(self, run: SyncTaskRun) -> concurrent.futures.Future[State]:
+    def submit(self, run: TaskRunCall) -> concurrent.futures.Future[State]:
         return finished_future(run())
 
     def submit_coroutine(
@@ -122,7 +142,7 @@ class ConcurrentTaskRunner(BaseTaskRunner):
     def duplicate(self) -> ConcurrentTaskRunner:
         return type(self)(max_workers=self.max_workers)
 
-    def submit(self, run: SyncTaskRun) -> concurrent.futures.Future[State]:
+    def submit(self, run: TaskRunCall) -> concurrent.futures.Future[State]:
         return self._pool().submit(run)
 
     def submit_coroutine(
@@ -165,4 +185,5 @@ __all__ = [
     "ConcurrentTaskRunner",
     "SequentialTaskRunner",
     "TaskConcurrencyType",
+    "TaskRunCall",
 ]

@@ -4,25 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from typing import Any, Protocol
+from typing import Any
 
-from ferroflow._engine.loops import _StillRunning, call_in_thread
+from ferroflow._asyncutils import StillRunning, call_in_thread
+from ferroflow._engine.definitions import Runnable
 from ferroflow.exceptions import RunTimeoutError
-
-
-class Runnable(Protocol):
-    """What a Flow and a Task have in common for running their function."""
-
-    @property
-    def fn(self) -> Any: ...
-    @property
-    def name(self) -> str: ...
-    @property
-    def timeout_seconds(self) -> float | None: ...
-    @property
-    def _run_kind(self) -> str: ...
-    @property
-    def _timeout_error(self) -> type[RunTimeoutError]: ...
 
 
 def _timed_out(runnable: Runnable, note: str) -> RunTimeoutError:
@@ -40,7 +26,7 @@ def call_sync_body(runnable: Runnable, args: tuple[Any, ...], kwargs: dict[str, 
         return runnable.fn(*args, **kwargs)
     try:
         return call_in_thread(functools.partial(runnable.fn, *args, **kwargs), timeout)
-    except _StillRunning:
+    except StillRunning:
         note = " (Python cannot stop a thread: the call goes on in the background)"
         raise _timed_out(runnable, note) from None
 

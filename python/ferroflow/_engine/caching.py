@@ -18,21 +18,14 @@ from __future__ import annotations
 import datetime
 import warnings
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ferroflow._engine.recording import (
-    parameters_with_defaults,
-    positional_parameter_names,
-    result_reference,
-    storage_from_reference,
-)
+from ferroflow._engine.parameters import positional_parameter_names
+from ferroflow._engine.run_book import RunBook
 from ferroflow._engine.runs import run_identity
+from ferroflow.context import TaskRunContext
 from ferroflow.exceptions import CachedResultUnavailableWarning, CacheKeyFunctionError
-from ferroflow.results import BaseResult, LiteralResult, PersistedResult
-
-if TYPE_CHECKING:
-    from ferroflow.context import TaskRunContext
-    from ferroflow.runstore import ResultRef
+from ferroflow.results import BaseResult, reopen_result, result_reference
 
 
 REUSED_FROM_EARLIER_ATTEMPT = "Reused the result of an earlier attempt of this flow run."
@@ -41,18 +34,17 @@ REUSED_FROM_EARLIER_ATTEMPT = "Reused the result of an earlier attempt of this f
 def prior_result(task_context: TaskRunContext) -> tuple[BaseResult, str] | None:
     """The result that ends this task run without running it, with the Cached state's message
     saying where it came from; or None to run the task."""
-    earlier = task_context.flow_run_context.earlier_attempt_result(
-        run_identity(task_context.task_run)
-    )
+    book: RunBook = task_context.flow_run_context.engine
+    earlier = book.earlier_attempt_result(run_identity(task_context.task_run))
     if earlier is not None:
         return earlier, REUSED_FROM_EARLIER_ATTEMPT
     key_fn = task_context.task.cache_key_fn
     if key_fn is None:
         return None
     key = task_context.cache_key = cache_key(task_context, key_fn)
-    if key is None or _refreshing(task_context):
+    if key is None or _refreshing(task_context, book):
         return None
-    cached = _cached_result(task_context, key)
+    cached = _cached_result(task_context, book, key)
     return None if cached is None else (cached, f"Cache hit for key {key!r}.")
 
 
@@ -68,15 +60,16 @@ def remember(task_context: TaskRunContext, result: BaseResult) -> None:
     expiration = None
     if task.cache_expiration is not None:
         expiration = datetime.datetime.now(datetime.timezone.utc) + task.cache_expiration
-    task_context.flow_run_context.run_store().put_cache_entry(
+    book: RunBook = task_context.flow_run_context.engine
+    book.run_store().put_cache_entry(
         key, task.name, reference, expiration=expiration
     )
 
 
-def _refreshing(task_context: TaskRunContext) -> bool:
+def _refreshing(task_context: TaskRunContext, book: RunBook) -> bool:
     refresh = task_context.task.refresh_cache
     if refresh is None:
-        return task_context.flow_run_context.refresh_cache_by_default()
+        return book.refresh_cache_by_default()
     return bool(refresh)
 
 
@@ -91,8 +84,7 @@ def cache_key(task_context: TaskRunContext, key_fn: Callable[..., Any]) -> str |
     arity = _accepted_arguments(key_fn)
     try:
         if arity == 2:
-            parameters = parameters_with_defaults(task.fn, task_context.args, task_context.kwargs)
-            key = key_fn(task_context, task_context.parameters if parameters is None else parameters)
+            key = key_fn(task_context, task_context.parameters)
         elif arity == 1:
             key = key_fn(task_context)
         else:
@@ -133,12 +125,15 @@ def _short_repr(value: Any, limit: int = 80) -> str:
 # --- reading a cache entry -------------------------------------------------------------------------
 
 
-def _cached_result(task_context: TaskRunContext, key: str) -> BaseResult | None:
-    reference = task_context.flow_run_context.run_store().get_cached_result(key)
+def _cached_result(task_context: TaskRunContext, book: RunBook, key: str) -> BaseResult | None:
+    reference = book.run_store().get_cached_result(key)
     if reference is None:
         return None
+    factory = task_context.result_factory
     try:
-        return _reopen(reference, task_context)
+        return reopen_result(
+            reference, cache_in_memory=factory is None or factory.cache_result_in_memory
+        )
     except Exception as error:
         warnings.warn(
             f"The cached result of task {task_context.task.name!r} (cache key {key[:16]}…, "
@@ -148,20 +143,3 @@ def _cached_result(task_context: TaskRunContext, key: str) -> BaseResult | None:
             stacklevel=2,
         )
         return None
-
-
-def _reopen(reference: ResultRef, task_context: TaskRunContext) -> BaseResult:
-    """The result a cache entry refers to, read back and verified (the value is kept in memory
-    unless the task has `cache_result_in_memory=False`)."""
-    if reference.kind == "literal":
-        return LiteralResult(reference.value)
-    factory = task_context.result_factory
-    result = PersistedResult(
-        storage=storage_from_reference(reference.storage),  # type: ignore[arg-type]
-        storage_key=reference.key,  # type: ignore[arg-type]
-        serializer_type=reference.serializer,  # type: ignore[arg-type]
-        cache_in_memory=factory is None or factory.cache_result_in_memory,
-    )
-    result.store_reference = reference  # what the Cached state's record refers to: the same
-    result.get()  # a missing or damaged file shows here, while the task can still run instead
-    return result

@@ -11,12 +11,15 @@ import asyncio
 import concurrent.futures
 import time
 import types
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from ferroflow._asyncutils import in_async_caller, run_coroutine_blocking
 from ferroflow._engine import caching
 from ferroflow._engine.bodies import call_async_body, call_sync_body
-from ferroflow._engine.loops import in_async_caller, run_coroutine_blocking
-from ferroflow._engine.recording import LazyParameters, RunRecorder, recorder_for_flow_run
+from ferroflow._engine.definitions import FlowDefinition
+from ferroflow._engine.parameters import LazyParameters
+from ferroflow._engine.recording import RunRecorder, recorder_for_flow_run
+from ferroflow._engine.run_book import RunBook
 from ferroflow._engine.runs import (
     Attempts,
     FlowRun,
@@ -40,15 +43,12 @@ from ferroflow.states import (
     state_value_async,
 )
 
-if TYPE_CHECKING:
-    from ferroflow.flows import Flow
-
 _RUN_KIND = "Flow run"
 _FAILED_TYPES = (StateType.FAILED, StateType.CRASHED)
 
 
 def call_flow(
-    flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
+    flow: FlowDefinition, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
 ) -> Any:
     if flow.isasync:
         coroutine = _call_async(flow, args, kwargs, return_state)
@@ -62,7 +62,7 @@ def call_flow(
 
 
 async def _call_async(
-    flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
+    flow: FlowDefinition, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
 ) -> Any:
     state = await run_flow_async(flow, args, kwargs)
     return state if return_state else await state_value_async(state, True)
@@ -72,7 +72,7 @@ async def _call_async(
 
 
 def _begin(
-    flow: Flow[Any],
+    flow: FlowDefinition,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
     loop: asyncio.AbstractEventLoop | None,
@@ -84,8 +84,9 @@ def _begin(
     parent_flow = parent.flow_run_context if isinstance(parent, TaskRunContext) else parent
     flow_run = _new_flow_run(flow, parent_flow, args, kwargs)
     if parent_flow is not None:
-        parent_flow.child_runs.append(flow_run)  # a subflow counts among its parent's runs
-        earlier = parent_flow.earlier_attempt_result(run_identity(flow_run))
+        parent_book: RunBook = parent_flow.engine
+        parent_book.child_runs.append(flow_run)  # a subflow counts among its parent's runs
+        earlier = parent_book.earlier_attempt_result(run_identity(flow_run))
         if earlier is not None:
             set_state(flow_run, Cached(data=earlier, message=caching.REUSED_FROM_EARLIER_ATTEMPT))
             return flow_run
@@ -94,11 +95,18 @@ def _begin(
     except Exception as exc:
         set_state(flow_run, failed_state(_RUN_KIND, exc))
         return flow_run
-    return FlowRunContext(flow, flow_run, factory, flow.task_runner.duplicate(), loop=loop)
+    return FlowRunContext(
+        flow,
+        flow_run,
+        factory,
+        flow.task_runner.duplicate(),
+        is_async=loop is not None,
+        engine=RunBook(flow_run, factory, loop),
+    )
 
 
 def _new_flow_run(
-    flow: Flow[Any],
+    flow: FlowDefinition,
     parent_flow: FlowRunContext | None,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -111,7 +119,8 @@ def _new_flow_run(
         recorder, dynamic_key, parent_id = recorder_for_flow_run(), None, None
     else:
         recorder = parent_flow.flow_run.recorder
-        dynamic_key = parent_flow.next_dynamic_key(subflow_key(flow.name))
+        parent_book: RunBook = parent_flow.engine
+        dynamic_key = parent_book.next_dynamic_key(subflow_key(flow.name))
         parent_id = parent_flow.flow_run.id
     return FlowRun(
         flow.name,
@@ -122,7 +131,7 @@ def _new_flow_run(
     )
 
 
-def run_flow_sync(flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> State:
+def run_flow_sync(flow: FlowDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]) -> State:
     context = _begin(flow, args, kwargs, loop=None)
     if isinstance(context, FlowRun):
         _commit_records(context)
@@ -132,7 +141,7 @@ def run_flow_sync(flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     try:
         context.task_runner.start()
         for attempt in attempts:
-            context.start_attempt()
+            context.engine.start_attempt()
             with attempt:
                 returned = _call_and_wait_for_task_runs(flow, context, args, kwargs)
                 attempt.conclude(final_state_from_return(returned, context))
@@ -144,7 +153,7 @@ def run_flow_sync(flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
         _commit_records(context.flow_run)
 
 
-async def run_flow_async(flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> State:
+async def run_flow_async(flow: FlowDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]) -> State:
     context = _begin(flow, args, kwargs, loop=asyncio.get_running_loop())
     if isinstance(context, FlowRun):
         await _commit_records_async(context)
@@ -154,7 +163,7 @@ async def run_flow_async(flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[st
     try:
         context.task_runner.start()
         for attempt in attempts:
-            context.start_attempt()
+            context.engine.start_attempt()
             with attempt:
                 returned = await _call_and_wait_for_task_runs_async(flow, context, args, kwargs)
                 attempt.conclude(final_state_from_return(returned, context))
@@ -169,7 +178,7 @@ async def run_flow_async(flow: Flow[Any], args: tuple[Any, ...], kwargs: dict[st
 def _end(context: FlowRunContext, leave: Any) -> None:
     try:
         context.task_runner.shutdown()
-        context.close()
+        context.engine.close()
     finally:
         leave()
 
@@ -200,7 +209,7 @@ def _outermost_recorder(flow_run: FlowRun) -> RunRecorder | None:
 
 
 def _call_and_wait_for_task_runs(
-    flow: Flow[Any], context: FlowRunContext, args: tuple[Any, ...], kwargs: dict[str, Any]
+    flow: FlowDefinition, context: FlowRunContext, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     try:
         returned = call_sync_body(flow, args, kwargs)
@@ -214,7 +223,7 @@ def _call_and_wait_for_task_runs(
 
 
 async def _call_and_wait_for_task_runs_async(
-    flow: Flow[Any], context: FlowRunContext, args: tuple[Any, ...], kwargs: dict[str, Any]
+    flow: FlowDefinition, context: FlowRunContext, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> Any:
     try:
         returned = await call_async_body(flow, args, kwargs)
@@ -228,7 +237,7 @@ async def _call_and_wait_for_task_runs_async(
 
 
 def _unfinished_task_runs(context: FlowRunContext) -> list[concurrent.futures.Future[State]]:
-    return [future._future for future in context.futures if not future.done()]
+    return [future.concurrent_future for future in context.futures if not future.done()]
 
 
 def _wait_for_task_runs(context: FlowRunContext) -> None:
@@ -298,7 +307,7 @@ def _unseen_failures(context: FlowRunContext) -> list[State]:
     return [
         run.state
         for run in context.child_runs
-        if run.state.type in _FAILED_TYPES and not run.state._failure_observed
+        if run.state.type in _FAILED_TYPES and not run.state.failure_observed
     ]
 
 

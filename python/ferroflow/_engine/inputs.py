@@ -79,9 +79,9 @@ def pending_upstream_futures(*values: Any) -> list[concurrent.futures.Future[Sta
     if not has_run_values(values):
         return []
     return [
-        found._future
+        found.concurrent_future
         for found in _walk(values)
-        if type(found) is TaskFuture and not found._future.done()
+        if type(found) is TaskFuture and not found.done()
     ]
 
 

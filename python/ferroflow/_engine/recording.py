@@ -5,31 +5,28 @@ The process shares one store per URL, opened the first time a flow run needs it 
 outermost flow run decides once, when it starts, whether it is recorded
 (`recorder_for_flow_run`); its task runs and subflow runs use the same `RunRecorder`, so the hot
 path reads no settings. The store queues every call and commits on a background thread, so
-recording a task run costs a few microseconds of the caller's time.
+recording a task run costs a few microseconds of the caller's time. How a state's result is
+referred to is `ferroflow.results.result_reference`; a run's parameters are bound lazily
+(`ferroflow._engine.parameters.LazyParameters`).
 """
 
 from __future__ import annotations
 
-import inspect
-import json
 import logging
 import threading
-from collections.abc import Callable, ItemsView, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from ferroflow.exceptions import RunStoreError
-from ferroflow.results import LiteralResult, PersistedResult
-from ferroflow.runstore import ResultRef, RunStore, default_store_url, open_store
+from ferroflow.results import result_reference
+from ferroflow.runstore import RunStore, default_store_url, open_store
 from ferroflow.settings import get_current_settings
 
 if TYPE_CHECKING:
     from ferroflow._engine.runs import FlowRun, TaskRun
-    from ferroflow.filesystems import WritableFileSystem
     from ferroflow.states import State
 
 logger = logging.getLogger("ferroflow.runstore")
-
-T = TypeVar("T")
 
 
 class _StorePool:
@@ -165,198 +162,3 @@ def recorder_for_flow_run() -> RunRecorder | None:
     if not get_current_settings().runstore_record_runs:
         return None
     return RunRecorder(stores.acquire())
-
-
-# --- result references ---------------------------------------------------------------------------
-
-_LITERAL_REFERENCES = {
-    None: ResultRef.literal(None),
-    True: ResultRef.literal(True),
-    False: ResultRef.literal(False),
-}
-
-
-def result_reference(data: Any) -> ResultRef | None:
-    """How the store refers to a state's result: a literal inline, a persisted result by its
-    storage, key and serializer. Other results (in memory only, exceptions) have none."""
-    kind = type(data)
-    if kind is LiteralResult:
-        return _LITERAL_REFERENCES[data.value]
-    if kind is PersistedResult:
-        reference = data.store_reference
-        if reference is None:
-            reference = data.store_reference = ResultRef.persisted(
-                storage_reference(data.storage), data.storage_key, data.serializer_type
-            )
-        return reference
-    return None
-
-
-# A storage's description, as JSON text: how result references name their storage. Computed
-# once per storage object (its pydantic dump is slow for the hot path); storages are few.
-_storage_references: dict[int, tuple[WritableFileSystem, str]] = {}
-
-
-def storage_reference(storage: WritableFileSystem) -> str:
-    known = _storage_references.get(id(storage))
-    if known is not None and known[0] is storage:
-        return known[1]
-    text = json.dumps(storage.to_description(), sort_keys=True)
-    if len(_storage_references) > 256:
-        _storage_references.clear()
-    _storage_references[id(storage)] = (storage, text)
-    return text
-
-
-def storage_from_reference(reference: str) -> WritableFileSystem:
-    """The storage a result reference names: a description as JSON text (what the engine
-    records, see `storage_reference`) or a saved storage's slug (`local-file-system/dev`)."""
-    from ferroflow.filesystems import WritableFileSystem, resolve_storage
-
-    storage = _storages_by_reference.get(reference)
-    if storage is None:
-        if reference.startswith("{"):
-            storage = WritableFileSystem.from_description(json.loads(reference))
-        else:
-            storage = resolve_storage(reference)
-        if len(_storages_by_reference) > 256:
-            _storages_by_reference.clear()
-        _storages_by_reference[reference] = storage
-        _storage_references[id(storage)] = (storage, reference)
-    return storage
-
-
-_storages_by_reference: dict[str, WritableFileSystem] = {}
-
-
-# --- parameters ------------------------------------------------------------------------------------
-
-
-class LazyParameters(Mapping[str, Any]):
-    """A call's arguments by parameter name, bound to the signature only when read.
-
-    The store summarizes parameters on its writer thread; binding there keeps
-    `inspect.signature(...).bind` off the caller's path.
-    """
-
-    __slots__ = ("_fn", "_args", "_kwargs", "_bound")
-
-    def __init__(self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]):
-        self._fn = fn
-        self._args = args
-        self._kwargs = kwargs
-        self._bound: dict[str, Any] | None = None
-
-    def _arguments(self) -> dict[str, Any]:
-        if self._bound is None:
-            self._bound = bind_arguments(self._fn, self._args, self._kwargs)
-        return self._bound
-
-    def __getitem__(self, name: str) -> Any:
-        return self._arguments()[name]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._arguments())
-
-    def __len__(self) -> int:
-        return len(self._arguments())
-
-    def items(self) -> ItemsView[str, Any]:
-        # The bound dict's own view: Mapping's generic one looks every key up again in Python,
-        # and the writer thread summarizes every task run's parameters through it.
-        return self._arguments().items()
-
-
-# Positional parameter names of functions without *args, by function: binding by zip() is many
-# times faster than `inspect.Signature.bind`, and the writer thread does it for every run.
-_positional_names: dict[Any, tuple[str, ...] | None] = {}
-
-
-def bind_arguments(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> dict[str, Any]:
-    """The arguments of a call by parameter name (as passed: defaults are not filled in)."""
-    names = positional_parameter_names(fn)
-    if names is not None and len(args) <= len(names):
-        arguments = dict(zip(names, args))
-        arguments.update(kwargs)
-        return arguments
-    try:
-        return dict(inspect.signature(fn).bind(*args, **kwargs).arguments)
-    except (TypeError, ValueError):  # a call that does not fit the signature: show what was passed
-        return {**{f"arg{i}": value for i, value in enumerate(args)}, **kwargs}
-
-
-def parameters_with_defaults(
-    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> dict[str, Any] | None:
-    """The arguments of a call by parameter name, defaults applied — what `Signature.bind` and
-    `apply_defaults` give — for a function whose parameters are all positional-or-keyword; None
-    for other signatures, or a call that does not fit (bind it the slow way, which says why).
-
-    Cache key functions take the parameters of every call; binding through `inspect` costs
-    several times more than this.
-    """
-    plain = _plain_signature(fn)
-    if plain is None or len(args) > len(plain[0]):
-        return None
-    names, defaults = plain
-    arguments = dict(zip(names, args))
-    passed_by_name = 0
-    for name in names[len(args):]:
-        if name in kwargs:
-            arguments[name] = kwargs[name]
-            passed_by_name += 1
-        elif name in defaults:
-            arguments[name] = defaults[name]
-        else:
-            return None  # a missing argument
-    return arguments if passed_by_name == len(kwargs) else None  # else unknown or doubled names
-
-
-# Names and defaults of functions whose parameters are all positional-or-keyword, by function.
-_plain_signatures: dict[Any, tuple[tuple[str, ...], dict[str, Any]] | None] = {}
-
-
-def _plain_signature(fn: Callable[..., Any]) -> tuple[tuple[str, ...], dict[str, Any]] | None:
-    return _once_per_function(_plain_signatures, fn, _read_plain_signature)
-
-
-def _read_plain_signature(fn: Callable[..., Any]) -> tuple[tuple[str, ...], dict[str, Any]] | None:
-    try:
-        parameters = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is not inspect.Parameter.POSITIONAL_OR_KEYWORD for p in parameters):
-        return None
-    names = tuple(p.name for p in parameters)
-    defaults = {p.name: p.default for p in parameters if p.default is not inspect.Parameter.empty}
-    return names, defaults
-
-
-def positional_parameter_names(fn: Callable[..., Any]) -> tuple[str, ...] | None:
-    """The names of `fn`'s positional parameters; None if it takes *args or has no signature."""
-    return _once_per_function(_positional_names, fn, _read_positional_names)
-
-
-def _once_per_function(table: dict[Any, T], fn: Callable[..., Any], read: Callable[[Any], T]) -> T:
-    """`read(fn)`, kept in `table` so it is read once per function (reading a signature is slow);
-    an unhashable callable is read every time."""
-    try:
-        return table[fn]
-    except KeyError:
-        value = table[fn] = read(fn)
-        return value
-    except TypeError:  # an unhashable callable: nothing to keep it by
-        return read(fn)
-
-
-def _read_positional_names(fn: Callable[..., Any]) -> tuple[str, ...] | None:
-    try:
-        parameters = inspect.signature(fn).parameters.values()
-    except (TypeError, ValueError):
-        return None
-    if any(p.kind is inspect.Parameter.VAR_POSITIONAL for p in parameters):
-        return None
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    return tuple(p.name for p in parameters if p.kind in positional)

@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 from ferroflow.exceptions import RunTimeoutError
-from ferroflow.runstore.ids import clock_ordered_uuid
+from ferroflow.ids import clock_ordered_uuid
 from ferroflow.states import (
     AwaitingRetry,
     Cancelled,
@@ -60,8 +60,10 @@ class TaskRun:
         *,
         recorder: RunRecorder | None = None,
         parameters: Mapping[str, Any] | None = None,
+        run_id: uuid.UUID | None = None,
     ):
-        self.id = clock_ordered_uuid()
+        # A run executing in another process keeps the id its flow run gave it.
+        self.id = clock_ordered_uuid() if run_id is None else run_id
         self.id_text = str(self.id)  # as the run store knows it; every state record names it
         self.recorder = recorder
         self.name = f"{task_name}-{dynamic_key}"
@@ -109,8 +111,9 @@ class FlowRun:
         dynamic_key: int | None = None,
         recorder: RunRecorder | None = None,
         parameters: Mapping[str, Any] | None = None,
+        run_id: uuid.UUID | None = None,
     ) -> None:
-        self.id = clock_ordered_uuid()
+        self.id = clock_ordered_uuid() if run_id is None else run_id
         self.id_text = str(self.id)  # as the run store knows it; every state record names it
         self.recorder = recorder
         self.name = f"{flow_name}-{self.id.hex[:8]}"

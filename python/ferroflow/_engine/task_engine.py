@@ -15,11 +15,13 @@ import contextvars
 import functools
 import threading
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable
+from typing import Any
 
+from ferroflow._asyncutils import in_async_caller
 from ferroflow._engine import caching
 from ferroflow._engine.bodies import call_async_body, call_sync_body
+from ferroflow._engine.definitions import TaskDefinition
 from ferroflow._engine.inputs import (
     UpstreamFailed,
     has_run_values,
@@ -27,10 +29,11 @@ from ferroflow._engine.inputs import (
     resolve_inputs,
     unmapped,
 )
-from ferroflow._engine.loops import in_async_caller
-from ferroflow._engine.recording import LazyParameters
-from ferroflow._engine.runs import Attempts, TaskRun, failed_state
-from ferroflow.context import FlowRunContext, TaskRunContext, set_task_run_context
+from ferroflow._engine.parameters import LazyParameters, bind_with_defaults
+from ferroflow._engine.run_book import RunBook
+from ferroflow._engine.runs import Attempts, FlowRun, TaskRun, failed_state, run_identity
+from ferroflow._engine.task_run_request import TaskRunIdentity, TaskRunRequest
+from ferroflow.context import FlowRunContext, TaskRunContext, set_flow_run_context, set_task_run_context
 from ferroflow.exceptions import (
     MappingLengthMismatch,
     MappingMissingIterable,
@@ -44,10 +47,13 @@ from ferroflow.states import (
     State,
     state_value,
 )
-from ferroflow.task_runners import BaseTaskRunner, TaskConcurrencyType, finished_future
-
-if TYPE_CHECKING:
-    from ferroflow.tasks import Task
+from ferroflow.settings import get_current_settings, temporary_settings
+from ferroflow.task_runners import (
+    BaseTaskRunner,
+    SequentialTaskRunner,
+    TaskConcurrencyType,
+    finished_future,
+)
 
 _RUN_KIND = "Task run"
 
@@ -56,13 +62,14 @@ _RUN_KIND = "Task run"
 
 
 def call_task(
-    task: Task[Any], args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
+    task: TaskDefinition, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
 ) -> Any:
     flow_context = _flow_context_for(task, "called")
     if task.isasync:
         if in_async_caller():
             return _call_async(task, flow_context, args, kwargs, return_state)
-        state = flow_context.run_coroutine(
+        book: RunBook = flow_context.engine
+        state = book.run_coroutine(
             run_task_async(
                 task, _new_task_run(task, flow_context, args, kwargs), flow_context, args, kwargs
             )
@@ -75,7 +82,7 @@ def call_task(
 
 
 async def _call_async(
-    task: Task[Any],
+    task: TaskDefinition,
     flow_context: FlowRunContext,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -87,7 +94,7 @@ async def _call_async(
 
 
 def submit_task(
-    task: Task[Any], args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: tuple[Any, ...]
+    task: TaskDefinition, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: tuple[Any, ...]
 ) -> Any:
     flow_context = _flow_context_for(task, "submitted")
     if in_async_caller():
@@ -96,7 +103,7 @@ def submit_task(
 
 
 def map_task(
-    task: Task[Any], args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: tuple[Any, ...]
+    task: TaskDefinition, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: tuple[Any, ...]
 ) -> Any:
     flow_context = _flow_context_for(task, "mapped")
     if in_async_caller():
@@ -108,7 +115,7 @@ def map_task(
 # --- where a task may run ---------------------------------------------------------------------
 
 
-def _flow_context_for(task: Task[Any], verb: str) -> FlowRunContext:
+def _flow_context_for(task: TaskDefinition, verb: str) -> FlowRunContext:
     task_context = TaskRunContext.get()
     if task_context is not None:
         raise NestedTaskError(
@@ -127,19 +134,20 @@ def _flow_context_for(task: Task[Any], verb: str) -> FlowRunContext:
 
 
 def _new_task_run(
-    task: Task[Any], flow_context: FlowRunContext, args: tuple[Any, ...], kwargs: dict[str, Any]
+    task: TaskDefinition, flow_context: FlowRunContext, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> TaskRun:
     task_key = task.task_key
+    book: RunBook = flow_context.engine
     recorder = flow_context.flow_run.recorder
     task_run = TaskRun(
         task.name,
         task_key,
-        flow_context.next_dynamic_key(task_key),
+        book.next_dynamic_key(task_key),
         flow_context.flow_run.id,
         recorder=recorder,
         parameters=None if recorder is None else LazyParameters(task.fn, args, kwargs),
     )
-    flow_context.child_runs.append(task_run)
+    book.child_runs.append(task_run)
     return task_run
 
 
@@ -147,7 +155,7 @@ def _new_task_run(
 
 
 def run_task_sync(
-    task: Task[Any],
+    task: TaskDefinition,
     task_run: TaskRun,
     flow_context: FlowRunContext,
     args: tuple[Any, ...],
@@ -155,7 +163,9 @@ def run_task_sync(
     wait_for: tuple[Any, ...] = (),
 ) -> State:
     """Run a sync task to its final state (its upstream futures have finished)."""
-    task_context = TaskRunContext(task, task_run, flow_context, args, kwargs, is_async=False)
+    task_context = TaskRunContext(
+        task, task_run, flow_context, args, kwargs, is_async=False, bind=bind_with_defaults
+    )
     leave = set_task_run_context(task_context)
     try:
         attempts = Attempts(task_run, _RUN_KIND, task.retries, task.retry_delay_seconds)
@@ -172,7 +182,7 @@ def run_task_sync(
 
 
 async def run_task_async(
-    task: Task[Any],
+    task: TaskDefinition,
     task_run: TaskRun,
     flow_context: FlowRunContext,
     args: tuple[Any, ...],
@@ -183,7 +193,9 @@ async def run_task_async(
     pending = pending_upstream_futures(args, kwargs, wait_for)
     if pending:
         await asyncio.wait([asyncio.wrap_future(future) for future in pending])
-    task_context = TaskRunContext(task, task_run, flow_context, args, kwargs, is_async=True)
+    task_context = TaskRunContext(
+        task, task_run, flow_context, args, kwargs, is_async=True, bind=bind_with_defaults
+    )
     leave = set_task_run_context(task_context)
     try:
         attempts = Attempts(task_run, _RUN_KIND, task.retries, task.retry_delay_seconds)
@@ -204,9 +216,8 @@ def _prepare(task_context: TaskRunContext, attempts: Attempts, wait_for: tuple[A
     its function: its result factory could not be made, an input's run failed, or a prior
     result was found."""
     try:
-        task_context.result_factory = task_context.flow_run_context.task_result_factory(
-            task_context.task
-        )
+        book: RunBook = task_context.flow_run_context.engine
+        task_context.result_factory = book.task_result_factory(task_context.task)
         if has_run_values((task_context.args, task_context.kwargs, wait_for)):
             task_context.args = resolve_inputs(task_context.args)
             task_context.kwargs = resolve_inputs(task_context.kwargs)
@@ -255,7 +266,7 @@ def _completed_state(task_context: TaskRunContext, value: Any) -> State:
 
 
 def _submit(
-    task: Task[Any],
+    task: TaskDefinition,
     flow_context: FlowRunContext,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -267,26 +278,16 @@ def _submit(
         run_async = functools.partial(
             run_task_async, task, task_run, flow_context, args, kwargs, wait_for
         )
-        future = runner.submit_coroutine(run_async, flow_context.event_loop())
+        book: RunBook = flow_context.engine
+        future = runner.submit_coroutine(run_async, book.event_loop())
     else:
-        # The run executes with the context of this moment (the flow run's), wherever the
-        # runner puts it.
-        run = functools.partial(
-            contextvars.copy_context().run,
-            run_task_sync,
-            task,
-            task_run,
-            flow_context,
-            args,
-            kwargs,
-            wait_for,
-        )
-        future = _submit_when_ready(runner, run, pending_upstream_futures(args, kwargs, wait_for))
+        call = LocalTaskRunCall(task, task_run, flow_context, args, kwargs, wait_for)
+        future = _submit_when_ready(runner, call, pending_upstream_futures(args, kwargs, wait_for))
     return _tracked(flow_context, TaskFuture(task_run, future))
 
 
 async def _submit_from_async(
-    task: Task[Any],
+    task: TaskDefinition,
     flow_context: FlowRunContext,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -304,13 +305,14 @@ async def _submit_from_async(
 
 def _tracked(flow_context: FlowRunContext, future: TaskFuture) -> TaskFuture:
     """Register a future with its flow run, which waits for it before ending."""
-    flow_context.futures.append(future)
+    book: RunBook = flow_context.engine
+    book.futures.append(future)
     return future
 
 
 def _submit_when_ready(
     runner: BaseTaskRunner,
-    run: Any,
+    run: LocalTaskRunCall,
     upstream: list[concurrent.futures.Future[State]],
 ) -> concurrent.futures.Future[State]:
     """Submit `run` once every upstream future has finished. Waiting this way, rather than in a
@@ -354,11 +356,121 @@ def _wait_blocking(futures: list[concurrent.futures.Future[State]]) -> None:
         concurrent.futures.wait(futures)
 
 
+# --- a task run as a call for a task runner ---------------------------------------------------
+
+
+class LocalTaskRunCall:
+    """A submitted sync task run, as a task runner receives it (`ferroflow.task_runners.
+    TaskRunCall`): calling it runs the task run here, with the context of the moment it was
+    submitted (the flow run's); `request` describes it for another process, where
+    `execute_task_run` runs it."""
+
+    __slots__ = ("task", "task_run", "flow_context", "args", "kwargs", "wait_for", "_context")
+
+    def __init__(
+        self,
+        task: TaskDefinition,
+        task_run: TaskRun,
+        flow_context: FlowRunContext,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        wait_for: tuple[Any, ...],
+    ) -> None:
+        self.task = task
+        self.task_run = task_run
+        self.flow_context = flow_context
+        self.args = args
+        self.kwargs = kwargs
+        self.wait_for = wait_for
+        self._context = contextvars.copy_context()
+
+    def __call__(self) -> State:
+        return self._context.run(
+            run_task_sync,
+            self.task,
+            self.task_run,
+            self.flow_context,
+            self.args,
+            self.kwargs,
+            self.wait_for,
+        )
+
+    @property
+    def execute(self) -> Callable[[TaskRunRequest], State]:
+        return execute_task_run
+
+    @property
+    def request(self) -> TaskRunRequest:
+        """The run, described for another process. Its upstream runs have finished (runners
+        get a run only then); their values replace the futures and states among its inputs."""
+        book: RunBook = self.flow_context.engine
+        task_run = self.task_run
+        resolve_inputs(self.wait_for)  # an upstream failure raises UpstreamFailed here
+        return TaskRunRequest(
+            task=self.task,
+            args=resolve_inputs(self.args),
+            kwargs=resolve_inputs(self.kwargs),
+            identity=TaskRunIdentity(
+                task_run_id=task_run.id,
+                task_name=task_run.task_name,
+                task_key=task_run.task_key,
+                dynamic_key=task_run.dynamic_key,
+                flow_run_id=task_run.flow_run_id,
+            ),
+            result_factory=book.task_result_factory(self.task),
+            earlier_result=book.earlier_attempt_result(run_identity(task_run)),
+            refresh_cache=book.refresh_cache_by_default(),
+            settings=get_current_settings(),
+        )
+
+
+def execute_task_run(request: TaskRunRequest) -> State:
+    """Run the task run `request` describes, in this process, outside its flow run, and return
+    its final state (a persisted result in it pickles as its reference only).
+
+    The run has the identity the flow run gave it, the result factory and settings of the flow
+    run's process, and reuses an earlier attempt's result or a cache entry as it would there.
+    Its states are not recorded here: the flow's process records the final state it gets back.
+    """
+    identity = request.identity
+    with temporary_settings(**request.settings.model_dump()):
+        flow_run = FlowRun("detached", None, run_id=identity.flow_run_id)
+        book = RunBook(flow_run, request.result_factory, loop=None)
+        book.adopt(
+            request.task,
+            request.result_factory,
+            request.earlier_result,
+            request.refresh_cache,
+            (identity.task_key, identity.dynamic_key),
+        )
+        flow_context = FlowRunContext(
+            None, flow_run, request.result_factory, SequentialTaskRunner(), is_async=False, engine=book
+        )
+        task_run = TaskRun(
+            identity.task_name,
+            identity.task_key,
+            identity.dynamic_key,
+            identity.flow_run_id,
+            run_id=identity.task_run_id,
+        )
+        book.child_runs.append(task_run)
+        leave = set_flow_run_context(flow_context)
+        try:
+            if request.task.isasync:
+                return asyncio.run(
+                    run_task_async(request.task, task_run, flow_context, request.args, request.kwargs)
+                )
+            return run_task_sync(request.task, task_run, flow_context, request.args, request.kwargs)
+        finally:
+            leave()
+            book.close()
+
+
 # --- mapping ----------------------------------------------------------------------------------
 
 
 async def _map_from_async(
-    task: Task[Any],
+    task: TaskDefinition,
     flow_context: FlowRunContext,
     args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -380,7 +492,7 @@ def _mapping_values(arguments: Any) -> Any:
 
 def _mapping_value(value: Any) -> Any:
     if isinstance(value, TaskFuture):
-        _wait_blocking([value._future])
+        _wait_blocking([value.concurrent_future])
         return state_value(value.state)
     if isinstance(value, State):
         return state_value(value)
@@ -396,7 +508,7 @@ def _is_mapped(value: Any) -> bool:
 
 
 def _mapped_calls(
-    task: Task[Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    task: TaskDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
     """One (args, kwargs) per run of `task.map(...)`."""
     mapped = {

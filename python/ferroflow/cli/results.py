@@ -17,6 +17,7 @@ from rich.text import Text
 
 from ferroflow import _core
 from ferroflow.filesystems import LocalFileSystem, resolve_storage, saved_storages
+from ferroflow.results.references import storage_from_reference
 from ferroflow.runstore.console import cli_store, console, echo_json
 from ferroflow.settings import get_current_settings
 
@@ -240,8 +241,6 @@ def _folder_of(storage_reference: str) -> Path | None:
     """The folder of a local storage as a result reference names it (a description as JSON, or
     a saved storage's slug); None for another kind of storage; `_UNKNOWN_FOLDER` if it cannot
     be opened."""
-    from ferroflow._engine.recording import storage_from_reference
-
     try:
         storage = storage_from_reference(storage_reference)
     except Exception:

@@ -1,5 +1,10 @@
 """Threads and event loops: knowing whether the caller is async code, running coroutines from
-sync code, and running a sync body under a timeout."""
+sync code, and calling a function in a thread under a timeout.
+
+This module sits at the bottom of the package (it imports nothing of ferroflow), so that states
+and futures can ask `in_async_caller()` without knowing about the engine. The engine tells it,
+through `enter_run_body`, whether the body of the run in progress is sync or async code.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,23 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from ferroflow.context import _flow_run_context, _task_run_context
-
 T = TypeVar("T")
+
+# Whether the body of the innermost flow or task run in progress is async code; None outside
+# any run. Set by the run contexts (`ferroflow.context`) as they are entered.
+_run_body_is_async: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
+    "ferroflow_run_body_is_async", default=None
+)
+
+
+def enter_run_body(is_async: bool | None) -> contextvars.Token[bool | None]:
+    """Record that code from here on is the body of a sync or async run (None: of no run);
+    `leave_run_body(token)` restores what was there before."""
+    return _run_body_is_async.set(is_async)
+
+
+def leave_run_body(token: contextvars.Token[bool | None]) -> None:
+    _run_body_is_async.reset(token)
 
 
 def in_async_caller() -> bool:
@@ -26,8 +45,7 @@ def in_async_caller() -> bool:
     # exception-free form of get_running_loop() that asyncio itself uses.
     if asyncio._get_running_loop() is None:
         return False
-    context = _task_run_context.get() or _flow_run_context.get()
-    return context is None or context.is_async
+    return _run_body_is_async.get() is not False
 
 
 class EventLoopThread:
@@ -77,13 +95,13 @@ def run_coroutine_blocking(coroutine: Coroutine[Any, Any, T]) -> T:
     return call_in_thread(lambda: asyncio.run(coroutine), timeout=None)
 
 
-class _StillRunning(Exception):
-    """Internal: `call_in_thread` gave up waiting."""
+class StillRunning(Exception):
+    """`call_in_thread` stopped waiting: the function is still running in its thread."""
 
 
 def call_in_thread(function: Callable[[], T], timeout: float | None) -> T:
     """Call `function` in a new daemon thread with this thread's context, waiting at most
-    `timeout` seconds; raises `_StillRunning` if it did not finish by then.
+    `timeout` seconds; raises `StillRunning` if it did not finish by then.
 
     Python cannot stop a thread: a function that times out keeps running in the background
     until it returns; its result is then discarded. The thread is a daemon so that it does not
@@ -101,5 +119,5 @@ def call_in_thread(function: Callable[[], T], timeout: float | None) -> T:
     threading.Thread(target=target, name="ferroflow-timed-call", daemon=True).start()
     done, _ = concurrent.futures.wait([future], timeout=timeout)
     if not done:
-        raise _StillRunning
+        raise StillRunning
     return future.result()

@@ -1,0 +1,254 @@
+"""The result types a state's `data` holds.
+
+- `LiteralResult`: None/True/False, kept inline in the state, never written to storage.
+- `UnpersistedResult`: a value kept only in memory (or, with `cache_result_in_memory=False`, not at all).
+- `PersistedResult`: a reference to a framed blob in result storage (storage, key, serializer type);
+  `get()` loads, verifies and (unless told not to) caches the value.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from ferroflow import _core
+from ferroflow.exceptions import MissingResult
+from ferroflow.filesystems import LocalFileSystem, WritableFileSystem
+from ferroflow.ids import clock_ordered_uuid
+from ferroflow.serializers import Serializer
+from ferroflow.results.blobs import PersistedResultBlob, description_json, serializer_from_json
+from ferroflow.settings import get_current_settings
+
+if TYPE_CHECKING:
+    from ferroflow.results.references import ResultRef
+
+_MISSING: Any = object()
+
+
+def is_literal(value: Any) -> bool:
+    """Values stored inline in the state rather than in result storage (the spec's literal types)."""
+    return value is None or value is True or value is False
+
+
+class BaseResult:
+    """What `State.data` holds: `get()` returns the value, loading it from storage if needed."""
+
+    type: ClassVar[str] = "base"
+
+    def get(self) -> Any:
+        raise NotImplementedError
+
+    def to_reference(self) -> dict[str, Any]:
+        """A JSON-able description a run store can keep and `result_from_reference` can reopen."""
+        raise NotImplementedError
+
+
+class LiteralResult(BaseResult):
+    type = "literal"
+
+    def __init__(self, value: Any) -> None:
+        if not is_literal(value):
+            raise TypeError(f"LiteralResult holds only None, True or False, not {type(value).__name__}")
+        self.value = value
+
+    def get(self) -> Any:
+        return self.value
+
+    def json(self) -> str:
+        """The spec's inline form: `{"type": "result", "value": "null"}`."""
+        return json.dumps(self.to_reference())
+
+    def to_reference(self) -> dict[str, Any]:
+        return {"type": "result", "value": json.dumps(self.value)}
+
+    def __repr__(self) -> str:
+        return f"LiteralResult(value={self.value!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, LiteralResult) and other.value is self.value
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+class UnpersistedResult(BaseResult):
+    type = "unpersisted"
+
+    def __init__(self, value: Any, *, keep_in_memory: bool = True) -> None:
+        self._value = value if keep_in_memory else _MISSING
+
+    def get(self) -> Any:
+        if self._value is _MISSING:
+            raise MissingResult(
+                "This result was neither kept in memory (cache_result_in_memory=False) nor persisted "
+                "(persist_result=False), so it is not available downstream. Set persist_result=True "
+                "(or drop persist_result=False) to read it from storage, or keep it in memory."
+            )
+        return self._value
+
+    def to_reference(self) -> dict[str, Any]:
+        return {"type": self.type}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The "missing" marker is this process's own object: pickle whether the value is there.
+        if self._value is _MISSING:
+            return (_missing_unpersisted, ())
+        return (UnpersistedResult, (self._value,))
+
+    def __repr__(self) -> str:
+        state = "missing" if self._value is _MISSING else "in memory"
+        return f"UnpersistedResult({state})"
+
+
+class PersistedResult(BaseResult):
+    """A reference to a result blob in storage; `get()` reads it back through the core."""
+
+    type = "reference"
+
+    def __init__(
+        self,
+        *,
+        storage: WritableFileSystem,
+        storage_key: str,
+        serializer_type: str,
+        cache_in_memory: bool = True,
+    ) -> None:
+        self.storage = storage
+        self.storage_key = storage_key
+        self.serializer_type = serializer_type
+        self.cache_in_memory = cache_in_memory
+        self._value: Any = _MISSING
+        self._lock = threading.Lock()
+        # How the run store refers to this result, once the engine has made it (it records the
+        # reference with every state holding this result; see `_engine.recording`).
+        self.store_reference: ResultRef | None = None
+
+    @classmethod
+    def create(
+        cls,
+        value: Any,
+        *,
+        storage: WritableFileSystem,
+        serializer: Serializer,
+        storage_key: str | None = None,
+        cache_in_memory: bool = True,
+    ) -> PersistedResult:
+        """Serialize `value` and write it to storage as one framed blob, atomically."""
+        # Clock-ordered: the run store indexes states and cache entries by result key.
+        key = storage_key or clock_ordered_uuid().hex
+        settings = get_current_settings()
+        codec, level = serializer.frame_codec
+        # lzma and zstd gain from their multi-threaded encoders on large segments (0: one per core).
+        threads = 0 if codec in ("lzma", "zstd") else 1
+        storage.write_blob(
+            key,
+            serializer.dump_segments(value),
+            serializer_json=description_json(serializer),
+            codec=codec,
+            level=level,
+            threads=threads,
+            durable=settings.results_fsync,
+        )
+        result = cls(
+            storage=storage,
+            storage_key=key,
+            serializer_type=serializer.type,
+            cache_in_memory=cache_in_memory,
+        )
+        if cache_in_memory:
+            result._value = value
+        return result
+
+    def get(self) -> Any:
+        value = self._value
+        if value is not _MISSING:
+            return value
+        with self._lock:
+            if self._value is not _MISSING:
+                return self._value
+            value = self._load()
+            if self.cache_in_memory:
+                self._value = value
+        return value
+
+    def _load(self) -> Any:
+        try:
+            header, segments = _read_blob_segments(self.storage, self.storage_key)
+        except FileNotFoundError as error:
+            raise MissingResult(
+                f"The result file {self.storage_key!r} is missing from {self.storage!r}; it was "
+                "deleted or the storage moved. Re-run the flow or task to produce it again."
+            ) from error
+        return serializer_from_json(header.serializer).load_segments(segments)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A persisted result travels to other processes as its reference, never with its value:
+        # the receiver reads the value from storage if and when it needs it.
+        fields = (self.storage, self.storage_key, self.serializer_type, self.cache_in_memory)
+        return (_persisted_result, (*fields, self.store_reference))
+
+    def to_reference(self) -> dict[str, Any]:
+        return {
+            "type": self.type,
+            "storage": self.storage.to_description(),
+            "storage_key": self.storage_key,
+            "serializer_type": self.serializer_type,
+        }
+
+    @classmethod
+    def from_reference(cls, reference: dict[str, Any], *, cache_in_memory: bool = True) -> PersistedResult:
+        return cls(
+            storage=WritableFileSystem.from_description(reference["storage"]),
+            storage_key=reference["storage_key"],
+            serializer_type=reference["serializer_type"],
+            cache_in_memory=cache_in_memory,
+        )
+
+    def to_blob(self) -> PersistedResultBlob:
+        """This result as the JSON-document export form (the value is loaded and re-serialized
+        in-band, since the document holds one data field)."""
+        header = self.storage.read_header(self.storage_key)
+        serializer = serializer_from_json(header.serializer)
+        return PersistedResultBlob(serializer=serializer.to_description(), data=serializer.dumps(self.get()))
+
+    def __repr__(self) -> str:
+        return (
+            f"PersistedResult(storage={self.storage!r}, storage_key={self.storage_key!r}, "
+            f"serializer_type={self.serializer_type!r})"
+        )
+
+
+def _missing_unpersisted() -> UnpersistedResult:
+    return UnpersistedResult(None, keep_in_memory=False)
+
+
+def _persisted_result(
+    storage: WritableFileSystem,
+    storage_key: str,
+    serializer_type: str,
+    cache_in_memory: bool,
+    store_reference: ResultRef | None,
+) -> PersistedResult:
+    result = PersistedResult(
+        storage=storage,
+        storage_key=storage_key,
+        serializer_type=serializer_type,
+        cache_in_memory=cache_in_memory,
+    )
+    result.store_reference = store_reference
+    return result
+
+
+MAP_FROM_BYTES = 32 * 1024
+"""Result files from this size on are memory-mapped; smaller ones are read in one call (measured:
+reading wins below ~48 KiB, mapping above)."""
+
+
+def _read_blob_segments(storage: WritableFileSystem, key: str) -> tuple[Any, list[Any]]:
+    """The verified segments of the blob at `key`. A small file in a local folder is read whole,
+    holding the GIL: mapping and unmapping it, or handing the GIL to another thread and waiting
+    to get it back, costs more than copying a few pages. Large files are mapped, so uncompressed
+    segments are not copied. One call into the core decides by the file's size (no stat first)."""
+    if type(storage) is LocalFileSystem:
+        return _core.load_blob(storage.path_of(key), MAP_FROM_BYTES)  # type: ignore[no-any-return]
+    return storage.map_blob(key)

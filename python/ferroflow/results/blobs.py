@@ -1,0 +1,78 @@
+"""Result files apart from the result objects: the serializer a blob header names, the JSON
+document form of a result (`PersistedResultBlob`: serializer description, base64 data, version;
+also what Prefect 2 wrote), and `read_result`, which reads any of them from a path."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from dataclasses import dataclass, field
+from os import PathLike
+from typing import Any
+
+from ferroflow import _core
+from ferroflow.serializers import Serializer
+
+
+@dataclass
+class PersistedResultBlob:
+    """The spec's persisted document: serializer description, the serialized data, the version.
+
+    ferroflow writes framed binary blobs; this JSON form (data base64-encoded) is for export and
+    for reading what Prefect 2 wrote.
+    """
+
+    serializer: dict[str, Any]
+    data: bytes
+    ferroflow_version: str = field(default=_core.__version__)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "serializer": self.serializer,
+                "data": base64.b64encode(self.data).decode("ascii"),
+                "ferroflow_version": self.ferroflow_version,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, document: str | bytes) -> PersistedResultBlob:
+        fields = json.loads(document)
+        if "prefect_version" in fields:
+            raise ValueError("this is a Prefect 2 result document; read it with read_result()")
+        return cls(
+            serializer=fields["serializer"],
+            data=base64.b64decode(fields["data"]),
+            ferroflow_version=fields.get("ferroflow_version", "unknown"),
+        )
+
+    def load(self) -> Any:
+        return Serializer.from_description(self.serializer).loads(self.data)
+
+
+def read_result(path: str | PathLike[str]) -> Any:
+    """The value held in a result file: a ferroflow framed blob, a ferroflow JSON document, or a
+    JSON result file written by Prefect 2.x."""
+    with open(path, "rb") as file:
+        first = file.read(1)
+    if first != b"{":
+        header, segments = _core.map_blob(path)
+        return serializer_from_json(header.serializer).load_segments(segments)
+    fields = json.loads(_core.read_file(path))
+    if "prefect_version" in fields:
+        # Prefect 2 serializers base64-encoded their own output; loads_prefect2 undoes that.
+        return Serializer.from_description(fields["serializer"]).loads_prefect2(fields["data"].encode())
+    return PersistedResultBlob.from_json(json.dumps(fields)).load()
+
+
+@functools.lru_cache(maxsize=256)
+def serializer_from_json(description_json: str) -> Serializer:
+    """The serializer a blob header describes (its JSON text)."""
+    # Headers repeat the same few descriptions; building a serializer once per description keeps
+    # reads of many small results cheap.
+    return Serializer.from_description(json.loads(description_json))
+
+
+def description_json(serializer: Serializer) -> str:
+    return json.dumps(serializer.to_description(), sort_keys=True)
