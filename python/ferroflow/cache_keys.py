@@ -81,7 +81,7 @@ from typing import Any, Protocol
 
 import cloudpickle  # type: ignore[import-untyped]
 
-from ferroflow import _core
+import ferroflow._core as _core
 from ferroflow.exceptions import CacheKeyWarning
 
 ENCODING_VERSION = 2

@@ -26,7 +26,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
-from ferroflow import _core
+import ferroflow._core as _core
 from ferroflow.exceptions import StorageNotAvailableError, StorageNotFoundError
 from ferroflow.settings import get_current_settings
 
@@ -302,6 +302,16 @@ class LocalFileSystem(WritableFileSystem):
         except FileNotFoundError:
             if not missing_ok:
                 raise
+
+
+# What the core's atomic writes name their temporary file: a killed writer leaves one behind.
+_UNFINISHED_WRITE = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")
+
+
+def is_unfinished_write(name: str) -> bool:
+    """Whether a file name is that of an atomic write's temporary file (`.<name>.<16 hex>.tmp`),
+    left behind when its writer was killed before the rename."""
+    return _UNFINISHED_WRITE.match(name) is not None
 
 
 def _durable(durable: bool | None) -> bool:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ferroflow._engine.parameters import positional_parameter_names
-from ferroflow._engine.run_book import RunBook
+from ferroflow._engine.run_book import RunBook, book_of
 from ferroflow._engine.runs import run_identity
 from ferroflow.context import TaskRunContext
 from ferroflow.exceptions import CachedResultUnavailableWarning, CacheKeyFunctionError
@@ -34,7 +34,7 @@ REUSED_FROM_EARLIER_ATTEMPT = "Reused the result of an earlier attempt of this f
 def prior_result(task_context: TaskRunContext) -> tuple[BaseResult, str] | None:
     """The result that ends this task run without running it, with the Cached state's message
     saying where it came from; or None to run the task."""
-    book: RunBook = task_context.flow_run_context.engine
+    book = book_of(task_context.flow_run_context)
     earlier = book.earlier_attempt_result(run_identity(task_context.task_run))
     if earlier is not None:
         return earlier, REUSED_FROM_EARLIER_ATTEMPT
@@ -60,7 +60,7 @@ def remember(task_context: TaskRunContext, result: BaseResult) -> None:
     expiration = None
     if task.cache_expiration is not None:
         expiration = datetime.datetime.now(datetime.timezone.utc) + task.cache_expiration
-    book: RunBook = task_context.flow_run_context.engine
+    book = book_of(task_context.flow_run_context)
     book.run_store().put_cache_entry(
         key, task.name, reference, expiration=expiration
     )

@@ -19,7 +19,7 @@ from ferroflow._engine.bodies import call_async_body, call_sync_body
 from ferroflow._engine.definitions import FlowDefinition
 from ferroflow._engine.parameters import LazyParameters
 from ferroflow._engine.recording import RunRecorder, recorder_for_flow_run
-from ferroflow._engine.run_book import RunBook
+from ferroflow._engine.run_book import RunBook, book_of
 from ferroflow._engine.runs import (
     Attempts,
     FlowRun,
@@ -84,7 +84,7 @@ def _begin(
     parent_flow = parent.flow_run_context if isinstance(parent, TaskRunContext) else parent
     flow_run = _new_flow_run(flow, parent_flow, args, kwargs)
     if parent_flow is not None:
-        parent_book: RunBook = parent_flow.engine
+        parent_book = book_of(parent_flow)
         parent_book.child_runs.append(flow_run)  # a subflow counts among its parent's runs
         earlier = parent_book.earlier_attempt_result(run_identity(flow_run))
         if earlier is not None:
@@ -119,7 +119,7 @@ def _new_flow_run(
         recorder, dynamic_key, parent_id = recorder_for_flow_run(), None, None
     else:
         recorder = parent_flow.flow_run.recorder
-        parent_book: RunBook = parent_flow.engine
+        parent_book = book_of(parent_flow)
         dynamic_key = parent_book.next_dynamic_key(subflow_key(flow.name))
         parent_id = parent_flow.flow_run.id
     return FlowRun(
@@ -141,7 +141,7 @@ def run_flow_sync(flow: FlowDefinition, args: tuple[Any, ...], kwargs: dict[str,
     try:
         context.task_runner.start()
         for attempt in attempts:
-            context.engine.start_attempt()
+            book_of(context).start_attempt()
             with attempt:
                 returned = _call_and_wait_for_task_runs(flow, context, args, kwargs)
                 attempt.conclude(final_state_from_return(returned, context))
@@ -163,7 +163,7 @@ async def run_flow_async(flow: FlowDefinition, args: tuple[Any, ...], kwargs: di
     try:
         context.task_runner.start()
         for attempt in attempts:
-            context.engine.start_attempt()
+            book_of(context).start_attempt()
             with attempt:
                 returned = await _call_and_wait_for_task_runs_async(flow, context, args, kwargs)
                 attempt.conclude(final_state_from_return(returned, context))
@@ -178,7 +178,7 @@ async def run_flow_async(flow: FlowDefinition, args: tuple[Any, ...], kwargs: di
 def _end(context: FlowRunContext, leave: Any) -> None:
     try:
         context.task_runner.shutdown()
-        context.engine.close()
+        book_of(context).close()
     finally:
         leave()
 

@@ -12,12 +12,13 @@ import asyncio
 import itertools
 import threading
 from collections.abc import Coroutine
-from typing import Any
+from typing import Any, cast
 
 from ferroflow._asyncutils import EventLoopThread
 from ferroflow._engine.definitions import TaskDefinition
 from ferroflow._engine.recording import stores
 from ferroflow._engine.runs import FlowRun, TaskRun, run_identity
+from ferroflow.context import FlowRunContext
 from ferroflow.futures import TaskFuture
 from ferroflow.results import BaseResult, PersistedResult, ResultFactory
 from ferroflow.runstore import RunStore
@@ -158,3 +159,8 @@ class RunBook:
         if self._owns_run_store and self._run_store is not None:
             stores.release(self._run_store)
             self._owns_run_store = False
+
+
+def book_of(context: FlowRunContext) -> RunBook:
+    """The book a flow run context carries (typed as the engine knows it)."""
+    return cast(RunBook, context.engine)

@@ -8,7 +8,7 @@ import datetime
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ferroflow.exceptions import RunTimeoutError
 from ferroflow.ids import clock_ordered_uuid
@@ -26,8 +26,15 @@ from ferroflow.states import (
     exception_message,
 )
 
-if TYPE_CHECKING:
-    from ferroflow._engine.recording import RunRecorder
+
+class RunRecorder(Protocol):
+    """What a run tells the run store (`ferroflow._engine.recording.RunRecorder`)."""
+
+    store: Any
+
+    def flow_run_created(self, run: FlowRun, parameters: Mapping[str, Any] | None, first: State) -> None: ...
+    def task_run_created(self, run: TaskRun, parameters: Mapping[str, Any] | None, first: State) -> None: ...
+    def state_changed(self, run: TaskRun | FlowRun, state: State) -> None: ...
 
 
 class TaskRun:

@@ -30,8 +30,8 @@ from ferroflow._engine.inputs import (
     unmapped,
 )
 from ferroflow._engine.parameters import LazyParameters, bind_with_defaults
-from ferroflow._engine.run_book import RunBook
-from ferroflow._engine.runs import Attempts, FlowRun, TaskRun, failed_state, run_identity
+from ferroflow._engine.run_book import RunBook, book_of
+from ferroflow._engine.runs import Attempts, FlowRun, TaskRun, failed_state, run_identity, set_state
 from ferroflow._engine.task_run_request import TaskRunIdentity, TaskRunRequest
 from ferroflow.context import FlowRunContext, TaskRunContext, set_flow_run_context, set_task_run_context
 from ferroflow.exceptions import (
@@ -68,7 +68,7 @@ def call_task(
     if task.isasync:
         if in_async_caller():
             return _call_async(task, flow_context, args, kwargs, return_state)
-        book: RunBook = flow_context.engine
+        book = book_of(flow_context)
         state = book.run_coroutine(
             run_task_async(
                 task, _new_task_run(task, flow_context, args, kwargs), flow_context, args, kwargs
@@ -137,7 +137,7 @@ def _new_task_run(
     task: TaskDefinition, flow_context: FlowRunContext, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> TaskRun:
     task_key = task.task_key
-    book: RunBook = flow_context.engine
+    book = book_of(flow_context)
     recorder = flow_context.flow_run.recorder
     task_run = TaskRun(
         task.name,
@@ -216,7 +216,7 @@ def _prepare(task_context: TaskRunContext, attempts: Attempts, wait_for: tuple[A
     its function: its result factory could not be made, an input's run failed, or a prior
     result was found."""
     try:
-        book: RunBook = task_context.flow_run_context.engine
+        book = book_of(task_context.flow_run_context)
         task_context.result_factory = book.task_result_factory(task_context.task)
         if has_run_values((task_context.args, task_context.kwargs, wait_for)):
             task_context.args = resolve_inputs(task_context.args)
@@ -278,7 +278,7 @@ def _submit(
         run_async = functools.partial(
             run_task_async, task, task_run, flow_context, args, kwargs, wait_for
         )
-        book: RunBook = flow_context.engine
+        book = book_of(flow_context)
         future = runner.submit_coroutine(run_async, book.event_loop())
     else:
         call = LocalTaskRunCall(task, task_run, flow_context, args, kwargs, wait_for)
@@ -305,7 +305,7 @@ async def _submit_from_async(
 
 def _tracked(flow_context: FlowRunContext, future: TaskFuture) -> TaskFuture:
     """Register a future with its flow run, which waits for it before ending."""
-    book: RunBook = flow_context.engine
+    book = book_of(flow_context)
     book.futures.append(future)
     return future
 
@@ -318,7 +318,7 @@ def _submit_when_ready(
     """Submit `run` once every upstream future has finished. Waiting this way, rather than in a
     worker thread, never ties up a worker (so a bounded pool cannot deadlock on a chain)."""
     if not upstream:
-        return runner.submit(run)
+        return _submitted(runner, run)
     outer: concurrent.futures.Future[State] = concurrent.futures.Future()
     remaining = len(upstream)
     lock = threading.Lock()
@@ -330,7 +330,7 @@ def _submit_when_ready(
             if remaining:
                 return
         try:
-            inner = runner.submit(run)
+            inner = _submitted(runner, run)
         except BaseException as exc:
             outer.set_exception(exc)
             return
@@ -339,6 +339,34 @@ def _submit_when_ready(
     for future in upstream:
         future.add_done_callback(on_upstream_done)
     return outer
+
+
+def _submitted(runner: BaseTaskRunner, call: LocalTaskRunCall) -> concurrent.futures.Future[State]:
+    """Hand `call` to the runner. A run the runner sent elsewhere (it took the call's `request`)
+    changed states there, not in this process's record of it: its final state is set on the
+    record (and so recorded) before the future given back to the flow finishes."""
+    future = runner.submit(call)
+    if not call.sent_elsewhere:
+        return future
+    if future.done():
+        _adopt_final_state(call.task_run, future)
+        return future
+    outer: concurrent.futures.Future[State] = concurrent.futures.Future()
+
+    def on_done(inner: concurrent.futures.Future[State]) -> None:
+        _adopt_final_state(call.task_run, inner)
+        _copy_outcome(outer, inner)
+
+    future.add_done_callback(on_done)
+    return outer
+
+
+def _adopt_final_state(task_run: TaskRun, future: concurrent.futures.Future[State]) -> None:
+    if future.cancelled() or future.exception() is not None:
+        return
+    state = future.result()
+    if state is not task_run.state:
+        set_state(task_run, state)
 
 
 def _copy_outcome(
@@ -365,7 +393,16 @@ class LocalTaskRunCall:
     submitted (the flow run's); `request` describes it for another process, where
     `execute_task_run` runs it."""
 
-    __slots__ = ("task", "task_run", "flow_context", "args", "kwargs", "wait_for", "_context")
+    __slots__ = (
+        "task",
+        "task_run",
+        "flow_context",
+        "args",
+        "kwargs",
+        "wait_for",
+        "sent_elsewhere",
+        "_context",
+    )
 
     def __init__(
         self,
@@ -382,6 +419,8 @@ class LocalTaskRunCall:
         self.args = args
         self.kwargs = kwargs
         self.wait_for = wait_for
+        # Set when a runner takes the request to execute the run in another process.
+        self.sent_elsewhere = False
         self._context = contextvars.copy_context()
 
     def __call__(self) -> State:
@@ -403,8 +442,9 @@ class LocalTaskRunCall:
     def request(self) -> TaskRunRequest:
         """The run, described for another process. Its upstream runs have finished (runners
         get a run only then); their values replace the futures and states among its inputs."""
-        book: RunBook = self.flow_context.engine
+        book = book_of(self.flow_context)
         task_run = self.task_run
+        self.sent_elsewhere = True
         resolve_inputs(self.wait_for)  # an upstream failure raises UpstreamFailed here
         return TaskRunRequest(
             task=self.task,

@@ -15,8 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from ferroflow import _core
-from ferroflow.filesystems import LocalFileSystem, resolve_storage, saved_storages
+from ferroflow.filesystems import LocalFileSystem, is_unfinished_write, resolve_storage, saved_storages
+from ferroflow.results.blobs import is_json_document, is_result_file, read_blob_header, read_result_document
 from ferroflow.results.references import storage_from_reference
 from ferroflow.runstore.console import cli_store, console, echo_json
 from ferroflow.settings import get_current_settings
@@ -63,18 +63,15 @@ def inspect_result(path: Path, as_json: bool) -> None:
 
 
 def _describe_file(path: Path) -> dict[str, Any]:
-    with open(path, "rb") as file:
-        first = file.read(1)
-    if first == b"{":
+    if is_json_document(path):
         return _describe_json_document(path)
     try:
-        header = _core.read_header(str(path))
+        fields = read_blob_header(path)
     except ValueError as error:
         raise click.ClickException(
             f"{path} is not a ferroflow result file ({error}). `results inspect` reads the files "
             "in a result storage folder, or JSON result documents."
         ) from error
-    fields = header.to_dict()
     serializer = json.loads(fields["serializer"])
     return {
         "path": str(path),
@@ -96,13 +93,10 @@ def _describe_file(path: Path) -> dict[str, Any]:
 
 def _describe_json_document(path: Path) -> dict[str, Any]:
     try:
-        document = json.loads(_core.read_file(str(path)))
-        serializer, data = document["serializer"], document["data"]
-    except (ValueError, KeyError, TypeError) as error:
-        raise click.ClickException(
-            f"{path} is JSON but not a result document (it needs 'serializer' and 'data' fields: "
-            f"{error})."
-        ) from error
+        document = read_result_document(path)
+    except ValueError as error:
+        raise click.ClickException(f"{path} is JSON but not a result document ({error}).") from error
+    serializer, data = document["serializer"], document["data"]
     written_by_prefect = "prefect_version" in document
     return {
         "path": str(path),
@@ -228,7 +222,7 @@ def _referenced_paths(references: set[tuple[str, str]], folder: Path) -> set[Pat
         if storage_folder is not _UNKNOWN_FOLDER and storage_folder != folder:
             continue
         try:
-            paths.add(Path(_core.resolve_key(str(folder), key)))
+            paths.add(Path(LocalFileSystem(basepath=str(folder)).path_of(key)))
         except ValueError:  # a key that escapes its folder names no file of ours
             continue
     return paths
@@ -267,10 +261,6 @@ def _plan(folder: Path, referenced: set[Path], cutoff: float) -> _PrunePlan:
     return plan
 
 
-# What ferroflow's atomic writes name their temporary file: a killed writer leaves one behind.
-_UNFINISHED_WRITE = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")
-
-
 def _result_files(folder: Path) -> list[Path]:
     """Every ferroflow result file (framed, or a JSON result document) under `folder`, and the
     temporary files of writes that never finished; other files are never touched."""
@@ -278,22 +268,9 @@ def _result_files(folder: Path) -> list[Path]:
     for root, _, names in os.walk(folder):
         for name in names:
             path = Path(root, name)
-            if _UNFINISHED_WRITE.match(name) or _is_result_file(path):
+            if is_unfinished_write(name) or is_result_file(path):
                 found.append(path)
     return found
-
-
-def _is_result_file(path: Path) -> bool:
-    try:
-        with open(path, "rb") as file:
-            first = file.read(1)
-        if first == b"{":
-            document = json.loads(_core.read_file(str(path)))
-            return isinstance(document, dict) and "serializer" in document and "data" in document
-        _core.read_header(str(path))
-    except (OSError, ValueError):
-        return False
-    return True
 
 
 def _remove(files: list[tuple[Path, int]]) -> None:

@@ -2,7 +2,7 @@
 
 - `base`: `BaseResult`, `LiteralResult`, `UnpersistedResult`, `PersistedResult`.
 - `factory`: `ResultFactory`, the spec's persistence rules for a flow's or task's return value.
-- `references`: `ResultRef` and every conversion between a result and its reference.
+- `result_ref`, `references`: `ResultRef`, and every conversion between a result and its reference.
 - `blobs`: result files: the JSON document form (`PersistedResultBlob`) and `read_result`.
 """
 
@@ -16,7 +16,8 @@ from ferroflow.results.base import (
 )
 from ferroflow.results.blobs import PersistedResultBlob, read_result
 from ferroflow.results.factory import ResultFactory
-from ferroflow.results.references import ResultRef, reopen_result, result_from_reference, result_reference
+from ferroflow.results.references import reopen_result, result_from_reference, result_reference
+from ferroflow.results.result_ref import ResultRef
 
 __all__ = [
     "MAP_FROM_BYTES",

@@ -12,7 +12,7 @@ import json
 import threading
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ferroflow import _core
+import ferroflow._core as _core
 from ferroflow.exceptions import MissingResult
 from ferroflow.filesystems import LocalFileSystem, WritableFileSystem
 from ferroflow.ids import clock_ordered_uuid
@@ -21,7 +21,7 @@ from ferroflow.results.blobs import PersistedResultBlob, description_json, seria
 from ferroflow.settings import get_current_settings
 
 if TYPE_CHECKING:
-    from ferroflow.results.references import ResultRef
+    from ferroflow.results.result_ref import ResultRef
 
 _MISSING: Any = object()
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from os import PathLike
 from typing import Any
 
-from ferroflow import _core
+import ferroflow._core as _core
 from ferroflow.serializers import Serializer
 
 
@@ -51,12 +51,48 @@ class PersistedResultBlob:
         return Serializer.from_description(self.serializer).loads(self.data)
 
 
+def is_json_document(path: str | PathLike[str]) -> bool:
+    """Whether a result file is a JSON document (ferroflow's export form or Prefect 2's) rather
+    than a framed blob: framed blobs open with a binary signature, documents with `{`."""
+    with open(path, "rb") as file:
+        return file.read(1) == b"{"
+
+
+def read_blob_header(path: str | PathLike[str]) -> dict[str, Any]:
+    """The verified header of a framed result file, as a dict (`ValueError` if it is not one)."""
+    return _core.read_header(str(path)).to_dict()  # type: ignore[no-any-return]
+
+
+def read_result_document(path: str | PathLike[str]) -> dict[str, Any]:
+    """The fields of a JSON result document; `ValueError` if the file is JSON but not a result
+    document (one needs 'serializer' and 'data')."""
+    try:
+        document = json.loads(_core.read_file(str(path)))
+        document["serializer"], document["data"]
+    except (KeyError, TypeError) as error:
+        raise ValueError(f"it needs 'serializer' and 'data' fields: {error}") from error
+    if not isinstance(document, dict):
+        raise ValueError("it needs 'serializer' and 'data' fields")
+    return document  # type: ignore[no-any-return]
+
+
+def is_result_file(path: str | PathLike[str]) -> bool:
+    """Whether `path` holds a result: a framed blob with a valid header, or a JSON result
+    document. Unreadable files are not results."""
+    try:
+        if is_json_document(path):
+            read_result_document(path)
+        else:
+            read_blob_header(path)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def read_result(path: str | PathLike[str]) -> Any:
     """The value held in a result file: a ferroflow framed blob, a ferroflow JSON document, or a
     JSON result file written by Prefect 2.x."""
-    with open(path, "rb") as file:
-        first = file.read(1)
-    if first != b"{":
+    if not is_json_document(path):
         header, segments = _core.map_blob(path)
         return serializer_from_json(header.serializer).load_segments(segments)
     fields = json.loads(_core.read_file(path))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ferroflow.results.references import ResultRef
+from ferroflow.results.result_ref import ResultRef
 
 
 @dataclass(frozen=True, slots=True)
