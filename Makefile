@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 # Keep every cargo invocation (maturin's too) on one target dir, so builds are shared.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help venv build build-release test test-rust test-python stubtest typecheck demo bench bench-rust clean
+.PHONY: help venv build build-release test test-rust test-python stubtest typecheck lint lint-python demo bench bench-rust clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -28,7 +28,7 @@ venv: $(VENV)/.installed ## create/refresh .venv with build, test and bench depe
 build: venv ## build the extension (release) into .venv, installed editable
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin develop --release --quiet
 
-test: build test-rust test-python stubtest typecheck ## run every test: cargo, pytest, stub and type checks
+test: build test-rust test-python stubtest typecheck lint ## run every test: cargo, pytest, stub and type checks, linters
 
 test-rust:
 	cargo test --release -p ferroflow-core
@@ -41,6 +41,13 @@ stubtest: build ## check python/ferroflow/_core.pyi against the compiled module
 
 typecheck: build ## type-check the package with mypy
 	$(PY) -m mypy python/ferroflow
+
+lint: lint-python ## linters: ruff (lint and format), the import contracts, rustfmt and clippy
+
+lint-python: venv
+	$(VENV)/bin/ruff check python tests benches examples
+	$(VENV)/bin/ruff format --check python tests benches examples
+	$(VENV)/bin/lint-imports
 
 demo: build ## run the example pipeline (its runs, cache and results go to .demo/)
 	$(PY) examples/demo.py

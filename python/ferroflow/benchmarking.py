@@ -601,7 +601,7 @@ def report(source: DataSource, results: Sequence[CaseResult], by: Ranking, repea
 
 
 def machine_description() -> dict[str, Any]:
-    from ferroflow._core import __version__
+    from ferroflow.version import __version__
 
     return {
         "cpus": os.cpu_count(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ferroflow._core import __version__
+from ferroflow.version import __version__
 from ferroflow.cli.bench import bench
 from ferroflow.cli.config import config
 from ferroflow.cli.cache import cache
