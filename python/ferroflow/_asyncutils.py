@@ -2,8 +2,7 @@
 sync code, and calling a function in a thread under a timeout.
 
 This module sits at the bottom of the package (it imports nothing of ferroflow), so that states
-and futures can ask `in_async_caller()` without knowing about the engine. The engine tells it,
-through `enter_run_body`, whether the body of the run in progress is sync or async code.
+and futures can ask `in_async_caller()` without knowing about the engine.
 """
 
 from __future__ import annotations
@@ -17,21 +16,16 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-# Whether the body of the innermost flow or task run in progress is async code; None outside
-# any run. Set by the run contexts (`ferroflow.context`) as they are entered.
-_run_body_is_async: contextvars.ContextVar[bool | None] = contextvars.ContextVar(
-    "ferroflow_run_body_is_async", default=None
+# The flow and task run contexts in progress (`ferroflow.context` defines and sets them). The
+# variables live here, at the bottom, so that `in_async_caller` can read whether the innermost
+# run's body is async code (its `is_async`) without importing the layers above; a second
+# variable set on every task run would cost more than the read.
+flow_run_context_var: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "ferroflow_flow_run_context", default=None
 )
-
-
-def enter_run_body(is_async: bool | None) -> contextvars.Token[bool | None]:
-    """Record that code from here on is the body of a sync or async run (None: of no run);
-    `leave_run_body(token)` restores what was there before."""
-    return _run_body_is_async.set(is_async)
-
-
-def leave_run_body(token: contextvars.Token[bool | None]) -> None:
-    _run_body_is_async.reset(token)
+task_run_context_var: contextvars.ContextVar[Any] = contextvars.ContextVar(
+    "ferroflow_task_run_context", default=None
+)
 
 
 def in_async_caller() -> bool:
@@ -45,7 +39,8 @@ def in_async_caller() -> bool:
     # exception-free form of get_running_loop() that asyncio itself uses.
     if asyncio._get_running_loop() is None:
         return False
-    return _run_body_is_async.get() is not False
+    context = task_run_context_var.get() or flow_run_context_var.get()
+    return context is None or bool(context.is_async)
 
 
 class EventLoopThread:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ferroflow._asyncutils import enter_run_body, leave_run_body
+from ferroflow._asyncutils import flow_run_context_var, task_run_context_var
 from ferroflow.exceptions import MissingContextError
 
 if TYPE_CHECKING:
@@ -25,12 +25,8 @@ if TYPE_CHECKING:
     from ferroflow.results import ResultFactory
     from ferroflow.task_runners import BaseTaskRunner
 
-_flow_run_context: ContextVar[FlowRunContext | None] = ContextVar(
-    "ferroflow_flow_run_context", default=None
-)
-_task_run_context: ContextVar[TaskRunContext | None] = ContextVar(
-    "ferroflow_task_run_context", default=None
-)
+_flow_run_context: ContextVar[FlowRunContext | None] = flow_run_context_var
+_task_run_context: ContextVar[TaskRunContext | None] = task_run_context_var
 
 
 class RunEngine(Protocol):
@@ -165,13 +161,7 @@ def get_run_context() -> TaskRunContext | FlowRunContext:
 def set_task_run_context(context: TaskRunContext) -> Callable[[], None]:
     """Enter a task run context; returns the function that leaves it."""
     token = _task_run_context.set(context)
-    body = enter_run_body(context.is_async)
-
-    def leave() -> None:
-        leave_run_body(body)
-        _task_run_context.reset(token)
-
-    return leave
+    return lambda: _task_run_context.reset(token)
 
 
 def set_flow_run_context(context: FlowRunContext) -> Callable[[], None]:
@@ -179,10 +169,8 @@ def set_flow_run_context(context: FlowRunContext) -> Callable[[], None]:
     leaves it."""
     flow_token = _flow_run_context.set(context)
     task_token = _task_run_context.set(None)
-    body = enter_run_body(context.is_async)
 
     def leave() -> None:
-        leave_run_body(body)
         _task_run_context.reset(task_token)
         _flow_run_context.reset(flow_token)
 

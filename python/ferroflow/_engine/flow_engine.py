@@ -18,10 +18,11 @@ from ferroflow._engine import caching
 from ferroflow._engine.bodies import call_async_body, call_sync_body
 from ferroflow._engine.definitions import FlowDefinition
 from ferroflow._engine.parameters import LazyParameters
-from ferroflow._engine.recording import RunRecorder, recorder_for_flow_run
+from ferroflow._engine.recording import recorder_for_flow_run
 from ferroflow._engine.run_book import RunBook, book_of
 from ferroflow._engine.runs import (
     Attempts,
+    RunRecorder,
     FlowRun,
     failed_state,
     run_identity,
