@@ -1,7 +1,9 @@
 //! `ferroflow._core`: argument conversion, GIL release and error mapping around ferroflow-core.
 //! Each submodule binds one area of the core; this file only assembles the Python module.
+#![deny(clippy::undocumented_unsafe_blocks)]
 use pyo3::prelude::*;
 
+mod buffer;
 mod codecs;
 mod errors;
 mod files;
@@ -11,9 +13,7 @@ mod hashing;
 
 #[pymodule]
 mod _core {
-    #[allow(non_upper_case_globals)]
-    #[pymodule_export]
-    const __version__: &str = ferroflow_core::VERSION;
+    use pyo3::prelude::*;
 
     #[pymodule_export]
     use crate::errors::{CorruptResultError, UnsafeKeyError, UnsupportedFormatError};
@@ -36,4 +36,9 @@ mod _core {
 
     #[pymodule_export]
     use crate::files::{atomic_write, read_file, resolve_key};
+
+    #[pymodule_init]
+    fn init(module: &Bound<'_, PyModule>) -> PyResult<()> {
+        module.add("__version__", ferroflow_core::VERSION)
+    }
 }
