@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ferroflow import _core
+from ferroflow import _core, exceptions
 from ferroflow._core import UnsafeKeyError, atomic_write, read_blob, read_file, resolve_key, write_blob
 
 
@@ -172,6 +172,17 @@ def test_keys_that_escape_the_base_are_refused(tmp_path, key, reason):
 
 def test_unsafe_key_error_is_a_value_error():
     assert issubclass(UnsafeKeyError, ValueError)
+
+
+@pytest.mark.parametrize("name", ["CorruptResultError", "UnsupportedFormatError", "UnsafeKeyError"])
+def test_the_core_raises_the_exception_classes_of_ferroflow_exceptions(name):
+    assert getattr(_core, name) is getattr(exceptions, name)
+    assert issubclass(getattr(_core, name), exceptions.FerroflowException)
+
+
+def test_an_error_of_the_core_is_a_ferroflow_exception(tmp_path):
+    with pytest.raises(exceptions.FerroflowException):
+        resolve_key(tmp_path, "../outside")
 
 
 @given(st.text(alphabet=st.sampled_from("ab./\\:C\0"), max_size=12))

@@ -5,6 +5,10 @@ from typing import Any, Final, final
 
 from typing_extensions import Buffer
 
+from ferroflow.exceptions import CorruptResultError as CorruptResultError
+from ferroflow.exceptions import UnsafeKeyError as UnsafeKeyError
+from ferroflow.exceptions import UnsupportedFormatError as UnsupportedFormatError
+
 __all__ = [
     "BlobHeader",
     "CODECS",
@@ -30,10 +34,6 @@ __all__ = [
 ]
 
 __version__: str
-
-class CorruptResultError(ValueError): ...
-class UnsupportedFormatError(ValueError): ...
-class UnsafeKeyError(ValueError): ...
 
 CODECS: Final[tuple[str, str, str, str]]
 HASH_ALGORITHMS: Final[tuple[str, str, str]]

@@ -4,28 +4,20 @@
 //! (`PyErr`); PyO3 turns the error into an exception through `From<Error> for PyErr`. The wrapper
 //! exists because Rust's orphan rule forbids `From<ferroflow_core::Error> for PyErr` here: both
 //! types belong to other crates.
-use pyo3::create_exception;
 use pyo3::exceptions::{PyMemoryError, PyOSError, PyValueError};
 use pyo3::{PyErr, Python};
 
-create_exception!(
-    ferroflow._core,
-    CorruptResultError,
-    PyValueError,
-    "Stored bytes failed verification: the result is corrupted or truncated."
-);
-create_exception!(
-    ferroflow._core,
-    UnsupportedFormatError,
-    PyValueError,
-    "The blob was written in a format version this ferroflow cannot read."
-);
-create_exception!(
-    ferroflow._core,
-    UnsafeKeyError,
-    PyValueError,
-    "A storage key would escape its base folder."
-);
+// Defined in Python (`ferroflow/exceptions.py`) under `FerroflowException`; imported on first use.
+pyo3::import_exception!(ferroflow.exceptions, CorruptResultError);
+pyo3::import_exception!(ferroflow.exceptions, UnsupportedFormatError);
+pyo3::import_exception!(ferroflow.exceptions, UnsafeKeyError);
+
+/// The exceptions that `ferroflow.exceptions` defines and `ferroflow._core` raises.
+pub(crate) const EXCEPTION_NAMES: [&str; 3] = [
+    "CorruptResultError",
+    "UnsupportedFormatError",
+    "UnsafeKeyError",
+];
 
 #[derive(Debug)]
 pub(crate) enum Error {

@@ -16,9 +16,6 @@ mod _core {
     use pyo3::prelude::*;
 
     #[pymodule_export]
-    use crate::errors::{CorruptResultError, UnsafeKeyError, UnsupportedFormatError};
-
-    #[pymodule_export]
     use crate::codecs::{compress, decompress};
     #[pymodule_export]
     const CODECS: (&str, &str, &str, &str) = crate::codecs::CODECS;
@@ -39,6 +36,15 @@ mod _core {
 
     #[pymodule_init]
     fn init(module: &Bound<'_, PyModule>) -> PyResult<()> {
-        module.add("__version__", ferroflow_core::VERSION)
+        module.add("__version__", ferroflow_core::VERSION)?;
+        // The exception classes live in `ferroflow.exceptions` (under FerroflowException) and
+        // are re-exported here, the same classes, for code that imports them from `_core`.
+        // Importing them now also makes a missing module an ImportError here rather than a
+        // panic at the first raise.
+        let exceptions = module.py().import("ferroflow.exceptions")?;
+        for name in crate::errors::EXCEPTION_NAMES {
+            module.add(name, exceptions.getattr(name)?)?;
+        }
+        Ok(())
     }
 }
