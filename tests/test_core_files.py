@@ -15,7 +15,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ferroflow import _core, exceptions
-from ferroflow._core import UnsafeKeyError, atomic_write, read_blob, read_file, resolve_key, write_blob
+from ferroflow._core import (
+    UnsafeKeyError,
+    atomic_write,
+    is_temporary_file_name,
+    read_blob,
+    read_file,
+    resolve_key,
+    write_blob,
+)
 
 
 def folder_listing(folder: Path) -> list[str]:
@@ -237,6 +245,45 @@ def test_a_writer_killed_midway_leaves_the_previous_blob_readable(tmp_path):
     header, segments = read_blob(target)
     assert segments in ([b"previous"], [bytes(128 * 2**20)])
     assert all(name == "result.ffb" or name.endswith(".tmp") for name in folder_listing(tmp_path))
+
+
+def test_the_temporary_file_of_a_write_is_recognised_by_its_name(tmp_path):
+    target = tmp_path / "result.ffb"
+    data = bytearray(16 * 2**20)
+    stop = threading.Event()
+
+    def write_until_stopped() -> None:
+        while not stop.is_set():
+            write_blob(target, [data], serializer="{}")
+
+    writer = threading.Thread(target=write_until_stopped)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not (temporary := [name for name in os.listdir(tmp_path) if name != target.name]):
+            assert time.monotonic() < deadline, "no temporary file seen"
+    finally:
+        stop.set()
+        writer.join()
+    assert all(is_temporary_file_name(name) for name in temporary), temporary
+    assert not is_temporary_file_name(target.name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "result.ffb",
+        ".result.ffb",
+        "result.ffb.0123456789abcdef.tmp",
+        ".result.ffb.0123456789ABCDEF.tmp",
+        ".result.ffb.0123456789abcde.tmp",
+        ".result.ffb.0123456789abcdef.tmp.bak",
+        "..0123456789abcdef.tmp",
+        os.fsdecode(b".\xff.0123456789abcdef.tmp"),  # not UTF-8, as no temporary name is
+    ],
+)
+def test_other_names_are_not_temporary(name):
+    assert not is_temporary_file_name(name)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="named pipes (FIFOs) are POSIX")

@@ -1,4 +1,4 @@
-//! Plain files: `atomic_write`, `read_file` and `resolve_key`.
+//! Plain files: `atomic_write`, `read_file`, `resolve_key` and `is_temporary_file_name`.
 use std::ffi::OsString;
 use std::path::PathBuf;
 
@@ -44,4 +44,11 @@ pub fn read_file(py: Python<'_>, path: PathBuf) -> Result<Bound<'_, PyBytes>> {
 #[pyfunction]
 pub fn resolve_key(base: PathBuf, key: &str) -> Result<OsString> {
     Ok(fs::resolve_key(&base, key)?.into_os_string())
+}
+
+/// Whether `name` (a file name without its folder) is the name of a temporary file of
+/// `atomic_write` or `write_blob`: a write in progress, or the leftover of a killed one.
+#[pyfunction]
+pub fn is_temporary_file_name(name: OsString) -> bool {
+    fs::is_temporary_file_name(&name)
 }

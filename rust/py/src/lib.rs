@@ -32,7 +32,7 @@ mod _core {
     };
 
     #[pymodule_export]
-    use crate::files::{atomic_write, read_file, resolve_key};
+    use crate::files::{atomic_write, is_temporary_file_name, read_file, resolve_key};
 
     #[pymodule_init]
     fn init(module: &Bound<'_, PyModule>) -> PyResult<()> {
