@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 # Keep every cargo invocation (maturin's too) on one target dir, so builds are shared.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help venv build build-release test test-rust test-python stubtest typecheck demo bench bench-rust clean
+.PHONY: help venv build build-release test test-rust lint-rust test-python stubtest typecheck demo bench bench-rust clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -32,6 +32,10 @@ test: build test-rust test-python stubtest typecheck ## run every test: cargo, p
 
 test-rust:
 	cargo test --release -p ferroflow-core
+
+lint-rust: ## check the Rust code's formatting and lints (rustfmt, clippy with warnings as errors)
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
 
 test-python: build
 	$(PY) -m pytest
