@@ -1,4 +1,5 @@
-//! `compress`, `decompress` and `CODECS`: buffers in, `bytes` out, the GIL released while a codec runs.
+//! `compress`, `decompress` and `CODECS`: buffers in, `bytes` out; `gil.rs` decides when a codec
+//! runs with the GIL released.
 use ferroflow_core::codec::{self, Codec, CompressOptions};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;

@@ -1,4 +1,4 @@
-//! `Hasher`, `hash_buffers` and `HASH_ALGORITHMS`: hashing many buffers with the GIL released.
+//! `Hasher`, `hash_buffers` and `HASH_ALGORITHMS`: hashing many buffers without joining them.
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 use ferroflow_core::hash::{self, HashAlgorithm};
