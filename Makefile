@@ -9,7 +9,7 @@ PIP := $(PY) -m pip
 # Keep every cargo invocation (maturin's too) on one target dir, so builds are shared.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help venv build build-release test test-rust test-python stubtest typecheck lint lint-python demo bench bench-rust clean
+.PHONY: help venv build build-release test test-rust test-python stubtest typecheck lint lint-python lint-rust demo bench bench-rust clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -33,6 +33,10 @@ test: build test-rust test-python stubtest typecheck lint ## run every test: car
 test-rust:
 	cargo test --release -p ferroflow-core
 
+lint-rust: ## check the Rust code's formatting and lints (rustfmt, clippy with warnings as errors)
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
 test-python: build
 	$(PY) -m pytest
 
@@ -42,7 +46,7 @@ stubtest: build ## check python/ferroflow/_core.pyi against the compiled module
 typecheck: build ## type-check the package with mypy
 	$(PY) -m mypy python/ferroflow
 
-lint: lint-python ## linters: ruff (lint and format), the import contracts, rustfmt and clippy
+lint: lint-python lint-rust ## linters: ruff (lint and format), the import contracts, rustfmt and clippy
 
 lint-python: venv
 	$(VENV)/bin/ruff check python tests benches examples

@@ -14,8 +14,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ferroflow import _core
-from ferroflow._core import UnsafeKeyError, atomic_write, read_blob, read_file, resolve_key, write_blob
+from ferroflow import _core, exceptions
+from ferroflow._core import (
+    UnsafeKeyError,
+    atomic_write,
+    is_temporary_file_name,
+    read_blob,
+    read_file,
+    resolve_key,
+    write_blob,
+)
 
 
 def folder_listing(folder: Path) -> list[str]:
@@ -174,6 +182,17 @@ def test_unsafe_key_error_is_a_value_error():
     assert issubclass(UnsafeKeyError, ValueError)
 
 
+@pytest.mark.parametrize("name", ["CorruptResultError", "UnsupportedFormatError", "UnsafeKeyError"])
+def test_the_core_raises_the_exception_classes_of_ferroflow_exceptions(name):
+    assert getattr(_core, name) is getattr(exceptions, name)
+    assert issubclass(getattr(_core, name), exceptions.FerroflowException)
+
+
+def test_an_error_of_the_core_is_a_ferroflow_exception(tmp_path):
+    with pytest.raises(exceptions.FerroflowException):
+        resolve_key(tmp_path, "../outside")
+
+
 @given(st.text(alphabet=st.sampled_from("ab./\\:C\0"), max_size=12))
 def test_a_resolved_key_never_leaves_the_base(key):
     base = os.path.abspath("storage-base")
@@ -226,6 +245,45 @@ def test_a_writer_killed_midway_leaves_the_previous_blob_readable(tmp_path):
     header, segments = read_blob(target)
     assert segments in ([b"previous"], [bytes(128 * 2**20)])
     assert all(name == "result.ffb" or name.endswith(".tmp") for name in folder_listing(tmp_path))
+
+
+def test_the_temporary_file_of_a_write_is_recognised_by_its_name(tmp_path):
+    target = tmp_path / "result.ffb"
+    data = bytearray(16 * 2**20)
+    stop = threading.Event()
+
+    def write_until_stopped() -> None:
+        while not stop.is_set():
+            write_blob(target, [data], serializer="{}")
+
+    writer = threading.Thread(target=write_until_stopped)
+    writer.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not (temporary := [name for name in os.listdir(tmp_path) if name != target.name]):
+            assert time.monotonic() < deadline, "no temporary file seen"
+    finally:
+        stop.set()
+        writer.join()
+    assert all(is_temporary_file_name(name) for name in temporary), temporary
+    assert not is_temporary_file_name(target.name)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "result.ffb",
+        ".result.ffb",
+        "result.ffb.0123456789abcdef.tmp",
+        ".result.ffb.0123456789ABCDEF.tmp",
+        ".result.ffb.0123456789abcde.tmp",
+        ".result.ffb.0123456789abcdef.tmp.bak",
+        "..0123456789abcdef.tmp",
+        os.fsdecode(b".\xff.0123456789abcdef.tmp"),  # not UTF-8, as no temporary name is
+    ],
+)
+def test_other_names_are_not_temporary(name):
+    assert not is_temporary_file_name(name)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="named pipes (FIFOs) are POSIX")

@@ -1,9 +1,28 @@
+"""ferroflow's compiled core: codecs, hashing, blob framing and atomic file I/O.
+
+Every argument typed `Buffer` takes any C-contiguous bytes-like object (bytes, bytearray,
+memoryview, a NumPy array of any dtype, pickle.PickleBuffer) without copying it; a
+non-contiguous one (a strided view, a transposed or Fortran-order array) raises ValueError,
+anything else TypeError. Every `segments` argument is an iterable of such buffers (a list of
+one for a single buffer). The GIL is released for work on 64 KiB or more, for compression and
+for file system calls, so other Python threads run meanwhile.
+
+Errors: CorruptResultError, UnsupportedFormatError and UnsafeKeyError (from
+ferroflow.exceptions, re-exported here) for damaged data, unreadable formats and unsafe keys;
+ValueError for invalid arguments; the matching OSError subclass for a failed file operation;
+MemoryError when an allocation fails.
+"""
+
 import datetime
 import os
 from collections.abc import Iterable
 from typing import Any, Final, final
 
 from typing_extensions import Buffer
+
+from ferroflow.exceptions import CorruptResultError as CorruptResultError
+from ferroflow.exceptions import UnsafeKeyError as UnsafeKeyError
+from ferroflow.exceptions import UnsupportedFormatError as UnsupportedFormatError
 
 __all__ = [
     "BlobHeader",
@@ -19,6 +38,7 @@ __all__ = [
     "decompress",
     "frame_blob",
     "hash_buffers",
+    "is_temporary_file_name",
     "load_blob",
     "map_blob",
     "read_blob",
@@ -30,13 +50,14 @@ __all__ = [
 ]
 
 __version__: str
-
-class CorruptResultError(ValueError): ...
-class UnsupportedFormatError(ValueError): ...
-class UnsafeKeyError(ValueError): ...
+"""The version of the core, recorded in every blob it writes."""
 
 CODECS: Final[tuple[str, str, str, str]]
+"""The codec names `compress`, `decompress` and the blob functions accept:
+("lzma", "bz2", "zlib", "zstd")."""
+
 HASH_ALGORITHMS: Final[tuple[str, str, str]]
+"""The algorithm names `Hasher` and `hash_buffers` accept: ("blake3", "xxh3-64", "xxh3-128")."""
 
 def compress(
     data: Buffer,
@@ -45,52 +66,161 @@ def compress(
     level: int | None = None,
     threads: int = 1,
     extreme: bool = False,
-) -> bytes: ...
+) -> bytes:
+    """Compress `data` into one complete stream of `codec`.
+
+    Args:
+        data: the bytes to compress.
+        codec: one of `CODECS`. "lzma" writes the .xz format, "zlib" a zlib stream: what
+            Python's `lzma` and `zlib` modules read.
+        level: the codec's compression level; None for its default.
+        threads: worker threads for lzma and zstd (0: one per core; ignored by bz2 and zlib).
+        extreme: lzma's extreme preset (as `xz -e`); lzma only.
+
+    Returns:
+        The compressed stream.
+
+    Raises:
+        ValueError: an unknown codec, a level out of the codec's range, too many threads, or
+            `extreme` with another codec than lzma.
+        MemoryError: the codec's state or output could not be allocated.
+    """
+
 def decompress(
     data: Buffer, codec: str, *, size_hint: int | None = None, max_output: int | None = None
-) -> bytes: ...
+) -> bytes:
+    """Decompress every stream of `codec` in `data`, concatenated.
+
+    Args:
+        data: one or more complete streams of `codec`.
+        codec: one of `CODECS`.
+        size_hint: the decompressed length, when known: the result is then written straight
+            into the returned bytes. A wrong hint is harmless, only slower.
+        max_output: refuse to produce more than this many bytes (a guard against
+            decompression bombs); None for no limit.
+
+    Returns:
+        The decompressed bytes.
+
+    Raises:
+        CorruptResultError: `data` is not valid for the codec, truncated or damaged; the
+            message starts with the codec's name.
+        ValueError: an unknown codec, or the data decompresses to more than `max_output` bytes.
+        MemoryError: the output could not be allocated.
+    """
+
 @final
 class Hasher:
-    def __new__(cls, algorithm: str = "blake3") -> Hasher: ...
-    def update(self, data: Buffer) -> None: ...
-    def update_many(self, buffers: Iterable[Buffer]) -> None: ...
-    def digest(self) -> bytes: ...
-    def hexdigest(self) -> str: ...
-    def copy(self) -> Hasher: ...
-    @property
-    def algorithm(self) -> str: ...
-    @property
-    def digest_size(self) -> int: ...
+    """An incremental hash over any number of buffers.
 
-def hash_buffers(buffers: Iterable[Buffer], algorithm: str = "blake3") -> str: ...
+    Safe to share between threads: calls take turns on an internal lock, waited for with the
+    GIL released, so no update is lost and none raises.
+    """
+
+    def __new__(cls, algorithm: str = "blake3") -> Hasher:
+        """A hasher with nothing hashed yet.
+
+        Args:
+            algorithm: one of `HASH_ALGORITHMS`.
+
+        Raises:
+            ValueError: an unknown algorithm.
+        """
+
+    def update(self, data: Buffer) -> None:
+        """Hash `data`, continuing from what was hashed before."""
+
+    def update_many(self, buffers: Iterable[Buffer]) -> None:
+        """Hash each buffer of `buffers` in turn, as if they were concatenated.
+
+        Raises:
+            TypeError: `buffers` is not an iterable, or one of its items is not a buffer.
+        """
+
+    def digest(self) -> bytes:
+        """The digest of everything hashed so far (`digest_size` bytes); hashing can go on."""
+
+    def hexdigest(self) -> str:
+        """The digest of everything hashed so far, in hexadecimal; hashing can go on."""
+
+    def copy(self) -> Hasher:
+        """An independent hasher that continues from this one's current state."""
+
+    @property
+    def algorithm(self) -> str:
+        """The algorithm's name, one of `HASH_ALGORITHMS`."""
+
+    @property
+    def digest_size(self) -> int:
+        """The length of the digest in bytes: 32 (blake3), 8 (xxh3-64) or 16 (xxh3-128)."""
+
+def hash_buffers(buffers: Iterable[Buffer], algorithm: str = "blake3") -> str:
+    """The hex digest of the concatenation of `buffers`, without joining them.
+
+    Args:
+        buffers: the buffers to hash, in order.
+        algorithm: one of `HASH_ALGORITHMS`.
+
+    Returns:
+        The digest in hexadecimal (the byte order of `b3sum` and `xxhsum`).
+
+    Raises:
+        ValueError: an unknown algorithm.
+        TypeError: `buffers` is not an iterable, or one of its items is not a buffer.
+    """
 
 _Path = str | os.PathLike[str]
 
 @final
 class BlobHeader:
+    """What a blob says about itself, read without its payload (see docs/format.md)."""
+
     @property
-    def format_version(self) -> str: ...
+    def format_version(self) -> str:
+        """The blob format's version, "major.minor"."""
+
     @property
-    def serializer(self) -> str: ...
+    def serializer(self) -> str:
+        """The serializer's description the writer gave, as JSON text."""
+
     @property
-    def codec(self) -> str: ...
+    def codec(self) -> str:
+        """The codec applied to each segment, one of `CODECS`, or "none"."""
+
     @property
-    def level(self) -> int | None: ...
+    def level(self) -> int | None:
+        """The compression level asked for; None for the codec's default or without a codec."""
+
     @property
-    def raw_length(self) -> int: ...
+    def raw_length(self) -> int:
+        """The total length of the segments, uncompressed."""
+
     @property
-    def stored_length(self) -> int: ...
+    def stored_length(self) -> int:
+        """The total length of the segments as stored (compressed, without padding)."""
+
     @property
-    def checksum_algorithm(self) -> str: ...
+    def checksum_algorithm(self) -> str:
+        """The algorithm of the header's and the segments' checksums ("xxh3-64")."""
+
     @property
-    def ferroflow_version(self) -> str: ...
+    def ferroflow_version(self) -> str:
+        """The version of the ferroflow that wrote the blob."""
+
     @property
-    def created_at(self) -> datetime.datetime: ...
+    def created_at(self) -> datetime.datetime:
+        """When the blob was framed, as an aware UTC datetime."""
+
     @property
-    def segment_raw_lengths(self) -> list[int]: ...
+    def segment_raw_lengths(self) -> list[int]:
+        """Each segment's uncompressed length, in order."""
+
     @property
-    def segment_stored_lengths(self) -> list[int]: ...
-    def to_dict(self) -> dict[str, Any]: ...
+    def segment_stored_lengths(self) -> list[int]:
+        """Each segment's stored length, in order."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every property above, by name, in a plain dict."""
 
 def write_blob(
     path: _Path,
@@ -101,7 +231,30 @@ def write_blob(
     level: int | None = None,
     threads: int = 1,
     durable: bool = False,
-) -> BlobHeader: ...
+) -> BlobHeader:
+    """Frame `segments` into a blob and write it to `path` atomically, in one pass.
+
+    The blob goes to a temporary file beside `path` that is then renamed over it, so readers
+    see the old file or the new one, never a mix; missing folders are created.
+
+    Args:
+        path: the file to write or replace.
+        segments: the payload, as the serializer produced it; written without being joined.
+        serializer: the serializer's description, as JSON text.
+        codec: "none", or one of `CODECS` to compress each segment.
+        level: the codec's level; None for its default (must be None without a codec).
+        threads: worker threads for lzma and zstd.
+        durable: also fsync the file and its folder, so the blob survives a power loss.
+
+    Returns:
+        The header written.
+
+    Raises:
+        ValueError: `serializer` is not JSON text, or an invalid codec, level or thread count.
+        TypeError: `segments` is a single buffer or not an iterable, or holds a non-buffer.
+        OSError: the file or a folder could not be written; `path` is left as it was.
+    """
+
 def frame_blob(
     segments: Iterable[Buffer],
     *,
@@ -109,12 +262,143 @@ def frame_blob(
     codec: str = "none",
     level: int | None = None,
     threads: int = 1,
-) -> bytes: ...
-def read_blob(path: _Path) -> tuple[BlobHeader, list[bytes]]: ...
-def map_blob(path: _Path) -> tuple[BlobHeader, list[memoryview]]: ...
-def load_blob(path: _Path, map_from: int) -> tuple[BlobHeader, list[bytes] | list[memoryview]]: ...
-def unframe_blob(data: Buffer) -> tuple[BlobHeader, list[bytes]]: ...
-def read_header(path: _Path) -> BlobHeader: ...
-def atomic_write(path: _Path, segments: Iterable[Buffer], *, durable: bool = False) -> int: ...
-def read_file(path: _Path) -> bytes: ...
-def resolve_key(base: _Path, key: str) -> str: ...
+) -> bytes:
+    """The blob `write_blob` would write, in memory.
+
+    Args:
+        segments, serializer, codec, level, threads: as for `write_blob`.
+
+    Returns:
+        The whole blob.
+
+    Raises:
+        ValueError, TypeError: as for `write_blob`.
+    """
+
+def read_blob(path: _Path) -> tuple[BlobHeader, list[bytes]]:
+    """Read and verify a blob file (every checksum, before decompressing).
+
+    Args:
+        path: the blob file.
+
+    Returns:
+        Its header and its decompressed segments, each in a new bytes object.
+
+    Raises:
+        CorruptResultError: the file is damaged or truncated, or is no ferroflow blob.
+        UnsupportedFormatError: the blob was written in a newer, incompatible format version.
+        OSError: the file could not be read (FileNotFoundError, ...).
+    """
+
+def map_blob(path: _Path) -> tuple[BlobHeader, list[memoryview]]:
+    """Memory-map and verify a blob file.
+
+    Args:
+        path: the blob file.
+
+    Returns:
+        Its header and its segments as writable memoryviews: of a private (copy-on-write) map of
+        the file when the blob is uncompressed, so writing to them never changes the file; of
+        decompressed memory otherwise.
+
+    Raises:
+        CorruptResultError, UnsupportedFormatError, OSError: as for `read_blob`.
+    """
+
+def load_blob(path: _Path, map_from: int) -> tuple[BlobHeader, list[bytes] | list[memoryview]]:
+    """Read and verify a blob file the cheapest way for its size, in one call.
+
+    Args:
+        path: the blob file.
+        map_from: files of this many bytes or more are mapped, as by `map_blob`; smaller ones
+            are read, as by `read_blob`.
+
+    Returns:
+        Its header and its segments: bytes for a read file, memoryviews for a mapped one.
+
+    Raises:
+        CorruptResultError, UnsupportedFormatError, OSError: as for `read_blob`.
+    """
+
+def unframe_blob(data: Buffer) -> tuple[BlobHeader, list[bytes]]:
+    """Verify a blob held in memory (as `frame_blob` returns it).
+
+    Args:
+        data: the whole blob.
+
+    Returns:
+        Its header and its decompressed segments, each in a new bytes object.
+
+    Raises:
+        CorruptResultError: the blob is damaged or truncated, or is no ferroflow blob.
+        UnsupportedFormatError: the blob was written in a newer, incompatible format version.
+    """
+
+def read_header(path: _Path) -> BlobHeader:
+    """The header of a blob file, verified, without reading its payload.
+
+    Args:
+        path: the blob file.
+
+    Returns:
+        The header.
+
+    Raises:
+        CorruptResultError: the header is damaged, or the file's length is not the one the
+            header describes.
+        UnsupportedFormatError, OSError: as for `read_blob`.
+    """
+
+def atomic_write(path: _Path, segments: Iterable[Buffer], *, durable: bool = False) -> int:
+    """Write `segments`, one after another, to `path` atomically, without joining them.
+
+    Args:
+        path: the file to write or replace (missing folders are created).
+        segments: the content.
+        durable: also fsync the file and its folder, so the content survives a power loss.
+
+    Returns:
+        The number of bytes written.
+
+    Raises:
+        TypeError: `segments` is a single buffer or not an iterable, or holds a non-buffer.
+        OSError: the file or a folder could not be written; `path` is left as it was.
+    """
+
+def read_file(path: _Path) -> bytes:
+    """The whole content of the file at `path`.
+
+    Raises:
+        OSError: the file could not be read, or changed size while it was read.
+    """
+
+def resolve_key(base: _Path, key: str) -> str:
+    """`base` joined with the storage key `key`.
+
+    Both "/" and "\\" separate folders in a key, on every platform; empty and "." parts are
+    dropped.
+
+    Args:
+        base: the storage folder.
+        key: a relative key such as "results/abc123".
+
+    Returns:
+        The path of the key's file.
+
+    Raises:
+        UnsafeKeyError: the key could name something outside `base`: a ".." part, an absolute
+            path, a drive letter, a NUL character, or no file at all.
+    """
+
+def is_temporary_file_name(name: str) -> bool:
+    """Whether `name` is the name of a temporary file of `atomic_write` or `write_blob`.
+
+    Such a file is a write in progress, or the leftover of a writer killed before its rename.
+
+    Args:
+        name: a file name, without its folder.
+
+    Returns:
+        True for the names these writers give their temporary files
+        (".<target name>.<16 hex digits>.tmp").
+    """

@@ -1,11 +1,72 @@
-"""Exceptions a ferroflow user can meet. Each subclasses the fitting stdlib exception, so
-existing `except ValueError` / `except RuntimeError` handlers keep working."""
+"""Exceptions and warnings a ferroflow user can meet.
 
-from ferroflow._core import CorruptResultError, UnsafeKeyError, UnsupportedFormatError
+Every exception ferroflow defines derives from `FerroflowException`, so `except
+FerroflowException` catches them all, the Rust core's included (`ferroflow._core` raises the
+classes defined here). Each also subclasses the fitting stdlib exception, named in brackets,
+so existing `except ValueError` / `except RuntimeError` handlers keep working. The warnings
+derive from `FerroflowWarning`, a `UserWarning`, so they are shown by default.
+
+    FerroflowException [Exception]
+        CorruptResultError [ValueError]
+        UnsupportedFormatError [ValueError]
+        UnsafeKeyError [ValueError]
+        MissingContextError [RuntimeError]
+        MissingResult [RuntimeError]
+        UnfinishedRun [RuntimeError]
+        PersistenceConfigurationError [ValueError]
+        SerializationError [ValueError]
+        NestedTaskError [RuntimeError]
+        UpstreamTaskError [RuntimeError]
+        FailedRun [RuntimeError]
+        CrashedRun [RuntimeError]
+        CancelledRun [RuntimeError]
+        RunTimeoutError [TimeoutError]
+            TaskRunTimeoutError
+            FlowRunTimeoutError
+        MappingLengthMismatch [ValueError]
+        MappingMissingIterable [ValueError]
+        InvalidSettingError [ValueError]
+        StorageNotFoundError [ValueError]
+        StorageNotAvailableError [NotImplementedError]
+        RunStoreError [RuntimeError]
+            RunStoreLockedError [TimeoutError]
+            RunStoreSchemaError
+            UnknownRunError [LookupError]
+        CacheKeyFunctionError [ValueError]
+    FerroflowWarning [UserWarning]
+        AsyncFetchStateResultWarning
+        CacheKeyWarning
+        CachedResultUnavailableWarning
+
+Beyond these, ferroflow raises what Python's own functions raise for the same faults: the
+`OSError` subclass of a failed file operation (`FileNotFoundError`, ...), `ValueError` or
+`TypeError` for an invalid argument, `MemoryError` when an allocation fails.
+
+This module imports nothing from ferroflow: it is the bottom of the package.
+"""
 
 
 class FerroflowException(Exception):
-    """Base of the exceptions ferroflow itself raises (the core's errors subclass ValueError/OSError)."""
+    """Base of every exception ferroflow defines, those of its Rust core included."""
+
+
+class FerroflowWarning(UserWarning):
+    """Base of the warnings ferroflow issues (a UserWarning, so that they are shown by default)."""
+
+
+# --- Stored results: raised by the Rust core (`ferroflow._core`) -----------------------------
+
+
+class CorruptResultError(FerroflowException, ValueError):
+    """Stored bytes failed verification: the result is corrupted or truncated."""
+
+
+class UnsupportedFormatError(FerroflowException, ValueError):
+    """The blob was written in a format version this ferroflow cannot read."""
+
+
+class UnsafeKeyError(FerroflowException, ValueError):
+    """A storage key would escape its base folder."""
 
 
 class MissingContextError(FerroflowException, RuntimeError):
@@ -31,6 +92,7 @@ class SerializationError(FerroflowException, ValueError):
 __all__ = [
     "CorruptResultError",
     "FerroflowException",
+    "FerroflowWarning",
     "MissingContextError",
     "MissingResult",
     "PersistenceConfigurationError",
@@ -39,7 +101,6 @@ __all__ = [
     "UnsafeKeyError",
     "UnsupportedFormatError",
 ]
-
 
 
 # --- Run engine: flows, tasks, states, futures -------------------------------------------------
@@ -89,7 +150,7 @@ class MappingMissingIterable(FerroflowException, ValueError):
     """`Task.map` was given no iterable argument to map over."""
 
 
-class AsyncFetchStateResultWarning(UserWarning):
+class AsyncFetchStateResultWarning(FerroflowWarning):
     """`State.result()` was called in async code without `fetch=`: it returned the raw result
     object instead of the value. Pass `fetch=True` and await the call, or set
     FERROFLOW_ASYNC_FETCH_STATE_RESULT=true. (A UserWarning so that it is shown by default.)"""
@@ -142,7 +203,7 @@ class UnknownRunError(RunStoreError, LookupError):
     """No flow or task run in the run store matches the given id or id prefix (or several do)."""
 
 
-class CacheKeyWarning(UserWarning):
+class CacheKeyWarning(FerroflowWarning):
     """A task's inputs could not be hashed into a cache key; the task runs without caching."""
 
 
@@ -160,7 +221,7 @@ class CacheKeyFunctionError(FerroflowException, ValueError):
     task run fails with this error (the task does not run)."""
 
 
-class CachedResultUnavailableWarning(UserWarning):
+class CachedResultUnavailableWarning(FerroflowWarning):
     """A cache entry's result file is missing or cannot be read: the task runs again and its
     new result replaces the entry."""
 

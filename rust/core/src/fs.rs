@@ -2,7 +2,7 @@
 mod atomic;
 mod keys;
 
-pub use atomic::{atomic_write, atomic_write_with};
+pub use atomic::{atomic_write, atomic_write_with, is_temporary_file_name};
 pub use keys::resolve_key;
 
 use crate::error::{Error, Result};

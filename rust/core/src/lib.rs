@@ -1,4 +1,5 @@
 //! ferroflow-core: the byte work behind ferroflow, with no Python dependency.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod codec;
 pub mod error;

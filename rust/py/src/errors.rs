@@ -1,31 +1,67 @@
-//! The Python exceptions of `ferroflow._core` and the one mapping from the core's error enum.
-use ferroflow_core::Error;
-use pyo3::create_exception;
+//! The binding's one error type and its one conversion to a Python exception.
+//!
+//! A binding function returns [`Result`], so `?` takes both the core's errors and Python's
+//! (`PyErr`); PyO3 turns the error into an exception through `From<Error> for PyErr`. The wrapper
+//! exists because Rust's orphan rule forbids `From<ferroflow_core::Error> for PyErr` here: both
+//! types belong to other crates.
 use pyo3::exceptions::{PyMemoryError, PyOSError, PyValueError};
-use pyo3::PyErr;
+use pyo3::{PyErr, Python};
 
-create_exception!(
-    ferroflow._core,
-    CorruptResultError,
-    PyValueError,
-    "Stored bytes failed verification: the result is corrupted or truncated."
-);
-create_exception!(
-    ferroflow._core,
-    UnsupportedFormatError,
-    PyValueError,
-    "The blob was written in a format version this ferroflow cannot read."
-);
-create_exception!(
-    ferroflow._core,
-    UnsafeKeyError,
-    PyValueError,
-    "A storage key would escape its base folder."
-);
+// Defined in Python (`ferroflow/exceptions.py`) under `FerroflowException`; imported on first use.
+pyo3::import_exception!(ferroflow.exceptions, CorruptResultError);
+pyo3::import_exception!(ferroflow.exceptions, UnsupportedFormatError);
+pyo3::import_exception!(ferroflow.exceptions, UnsafeKeyError);
 
-pub fn to_pyerr(error: Error) -> PyErr {
+/// The exceptions that `ferroflow.exceptions` defines and `ferroflow._core` raises.
+pub(crate) const EXCEPTION_NAMES: [&str; 3] = [
+    "CorruptResultError",
+    "UnsupportedFormatError",
+    "UnsafeKeyError",
+];
+
+#[derive(Debug)]
+pub(crate) enum Error {
+    Core(ferroflow_core::Error),
+    Python(PyErr),
+}
+
+pub(crate) type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// An allocation failed, in the core or in Python: the caller may retry with less memory.
+    pub(crate) fn is_out_of_memory(&self, py: Python<'_>) -> bool {
+        match self {
+            Error::Core(error) => matches!(error, ferroflow_core::Error::OutOfMemory(_)),
+            Error::Python(error) => error.is_instance_of::<PyMemoryError>(py),
+        }
+    }
+}
+
+impl From<ferroflow_core::Error> for Error {
+    fn from(error: ferroflow_core::Error) -> Self {
+        Error::Core(error)
+    }
+}
+
+impl From<PyErr> for Error {
+    fn from(error: PyErr) -> Self {
+        Error::Python(error)
+    }
+}
+
+impl From<Error> for PyErr {
+    fn from(error: Error) -> Self {
+        match error {
+            Error::Core(error) => core_error_to_python(error),
+            Error::Python(error) => error,
+        }
+    }
+}
+
+fn core_error_to_python(error: ferroflow_core::Error) -> PyErr {
+    use ferroflow_core::Error as Core;
     match error {
-        Error::Io { ref source, .. } => {
+        Core::Io { ref source, .. } => {
             // Keep errno so Python raises the matching OSError subclass (FileNotFoundError, ...).
             let message = error.to_string();
             match source.raw_os_error() {
@@ -33,11 +69,11 @@ pub fn to_pyerr(error: Error) -> PyErr {
                 None => PyOSError::new_err(message),
             }
         }
-        Error::Corrupt(message) => CorruptResultError::new_err(message),
-        Error::UnsupportedFormat(message) => UnsupportedFormatError::new_err(message),
-        Error::UnsafeKey(message) => UnsafeKeyError::new_err(message),
-        Error::InvalidArgument(message) => PyValueError::new_err(message),
-        Error::OutputLimit(message) => PyValueError::new_err(message),
-        Error::OutOfMemory(message) => PyMemoryError::new_err(message),
+        Core::Corrupt(message) => CorruptResultError::new_err(message),
+        Core::UnsupportedFormat(message) => UnsupportedFormatError::new_err(message),
+        Core::UnsafeKey(message) => UnsafeKeyError::new_err(message),
+        Core::InvalidArgument(message) => PyValueError::new_err(message),
+        Core::OutputLimit(message) => PyValueError::new_err(message),
+        Core::OutOfMemory(message) => PyMemoryError::new_err(message),
     }
 }

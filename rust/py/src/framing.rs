@@ -1,8 +1,10 @@
 //! Blobs: the framed, checksummed form of a persisted result (`write_blob`, `frame_blob`,
 //! `read_blob`, `map_blob`, `unframe_blob`, `read_header`, `BlobHeader`).
-use crate::errors::to_pyerr;
-use crate::files::{new_bytes_filled, Segments};
-use crate::gil::detach_if_large;
+use std::any::Any;
+use std::ffi::c_int;
+use std::path::PathBuf;
+use std::sync::Arc;
+
 use ferroflow_core::codec::CompressOptions;
 use ferroflow_core::frame::{self, BlobHeader, Frame, FrameOptions};
 use ferroflow_core::fs::{self, FileReader, MappedSegments};
@@ -10,10 +12,10 @@ use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyMemoryView, PyString};
-use std::any::Any;
-use std::ffi::c_int;
-use std::path::PathBuf;
-use std::sync::Arc;
+
+use crate::buffer::{new_bytes_filled, slices, work_on, InputBuffer};
+use crate::errors::Result;
+use crate::gil::{self, Work};
 
 /// What a blob says about itself, read without its payload.
 #[pyclass(frozen, module = "ferroflow._core", name = "BlobHeader")]
@@ -141,10 +143,10 @@ fn frame_options<'a>(
     codec: &str,
     level: Option<i32>,
     threads: u32,
-) -> PyResult<FrameOptions<'a>> {
+) -> Result<FrameOptions<'a>> {
     Ok(FrameOptions {
         serializer,
-        codec: frame::codec_from_name(codec).map_err(to_pyerr)?,
+        codec: frame::codec_from_name(codec)?,
         compress: CompressOptions {
             level,
             threads,
@@ -156,9 +158,7 @@ fn frame_options<'a>(
 /// Frames the segments and writes them atomically to `path` in one pass.
 #[pyfunction]
 #[pyo3(signature = (path, segments, *, serializer, codec = "none", level = None, threads = 1, durable = false))]
-#[allow(clippy::too_many_arguments)]
 pub fn write_blob(
-    py: Python<'_>,
     path: PathBuf,
     segments: &Bound<'_, PyAny>,
     serializer: &str,
@@ -166,13 +166,13 @@ pub fn write_blob(
     level: Option<i32>,
     threads: u32,
     durable: bool,
-) -> PyResult<PyBlobHeader> {
+) -> Result<PyBlobHeader> {
     let options = frame_options(serializer, codec, level, threads)?;
-    let segments = Segments::from_iterable(segments)?;
-    let slices = segments.slices();
-    let header = py
-        .detach(|| fs::write_blob(&path, &slices, &options, durable))
-        .map_err(to_pyerr)?;
+    let buffers = InputBuffer::borrow_segments(segments)?;
+    let slices = slices(&buffers);
+    let header = gil::run(segments.py(), Work::Blocking, || {
+        fs::write_blob(&path, &slices, &options, durable)
+    })?;
     Ok(PyBlobHeader(header))
 }
 
@@ -186,16 +186,19 @@ pub fn frame_blob<'py>(
     codec: &str,
     level: Option<i32>,
     threads: u32,
-) -> PyResult<Bound<'py, PyBytes>> {
+) -> Result<Bound<'py, PyBytes>> {
     let options = frame_options(serializer, codec, level, threads)?;
-    let segments = Segments::from_iterable(segments)?;
-    let slices = segments.slices();
-    let frame = py
-        .detach(|| Frame::new(&slices, &options))
-        .map_err(to_pyerr)?;
+    let segments = InputBuffer::borrow_segments(segments)?;
+    let slices = slices(&segments);
+    // Without a codec, framing is checksumming the segments.
+    let framing = match options.codec {
+        Some(_) => Work::Compressing,
+        None => work_on(&slices),
+    };
+    let frame = gil::run(py, framing, || Frame::new(&slices, &options))?;
     let len = usize::try_from(frame.encoded_len())
         .map_err(|_| PyValueError::new_err("the blob is too large for memory"))?;
-    let mut blob = new_bytes_filled(py, &[len], |out| {
+    let mut blob = new_bytes_filled(py, &[len], Work::Bytes(len), |out| {
         let mut cursor = &mut *out[0];
         frame
             .write_to(&mut cursor)
@@ -208,8 +211,8 @@ type HeaderAndSegments<'py> = (PyBlobHeader, Vec<Bound<'py, PyBytes>>);
 
 /// Reads and verifies a blob file; returns its header and decoded segments.
 #[pyfunction]
-pub fn read_blob(py: Python<'_>, path: PathBuf) -> PyResult<HeaderAndSegments<'_>> {
-    let blob = py.detach(|| fs::open_blob(&path)).map_err(to_pyerr)?;
+pub fn read_blob(py: Python<'_>, path: PathBuf) -> Result<HeaderAndSegments<'_>> {
+    let blob = gil::run(py, Work::Blocking, || fs::open_blob(&path))?;
     read_segments(py, blob)
 }
 
@@ -217,9 +220,12 @@ pub fn read_blob(py: Python<'_>, path: PathBuf) -> PyResult<HeaderAndSegments<'_
 fn read_segments<'py>(
     py: Python<'py>,
     mut blob: fs::BlobFile<'_>,
-) -> PyResult<HeaderAndSegments<'py>> {
+) -> Result<HeaderAndSegments<'py>> {
     let lengths = raw_lengths(blob.header())?;
-    let segments = new_bytes_filled(py, &lengths, |outputs| blob.read_segments_into(outputs))?;
+    let work = Work::bytes_of(lengths.iter().copied());
+    let segments = new_bytes_filled(py, &lengths, work, |outputs| {
+        blob.read_segments_into(outputs)
+    })?;
     Ok((PyBlobHeader(blob.into_header()), segments))
 }
 
@@ -228,12 +234,13 @@ fn read_segments<'py>(
 pub fn unframe_blob<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
-) -> PyResult<HeaderAndSegments<'py>> {
-    let data = Segments::one(data, "data")?;
-    let data = data.slices()[0];
-    let (header, ranges) = py.detach(|| frame::verify(data)).map_err(to_pyerr)?;
+) -> Result<HeaderAndSegments<'py>> {
+    let input = InputBuffer::borrow(data, "data")?;
+    let data = input.as_bytes();
+    let (header, ranges) = gil::run(py, Work::Bytes(data.len()), || frame::verify(data))?;
     let lengths = raw_lengths(&header)?;
-    let segments = new_bytes_filled(py, &lengths, |outputs| {
+    let work = Work::bytes_of(lengths.iter().copied());
+    let segments = new_bytes_filled(py, &lengths, work, |outputs| {
         for (out, range) in outputs.iter_mut().zip(ranges) {
             frame::decode_segment_into(header.codec, &data[range], out)?;
         }
@@ -255,37 +262,40 @@ fn raw_lengths(header: &BlobHeader) -> PyResult<Vec<usize>> {
 
 /// The header of a blob file, without reading its payload.
 #[pyfunction]
-pub fn read_header(py: Python<'_>, path: PathBuf) -> PyResult<PyBlobHeader> {
-    py.detach(|| fs::read_header(&path))
-        .map(PyBlobHeader)
-        .map_err(to_pyerr)
+pub fn read_header(py: Python<'_>, path: PathBuf) -> Result<PyBlobHeader> {
+    let header = gil::run(py, Work::Blocking, || fs::read_header(&path))?;
+    Ok(PyBlobHeader(header))
 }
 
 /// Maps and verifies a blob file. The segments are writable memoryviews: of a private
 /// (copy-on-write) memory map when the blob is uncompressed, so writing never changes the file.
 #[pyfunction]
-pub fn map_blob(py: Python<'_>, path: PathBuf) -> PyResult<(PyBlobHeader, Bound<'_, PyList>)> {
-    let mapped = py.detach(|| fs::map_blob(&path)).map_err(to_pyerr)?;
-    mapped_to_python(py, mapped)
+pub fn map_blob(py: Python<'_>, path: PathBuf) -> Result<(PyBlobHeader, Bound<'_, PyList>)> {
+    let mapped = gil::run(py, Work::Blocking, || fs::map_blob(&path))?;
+    Ok(mapped_to_python(py, mapped)?)
 }
 
 /// Reads and verifies a blob file the cheapest way for its size: a file smaller than `map_from`
-/// bytes is read whole into bytes objects without releasing the GIL (for a small file the
-/// release costs more than the read), a larger one is mapped as by `map_blob`, with the GIL
+/// bytes is read whole into bytes objects (with the GIL kept when it is small: for a small file
+/// the release costs more than the read), a larger one is mapped as by `map_blob`, with the GIL
 /// released.
 #[pyfunction]
 pub fn load_blob(
     py: Python<'_>,
     path: PathBuf,
     map_from: u64,
-) -> PyResult<(PyBlobHeader, Bound<'_, PyList>)> {
-    let file = FileReader::open(&path).map_err(to_pyerr)?;
+) -> Result<(PyBlobHeader, Bound<'_, PyList>)> {
+    // The one blocking call the binding makes with the GIL held, on purpose: this is the read of
+    // every cache hit and result fetch, and opening a result file on a local disk takes a few
+    // microseconds, less than a GIL hand-off. (`read_blob` and `map_blob` release it to open.)
+    let file = FileReader::open(&path)?;
     if file.len() >= map_from {
-        let mapped = py.detach(|| file.map_blob()).map_err(to_pyerr)?;
-        return mapped_to_python(py, mapped);
+        let mapped = gil::run(py, Work::Blocking, || file.map_blob())?;
+        return Ok(mapped_to_python(py, mapped)?);
     }
+    // Reads the prelude and header of the opened file; the segments are read below.
     let len = usize::try_from(file.len()).unwrap_or(usize::MAX);
-    let blob = detach_if_large(py, len, || file.into_blob()).map_err(to_pyerr)?;
+    let blob = gil::run(py, Work::Bytes(len), || file.into_blob())?;
     let (header, segments) = read_segments(py, blob)?;
     Ok((header, PyList::new(py, segments)?))
 }
@@ -296,14 +306,18 @@ fn mapped_to_python(
 ) -> PyResult<(PyBlobHeader, Bound<'_, PyList>)> {
     let segments: Vec<SegmentBuffer> = match mapped.segments {
         MappedSegments::InPlace { mut map, ranges } => {
-            let base = map.as_mut_ptr();
-            let owner: Arc<dyn Any + Send + Sync> = Arc::new(map);
-            ranges
+            // The pointers stay valid when `map` moves into `owner`: the mapping does not move.
+            let pointers: Vec<(*mut u8, usize)> = ranges
                 .into_iter()
-                // SAFETY: every range lies inside the map, which `owner` keeps alive.
                 .map(|range| {
-                    SegmentBuffer::new(owner.clone(), unsafe { base.add(range.start) }, range.len())
+                    let segment = &mut map[range];
+                    (segment.as_mut_ptr(), segment.len())
                 })
+                .collect();
+            let owner: Arc<dyn Any + Send + Sync> = Arc::new(map);
+            pointers
+                .into_iter()
+                .map(|(data, len)| SegmentBuffer::new(owner.clone(), data, len))
                 .collect()
         }
         MappedSegments::Decoded(decoded) => decoded
@@ -336,6 +350,8 @@ struct SendPtr(*mut u8);
 // again once views exist; concurrent access from Python threads is the buffer protocol's own
 // contract, the same as for a bytearray.
 unsafe impl Send for SendPtr {}
+// SAFETY: as for Send: sharing a `SendPtr` only shares the address, which Rust never reads
+// through; `__getbuffer__` hands it to Python.
 unsafe impl Sync for SendPtr {}
 
 impl SegmentBuffer {

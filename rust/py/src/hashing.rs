@@ -1,13 +1,13 @@
-//! `Hasher`, `hash_buffers` and `HASH_ALGORITHMS`: hashing many buffers with the GIL released.
+//! `Hasher`, `hash_buffers` and `HASH_ALGORITHMS`: hashing many buffers without joining them.
 use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 use ferroflow_core::hash::{self, HashAlgorithm};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
-use crate::codecs::InputBuffer;
-use crate::errors::to_pyerr;
-use crate::gil::{detach_if_large, DETACH_FROM};
+use crate::buffer::{slices, work_on, InputBuffer};
+use crate::errors::Result;
+use crate::gil::{self, Work};
 
 pub const HASH_ALGORITHMS: (&str, &str, &str) = (
     HashAlgorithm::Blake3.name(),
@@ -33,79 +33,74 @@ impl Hasher {
         }
     }
 
-    /// Runs `work` (on `len` bytes) on the state: with the GIL held when the work is small and no
-    /// other thread has the state, otherwise with the GIL released, waiting for its turn if needed.
+    /// Runs `job`, which does `work`, on the state: with the GIL held when the work is small and
+    /// no other thread has the state, otherwise with the GIL released, waiting for its turn if
+    /// needed.
     fn with_state<R: Send>(
         &self,
         py: Python<'_>,
-        len: usize,
-        work: impl FnOnce(&mut hash::Hasher) -> R + Send,
+        work: Work,
+        job: impl FnOnce(&mut hash::Hasher) -> R + Send,
     ) -> R {
-        if len < DETACH_FROM {
+        if !work.releases_gil() {
             match self.state.try_lock() {
-                Ok(mut state) => return work(&mut state),
-                Err(TryLockError::Poisoned(poisoned)) => return work(&mut poisoned.into_inner()),
+                Ok(mut state) => return job(&mut state),
+                Err(TryLockError::Poisoned(poisoned)) => return job(&mut poisoned.into_inner()),
                 Err(TryLockError::WouldBlock) => {}
             }
         }
-        py.detach(|| work(&mut lock(&self.state)))
+        // Large work releases the GIL anyway; small work gets here only when another thread has
+        // the state, and waiting for it must not stop every Python thread.
+        gil::run(py, Work::Blocking, || job(&mut lock(&self.state)))
     }
 }
+
+/// Finishing or copying a state: no input bytes, and a state is a few KiB at most.
+const STATE_ONLY: Work = Work::Bytes(0);
 
 /// No code path panics while holding the lock, but a poisoned state would still be whole: use it.
 fn lock(state: &Mutex<hash::Hasher>) -> MutexGuard<'_, hash::Hasher> {
     state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-fn buffers_of<'py>(iterable: &Bound<'py, PyAny>) -> PyResult<Vec<InputBuffer<'py>>> {
-    iterable
-        .try_iter()?
-        .map(|item| InputBuffer::get(&item?))
-        .collect()
-}
-
-fn total_len(slices: &[&[u8]]) -> usize {
-    slices.iter().map(|bytes| bytes.len()).sum()
-}
-
 #[pymethods]
 impl Hasher {
     #[new]
     #[pyo3(signature = (algorithm="blake3"))]
-    fn new(algorithm: &str) -> PyResult<Self> {
-        let algorithm = HashAlgorithm::from_name(algorithm).map_err(to_pyerr)?;
+    fn new(algorithm: &str) -> Result<Self> {
+        let algorithm = HashAlgorithm::from_name(algorithm)?;
         Ok(Hasher::from_state(hash::Hasher::new(algorithm)))
     }
 
     fn update(&self, py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<()> {
-        let input = InputBuffer::get(data)?;
+        let input = InputBuffer::borrow(data, "data")?;
         let bytes = input.as_bytes();
-        self.with_state(py, bytes.len(), |state| state.update(bytes));
+        self.with_state(py, Work::Bytes(bytes.len()), |state| state.update(bytes));
         Ok(())
     }
 
     /// Hashes each buffer of the iterable in turn, as if they were concatenated.
     fn update_many(&self, py: Python<'_>, buffers: &Bound<'_, PyAny>) -> PyResult<()> {
-        let inputs = buffers_of(buffers)?;
-        let slices: Vec<&[u8]> = inputs.iter().map(InputBuffer::as_bytes).collect();
-        self.with_state(py, total_len(&slices), |state| {
+        let inputs = InputBuffer::borrow_each(buffers, "buffers", "buffer")?;
+        let slices = slices(&inputs);
+        self.with_state(py, work_on(&slices), |state| {
             slices.iter().for_each(|bytes| state.update(bytes))
         });
         Ok(())
     }
 
     fn digest<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
-        let digest = self.with_state(py, 0, |state| state.digest());
+        let digest = self.with_state(py, STATE_ONLY, |state| state.digest());
         PyBytes::new(py, &digest)
     }
 
     fn hexdigest(&self, py: Python<'_>) -> String {
-        self.with_state(py, 0, |state| state.hexdigest())
+        self.with_state(py, STATE_ONLY, |state| state.hexdigest())
     }
 
     /// An independent hasher that continues from this one's current state.
     fn copy(&self, py: Python<'_>) -> Self {
-        Hasher::from_state(self.with_state(py, 0, |state| state.clone()))
+        Hasher::from_state(self.with_state(py, STATE_ONLY, |state| state.clone()))
     }
 
     #[getter]
@@ -127,16 +122,11 @@ impl Hasher {
 /// The hex digest of the concatenation of the buffers, without joining them.
 #[pyfunction]
 #[pyo3(signature = (buffers, algorithm="blake3"))]
-pub fn hash_buffers(
-    py: Python<'_>,
-    buffers: &Bound<'_, PyAny>,
-    algorithm: &str,
-) -> PyResult<String> {
-    let algorithm = HashAlgorithm::from_name(algorithm).map_err(to_pyerr)?;
-    let inputs = buffers_of(buffers)?;
-    let slices: Vec<&[u8]> = inputs.iter().map(InputBuffer::as_bytes).collect();
-    let len = total_len(&slices);
-    Ok(detach_if_large(py, len, || {
+pub fn hash_buffers(py: Python<'_>, buffers: &Bound<'_, PyAny>, algorithm: &str) -> Result<String> {
+    let algorithm = HashAlgorithm::from_name(algorithm)?;
+    let inputs = InputBuffer::borrow_each(buffers, "buffers", "buffer")?;
+    let slices = slices(&inputs);
+    Ok(gil::run(py, work_on(&slices), || {
         hash::hash_buffers(algorithm, slices)
     }))
 }

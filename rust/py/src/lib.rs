@@ -1,7 +1,9 @@
 //! `ferroflow._core`: argument conversion, GIL release and error mapping around ferroflow-core.
 //! Each submodule binds one area of the core; this file only assembles the Python module.
+#![deny(clippy::undocumented_unsafe_blocks)]
 use pyo3::prelude::*;
 
+mod buffer;
 mod codecs;
 mod errors;
 mod files;
@@ -11,12 +13,7 @@ mod hashing;
 
 #[pymodule]
 mod _core {
-    #[allow(non_upper_case_globals)]
-    #[pymodule_export]
-    const __version__: &str = ferroflow_core::VERSION;
-
-    #[pymodule_export]
-    use crate::errors::{CorruptResultError, UnsafeKeyError, UnsupportedFormatError};
+    use pyo3::prelude::*;
 
     #[pymodule_export]
     use crate::codecs::{compress, decompress};
@@ -35,5 +32,19 @@ mod _core {
     };
 
     #[pymodule_export]
-    use crate::files::{atomic_write, read_file, resolve_key};
+    use crate::files::{atomic_write, is_temporary_file_name, read_file, resolve_key};
+
+    #[pymodule_init]
+    fn init(module: &Bound<'_, PyModule>) -> PyResult<()> {
+        module.add("__version__", ferroflow_core::VERSION)?;
+        // The exception classes live in `ferroflow.exceptions` (under FerroflowException) and
+        // are re-exported here, the same classes, for code that imports them from `_core`.
+        // Importing them now also makes a missing module an ImportError here rather than a
+        // panic at the first raise.
+        let exceptions = module.py().import("ferroflow.exceptions")?;
+        for name in crate::errors::EXCEPTION_NAMES {
+            module.add(name, exceptions.getattr(name)?)?;
+        }
+        Ok(())
+    }
 }

@@ -3,6 +3,7 @@
 use crate::error::{Error, Result};
 use crate::frame::CHUNK;
 use std::collections::hash_map::RandomState;
+use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, BufWriter, Write};
@@ -108,19 +109,13 @@ struct TempFile {
 }
 
 impl TempFile {
-    /// `.<target name>.<16 hex digits>.tmp` in the target's folder, so the rename stays on one
-    /// file system and a stray temporary file (from a killed writer) is easy to recognise.
+    /// A new file named by [`temporary_file_name`] in the target's folder, so the rename stays on
+    /// one file system.
     fn create_beside(target: &Path, folder: &Path) -> io::Result<TempFile> {
-        let name: String = target
-            .file_name()
-            .unwrap_or_default()
-            .to_string_lossy()
-            .chars()
-            .take(100)
-            .collect();
+        let target_name = target.file_name().unwrap_or_default();
         let mut attempts = 0;
         loop {
-            let path = folder.join(format!(".{name}.{:016x}.tmp", unique_number()));
+            let path = folder.join(temporary_file_name(target_name, unique_number()));
             match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(file) => {
                     return Ok(TempFile {
@@ -158,6 +153,43 @@ impl Drop for TempFile {
             let _ = fs::remove_file(&self.path);
         }
     }
+}
+
+/// Long target names are cut to this many characters in a temporary file's name, leaving room
+/// for the 22 added ones under the file system's limit on a name (255 bytes on most).
+const TARGET_NAME_CHARS: usize = 100;
+const NUMBER_DIGITS: usize = 16;
+
+/// `.<target name>.<16 hex digits>.tmp`: hidden, so listings skip it, and named after its target,
+/// so a stray one (left by a killed writer) says which file it was meant to replace.
+fn temporary_file_name(target_name: &OsStr, number: u64) -> String {
+    let target_name: String = target_name
+        .to_string_lossy()
+        .chars()
+        .take(TARGET_NAME_CHARS)
+        .collect();
+    format!(".{target_name}.{number:0NUMBER_DIGITS$x}.tmp")
+}
+
+/// Whether `name` (a file name, without its folder) has the form [`atomic_write`] gives its
+/// temporary files: such a file is a write in progress or the leftover of a killed writer.
+/// Clean-up tools use this to find the leftovers without knowing the naming scheme.
+pub fn is_temporary_file_name(name: &OsStr) -> bool {
+    // Written names are always UTF-8: the target's name goes through `to_string_lossy`.
+    let Some(name) = name.to_str() else {
+        return false;
+    };
+    let Some((target_name, number)) = name
+        .strip_prefix('.')
+        .and_then(|rest| rest.strip_suffix(".tmp"))
+        .and_then(|rest| rest.rsplit_once('.'))
+    else {
+        return false;
+    };
+    let is_lower_hex = |byte: u8| byte.is_ascii_digit() || (b'a'..=b'f').contains(&byte);
+    number.len() == NUMBER_DIGITS
+        && number.bytes().all(is_lower_hex)
+        && (1..=TARGET_NAME_CHARS).contains(&target_name.chars().count())
 }
 
 /// Random per call: std seeds each thread's hasher keys randomly and changes them for every

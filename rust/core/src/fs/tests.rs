@@ -62,6 +62,78 @@ fn a_path_without_a_file_name_is_refused() {
     ));
 }
 
+/// The names of the files in `folder` while a write of `target_name` is under way.
+fn names_during_a_write(target_name: &str) -> Vec<String> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut seen = Vec::new();
+    atomic_write_with(&dir.path().join(target_name), false, |_| {
+        seen = listing(dir.path());
+        Ok(())
+    })
+    .unwrap();
+    seen
+}
+
+#[test]
+fn the_temporary_file_of_a_write_is_recognised_by_its_name() {
+    // 240 bytes: a valid name, cut to 100 characters in the temporary one.
+    let long_name = "é".repeat(120);
+    for target_name in [
+        "out.bin",
+        "a",
+        ".hidden",
+        "x.tmp",
+        "résumé 1.ffb",
+        &long_name,
+    ] {
+        let names = names_during_a_write(target_name);
+        assert_eq!(names.len(), 1, "{names:?}");
+        assert!(
+            is_temporary_file_name(names[0].as_ref()),
+            "{} is not recognised",
+            names[0]
+        );
+        assert!(!is_temporary_file_name(target_name.as_ref()));
+    }
+}
+
+#[test]
+fn only_names_of_the_temporary_form_are_temporary() {
+    let temporary = |name: &str| is_temporary_file_name(name.as_ref());
+    assert!(temporary(".out.bin.0123456789abcdef.tmp"));
+    assert!(temporary(&format!(
+        ".{}.0123456789abcdef.tmp",
+        "x".repeat(100)
+    )));
+    for name in [
+        "out.bin",
+        ".tmp",
+        "..0123456789abcdef.tmp",
+        "out.bin.0123456789abcdef.tmp",
+        ".out.bin.0123456789ABCDEF.tmp",
+        ".out.bin.0123456789abcde.tmp",
+        ".out.bin.0123456789abcdef0.tmp",
+        ".out.bin.0123456789abcdeg.tmp",
+        ".out.bin.0123456789abcdef.tmp~",
+        ".out.bin.0123456789abcdef",
+    ] {
+        assert!(!temporary(name), "{name} taken for a temporary file");
+    }
+    // Longer than any target name the writer keeps.
+    assert!(!temporary(&format!(
+        ".{}.0123456789abcdef.tmp",
+        "x".repeat(101)
+    )));
+}
+
+#[cfg(unix)]
+#[test]
+fn a_name_that_is_not_utf8_is_not_temporary() {
+    use std::os::unix::ffi::OsStrExt;
+    let name = std::ffi::OsStr::from_bytes(b".\xff.0123456789abcdef.tmp");
+    assert!(!is_temporary_file_name(name));
+}
+
 #[test]
 fn blob_files_round_trip_through_read_header_read_and_map() {
     let dir = tempfile::tempdir().unwrap();
