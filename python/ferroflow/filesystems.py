@@ -304,14 +304,10 @@ class LocalFileSystem(WritableFileSystem):
                 raise
 
 
-# What the core's atomic writes name their temporary file: a killed writer leaves one behind.
-_UNFINISHED_WRITE = re.compile(r"^\..+\.[0-9a-f]{16}\.tmp$")
-
-
 def is_unfinished_write(name: str) -> bool:
-    """Whether a file name is that of an atomic write's temporary file (`.<name>.<16 hex>.tmp`),
-    left behind when its writer was killed before the rename."""
-    return _UNFINISHED_WRITE.match(name) is not None
+    """Whether a file name is that of an atomic write's temporary file, left behind when its
+    writer was killed before the rename (the core, which names them, answers)."""
+    return _core.is_temporary_file_name(name)
 
 
 def _durable(durable: bool | None) -> bool:
