@@ -1,0 +1,210 @@
+"""The `Serializer` base class and the registry of serializer types.
+
+Subclassing `Serializer` with a new `type` registers the class under that name; `resolve_serializer`
+turns what users configure (an instance, a type name, a description, or None for the default
+setting) into a serializer.
+"""
+
+from __future__ import annotations
+
+import abc
+import base64
+import copy
+import inspect
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from ferroflow.exceptions import SerializationError
+from ferroflow.settings import get_current_settings
+
+_registry: dict[str, type[Serializer]] = {}
+
+# Serializers defined in this package's modules are ferroflow's own: their type names are reserved.
+_PACKAGE = __name__.rpartition(".")[0]
+
+
+def _b64decode(data: Any) -> bytes:
+    try:
+        return base64.b64decode(_as_bytes(data))
+    except ValueError as exc:
+        raise SerializationError(
+            f"The Prefect 2 result data is not the base64 text its serializer wrote: {exc}"
+        ) from exc
+
+
+def _as_bytes(blob: Any) -> bytes:
+    return blob if isinstance(blob, bytes) else bytes(blob)
+
+
+class Serializer(BaseModel, abc.ABC):
+    """Base of all serializers. Subclass it with a `type` default to register a custom one::
+
+        class YamlSerializer(Serializer):
+            type: Literal["yaml"] = "yaml"
+
+            def dumps(self, obj): return yaml.safe_dump(obj).encode()
+            def loads(self, blob): return yaml.safe_load(bytes(blob))
+
+    After that, `result_serializer="yaml"` and descriptions with `"type": "yaml"` use it.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    type: str
+
+    def __init__(self, **options: Any) -> None:
+        try:
+            super().__init__(**options)
+        except ValidationError as exc:
+            raise _serialization_error(exc, f"{type(self).__name__} options") from exc
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        # Register only classes that declare their own `type`; subclasses that merely tweak
+        # a serializer (and inherit its type) must not replace it.
+        if "type" not in inspect.get_annotations(cls):  # the class's own annotations only
+            return
+        type_name = cls.model_fields["type"].default
+        if not isinstance(type_name, str) or not type_name:
+            raise TypeError(
+                f"{cls.__qualname__} must give its `type` field a string default, e.g. "
+                f'type: Literal["my-format"] = "my-format"'
+            )
+        taken = _registry.get(type_name)
+        if taken is not None and _is_built_in(taken) and not _is_built_in(cls):
+            raise TypeError(
+                f"The serializer type {type_name!r} belongs to ferroflow's {taken.__name__}; "
+                f"give {cls.__qualname__} another type name."
+            )
+        _registry[type_name] = cls
+
+    def __getstate__(self) -> dict[Any, Any]:
+        # Serializers travel with results to other processes; the modules and hooks they hold
+        # cannot be pickled, so they are imported again on arrival (model_post_init).
+        state = super().__getstate__()
+        state["__pydantic_private__"] = None
+        return state
+
+    def __setstate__(self, state: dict[Any, Any]) -> None:
+        super().__setstate__(state)
+        self.model_post_init(None)
+
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Serializer:
+        duplicate = type(self).__new__(type(self))
+        duplicate.__setstate__(copy.deepcopy(self.__getstate__(), memo))
+        return duplicate
+
+    @abc.abstractmethod
+    def dumps(self, obj: Any) -> bytes:
+        """Serialize `obj` to bytes."""
+
+    @abc.abstractmethod
+    def loads(self, blob: Any) -> Any:
+        """Deserialize a bytes-like object made by `dumps`."""
+
+    def loads_prefect2(self, data: Any) -> Any:
+        """Load the `data` of a result document written by Prefect 2 (its str, UTF-8 encoded).
+
+        Prefect 2's pickle and compressed serializers base64-encoded their own output; the
+        serializers that did so undo it here. Everything else reads it as `loads` does.
+        """
+        return self.loads(data)
+
+    def dump_segments(self, obj: Any) -> list[Any]:
+        """The buffers to persist, in order; the default is the single `dumps` output."""
+        return [self.dumps(obj)]
+
+    def load_segments(self, segments: Sequence[Any]) -> Any:
+        """The value back from the buffers `dump_segments` produced."""
+        if len(segments) != 1:
+            raise SerializationError(
+                f"The {self.type!r} serializer writes one segment, but the stored result has "
+                f"{len(segments)}. It was written by another serializer; read it with the "
+                "serializer recorded in its header."
+            )
+        return self.loads(segments[0])
+
+    @property
+    def frame_codec(self) -> tuple[str, int | None]:
+        """(codec, level) the blob frame applies to each segment; "none" for no compression."""
+        return ("none", None)
+
+    def to_description(self) -> dict[str, Any]:
+        """A JSON-able description from which `Serializer.from_description` rebuilds this one."""
+        return self.model_dump(mode="json")
+
+    @classmethod
+    def from_description(cls, description: Mapping[str, Any]) -> Serializer:
+        """Rebuild a serializer from `to_description()` output (also Prefect 2's descriptions)."""
+        if not isinstance(description, Mapping) or "type" not in description:
+            raise SerializationError(
+                f"A serializer description must be a mapping with a 'type' key, got {description!r}."
+            )
+        serializer_class = _lookup(str(description["type"]))
+        try:
+            return serializer_class.model_validate(dict(description))
+        except ValidationError as exc:  # wraps the SerializationError that __init__ raised
+            raise _serialization_error(exc, f"{serializer_class.__name__} options") from exc
+
+    @classmethod
+    def from_type_name(cls, type_name: str) -> Serializer:
+        """A serializer of that type with default options, e.g. `from_type_name("json")`."""
+        return _lookup(type_name)()
+
+
+def _is_built_in(serializer_class: type[Serializer]) -> bool:
+    return serializer_class.__module__.startswith(f"{_PACKAGE}.")
+
+
+def _serialization_error(exc: ValidationError, what: str) -> SerializationError:
+    """The SerializationError a validator raised (pydantic wraps it), else one listing the problems."""
+    for error in exc.errors():
+        original = error.get("ctx", {}).get("error")
+        if isinstance(original, SerializationError):
+            return original
+    problems = "; ".join(
+        f"{'.'.join(map(str, error['loc'])) or 'value'}: {error['msg']}" for error in exc.errors()
+    )
+    return SerializationError(f"Invalid {what}: {problems}.")
+
+
+def known_serializer_types() -> list[str]:
+    """Type names usable as `result_serializer="..."`, built-in and registered."""
+    return sorted(name for name, klass in _registry.items() if not inspect.isabstract(klass))
+
+
+def _lookup(type_name: str) -> type[Serializer]:
+    serializer_class = _registry.get(type_name)
+    if serializer_class is not None and not inspect.isabstract(serializer_class):
+        return serializer_class
+    known = ", ".join(known_serializer_types())
+    hint = ""
+    inner = type_name.removeprefix("compressed/")
+    if inner != type_name and inner in _registry:
+        hint = (
+            f" The 'compressed/<type>' shortcut only covers ferroflow's own serializers; for "
+            f"{inner!r} pass an instance: CompressedSerializer(serializer={inner!r})."
+        )
+    raise SerializationError(
+        f"Unknown serializer type {type_name!r}. Known types: {known}.{hint} A custom serializer "
+        "is registered by subclassing ferroflow.serializers.Serializer before it is used."
+    )
+
+
+def resolve_serializer(value: Serializer | str | Mapping[str, Any] | None) -> Serializer:
+    """A serializer from an instance, a type name, a description, or None (the default setting)."""
+    if isinstance(value, Serializer):
+        return value
+    if value is None:
+        return Serializer.from_type_name(get_current_settings().results_default_serializer)
+    if isinstance(value, str):
+        return Serializer.from_type_name(value)
+    if isinstance(value, Mapping):
+        return Serializer.from_description(value)
+    raise SerializationError(
+        f"A serializer must be a Serializer instance, a type name such as 'pickle' or 'json', "
+        f"or a description dict; got {type(value).__name__}."
+    )
