@@ -1,0 +1,59 @@
+"""The house rules that the import contracts (`make lint`) cannot see by themselves."""
+
+import ast
+from pathlib import Path
+
+import ferroflow
+
+PACKAGE = Path(ferroflow.__file__).parent
+
+
+def modules():
+    return sorted(PACKAGE.rglob("*.py"))
+
+
+def imports_from_the_root_package(path):
+    """(line, name) of every `from ferroflow import name` / `import ferroflow...` in `path`."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.ImportFrom) and node.module == "ferroflow" and node.level == 0:
+            found += [(node.lineno, alias.name) for alias in node.names]
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and path.parent == PACKAGE:
+            found += [(node.lineno, alias.name) for alias in node.names]
+    return found
+
+
+def is_submodule(name):
+    """Taking a submodule from the root (`from ferroflow import _core`) imports that module only."""
+    return (PACKAGE / name).is_dir() or (PACKAGE / f"{name}.py").exists() or name == "_core"
+
+
+def test_the_package_imports_only_modules_from_its_root():
+    # The contracts leave imports of the root package out (the compiled core has no source, so
+    # `import ferroflow._core as _core` reads as one); a name other than a submodule taken from
+    # the root would pull the whole face of the package into the importing layer.
+    offenders = [
+        f"{path.relative_to(PACKAGE)}:{line} imports {name!r} from ferroflow"
+        for path in modules()
+        if path.name != "__init__.py" or path.parent != PACKAGE
+        for line, name in imports_from_the_root_package(path)
+        if not is_submodule(name)
+    ]
+    assert offenders == []
+
+
+def test_the_cli_imports_neither_the_core_nor_the_engine():
+    offenders = []
+    for path in sorted((PACKAGE / "cli").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+            offenders += [
+                f"{path.name}:{node.lineno} {name}"
+                for name in names
+                if name.startswith(("ferroflow._core", "ferroflow._engine"))
+            ]
+    assert offenders == []
