@@ -473,3 +473,5 @@ fn store_errors_say_what_went_wrong() {
     };
     assert!(matches!(convert(other, Action::Read), Error::Io { .. }));
 }
+
+mod moto;
