@@ -10,6 +10,10 @@ derive from `FerroflowWarning`, a `UserWarning`, so they are shown by default.
         CorruptResultError [ValueError]
         UnsupportedFormatError [ValueError]
         UnsafeKeyError [ValueError]
+        ObjectStoreError [OSError]
+            BucketNotFoundError
+            StoragePermissionError [PermissionError]
+            StorageUnavailableError [ConnectionError]
         MissingContextError [RuntimeError]
         MissingResult [RuntimeError]
         UnfinishedRun [RuntimeError]
@@ -69,6 +73,22 @@ class UnsafeKeyError(FerroflowException, ValueError):
     """A storage key would escape its base folder."""
 
 
+class ObjectStoreError(FerroflowException, OSError):
+    """An object store (S3, GCS, Azure) refused or failed a request, after its retries."""
+
+
+class BucketNotFoundError(ObjectStoreError):
+    """The bucket (or container) of an object store does not exist; the message names it."""
+
+
+class StoragePermissionError(ObjectStoreError, PermissionError):
+    """An object store refused the credentials, or denied the operation to them."""
+
+
+class StorageUnavailableError(ObjectStoreError, ConnectionError):
+    """An object store's endpoint could not be reached, or did not answer in time."""
+
+
 class MissingContextError(FerroflowException, RuntimeError):
     """A run-context-only function was called outside a flow or task run."""
 
@@ -90,13 +110,17 @@ class SerializationError(FerroflowException, ValueError):
 
 
 __all__ = [
+    "BucketNotFoundError",
     "CorruptResultError",
     "FerroflowException",
     "FerroflowWarning",
     "MissingContextError",
     "MissingResult",
+    "ObjectStoreError",
     "PersistenceConfigurationError",
     "SerializationError",
+    "StoragePermissionError",
+    "StorageUnavailableError",
     "UnfinishedRun",
     "UnsafeKeyError",
     "UnsupportedFormatError",

@@ -28,6 +28,19 @@ pub enum Error {
     /// A buffer or codec state could not be allocated; reported instead of aborting the process.
     #[error("{0}")]
     OutOfMemory(String),
+    /// An object store has no object under the key: the result is missing, not the store.
+    #[error("{0}")]
+    NotFound(String),
+    /// The bucket (or container) an object store URL names does not exist: a configuration error,
+    /// so kept apart from `NotFound`, which callers may answer by computing the result again.
+    #[error("{0}")]
+    BucketNotFound(String),
+    /// The object store refused the credentials, or they do not allow the operation.
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The object store could not be reached or did not answer in time, after the retries.
+    #[error("{0}")]
+    Unavailable(String),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -262,6 +262,24 @@ pub fn unframe(data: &[u8]) -> Result<(BlobHeader, Vec<&[u8]>)> {
     Ok((header, segments))
 }
 
+/// The length of a blob's header (prelude, body, checksum) from its first [`PRELUDE_LEN`] bytes;
+/// refuses anything that does not start with the blob signature.
+pub(crate) fn header_len_from_prelude(prelude: &[u8]) -> Result<usize> {
+    header::header_len(prelude)
+}
+
+/// Verifies the header at the start of `head` (which holds at least `header_len` bytes) of a blob
+/// that is `blob_len` bytes long: the header's checksum and version, and that its lengths add up to
+/// `blob_len`, so truncation is caught before any payload is fetched.
+pub(crate) fn verify_header(head: &[u8], header_len: usize, blob_len: u64) -> Result<BlobHeader> {
+    let header_bytes = head
+        .get(..header_len)
+        .ok_or_else(|| truncated(head.len() as u64, header_len as u64))?;
+    let header = BlobHeader::decode(header_bytes)?;
+    Layout::new(&header, header_len as u64)?.check_length(blob_len)?;
+    Ok(header)
+}
+
 /// Like [`unframe`], returning where each stored segment lies in `data`.
 pub fn verify(data: &[u8]) -> Result<(BlobHeader, Vec<Range<usize>>)> {
     let prelude = data

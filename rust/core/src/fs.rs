@@ -3,6 +3,7 @@ mod atomic;
 mod keys;
 
 pub use atomic::{atomic_write, atomic_write_with, is_temporary_file_name};
+pub(crate) use keys::key_parts;
 pub use keys::resolve_key;
 
 use crate::error::{Error, Result};

@@ -4,19 +4,25 @@
 //! (`PyErr`); PyO3 turns the error into an exception through `From<Error> for PyErr`. The wrapper
 //! exists because Rust's orphan rule forbids `From<ferroflow_core::Error> for PyErr` here: both
 //! types belong to other crates.
-use pyo3::exceptions::{PyMemoryError, PyOSError, PyValueError};
+use pyo3::exceptions::{PyFileNotFoundError, PyMemoryError, PyOSError, PyValueError};
 use pyo3::{PyErr, Python};
 
 // Defined in Python (`ferroflow/exceptions.py`) under `FerroflowException`; imported on first use.
 pyo3::import_exception!(ferroflow.exceptions, CorruptResultError);
 pyo3::import_exception!(ferroflow.exceptions, UnsupportedFormatError);
 pyo3::import_exception!(ferroflow.exceptions, UnsafeKeyError);
+pyo3::import_exception!(ferroflow.exceptions, BucketNotFoundError);
+pyo3::import_exception!(ferroflow.exceptions, StoragePermissionError);
+pyo3::import_exception!(ferroflow.exceptions, StorageUnavailableError);
 
 /// The exceptions that `ferroflow.exceptions` defines and `ferroflow._core` raises.
-pub(crate) const EXCEPTION_NAMES: [&str; 3] = [
+pub(crate) const EXCEPTION_NAMES: [&str; 6] = [
     "CorruptResultError",
     "UnsupportedFormatError",
     "UnsafeKeyError",
+    "BucketNotFoundError",
+    "StoragePermissionError",
+    "StorageUnavailableError",
 ];
 
 #[derive(Debug)]
@@ -75,5 +81,14 @@ fn core_error_to_python(error: ferroflow_core::Error) -> PyErr {
         Core::InvalidArgument(message) => PyValueError::new_err(message),
         Core::OutputLimit(message) => PyValueError::new_err(message),
         Core::OutOfMemory(message) => PyMemoryError::new_err(message),
+        // A missing object is a missing file to every caller: the same recovery applies.
+        Core::NotFound(message) => PyFileNotFoundError::new_err((ENOENT, message)),
+        Core::BucketNotFound(message) => BucketNotFoundError::new_err(message),
+        Core::PermissionDenied(message) => StoragePermissionError::new_err(message),
+        Core::Unavailable(message) => StorageUnavailableError::new_err(message),
     }
 }
+
+/// ENOENT (2 on every platform CPython supports), so that the `FileNotFoundError` of a missing
+/// object carries the errno a missing file does.
+const ENOENT: i32 = 2;

@@ -9,6 +9,14 @@ use std::path::{Path, PathBuf};
 /// drive letters (`C:`), NUL characters and keys that name no file.
 /// Symbolic links inside `base` are followed: whoever controls `base` controls them.
 pub fn resolve_key(base: &Path, key: &str) -> Result<PathBuf> {
+    Ok(key_parts(key)?
+        .iter()
+        .fold(base.to_path_buf(), |path, part| path.join(part)))
+}
+
+/// The folder names and file name of `key`, checked as [`resolve_key`] describes; object stores
+/// use the same rules, so a key names the same result in a folder and in a bucket.
+pub(crate) fn key_parts(key: &str) -> Result<Vec<&str>> {
     let refuse = |why: &str| {
         Err(Error::UnsafeKey(format!(
             "storage key {key:?} {why}; use a relative key such as \"results/abc123\" that stays inside the storage folder"
@@ -35,9 +43,7 @@ pub fn resolve_key(base: &Path, key: &str) -> Result<PathBuf> {
     if parts.is_empty() {
         return refuse("names no file");
     }
-    Ok(parts
-        .iter()
-        .fold(base.to_path_buf(), |path, part| path.join(part)))
+    Ok(parts)
 }
 
 fn has_drive_prefix(key: &str) -> bool {

@@ -1,0 +1,457 @@
+//! Results on object storage: S3 (and S3-compatible servers), Google Cloud Storage and Azure Blob
+//! Storage through the `object_store` crate, and an in-memory store for tests.
+//!
+//! A [`Store`] is opened from a URL — `s3://bucket/prefix`, `gs://bucket/prefix`,
+//! `az://container/prefix`, `memory://` (a new, empty store) or `memory://name` (the process's
+//! store of that name, shared by every handle on it) — and [`StoreOptions`]: object_store's
+//! configuration keys as strings, with every key not given read from the environment as the
+//! crate's `from_env` builders do (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+//! `AWS_SESSION_TOKEN`, `AWS_REGION`/`AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`, ...). An S3 endpoint
+//! given as `http://` allows plain HTTP unless `allow_http` says otherwise. Without configured
+//! credentials object_store falls back to the cloud's own sources (web identity, the container or
+//! instance metadata service), as the cloud SDKs do.
+//!
+//! What it guarantees:
+//! - Keys are relative to the URL's path and checked like local keys ([`crate::fs::resolve_key`]):
+//!   `..`, absolute keys, drive letters and NUL are refused with [`Error::UnsafeKey`]. Characters
+//!   object stores advise against (`%`, `#`, `~`, ...) are percent-encoded in the object's name,
+//!   as object_store does, and decoded again by [`Store::list`].
+//! - [`Store::write_blob`] stores the same bytes as a local blob ([`crate::fs::write_blob`]): the
+//!   frame is produced once, by the same writer, straight into the upload.
+//! - An object appears whole or not at all. Up to [`UploadOptions::part_size`] (8 MiB by
+//!   default) an upload is one PUT; a larger one is a multipart upload whose parts are uploaded
+//!   while the rest is framed, at most [`UploadOptions::max_parts_in_flight`] (4) at once, so an
+//!   upload holds at most `max_parts_in_flight + 1` parts in memory besides the caller's segments.
+//!   A failed multipart upload is aborted; parts of one whose process died stay invisible until
+//!   the bucket's lifecycle rule for incomplete multipart uploads removes them.
+//! - Every read of a blob verifies what it returns as local reads do: the header (a ranged GET
+//!   of its first 64 KiB for [`Store::read_header`]), the object's length against it, every
+//!   segment's checksum and the padding ([`Store::read_blob`]).
+//! - Errors say what to do: a missing object is [`Error::NotFound`], a missing bucket
+//!   [`Error::BucketNotFound`], refused credentials or operations [`Error::PermissionDenied`],
+//!   an endpoint that cannot be reached or does not answer [`Error::Unavailable`].
+//!
+//! Time is bounded: a request that gets no answer within [`StoreOptions::timeout`] (60 s; a
+//! connection within `connect_timeout`, 5 s) fails, and failures are retried with exponential
+//! backoff (from 100 ms to at most 2 s) at most [`RetryOptions::max_retries`] (3) times and not
+//! after [`RetryOptions::retry_timeout`] (30 s) from the first try.
+//!
+//! The API blocks, so a binding can call it with its interpreter lock released; it must not be
+//! called from async code running on a tokio runtime (that is refused with an error). The
+//! requests run on one tokio runtime of the process with two worker threads, started on first
+//! use. After `fork`, the child starts its own runtime and each [`Store`] rebuilds its HTTP
+//! client on first use (the parent's threads and connections do not exist in the child); in-memory
+//! stores are copied with the process, as any memory is.
+mod config;
+mod errors;
+mod runtime;
+mod upload;
+
+pub use config::{
+    RetryOptions, StoreKind, StoreOptions, UploadOptions, DEFAULT_PARTS_IN_FLIGHT,
+    DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE,
+};
+
+use crate::error::{Error, Result};
+use crate::frame::{self, BlobHeader, Frame, FrameOptions};
+use bytes::Bytes;
+use config::Target;
+use errors::Action;
+use futures::{StreamExt, TryStreamExt};
+use object_store::path::{Path, PathPart};
+use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, PutMode, PutPayload};
+use runtime::block_on;
+use std::fmt;
+use std::io::Write;
+use std::ops::Range;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+use upload::UploadError;
+
+/// The first ranged read of [`Store::read_header`]: a header with thousands of segments still
+/// fits, so it is almost always the only one.
+const HEADER_READ: u64 = 64 * 1024;
+/// Attempts of a create-only put that conflicts with a concurrent one but finds no object.
+const CREATE_ATTEMPTS: usize = 3;
+
+/// A handle on a bucket (and a prefix in it); cheap to share between threads.
+pub struct Store {
+    url: String,
+    options: StoreOptions,
+    target: Target,
+    prefix: Path,
+    client: Mutex<Client>,
+}
+
+/// The object_store client and the process it was made in.
+struct Client {
+    pid: u32,
+    store: Arc<dyn ObjectStore>,
+}
+
+/// What a store says about one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// Relative to the store's prefix, parts separated by `/`.
+    pub key: String,
+    pub size: u64,
+    pub last_modified: SystemTime,
+    pub e_tag: Option<String>,
+}
+
+/// A verified blob read from a store.
+#[derive(Debug)]
+pub struct FetchedBlob {
+    pub header: BlobHeader,
+    pub segments: FetchedSegments,
+}
+
+#[derive(Debug)]
+pub enum FetchedSegments {
+    /// The whole object as read; an uncompressed blob's segments are these ranges of it.
+    InPlace {
+        data: Vec<u8>,
+        ranges: Vec<Range<usize>>,
+    },
+    /// A compressed blob's segments, decompressed.
+    Decoded(Vec<Vec<u8>>),
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("url", &self.url)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// Opens a handle on the store at `url`; no request is made yet.
+    pub fn open(url: &str, options: StoreOptions) -> Result<Store> {
+        let built = config::build(url, &options)?;
+        Ok(Store {
+            url: url.to_owned(),
+            options,
+            target: built.target,
+            prefix: built.prefix,
+            client: Mutex::new(Client {
+                pid: std::process::id(),
+                store: built.client,
+            }),
+        })
+    }
+
+    /// The URL the store was opened with.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    pub fn kind(&self) -> StoreKind {
+        self.target.kind
+    }
+
+    /// Frames `segments` as [`crate::fs::write_blob`] does and uploads the blob to `key`,
+    /// replacing any object there.
+    pub fn write_blob(
+        &self,
+        key: &str,
+        segments: &[&[u8]],
+        options: &FrameOptions<'_>,
+    ) -> Result<BlobHeader> {
+        let path = self.path(key)?;
+        let frame = Frame::new(segments, options)?;
+        self.upload(key, &path, frame.encoded_len(), |out| frame.write_to(out))?;
+        Ok(frame.header().clone())
+    }
+
+    /// Reads and verifies the header of the blob at `key` (and that the object's length agrees
+    /// with it) without fetching the payload.
+    pub fn read_header(&self, key: &str) -> Result<BlobHeader> {
+        let path = self.path(key)?;
+        let client = self.client()?;
+        let (head, blob_len) = match block_on(get_range(&*client, &path, 0..HEADER_READ))? {
+            Ok(fetched) => fetched,
+            Err(error) => return Err(self.range_read_failed(&*client, &path, key, error)),
+        };
+        let prelude = head
+            .get(..frame::PRELUDE_LEN)
+            .ok_or_else(|| self.at_object(frame::too_short(head.len()), key))?;
+        let header_len =
+            frame::header_len_from_prelude(prelude).map_err(|e| self.at_object(e, key))?;
+        let head = if header_len > head.len() && header_len as u64 <= blob_len {
+            let range = head.len() as u64..header_len as u64;
+            let (rest, _) = block_on(get_range(&*client, &path, range))?
+                .map_err(|e| self.convert(e, key, Action::Read))?;
+            [head, rest].concat()
+        } else {
+            head.to_vec()
+        };
+        frame::verify_header(&head, header_len, blob_len).map_err(|e| self.at_object(e, key))
+    }
+
+    /// Reads the whole blob at `key` and verifies all of it; uncompressed segments stay in the
+    /// buffer that was read, compressed ones are decompressed.
+    pub fn read_blob(&self, key: &str) -> Result<FetchedBlob> {
+        let data = self.get(key)?;
+        let (header, ranges) = frame::verify(&data).map_err(|e| self.at_object(e, key))?;
+        let segments = match header.codec {
+            None => FetchedSegments::InPlace { data, ranges },
+            Some(_) => FetchedSegments::Decoded(
+                ranges
+                    .into_iter()
+                    .enumerate()
+                    .map(|(index, range)| {
+                        frame::decode_segment(&header, index, &data[range])
+                            .map(|raw| raw.into_owned())
+                    })
+                    .collect::<Result<_>>()
+                    .map_err(|e| self.at_object(e, key))?,
+            ),
+        };
+        Ok(FetchedBlob { header, segments })
+    }
+
+    /// Uploads `segments` one after another as the object at `key`, replacing any object there,
+    /// without joining them first; returns the number of bytes written.
+    pub fn put(&self, key: &str, segments: &[&[u8]]) -> Result<u64> {
+        let path = self.path(key)?;
+        let len = segments.iter().map(|segment| segment.len() as u64).sum();
+        self.upload(key, &path, len, |out| {
+            segments
+                .iter()
+                .try_for_each(|segment| out.write_all(segment))
+        })?;
+        Ok(len)
+    }
+
+    /// Creates the object at `key` unless one exists: `true` when this call created it, `false`
+    /// when an object was already there (it is left as it was). One PUT, so for small objects.
+    pub fn put_if_absent(&self, key: &str, data: &[u8]) -> Result<bool> {
+        let path = self.path(key)?;
+        let client = self.client()?;
+        let data = Bytes::copy_from_slice(data);
+        for _ in 0..CREATE_ATTEMPTS {
+            let payload = PutPayload::from(data.clone());
+            let created = block_on(client.put_opts(&path, payload, PutMode::Create.into()))?;
+            match created {
+                Ok(_) => return Ok(true),
+                // S3 answers a create that races another one with 409, which object_store also
+                // reports as AlreadyExists: only an object that is there means "no".
+                Err(
+                    object_store::Error::AlreadyExists { .. }
+                    | object_store::Error::Precondition { .. },
+                ) => match block_on(client.head(&path))? {
+                    Ok(_) => return Ok(false),
+                    Err(object_store::Error::NotFound { .. }) => continue,
+                    Err(error) => return Err(self.convert(error, key, Action::Inspect)),
+                },
+                Err(error) => return Err(self.convert(error, key, Action::Write)),
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "creating {} conflicted with other writers {CREATE_ATTEMPTS} times; try again",
+            self.target.object(key)
+        )))
+    }
+
+    /// The whole object at `key`, in one buffer.
+    pub fn get(&self, key: &str) -> Result<Vec<u8>> {
+        let path = self.path(key)?;
+        let client = self.client()?;
+        block_on(get_all(&*client, &path))?.map_err(|e| match e {
+            Fetch::Store(error) => self.convert(error, key, Action::Read),
+            Fetch::TooLarge(size) => Error::OutOfMemory(format!(
+                "{} has {size} bytes, more than can be allocated",
+                self.target.object(key)
+            )),
+        })
+    }
+
+    pub fn head(&self, key: &str) -> Result<ObjectInfo> {
+        let path = self.path(key)?;
+        let client = self.client()?;
+        let meta =
+            block_on(client.head(&path))?.map_err(|e| self.convert(e, key, Action::Inspect))?;
+        Ok(self.info(meta))
+    }
+
+    pub fn exists(&self, key: &str) -> Result<bool> {
+        match self.head(key) {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound(_)) => Ok(false),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Deletes the object at `key`. A missing object is not an error (S3 does not tell).
+    pub fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        let client = self.client()?;
+        match block_on(client.delete(&path))? {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(error) => Err(self.convert(error, key, Action::Delete)),
+        }
+    }
+
+    /// Every object under the folder `prefix` (`""` for the whole store), sorted by key.
+    /// A prefix matches whole folder names: `"a"` lists `a/b`, not `ab`.
+    pub fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let path = if prefix
+            .split(['/', '\\'])
+            .all(|part| part.is_empty() || part == ".")
+        {
+            self.prefix.clone()
+        } else {
+            self.path(prefix)?
+        };
+        let client = self.client()?;
+        let listed = block_on(async {
+            let root = (!path.as_ref().is_empty()).then_some(&path);
+            client.list(root).try_collect::<Vec<ObjectMeta>>().await
+        })?
+        .map_err(|e| self.convert(e, prefix, Action::List))?;
+        let mut infos: Vec<ObjectInfo> = listed.into_iter().map(|meta| self.info(meta)).collect();
+        infos.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(infos)
+    }
+
+    fn upload(
+        &self,
+        key: &str,
+        path: &Path,
+        len: u64,
+        write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<()> {
+        let client = self.client()?;
+        upload::upload(&*client, path, len, &self.options.upload, write).map_err(|e| match e {
+            UploadError::Store(error) => self.convert(error, key, Action::Write),
+            UploadError::Local(error) => error,
+        })
+    }
+
+    /// The client of this process: a handle used in a forked child gets a new one, as the
+    /// parent's connections belong to a runtime whose threads the child does not have.
+    fn client(&self) -> Result<Arc<dyn ObjectStore>> {
+        let pid = std::process::id();
+        let mut client = self.client.lock().unwrap_or_else(PoisonError::into_inner);
+        if client.pid != pid {
+            if self.target.kind != StoreKind::Memory {
+                let fresh = config::build(&self.url, &self.options)?.client;
+                // Never dropped in the child: dropping would touch the parent's runtime.
+                std::mem::forget(std::mem::replace(&mut client.store, fresh));
+            }
+            client.pid = pid;
+        }
+        Ok(Arc::clone(&client.store))
+    }
+
+    /// The object path of `key` under the store's prefix; refuses unsafe keys.
+    fn path(&self, key: &str) -> Result<Path> {
+        let parts = crate::fs::key_parts(key)?;
+        Ok(self
+            .prefix
+            .parts()
+            .chain(parts.into_iter().map(PathPart::from))
+            .collect())
+    }
+
+    fn info(&self, meta: ObjectMeta) -> ObjectInfo {
+        ObjectInfo {
+            key: self.key_of(&meta.location),
+            size: meta.size,
+            last_modified: meta.last_modified.into(),
+            e_tag: meta.e_tag,
+        }
+    }
+
+    /// The key of an object path under the prefix, its parts decoded as [`Store::path`]
+    /// encoded them.
+    fn key_of(&self, location: &Path) -> String {
+        let decode = |part: PathPart<'_>| {
+            percent_encoding::percent_decode_str(part.as_ref())
+                .decode_utf8_lossy()
+                .into_owned()
+        };
+        match location.prefix_match(&self.prefix) {
+            Some(parts) => parts.map(decode).collect::<Vec<_>>().join("/"),
+            None => location.parts().map(decode).collect::<Vec<_>>().join("/"),
+        }
+    }
+
+    /// A failed ranged read: an object too short for the range (an empty one) is a truncated
+    /// blob, not an error of the store.
+    fn range_read_failed(
+        &self,
+        client: &dyn ObjectStore,
+        path: &Path,
+        key: &str,
+        error: object_store::Error,
+    ) -> Error {
+        let converted = self.convert(error, key, Action::Read);
+        if matches!(converted, Error::Io { .. }) {
+            if let Ok(Ok(meta)) = block_on(client.head(path)) {
+                if meta.size < frame::PRELUDE_LEN as u64 {
+                    return self.at_object(frame::too_short(meta.size as usize), key);
+                }
+            }
+        }
+        converted
+    }
+
+    fn convert(&self, error: object_store::Error, key: &str, action: Action) -> Error {
+        errors::convert(error, &self.target, key, action)
+    }
+
+    /// Names the object in an error about its content.
+    fn at_object(&self, error: Error, key: &str) -> Error {
+        let object = self.target.object(key);
+        match error {
+            Error::Corrupt(message) => Error::Corrupt(format!("{object}: {message}")),
+            Error::UnsupportedFormat(message) => {
+                Error::UnsupportedFormat(format!("{object}: {message}"))
+            }
+            other => other,
+        }
+    }
+}
+
+/// The bytes of `range` (cut at the object's end) and the object's whole length.
+async fn get_range(
+    client: &dyn ObjectStore,
+    path: &Path,
+    range: Range<u64>,
+) -> object_store::Result<(Bytes, u64)> {
+    let options = GetOptions {
+        range: Some(GetRange::Bounded(range)),
+        ..GetOptions::default()
+    };
+    let fetched = client.get_opts(path, options).await?;
+    let len = fetched.meta.size;
+    Ok((fetched.bytes().await?, len))
+}
+
+enum Fetch {
+    Store(object_store::Error),
+    TooLarge(u64),
+}
+
+/// The whole object, read into one buffer of its size (the one copy out of the network's
+/// buffers): a blob's segments are then handed out as views of it.
+async fn get_all(client: &dyn ObjectStore, path: &Path) -> std::result::Result<Vec<u8>, Fetch> {
+    let fetched = client.get(path).await.map_err(Fetch::Store)?;
+    let size = fetched.meta.size;
+    let mut data = Vec::new();
+    usize::try_from(size)
+        .ok()
+        .and_then(|size| data.try_reserve_exact(size).ok())
+        .ok_or(Fetch::TooLarge(size))?;
+    let mut chunks = fetched.into_stream();
+    while let Some(chunk) = chunks.next().await {
+        data.extend_from_slice(&chunk.map_err(Fetch::Store)?);
+    }
+    Ok(data)
+}
+
+#[cfg(test)]
+mod tests;
