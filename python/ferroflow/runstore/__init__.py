@@ -13,6 +13,14 @@ and gets one from `open_store(url)`:
     store.flush()                             # only needed before reading from another process
 
 Recording is queued and committed in batches by a background thread; see `docs/runstore.md`.
+
+The package's modules, each with one job:
+- `records`: the plain records a store hands back (runs, states, result references, cache entries);
+- `writer`: the batched writer every backend records through (queue, thread, flush, process exit);
+- `parameters`: the bounded summary of a run's parameters, all a store keeps of them;
+- `sqlite`: the SQLite backend (connections, its SQL), with its schema and migrations in `schema`;
+- `ids`: the clock-ordered ids that keep the store's indexes appending;
+- `console`: showing the store in a terminal, for the `ferroflow runs` and `ferroflow cache` commands.
 """
 
 from __future__ import annotations
@@ -21,8 +29,16 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Protocol, runtime_checkable
 
-from ferroflow.runstore.records import CacheEntry, FlowRunRecord, ResultRef, RunRecord, StateRecord, TaskRunRecord
-from ferroflow.runstore.sqlite import SQLiteRunStore, summarize_parameters
+from ferroflow.runstore.parameters import summarize_parameters
+from ferroflow.runstore.records import (
+    CacheEntry,
+    FlowRunRecord,
+    ResultRef,
+    RunRecord,
+    StateRecord,
+    TaskRunRecord,
+)
+from ferroflow.runstore.sqlite import SQLiteRunStore
 from ferroflow.settings import (
     MEMORY_RUNSTORE_URL,
     SQLITE_URL_PREFIX,

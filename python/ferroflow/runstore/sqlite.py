@@ -1,11 +1,8 @@
-"""The SQLite run store: one database file (WAL mode), a background writer thread, batched commits.
+"""The SQLite run store: one database file (WAL mode), or a private in-memory database.
 
-Why a writer thread: the engine records every state of every task, and a commit costs tens to
-hundreds of microseconds. Callers only build a row and put it on a queue (a few microseconds); the
-writer drains the queue, at most every `batch_interval` seconds unless a backlog waits, and commits
-what it found in one transaction, so a killed process loses at most the batches not yet written
-and never leaves half of one behind. `flush()` waits for everything queued so far; stores still
-open at interpreter exit are flushed by an `atexit` hook.
+Recording goes through a `BatchWriter` (`ferroflow.runstore.writer`): callers queue rows, its
+thread hands them back in batches to `SQLiteRunStore.write_batch`, which commits each batch in one
+transaction of multi-row INSERTs. Reads run the SQL here on the calling thread's own connection.
 
 Several threads may share one store (readers get a connection per thread); several processes may
 share one file (SQLite's WAL lets readers run beside the one writer; writers take turns, waiting up
@@ -14,16 +11,10 @@ to `lock_timeout` seconds before `RunStoreLockedError` names the file).
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import functools
 import itertools
-import logging
-import multiprocessing
-import multiprocessing.util
 import os
-import queue
-import reprlib
 import sqlite3
 import threading
 import time
@@ -34,21 +25,31 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from ferroflow.exceptions import RunStoreError, RunStoreLockedError, RunStoreSchemaError, UnknownRunError
+from ferroflow.runstore import parameters, writer
+from ferroflow.runstore.parameters import summarize_parameters
 from ferroflow.runstore.records import CacheEntry, FlowRunRecord, ResultRef, StateRecord, TaskRunRecord
 from ferroflow.runstore.schema import CREATE_VERSION_TABLE, MIGRATIONS, SCHEMA_VERSION, statements
+from ferroflow.runstore.writer import (
+    FLOW_RUN,
+    STATE,
+    TASK_RUN,
+    Batch,
+    BatchWriter,
+    close_at_exit,
+    closed_before_exit,
+)
+from ferroflow.state_types import TERMINAL_STATE_TYPES
 
-logger = logging.getLogger("ferroflow.runstore")
+# This module held the writer and the parameter summaries before they had modules of their own:
+# their names stay reachable here for code that reaches them through it.
+PARAMETERS_SUMMARY_LIMIT = parameters.PARAMETERS_SUMMARY_LIMIT
+_summary_repr = parameters._summary_repr
+_MAX_BATCH = writer._MAX_BATCH
 
 T = TypeVar("T")
 R = TypeVar("R", FlowRunRecord, TaskRunRecord)
 
-TERMINAL_STATE_TYPES = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
-
-PARAMETERS_SUMMARY_LIMIT = 500
-"""The longest parameters summary kept for a run, in characters."""
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_MAX_BATCH = 5000
 
 
 # ----------------------------------------------------------------------------------------------
@@ -71,62 +72,6 @@ def _datetime(micros: int | None) -> datetime | None:
 
 def _now_micros() -> int:
     return time.time_ns() // 1000
-
-
-_summary_repr = reprlib.Repr()
-_summary_repr.maxlevel = 3
-_summary_repr.maxstring = 60
-_summary_repr.maxother = 60
-_summary_repr.maxlong = 40
-_SHORT_REPR_TYPES = frozenset({type(None), bool, float})
-
-
-def summarize_parameters(parameters: Mapping[str, Any] | None, limit: int = PARAMETERS_SUMMARY_LIMIT) -> str:
-    """`name=value, ...` with every value's repr bounded, the whole at most `limit` characters.
-
-    The store keeps this summary, never the values: they can be large, private or unpicklable.
-    """
-    if parameters is None:
-        return ""
-    try:
-        items = list(parameters.items())
-    except Exception:  # not a mapping after all: still a summary, never an error in the writer
-        return _bounded(_safe_repr(parameters), limit)
-    parts = []
-    for name, value in items:
-        # The common cases without reprlib's machinery (this runs per task run, on the writer
-        # thread, holding the GIL the engine's thread waits for): short scalars, and small lists
-        # and tuples of them, whose plain repr is what reprlib would give.
-        kind = type(value)
-        if _is_short_scalar(value, kind) or (
-            kind in _SMALL_CONTAINER_TYPES and len(value) <= _SMALL_CONTAINER_TYPES[kind]
-            and all(_is_short_scalar(item, type(item)) for item in value)
-        ):
-            shown = repr(value)
-        else:
-            shown = _safe_repr(value)
-        parts.append(f"{name}={shown}")
-    return _bounded(", ".join(parts), limit)
-
-
-# The containers shown whole by reprlib up to so many items (more are cut with "...").
-_SMALL_CONTAINER_TYPES: dict[type, int] = {list: _summary_repr.maxlist, tuple: _summary_repr.maxtuple}
-
-
-def _is_short_scalar(value: Any, kind: type) -> bool:
-    return (kind in _SHORT_REPR_TYPES or (kind is int and value.bit_length() <= 64)
-            or (kind is str and len(value) <= _summary_repr.maxstring))
-
-
-def _safe_repr(value: Any) -> str:
-    try:
-        return _summary_repr.repr(value)
-    except Exception:  # a user's __repr__ may raise anything; the summary must not
-        return f"<{type(value).__name__}>"
-
-
-def _bounded(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _refuse_missing(**values: Any) -> None:
@@ -279,11 +224,13 @@ ORDER BY position
 """
 
 
+_TERMINAL_TYPES_LIST = ", ".join(f"'{state_type.value}'" for state_type in sorted(TERMINAL_STATE_TYPES))
+
+
 def _runs_query(table: str, fields: tuple[str, ...], where: str, order: str) -> str:
     return _RUNS_WITH_PROGRESS.format(
         fields=", ".join(fields), run_fields=", ".join(f"runs.{field}" for field in fields),
-        table=table, where=where, order=order,
-        terminal=", ".join(f"'{state_type}'" for state_type in TERMINAL_STATE_TYPES),
+        table=table, where=where, order=order, terminal=_TERMINAL_TYPES_LIST,
     )
 
 
@@ -328,7 +275,7 @@ _state_type_texts: dict[Any, str] = {}
 
 def _state_type_text(state_type: Any) -> str:
     """A state type's text: a string as it is, an enum's `.value` (kept per member: reading an
-    enum's value goes through a descriptor, twice per task run on the writer thread)."""
+    enum's value goes through a descriptor, twice per task run on the engine's thread)."""
     if type(state_type) is str:
         return state_type
     try:
@@ -340,96 +287,28 @@ def _state_type_text(state_type: Any) -> str:
         return str(getattr(state_type, "value", state_type))
 
 
-# ----------------------------------------------------------------------------------------------
-# The writer's queue items
-
-
-class _Call:
-    """Run `work(connection)` inside the writer's next transaction; `wait()` returns its result.
-
-    With no work it is a flush marker: `wait()` returns once everything queued before it is committed.
-    """
-
-    __slots__ = ("work", "done", "result", "error")
-
-    def __init__(self, work: Callable[[sqlite3.Connection], Any] | None = None) -> None:
-        self.work = work
-        self.done = threading.Event()
-        self.result: Any = None
-        self.error: BaseException | None = None
-
-    def wait(self, timeout: float | None) -> Any:
-        if not self.done.wait(timeout):
-            raise RunStoreError(
-                f"The run store's writer did not commit within {timeout} s; it may be waiting for a "
-                "lock held by another process. Try again, or raise the timeout."
-            )
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-_STOP = object()
-
-
-# Queue items that record something are `(kind, row)`: a row is built on the caller's thread in
-# the column order of its table, so the writer, which holds the GIL the engine's thread waits
-# for, only sorts rows by kind. Runs' rows end with their parameters, summarized by the writer
-# (binding and summarizing them would cost the caller more than queueing them).
-_FLOW_RUN, _TASK_RUN, _STATE, _CACHE_ENTRY = range(4)
-
-
-class _Batch:
-    """The operations of one transaction, grouped by table so each group is a few multi-row INSERTs."""
-
-    def __init__(self) -> None:
-        self.rows: tuple[list[Any], ...] = ([], [], [], [])  # by kind: _FLOW_RUN ... _CACHE_ENTRY
-        self.calls: list[_Call] = []
-        self.stop = False
-        self.ends_with_work = False
-        self._length = 0
-
-    def __len__(self) -> int:
-        return self._length
-
-    @property
-    def cache_entries(self) -> list[CacheEntry]:
-        return self.rows[_CACHE_ENTRY]
-
-    def add(self, item: Any) -> None:
-        self._length += 1
-        if type(item) is tuple:
-            self.rows[item[0]].append(item[1])
-        elif type(item) is _Call:
-            self.calls.append(item)
-            self.ends_with_work = item.work is not None
-        elif item is _STOP:
-            self.stop = True
-
-    def write(self, connection: sqlite3.Connection) -> None:
-        flow_runs, task_runs, states, cache_entries = self.rows
-        _insert_rows(connection, _UPSERT_FLOW_RUNS, [_summarized(row) for row in flow_runs])
-        _insert_rows(connection, _UPSERT_TASK_RUNS, [_summarized(row) for row in task_runs])
-        _insert_rows(connection, _INSERT_STATES, states)
-        _insert_rows(connection, _PUT_CACHE_ENTRIES, [
-            (entry.key, entry.task_name, _micros(entry.created),
-             None if entry.expiration is None else _micros(entry.expiration), *_result_columns(entry.result))
-            for entry in cache_entries
-        ])
-        for call in self.calls:
-            if call.work is not None:
-                call.result = call.work(connection)
+def _write_rows(connection: sqlite3.Connection, batch: Batch) -> None:
+    """The batch's rows, a few multi-row INSERTs per table, then its calls' work."""
+    flow_runs, task_runs, states, cache_entries = batch.rows
+    _insert_rows(connection, _UPSERT_FLOW_RUNS, [_summarized(row) for row in flow_runs])
+    _insert_rows(connection, _UPSERT_TASK_RUNS, [_summarized(row) for row in task_runs])
+    _insert_rows(connection, _INSERT_STATES, states)
+    _insert_rows(connection, _PUT_CACHE_ENTRIES, [
+        (entry.key, entry.task_name, _micros(entry.created),
+         None if entry.expiration is None else _micros(entry.expiration), *_result_columns(entry.result))
+        for entry in cache_entries
+    ])
+    batch.run_calls(connection)
 
 
 def _summarized(row: tuple[Any, ...]) -> tuple[Any, ...]:
-    """A run's row with its parameters (the last column) replaced by their summary."""
+    """A run's row with its parameters (the last column) replaced by their summary. The writer's
+    thread makes it: summarizing on the caller's thread would cost it more than queueing the values."""
     return (*row[:-1], summarize_parameters(row[-1]))
 
 
 # ----------------------------------------------------------------------------------------------
 # The store
-
-_open_stores: weakref.WeakSet[SQLiteRunStore] = weakref.WeakSet()
 
 
 class _Connection(sqlite3.Connection):
@@ -460,15 +339,7 @@ class SQLiteRunStore:
         except BaseException:
             self._close_connections()
             raise
-        _open_stores.add(self)
-        # A multiprocessing worker ends with os._exit, which skips atexit hooks: flush it at the
-        # worker's own exit instead, for stores opened in the worker or inherited by fork.
-        if multiprocessing.parent_process() is not None:
-            self._close_at_worker_exit()
-        multiprocessing.util.register_after_fork(self, SQLiteRunStore._close_at_worker_exit)
-
-    def _close_at_worker_exit(self) -> None:
-        multiprocessing.util.Finalize(self, self.close, exitpriority=0)
+        close_at_exit(self)
 
     def __repr__(self) -> str:
         return f"SQLiteRunStore({self.url!r})"
@@ -482,18 +353,20 @@ class SQLiteRunStore:
     # -- connections and transactions ----------------------------------------------------------
 
     def _reset_process_state(self) -> None:
-        """Fresh queue, writer and per-thread connections (at start, and in a forked child)."""
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._wake = threading.Event()
-        self._writer: threading.Thread | None = None
-        self._writer_lock = threading.Lock()
+        """A fresh writer and fresh per-thread connections (at start, and in a forked child)."""
+        self._writer = BatchWriter(self)
+        # Bound once: the recording methods queue through it several times per task run.
+        self._enqueue = self._writer.put
         self._shared_lock = threading.RLock()
         self._local = threading.local()
         # Weak: a reader thread's connection goes (and closes) with its thread.
         self._connections: weakref.WeakSet[_Connection] = weakref.WeakSet()
-        self._pending_cache: dict[str, CacheEntry] = {}
-        self._pending_cache_lock = threading.Lock()
-        self._error: BaseException | None = None
+
+    def _forget_parent_process(self) -> None:
+        # SQLite connections must not be used across fork: a file store's child starts afresh and
+        # reconnects on first use. A memory database lives in its one connection, kept as it is.
+        if self.path is not None:
+            self._reset_process_state()
 
     def _connect(self) -> _Connection:
         target = ":memory:" if self.path is None else str(self.path)
@@ -598,95 +471,26 @@ class SQLiteRunStore:
 
     # -- the writer ------------------------------------------------------------------------------
 
-    def _enqueue(self, item: Any) -> None:
-        if self._writer is None or self._closed:
-            self._start_writer()
-        self._queue.put(item)
-
-    def _start_writer(self) -> None:
-        with self._writer_lock:
-            if self._closed:
-                raise RunStoreError(f"The run store {self.url} is closed; open it again with open_store().")
-            if self._writer is None:
-                self._writer = threading.Thread(target=self._write_batches, name="ferroflow-runstore-writer",
-                                                daemon=True)
-                self._writer.start()
-
-    def _next_batch(self) -> _Batch:
-        batch = _Batch()
-        try:
-            batch.add(self._queue.get_nowait())  # a backlog: write it now, there is company enough
-        except queue.Empty:
-            batch.add(self._queue.get())
-            # Linger for company unless someone waits on this batch: fewer, larger commits, and
-            # fewer times the writer takes the GIL from the engine's thread.
-            if not batch.calls and not batch.stop:
-                self._wake.wait(self.batch_interval)
-        self._wake.clear()
-        # A call with work (a delete) ends its batch: the statements are grouped by kind within a
-        # batch, and what was queued after the call must not run before it.
-        while len(batch) < _MAX_BATCH and not batch.ends_with_work:
-            try:
-                batch.add(self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return batch
-
-    def _write_batches(self) -> None:
-        while True:
-            batch = self._next_batch()
-            error: BaseException | None = None
-            try:
-                with self._connection() as connection:
-                    self._transaction(connection, lambda: batch.write(connection))
-            except BaseException as exc:  # the writer keeps going; the error is reported
-                error = exc
-                logger.error("ferroflow could not record a batch of runs and states: %s", exc)
-                if not batch.calls:  # no one is waiting on this batch: tell the next flush()
-                    self._error = exc
-            self._forget_committed_cache_entries(batch.cache_entries)
-            for call in batch.calls:
-                call.error = error
-                call.done.set()
-            if batch.stop:
-                return
-
-    def _forget_committed_cache_entries(self, entries: list[CacheEntry]) -> None:
-        with self._pending_cache_lock:
-            for entry in entries:
-                if self._pending_cache.get(entry.key) is entry:
-                    del self._pending_cache[entry.key]
-
-    def _call(self, work: Callable[[sqlite3.Connection], T] | None, timeout: float | None) -> T:
-        call = _Call(work)
-        self._enqueue(call)
-        self._wake.set()
-        return call.wait(timeout)  # type: ignore[no-any-return]
+    def write_batch(self, batch: Batch) -> None:
+        """Commit what the writer batched, in one transaction (on the writer's thread)."""
+        with self._connection() as connection:
+            self._transaction(connection, lambda: _write_rows(connection, batch))
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything recorded so far is committed; raise the writer's last error if any."""
-        if self._writer is not None:
-            self._call(None, timeout)
-        error, self._error = self._error, None
-        if error is not None:
-            raise error
+        self._writer.flush(timeout)
 
     def close(self) -> None:
         """Flush, stop the writer and close the connections. Closing twice is harmless."""
         if self._closed:
             return
         try:
-            if self._writer is not None:
-                self.flush()
+            self.flush()
         finally:
-            with self._writer_lock:
-                if self._writer is not None:
-                    self._queue.put(_STOP)
-                    self._wake.set()
-                    self._writer.join()
-                self._closed = True
+            self._writer.stop()
+            self._closed = True
             self._close_connections()
-            _open_stores.discard(self)
+            closed_before_exit(self)
 
     def _close_connections(self) -> None:
         for connection in list(self._connections):
@@ -700,23 +504,23 @@ class SQLiteRunStore:
                         parent_flow_run_id: str | None = None, created: datetime | None = None) -> None:
         if not (run_id and name and flow_name):
             _refuse_missing(run_id=run_id, name=name, flow_name=flow_name)
-        self._enqueue((_FLOW_RUN, (run_id, name, flow_name, parent_flow_run_id, _moment(created, "created"),
-                                   parameters)))
+        self._enqueue((FLOW_RUN, (run_id, name, flow_name, parent_flow_run_id, _moment(created, "created"),
+                                  parameters)))
 
     def record_task_run(self, run_id: str, name: str, task_name: str, *, flow_run_id: str | None = None,
                         task_key: str = "", dynamic_key: str = "",
                         parameters: Mapping[str, Any] | None = None, created: datetime | None = None) -> None:
         if not (run_id and name and task_name):
             _refuse_missing(run_id=run_id, name=name, task_name=task_name)
-        self._enqueue((_TASK_RUN, (run_id, name, task_name, flow_run_id, task_key, dynamic_key,
-                                   _moment(created, "created"), parameters)))
+        self._enqueue((TASK_RUN, (run_id, name, task_name, flow_run_id, task_key, dynamic_key,
+                                  _moment(created, "created"), parameters)))
 
     def record_state(self, run_id: str, state_type: str, state_name: str, *, timestamp: datetime | None = None,
                      message: str | None = None, result: ResultRef | None = None) -> None:
         if not (run_id and state_type and state_name):
             _refuse_missing(run_id=run_id, state_type=state_type, state_name=state_name)
-        self._enqueue((_STATE, (run_id, _state_type_text(state_type), state_name, message,
-                                _moment(timestamp, "timestamp"), *_result_columns(result))))
+        self._enqueue((STATE, (run_id, _state_type_text(state_type), state_name, message,
+                               _moment(timestamp, "timestamp"), *_result_columns(result))))
 
     # -- reading runs and states ------------------------------------------------------------------
 
@@ -801,9 +605,7 @@ class SQLiteRunStore:
         _check_moment("expiration", expiration)
         entry = CacheEntry(key=key, task_name=task_name, result=result,
                            created=created or datetime.now(timezone.utc), expiration=expiration)
-        with self._pending_cache_lock:
-            self._pending_cache[key] = entry
-        self._enqueue((_CACHE_ENTRY, entry))
+        self._writer.put_cache_entry(entry)
 
     def get_cache_entry(self, key: str, now: datetime | None = None) -> CacheEntry | None:
         """The entry cached under `key` unless it has expired by `now` (default: the current time)."""
@@ -823,7 +625,7 @@ class SQLiteRunStore:
         """The unexpired entry under `key`: the one this process put and the writer has not
         committed yet (read your writes), else the database's row that `query` selects; None if
         there is none."""
-        pending = self._pending_cache.get(key)
+        pending = self._writer.uncommitted_cache_entries.get(key)
         if pending is not None:
             return None if pending.is_expired(now or datetime.now(timezone.utc)) else pending
         return self._point_query(query, (key, _now_micros() if now is None else _micros(now)))
@@ -852,32 +654,7 @@ class SQLiteRunStore:
                              expired_only: bool = False, now: datetime | None = None) -> int:
         """Delete the cache entries matching every filter given (all of them with none); the count."""
         where, arguments = _cache_filter(key, task_name, expired_only, now)
-        return self._call(
+        return self._writer.call(
             lambda connection: connection.execute(f"DELETE FROM cache_entries{where}", arguments).rowcount,
             timeout=None,
         )
-
-
-# ----------------------------------------------------------------------------------------------
-# Process lifecycle
-
-
-@atexit.register
-def _flush_open_stores_at_exit() -> None:
-    for store in list(_open_stores):
-        try:
-            store.close()
-        except Exception as error:  # exiting anyway: say what was lost, do not mask the exit status
-            logger.error("ferroflow could not flush the run store %s at exit: %s", store.url, error)
-
-
-def _forget_parent_state_after_fork() -> None:
-    # The parent's writer thread does not exist in the child, and SQLite connections must not be
-    # used across fork; the child starts afresh and reconnects on first use.
-    for store in list(_open_stores):
-        if store.path is not None:
-            store._reset_process_state()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_parent_state_after_fork)

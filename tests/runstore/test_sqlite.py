@@ -1,56 +1,21 @@
+"""The SQLite backend: its schema, the runs, states and cache entries it reads back, its statements,
+connections and locks."""
+
 import gc
-import json
 import os
 import sqlite3
-import subprocess
-import sys
-import textwrap
 import threading
-import time
 import uuid
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
 from ferroflow.exceptions import RunStoreError, RunStoreLockedError, RunStoreSchemaError, UnknownRunError
-from ferroflow.runstore import (
-    ResultRef,
-    RunStore,
-    SQLiteRunStore,
-    default_store_url,
-    open_store,
-    summarize_parameters,
-)
+from ferroflow.runstore import ResultRef, RunStore, open_store, summarize_parameters
 from ferroflow.runstore import sqlite as sqlite_backend
-from ferroflow.runstore.ids import clock_ordered_uuid
 from ferroflow.runstore.schema import SCHEMA_VERSION
-from ferroflow.settings import temporary_settings
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
-
-
-def at(seconds: float) -> datetime:
-    return T0 + timedelta(seconds=seconds)
-
-
-@pytest.fixture(params=["file", "memory"])
-def store(request, tmp_path):
-    url = f"sqlite:///{tmp_path / 'ferroflow.db'}" if request.param == "file" else "memory://"
-    with open_store(url) as opened:
-        yield opened
-
-
-@pytest.fixture
-def db_path(tmp_path):
-    return tmp_path / "home" / "ferroflow.db"
-
-
-def record_task(store, flow_run_id, run_id, *, states=("RUNNING", "COMPLETED"), result=None):
-    """A task run (which begins Pending) and the states that follow."""
-    store.record_task_run(run_id, f"{run_id}-name", "load", flow_run_id=flow_run_id, task_key="etl.load")
-    for state_type in states:
-        store.record_state(run_id, state_type, state_type.title(), result=result if state_type == "COMPLETED" else None)
-
+from .sample_runs import at, record_task
 
 # ------------------------------------------------------------------------------------------------
 # Schema
@@ -220,25 +185,6 @@ def test_naive_timestamps_are_local_time_and_read_back_in_utc(store):
     assert recorded == naive.astimezone() and recorded.tzinfo == timezone.utc
 
 
-def test_parameter_summaries_are_bounded_and_survive_a_failing_repr():
-    class Hostile:
-        def __repr__(self):
-            raise RuntimeError("no")
-
-    summary = summarize_parameters({"rows": list(range(100_000)), "text": "x" * 10_000, "odd": Hostile()})
-    assert len(summary) <= 500
-    assert summary.startswith("rows=[0, 1, 2, 3, 4, 5, ...], text='xxx")
-    assert "odd=<Hostile" in summary
-    assert len(summarize_parameters({f"p{i}": "v" * 50 for i in range(100)})) == 500
-
-
-@pytest.mark.parametrize("value", [
-    [1, 2, 3], (1,), (), [1.5, None, "ab", True, -(2**63)], [7] * 6, [7] * 7, [[1]], [2**70], ("x" * 70,),
-])
-def test_small_lists_and_tuples_are_summarized_as_the_bounded_repr_has_them(value):
-    assert summarize_parameters({"v": value}) == "v=" + sqlite_backend._summary_repr.repr(value)
-
-
 def test_a_bad_time_or_missing_name_is_refused_at_the_call_and_the_batch_goes_on(store):
     store.record_flow_run("f1", "a", "etl")
     with pytest.raises(TypeError, match="timestamp must be a datetime.datetime or None, not float"):
@@ -252,38 +198,6 @@ def test_a_bad_time_or_missing_name_is_refused_at_the_call_and_the_batch_goes_on
     store.record_state("f1", "RUNNING", "Running", timestamp=at(0))
     assert store.get_flow_run("f1").start_time == at(0)
     assert summarize_parameters(["not", "a", "mapping"]) == "['not', 'a', 'mapping']"
-
-
-def test_result_references_describe_themselves_and_refuse_what_json_cannot_hold():
-    assert ResultRef.literal(None).describe() == "literal null"
-    assert ResultRef.persisted("local-file-system/dev", "k1", "json").describe() == "k1 (json) in local-file-system/dev"
-    local = json.dumps({"type": "local-file-system", "basepath": "/data/results"})
-    assert ResultRef.persisted(local, "0123456789abcdef", "pickle").describe() == (
-        "0123456789ab (pickle) in /data/results"
-    )
-    with pytest.raises(ValueError, match="JSON serializable.*ResultRef.persisted"):
-        ResultRef.literal(object())
-    with pytest.raises(ValueError, match="no inline value"):
-        _ = ResultRef.persisted("s", "k", "pickle").value
-
-
-def test_result_references_translate_to_and_from_the_results_module_form(store):
-    from ferroflow.results import LiteralResult, UnpersistedResult, result_from_reference
-
-    literal = ResultRef.from_result_reference(LiteralResult(True).to_reference())
-    assert literal == ResultRef.literal(True)
-    assert result_from_reference(literal.to_result_reference()).get() is True
-    assert ResultRef.from_result_reference(UnpersistedResult(1).to_reference()) is None
-
-    description = {"type": "local-file-system", "basepath": "/data/results"}
-    persisted = {"type": "reference", "storage": description, "storage_key": "9b1c", "serializer_type": "pickle"}
-    store.record_task_run("t1", "t", "t")
-    store.record_state("t1", "COMPLETED", "Completed", result=ResultRef.from_result_reference(persisted))
-    assert store.list_states("t1")[1].result.to_result_reference() == persisted
-    slug = {**persisted, "storage": "local-file-system/dev"}
-    assert ResultRef.from_result_reference(slug).to_result_reference() == slug
-    with pytest.raises(ValueError, match="Unknown result reference type 'blob'"):
-        ResultRef.from_result_reference({"type": "blob"})
 
 
 def test_referenced_result_keys_cover_states_and_unexpired_cache_entries(store):
@@ -300,18 +214,7 @@ def test_referenced_result_keys_cover_states_and_unexpired_cache_entries(store):
 
 
 # ------------------------------------------------------------------------------------------------
-# Batching, threads, processes
-
-
-def test_records_reach_the_file_after_flush(db_path):
-    with open_store(f"sqlite:///{db_path}") as store:
-        store.record_flow_run("f1", "a", "etl")
-        record_task(store, "f1", "t1")
-        store.flush()
-        # A separate connection: what another process would see.
-        outside = sqlite3.connect(db_path)
-        assert outside.execute("SELECT COUNT(*) FROM states").fetchone()[0] == 2  # Pending: the run's row
-        assert outside.execute("SELECT name FROM task_runs").fetchone()[0] == "t1-name"
+# Statements, connections, locks
 
 
 @pytest.mark.parametrize("parameter_limit", [32766, 50])
@@ -331,39 +234,6 @@ def test_rows_are_inserted_in_order_in_statements_of_a_few_sizes(count, paramete
     assert all(size * 2 <= parameter_limit for size in sizes)
 
 
-def test_a_backlog_larger_than_a_batch_is_written_without_waiting_between_batches(tmp_path):
-    # The writer waits for company only when its queue was empty: with a backlog of several
-    # batches behind a flush, waiting its interval before each batch would hold the flush for
-    # minutes here.
-    with SQLiteRunStore(tmp_path / "backlog.db", batch_interval=60.0) as store:
-        store.record_flow_run("f1", "a", "etl")
-        for i in range(3 * sqlite_backend._MAX_BATCH):
-            store.record_state("f1", "RUNNING", "Running")
-        started = time.monotonic()
-        store.flush(timeout=30)
-        assert time.monotonic() - started < 30
-        assert len(store.list_states("f1")) == 3 * sqlite_backend._MAX_BATCH + 1
-
-
-def test_many_threads_recording_at_once_lose_nothing(store):
-    threads, tasks_per_thread = 8, 150
-
-    def work(thread_index):
-        for i in range(tasks_per_thread):
-            record_task(store, "f1", f"t{thread_index}-{i}", result=ResultRef.literal(None))
-
-    store.record_flow_run("f1", "a", "etl")
-    workers = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-    for worker in workers:
-        worker.start()
-    for worker in workers:
-        worker.join()
-    task_runs = store.list_task_runs("f1")
-    assert len(task_runs) == threads * tasks_per_thread
-    assert {run.state_type for run in task_runs} == {"COMPLETED"}
-    assert all(len(store.list_states(run.id)) == 3 for run in task_runs[:50])
-
-
 def open_handles(path):
     return sum(os.path.realpath(f"/proc/self/fd/{fd}") == str(path) for fd in os.listdir("/proc/self/fd"))
 
@@ -381,90 +251,6 @@ def test_reader_threads_that_come_and_go_do_not_pile_up_open_files(db_path):
         assert open_handles(db_path) <= before + 1
 
 
-WRITER_PROCESS = textwrap.dedent("""
-    import sys
-    from ferroflow.runstore import open_store, ResultRef
-    url, prefix, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    store = open_store(url)
-    store.record_flow_run(prefix, prefix, "etl")
-    for i in range(count):
-        run_id = f"{prefix}-{i}"
-        store.record_task_run(run_id, run_id, "load", flow_run_id=prefix)
-        store.record_state(run_id, "RUNNING", "Running")
-        store.record_state(run_id, "COMPLETED", "Completed", result=ResultRef.persisted("lfs/x", run_id, "pickle"))
-    # No flush or close: the store is flushed at interpreter exit.
-""")
-
-
-def test_two_processes_writing_one_store_at_once_lose_nothing(db_path):
-    url, count = f"sqlite:///{db_path}", 1500  # no store yet: the two race to create it, too
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER_PROCESS, url, name, str(count)])
-               for name in ("alpha", "beta")]
-    assert [writer.wait(timeout=60) for writer in writers] == [0, 0]
-    with open_store(url) as store:
-        for name in ("alpha", "beta"):
-            runs = store.list_task_runs(name)
-            assert len(runs) == count
-            assert {run.state_type for run in runs} == {"COMPLETED"}
-        assert len(store.referenced_result_keys("lfs/x")) == 2 * count
-
-
-KILLED_PROCESS = textwrap.dedent("""
-    import itertools, sys
-    from ferroflow.runstore import open_store
-    store = open_store(sys.argv[1])
-    store.record_flow_run("flow", "f", "etl")
-    for i in itertools.count():
-        run_id = f"t{i}"
-        store.record_task_run(run_id, run_id, "load", flow_run_id="flow")
-        store.record_state(run_id, "RUNNING", "Running")
-        store.record_state(run_id, "COMPLETED", "Completed")
-        if i == 999:
-            store.flush()
-            print("flushed", flush=True)
-""")
-
-
-def test_a_killed_process_keeps_what_it_flushed_and_leaves_a_consistent_database(db_path):
-    url = f"sqlite:///{db_path}"
-    writer = subprocess.Popen([sys.executable, "-c", KILLED_PROCESS, url], stdout=subprocess.PIPE, text=True)
-    try:
-        assert writer.stdout.readline().strip() == "flushed"
-        time.sleep(0.1)  # a few more batches in flight
-    finally:
-        writer.kill()
-        writer.wait()
-    connection = sqlite3.connect(db_path)
-    assert connection.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    with open_store(url) as store:
-        task_runs = store.list_task_runs("flow")
-        assert len(task_runs) >= 1000
-        # Each batch is one transaction: no run lost its first states while later ones were kept.
-        for run in task_runs:
-            states = store.list_states(run.id)
-            assert [state.type for state in states] in (
-                ["PENDING"], ["PENDING", "RUNNING"], ["PENDING", "RUNNING", "COMPLETED"])
-            assert run.state_type == (states[-1].type if states else None)
-
-
-def test_a_forked_worker_records_through_its_own_writer_and_flushes_at_exit(db_path):
-    import multiprocessing
-
-    url = f"sqlite:///{db_path}"
-    store = open_store(url)
-    store.record_flow_run("parent", "p", "etl")  # the parent's writer is running when it forks
-
-    def child():
-        store.record_flow_run("child", "c", "etl")  # flushed when the worker exits
-
-    process = multiprocessing.get_context("fork").Process(target=child)
-    process.start()
-    process.join(timeout=30)
-    assert process.exitcode == 0
-    assert {run.id for run in store.list_flow_runs()} == {"parent", "child"}
-    store.close()
-
-
 def test_a_locked_database_names_the_file_and_what_to_do(db_path):
     open_store(f"sqlite:///{db_path}").close()
     holder = sqlite3.connect(db_path, isolation_level=None)
@@ -476,28 +262,6 @@ def test_a_locked_database_names_the_file_and_what_to_do(db_path):
         assert str(db_path) in message and "stayed locked" in message and "FERROFLOW_RUNSTORE_URL" in message
     finally:
         holder.execute("ROLLBACK")
-
-
-def test_a_batch_that_cannot_be_written_is_reported_by_flush(db_path):
-    store = open_store(f"sqlite:///{db_path}", lock_timeout=0.2)
-    holder = sqlite3.connect(db_path, isolation_level=None)
-    holder.execute("BEGIN IMMEDIATE")
-    try:
-        store.record_flow_run("f1", "a", "etl")
-        with pytest.raises(RunStoreLockedError):
-            store.flush()
-    finally:
-        holder.execute("ROLLBACK")
-    store.record_flow_run("f2", "b", "etl")  # the writer carries on once the lock is gone
-    assert [run.id for run in store.list_flow_runs()] == ["f2"]
-    store.close()
-
-
-def test_a_closed_store_refuses_new_records(store):
-    store.close()
-    with pytest.raises(Exception, match="is closed; open it again"):
-        store.record_flow_run("f1", "a", "etl")
-    store.close()  # twice is harmless
 
 
 # ------------------------------------------------------------------------------------------------
@@ -584,59 +348,3 @@ def test_a_put_after_a_delete_survives_it(store):
     store.put_cache_entry("k1", "load", ResultRef.persisted("s", "second", "pickle"))
     store.flush()
     assert store.get_cache_entry("k1").result.key == "second"
-
-
-# ------------------------------------------------------------------------------------------------
-# URLs
-
-
-def test_the_default_url_is_a_file_in_ferroflow_home(tmp_path, monkeypatch):
-    monkeypatch.delenv("FERROFLOW_RUNSTORE_URL", raising=False)
-    with temporary_settings(home=tmp_path):
-        assert default_store_url() == f"sqlite:///{tmp_path / 'ferroflow.db'}"
-        with open_store() as store:
-            assert store.path == tmp_path / "ferroflow.db"
-    monkeypatch.setenv("FERROFLOW_RUNSTORE_URL", "memory://")
-    assert default_store_url() == "memory://"
-
-
-def test_relative_sqlite_urls_are_relative_to_the_working_directory(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    with open_store("sqlite:///runs/here.db") as store:
-        assert isinstance(store, SQLiteRunStore) and store.path == tmp_path / "runs" / "here.db"
-
-
-@pytest.mark.parametrize("url", ["postgresql://db/ferroflow", "sqlite:///", "runs.db"])
-def test_unsupported_urls_say_which_forms_work(url):
-    with pytest.raises(ValueError, match="Unsupported run store URL.*sqlite:///relative/path.db.*or memory://"):
-        open_store(url)
-
-
-def test_clock_ordered_ids_are_unique_and_sort_in_creation_order():
-    ids = [clock_ordered_uuid() for _ in range(2000)]
-    assert len(set(ids)) == len(ids)
-    assert {run_id.version for run_id in ids} == {8}
-    assert {run_id.variant for run_id in ids} == {uuid.RFC_4122}
-    # The leading 32 bits are the clock's microseconds (mod 2**32): successive ids sort in
-    # creation order, so the store appends to its indexes instead of inserting at random.
-    leading = [run_id.int >> 96 for run_id in ids]
-    steps = [(later - earlier) % 2**32 for earlier, later in zip(leading, leading[1:])]
-    assert all(step < 10**6 for step in steps)  # never backwards (a wrap is a small step too)
-    # The random part keeps ids made in the same microsecond apart.
-    assert len({run_id.int & (2**90 - 1) for run_id in ids}) == len(ids)
-
-
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
-def test_a_forked_child_does_not_repeat_its_parents_ids():
-    random_part = 2**90 - 1
-    reading, writing = os.pipe()
-    child = os.fork()
-    if child == 0:  # the child: send the random parts of a few ids, then leave at once
-        os.write(writing, json.dumps([clock_ordered_uuid().int & random_part for _ in range(5)]).encode())
-        os._exit(0)
-    os.close(writing)
-    parents = {clock_ordered_uuid().int & random_part for _ in range(5)}
-    with os.fdopen(reading) as pipe:
-        childs = set(json.loads(pipe.read()))
-    os.waitpid(child, 0)
-    assert len(childs) == 5 and not parents & childs

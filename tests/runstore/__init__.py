@@ -1,0 +1,1 @@
+"""Tests of `ferroflow.runstore`, a file per module of it."""
