@@ -34,7 +34,7 @@ from ferroflow import _core
 from ferroflow.benchmarking import BenchmarkError, format_bytes, parse_size
 from ferroflow.filesystems import LocalFileSystem
 from ferroflow.runstore import open_store
-from ferroflow.runstore.console import state_text
+from ferroflow.cli.console import state_text
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DEFAULT_HOME = REPOSITORY / ".demo"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import enum
 import warnings
 from collections.abc import Iterable
 from typing import Any
@@ -27,24 +26,11 @@ from ferroflow.exceptions import (
 )
 from ferroflow.results import BaseResult, LiteralResult, UnpersistedResult
 from ferroflow.settings import get_current_settings
+from ferroflow.state_types import TERMINAL_STATE_TYPES, StateType
 
 _utc = datetime.timezone.utc
 
 
-class StateType(str, enum.Enum):
-    SCHEDULED = "SCHEDULED"
-    PENDING = "PENDING"
-    RUNNING = "RUNNING"
-    COMPLETED = "COMPLETED"
-    FAILED = "FAILED"
-    CANCELLED = "CANCELLED"
-    CRASHED = "CRASHED"
-    PAUSED = "PAUSED"
-
-
-TERMINAL_STATE_TYPES = frozenset(
-    {StateType.COMPLETED, StateType.FAILED, StateType.CANCELLED, StateType.CRASHED}
-)
 # Failures whose result raises: FAILED runs, and runs ended from outside their own code.
 _RAISING_STATE_TYPES = frozenset({StateType.FAILED, StateType.CANCELLED, StateType.CRASHED})
 

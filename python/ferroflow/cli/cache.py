@@ -9,7 +9,7 @@ from rich.text import Text
 
 from ferroflow.cli.tables import narrow_first
 from ferroflow.runstore import CacheEntry, RunStore
-from ferroflow.runstore.console import cli_store, console, echo_json, table
+from ferroflow.cli.console import cli_store, console, echo_json, table
 
 # As `ferroflow runs` shows run ids; longer where two keys share their first characters.
 KEY_PREFIX_LENGTH = 8

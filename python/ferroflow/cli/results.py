@@ -18,7 +18,7 @@ from rich.text import Text
 from ferroflow.filesystems import LocalFileSystem, is_unfinished_write, resolve_storage, saved_storages
 from ferroflow.results.blobs import is_json_document, is_result_file, read_blob_header, read_result_document
 from ferroflow.results.references import storage_from_reference
-from ferroflow.runstore.console import cli_store, console, echo_json
+from ferroflow.cli.console import cli_store, console, echo_json
 from ferroflow.settings import get_current_settings
 
 

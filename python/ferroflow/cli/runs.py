@@ -8,7 +8,7 @@ from rich.text import Text
 
 from ferroflow.cli.tables import fits, narrow_first
 from ferroflow.runstore import FlowRunRecord, StateRecord, TaskRunRecord
-from ferroflow.runstore.console import (
+from ferroflow.cli.console import (
     cli_store,
     console,
     duration,

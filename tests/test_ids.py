@@ -4,7 +4,7 @@ import uuid
 
 import pytest
 
-from ferroflow.runstore.ids import clock_ordered_uuid
+from ferroflow.ids import clock_ordered_uuid
 
 
 def test_clock_ordered_ids_are_unique_and_sort_in_creation_order():
