@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _report import mb_per_s, print_table, race
 
+from _report import mb_per_s, print_table, race
 from ferroflow._core import map_blob, read_blob, write_blob
 
 SIZE = 256 * 2**20
@@ -83,10 +83,16 @@ def test_blob_write_and_read_against_python_file_io(tmp_path, payload):
     write_blob(blob, [payload], serializer=SERIALIZER)
     python_write(plain, payload)
     seconds = race(
-        {"read_blob": lambda: read_blob(blob), "map_blob": lambda: map_blob(blob), "open().read()": plain.read_bytes},
+        {
+            "read_blob": lambda: read_blob(blob),
+            "map_blob": lambda: map_blob(blob),
+            "open().read()": plain.read_bytes,
+        },
         repeat=5,
     )
     rows.append(row("read", "read_blob", "open().read()", seconds, None))
     rows.append(row("read, mapped", "map_blob", "open().read()", seconds, None))
 
-    print_table(f"blob I/O, {SIZE // 2**20} MiB, best of 5 (durable: 3), all verified by checksum", HEADER, rows)
+    print_table(
+        f"blob I/O, {SIZE // 2**20} MiB, best of 5 (durable: 3), all verified by checksum", HEADER, rows
+    )

@@ -126,8 +126,11 @@ def hit_latencies(arguments: list[Any], joblib_folder: str) -> dict[str, tuple[f
             cached_calls(arguments)
 
     joblib_calls()  # fill joblib's cache
-    actions = {"ferroflow": lambda: cached_calls(arguments), "ferroflow, recording off": unrecorded_calls,
-               "joblib.Memory": joblib_calls}
+    actions = {
+        "ferroflow": lambda: cached_calls(arguments),
+        "ferroflow, recording off": unrecorded_calls,
+        "joblib.Memory": joblib_calls,
+    }
     best = {name: (float("inf"), float("inf")) for name in actions}
     for _ in range(HIT_ROUNDS):
         for name, action in actions.items():
@@ -139,11 +142,21 @@ def hit_latencies(arguments: list[Any], joblib_folder: str) -> dict[str, tuple[f
 def print_hits(title: str, latencies: dict[str, tuple[float, float]]) -> None:
     (ours, our_cpu), (theirs, their_cpu) = latencies["ferroflow"], latencies["joblib.Memory"]
     unrecorded, unrecorded_cpu = latencies["ferroflow, recording off"]
-    print_table(title, ["", "wall ms/hit", "CPU ms/hit", "joblib / ferroflow (wall)", "(CPU)"],
-                [["ferroflow task cache", ours * 1e3, our_cpu * 1e3, theirs / ours, their_cpu / our_cpu],
-                 ["joblib.Memory", theirs * 1e3, their_cpu * 1e3, 1.0, 1.0],
-                 ["ferroflow, run recording off", unrecorded * 1e3, unrecorded_cpu * 1e3,
-                  theirs / unrecorded, their_cpu / unrecorded_cpu]])
+    print_table(
+        title,
+        ["", "wall ms/hit", "CPU ms/hit", "joblib / ferroflow (wall)", "(CPU)"],
+        [
+            ["ferroflow task cache", ours * 1e3, our_cpu * 1e3, theirs / ours, their_cpu / our_cpu],
+            ["joblib.Memory", theirs * 1e3, their_cpu * 1e3, 1.0, 1.0],
+            [
+                "ferroflow, run recording off",
+                unrecorded * 1e3,
+                unrecorded_cpu * 1e3,
+                theirs / unrecorded,
+                their_cpu / unrecorded_cpu,
+            ],
+        ],
+    )
 
 
 def test_a_small_cache_hit_next_to_joblib(tmp_path) -> None:
@@ -164,7 +177,9 @@ def test_task_input_hash_of_64_mib_next_to_md5_of_its_pickle() -> None:
     context = SimpleNamespace(task=summary_task)
     rows = {
         "task_input_hash (XXH3-128, in place)": lambda: task_input_hash(context, {"values": array}),
-        "task_input_hash_blake3 (BLAKE3-256, in place)": lambda: task_input_hash_blake3(context, {"values": array}),
+        "task_input_hash_blake3 (BLAKE3-256, in place)": lambda: task_input_hash_blake3(
+            context, {"values": array}
+        ),
         "hashlib.md5(pickle.dumps(array))": lambda: hashlib.md5(pickle.dumps(array, protocol=5)).hexdigest(),
     }
     best = race(rows)
@@ -172,5 +187,8 @@ def test_task_input_hash_of_64_mib_next_to_md5_of_its_pickle() -> None:
     print_table(
         "Hashing a 64 MiB NumPy input (target: task_input_hash >= 4 GB/s)",
         ["", "ms", "GB/s", "x md5"],
-        [[name, seconds * 1e3, array.nbytes / seconds / 1e9, md5 / seconds] for name, seconds in best.items()],
+        [
+            [name, seconds * 1e3, array.nbytes / seconds / 1e9, md5 / seconds]
+            for name, seconds in best.items()
+        ],
     )

@@ -10,7 +10,6 @@ import zlib
 from collections.abc import Callable
 
 from _report import mb_per_s, print_table, race
-
 from ferroflow import _core
 
 STDLIB: dict[str, tuple[Callable[[bytes, int], bytes], Callable[[bytes], bytes]]] = {
@@ -41,7 +40,10 @@ def codec_rows(payload: bytes, codec: str, level: int, threads: int, target: flo
         stdlib_packed = stdlib_compress(payload, level)
         compressors["stdlib"] = lambda: stdlib_compress(payload, level)
         decompressors["stdlib"] = lambda: stdlib_decompress(stdlib_packed)
-    for step, seconds in [("compress", race(compressors, runs)), ("decompress", race(decompressors, DECOMPRESS_RUNS))]:
+    for step, seconds in [
+        ("compress", race(compressors, runs)),
+        ("decompress", race(decompressors, DECOMPRESS_RUNS)),
+    ]:
         ours = mb_per_s(len(payload), seconds["ours"])
         row = [codec, level, threads, step, ours, "-", "-", len(payload) / len(packed), "-", ""]
         if stdlib_packed is not None:
@@ -57,7 +59,18 @@ def test_codecs_against_the_stdlib(records_payload):
     rows = [row for case in CASES for row in codec_rows(records_payload, *case)]
     print_table(
         f"Codecs on {len(records_payload) / 2**20:.1f} MiB of pickled records (MB/s of uncompressed data)",
-        ["codec", "level", "threads", "step", "ours MB/s", "stdlib MB/s", "speed-up", "ratio ours", "ratio stdlib", "target"],
+        [
+            "codec",
+            "level",
+            "threads",
+            "step",
+            "ours MB/s",
+            "stdlib MB/s",
+            "speed-up",
+            "ratio ours",
+            "ratio stdlib",
+            "target",
+        ],
         rows,
     )
 
@@ -87,7 +100,16 @@ def test_two_threads_compressing_at_once_against_one_after_the_other(records_pay
 
         seconds = race({"sequential": one_after_the_other, "threads": two_at_once}, repeat=3)
         speedup = seconds["sequential"] / seconds["threads"]
-        rows.append([codec, level, seconds["sequential"], seconds["threads"], speedup, "met" if speedup >= 1.6 else "MISSED"])
+        rows.append(
+            [
+                codec,
+                level,
+                seconds["sequential"],
+                seconds["threads"],
+                speedup,
+                "met" if speedup >= 1.6 else "MISSED",
+            ]
+        )
     print_table(
         "Two Python threads compressing one half each vs one thread doing both (GIL released)",
         ["codec", "level", "sequential s", "2 threads s", "speed-up", "target >= 1.6x"],

@@ -121,7 +121,17 @@ def run_case(tmp_path: Path, kind: str, serializer: str, mode: str, fsync: bool 
     # write-back.
     os.sync()
     completed = subprocess.run(
-        [sys.executable, "-c", CASE_SCRIPT, kind, serializer, mode, str(folder), str(SIZE), "1" if fsync else "0"],
+        [
+            sys.executable,
+            "-c",
+            CASE_SCRIPT,
+            kind,
+            serializer,
+            mode,
+            str(folder),
+            str(SIZE),
+            "1" if fsync else "0",
+        ],
         capture_output=True,
         text=True,
         check=True,
@@ -172,4 +182,6 @@ def test_persist_256_mib(tmp_path, kind):
     for name, value in ratios.items():
         target = TARGETS[name]
         met = value <= target if name.startswith("peak") else value >= target
-        print(f"  {name:38} {value:6.2f}  [{'<=' if name.startswith('peak') else '>='} {target}]  {'met' if met else 'MISSED'}")
+        print(
+            f"  {name:38} {value:6.2f}  [{'<=' if name.startswith('peak') else '>='} {target}]  {'met' if met else 'MISSED'}"
+        )

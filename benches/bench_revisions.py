@@ -165,6 +165,7 @@ class Stopwatch:
 def array_case(calls: int) -> dict[str, Any]:
     """One 256 MiB write and one read (`calls` is unused: a single write is long enough)."""
     import numpy as np
+
     from ferroflow import flow, task
 
     array = np.random.default_rng(0).standard_normal(ARRAY_MIB * MIB // 4, dtype=np.float32)

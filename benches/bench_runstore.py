@@ -12,12 +12,12 @@ import pickle
 import sqlite3
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import numpy as np
-from _report import print_table, race
 
+from _report import print_table, race
 from ferroflow.cache_keys import task_input_hash
 from ferroflow.runstore import ResultRef, SQLiteRunStore, open_store
 from ferroflow.runstore.ids import clock_ordered_uuid
@@ -34,8 +34,14 @@ def record_one_task(store, flow_run_id: str, now: datetime, result: ResultRef) -
     """What the engine records for a task run: the run and its Pending, Running, Completed states,
     under a clock-ordered id as the engine makes them."""
     run_id = str(clock_ordered_uuid())
-    store.record_task_run(run_id, "load-0", "load", flow_run_id=flow_run_id, task_key="etl.load",
-                          parameters={"path": "/data/in.csv", "n": 3})
+    store.record_task_run(
+        run_id,
+        "load-0",
+        "load",
+        flow_run_id=flow_run_id,
+        task_key="etl.load",
+        parameters={"path": "/data/in.csv", "n": 3},
+    )
     store.record_state(run_id, "PENDING", "Pending", timestamp=now)
     store.record_state(run_id, "RUNNING", "Running", timestamp=now)
     store.record_state(run_id, "COMPLETED", "Completed", timestamp=now, result=result)
@@ -52,7 +58,7 @@ def synchronous_sqlite_task(connection: sqlite3.Connection, flow_run_id: str, no
 
 
 def test_recording_task_runs(tmp_path):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     result = ResultRef.persisted("local-file-system/dev", "9b1c0f7e5d4c3b2a", "pickle")
     with open_store(f"sqlite:///{tmp_path / 'ferroflow.db'}") as store:
         store.record_flow_run("flow", "bench", "bench")
@@ -78,13 +84,19 @@ def test_recording_task_runs(tmp_path):
     connection.close()
 
     per_task = caller / TASKS
-    report(f"Recording a task run with 3 states ({TASKS} tasks, file store, WAL)", [
-        ("caller thread, per task", f"{per_task * 1e6:.1f} us   (target: well under 50 us)"),
-        ("until committed (flush), per task", f"{total / TASKS * 1e6:.1f} us   ({TASKS / total:,.0f} tasks/s)"),
-        ("stdlib sqlite3, commit per record", f"{plain * 1e6:.1f} us per task"),
-        ("ratio stdlib / ferroflow (caller)", f"{plain / per_task:.1f}x"),
-        ("task runs read back", str(recorded)),
-    ])
+    report(
+        f"Recording a task run with 3 states ({TASKS} tasks, file store, WAL)",
+        [
+            ("caller thread, per task", f"{per_task * 1e6:.1f} us   (target: well under 50 us)"),
+            (
+                "until committed (flush), per task",
+                f"{total / TASKS * 1e6:.1f} us   ({TASKS / total:,.0f} tasks/s)",
+            ),
+            ("stdlib sqlite3, commit per record", f"{plain * 1e6:.1f} us per task"),
+            ("ratio stdlib / ferroflow (caller)", f"{plain / per_task:.1f}x"),
+            ("task runs read back", str(recorded)),
+        ],
+    )
 
 
 def busy_work(microseconds: float) -> None:
@@ -96,7 +108,7 @@ def busy_work(microseconds: float) -> None:
 
 def test_recording_inside_a_busy_engine_loop(tmp_path):
     """The overhead the engine sees: the writer thread shares the GIL with the engine's own work."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     result = ResultRef.literal(None)
     tasks, work_us = 5_000, 100.0
 
@@ -116,17 +128,29 @@ def test_recording_inside_a_busy_engine_loop(tmp_path):
         store.record_flow_run("flow", "bench", "bench")
         store.flush()
         with_store, with_store_cpu = run(store)
-    report(f"Recording inside an engine-like loop ({tasks} tasks of {work_us:.0f} us Python work each)", [
-        ("without the store, per task", f"{without * 1e6:.1f} us wall, {without_cpu * 1e6:.1f} us CPU"),
-        ("with the store, until committed", f"{with_store * 1e6:.1f} us wall, {with_store_cpu * 1e6:.1f} us CPU"),
-        ("overhead per task, wall", f"{(with_store - without) * 1e6:.1f} us   (budget for the whole engine: 150 us)"),
-        ("overhead per task, CPU of both threads", f"{(with_store_cpu - without_cpu) * 1e6:.1f} us   "
-                                                   "(the writer's share runs on another core when one is free)"),
-    ])
+    report(
+        f"Recording inside an engine-like loop ({tasks} tasks of {work_us:.0f} us Python work each)",
+        [
+            ("without the store, per task", f"{without * 1e6:.1f} us wall, {without_cpu * 1e6:.1f} us CPU"),
+            (
+                "with the store, until committed",
+                f"{with_store * 1e6:.1f} us wall, {with_store_cpu * 1e6:.1f} us CPU",
+            ),
+            (
+                "overhead per task, wall",
+                f"{(with_store - without) * 1e6:.1f} us   (budget for the whole engine: 150 us)",
+            ),
+            (
+                "overhead per task, CPU of both threads",
+                f"{(with_store_cpu - without_cpu) * 1e6:.1f} us   "
+                "(the writer's share runs on another core when one is free)",
+            ),
+        ],
+    )
 
 
 def test_cache_lookup(tmp_path):
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     result = ResultRef.persisted("local-file-system/dev", "key", "pickle")
     keys = [uuid.uuid4().hex for _ in range(10_000)]
     lookups = 20_000
@@ -161,12 +185,15 @@ def test_cache_lookup(tmp_path):
             lingering.get_cache_entry("fresh", now)
         fresh_hit = (time.perf_counter() - start) / lookups
 
-    report("Cache lookup (10,000 entries, file store)", [
-        ("hit, committed entry", f"{committed_hit * 1e6:.1f} us"),
-        ("hit, entry not committed yet", f"{fresh_hit * 1e6:.1f} us"),
-        ("miss", f"{miss * 1e6:.1f} us"),
-        ("task_input_hash (3 small inputs) + hit", f"{hash_and_hit * 1e6:.1f} us   (target: ~100 us)"),
-    ])
+    report(
+        "Cache lookup (10,000 entries, file store)",
+        [
+            ("hit, committed entry", f"{committed_hit * 1e6:.1f} us"),
+            ("hit, entry not committed yet", f"{fresh_hit * 1e6:.1f} us"),
+            ("miss", f"{miss * 1e6:.1f} us"),
+            ("task_input_hash (3 small inputs) + hit", f"{hash_and_hit * 1e6:.1f} us   (target: ~100 us)"),
+        ],
+    )
 
 
 def test_hashing_a_large_numpy_input():
@@ -176,17 +203,23 @@ def test_hashing_a_large_numpy_input():
     task_input_hash(context, parameters)  # warm: source digest cached, pages touched
 
     strided = array[::2]
-    timings = race({
-        "ours": lambda: task_input_hash(context, parameters),
-        "md5 of pickle": lambda: hashlib.md5(pickle.dumps(array, protocol=5)).hexdigest(),
-        "strided": lambda: task_input_hash(context, {"data": strided}),
-    }, repeat=5)
+    timings = race(
+        {
+            "ours": lambda: task_input_hash(context, parameters),
+            "md5 of pickle": lambda: hashlib.md5(pickle.dumps(array, protocol=5)).hexdigest(),
+            "strided": lambda: task_input_hash(context, {"data": strided}),
+        },
+        repeat=5,
+    )
     ours, md5_of_pickle, strided_time = timings["ours"], timings["md5 of pickle"], timings["strided"]
 
     gigabytes = array.nbytes / 1e9
-    report("Hashing a 64 MiB NumPy input", [
-        ("task_input_hash (XXH3-128, in place)", f"{gigabytes / ours:.2f} GB/s   (target: >= 4 GB/s)"),
-        ("hashlib md5 of its pickle", f"{gigabytes / md5_of_pickle:.2f} GB/s"),
-        ("ratio", f"{md5_of_pickle / ours:.1f}x"),
-        ("non-contiguous view (copy first)", f"{strided.nbytes / 1e9 / strided_time:.2f} GB/s"),
-    ])
+    report(
+        "Hashing a 64 MiB NumPy input",
+        [
+            ("task_input_hash (XXH3-128, in place)", f"{gigabytes / ours:.2f} GB/s   (target: >= 4 GB/s)"),
+            ("hashlib md5 of its pickle", f"{gigabytes / md5_of_pickle:.2f} GB/s"),
+            ("ratio", f"{md5_of_pickle / ours:.1f}x"),
+            ("non-contiguous view (copy first)", f"{strided.nbytes / 1e9 / strided_time:.2f} GB/s"),
+        ],
+    )

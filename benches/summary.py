@@ -90,14 +90,15 @@ def machine() -> dict[str, str]:
     from ferroflow import __version__
 
     return {
-        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": _cpu_model(),
         "cores": str(os.cpu_count()),
         "memory": _memory(),
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
         "ferroflow": __version__,
-        "commit": _git("rev-parse", "--short", "HEAD") + (" (with local changes)" if _git("status", "--porcelain") else ""),
+        "commit": _git("rev-parse", "--short", "HEAD")
+        + (" (with local changes)" if _git("status", "--porcelain") else ""),
     }
 
 
@@ -123,7 +124,9 @@ def _memory() -> str:
 
 def _git(*args: str) -> str:
     try:
-        return subprocess.run(["git", *args], cwd=REPOSITORY, capture_output=True, text=True, check=True).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=REPOSITORY, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -133,7 +136,10 @@ def render(outputs: Sequence[BenchmarkOutput], facts: dict[str, str], command: s
     lines += [f"- **{name}**: {value}" for name, value in facts.items()]
     lines += [f"- **command**: `{command}`", ""]
     if failed:
-        lines += ["**Some benchmarks failed**: their figures are missing or partial; see the output below.", ""]
+        lines += [
+            "**Some benchmarks failed**: their figures are missing or partial; see the output below.",
+            "",
+        ]
     lines += ["## Ratios and targets", "", "| benchmark | figure |", "|---|---|"]
     for output in outputs:
         lines += [f"| {output.name} | {_table_cell(headline)} |" for headline in output.headlines()]
@@ -149,8 +155,14 @@ def _table_cell(text: str) -> str:
 
 def run_benchmarks(pytest_arguments: Sequence[str]) -> tuple[list[str], int]:
     """Run the benchmarks, echoing their output as it comes; returns it and pytest's exit code."""
-    process = subprocess.Popen([*PYTEST_COMMAND, *pytest_arguments], cwd=REPOSITORY, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, bufsize=1)
+    process = subprocess.Popen(
+        [*PYTEST_COMMAND, *pytest_arguments],
+        cwd=REPOSITORY,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        bufsize=1,
+    )
     assert process.stdout is not None
     log = []
     for line in process.stdout:
@@ -161,10 +173,18 @@ def run_benchmarks(pytest_arguments: Sequence[str]) -> tuple[list[str], int]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
-    parser.add_argument("--out", type=Path, default=REPOSITORY / ".bench" / "summary.md",
-                        help="where to write the markdown (default: .bench/summary.md)")
-    parser.add_argument("--from-log", type=Path, metavar="LOG",
-                        help="summarize this captured pytest output instead of running the benchmarks")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=REPOSITORY / ".bench" / "summary.md",
+        help="where to write the markdown (default: .bench/summary.md)",
+    )
+    parser.add_argument(
+        "--from-log",
+        type=Path,
+        metavar="LOG",
+        help="summarize this captured pytest output instead of running the benchmarks",
+    )
     parser.add_argument("pytest_arguments", nargs="*", help="arguments for pytest, after --")
     arguments = parser.parse_args(argv)
     if arguments.from_log is not None:
@@ -177,7 +197,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not outputs:
         print("No benchmark output found: was pytest run on benches/ with -s?", file=sys.stderr)
         return 1
-    command = "make bench" if not arguments.pytest_arguments else f"python benches/summary.py -- {' '.join(arguments.pytest_arguments)}"
+    command = (
+        "make bench"
+        if not arguments.pytest_arguments
+        else f"python benches/summary.py -- {' '.join(arguments.pytest_arguments)}"
+    )
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.write_text(render(outputs, machine(), command, failed=status != 0))
     print(f"\nSummary written to {arguments.out}")

@@ -24,7 +24,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import RESULT_SERIALIZER, PipelineSize, sensor_pipeline
 from rich import box
 from rich.console import Console
 from rich.status import Status
@@ -32,9 +31,10 @@ from rich.table import Table
 
 from ferroflow import _core
 from ferroflow.benchmarking import BenchmarkError, format_bytes, parse_size
+from ferroflow.cli.console import state_text
 from ferroflow.filesystems import LocalFileSystem
 from ferroflow.runstore import open_store
-from ferroflow.cli.console import state_text
+from pipeline import RESULT_SERIALIZER, PipelineSize, sensor_pipeline
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DEFAULT_HOME = REPOSITORY / ".demo"
@@ -47,12 +47,20 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="Example: python examples/demo.py --size 32MiB --home /tmp/ferroflow-demo",
     )
-    parser.add_argument("--size", default="256MiB",
-                        help="size of the readings array, e.g. 256MiB (default), 1GiB, 8MiB")
-    parser.add_argument("--home", type=Path, default=DEFAULT_HOME,
-                        help=f"demo folder, used as FERROFLOW_HOME (default: {DEFAULT_HOME})")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the runs, cache and results of earlier demos (run 1 then hits the cache too)")
+    parser.add_argument(
+        "--size", default="256MiB", help="size of the readings array, e.g. 256MiB (default), 1GiB, 8MiB"
+    )
+    parser.add_argument(
+        "--home",
+        type=Path,
+        default=DEFAULT_HOME,
+        help=f"demo folder, used as FERROFLOW_HOME (default: {DEFAULT_HOME})",
+    )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the runs, cache and results of earlier demos (run 1 then hits the cache too)",
+    )
     return parser.parse_args(argv)
 
 
@@ -105,8 +113,9 @@ def main(argv: list[str] | None = None) -> int:
             started = time.perf_counter()
             state = pipeline(**parameters, fail_first_attempt=fail_first_attempt, return_state=True)
             seconds = time.perf_counter() - started
-        run = RunSummary(title, report.latest_flow_run_id(), seconds,
-                         sorted(set(report.result_files()) - before))
+        run = RunSummary(
+            title, report.latest_flow_run_id(), seconds, sorted(set(report.result_files()) - before)
+        )
         runs.append(run)
         report.show_run(run)
         if not state.is_completed():
@@ -141,7 +150,9 @@ class Report:
     def result_files(self) -> list[Path]:
         if not self.storage_path.exists():
             return []
-        return [path for path in self.storage_path.iterdir() if path.is_file() and not path.name.startswith(".")]
+        return [
+            path for path in self.storage_path.iterdir() if path.is_file() and not path.name.startswith(".")
+        ]
 
     def latest_flow_run_id(self) -> str:
         store = open_store()
@@ -155,12 +166,20 @@ class Report:
         try:
             flow_run = store.get_flow_run(run.flow_run_id)
             flow_states = store.list_states(flow_run.id)
-            task_runs = [(task_run, store.list_states(task_run.id)) for task_run in store.list_task_runs(flow_run.id)]
+            task_runs = [
+                (task_run, store.list_states(task_run.id)) for task_run in store.list_task_runs(flow_run.id)
+            ]
         finally:
             store.close()
         retries_started = [state.timestamp for state in flow_states if state.name == "Retrying"]
-        table = Table(title=f"[bold]{run.title}", title_justify="left", box=box.SIMPLE_HEAD,
-                      pad_edge=False, padding=(0, 1), collapse_padding=True)
+        table = Table(
+            title=f"[bold]{run.title}",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+            pad_edge=False,
+            padding=(0, 1),
+            collapse_padding=True,
+        )
         for heading in ("try", "task run", "state", "time", "data -> file"):
             table.add_column(heading, justify="right" if heading in ("try", "time") else "left", no_wrap=True)
         hits = reused = 0
@@ -179,13 +198,22 @@ class Report:
                     label.append(" (cache hit)", style="dim")
             result = final.result if final is not None else None
             table.add_row(
-                str(attempt), task_run.task_name, label, _seconds(task_run.duration_seconds),
-                self._describe_result(result.key if result is not None and result.kind == "persisted" else None),
+                str(attempt),
+                task_run.task_name,
+                label,
+                _seconds(task_run.duration_seconds),
+                self._describe_result(
+                    result.key if result is not None and result.kind == "persisted" else None
+                ),
             )
         self.console.print(table)
-        reuse = [f"{hits} cache hits" if hits else "", f"{reused} tasks reused by the retry" if reused else ""]
+        reuse = [
+            f"{hits} cache hits" if hits else "",
+            f"{reused} tasks reused by the retry" if reused else "",
+        ]
         self.console.print(
-            f"flow run [bold]{flow_run.name}[/]", state_text(flow_run.state_type, flow_run.state_name),
+            f"flow run [bold]{flow_run.name}[/]",
+            state_text(flow_run.state_type, flow_run.state_name),
             f"after {flow_run.run_count} attempt{'s' if flow_run.run_count > 1 else ''} "
             f"({' > '.join(state.name for state in flow_states)}) in {run.seconds:.1f} s; "
             f"{', '.join(filter(None, reuse)) or 'nothing reused'}; wrote {self._files_summary(run.new_files)}\n",
@@ -222,7 +250,9 @@ class Report:
         executable = Path(sys.executable).with_name("ferroflow")
         command = shlex.quote(os.path.relpath(executable)) if executable.exists() else "ferroflow"
         prefix = f"FERROFLOW_HOME={shlex.quote(str(self.home))} {command}"
-        largest = max((path for run in runs for path in run.new_files), key=lambda p: p.stat().st_size, default=None)
+        largest = max(
+            (path for run in runs for path in run.new_files), key=lambda p: p.stat().st_size, default=None
+        )
         self.console.print("[bold]Look further[/] (paste into a shell):")
         lines = [
             f"{prefix} runs ls",

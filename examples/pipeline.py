@@ -109,8 +109,11 @@ def unstable_sensors(statistics: dict[str, np.ndarray], log: list[dict[str, Any]
     spread = statistics["max"] - statistics["min"]
     worst = np.argsort(spread)[::-1][:5]
     return [
-        {"sensor": f"sensor-{index:03d}", "range": round(float(spread[index]), 2),
-         "visits": visits.get(f"sensor-{index:03d}", 0)}
+        {
+            "sensor": f"sensor-{index:03d}",
+            "range": round(float(spread[index]), 2),
+            "visits": visits.get(f"sensor-{index:03d}", 0),
+        }
         for index in worst.tolist()
     ]
 
@@ -125,8 +128,9 @@ def publish_report(unstable: list[dict[str, Any]], fail_first_attempt: bool) -> 
 
 
 @flow(retries=1, result_serializer=RESULT_SERIALIZER)
-def sensor_pipeline(sensors: int, samples: int, log_rows: int, seed: int = 0,
-                    fail_first_attempt: bool = False) -> str:
+def sensor_pipeline(
+    sensors: int, samples: int, log_rows: int, seed: int = 0, fail_first_attempt: bool = False
+) -> str:
     readings = record_readings(sensors, samples, seed)
     log = load_maintenance_log(log_rows, sensors, seed)
     statistics = sensor_statistics(readings)

@@ -17,9 +17,7 @@ def isolated_home(tmp_path_factory, monkeypatch):
     return home
 
 
-@pytest.fixture(
-    params=[SequentialTaskRunner, ConcurrentTaskRunner], ids=["sequential", "concurrent"]
-)
+@pytest.fixture(params=[SequentialTaskRunner, ConcurrentTaskRunner], ids=["sequential", "concurrent"])
 def task_runner(request):
     """Each task runner, for behaviour that must not depend on the runner."""
     return request.param()

@@ -45,7 +45,9 @@ def test_the_log_is_cut_per_benchmark_without_progress_marks():
 def test_ratio_and_target_lines_are_the_headlines_with_their_table_title():
     blob_write, hashing = summary.split_by_benchmark(LOG.splitlines())
     assert blob_write.headlines() == ["write (256 MiB, best of 5): ratio ferroflow / python: 0.90"]
-    assert hashing.headlines() == ["Hashing one 64 MiB buffer: blake3  5000.00  >= 5x md5 and >= 4000 MB/s met"]
+    assert hashing.headlines() == [
+        "Hashing one 64 MiB buffer: blake3  5000.00  >= 5x md5 and >= 4000 MB/s met"
+    ]
 
 
 def test_the_markdown_has_the_machine_the_headlines_and_every_output():

@@ -26,8 +26,15 @@ KIB = 1024
 
 @pytest.mark.parametrize(
     ("text", "size"),
-    [("4096", 4096), ("64MiB", 64 * 2**20), ("64 mib", 64 * 2**20), ("500KB", 500_000),
-     ("1.5GiB", int(1.5 * 2**30)), ("2M", 2 * 2**20), ("10b", 10)],
+    [
+        ("4096", 4096),
+        ("64MiB", 64 * 2**20),
+        ("64 mib", 64 * 2**20),
+        ("500KB", 500_000),
+        ("1.5GiB", int(1.5 * 2**30)),
+        ("2M", 2 * 2**20),
+        ("10b", 10),
+    ],
 )
 def test_sizes_are_read_with_their_units(text, size):
     assert parse_size(text) == size
@@ -103,7 +110,13 @@ def test_the_default_grid_covers_every_codec_at_three_levels_without_duplicates(
 
 def test_levels_narrow_the_grid_by_name_or_number():
     cases = case_grid(["json"], ["none", "zlib", "zstd"], parse_levels(["low", "7"]))
-    assert [case.label for case in cases] == ["json", "json+zlib:1", "json+zlib:7", "json+zstd:1", "json+zstd:7"]
+    assert [case.label for case in cases] == [
+        "json",
+        "json+zlib:1",
+        "json+zlib:7",
+        "json+zstd:1",
+        "json+zstd:7",
+    ]
 
 
 def test_a_bad_level_or_codec_is_an_error():
@@ -132,7 +145,10 @@ def test_json_is_measured_only_where_the_data_allows(tmp_path):
     assert choose_serializers(records, []) == (["pickle", "json"], None)
     chosen, note = choose_serializers(array, [])
     assert chosen == ["pickle"]
-    assert note == "json left out: it cannot write this data (result is a numpy.ndarray (numpy.ndarray is not supported))."
+    assert (
+        note
+        == "json left out: it cannot write this data (result is a numpy.ndarray (numpy.ndarray is not supported))."
+    )
     with pytest.raises(BenchmarkError, match="json serializer cannot write this data"):
         choose_serializers(array, ["json"])
 
@@ -168,7 +184,9 @@ def test_each_case_runs_in_a_child_process_for_every_input_kind(tmp_path):
     ]
     for source in sources:
         started = []
-        results = list(benchmarking.run_cases(source, [Case("pickle", "zlib", 1)], repeat=1, on_start=started.append))
+        results = list(
+            benchmarking.run_cases(source, [Case("pickle", "zlib", 1)], repeat=1, on_start=started.append)
+        )
         assert started == [Case("pickle", "zlib", 1)]
         assert [result.case for result in results] == started
         assert results[0].stored_bytes < source.size
@@ -178,9 +196,13 @@ def _result(level, dump, load, ratio, spread=0.0):
     """A zstd case on 1 MB of input measured at `dump`/`load` MB/s, its dump times `spread` apart."""
     dump_seconds = 1 / dump
     return CaseResult(
-        case=Case("pickle", "zstd", level), input_bytes=1_000_000, stored_bytes=round(1_000_000 / ratio),
-        dump_seconds=[dump_seconds, dump_seconds * (1 + spread)], load_seconds=[1 / load],
-        dump_peak_bytes=0, load_peak_bytes=0,
+        case=Case("pickle", "zstd", level),
+        input_bytes=1_000_000,
+        stored_bytes=round(1_000_000 / ratio),
+        dump_seconds=[dump_seconds, dump_seconds * (1 + spread)],
+        load_seconds=[1 / load],
+        dump_peak_bytes=0,
+        load_peak_bytes=0,
     )
 
 

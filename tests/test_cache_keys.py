@@ -60,27 +60,30 @@ def double(x):
 # The canonical encoding
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (None, b"N"),
-    (True, b"T"),
-    (False, b"F"),
-    (0, b"i" + u64(1) + b"\x00"),
-    (-1, b"i" + u64(1) + b"\xff"),
-    (255, b"i" + u64(2) + b"\xff\x00"),
-    (2**64, b"i" + u64(9) + b"\x00" * 8 + b"\x01"),
-    (1.5, b"f" + struct.pack("<d", 1.5)),
-    (1 + 2j, b"c" + struct.pack("<dd", 1.0, 2.0)),
-    ("hé", b"s" + u64(3) + b"h\xc3\xa9"),
-    (b"ab", b"b" + u64(2) + b"ab"),
-    (bytearray(b"ab"), b"b" + u64(2) + b"ab"),
-    ([1, "a"], b"l" + u64(2) + b"i" + u64(1) + b"\x01" + b"s" + u64(1) + b"a"),
-    ((None,), b"t" + u64(1) + b"N"),
-    ({"b": None, "a": True}, b"d" + u64(2) + b"s" + u64(1) + b"a" + b"T" + b"s" + u64(1) + b"b" + b"N"),
-    ({3, 1, 2}, b"S" + u64(3) + b"".join(b"i" + u64(1) + bytes([n]) for n in (1, 2, 3))),
-    (datetime.date(2024, 5, 1), b"r" + text("datetime.date") + text("2024-05-01")),
-    (decimal.Decimal("1.10"), b"r" + text("decimal.Decimal") + text("1.10")),
-    (pathlib.PurePosixPath("/data/in.csv"), b"r" + text("pathlib.PurePath") + text("/data/in.csv")),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, b"N"),
+        (True, b"T"),
+        (False, b"F"),
+        (0, b"i" + u64(1) + b"\x00"),
+        (-1, b"i" + u64(1) + b"\xff"),
+        (255, b"i" + u64(2) + b"\xff\x00"),
+        (2**64, b"i" + u64(9) + b"\x00" * 8 + b"\x01"),
+        (1.5, b"f" + struct.pack("<d", 1.5)),
+        (1 + 2j, b"c" + struct.pack("<dd", 1.0, 2.0)),
+        ("hé", b"s" + u64(3) + b"h\xc3\xa9"),
+        (b"ab", b"b" + u64(2) + b"ab"),
+        (bytearray(b"ab"), b"b" + u64(2) + b"ab"),
+        ([1, "a"], b"l" + u64(2) + b"i" + u64(1) + b"\x01" + b"s" + u64(1) + b"a"),
+        ((None,), b"t" + u64(1) + b"N"),
+        ({"b": None, "a": True}, b"d" + u64(2) + b"s" + u64(1) + b"a" + b"T" + b"s" + u64(1) + b"b" + b"N"),
+        ({3, 1, 2}, b"S" + u64(3) + b"".join(b"i" + u64(1) + bytes([n]) for n in (1, 2, 3))),
+        (datetime.date(2024, 5, 1), b"r" + text("datetime.date") + text("2024-05-01")),
+        (decimal.Decimal("1.10"), b"r" + text("decimal.Decimal") + text("1.10")),
+        (pathlib.PurePosixPath("/data/in.csv"), b"r" + text("pathlib.PurePath") + text("/data/in.csv")),
+    ],
+)
 def test_known_encodings(value, expected):
     assert canonical_encoding(value) == expected
 
@@ -106,24 +109,47 @@ def test_dataclasses_models_and_enums_are_encoded_by_their_fields():
 
     point_name = f"{__name__}.{Point.__qualname__}"
     assert canonical_encoding(Point(1, 2)) == (
-        b"D" + text(point_name) + u64(2) + text("x") + canonical_encoding(1) + text("y") + canonical_encoding(2))
+        b"D"
+        + text(point_name)
+        + u64(2)
+        + text("x")
+        + canonical_encoding(1)
+        + text("y")
+        + canonical_encoding(2)
+    )
     assert canonical_encoding(Model(x=1, y=2)).startswith(b"M" + text(f"{__name__}.{Model.__qualname__}"))
     assert canonical_encoding(Model(x=1, y=2)) != canonical_encoding(Model(x=2, y=1))
-    assert canonical_encoding(Color.RED) == b"E" + text(f"{__name__}.{Color.__qualname__}") + canonical_encoding("red")
+    assert canonical_encoding(Color.RED) == b"E" + text(
+        f"{__name__}.{Color.__qualname__}"
+    ) + canonical_encoding("red")
 
 
 def test_equal_inputs_encode_alike_whatever_their_order():
     assert canonical_encoding({"a": 1, "b": [1, 2]}) == canonical_encoding({"b": [1, 2], "a": 1})
     assert canonical_encoding({"x", "y", "z"}) == canonical_encoding(frozenset(["z", "y", "x"]))
-    assert canonical_encoding(float("nan")) == canonical_encoding(-float("nan")) == canonical_encoding(math.nan)
+    assert (
+        canonical_encoding(float("nan")) == canonical_encoding(-float("nan")) == canonical_encoding(math.nan)
+    )
     assert canonical_encoding(b"ab") == canonical_encoding(memoryview(b"ab"))
 
 
-@pytest.mark.parametrize(("left", "right"), [
-    (1, 1.0), (1, True), (1, "1"), ([1, 2], (1, 2)), ({"a": 1}, {"a": 2}), ({"a": 1}, {"b": 1}),
-    (["ab", "c"], ["a", "bc"]), ([[1], 2], [1, [2]]), (b"1", "1"), (0.0, -0.0),
-    (np.zeros(4, dtype="<f4"), np.zeros(4, dtype="<i4")), (np.zeros((2, 2)), np.zeros(4)),
-])
+@pytest.mark.parametrize(
+    ("left", "right"),
+    [
+        (1, 1.0),
+        (1, True),
+        (1, "1"),
+        ([1, 2], (1, 2)),
+        ({"a": 1}, {"a": 2}),
+        ({"a": 1}, {"b": 1}),
+        (["ab", "c"], ["a", "bc"]),
+        ([[1], 2], [1, [2]]),
+        (b"1", "1"),
+        (0.0, -0.0),
+        (np.zeros(4, dtype="<f4"), np.zeros(4, dtype="<i4")),
+        (np.zeros((2, 2)), np.zeros(4)),
+    ],
+)
 def test_different_inputs_encode_differently(left, right):
     assert canonical_encoding(left) != canonical_encoding(right)
 
@@ -208,10 +234,14 @@ def test_the_key_follows_the_task_code_not_its_display_name(tmp_path, key_functi
         spec.loader.exec_module(module)
         return module.work
 
-    decorate = "import functools\ndef task(**options):\n    return lambda fn: functools.wraps(fn)(lambda x: fn(x))\n"
+    decorate = (
+        "import functools\ndef task(**options):\n    return lambda fn: functools.wraps(fn)(lambda x: fn(x))\n"
+    )
     original = load(1, decorate + "@task(retries=1)\ndef work(x):\n    return x + 1\n")
     edited = load(2, decorate + "@task(retries=1)\ndef work(x):\n    return x + 2\n")
-    reformatted = load(3, decorate.replace("\n", "\r\n") + "@task(retries=1)\r\ndef work(x):\r\n    return x + 1\r\n")
+    reformatted = load(
+        3, decorate.replace("\n", "\r\n") + "@task(retries=1)\r\ndef work(x):\r\n    return x + 1\r\n"
+    )
     redecorated = load(4, decorate + "@task(\n    retries=5,\n)\ndef work(x):\n    return x + 1\n")
     key = key_function(task_context(original), {"x": 1})
     assert key_function(task_context(original, name="renamed"), {"x": 1}) == key
@@ -242,7 +272,10 @@ def test_the_task_is_known_by_its_unwrapped_function_and_its_source():
     assert name == f"{__name__}.double" and digest is not None
     # No source to read: known by name only.
     assert task_identity(SimpleNamespace(fn=len, name="length")) == ("builtins.len", None)
-    assert task_identity(SimpleNamespace(fn=functools.partial(double, 1), name="partial-double"))[0] == "partial-double"
+    assert (
+        task_identity(SimpleNamespace(fn=functools.partial(double, 1), name="partial-double"))[0]
+        == "partial-double"
+    )
 
 
 class Unpicklable:
@@ -265,8 +298,11 @@ def test_the_key_is_the_digest_of_the_identity_and_inputs_pair(key_function, alg
 @pytest.mark.parametrize(("key_function", "algorithm", "digits"), KEY_FUNCTIONS)
 def test_an_input_that_cannot_be_hashed_disables_caching_with_a_warning(key_function, algorithm, digits):
     name = key_function.__name__
-    with pytest.warns(CacheKeyWarning, match=rf"^{name} could not hash the input 'conn' of task 'double'.*"
-                                             r"cannot be pickled.*cache_key_fn") as caught:
+    with pytest.warns(
+        CacheKeyWarning,
+        match=rf"^{name} could not hash the input 'conn' of task 'double'.*"
+        r"cannot be pickled.*cache_key_fn",
+    ) as caught:
         assert key_function(task_context(double), {"x": 1, "conn": Unpicklable()}) is None
     assert caught[0].filename == __file__  # the warning points at the key function's caller
     cyclic = []
@@ -299,20 +335,30 @@ def test_the_same_inputs_give_the_same_keys_in_other_processes(tmp_path):
     # The other processes import the ferroflow under test, wherever it was imported from here.
     package_parent = str(pathlib.Path(ferroflow.__file__).parents[1])
     outputs = {
-        subprocess.run([sys.executable, "-c", STABILITY_SCRIPT, str(tmp_path)], capture_output=True, text=True,
-                       check=True, env={"PYTHONHASHSEED": seed, "PATH": "", "PYTHONPATH": package_parent}
-                       ).stdout.strip()
+        subprocess.run(
+            [sys.executable, "-c", STABILITY_SCRIPT, str(tmp_path)],
+            capture_output=True,
+            text=True,
+            check=True,
+            env={"PYTHONHASHSEED": seed, "PATH": "", "PYTHONPATH": package_parent},
+        ).stdout.strip()
         for seed in ("1", "2", "3")
     }
     assert len(outputs) == 1
     spec = importlib.util.spec_from_file_location("user_tasks", tmp_path / "user_tasks.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    parameters = {"options": {"a": (1.5, b"raw"), "z": None}, "weights": np.arange(5.0), "n": 3,
-                  "tags": {"delta", "gamma", "beta", "alpha"}}
+    parameters = {
+        "options": {"a": (1.5, b"raw"), "z": None},
+        "weights": np.arange(5.0),
+        "n": 3,
+        "tags": {"delta", "gamma", "beta", "alpha"},
+    }
     context = task_context(module.work)
-    assert outputs.pop().split() == [task_input_hash(context, parameters),  # and in this one
-                                     task_input_hash_blake3(context, parameters)]
+    assert outputs.pop().split() == [
+        task_input_hash(context, parameters),  # and in this one
+        task_input_hash_blake3(context, parameters),
+    ]
 
 
 # Golden keys of encoding version 2 for one fixed task and input. If one changes, every user's
@@ -324,14 +370,33 @@ def test_the_same_inputs_give_the_same_keys_in_other_processes(tmp_path):
 GOLDEN_SOURCE = "def work(n, label, weights):\n    return n\n"
 GOLDEN_SOURCE_TEXT = "def work(n, label, weights):\n    return n"  # its lines joined by "\n", as digested
 GOLDEN_ENCODING = (
-    b"t" + u64(2)  # the pair (identity, inputs)
-    + b"t" + u64(2)  # the identity: qualified name, BLAKE3 of the source text
-    + b"s" + text("golden_tasks.work")
-    + b"s" + text(_core.hash_buffers([GOLDEN_SOURCE_TEXT.encode()], "blake3"))
-    + b"d" + u64(3)  # the inputs, sorted by the keys' encodings: shorter names first
-    + b"s" + text("n") + b"i" + u64(1) + b"\x03"
-    + b"s" + text("label") + b"s" + text("hé")
-    + b"s" + text("weights") + b"A" + text("<f8") + u64(1) + u64(2) + u64(16) + struct.pack("<dd", 0.5, -2.0)
+    b"t"
+    + u64(2)  # the pair (identity, inputs)
+    + b"t"
+    + u64(2)  # the identity: qualified name, BLAKE3 of the source text
+    + b"s"
+    + text("golden_tasks.work")
+    + b"s"
+    + text(_core.hash_buffers([GOLDEN_SOURCE_TEXT.encode()], "blake3"))
+    + b"d"
+    + u64(3)  # the inputs, sorted by the keys' encodings: shorter names first
+    + b"s"
+    + text("n")
+    + b"i"
+    + u64(1)
+    + b"\x03"
+    + b"s"
+    + text("label")
+    + b"s"
+    + text("hé")
+    + b"s"
+    + text("weights")
+    + b"A"
+    + text("<f8")
+    + u64(1)
+    + u64(2)
+    + u64(16)
+    + struct.pack("<dd", 0.5, -2.0)
 )
 GOLDEN_KEYS = {
     "xxh3-128": "8c651546756c56f98d49d658d8f468e3",
@@ -354,14 +419,53 @@ def test_golden_keys(tmp_path, key_function, algorithm, digits):
 # `_core.hash_buffers([domain(algorithm) + canonical_encoding(value)], algorithm)`, computed once.
 # The encodings are those of version 1: each still gave its version-1 digest (BLAKE3 after
 # b"ferroflow.task_input_hash\x00\x01") when these were derived; only the prefix changed.
-@pytest.mark.parametrize(("value", "digests"), [
-    (None, {"xxh3-128": "4a58ea9b4560a9e53d88d4934d1b54d2", "blake3": "cb6b5a5024d8a9dd09fbc2aaf69405c2260292237a25b55f5d183043c57e071b"}),
-    ("hello", {"xxh3-128": "b135e8cf99688244dfb1e581177e6023", "blake3": "6d3a5840f9385cb03beae7a5f1294bdedc89658bd48f8fc412d907fd8d1bf29a"}),
-    ({"a": 1, "b": [1.5, "x", None]}, {"xxh3-128": "be1176edd5906ee815e6e05e7e5e7579", "blake3": "265550aabe67e40a23c661cc88358fbc4ab1cd94696c4309dde3a9285b6407d5"}),
-    ({3, 1, 2}, {"xxh3-128": "b50ad7627a31a6611d02c5d6cbbf3a86", "blake3": "b198c32eccdddfbae9ae70805d4a7344065c9042458bc2b7768d1cc771e1c602"}),
-    (np.arange(4, dtype="<i8"), {"xxh3-128": "6ecba9d701c34bbef441ce994a7d3e5c", "blake3": "2467e58bbb65854c621d6d50cb2f569eaf8476901831297cbd621e5a2aadcfb9"}),
-    ((b"\x00" * 5000,), {"xxh3-128": "370f6b52d361e39c2a0ad28daa5ba039", "blake3": "6b463a2411483999395df77419c7497c2c42053501185aee6cddf844dd6accf4"}),
-])
+@pytest.mark.parametrize(
+    ("value", "digests"),
+    [
+        (
+            None,
+            {
+                "xxh3-128": "4a58ea9b4560a9e53d88d4934d1b54d2",
+                "blake3": "cb6b5a5024d8a9dd09fbc2aaf69405c2260292237a25b55f5d183043c57e071b",
+            },
+        ),
+        (
+            "hello",
+            {
+                "xxh3-128": "b135e8cf99688244dfb1e581177e6023",
+                "blake3": "6d3a5840f9385cb03beae7a5f1294bdedc89658bd48f8fc412d907fd8d1bf29a",
+            },
+        ),
+        (
+            {"a": 1, "b": [1.5, "x", None]},
+            {
+                "xxh3-128": "be1176edd5906ee815e6e05e7e5e7579",
+                "blake3": "265550aabe67e40a23c661cc88358fbc4ab1cd94696c4309dde3a9285b6407d5",
+            },
+        ),
+        (
+            {3, 1, 2},
+            {
+                "xxh3-128": "b50ad7627a31a6611d02c5d6cbbf3a86",
+                "blake3": "b198c32eccdddfbae9ae70805d4a7344065c9042458bc2b7768d1cc771e1c602",
+            },
+        ),
+        (
+            np.arange(4, dtype="<i8"),
+            {
+                "xxh3-128": "6ecba9d701c34bbef441ce994a7d3e5c",
+                "blake3": "2467e58bbb65854c621d6d50cb2f569eaf8476901831297cbd621e5a2aadcfb9",
+            },
+        ),
+        (
+            (b"\x00" * 5000,),
+            {
+                "xxh3-128": "370f6b52d361e39c2a0ad28daa5ba039",
+                "blake3": "6b463a2411483999395df77419c7497c2c42053501185aee6cddf844dd6accf4",
+            },
+        ),
+    ],
+)
 def test_known_digests(value, digests):
     for algorithm, digest in digests.items():
         assert hash_canonical(value, algorithm) == digest
@@ -375,9 +479,12 @@ def test_known_digests(value, digests):
 scalars = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text() | st.binary()
 values = st.recursive(
     scalars,
-    lambda children: (st.lists(children, max_size=4) | st.tuples(children, children)
-                      | st.dictionaries(st.text(max_size=5) | st.integers(), children, max_size=4)
-                      | st.frozensets(scalars, max_size=4)),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.tuples(children, children)
+        | st.dictionaries(st.text(max_size=5) | st.integers(), children, max_size=4)
+        | st.frozensets(scalars, max_size=4)
+    ),
     max_leaves=12,
 )
 

@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 
 from ferroflow import flow, task
-from ferroflow.runstore import default_store_url, open_store
 from ferroflow.results import LiteralResult, PersistedResult
+from ferroflow.runstore import default_store_url, open_store
 from ferroflow.settings import temporary_settings
 from ferroflow.tasks import (
     CachedResultUnavailableWarning,
@@ -263,7 +263,9 @@ def test_a_key_function_returning_a_non_string_fails_the_run():
     def my_flow():
         numbered()
 
-    with pytest.raises(CacheKeyFunctionError, match="task 'numbered' returned int 42; a cache key must be a string"):
+    with pytest.raises(
+        CacheKeyFunctionError, match="task 'numbered' returned int 42; a cache key must be a string"
+    ):
         my_flow()
 
 
@@ -333,8 +335,9 @@ print(sum(squares(int(sys.argv[2]))))
 
 
 def run_script(script: Path, *args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, str(script), *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(script), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def finished(process: subprocess.Popen) -> str:

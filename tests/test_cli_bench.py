@@ -64,8 +64,23 @@ def test_json_output_has_the_input_and_one_row_per_case():
     assert document["repeat"] == 1 and document["rank"] == "balanced"
     assert {row["label"] for row in document["results"]} == {"pickle", "pickle+zstd:1"}
     row = next(row for row in document["results"] if row["codec"] == "zstd")
-    expected = {"serializer", "codec", "level", "input_bytes", "stored_bytes", "ratio", "dump_mb_s", "load_mb_s",
-                "dump_seconds", "load_seconds", "dump_peak_bytes", "load_peak_bytes", "spread", "noisy", "score"}
+    expected = {
+        "serializer",
+        "codec",
+        "level",
+        "input_bytes",
+        "stored_bytes",
+        "ratio",
+        "dump_mb_s",
+        "load_mb_s",
+        "dump_seconds",
+        "load_seconds",
+        "dump_peak_bytes",
+        "load_peak_bytes",
+        "spread",
+        "noisy",
+        "score",
+    }
     assert expected <= row.keys()
     assert row["ratio"] > 2 and row["dump_mb_s"] > 0 and row["load_mb_s"] > 0
 
@@ -111,7 +126,19 @@ def test_a_damaged_pickle_is_an_error_not_a_traceback(tmp_path, extra):
 
 
 def test_a_level_the_codec_does_not_have_is_an_error():
-    result = invoke("--sample", "text", "--size", "16KiB", "--serializer", "pickle", "--codec", "zlib",
-                    "--level", "42", "--repeat", "1")
+    result = invoke(
+        "--sample",
+        "text",
+        "--size",
+        "16KiB",
+        "--serializer",
+        "pickle",
+        "--codec",
+        "zlib",
+        "--level",
+        "42",
+        "--repeat",
+        "1",
+    )
     assert result.exit_code == 2
     assert "Cannot measure pickle+zlib:42 on sample 'text'" in result.output

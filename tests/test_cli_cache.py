@@ -1,6 +1,6 @@
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -24,12 +24,22 @@ def home(tmp_path, monkeypatch):
 
 @pytest.fixture
 def cached(home):
-    now = datetime.now(timezone.utc)  # not at import: the ages shown are counted from it
+    now = datetime.now(UTC)  # not at import: the ages shown are counted from it
     with open_store() as store:
-        store.put_cache_entry(EXPIRED_KEY, "load", ResultRef.persisted("local-file-system/dev", "old", "pickle"),
-                              created=now - timedelta(hours=2), expiration=now - timedelta(hours=1))
-        store.put_cache_entry(LIVE_KEY, "load", ResultRef.persisted("local-file-system/dev", "new", "pickle"),
-                              created=now - timedelta(minutes=5), expiration=now + timedelta(hours=1))
+        store.put_cache_entry(
+            EXPIRED_KEY,
+            "load",
+            ResultRef.persisted("local-file-system/dev", "old", "pickle"),
+            created=now - timedelta(hours=2),
+            expiration=now - timedelta(hours=1),
+        )
+        store.put_cache_entry(
+            LIVE_KEY,
+            "load",
+            ResultRef.persisted("local-file-system/dev", "new", "pickle"),
+            created=now - timedelta(minutes=5),
+            expiration=now + timedelta(hours=1),
+        )
         store.put_cache_entry(FOREVER_KEY, "clean", ResultRef.literal(True), created=now)
     return home
 
@@ -63,7 +73,13 @@ def test_cache_ls_shows_key_prefixes_tasks_ages_expiry_and_results(cached):
     assert result.exit_code == 0, result.output
     rows = table_rows(result.output)
     assert set(rows) == {LIVE_KEY[:8], EXPIRED_KEY[:8], FOREVER_KEY[:8]}
-    assert rows[LIVE_KEY[:8]] == ["9b1c0f7e", "load", "5m ago", "in 59m", "new (pickle) in local-file-system/dev"]
+    assert rows[LIVE_KEY[:8]] == [
+        "9b1c0f7e",
+        "load",
+        "5m ago",
+        "in 59m",
+        "new (pickle) in local-file-system/dev",
+    ]
     assert rows[EXPIRED_KEY[:8]][2:4] == ["2h ago", "expired"]
     assert re.fullmatch(r"\d+s ago", rows[FOREVER_KEY[:8]][2])  # 0s, or a little more on a busy machine
     assert rows[FOREVER_KEY[:8]][3:] == ["never", "literal true"]
@@ -71,13 +87,18 @@ def test_cache_ls_shows_key_prefixes_tasks_ages_expiry_and_results(cached):
 
 def test_cache_ls_fits_80_columns_cutting_task_names_before_storage_folders(home):
     folder = "/home/someone/.ferroflow/storage"
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with open_store() as store:
         for index in range(3):
-            store.put_cache_entry(f"{index}" * 64, "summarize_the_daily_prices_for_the_quarterly_report",
-                                  ResultRef.persisted(json.dumps({"type": "local-file-system", "basepath": folder}),
-                                                      f"result-{index}", "pickle"),
-                                  created=now, expiration=now + timedelta(days=3))
+            store.put_cache_entry(
+                f"{index}" * 64,
+                "summarize_the_daily_prices_for_the_quarterly_report",
+                ResultRef.persisted(
+                    json.dumps({"type": "local-file-system", "basepath": folder}), f"result-{index}", "pickle"
+                ),
+                created=now,
+                expiration=now + timedelta(days=3),
+            )
     result = invoke("cache", "ls", env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
@@ -86,15 +107,18 @@ def test_cache_ls_fits_80_columns_cutting_task_names_before_storage_folders(home
     assert sum("in 2d23h" in line for line in lines) == 3
 
 
-@pytest.mark.parametrize(("elapsed", "shown"), [
-    (timedelta(seconds=-3), "0s"),  # a clock a little ahead of the entry's
-    (timedelta(seconds=119), "119s"),
-    (timedelta(minutes=2), "2m"),
-    (timedelta(minutes=119, seconds=59), "119m"),
-    (timedelta(hours=47, minutes=59), "47h"),
-    (timedelta(days=2, hours=5, minutes=59), "2d5h"),
-    (timedelta(days=8, hours=23), "8d"),
-])
+@pytest.mark.parametrize(
+    ("elapsed", "shown"),
+    [
+        (timedelta(seconds=-3), "0s"),  # a clock a little ahead of the entry's
+        (timedelta(seconds=119), "119s"),
+        (timedelta(minutes=2), "2m"),
+        (timedelta(minutes=119, seconds=59), "119m"),
+        (timedelta(hours=47, minutes=59), "47h"),
+        (timedelta(days=2, hours=5, minutes=59), "2d5h"),
+        (timedelta(days=8, hours=23), "8d"),
+    ],
+)
 def test_ages_and_expiries_are_short_and_close(elapsed, shown):
     assert compact_duration(elapsed) == shown
 
@@ -104,7 +128,10 @@ def test_cache_ls_lengthens_the_prefixes_of_keys_that_share_their_start(home):
         for key in ("abcdef0123456789", "abcdef0123999999", "abcdef01", "ffff0000"):
             store.put_cache_entry(key, "load", ResultRef.literal(None))
     assert set(table_rows(invoke("cache", "ls").output)) == {
-        "abcdef01234", "abcdef01239", "abcdef01", "ffff0000"
+        "abcdef01234",
+        "abcdef01239",
+        "abcdef01",
+        "ffff0000",
     }
     # Prefixes are unambiguous among all keys, whichever entries are listed.
     with open_store() as store:
@@ -112,13 +139,16 @@ def test_cache_ls_lengthens_the_prefixes_of_keys_that_share_their_start(home):
     assert "abcdef01234" in table_rows(invoke("cache", "ls", "--task", "load").output)
 
 
-@pytest.mark.parametrize(("keys", "minimum", "expected"), [
-    ([], 8, {}),
-    (["0123456789"], 4, {"0123456789": "0123"}),
-    (["aaaa1", "aaaa2", "b"], 2, {"aaaa1": "aaaa1", "aaaa2": "aaaa2", "b": "b"}),
-    (["abc", "abcdef", "abd"], 1, {"abc": "abc", "abcdef": "abcd", "abd": "abd"}),
-    (["x1", "x1"], 1, {"x1": "x"}),  # a key listed twice is still one key
-])
+@pytest.mark.parametrize(
+    ("keys", "minimum", "expected"),
+    [
+        ([], 8, {}),
+        (["0123456789"], 4, {"0123456789": "0123"}),
+        (["aaaa1", "aaaa2", "b"], 2, {"aaaa1": "aaaa1", "aaaa2": "aaaa2", "b": "b"}),
+        (["abc", "abcdef", "abd"], 1, {"abc": "abc", "abcdef": "abcd", "abd": "abd"}),
+        (["x1", "x1"], 1, {"x1": "x"}),  # a key listed twice is still one key
+    ],
+)
 def test_unambiguous_prefixes(keys, minimum, expected):
     assert unambiguous_prefixes(keys, minimum) == expected
 
@@ -126,8 +156,12 @@ def test_unambiguous_prefixes(keys, minimum, expected):
 def test_cache_ls_filters_by_task_and_prints_json(cached):
     entries = json.loads(invoke("cache", "ls", "--task", "load", "--json").output)
     assert [entry["key"] for entry in entries] == [LIVE_KEY, EXPIRED_KEY]
-    assert entries[0]["result"] == {"kind": "persisted", "storage": "local-file-system/dev", "key": "new",
-                                    "serializer": "pickle"}
+    assert entries[0]["result"] == {
+        "kind": "persisted",
+        "storage": "local-file-system/dev",
+        "key": "new",
+        "serializer": "pickle",
+    }
     assert "No cache entries for task 'nothing'" in invoke("cache", "ls", "--task", "nothing").output
 
 
@@ -145,14 +179,17 @@ def test_cache_clear_deletes_on_yes(cached):
     assert remaining_keys() == {FOREVER_KEY}
 
 
-@pytest.mark.parametrize(("options", "left"), [
-    (["--expired"], {LIVE_KEY, FOREVER_KEY}),
-    (["--key", LIVE_KEY], {EXPIRED_KEY, FOREVER_KEY}),
-    (["--key", LIVE_KEY[:8]], {EXPIRED_KEY, FOREVER_KEY}),
-    (["--key", "7"], {LIVE_KEY, FOREVER_KEY}),
-    (["--task", "load", "--expired"], {LIVE_KEY, FOREVER_KEY}),
-    ([], set()),
-])
+@pytest.mark.parametrize(
+    ("options", "left"),
+    [
+        (["--expired"], {LIVE_KEY, FOREVER_KEY}),
+        (["--key", LIVE_KEY], {EXPIRED_KEY, FOREVER_KEY}),
+        (["--key", LIVE_KEY[:8]], {EXPIRED_KEY, FOREVER_KEY}),
+        (["--key", "7"], {LIVE_KEY, FOREVER_KEY}),
+        (["--task", "load", "--expired"], {LIVE_KEY, FOREVER_KEY}),
+        ([], set()),
+    ],
+)
 def test_cache_clear_filters_with_yes(cached, options, left):
     result = invoke("cache", "clear", *options, "--yes")
     assert result.exit_code == 0, result.output
@@ -175,7 +212,10 @@ def test_cache_clear_refuses_a_prefix_of_several_keys_and_deletes_nothing(home):
     result = invoke("cache", "clear", "--key", "abcd", "--yes")
     assert result.exit_code == 1
     assert "'abcd' is the start of 7 cache keys (abcd0000" in result.output
-    assert ", ...); give more of the key, as `ferroflow cache ls` shows it. Nothing was deleted." in result.output
+    assert (
+        ", ...); give more of the key, as `ferroflow cache ls` shows it. Nothing was deleted."
+        in result.output
+    )
     assert remaining_keys() == keys
 
 

@@ -63,10 +63,19 @@ def age(path, seconds):
 
 
 def test_inspect_shows_the_header_of_a_result_file(cli):
-    path = persisted_file(list(range(1000)), result_serializer=CompressedSerializer(serializer="pickle", compressionlib="zstd"))
+    path = persisted_file(
+        list(range(1000)), result_serializer=CompressedSerializer(serializer="pickle", compressionlib="zstd")
+    )
     shown = cli("results", "inspect", str(path))
     assert shown.exit_code == 0, shown.output
-    for expected in ('"compressionlib": "zstd"', "zstd", "xxh3-64", "ferroflow version", "created", "raw size"):
+    for expected in (
+        '"compressionlib": "zstd"',
+        "zstd",
+        "xxh3-64",
+        "ferroflow version",
+        "created",
+        "raw size",
+    ):
         assert expected in shown.output
     details = json.loads(cli("results", "inspect", str(path), "--json").output)
     assert details["serializer"] == "compressed" and details["codec"] == "zstd"
@@ -74,8 +83,10 @@ def test_inspect_shows_the_header_of_a_result_file(cli):
     assert details["format_version"] and details["checksum_algorithm"] == "xxh3-64"
 
 
-@pytest.mark.parametrize("sample, serializer", [("pickle.json", "pickle"), ("json.json", "json"),
-                                                ("compressed_pickle.json", "compressed/pickle")])
+@pytest.mark.parametrize(
+    "sample, serializer",
+    [("pickle.json", "pickle"), ("json.json", "json"), ("compressed_pickle.json", "compressed/pickle")],
+)
 def test_inspect_reads_prefect2_result_files(cli, sample, serializer):
     details = json.loads(cli("results", "inspect", str(PREFECT2_SAMPLES / sample), "--json").output)
     assert details["format"] == "Prefect 2 JSON result"
@@ -114,7 +125,10 @@ def test_prune_removes_old_unreferenced_files_only(cli, storage):
 
     pruned = cli("results", "prune", "--older-than", "7d")
     assert pruned.exit_code == 0, pruned.output
-    assert "Removed 1 result file" in pruned.output and "kept 1 still referenced and 1 newer than 7d" in pruned.output
+    assert (
+        "Removed 1 result file" in pruned.output
+        and "kept 1 still referenced and 1 newer than 7d" in pruned.output
+    )
     assert not orphan.exists()
     assert referenced.exists() and fresh_orphan.exists() and not_a_result.exists()
 
@@ -171,10 +185,17 @@ def test_prune_explains_bad_arguments(cli, tmp_path):
     assert missing.exit_code == 1 and "neither a saved storage nor a folder" in missing.output
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("7d", timedelta(days=7)), ("12h", timedelta(hours=12)), ("30m", timedelta(minutes=30)),
-    ("45s", timedelta(seconds=45)), ("2w", timedelta(weeks=2)), ("1.5h", timedelta(minutes=90)),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("7d", timedelta(days=7)),
+        ("12h", timedelta(hours=12)),
+        ("30m", timedelta(minutes=30)),
+        ("45s", timedelta(seconds=45)),
+        ("2w", timedelta(weeks=2)),
+        ("1.5h", timedelta(minutes=90)),
+    ],
+)
 def test_ages(text, expected):
     assert parse_age(text) == expected
 

@@ -1,6 +1,6 @@
 import json
 import sqlite3
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from click.testing import CliRunner
@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from ferroflow.cli import app
 from ferroflow.runstore import ResultRef, open_store
 
-T0 = datetime(2024, 5, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 FLOW_RUN = "3f2a9c1e-0000-4000-8000-000000000001"
 SUBFLOW_RUN = "5d6e7f80-0000-4000-8000-000000000002"
 OLDER_RUN = "3f2b0000-0000-4000-8000-000000000003"
@@ -36,14 +36,24 @@ def recorded(home):
 
         store.record_flow_run(FLOW_RUN, "crimson-fox", "etl", parameters={"day": "2024-05-01"})
         store.record_state(FLOW_RUN, "RUNNING", "Running", timestamp=at(0))
-        store.record_task_run("task-load-1", "load-0", "load", flow_run_id=FLOW_RUN, task_key="etl.load",
-                              created=at(1))
+        store.record_task_run(
+            "task-load-1", "load-0", "load", flow_run_id=FLOW_RUN, task_key="etl.load", created=at(1)
+        )
         store.record_state("task-load-1", "RUNNING", "Running", timestamp=at(2))
-        store.record_state("task-load-1", "COMPLETED", "Completed", timestamp=at(4),
-                           result=ResultRef.persisted("local-file-system/dev", "9b1c0f7e", "pickle"))
+        store.record_state(
+            "task-load-1",
+            "COMPLETED",
+            "Completed",
+            timestamp=at(4),
+            result=ResultRef.persisted("local-file-system/dev", "9b1c0f7e", "pickle"),
+        )
         store.record_flow_run(SUBFLOW_RUN, "quiet-owl", "clean", parent_flow_run_id=FLOW_RUN)
-        store.record_state(SUBFLOW_RUN, "COMPLETED", "Completed", timestamp=at(5), result=ResultRef.literal(True))
-        store.record_state(FLOW_RUN, "COMPLETED", "Completed", timestamp=at(75), result=ResultRef.literal(None))
+        store.record_state(
+            SUBFLOW_RUN, "COMPLETED", "Completed", timestamp=at(5), result=ResultRef.literal(True)
+        )
+        store.record_state(
+            FLOW_RUN, "COMPLETED", "Completed", timestamp=at(75), result=ResultRef.literal(None)
+        )
     return home
 
 
@@ -100,7 +110,11 @@ def test_runs_show_json(recorded):
     [task_run] = shown["task_runs"]
     assert task_run["task_key"] == "etl.load"
     assert task_run["states"][-1]["result"] == {
-        "kind": "persisted", "storage": "local-file-system/dev", "key": "9b1c0f7e", "serializer": "pickle"}
+        "kind": "persisted",
+        "storage": "local-file-system/dev",
+        "key": "9b1c0f7e",
+        "serializer": "pickle",
+    }
     assert [run["id"] for run in shown["subflow_runs"]] == [SUBFLOW_RUN]
 
 
@@ -138,7 +152,9 @@ def record_flow_runs(names_and_flows):
 
 
 def test_runs_ls_at_80_columns_leaves_out_names_that_only_repeat_flow_and_id(home):
-    record_flow_runs([("nightly-prices-etl-{id}", "nightly-prices-etl"), ("train-the-model-{id}", "train-the-model")])
+    record_flow_runs(
+        [("nightly-prices-etl-{id}", "nightly-prices-etl"), ("train-the-model-{id}", "train-the-model")]
+    )
     narrow = invoke("runs", "ls", env={"COLUMNS": "80"}).output
     assert max(len(line) for line in narrow.splitlines()) <= 80
     assert "Name" not in narrow and "nightly-prices-etl-" not in narrow
@@ -148,7 +164,9 @@ def test_runs_ls_at_80_columns_leaves_out_names_that_only_repeat_flow_and_id(hom
 
 
 def test_runs_ls_at_80_columns_cuts_chosen_names_before_flow_names(home):
-    record_flow_runs([("the-nightly-run-of-the-prices-pipeline", "nightly-prices-etl"), ("crimson-fox", "etl")])
+    record_flow_runs(
+        [("the-nightly-run-of-the-prices-pipeline", "nightly-prices-etl"), ("crimson-fox", "etl")]
+    )
     narrow = invoke("runs", "ls", env={"COLUMNS": "80"}).output
     lines = narrow.splitlines()
     assert max(len(line) for line in lines) <= 80

@@ -52,9 +52,9 @@ def blob_path(tmp_path):
 
 def test_every_header_field_round_trips(blob_path):
     segments = sample_segments()
-    before = datetime.datetime.now(datetime.timezone.utc)
+    before = datetime.datetime.now(datetime.UTC)
     written = write_blob(blob_path, segments, serializer=SERIALIZER)
-    after = datetime.datetime.now(datetime.timezone.utc)
+    after = datetime.datetime.now(datetime.UTC)
 
     raw_lengths = [len(as_bytes(s)) for s in segments]
     expected = {
@@ -96,7 +96,13 @@ def test_header_repr_names_the_useful_fields(blob_path):
     header = write_blob(blob_path, [b"abc"], serializer='{"type": "json"}')
     text = repr(header)
     assert text.startswith("BlobHeader(")
-    for part in ["format_version='1.0'", """serializer='{"type": "json"}'""", "codec='none'", "raw_length=3", "segments=1"]:
+    for part in [
+        "format_version='1.0'",
+        """serializer='{"type": "json"}'""",
+        "codec='none'",
+        "raw_length=3",
+        "segments=1",
+    ]:
         assert part in text
 
 
@@ -215,7 +221,9 @@ def test_framed_blob_starts_with_the_signature():
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_any_single_byte_change_is_detected(tmp_path, data):
-    blob = frame_blob([b"abc", b"", np.arange(20, dtype=np.int64), b"z" * 65], serializer='{"type": "pickle"}')
+    blob = frame_blob(
+        [b"abc", b"", np.arange(20, dtype=np.int64), b"z" * 65], serializer='{"type": "pickle"}'
+    )
     index = data.draw(st.integers(0, len(blob) - 1), label="index")
     new_byte = data.draw(st.integers(0, 255).filter(lambda b: b != blob[index]), label="new byte")
     damaged = bytearray(blob)
@@ -335,7 +343,12 @@ def with_new_header(blob: bytes, major: int, minor: int, **changes) -> bytes:
     payload = blob[-(-header_end // ALIGNMENT) * ALIGNMENT :]
     body = json.loads(blob[16 : 16 + body_length]) | changes
     encoded = json.dumps(body).encode()
-    header = blob[:8] + major.to_bytes(2, "little") + minor.to_bytes(2, "little") + len(encoded).to_bytes(4, "little")
+    header = (
+        blob[:8]
+        + major.to_bytes(2, "little")
+        + minor.to_bytes(2, "little")
+        + len(encoded).to_bytes(4, "little")
+    )
     header += encoded
     header += int(hash_buffers([header], "xxh3-64"), 16).to_bytes(8, "little")
     return header + bytes(-len(header) % ALIGNMENT) + payload
@@ -352,5 +365,8 @@ def test_a_newer_major_version_is_refused_naming_both_versions(tmp_path):
     path = tmp_path / "future.ffb"
     path.write_bytes(with_new_header(frame_blob([b"abc"], serializer="{}"), 2, 1))
     for read in (read_header, read_blob, map_blob):
-        with pytest.raises(UnsupportedFormatError, match=r"future\.ffb.*format version 2\.1.*reads format 1\.x; upgrade ferroflow"):
+        with pytest.raises(
+            UnsupportedFormatError,
+            match=r"future\.ffb.*format version 2\.1.*reads format 1\.x; upgrade ferroflow",
+        ):
             read(path)

@@ -43,7 +43,9 @@ def test_codecs_lists_the_four_codecs():
     assert _core.CODECS == ("lzma", "bz2", "zlib", "zstd")
 
 
-@pytest.mark.parametrize(("codec", "level"), [(c, level) for c in STDLIB_CODECS for level in STDLIB_LEVELS[c]])
+@pytest.mark.parametrize(
+    ("codec", "level"), [(c, level) for c in STDLIB_CODECS for level in STDLIB_LEVELS[c]]
+)
 def test_stdlib_reads_what_we_write_at_every_level(codec, level):
     packed = _core.compress(RECORDS, codec, level=level)
     assert STDLIB_DECOMPRESS[codec](packed) == RECORDS
@@ -195,7 +197,9 @@ def test_a_hint_larger_than_memory_falls_back_to_growing(codec):
 @pytest.mark.parametrize("codec", _core.CODECS)
 def test_max_output_stops_a_decompression_bomb(codec):
     bomb = _core.compress(bytes(8 * 2**20), codec)
-    with pytest.raises(ValueError, match=f"^{codec}: the data decompresses to more than max_output=1000000 bytes"):
+    with pytest.raises(
+        ValueError, match=f"^{codec}: the data decompresses to more than max_output=1000000 bytes"
+    ):
         _core.decompress(bomb, codec, max_output=1_000_000)
     with pytest.raises(ValueError, match="max_output"):
         _core.decompress(bomb, codec, size_hint=2_000_000, max_output=1_000_000)

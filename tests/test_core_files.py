@@ -32,7 +32,9 @@ def folder_listing(folder: Path) -> list[str]:
 
 def test_atomic_write_joins_the_segments_and_returns_the_length(tmp_path):
     target = tmp_path / "out.bin"
-    written = atomic_write(target, [b"ab", bytearray(b"cd"), memoryview(b"ef"), np.arange(2, dtype=np.uint8), b""])
+    written = atomic_write(
+        target, [b"ab", bytearray(b"cd"), memoryview(b"ef"), np.arange(2, dtype=np.uint8), b""]
+    )
     assert written == 8
     assert read_file(target) == b"abcdef\x00\x01"
     assert folder_listing(tmp_path) == ["out.bin"]

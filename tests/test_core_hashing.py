@@ -81,7 +81,9 @@ def test_copy_forks_the_state_and_digest_does_not_end_it():
 
 
 def test_unknown_algorithm_lists_the_valid_ones():
-    with pytest.raises(ValueError, match='unknown hash algorithm "md5"; choose one of: blake3, xxh3-64, xxh3-128'):
+    with pytest.raises(
+        ValueError, match='unknown hash algorithm "md5"; choose one of: blake3, xxh3-64, xxh3-128'
+    ):
         Hasher("md5")
     with pytest.raises(ValueError, match="choose one of"):
         hash_buffers([b""], "sha256")

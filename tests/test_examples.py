@@ -18,7 +18,10 @@ DEMO = Path(__file__).resolve().parent.parent / "examples" / "demo.py"
 def run_demo(*args, env=None):
     return subprocess.run(
         [sys.executable, str(DEMO), *map(str, args)],
-        capture_output=True, text=True, timeout=120, env={**os.environ, "COLUMNS": "160", **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "160", **(env or {})},
     )
 
 
@@ -40,8 +43,11 @@ def test_the_first_run_retries_once_and_reuses_the_completed_tasks(demo):
     assert first_states == ["Pending", "Running", "AwaitingRetry", "Retrying", "Completed"]
     assert first_tasks[4] == ("publish_report", "Failed")
     assert first_tasks[5:] == [
-        ("record_readings", "Cached"), ("load_maintenance_log", "Cached"), ("sensor_statistics", "Cached"),
-        ("unstable_sensors", "Cached"), ("publish_report", "Completed"),
+        ("record_readings", "Cached"),
+        ("load_maintenance_log", "Cached"),
+        ("sensor_statistics", "Cached"),
+        ("unstable_sensors", "Cached"),
+        ("publish_report", "Completed"),
     ]
     assert "4 tasks reused by the retry" in output
 
@@ -73,12 +79,22 @@ def test_the_printed_commands_work_when_pasted(demo):
     home, output = demo
     commands = [line.strip() for line in output.splitlines() if line.strip().startswith("FERROFLOW_HOME=")]
     assert [shlex.split(command)[2:4] for command in commands] == [
-        ["runs", "ls"], ["runs", "show"], ["cache", "ls"], ["results", "inspect"],
+        ["runs", "ls"],
+        ["runs", "show"],
+        ["cache", "ls"],
+        ["results", "inspect"],
     ]
     outputs = []
     for command in commands:
-        completed = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=60,
-                                   cwd=DEMO.parent.parent, env={**os.environ, "COLUMNS": "200"})
+        completed = subprocess.run(
+            command,
+            shell=True,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=DEMO.parent.parent,
+            env={**os.environ, "COLUMNS": "200"},
+        )
         assert completed.returncode == 0, (command, completed.stderr)
         outputs.append(completed.stdout)
     runs_ls, runs_show, cache_ls, results_inspect = outputs
@@ -105,8 +121,13 @@ def test_a_bad_size_is_refused():
 def test_the_readme_quick_start_runs_and_hits_the_cache(tmp_path):
     readme = (DEMO.parent.parent / "README.md").read_text()
     code = readme.split("## Quick start", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
-    completed = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                               env={**os.environ, "FERROFLOW_HOME": str(tmp_path)})
+    completed = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "FERROFLOW_HOME": str(tmp_path)},
+    )
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.split() == ["100.5", "100.5"]
     with open_store(f"sqlite:///{tmp_path / 'ferroflow.db'}") as store:

@@ -19,8 +19,6 @@ from ferroflow.serializers import PickleSerializer
 from ferroflow.settings import temporary_settings
 
 
-
-
 @pytest.fixture
 def storage(tmp_path):
     return LocalFileSystem(basepath=str(tmp_path / "results"))

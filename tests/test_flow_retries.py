@@ -148,4 +148,3 @@ def test_async_flow_retries_reuse_async_tasks():
 
     assert asyncio.run(my_flow()) == 20
     assert ran == [2]
-

@@ -98,7 +98,9 @@ def test_persisted_result_round_trips_through_storage(tmp_path, serializer):
 
 def test_persisted_result_rereads_storage_when_not_cached_in_memory(tmp_path):
     storage = LocalFileSystem(basepath=str(tmp_path))
-    result = PersistedResult.create("first", storage=storage, serializer=PickleSerializer(), cache_in_memory=False)
+    result = PersistedResult.create(
+        "first", storage=storage, serializer=PickleSerializer(), cache_in_memory=False
+    )
     assert result.get() == "first"
     # Replace the blob behind the key: an uncached result must see the new content.
     PersistedResult.create(
@@ -116,14 +118,19 @@ def test_persisted_result_caches_the_value_by_default(tmp_path):
 
 def test_result_file_keys_are_clock_ordered_uuids(tmp_path):
     storage = LocalFileSystem(basepath=str(tmp_path))
-    keys = [PersistedResult.create(i, storage=storage, serializer=PickleSerializer()).storage_key for i in range(3)]
+    keys = [
+        PersistedResult.create(i, storage=storage, serializer=PickleSerializer()).storage_key
+        for i in range(3)
+    ]
     assert {uuid.UUID(key).version for key in keys} == {8}  # see ferroflow.runstore.ids
     assert len(set(keys)) == 3
 
 
 def test_missing_result_file_raises_missing_result_naming_the_key(tmp_path):
     storage = LocalFileSystem(basepath=str(tmp_path))
-    result = PersistedResult.create([1], storage=storage, serializer=PickleSerializer(), cache_in_memory=False)
+    result = PersistedResult.create(
+        [1], storage=storage, serializer=PickleSerializer(), cache_in_memory=False
+    )
     (tmp_path / result.storage_key).unlink()
     with pytest.raises(MissingResult, match=result.storage_key):
         result.get()
@@ -146,7 +153,9 @@ def test_corrupted_result_file_raises_corruption_error_not_data(tmp_path):
 def test_a_damaged_result_file_is_detected_whether_read_or_mapped(tmp_path, size):
     storage = LocalFileSystem(basepath=str(tmp_path))
     value = b"x" * size
-    result = PersistedResult.create(value, storage=storage, serializer=PickleSerializer(), cache_in_memory=False)
+    result = PersistedResult.create(
+        value, storage=storage, serializer=PickleSerializer(), cache_in_memory=False
+    )
     path = tmp_path / result.storage_key
     assert (path.stat().st_size < MAP_FROM_BYTES) == (size < MAP_FROM_BYTES)
     assert result.get() == value
@@ -163,7 +172,9 @@ def test_a_damaged_result_file_is_detected_whether_read_or_mapped(tmp_path, size
 def test_numpy_result_is_read_back_through_the_memory_map(tmp_path):
     storage = LocalFileSystem(basepath=str(tmp_path))
     array = np.arange(1_000_000, dtype=np.float64)
-    result = PersistedResult.create(array, storage=storage, serializer=PickleSerializer(), cache_in_memory=False)
+    result = PersistedResult.create(
+        array, storage=storage, serializer=PickleSerializer(), cache_in_memory=False
+    )
     loaded = result.get()
     np.testing.assert_array_equal(loaded, array)
     # The array's memory is the map, not a fresh copy: it does not own its data.
@@ -191,7 +202,9 @@ def test_concurrent_gets_load_once_and_agree(tmp_path):
 
 
 def test_blob_document_round_trips_and_holds_base64_data():
-    blob = PersistedResultBlob(serializer=PickleSerializer().to_description(), data=PickleSerializer().dumps([1, 2]))
+    blob = PersistedResultBlob(
+        serializer=PickleSerializer().to_description(), data=PickleSerializer().dumps([1, 2])
+    )
     document = json.loads(blob.to_json())
     assert set(document) == {"serializer", "data", "ferroflow_version"}
     assert base64.b64decode(document["data"]) == blob.data
@@ -308,7 +321,9 @@ def test_tasks_inherit_the_flow_storage_and_serializer(tmp_path):
 
 
 def test_a_task_storage_overrides_the_flow_storage(tmp_path):
-    flow_factory = ResultFactory.from_flow(Definition(result_storage=LocalFileSystem(basepath=str(tmp_path / "flow"))))
+    flow_factory = ResultFactory.from_flow(
+        Definition(result_storage=LocalFileSystem(basepath=str(tmp_path / "flow")))
+    )
     task_factory = ResultFactory.from_task(
         Definition(persist_result=True, result_storage=LocalFileSystem(basepath=str(tmp_path / "task"))),
         flow_factory,

@@ -60,7 +60,11 @@ def test_a_flow_run_its_task_runs_and_their_states_are_recorded():
         (flow_run,) = store.list_flow_runs()
         task_runs = store.list_task_runs(flow_run.id)
         states = {run.name: store.list_states(run.id) for run in task_runs}
-    assert (flow_run.flow_name, flow_run.parameters, flow_run.state_name) == ("etl", "day='2024-05-01'", "Completed")
+    assert (flow_run.flow_name, flow_run.parameters, flow_run.state_name) == (
+        "etl",
+        "day='2024-05-01'",
+        "Completed",
+    )
     assert flow_run.run_count == 1 and flow_run.end_time >= flow_run.start_time
     assert [run.name for run in task_runs] == ["load-0", "check-0", "explode-0"]
     load_run = task_runs[0]
@@ -97,7 +101,10 @@ def test_retries_and_subflows_are_recorded():
         subflows = store.list_flow_runs(parent_flow_run_id=outer.id)
     assert outer.flow_name == "parent" and outer.run_count == 2
     assert names == ["Pending", "Running", "AwaitingRetry", "Retrying", "Completed"]
-    assert [run.flow_name for run in subflows] == ["child", "child"]  # one per attempt (None is not persisted)
+    assert [run.flow_name for run in subflows] == [
+        "child",
+        "child",
+    ]  # one per attempt (None is not persisted)
 
 
 def test_runs_show_lists_what_the_engine_recorded(monkeypatch):
@@ -196,8 +203,9 @@ sys.stdin.readline()  # stay alive: nothing is left to the exit hook
 def test_another_process_sees_a_flow_run_as_soon_as_it_ends(tmp_path):
     script = tmp_path / "short.py"
     script.write_text(textwrap.dedent(WAITING_SCRIPT))
-    process = subprocess.Popen([sys.executable, str(script)], stdin=subprocess.PIPE,
-                               stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, str(script)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert process.stdout.readline().strip() == "flow ended"
         with reopened_store() as store:
@@ -279,13 +287,16 @@ def _keyword_only(a, *, key=1):
     return a
 
 
-@pytest.mark.parametrize(("fn", "args", "kwargs"), [
-    (_plain, (1,), {}),
-    (_plain, (1, 5), {}),
-    (_plain, (1,), {"c": 3}),
-    (_plain, (), {"c": 3, "a": 1}),
-    (_plain, (1, 2, 3), {}),
-])
+@pytest.mark.parametrize(
+    ("fn", "args", "kwargs"),
+    [
+        (_plain, (1,), {}),
+        (_plain, (1, 5), {}),
+        (_plain, (1,), {"c": 3}),
+        (_plain, (), {"c": 3, "a": 1}),
+        (_plain, (1, 2, 3), {}),
+    ],
+)
 def test_parameters_with_defaults_are_what_signature_bind_gives(fn, args, kwargs):
     bound = inspect.signature(fn).bind(*args, **kwargs)
     bound.apply_defaults()
@@ -294,14 +305,17 @@ def test_parameters_with_defaults_are_what_signature_bind_gives(fn, args, kwargs
     assert list(fast) == list(bound.arguments)  # in the signature's order
 
 
-@pytest.mark.parametrize(("fn", "args", "kwargs"), [
-    (_plain, (), {}),  # missing a
-    (_plain, (1, 2, 3, 4), {}),  # too many
-    (_plain, (1,), {"a": 1}),  # a twice
-    (_plain, (1,), {"d": 1}),  # unknown name
-    (_starred, (1, 2), {}),  # not a plain signature: bound the slow way
-    (_keyword_only, (1,), {}),
-])
+@pytest.mark.parametrize(
+    ("fn", "args", "kwargs"),
+    [
+        (_plain, (), {}),  # missing a
+        (_plain, (1, 2, 3, 4), {}),  # too many
+        (_plain, (1,), {"a": 1}),  # a twice
+        (_plain, (1,), {"d": 1}),  # unknown name
+        (_starred, (1, 2), {}),  # not a plain signature: bound the slow way
+        (_keyword_only, (1,), {}),
+    ],
+)
 def test_parameters_with_defaults_leave_other_calls_to_signature_bind(fn, args, kwargs):
     assert parameters_with_defaults(fn, args, kwargs) is None
 

@@ -20,7 +20,6 @@ from ferroflow.settings import (
 )
 
 
-
 def write_toml(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
@@ -205,7 +204,9 @@ def set_temporarily(monkeypatch, url: str):
 
 
 @pytest.mark.parametrize("configure", [set_in_environment, set_in_profile, set_temporarily])
-def test_flow_runs_are_recorded_in_the_store_the_setting_names(configure, monkeypatch, isolated_home, tmp_path):
+def test_flow_runs_are_recorded_in_the_store_the_setting_names(
+    configure, monkeypatch, isolated_home, tmp_path
+):
     url = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     with configure(monkeypatch, url):
         assert default_store_url() == url
@@ -240,7 +241,9 @@ BAD_STORE_URLS = ["postgresql://db/ferroflow", "sqlite:///", "sqlite://runs.db",
 
 
 @pytest.mark.parametrize("url", BAD_STORE_URLS)
-def test_a_bad_store_url_in_the_environment_names_the_setting_the_value_and_the_accepted_forms(url, monkeypatch):
+def test_a_bad_store_url_in_the_environment_names_the_setting_the_value_and_the_accepted_forms(
+    url, monkeypatch
+):
     monkeypatch.setenv("FERROFLOW_RUNSTORE_URL", url)
     with pytest.raises(InvalidSettingError) as error:
         default_store_url()
@@ -250,7 +253,9 @@ def test_a_bad_store_url_in_the_environment_names_the_setting_the_value_and_the_
 
 
 def test_a_bad_store_url_is_refused_by_config_set_temporary_settings_and_open_store():
-    with pytest.raises(InvalidSettingError, match="Invalid value for FERROFLOW_RUNSTORE_URL: Unsupported run"):
+    with pytest.raises(
+        InvalidSettingError, match="Invalid value for FERROFLOW_RUNSTORE_URL: Unsupported run"
+    ):
         validate_setting("runstore_url", "mysql://db")
     with pytest.raises(InvalidSettingError, match="FERROFLOW_RUNSTORE_URL='mysql://db'.*sqlite:////absolute"):
         with temporary_settings(runstore_url="mysql://db"):

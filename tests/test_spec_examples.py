@@ -108,7 +108,7 @@ def test_result_of_a_failed_state_raises(capsys):
         state = my_task(return_state=True)
 
         try:
-            result = state.result()
+            result = state.result()  # noqa: F841 (the spec's example, as written)
         except ValueError:
             print("Oh no! The state raised the error!")
 
@@ -176,6 +176,7 @@ def test_future_result_works_like_state_result(capsys):
 
 def test_async_calling_returns_the_result_directly():
     import asyncio
+
     from ferroflow import flow, task
 
     @task
@@ -193,6 +194,7 @@ def test_async_calling_returns_the_result_directly():
 
 def test_async_state_result_with_fetch():
     import asyncio
+
     from ferroflow import flow, task
 
     @task
@@ -214,6 +216,7 @@ def test_async_state_result_with_fetch():
 
 def test_async_future_result():
     import asyncio
+
     from ferroflow import flow, task
 
     @task

@@ -47,8 +47,7 @@ def test_task_with_cache_key_persists_and_the_other_task_does_not(storage_path):
         return "hello world!"
 
     @task
-    def my_other_task():
-        ...
+    def my_other_task(): ...
 
     @flow
     def my_flow():
@@ -107,15 +106,14 @@ def test_persist_false_where_a_feature_needs_it_raises(storage_path):
 
 def test_result_storage_example(storage_path):
     from ferroflow import flow, task
-    from ferroflow.filesystems import LocalFileSystem, S3
+    from ferroflow.filesystems import S3, LocalFileSystem
 
     @flow(persist_result=True)
     def my_flow():
         my_task()  # This task will use the flow's result storage
 
     @task(persist_result=True)
-    def my_task():
-        ...
+    def my_task(): ...
 
     my_flow()  # The flow has no result storage configured and no parent, the local file system will be used.
 
@@ -164,7 +162,10 @@ def test_result_serializer_and_compression_options(storage_path):
     def by_instance():
         return {"b": 2}
 
-    @task(persist_result=True, result_serializer=CompressedSerializer(serializer="pickle", compressionlib="lzma"))
+    @task(
+        persist_result=True,
+        result_serializer=CompressedSerializer(serializer="pickle", compressionlib="lzma"),
+    )
     def compressed():
         return {"c": 3}
 

@@ -64,10 +64,10 @@ def test_predicates_follow_the_type():
 
 
 def test_timestamp_is_timezone_aware_utc():
-    before = datetime.datetime.now(datetime.timezone.utc)
+    before = datetime.datetime.now(datetime.UTC)
     state = Completed()
-    assert state.timestamp.tzinfo is datetime.timezone.utc
-    assert before <= state.timestamp <= datetime.datetime.now(datetime.timezone.utc)
+    assert state.timestamp.tzinfo is datetime.UTC
+    assert before <= state.timestamp <= datetime.datetime.now(datetime.UTC)
 
 
 def test_message_is_kept():

@@ -20,7 +20,6 @@ from ferroflow.exceptions import (
 from ferroflow.results import ResultFactory, UnpersistedResult
 from ferroflow.tasks import Task
 
-
 # --- definition ----------------------------------------------------------------------------------
 
 
@@ -119,9 +118,7 @@ def test_invalid_options_are_refused_at_definition(options, message):
         ({"cache_key_fn": lambda context, parameters: "k"}, "cache_key_fn"),
     ],
 )
-def test_persist_result_false_with_a_feature_needing_persistence_fails_at_definition(
-    options, feature
-):
+def test_persist_result_false_with_a_feature_needing_persistence_fails_at_definition(options, feature):
     with pytest.raises(PersistenceConfigurationError) as raised:
 
         @task(persist_result=False, **options)

@@ -49,9 +49,7 @@ class EventLoopThread:
     def __init__(self, name: str) -> None:
         self.loop = asyncio.new_event_loop()
         ready = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run_forever, args=(ready,), name=name, daemon=True
-        )
+        self._thread = threading.Thread(target=self._run_forever, args=(ready,), name=name, daemon=True)
         self._thread.start()
         ready.wait()
 

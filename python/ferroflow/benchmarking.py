@@ -82,10 +82,17 @@ class BenchmarkError(ValueError):
 # Sizes
 
 _SIZE_UNITS = {
-    "": 1, "b": 1,
-    "kb": 10**3, "mb": 10**6, "gb": 10**9,
-    "k": 2**10, "m": 2**20, "g": 2**30,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30,
+    "": 1,
+    "b": 1,
+    "kb": 10**3,
+    "mb": 10**6,
+    "gb": 10**9,
+    "k": 2**10,
+    "m": 2**20,
+    "g": 2**30,
+    "kib": 2**10,
+    "mib": 2**20,
+    "gib": 2**30,
 }
 _SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
@@ -233,7 +240,9 @@ def source_from_path(path: str | os.PathLike[str]) -> DataSource:
     if location.is_dir():
         size = sum(path.stat().st_size for path in _folder_files(location))
         if size == 0:
-            raise BenchmarkError(f"The folder {str(location)!r} holds no data to benchmark (no files, or only empty ones).")
+            raise BenchmarkError(
+                f"The folder {str(location)!r} holds no data to benchmark (no files, or only empty ones)."
+            )
         return DataSource("folder", location, f"folder {location}", size)
     if location.suffix.lower() == ".npy":
         return DataSource("npy", location, f"NumPy file {location}", location.stat().st_size)
@@ -301,7 +310,11 @@ def check_serializers(names: Sequence[str]) -> None:
     for name in names:
         if name in known:
             continue
-        hint = " Compression is chosen with --codec, e.g. --serializer pickle --codec lzma." if name.startswith("compressed") else ""
+        hint = (
+            " Compression is chosen with --codec, e.g. --serializer pickle --codec lzma."
+            if name.startswith("compressed")
+            else ""
+        )
         raise BenchmarkError(f"Unknown serializer {name!r}. Known serializers: {', '.join(known)}.{hint}")
 
 
@@ -501,7 +514,11 @@ def measure_case(source: DataSource, case: Case, repeat: int, folder: str) -> Ca
             previous = result
             started = time.perf_counter()
             result = PersistedResult.create(
-                value, storage=storage, serializer=serializer, storage_key=f"bench-{attempt}", cache_in_memory=False
+                value,
+                storage=storage,
+                serializer=serializer,
+                storage_key=f"bench-{attempt}",
+                cache_in_memory=False,
             )
             dump_seconds.append(time.perf_counter() - started)
             if previous is not None:
@@ -631,10 +648,17 @@ def plot(results: Sequence[CaseResult], path: str | os.PathLike[str], title: str
 
     figure, axes = pyplot.subplots(figsize=(9, 6))
     for attribute, marker, name in (("dump_mb_s", "o", "dump"), ("load_mb_s", "^", "load")):
-        axes.scatter([r.ratio for r in results], [getattr(r, attribute) for r in results], marker=marker, label=name)
+        axes.scatter(
+            [r.ratio for r in results], [getattr(r, attribute) for r in results], marker=marker, label=name
+        )
     for result in results:
-        axes.annotate(result.case.label, (result.ratio, result.dump_mb_s), fontsize=7,
-                      xytext=(3, 3), textcoords="offset points")
+        axes.annotate(
+            result.case.label,
+            (result.ratio, result.dump_mb_s),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
     axes.set_xlabel("compression ratio (input size / stored size)")
     axes.set_ylabel("throughput, MB/s of input (log scale)")
     axes.set_yscale("log")

@@ -368,8 +368,10 @@ _BASE_TYPES: list[tuple[type | tuple[type, ...], Callable[[_Encoder, Any], None]
     ((list, tuple), _Encoder.sequence),
     (Mapping, _Encoder.mapping),
     ((set, frozenset), _Encoder.set_of),
-    ((datetime.date, datetime.time, datetime.timedelta, decimal.Decimal, uuid.UUID, pathlib.PurePath),
-     _Encoder.text_form),
+    (
+        (datetime.date, datetime.time, datetime.timedelta, decimal.Decimal, uuid.UUID, pathlib.PurePath),
+        _Encoder.text_form,
+    ),
 ]
 
 
@@ -446,7 +448,7 @@ def _source_without_decorators(source: str) -> str:
         return source
     if not isinstance(definition, ast.FunctionDef | ast.AsyncFunctionDef):
         return source
-    return "\n".join(source.splitlines()[definition.lineno - 1:])
+    return "\n".join(source.splitlines()[definition.lineno - 1 :])
 
 
 def task_identity(task: _TaskLike) -> tuple[str, str | None]:

@@ -251,9 +251,7 @@ class LocalFileSystem(WritableFileSystem):
     def write_path(self, key: str, data: Any | Sequence[Any], *, durable: bool | None = None) -> str:
         path = self.path_of(key)
         segments: list[Any] = list(data) if isinstance(data, (list, tuple)) else [data]
-        _create_parent_on_missing(
-            lambda: _core.atomic_write(path, segments, durable=_durable(durable)), path
-        )
+        _create_parent_on_missing(lambda: _core.atomic_write(path, segments, durable=_durable(durable)), path)
         return path
 
     def read_path(self, key: str) -> bytes:

@@ -28,7 +28,7 @@ from ferroflow.results import BaseResult, LiteralResult, UnpersistedResult
 from ferroflow.settings import get_current_settings
 from ferroflow.state_types import TERMINAL_STATE_TYPES, StateType
 
-_utc = datetime.timezone.utc
+_utc = datetime.UTC
 
 
 # Failures whose result raises: FAILED runs, and runs ended from outside their own code.

@@ -65,10 +65,10 @@ class BaseTaskRunner(abc.ABC):
         """A fresh, unstarted runner with the same configuration (one per flow run)."""
         return type(self)()
 
-    def start(self) -> None:
+    def start(self) -> None:  # noqa: B027 (an optional hook: a runner without resources keeps it)
         """Acquire resources before the flow run's first submission."""
 
-    def shutdown(self) -> None:
+    def shutdown(self) -> None:  # noqa: B027 (an optional hook, like start)
         """Release resources at the end of the flow run; the engine has already waited for
         every submitted run."""
 
@@ -131,9 +131,7 @@ class ConcurrentTaskRunner(BaseTaskRunner):
 
     def __init__(self, max_workers: int = 32) -> None:
         if not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1:
-            raise ValueError(
-                f"ConcurrentTaskRunner(max_workers={max_workers!r}): give a positive integer."
-            )
+            raise ValueError(f"ConcurrentTaskRunner(max_workers={max_workers!r}): give a positive integer.")
         self.max_workers = max_workers
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._lock = threading.Lock()

@@ -9,7 +9,6 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar, overload
 
 from ferroflow._engine import task_engine
-from ferroflow.exceptions import CachedResultUnavailableWarning, CacheKeyFunctionError
 from ferroflow._engine.inputs import unmapped
 from ferroflow._engine.options import (
     check_callable_or_none,
@@ -21,7 +20,7 @@ from ferroflow._engine.options import (
     describe,
 )
 from ferroflow.cache_keys import task_input_hash, task_input_hash_blake3
-from ferroflow.exceptions import TaskRunTimeoutError
+from ferroflow.exceptions import CachedResultUnavailableWarning, CacheKeyFunctionError, TaskRunTimeoutError
 
 R = TypeVar("R")
 
@@ -90,8 +89,7 @@ class Task(Generic[R]):
         self.cache_key_fn = check_callable_or_none(owner, "cache_key_fn", cache_key_fn)
         if cache_expiration is not None and not isinstance(cache_expiration, datetime.timedelta):
             raise TypeError(
-                f"{owner}: cache_expiration must be a datetime.timedelta or None, "
-                f"not {cache_expiration!r}."
+                f"{owner}: cache_expiration must be a datetime.timedelta or None, not {cache_expiration!r}."
             )
         self.cache_expiration = cache_expiration
         self.refresh_cache = refresh_cache
@@ -142,9 +140,7 @@ def task(__fn: Callable[..., R]) -> Task[R]: ...
 
 
 @overload
-def task(
-    __fn: None = None, **options: Any
-) -> Callable[[Callable[..., R]], Task[R]]: ...
+def task(__fn: None = None, **options: Any) -> Callable[[Callable[..., R]], Task[R]]: ...
 
 
 def task(__fn: Callable[..., R] | None = None, **options: Any) -> Any:

@@ -24,5 +24,7 @@ def test_relative_sqlite_urls_are_relative_to_the_working_directory(tmp_path, mo
 
 @pytest.mark.parametrize("url", ["postgresql://db/ferroflow", "sqlite:///", "runs.db"])
 def test_unsupported_urls_say_which_forms_work(url):
-    with pytest.raises(ValueError, match="Unsupported run store URL.*sqlite:///relative/path.db.*or memory://"):
+    with pytest.raises(
+        ValueError, match="Unsupported run store URL.*sqlite:///relative/path.db.*or memory://"
+    ):
         open_store(url)

@@ -16,8 +16,19 @@ def test_parameter_summaries_are_bounded_and_survive_a_failing_repr():
     assert len(summarize_parameters({f"p{i}": "v" * 50 for i in range(100)})) == 500
 
 
-@pytest.mark.parametrize("value", [
-    [1, 2, 3], (1,), (), [1.5, None, "ab", True, -(2**63)], [7] * 6, [7] * 7, [[1]], [2**70], ("x" * 70,),
-])
+@pytest.mark.parametrize(
+    "value",
+    [
+        [1, 2, 3],
+        (1,),
+        (),
+        [1.5, None, "ab", True, -(2**63)],
+        [7] * 6,
+        [7] * 7,
+        [[1]],
+        [2**70],
+        ("x" * 70,),
+    ],
+)
 def test_small_lists_and_tuples_are_summarized_as_the_bounded_repr_has_them(value):
     assert summarize_parameters({"v": value}) == "v=" + sqlite_backend._summary_repr.repr(value)

@@ -7,7 +7,10 @@ from ferroflow.runstore import ResultRef
 
 def test_result_references_describe_themselves_and_refuse_what_json_cannot_hold():
     assert ResultRef.literal(None).describe() == "literal null"
-    assert ResultRef.persisted("local-file-system/dev", "k1", "json").describe() == "k1 (json) in local-file-system/dev"
+    assert (
+        ResultRef.persisted("local-file-system/dev", "k1", "json").describe()
+        == "k1 (json) in local-file-system/dev"
+    )
     local = json.dumps({"type": "local-file-system", "basepath": "/data/results"})
     assert ResultRef.persisted(local, "0123456789abcdef", "pickle").describe() == (
         "0123456789ab (pickle) in /data/results"
@@ -27,7 +30,12 @@ def test_result_references_translate_to_and_from_the_results_module_form(store):
     assert ResultRef.from_result_reference(UnpersistedResult(1).to_reference()) is None
 
     description = {"type": "local-file-system", "basepath": "/data/results"}
-    persisted = {"type": "reference", "storage": description, "storage_key": "9b1c", "serializer_type": "pickle"}
+    persisted = {
+        "type": "reference",
+        "storage": description,
+        "storage_key": "9b1c",
+        "serializer_type": "pickle",
+    }
     store.record_task_run("t1", "t", "t")
     store.record_state("t1", "COMPLETED", "Completed", result=ResultRef.from_result_reference(persisted))
     assert store.list_states("t1")[1].result.to_result_reference() == persisted

@@ -6,7 +6,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -57,15 +57,24 @@ def test_an_older_database_is_migrated_on_open(db_path, monkeypatch):
 
 
 def connection_count_of_states(db_path, run_id):
-    return sqlite3.connect(db_path).execute("SELECT COUNT(*) FROM states WHERE run_id = ?", (run_id,)).fetchone()[0]
+    return (
+        sqlite3.connect(db_path)
+        .execute("SELECT COUNT(*) FROM states WHERE run_id = ?", (run_id,))
+        .fetchone()[0]
+    )
 
 
 def test_a_version_1_database_keeps_its_runs_and_loses_the_result_index(db_path, monkeypatch):
     monkeypatch.setattr(sqlite_backend, "MIGRATIONS", {1: sqlite_backend.MIGRATIONS[1]})
     monkeypatch.setattr(sqlite_backend, "SCHEMA_VERSION", 1)
     with open_store(f"sqlite:///{db_path}") as old:
-        record_task(old, "flow-1", "task-1", states=("PENDING", "RUNNING", "COMPLETED"),
-                    result=ResultRef.persisted("local-file-system/dev", "k1", "pickle"))
+        record_task(
+            old,
+            "flow-1",
+            "task-1",
+            states=("PENDING", "RUNNING", "COMPLETED"),
+            result=ResultRef.persisted("local-file-system/dev", "k1", "pickle"),
+        )
     monkeypatch.undo()
 
     with open_store(f"sqlite:///{db_path}") as store:
@@ -74,7 +83,10 @@ def test_a_version_1_database_keeps_its_runs_and_loses_the_result_index(db_path,
         assert [state.type for state in store.list_states("task-1")] == ["PENDING", "RUNNING", "COMPLETED"]
         assert connection_count_of_states(db_path, "task-1") == 2
         assert store.referenced_result_keys() == {("local-file-system/dev", "k1")}
-    indexes = {row[0] for row in sqlite3.connect(db_path).execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    indexes = {
+        row[0]
+        for row in sqlite3.connect(db_path).execute("SELECT name FROM sqlite_master WHERE type = 'index'")
+    }
     assert "states_by_result" not in indexes
     assert "states_by_run" in indexes
 
@@ -85,11 +97,20 @@ def test_a_version_1_database_keeps_its_runs_and_loses_the_result_index(db_path,
 
 def test_runs_follow_their_states(store):
     flow_run_id, task_run_id = str(uuid.uuid4()), str(uuid.uuid4())
-    store.record_flow_run(flow_run_id, "crimson-fox", "etl", parameters={"day": "2024-05-01", "n": 3},
-                          created=at(0))
+    store.record_flow_run(
+        flow_run_id, "crimson-fox", "etl", parameters={"day": "2024-05-01", "n": 3}, created=at(0)
+    )
     store.record_state(flow_run_id, "RUNNING", "Running", timestamp=at(1))
-    store.record_task_run(task_run_id, "load-0", "load", flow_run_id=flow_run_id, task_key="etl.load",
-                          dynamic_key="0", parameters={"path": "/data/in.csv"}, created=at(2))
+    store.record_task_run(
+        task_run_id,
+        "load-0",
+        "load",
+        flow_run_id=flow_run_id,
+        task_key="etl.load",
+        dynamic_key="0",
+        parameters={"path": "/data/in.csv"},
+        created=at(2),
+    )
     store.record_state(task_run_id, "RUNNING", "Running", timestamp=at(3))
     store.record_state(task_run_id, "SCHEDULED", "AwaitingRetry", timestamp=at(4), message="retry 1 of 2")
     store.record_state(task_run_id, "RUNNING", "Running", timestamp=at(5))
@@ -98,20 +119,32 @@ def test_runs_follow_their_states(store):
     store.record_state(flow_run_id, "COMPLETED", "Completed", timestamp=at(7), result=ResultRef.literal(True))
 
     flow_run = store.get_flow_run(flow_run_id)
-    assert (flow_run.name, flow_run.flow_name, flow_run.parameters) == ("crimson-fox", "etl", "day='2024-05-01', n=3")
+    assert (flow_run.name, flow_run.flow_name, flow_run.parameters) == (
+        "crimson-fox",
+        "etl",
+        "day='2024-05-01', n=3",
+    )
     assert (flow_run.state_type, flow_run.state_name, flow_run.run_count) == ("COMPLETED", "Completed", 1)
     assert (flow_run.start_time, flow_run.end_time, flow_run.duration_seconds) == (at(1), at(7), 6.0)
 
     [task_run] = store.list_task_runs(flow_run_id)
     assert (task_run.id, task_run.task_name, task_run.task_key, task_run.dynamic_key) == (
-        task_run_id, "load", "etl.load", "0")
+        task_run_id,
+        "load",
+        "etl.load",
+        "0",
+    )
     assert task_run.run_count == 2  # one retry
     assert (task_run.start_time, task_run.end_time) == (at(3), at(6))
 
     states = store.list_states(task_run_id)
     assert [(s.type, s.name) for s in states] == [
-        ("PENDING", "Pending"), ("RUNNING", "Running"), ("SCHEDULED", "AwaitingRetry"),
-        ("RUNNING", "Running"), ("COMPLETED", "Completed")]
+        ("PENDING", "Pending"),
+        ("RUNNING", "Running"),
+        ("SCHEDULED", "AwaitingRetry"),
+        ("RUNNING", "Running"),
+        ("COMPLETED", "Completed"),
+    ]
     assert states[0].timestamp == at(2)  # the run's creation
     assert states[2].message == "retry 1 of 2"
     assert states[-1].result == persisted
@@ -182,7 +215,7 @@ def test_naive_timestamps_are_local_time_and_read_back_in_utc(store):
     store.record_flow_run("f1", "a", "etl")
     store.record_state("f1", "RUNNING", "Running", timestamp=naive)
     recorded = store.list_states("f1")[1].timestamp
-    assert recorded == naive.astimezone() and recorded.tzinfo == timezone.utc
+    assert recorded == naive.astimezone() and recorded.tzinfo == UTC
 
 
 def test_a_bad_time_or_missing_name_is_refused_at_the_call_and_the_batch_goes_on(store):
@@ -202,14 +235,20 @@ def test_a_bad_time_or_missing_name_is_refused_at_the_call_and_the_batch_goes_on
 
 def test_referenced_result_keys_cover_states_and_unexpired_cache_entries(store):
     store.record_task_run("t1", "t", "t")
-    store.record_state("t1", "COMPLETED", "Completed", result=ResultRef.persisted("lfs/a", "k-state", "pickle"))
+    store.record_state(
+        "t1", "COMPLETED", "Completed", result=ResultRef.persisted("lfs/a", "k-state", "pickle")
+    )
     store.record_state("t1", "COMPLETED", "Completed", result=ResultRef.literal(None))
     store.put_cache_entry("c1", "t", ResultRef.persisted("lfs/a", "k-live", "pickle"), expiration=at(100))
     store.put_cache_entry("c2", "t", ResultRef.persisted("lfs/a", "k-expired", "pickle"), expiration=at(10))
     store.put_cache_entry("c3", "t", ResultRef.persisted("lfs/b", "k-other", "json"))
 
     assert store.referenced_result_keys() == {
-        ("lfs/a", "k-state"), ("lfs/a", "k-live"), ("lfs/a", "k-expired"), ("lfs/b", "k-other")}
+        ("lfs/a", "k-state"),
+        ("lfs/a", "k-live"),
+        ("lfs/a", "k-expired"),
+        ("lfs/b", "k-other"),
+    }
     assert store.referenced_result_keys("lfs/a", now=at(50)) == {("lfs/a", "k-state"), ("lfs/a", "k-live")}
 
 
@@ -273,7 +312,12 @@ def test_a_cache_entry_is_readable_at_once_and_after_it_is_committed(store):
     store.put_cache_entry("key-1", "load", result, created=at(0), expiration=at(60))
     entry = store.get_cache_entry("key-1", now=at(1))  # before any flush: read your writes
     assert (entry.key, entry.task_name, entry.result, entry.created, entry.expiration) == (
-        "key-1", "load", result, at(0), at(60))
+        "key-1",
+        "load",
+        result,
+        at(0),
+        at(60),
+    )
     assert store.get_cached_result("key-1", now=at(1)) == result
     store.flush()
     assert store.get_cache_entry("key-1", now=at(1)) == entry
@@ -294,7 +338,9 @@ def test_expired_entries_are_not_returned(store, flush_first):
 
 
 def test_putting_a_key_again_replaces_its_entry(store):
-    store.put_cache_entry("key-1", "load", ResultRef.persisted("s", "old", "pickle"), created=at(0), expiration=at(10))
+    store.put_cache_entry(
+        "key-1", "load", ResultRef.persisted("s", "old", "pickle"), created=at(0), expiration=at(10)
+    )
     store.put_cache_entry("key-1", "load", ResultRef.persisted("s", "new", "pickle"), created=at(5))
     entry = store.get_cache_entry("key-1", now=at(100))
     assert (entry.result.key, entry.expiration) == ("new", None)
@@ -328,11 +374,18 @@ def test_a_cache_lookup_on_a_closed_store_says_to_open_it_again(db_path):
 
 
 def test_cache_entries_are_deleted_by_key_task_or_expiry(store):
-    for key, task_name, expiration in [("k1", "load", at(10)), ("k2", "load", None),
-                                       ("k3", "clean", at(10)), ("k4", "clean", at(1000))]:
+    for key, task_name, expiration in [
+        ("k1", "load", at(10)),
+        ("k2", "load", None),
+        ("k3", "clean", at(10)),
+        ("k4", "clean", at(1000)),
+    ]:
         store.put_cache_entry(key, task_name, ResultRef.literal(None), created=at(0), expiration=expiration)
 
-    assert [e.key for e in store.list_cache_entries(expired_only=True, now=at(20))] in (["k1", "k3"], ["k3", "k1"])
+    assert [e.key for e in store.list_cache_entries(expired_only=True, now=at(20))] in (
+        ["k1", "k3"],
+        ["k3", "k1"],
+    )
     assert store.delete_cache_entries(expired_only=True, task_name="clean", now=at(20)) == 1
     assert store.delete_cache_entries(key="k2") == 1
     assert store.delete_cache_entries(key="k2") == 0

@@ -40,7 +40,10 @@ def test_a_backend_of_the_writer_only_writes_batches():
     # A call runs after everything queued before it, without waiting out the batch interval.
     assert writer.call(lambda batches: sum(len(batch[STATE]) for batch in batches), timeout=10) == 2
     writer.flush()
-    assert [row for batch in backend.batches for row in batch[STATE]] == [("t1", "RUNNING"), ("t1", "COMPLETED")]
+    assert [row for batch in backend.batches for row in batch[STATE]] == [
+        ("t1", "RUNNING"),
+        ("t1", "COMPLETED"),
+    ]
     writer.stop()
     with pytest.raises(RunStoreError, match="list:// is closed"):
         writer.put((STATE, ("t1", "FAILED")))
@@ -63,7 +66,7 @@ def test_a_backlog_larger_than_a_batch_is_written_without_waiting_between_batche
     # minutes here.
     with SQLiteRunStore(tmp_path / "backlog.db", batch_interval=60.0) as store:
         store.record_flow_run("f1", "a", "etl")
-        for i in range(3 * sqlite_backend._MAX_BATCH):
+        for _ in range(3 * sqlite_backend._MAX_BATCH):
             store.record_state("f1", "RUNNING", "Running")
         started = time.monotonic()
         store.flush(timeout=30)
@@ -107,8 +110,10 @@ WRITER_PROCESS = textwrap.dedent("""
 
 def test_two_processes_writing_one_store_at_once_lose_nothing(db_path):
     url, count = f"sqlite:///{db_path}", 1500  # no store yet: the two race to create it, too
-    writers = [subprocess.Popen([sys.executable, "-c", WRITER_PROCESS, url, name, str(count)])
-               for name in ("alpha", "beta")]
+    writers = [
+        subprocess.Popen([sys.executable, "-c", WRITER_PROCESS, url, name, str(count)])
+        for name in ("alpha", "beta")
+    ]
     assert [writer.wait(timeout=60) for writer in writers] == [0, 0]
     with open_store(url) as store:
         for name in ("alpha", "beta"):
@@ -152,7 +157,10 @@ def test_a_killed_process_keeps_what_it_flushed_and_leaves_a_consistent_database
         for run in task_runs:
             states = store.list_states(run.id)
             assert [state.type for state in states] in (
-                ["PENDING"], ["PENDING", "RUNNING"], ["PENDING", "RUNNING", "COMPLETED"])
+                ["PENDING"],
+                ["PENDING", "RUNNING"],
+                ["PENDING", "RUNNING", "COMPLETED"],
+            )
             assert run.state_type == (states[-1].type if states else None)
 
 

@@ -40,9 +40,8 @@ class Holder:
         self.lock = threading.Lock()
 
 
-
 EVERY_TYPE = {
-    "datetime": datetime.datetime(2026, 11, 25, 12, 30, 5, 123456, tzinfo=datetime.timezone.utc),
+    "datetime": datetime.datetime(2026, 11, 25, 12, 30, 5, 123456, tzinfo=datetime.UTC),
     "naive": datetime.datetime(2026, 11, 25, 12, 0),
     "date": datetime.date(2026, 11, 25),
     "time": datetime.time(23, 59, 58, 7),

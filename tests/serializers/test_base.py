@@ -34,7 +34,6 @@ class UpperSerializer(Serializer):
         return bytes(blob).decode()
 
 
-
 # -- type names, descriptions, registration --------------------------------------------------
 
 

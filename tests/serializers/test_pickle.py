@@ -58,7 +58,9 @@ def test_an_unpicklable_value_names_the_attribute_path():
 
 def test_an_unloadable_pickle_says_what_is_needed():
     with pytest.raises(SerializationError, match="A pickle loads only where the same classes are importable"):
-        PickleSerializer().loads(b"\x80\x05\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x08no_such\x94\x8c\x01x\x94\x93\x94.")
+        PickleSerializer().loads(
+            b"\x80\x05\x95\x10\x00\x00\x00\x00\x00\x00\x00\x8c\x08no_such\x94\x8c\x01x\x94\x93\x94."
+        )
 
 
 def test_out_of_band_segments_are_the_arrays_own_memory():

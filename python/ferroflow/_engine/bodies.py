@@ -31,9 +31,7 @@ def call_sync_body(runnable: Runnable, args: tuple[Any, ...], kwargs: dict[str, 
         raise _timed_out(runnable, note) from None
 
 
-async def call_async_body(
-    runnable: Runnable, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+async def call_async_body(runnable: Runnable, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     """Await an async function; with a timeout, it is cancelled when the time is up."""
     timeout = runnable.timeout_seconds
     if timeout is None:

@@ -27,7 +27,6 @@ from ferroflow.context import TaskRunContext
 from ferroflow.exceptions import CachedResultUnavailableWarning, CacheKeyFunctionError
 from ferroflow.results import BaseResult, reopen_result, result_reference
 
-
 REUSED_FROM_EARLIER_ATTEMPT = "Reused the result of an earlier attempt of this flow run."
 
 
@@ -59,11 +58,9 @@ def remember(task_context: TaskRunContext, result: BaseResult) -> None:
     task = task_context.task
     expiration = None
     if task.cache_expiration is not None:
-        expiration = datetime.datetime.now(datetime.timezone.utc) + task.cache_expiration
+        expiration = datetime.datetime.now(datetime.UTC) + task.cache_expiration
     book = book_of(task_context.flow_run_context)
-    book.run_store().put_cache_entry(
-        key, task.name, reference, expiration=expiration
-    )
+    book.run_store().put_cache_entry(key, task.name, reference, expiration=expiration)
 
 
 def _refreshing(task_context: TaskRunContext, book: RunBook) -> bool:
@@ -131,9 +128,7 @@ def _cached_result(task_context: TaskRunContext, book: RunBook, key: str) -> Bas
         return None
     factory = task_context.result_factory
     try:
-        return reopen_result(
-            reference, cache_in_memory=factory is None or factory.cache_result_in_memory
-        )
+        return reopen_result(reference, cache_in_memory=factory is None or factory.cache_result_in_memory)
     except Exception as error:
         warnings.warn(
             f"The cached result of task {task_context.task.name!r} (cache key {key[:16]}…, "

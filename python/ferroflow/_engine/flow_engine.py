@@ -22,8 +22,8 @@ from ferroflow._engine.recording import recorder_for_flow_run
 from ferroflow._engine.run_book import RunBook, book_of
 from ferroflow._engine.runs import (
     Attempts,
-    RunRecorder,
     FlowRun,
+    RunRecorder,
     failed_state,
     run_identity,
     set_state,
@@ -48,9 +48,7 @@ _RUN_KIND = "Flow run"
 _FAILED_TYPES = (StateType.FAILED, StateType.CRASHED)
 
 
-def call_flow(
-    flow: FlowDefinition, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
-) -> Any:
+def call_flow(flow: FlowDefinition, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool) -> Any:
     if flow.isasync:
         coroutine = _call_async(flow, args, kwargs, return_state)
         # Like any async function, an async flow returns an awaitable — except as a subflow of

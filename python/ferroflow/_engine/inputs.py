@@ -79,9 +79,7 @@ def pending_upstream_futures(*values: Any) -> list[concurrent.futures.Future[Sta
     if not has_run_values(values):
         return []
     return [
-        found.concurrent_future
-        for found in _walk(values)
-        if type(found) is TaskFuture and not found.done()
+        found.concurrent_future for found in _walk(values) if type(found) is TaskFuture and not found.done()
     ]
 
 

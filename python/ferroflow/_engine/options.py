@@ -56,9 +56,7 @@ def check_callable_or_none(owner: str, option: str, value: Any) -> Callable[...,
     return value
 
 
-def check_persistence(
-    owner: str, persist_result: bool | None, needs_persistence: dict[str, bool]
-) -> None:
+def check_persistence(owner: str, persist_result: bool | None, needs_persistence: dict[str, bool]) -> None:
     """Refuse `persist_result=False` together with a feature that only works on persisted
     results (Prefect 2 accepted it silently and the feature then did not work)."""
     if persist_result is not False:
@@ -72,9 +70,7 @@ def check_persistence(
             )
 
 
-def check_option_names(
-    where: str, kind: str, options: dict[str, Any], known: Sequence[str]
-) -> None:
+def check_option_names(where: str, kind: str, options: dict[str, Any], known: Sequence[str]) -> None:
     unknown = sorted(set(options) - set(known))
     if unknown:
         raise TypeError(

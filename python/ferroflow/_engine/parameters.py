@@ -103,7 +103,9 @@ def parameters_with_defaults(
     return arguments if passed_by_name == len(kwargs) else None  # else unknown or doubled names
 
 
-def bind_with_defaults(fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+def bind_with_defaults(
+    fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> dict[str, Any]:
     """The arguments of a call by parameter name with defaults applied; a call that does not fit
     the signature raises `TypeError` saying why."""
     arguments = parameters_with_defaults(fn, args, kwargs)

@@ -266,7 +266,7 @@ class Attempts:
         if delay is None:
             self.finish(state)
             return
-        retry_at = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=delay)
+        retry_at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=delay)
         set_state(self.run, AwaitingRetry(scheduled_time=retry_at, message=state.message))
         self.retry_delay = delay
 

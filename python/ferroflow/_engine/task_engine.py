@@ -41,13 +41,13 @@ from ferroflow.exceptions import (
     NestedTaskError,
 )
 from ferroflow.futures import TaskFuture
+from ferroflow.settings import get_current_settings, temporary_settings
 from ferroflow.states import (
     Cached,
     Completed,
     State,
     state_value,
 )
-from ferroflow.settings import get_current_settings, temporary_settings
 from ferroflow.task_runners import (
     BaseTaskRunner,
     SequentialTaskRunner,
@@ -61,18 +61,14 @@ _RUN_KIND = "Task run"
 # --- entry points (called by Task) ------------------------------------------------------------
 
 
-def call_task(
-    task: TaskDefinition, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
-) -> Any:
+def call_task(task: TaskDefinition, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool) -> Any:
     flow_context = _flow_context_for(task, "called")
     if task.isasync:
         if in_async_caller():
             return _call_async(task, flow_context, args, kwargs, return_state)
         book = book_of(flow_context)
         state = book.run_coroutine(
-            run_task_async(
-                task, _new_task_run(task, flow_context, args, kwargs), flow_context, args, kwargs
-            )
+            run_task_async(task, _new_task_run(task, flow_context, args, kwargs), flow_context, args, kwargs)
         )
     else:
         _wait_blocking(pending_upstream_futures(args, kwargs))
@@ -275,9 +271,7 @@ def _submit(
     task_run = _new_task_run(task, flow_context, args, kwargs)
     runner = flow_context.task_runner
     if task.isasync:
-        run_async = functools.partial(
-            run_task_async, task, task_run, flow_context, args, kwargs, wait_for
-        )
+        run_async = functools.partial(run_task_async, task, task_run, flow_context, args, kwargs, wait_for)
         book = book_of(flow_context)
         future = runner.submit_coroutine(run_async, book.event_loop())
     else:
@@ -369,9 +363,7 @@ def _adopt_final_state(task_run: TaskRun, future: concurrent.futures.Future[Stat
         set_state(task_run, state)
 
 
-def _copy_outcome(
-    target: concurrent.futures.Future[State], source: concurrent.futures.Future[State]
-) -> None:
+def _copy_outcome(target: concurrent.futures.Future[State], source: concurrent.futures.Future[State]) -> None:
     exception = source.exception()
     if exception is not None:
         target.set_exception(exception)
@@ -551,11 +543,7 @@ def _mapped_calls(
     task: TaskDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
     """One (args, kwargs) per run of `task.map(...)`."""
-    mapped = {
-        where: list(value)
-        for where, value in [*enumerate(args), *kwargs.items()]
-        if _is_mapped(value)
-    }
+    mapped = {where: list(value) for where, value in [*enumerate(args), *kwargs.items()] if _is_mapped(value)}
     if not mapped:
         raise MappingMissingIterable(
             f"{task.name}.map() got no iterable argument to map over. Pass a list (or another "
@@ -582,8 +570,7 @@ def _mapped_calls(
             for position, value in enumerate(args)
         )
         call_kwargs = {
-            key: mapped[key][index] if key in mapped else fixed(value)
-            for key, value in kwargs.items()
+            key: mapped[key][index] if key in mapped else fixed(value) for key, value in kwargs.items()
         }
         calls.append((call_args, call_kwargs))
     return calls

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import click
 
-from ferroflow.version import __version__
 from ferroflow.cli.bench import bench
-from ferroflow.cli.config import config
 from ferroflow.cli.cache import cache
+from ferroflow.cli.config import config
 from ferroflow.cli.results import results
 from ferroflow.cli.runs import runs
+from ferroflow.version import __version__
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

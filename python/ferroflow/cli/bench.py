@@ -32,21 +32,57 @@ MIB = 2**20
 @click.command("bench")
 @click.argument("path", required=False, type=click.Path(path_type=Path))
 @click.option("--sample", type=click.Choice(SAMPLE_KINDS), help="Use a built-in sample instead of PATH.")
-@click.option("--size", default=DEFAULT_SAMPLE_SIZE, show_default=True, metavar="SIZE",
-              help="Size of the --sample, e.g. 64MiB, 500KB, 1GiB.")
-@click.option("--serializer", "serializers", multiple=True, metavar="NAME",
-              help="Only this serializer (repeatable). Default: pickle, and json if it can write the data.")
-@click.option("--codec", "codecs", multiple=True, type=click.Choice(CODECS),
-              help="Only this codec (repeatable; 'none' for no compression). Default: all.")
-@click.option("--level", "levels", multiple=True, metavar="LEVEL",
-              help="Only this level (repeatable): an integer, or low, default, high. Default: all three.")
-@click.option("--repeat", type=click.IntRange(min=1), default=3, show_default=True,
-              help="Timed runs of each case; the best is reported.")
-@click.option("--rank", "ranking", type=click.Choice(RANKINGS), default="balanced", show_default=True,
-              help="Order of the table: dump or load speed, ratio, or all three balanced.")
+@click.option(
+    "--size",
+    default=DEFAULT_SAMPLE_SIZE,
+    show_default=True,
+    metavar="SIZE",
+    help="Size of the --sample, e.g. 64MiB, 500KB, 1GiB.",
+)
+@click.option(
+    "--serializer",
+    "serializers",
+    multiple=True,
+    metavar="NAME",
+    help="Only this serializer (repeatable). Default: pickle, and json if it can write the data.",
+)
+@click.option(
+    "--codec",
+    "codecs",
+    multiple=True,
+    type=click.Choice(CODECS),
+    help="Only this codec (repeatable; 'none' for no compression). Default: all.",
+)
+@click.option(
+    "--level",
+    "levels",
+    multiple=True,
+    metavar="LEVEL",
+    help="Only this level (repeatable): an integer, or low, default, high. Default: all three.",
+)
+@click.option(
+    "--repeat",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="Timed runs of each case; the best is reported.",
+)
+@click.option(
+    "--rank",
+    "ranking",
+    type=click.Choice(RANKINGS),
+    default="balanced",
+    show_default=True,
+    help="Order of the table: dump or load speed, ratio, or all three balanced.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON instead of a table.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE.png",
-              help="Also draw throughput against ratio to this image (pip install 'ferroflow[plot]').")
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    metavar="FILE.png",
+    help="Also draw throughput against ratio to this image (pip install 'ferroflow[plot]').",
+)
 def bench(
     path: Path | None,
     sample: str | None,
@@ -118,8 +154,13 @@ def _cases(
 
 def _run(source: DataSource, cases: list[benchmarking.Case], repeat: int, *, quiet: bool) -> list[CaseResult]:
     progress = Progress(
-        TextColumn("[bold]{task.description:<24}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=Console(stderr=True), disable=quiet, transient=True,
+        TextColumn("[bold]{task.description:<24}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=quiet,
+        transient=True,
     )
     results = []
     with progress:
@@ -134,11 +175,14 @@ def _run(source: DataSource, cases: list[benchmarking.Case], repeat: int, *, qui
     return results
 
 
-def _print_table(source: DataSource, results: Sequence[CaseResult], ranking: benchmarking.Ranking, repeat: int) -> None:
+def _print_table(
+    source: DataSource, results: Sequence[CaseResult], ranking: benchmarking.Ranking, repeat: int
+) -> None:
     console = Console()
     console.print(
         f"[bold]{source.label}[/]: {format_bytes(source.size)}, best of {repeat}, ranked by {ranking}",
-        soft_wrap=True, highlight=False,
+        soft_wrap=True,
+        highlight=False,
     )
     table = Table(
         caption="MB/s of the input's size. Peak memory above the loaded input, MiB, dump/load.",
@@ -148,7 +192,10 @@ def _print_table(source: DataSource, results: Sequence[CaseResult], ranking: ben
         table.add_column(heading, justify="left" if heading == "case" else "right", no_wrap=True)
     for result in benchmarking.rank(results, ranking):
         table.add_row(
-            result.case.label, f"{result.dump_mb_s:,.0f}", f"{result.load_mb_s:,.0f}", f"{result.ratio:.2f}",
+            result.case.label,
+            f"{result.dump_mb_s:,.0f}",
+            f"{result.load_mb_s:,.0f}",
+            f"{result.ratio:.2f}",
             format_bytes(result.stored_bytes),
             f"{result.dump_peak_bytes / MIB:,.0f}/{result.load_peak_bytes / MIB:,.0f}",
             f"[yellow]{result.spread:.0%}[/]" if result.noisy else f"{result.spread:.0%}",

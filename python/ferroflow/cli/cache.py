@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import click
 from rich.text import Text
 
+from ferroflow.cli.console import cli_store, console, echo_json, table
 from ferroflow.cli.tables import narrow_first
 from ferroflow.runstore import CacheEntry, RunStore
-from ferroflow.cli.console import cli_store, console, echo_json, table
 
 # As `ferroflow runs` shows run ids; longer where two keys share their first characters.
 KEY_PREFIX_LENGTH = 8
@@ -35,7 +35,9 @@ def cache() -> None:
 
 @cache.command("ls")
 @click.option("--task", "task_name", metavar="NAME", help="Only the entries of this task.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (full keys, exact times) instead of a table.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print JSON (full keys, exact times) instead of a table."
+)
 def list_entries(task_name: str | None, as_json: bool) -> None:
     """List cache entries, newest first.
 
@@ -55,14 +57,24 @@ def list_entries(task_name: str | None, as_json: bool) -> None:
         echo_json([entry.to_dict() for entry in entries])
         return
     if not entries:
-        click.echo("The task cache is empty." if task_name is None else f"No cache entries for task {task_name!r}.")
+        click.echo(
+            "The task cache is empty." if task_name is None else f"No cache entries for task {task_name!r}."
+        )
         return
     # Prefixes unambiguous among all keys, not only the listed ones: `clear --key` looks at all.
     prefixes = unambiguous_prefixes([entry.key for entry in everything])
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     listing = table("Task cache", "Key", "Task", "Created", "Expires", "Result", wrap=("Task", "Result"))
-    rows = [(prefixes[entry.key], entry.task_name, f"{compact_duration(now - entry.created)} ago",
-             _expiry(entry, now), entry.result.describe()) for entry in entries]
+    rows = [
+        (
+            prefixes[entry.key],
+            entry.task_name,
+            f"{compact_duration(now - entry.created)} ago",
+            _expiry(entry, now),
+            entry.result.describe(),
+        )
+        for entry in entries
+    ]
     for row in rows:
         listing.add_row(*row)
     out = console()
@@ -120,8 +132,11 @@ def _expiry(entry: CacheEntry, now: datetime) -> Text:
 
 
 @cache.command("clear")
-@click.option("--key", metavar="KEY",
-              help="Only the entry with this key, or with the only key starting with it (as `cache ls` shows it).")
+@click.option(
+    "--key",
+    metavar="KEY",
+    help="Only the entry with this key, or with the only key starting with it (as `cache ls` shows it).",
+)
 @click.option("--task", "task_name", metavar="NAME", help="Only the entries of this task.")
 @click.option("--expired", "expired_only", is_flag=True, help="Only the entries that have expired.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
@@ -137,11 +152,13 @@ def clear_entries(key: str | None, task_name: str | None, expired_only: bool, ye
       ferroflow cache clear --key 9b1c0f7e    (a key, or a prefix only one key has)
       ferroflow cache clear --yes             (everything)
     """
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with cli_store() as store:
         if key is not None:
             key = _full_key(store, key)
-        matching = len(store.list_cache_entries(key=key, task_name=task_name, expired_only=expired_only, now=now))
+        matching = len(
+            store.list_cache_entries(key=key, task_name=task_name, expired_only=expired_only, now=now)
+        )
         if matching == 0:
             click.echo("No cache entries match; nothing to delete.")
             return

@@ -6,7 +6,7 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
+from ferroflow.cli.console import cli_store, console, echo_json
 from ferroflow.filesystems import LocalFileSystem, is_unfinished_write, resolve_storage, saved_storages
 from ferroflow.results.blobs import is_json_document, is_result_file, read_blob_header, read_result_document
 from ferroflow.results.references import storage_from_reference
-from ferroflow.cli.console import cli_store, console, echo_json
 from ferroflow.settings import get_current_settings
 
 
@@ -122,8 +122,7 @@ def parse_age(text: str) -> timedelta:
     match = _AGE_PATTERN.match(text)
     if match is None:
         raise ValueError(
-            f"{text!r} is not an age; write a number and a unit: s, m, h, d or w "
-            "(e.g. 7d, 12h, 30m)."
+            f"{text!r} is not an age; write a number and a unit: s, m, h, d or w (e.g. 7d, 12h, 30m)."
         )
     number, unit = match.groups()
     return timedelta(**{_AGE_UNITS[unit]: float(number)})
@@ -149,12 +148,21 @@ class _PrunePlan:
 
 
 @results.command("prune")
-@click.option("--older-than", "age", type=_Age(), required=True,
-              help="Only remove files last written longer ago than this: 7d, 12h, 30m, 2w.")
+@click.option(
+    "--older-than",
+    "age",
+    type=_Age(),
+    required=True,
+    help="Only remove files last written longer ago than this: 7d, 12h, 30m, 2w.",
+)
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
-@click.option("--storage", "storage_spec", metavar="SLUG_OR_PATH",
-              help="A saved storage's slug (local-file-system/NAME) or a folder. "
-                   "Default: the default result storage, FERROFLOW_LOCAL_STORAGE_PATH.")
+@click.option(
+    "--storage",
+    "storage_spec",
+    metavar="SLUG_OR_PATH",
+    help="A saved storage's slug (local-file-system/NAME) or a folder. "
+    "Default: the default result storage, FERROFLOW_LOCAL_STORAGE_PATH.",
+)
 def prune(age: timedelta, dry_run: bool, storage_spec: str | None) -> None:
     """Remove result files that no recorded run state or live cache entry refers to.
 
@@ -171,7 +179,7 @@ def prune(age: timedelta, dry_run: bool, storage_spec: str | None) -> None:
       ferroflow results prune --older-than 2w --storage /data/results
     """
     folder = _storage_folder(storage_spec)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     with cli_store() as store:
         referenced = _referenced_paths(store.referenced_result_keys(now=now), folder)
     plan = _plan(folder, referenced, (now - age).timestamp())
@@ -274,8 +282,7 @@ def _result_files(folder: Path) -> list[Path]:
 
 
 def _remove(files: list[tuple[Path, int]]) -> None:
-    columns = (TextColumn("Removing result files"), BarColumn(), MofNCompleteColumn(),
-               TimeRemainingColumn())
+    columns = (TextColumn("Removing result files"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console(), transient=True) as progress:
         for path, _ in progress.track(files):
             path.unlink(missing_ok=True)

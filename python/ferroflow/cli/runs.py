@@ -6,8 +6,6 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from ferroflow.cli.tables import fits, narrow_first
-from ferroflow.runstore import FlowRunRecord, StateRecord, TaskRunRecord
 from ferroflow.cli.console import (
     cli_store,
     console,
@@ -18,6 +16,8 @@ from ferroflow.cli.console import (
     state_text,
     table,
 )
+from ferroflow.cli.tables import fits, narrow_first
+from ferroflow.runstore import FlowRunRecord, StateRecord, TaskRunRecord
 
 
 @click.group("runs")
@@ -36,8 +36,14 @@ def runs() -> None:
 
 
 @runs.command("ls")
-@click.option("--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True,
-              help="How many of the most recent flow runs to show.")
+@click.option(
+    "--limit",
+    "-n",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="How many of the most recent flow runs to show.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 def list_runs(limit: int, as_json: bool) -> None:
     """List the most recent flow runs, newest first.
@@ -66,8 +72,14 @@ def list_runs(limit: int, as_json: bool) -> None:
 def _flow_runs_table(flow_runs: list[FlowRunRecord], width: int) -> Table:
     columns = ["ID", "Name", "Flow", "State", "Start", "Duration"]
     rows: list[list[str | Text]] = [
-        [short_id(run.id), run.name, run.flow_name, state_text(run.state_type, run.state_name),
-         local_time(run.start_time), duration(run.duration_seconds)]
+        [
+            short_id(run.id),
+            run.name,
+            run.flow_name,
+            state_text(run.state_type, run.state_name),
+            local_time(run.start_time),
+            duration(run.duration_seconds),
+        ]
         for run in flow_runs
     ]
     if not fits(columns, rows, width) and all(_has_default_name(run) for run in flow_runs):
@@ -106,16 +118,22 @@ def show_run(run_id: str, as_json: bool) -> None:
     with cli_store() as store:
         flow_run = store.get_flow_run(run_id)
         states = store.list_states(flow_run.id)
-        task_runs = [(task_run, store.list_states(task_run.id)) for task_run in store.list_task_runs(flow_run.id)]
+        task_runs = [
+            (task_run, store.list_states(task_run.id)) for task_run in store.list_task_runs(flow_run.id)
+        ]
         subflows = store.list_flow_runs(limit=None, parent_flow_run_id=flow_run.id)
     if as_json:
-        echo_json({
-            "flow_run": flow_run.to_dict(),
-            "states": [state.to_dict() for state in states],
-            "task_runs": [{**task_run.to_dict(), "states": [state.to_dict() for state in task_states]}
-                          for task_run, task_states in task_runs],
-            "subflow_runs": [subflow.to_dict() for subflow in subflows],
-        })
+        echo_json(
+            {
+                "flow_run": flow_run.to_dict(),
+                "states": [state.to_dict() for state in states],
+                "task_runs": [
+                    {**task_run.to_dict(), "states": [state.to_dict() for state in task_states]}
+                    for task_run, task_states in task_runs
+                ],
+                "subflow_runs": [subflow.to_dict() for subflow in subflows],
+            }
+        )
         return
     out = console()
     out.print(_summary(flow_run))
@@ -147,27 +165,50 @@ def _summary(run: FlowRunRecord) -> Table:
 def _state_history(states: list[StateRecord]) -> Table:
     history = table("States", "Time", "State", "Message", "Result", wrap=("Message", "Result"))
     for state in states:
-        history.add_row(local_time(state.timestamp), state_text(state.type, state.name), state.message or "",
-                        state.result.describe() if state.result else "")
+        history.add_row(
+            local_time(state.timestamp),
+            state_text(state.type, state.name),
+            state.message or "",
+            state.result.describe() if state.result else "",
+        )
     return history
 
 
 def _task_runs_table(task_runs: list[tuple[TaskRunRecord, list[StateRecord]]]) -> Table:
-    listing = table("Task runs", "ID", "Task run", "States", "Runs", "Duration", "Result",
-                    wrap=("Task run", "States", "Result"))
+    listing = table(
+        "Task runs",
+        "ID",
+        "Task run",
+        "States",
+        "Runs",
+        "Duration",
+        "Result",
+        wrap=("Task run", "States", "Result"),
+    )
     for task_run, task_states in task_runs:
         history = Text(" > ").join(state_text(state.type, state.name) for state in task_states)
         results = [state.result for state in task_states if state.result is not None]
-        listing.add_row(short_id(task_run.id), task_run.name, history, str(task_run.run_count),
-                        duration(task_run.duration_seconds), results[-1].describe() if results else "")
+        listing.add_row(
+            short_id(task_run.id),
+            task_run.name,
+            history,
+            str(task_run.run_count),
+            duration(task_run.duration_seconds),
+            results[-1].describe() if results else "",
+        )
     return listing
 
 
 def _subflows_table(subflows: list[FlowRunRecord]) -> Table:
     listing = table("Subflow runs", "ID", "Name", "Flow", "State", "Duration", wrap=("Name", "Flow"))
     for run in subflows:
-        listing.add_row(short_id(run.id), run.name, run.flow_name, state_text(run.state_type, run.state_name),
-                        duration(run.duration_seconds))
+        listing.add_row(
+            short_id(run.id),
+            run.name,
+            run.flow_name,
+            state_text(run.state_type, run.state_name),
+            duration(run.duration_seconds),
+        )
     return listing
 
 

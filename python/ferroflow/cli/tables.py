@@ -16,8 +16,9 @@ def fits(headers: Sequence[str], rows: Sequence[Sequence[Cell]], width: int) -> 
     return sum(_natural_widths(headers, rows)) + _borders_and_padding(len(headers)) <= width
 
 
-def narrow_first(table: Table, rows: Sequence[Sequence[Cell]], width: int, *, narrowed: str, kept: str,
-                 minimum: int = 8) -> None:
+def narrow_first(
+    table: Table, rows: Sequence[Sequence[Cell]], width: int, *, narrowed: str, kept: str, minimum: int = 8
+) -> None:
     """On a terminal too narrow for `table`, take the missing room from the `narrowed` column
     before the `kept` one, so that the longest word of `kept` still fits on a line.
 
@@ -28,8 +29,9 @@ def narrow_first(table: Table, rows: Sequence[Sequence[Cell]], width: int, *, na
     headers = [str(column.header) for column in table.columns]
     narrowed_index, kept_index = headers.index(narrowed), headers.index(kept)
     widths = _natural_widths(headers, rows)
-    others = sum(column_width for index, column_width in enumerate(widths)
-                 if index not in (narrowed_index, kept_index))
+    others = sum(
+        column_width for index, column_width in enumerate(widths) if index not in (narrowed_index, kept_index)
+    )
     room = width - others - _borders_and_padding(len(headers))
     if widths[narrowed_index] + widths[kept_index] <= room:
         return
@@ -39,8 +41,10 @@ def narrow_first(table: Table, rows: Sequence[Sequence[Cell]], width: int, *, na
 
 def _natural_widths(headers: Sequence[str], rows: Sequence[Sequence[Cell]]) -> list[int]:
     """Each column's width with every cell on one line."""
-    return [max(cell_len(str(cell)) for cell in [header, *(row[index] for row in rows)])
-            for index, header in enumerate(headers)]
+    return [
+        max(cell_len(str(cell)) for cell in [header, *(row[index] for row in rows)])
+        for index, header in enumerate(headers)
+    ]
 
 
 def _borders_and_padding(columns: int) -> int:

@@ -16,8 +16,8 @@ import ferroflow._core as _core
 from ferroflow.exceptions import MissingResult
 from ferroflow.filesystems import LocalFileSystem, WritableFileSystem
 from ferroflow.ids import clock_ordered_uuid
-from ferroflow.serializers import Serializer
 from ferroflow.results.blobs import PersistedResultBlob, description_json, serializer_from_json
+from ferroflow.serializers import Serializer
 from ferroflow.settings import get_current_settings
 
 if TYPE_CHECKING:

@@ -73,8 +73,12 @@ class ResultRef:
         storage: Any = self.storage
         if storage is not None and storage.startswith("{"):
             storage = json.loads(storage)
-        return {"type": "reference", "storage": storage, "storage_key": self.key,
-                "serializer_type": self.serializer}
+        return {
+            "type": "reference",
+            "storage": storage,
+            "storage_key": self.key,
+            "serializer_type": self.serializer,
+        }
 
     @property
     def value(self) -> Any:

@@ -64,18 +64,42 @@ class RunStore(Protocol):
     # Recording (the engine's hot path). A run begins in a Pending state at `created` (default:
     # now): recording the run records that state, which `list_states` gives first. Record the
     # states that follow it with `record_state`.
-    def record_flow_run(self, run_id: str, name: str, flow_name: str, *,
-                        parameters: Mapping[str, Any] | None = None,
-                        parent_flow_run_id: str | None = None, created: datetime | None = None) -> None:
+    def record_flow_run(
+        self,
+        run_id: str,
+        name: str,
+        flow_name: str,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        parent_flow_run_id: str | None = None,
+        created: datetime | None = None,
+    ) -> None:
         """Record (or rename) a flow run, Pending since `created`; record it before its states."""
 
-    def record_task_run(self, run_id: str, name: str, task_name: str, *, flow_run_id: str | None = None,
-                        task_key: str = "", dynamic_key: str = "",
-                        parameters: Mapping[str, Any] | None = None, created: datetime | None = None) -> None:
+    def record_task_run(
+        self,
+        run_id: str,
+        name: str,
+        task_name: str,
+        *,
+        flow_run_id: str | None = None,
+        task_key: str = "",
+        dynamic_key: str = "",
+        parameters: Mapping[str, Any] | None = None,
+        created: datetime | None = None,
+    ) -> None:
         """Record (or rename) a task run, Pending since `created`; record it before its states."""
 
-    def record_state(self, run_id: str, state_type: str, state_name: str, *, timestamp: datetime | None = None,
-                     message: str | None = None, result: ResultRef | None = None) -> None:
+    def record_state(
+        self,
+        run_id: str,
+        state_type: str,
+        state_name: str,
+        *,
+        timestamp: datetime | None = None,
+        message: str | None = None,
+        result: ResultRef | None = None,
+    ) -> None:
         """Append a state to a run after its first (Pending) one; the run's current state, run
         count and times follow it."""
 
@@ -86,8 +110,9 @@ class RunStore(Protocol):
         """Flush and release the store."""
 
     # Reading
-    def list_flow_runs(self, limit: int | None = 20, *,
-                       parent_flow_run_id: str | None = None) -> list[FlowRunRecord]:
+    def list_flow_runs(
+        self, limit: int | None = 20, *, parent_flow_run_id: str | None = None
+    ) -> list[FlowRunRecord]:
         """The newest flow runs first (only the subflows of `parent_flow_run_id` if given)."""
 
     def get_flow_run(self, run_id: str) -> FlowRunRecord:
@@ -96,20 +121,41 @@ class RunStore(Protocol):
     def get_task_run(self, run_id: str) -> TaskRunRecord: ...
     def list_task_runs(self, flow_run_id: str) -> list[TaskRunRecord]: ...
     def list_states(self, run_id: str) -> list[StateRecord]: ...
-    def referenced_result_keys(self, storage: str | None = None, *,
-                               now: datetime | None = None) -> set[tuple[str, str]]:
+    def referenced_result_keys(
+        self, storage: str | None = None, *, now: datetime | None = None
+    ) -> set[tuple[str, str]]:
         """`(storage, key)` of every persisted result still referenced by a state or cache entry."""
 
     # The task cache
-    def put_cache_entry(self, key: str, task_name: str, result: ResultRef, *, created: datetime | None = None,
-                        expiration: datetime | None = None) -> None: ...
+    def put_cache_entry(
+        self,
+        key: str,
+        task_name: str,
+        result: ResultRef,
+        *,
+        created: datetime | None = None,
+        expiration: datetime | None = None,
+    ) -> None: ...
     def get_cache_entry(self, key: str, now: datetime | None = None) -> CacheEntry | None: ...
     def get_cached_result(self, key: str, now: datetime | None = None) -> ResultRef | None:
         """`get_cache_entry(key, now).result`, as cheaply as the backend can (every hit calls it)."""
-    def list_cache_entries(self, *, key: str | None = None, task_name: str | None = None,
-                           expired_only: bool = False, now: datetime | None = None) -> list[CacheEntry]: ...
-    def delete_cache_entries(self, *, key: str | None = None, task_name: str | None = None,
-                             expired_only: bool = False, now: datetime | None = None) -> int: ...
+
+    def list_cache_entries(
+        self,
+        *,
+        key: str | None = None,
+        task_name: str | None = None,
+        expired_only: bool = False,
+        now: datetime | None = None,
+    ) -> list[CacheEntry]: ...
+    def delete_cache_entries(
+        self,
+        *,
+        key: str | None = None,
+        task_name: str | None = None,
+        expired_only: bool = False,
+        now: datetime | None = None,
+    ) -> int: ...
 
 
 def default_store_url() -> str:

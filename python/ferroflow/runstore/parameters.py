@@ -39,7 +39,8 @@ def summarize_parameters(parameters: Mapping[str, Any] | None, limit: int = PARA
         # and tuples of them, whose plain repr is what reprlib would give.
         kind = type(value)
         if _is_short_scalar(value, kind) or (
-            kind in _SMALL_CONTAINER_TYPES and len(value) <= _SMALL_CONTAINER_TYPES[kind]
+            kind in _SMALL_CONTAINER_TYPES
+            and len(value) <= _SMALL_CONTAINER_TYPES[kind]
             and all(_is_short_scalar(item, type(item)) for item in value)
         ):
             shown = repr(value)
@@ -54,8 +55,11 @@ _SMALL_CONTAINER_TYPES: dict[type, int] = {list: _summary_repr.maxlist, tuple: _
 
 
 def _is_short_scalar(value: Any, kind: type) -> bool:
-    return (kind in _SHORT_REPR_TYPES or (kind is int and value.bit_length() <= 64)
-            or (kind is str and len(value) <= _summary_repr.maxstring))
+    return (
+        kind in _SHORT_REPR_TYPES
+        or (kind is int and value.bit_length() <= 64)
+        or (kind is str and len(value) <= _summary_repr.maxstring)
+    )
 
 
 def _safe_repr(value: Any) -> str:

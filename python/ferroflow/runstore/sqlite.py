@@ -20,7 +20,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -49,7 +49,7 @@ _MAX_BATCH = writer._MAX_BATCH
 T = TypeVar("T")
 R = TypeVar("R", FlowRunRecord, TaskRunRecord)
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -67,7 +67,12 @@ def _micros(moment: datetime) -> int:
 
 
 def _datetime(micros: int | None) -> datetime | None:
-    return None if micros is None else _EPOCH + timedelta(microseconds=micros)
+    return None if micros is None else _at(micros)
+
+
+def _at(micros: int) -> datetime:
+    """The time of a column that is never NULL."""
+    return _EPOCH + timedelta(microseconds=micros)
 
 
 def _now_micros() -> int:
@@ -78,8 +83,9 @@ def _refuse_missing(**values: Any) -> None:
     """Refuse a missing id or name on the caller's thread: in the writer it would sink its whole batch."""
     for name, value in values.items():
         if not value:
-            raise ValueError(f"{name} is required (got {value!r}); the run store cannot record a run or "
-                             "state without it.")
+            raise ValueError(
+                f"{name} is required (got {value!r}); the run store cannot record a run or state without it."
+            )
 
 
 def _moment(value: datetime | None, name: str) -> int:
@@ -106,8 +112,9 @@ def _result_columns(result: ResultRef | None) -> tuple[str | None, ...]:
     return (result.kind, result.value_json, result.storage, result.key, result.serializer)
 
 
-def _result_from_columns(kind: str | None, value: str | None, storage: str | None, key: str | None,
-                         serializer: str | None) -> ResultRef | None:
+def _result_from_columns(
+    kind: str | None, value: str | None, storage: str | None, key: str | None, serializer: str | None
+) -> ResultRef | None:
     if kind is None:
         return None
     return ResultRef(kind=kind, value_json=value, storage=storage, key=key, serializer=serializer)  # type: ignore[arg-type]
@@ -146,7 +153,9 @@ _PUT_CACHE_ENTRIES = (
 _ROWS_PER_STATEMENT = (256, 64, 16, 4, 1)
 
 
-def _insert_rows(connection: sqlite3.Connection, statement: tuple[str, str], rows: list[tuple[Any, ...]]) -> None:
+def _insert_rows(
+    connection: sqlite3.Connection, statement: tuple[str, str], rows: list[tuple[Any, ...]]
+) -> None:
     """Run an INSERT for `rows`, many rows per statement, within SQLite's parameter limit."""
     if not rows:
         return
@@ -158,7 +167,7 @@ def _insert_rows(connection: sqlite3.Connection, statement: tuple[str, str], row
             continue
         sql = _multi_row_statement(statement, width, size)
         while len(rows) - start >= size:
-            chunk = rows[start:start + size]
+            chunk = rows[start : start + size]
             connection.execute(sql, list(itertools.chain.from_iterable(chunk)))
             start += size
 
@@ -170,14 +179,28 @@ def _multi_row_statement(statement: tuple[str, str], width: int, rows: int) -> s
     return f"{head} {', '.join([placeholder] * rows)}{tail}"
 
 
-_CACHE_COLUMNS = ("key, task_name, created, expiration, result_kind, result_value, result_storage, "
-                  "result_key, result_serializer")
-_GET_CACHE_ENTRY = (f"SELECT {_CACHE_COLUMNS} FROM cache_entries WHERE key = ?"
-                    " AND (expiration IS NULL OR expiration > ?)")
-_GET_CACHED_RESULT = ("SELECT result_kind, result_value, result_storage, result_key, result_serializer"
-                      " FROM cache_entries WHERE key = ? AND (expiration IS NULL OR expiration > ?)")
+_CACHE_COLUMNS = (
+    "key, task_name, created, expiration, result_kind, result_value, result_storage, "
+    "result_key, result_serializer"
+)
+_GET_CACHE_ENTRY = (
+    f"SELECT {_CACHE_COLUMNS} FROM cache_entries WHERE key = ? AND (expiration IS NULL OR expiration > ?)"
+)
+_GET_CACHED_RESULT = (
+    "SELECT result_kind, result_value, result_storage, result_key, result_serializer"
+    " FROM cache_entries WHERE key = ? AND (expiration IS NULL OR expiration > ?)"
+)
 _FLOW_RUN_FIELDS = ("id", "name", "flow_name", "parameters", "parent_flow_run_id", "created")
-_TASK_RUN_FIELDS = ("id", "name", "task_name", "flow_run_id", "task_key", "dynamic_key", "parameters", "created")
+_TASK_RUN_FIELDS = (
+    "id",
+    "name",
+    "task_name",
+    "flow_run_id",
+    "task_key",
+    "dynamic_key",
+    "parameters",
+    "created",
+)
 _PROGRESS_FIELDS = ("run_count", "start_time", "end_time", "state_type", "state_name")
 
 # Runs with their progress, computed from their states in the same statement (one snapshot), as
@@ -229,8 +252,12 @@ _TERMINAL_TYPES_LIST = ", ".join(f"'{state_type.value}'" for state_type in sorte
 
 def _runs_query(table: str, fields: tuple[str, ...], where: str, order: str) -> str:
     return _RUNS_WITH_PROGRESS.format(
-        fields=", ".join(fields), run_fields=", ".join(f"runs.{field}" for field in fields),
-        table=table, where=where, order=order, terminal=_TERMINAL_TYPES_LIST,
+        fields=", ".join(fields),
+        run_fields=", ".join(f"runs.{field}" for field in fields),
+        table=table,
+        where=where,
+        order=order,
+        terminal=_TERMINAL_TYPES_LIST,
     )
 
 
@@ -244,13 +271,17 @@ def _run_from_row(record_type: type[R], fields: tuple[str, ...], row: tuple[Any,
 def _cache_entry_from_row(row: tuple[Any, ...]) -> CacheEntry:
     key, task_name, created, expiration, *result = row
     return CacheEntry(
-        key=key, task_name=task_name, result=_result_from_columns(*result),  # type: ignore[arg-type]
-        created=_datetime(created), expiration=_datetime(expiration),  # type: ignore[arg-type]
+        key=key,
+        task_name=task_name,
+        result=_result_from_columns(*result),  # type: ignore[arg-type]
+        created=_at(created),
+        expiration=_datetime(expiration),
     )
 
 
-def _cache_filter(key: str | None, task_name: str | None, expired_only: bool,
-                  now: datetime | None) -> tuple[str, list[Any]]:
+def _cache_filter(
+    key: str | None, task_name: str | None, expired_only: bool, now: datetime | None
+) -> tuple[str, list[Any]]:
     clauses: list[str] = []
     arguments: list[Any] = []
     if key is not None:
@@ -261,7 +292,7 @@ def _cache_filter(key: str | None, task_name: str | None, expired_only: bool,
         arguments.append(task_name)
     if expired_only:
         clauses.append("expiration IS NOT NULL AND expiration <= ?")
-        arguments.append(_micros(now or datetime.now(timezone.utc)))
+        arguments.append(_micros(now or datetime.now(UTC)))
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), arguments
 
 
@@ -293,11 +324,20 @@ def _write_rows(connection: sqlite3.Connection, batch: Batch) -> None:
     _insert_rows(connection, _UPSERT_FLOW_RUNS, [_summarized(row) for row in flow_runs])
     _insert_rows(connection, _UPSERT_TASK_RUNS, [_summarized(row) for row in task_runs])
     _insert_rows(connection, _INSERT_STATES, states)
-    _insert_rows(connection, _PUT_CACHE_ENTRIES, [
-        (entry.key, entry.task_name, _micros(entry.created),
-         None if entry.expiration is None else _micros(entry.expiration), *_result_columns(entry.result))
-        for entry in cache_entries
-    ])
+    _insert_rows(
+        connection,
+        _PUT_CACHE_ENTRIES,
+        [
+            (
+                entry.key,
+                entry.task_name,
+                _micros(entry.created),
+                None if entry.expiration is None else _micros(entry.expiration),
+                *_result_columns(entry.result),
+            )
+            for entry in cache_entries
+        ],
+    )
     batch.run_calls(connection)
 
 
@@ -321,8 +361,9 @@ class SQLiteRunStore:
     Prefer `ferroflow.runstore.open_store(url)`, which picks the backend from a URL.
     """
 
-    def __init__(self, path: str | os.PathLike[str] | None, *, lock_timeout: float = 10.0,
-                 batch_interval: float = 0.1) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str] | None, *, lock_timeout: float = 10.0, batch_interval: float = 0.1
+    ) -> None:
         self.path = None if path is None else Path(path).expanduser().absolute()
         self.url = "memory://" if self.path is None else f"sqlite:///{self.path}"
         self.lock_timeout = lock_timeout
@@ -372,8 +413,13 @@ class SQLiteRunStore:
         target = ":memory:" if self.path is None else str(self.path)
         # isolation_level=None: we issue BEGIN IMMEDIATE / COMMIT ourselves, so a write transaction
         # takes the write lock up front instead of failing to upgrade a read lock later.
-        connection = sqlite3.connect(target, timeout=self.lock_timeout, isolation_level=None,
-                                     check_same_thread=False, factory=_Connection)
+        connection = sqlite3.connect(
+            target,
+            timeout=self.lock_timeout,
+            isolation_level=None,
+            check_same_thread=False,
+            factory=_Connection,
+        )
         if self.path is not None:
             self._retrying(lambda: connection.execute("PRAGMA journal_mode = WAL"))
             # NORMAL in WAL mode: a power cut may drop the last commits, never corrupt the file.
@@ -499,28 +545,77 @@ class SQLiteRunStore:
 
     # -- recording runs and states (queued) ---------------------------------------------------------
 
-    def record_flow_run(self, run_id: str, name: str, flow_name: str, *,
-                        parameters: Mapping[str, Any] | None = None,
-                        parent_flow_run_id: str | None = None, created: datetime | None = None) -> None:
+    def record_flow_run(
+        self,
+        run_id: str,
+        name: str,
+        flow_name: str,
+        *,
+        parameters: Mapping[str, Any] | None = None,
+        parent_flow_run_id: str | None = None,
+        created: datetime | None = None,
+    ) -> None:
         if not (run_id and name and flow_name):
             _refuse_missing(run_id=run_id, name=name, flow_name=flow_name)
-        self._enqueue((FLOW_RUN, (run_id, name, flow_name, parent_flow_run_id, _moment(created, "created"),
-                                  parameters)))
+        self._enqueue(
+            (FLOW_RUN, (run_id, name, flow_name, parent_flow_run_id, _moment(created, "created"), parameters))
+        )
 
-    def record_task_run(self, run_id: str, name: str, task_name: str, *, flow_run_id: str | None = None,
-                        task_key: str = "", dynamic_key: str = "",
-                        parameters: Mapping[str, Any] | None = None, created: datetime | None = None) -> None:
+    def record_task_run(
+        self,
+        run_id: str,
+        name: str,
+        task_name: str,
+        *,
+        flow_run_id: str | None = None,
+        task_key: str = "",
+        dynamic_key: str = "",
+        parameters: Mapping[str, Any] | None = None,
+        created: datetime | None = None,
+    ) -> None:
         if not (run_id and name and task_name):
             _refuse_missing(run_id=run_id, name=name, task_name=task_name)
-        self._enqueue((TASK_RUN, (run_id, name, task_name, flow_run_id, task_key, dynamic_key,
-                                  _moment(created, "created"), parameters)))
+        self._enqueue(
+            (
+                TASK_RUN,
+                (
+                    run_id,
+                    name,
+                    task_name,
+                    flow_run_id,
+                    task_key,
+                    dynamic_key,
+                    _moment(created, "created"),
+                    parameters,
+                ),
+            )
+        )
 
-    def record_state(self, run_id: str, state_type: str, state_name: str, *, timestamp: datetime | None = None,
-                     message: str | None = None, result: ResultRef | None = None) -> None:
+    def record_state(
+        self,
+        run_id: str,
+        state_type: str,
+        state_name: str,
+        *,
+        timestamp: datetime | None = None,
+        message: str | None = None,
+        result: ResultRef | None = None,
+    ) -> None:
         if not (run_id and state_type and state_name):
             _refuse_missing(run_id=run_id, state_type=state_type, state_name=state_name)
-        self._enqueue((STATE, (run_id, _state_type_text(state_type), state_name, message,
-                               _moment(timestamp, "timestamp"), *_result_columns(result))))
+        self._enqueue(
+            (
+                STATE,
+                (
+                    run_id,
+                    _state_type_text(state_type),
+                    state_name,
+                    message,
+                    _moment(timestamp, "timestamp"),
+                    *_result_columns(result),
+                ),
+            )
+        )
 
     # -- reading runs and states ------------------------------------------------------------------
 
@@ -530,19 +625,27 @@ class SQLiteRunStore:
             return self._retrying(lambda: connection.execute(query, arguments).fetchall())
 
     def _runs(self, kind: type[R], where: str, order: str, arguments: dict[str, Any]) -> list[R]:
-        table, fields = ("flow_runs", _FLOW_RUN_FIELDS) if kind is FlowRunRecord else ("task_runs", _TASK_RUN_FIELDS)
+        table, fields = (
+            ("flow_runs", _FLOW_RUN_FIELDS) if kind is FlowRunRecord else ("task_runs", _TASK_RUN_FIELDS)
+        )
         rows = self._read(_runs_query(table, fields, where, order), {"limit": -1, **arguments})
         return [_run_from_row(kind, fields, row) for row in rows]
 
-    def list_flow_runs(self, limit: int | None = 20, *,
-                       parent_flow_run_id: str | None = None) -> list[FlowRunRecord]:
+    def list_flow_runs(
+        self, limit: int | None = 20, *, parent_flow_run_id: str | None = None
+    ) -> list[FlowRunRecord]:
         where = "" if parent_flow_run_id is None else "WHERE parent_flow_run_id = :parent"
-        return self._runs(FlowRunRecord, where, "created DESC, rowid DESC",
-                          {"parent": parent_flow_run_id, "limit": -1 if limit is None else limit})
+        return self._runs(
+            FlowRunRecord,
+            where,
+            "created DESC, rowid DESC",
+            {"parent": parent_flow_run_id, "limit": -1 if limit is None else limit},
+        )
 
     def list_task_runs(self, flow_run_id: str) -> list[TaskRunRecord]:
-        return self._runs(TaskRunRecord, "WHERE flow_run_id = :flow_run_id", "created, rowid",
-                          {"flow_run_id": flow_run_id})
+        return self._runs(
+            TaskRunRecord, "WHERE flow_run_id = :flow_run_id", "created, rowid", {"flow_run_id": flow_run_id}
+        )
 
     def get_flow_run(self, run_id: str) -> FlowRunRecord:
         return self._find_run(FlowRunRecord, run_id, "flow run")
@@ -555,8 +658,12 @@ class SQLiteRunStore:
         runs = self._runs(kind, "WHERE id = :id", "id", {"id": run_id})
         if not runs and run_id:
             # A range rather than LIKE: ids may hold LIKE's wildcards, and the range uses the index.
-            runs = self._runs(kind, "WHERE id >= :id AND id < :end", "id",
-                              {"id": run_id, "end": run_id + "\U0010ffff", "limit": 6})
+            runs = self._runs(
+                kind,
+                "WHERE id >= :id AND id < :end",
+                "id",
+                {"id": run_id, "end": run_id + "\U0010ffff", "limit": 6},
+            )
         if len(runs) == 1:
             return runs[0]
         if not runs:
@@ -574,13 +681,20 @@ class SQLiteRunStore:
         """The run's states in order, starting with the Pending state it was created in."""
         rows = self._read(_STATES_OF_RUN, {"run_id": run_id})
         return [
-            StateRecord(run_id=run_id_, type=state_type, name=name, message=message,
-                        timestamp=_datetime(ts), result=_result_from_columns(*result))  # type: ignore[arg-type]
+            StateRecord(
+                run_id=run_id_,
+                type=state_type,
+                name=name,
+                message=message,
+                timestamp=_at(ts),
+                result=_result_from_columns(*result),  # type: ignore[arg-type]
+            )
             for run_id_, state_type, name, message, ts, *result, _position in rows
         ]
 
-    def referenced_result_keys(self, storage: str | None = None, *,
-                               now: datetime | None = None) -> set[tuple[str, str]]:
+    def referenced_result_keys(
+        self, storage: str | None = None, *, now: datetime | None = None
+    ) -> set[tuple[str, str]]:
         """The `(storage, key)` of every persisted result a state or cache entry still refers to.
 
         With `now`, cache entries expired by then do not count. Result pruning deletes only what is
@@ -589,22 +703,36 @@ class SQLiteRunStore:
         cache_clause = "" if now is None else " AND (expiration IS NULL OR expiration > :now)"
         storage_clause = "" if storage is None else " AND result_storage = :storage"
         rows = self._read(
-            "SELECT result_storage, result_key FROM states WHERE result_kind = 'persisted'" + storage_clause
+            "SELECT result_storage, result_key FROM states WHERE result_kind = 'persisted'"
+            + storage_clause
             + " UNION SELECT result_storage, result_key FROM cache_entries WHERE result_kind = 'persisted'"
-            + storage_clause + cache_clause,
+            + storage_clause
+            + cache_clause,
             {"storage": storage, "now": None if now is None else _micros(now)},
         )
         return {(row[0], row[1]) for row in rows}
 
     # -- the task cache -----------------------------------------------------------------------------
 
-    def put_cache_entry(self, key: str, task_name: str, result: ResultRef, *, created: datetime | None = None,
-                        expiration: datetime | None = None) -> None:
+    def put_cache_entry(
+        self,
+        key: str,
+        task_name: str,
+        result: ResultRef,
+        *,
+        created: datetime | None = None,
+        expiration: datetime | None = None,
+    ) -> None:
         """Cache `result` under `key`, replacing any entry the key had. Visible to this process at once."""
         _check_moment("created", created)
         _check_moment("expiration", expiration)
-        entry = CacheEntry(key=key, task_name=task_name, result=result,
-                           created=created or datetime.now(timezone.utc), expiration=expiration)
+        entry = CacheEntry(
+            key=key,
+            task_name=task_name,
+            result=result,
+            created=created or datetime.now(UTC),
+            expiration=expiration,
+        )
         self._writer.put_cache_entry(entry)
 
     def get_cache_entry(self, key: str, now: datetime | None = None) -> CacheEntry | None:
@@ -620,14 +748,15 @@ class SQLiteRunStore:
             return _result_from_columns(*found)
         return None if found is None else found.result
 
-    def _find_cache_entry(self, key: str, now: datetime | None,
-                          query: str) -> CacheEntry | tuple[Any, ...] | None:
+    def _find_cache_entry(
+        self, key: str, now: datetime | None, query: str
+    ) -> CacheEntry | tuple[Any, ...] | None:
         """The unexpired entry under `key`: the one this process put and the writer has not
         committed yet (read your writes), else the database's row that `query` selects; None if
         there is none."""
         pending = self._writer.uncommitted_cache_entries.get(key)
         if pending is not None:
-            return None if pending.is_expired(now or datetime.now(timezone.utc)) else pending
+            return None if pending.is_expired(now or datetime.now(UTC)) else pending
         return self._point_query(query, (key, _now_micros() if now is None else _micros(now)))
 
     def _point_query(self, query: str, arguments: tuple[Any, ...]) -> tuple[Any, ...] | None:
@@ -643,15 +772,29 @@ class SQLiteRunStore:
                 raise RunStoreError(f"The run store {self.url} failed: {error}") from error
             return self._retrying(lambda: self._reader().execute(query, arguments).fetchone())
 
-    def list_cache_entries(self, *, key: str | None = None, task_name: str | None = None,
-                           expired_only: bool = False, now: datetime | None = None) -> list[CacheEntry]:
+    def list_cache_entries(
+        self,
+        *,
+        key: str | None = None,
+        task_name: str | None = None,
+        expired_only: bool = False,
+        now: datetime | None = None,
+    ) -> list[CacheEntry]:
         """Cache entries, newest first, optionally only those matching every filter given."""
         where, arguments = _cache_filter(key, task_name, expired_only, now)
-        rows = self._read(f"SELECT {_CACHE_COLUMNS} FROM cache_entries{where} ORDER BY created DESC", arguments)
+        rows = self._read(
+            f"SELECT {_CACHE_COLUMNS} FROM cache_entries{where} ORDER BY created DESC", arguments
+        )
         return [_cache_entry_from_row(row) for row in rows]
 
-    def delete_cache_entries(self, *, key: str | None = None, task_name: str | None = None,
-                             expired_only: bool = False, now: datetime | None = None) -> int:
+    def delete_cache_entries(
+        self,
+        *,
+        key: str | None = None,
+        task_name: str | None = None,
+        expired_only: bool = False,
+        now: datetime | None = None,
+    ) -> int:
         """Delete the cache entries matching every filter given (all of them with none); the count."""
         where, arguments = _cache_filter(key, task_name, expired_only, now)
         return self._writer.call(

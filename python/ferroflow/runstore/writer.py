@@ -176,10 +176,13 @@ class BatchWriter:
     def _start(self) -> None:
         with self._lock:
             if self._stopped:
-                raise RunStoreError(f"The run store {self._backend.url} is closed; open it again with open_store().")
+                raise RunStoreError(
+                    f"The run store {self._backend.url} is closed; open it again with open_store()."
+                )
             if self._thread is None:
-                self._thread = threading.Thread(target=self._write_batches, name="ferroflow-runstore-writer",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._write_batches, name="ferroflow-runstore-writer", daemon=True
+                )
                 self._thread.start()
 
     def _next_batch(self) -> Batch:

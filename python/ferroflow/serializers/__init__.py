@@ -28,19 +28,22 @@ are imported from `ferroflow.serializers` itself; the modules only organise the 
 from __future__ import annotations
 
 from ferroflow.serializers.base import Serializer, known_serializer_types, resolve_serializer
-from ferroflow.serializers.pickle import OUT_OF_BAND_BYTES_MIN_SIZE, PickleSerializer
-from ferroflow.serializers.json_tags import ferroflow_json_object_decoder, ferroflow_json_object_encoder
-from ferroflow.serializers.json import JSONSerializer
 from ferroflow.serializers.compressed import (
     CORE_CODECS,
-    LZMA_THREADED_MIN_SIZE,
     CompressedJSONSerializer,
     CompressedPickleSerializer,
     CompressedSerializer,
 )
+from ferroflow.serializers.compressed import (
+    LZMA_THREADED_MIN_SIZE as LZMA_THREADED_MIN_SIZE,
+)
+from ferroflow.serializers.json import JSONSerializer
+from ferroflow.serializers.json_tags import ferroflow_json_object_decoder, ferroflow_json_object_encoder
 
 # Stored pickles of large `bytes` results name this function here (see its definition).
-from ferroflow.serializers.pickle import _bytes_from_buffer
+from ferroflow.serializers.pickle import OUT_OF_BAND_BYTES_MIN_SIZE as OUT_OF_BAND_BYTES_MIN_SIZE
+from ferroflow.serializers.pickle import PickleSerializer
+from ferroflow.serializers.pickle import _bytes_from_buffer as _bytes_from_buffer
 
 __all__ = [
     "CORE_CODECS",

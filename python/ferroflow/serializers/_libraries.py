@@ -36,7 +36,4 @@ def _accepts_keyword(function: Callable[..., Any], keyword: str) -> bool:
         parameters = inspect.signature(function).parameters
     except (TypeError, ValueError):  # some builtins have no introspectable signature
         return False
-    return keyword in parameters or any(
-        p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()
-    )
-
+    return keyword in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())

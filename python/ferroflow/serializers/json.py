@@ -89,7 +89,7 @@ class _JSONLibrary:
     has_object_hook: bool
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _json_library(name: str) -> _JSONLibrary:
     """The JSON module `name`, checked, imported once per process (see `pickle._pickle_library`
     for why not in private attributes)."""
@@ -98,7 +98,7 @@ def _json_library(name: str) -> _JSONLibrary:
     return _JSONLibrary(module=module, has_object_hook=_accepts_keyword(module.loads, "object_hook"))
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _json_hook(path: str | None, role: str) -> Callable[..., Any] | None:
     """The object encoder or decoder function at the importable `path`, imported once."""
     if path is None:

@@ -55,7 +55,7 @@ class _PickleLibrary:
     out_of_band: bool
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pickle_library(name: str) -> _PickleLibrary:
     """The pickle module `name`, checked, imported once per process. Kept here rather than in
     private attributes of the serializer: reading a pydantic private attribute costs ~1.7 us,
