@@ -9,8 +9,10 @@ for file system calls, so other Python threads run meanwhile.
 
 Errors: CorruptResultError, UnsupportedFormatError and UnsafeKeyError (from
 ferroflow.exceptions, re-exported here) for damaged data, unreadable formats and unsafe keys;
-ValueError for invalid arguments; the matching OSError subclass for a failed file operation;
-MemoryError when an allocation fails.
+BucketNotFoundError, StoragePermissionError and StorageUnavailableError (likewise) for an
+object store's missing bucket, refused credentials and unreachable endpoint; ValueError for
+invalid arguments; the matching OSError subclass for a failed file operation (a missing stored
+object is FileNotFoundError); MemoryError when an allocation fails.
 """
 
 import datetime
@@ -20,16 +22,22 @@ from typing import Any, Final, final
 
 from typing_extensions import Buffer
 
+from ferroflow.exceptions import BucketNotFoundError as BucketNotFoundError
 from ferroflow.exceptions import CorruptResultError as CorruptResultError
+from ferroflow.exceptions import StoragePermissionError as StoragePermissionError
+from ferroflow.exceptions import StorageUnavailableError as StorageUnavailableError
 from ferroflow.exceptions import UnsafeKeyError as UnsafeKeyError
 from ferroflow.exceptions import UnsupportedFormatError as UnsupportedFormatError
 
 __all__ = [
     "BlobHeader",
+    "BucketNotFoundError",
     "CODECS",
     "CorruptResultError",
     "HASH_ALGORITHMS",
     "Hasher",
+    "StoragePermissionError",
+    "StorageUnavailableError",
     "UnsafeKeyError",
     "UnsupportedFormatError",
     "__version__",
