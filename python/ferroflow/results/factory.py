@@ -129,7 +129,7 @@ class ResultFactory:
             return LiteralResult(value)
         if not self.persist_result:
             return UnpersistedResult(value, keep_in_memory=self.cache_result_in_memory)
-        return PersistedResult.create(
+        return PersistedResult._write(
             value,
             storage=self.storage,
             serializer=self.serializer,
