@@ -17,22 +17,47 @@ from any process as `LocalFileSystem.load("dev")` or by its slug `"local-file-sy
 from __future__ import annotations
 
 import abc
+import asyncio
+import functools
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 import ferroflow._core as _core
+from ferroflow._asyncutils import in_async_caller
 from ferroflow.exceptions import StorageNotAvailableError, StorageNotFoundError
 from ferroflow.settings import get_current_settings
 
 _storage_types: dict[str, type[WritableFileSystem]] = {}
 
 _SAVED_NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# Methods that async code awaits, as it did with Prefect 2's storage blocks.
+_AWAITABLE_IN_ASYNC_CODE = ("save", "write_path", "read_path")
+
+
+def _awaitable_in_async_code(method: Callable[P, R]) -> Callable[P, R]:
+    """`method` returning a coroutine when called from async code (the work then runs in a
+    worker thread, keeping the event loop free) and its value when called from sync code."""
+    if getattr(method, "_awaitable_in_async_code", False):
+        return method
+
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        if in_async_caller():
+            return asyncio.to_thread(method, *args, **kwargs)  # type: ignore[return-value]
+        return method(*args, **kwargs)
+
+    call._awaitable_in_async_code = True  # type: ignore[attr-defined]
+    return call
 
 
 class WritableFileSystem(BaseModel, abc.ABC):
@@ -49,6 +74,10 @@ class WritableFileSystem(BaseModel, abc.ABC):
         slug = cls.__dict__.get("type_slug")
         if slug is not None:
             _storage_types[slug] = cls
+        for name in _AWAITABLE_IN_ASYNC_CODE:
+            method = cls.__dict__.get(name)
+            if callable(method):
+                setattr(cls, name, _awaitable_in_async_code(method))
 
     # -- plain files --------------------------------------------------------------------------
 
@@ -113,6 +142,7 @@ class WritableFileSystem(BaseModel, abc.ABC):
         fields = dict(description)
         return _storage_type(str(fields.pop("type", ""))).model_validate(fields)
 
+    @_awaitable_in_async_code
     def save(self, name: str, *, overwrite: bool = False) -> str:
         """Save this configuration under `name`; returns its slug, e.g. "local-file-system/dev"."""
         path = _saved_path(self.type_slug, _checked_name(name))
@@ -230,12 +260,12 @@ class LocalFileSystem(WritableFileSystem):
 
     basepath: str | None = None
 
-    @field_validator("basepath")
+    @field_validator("basepath", mode="before")
     @classmethod
-    def _absolute(cls, value: str | Path | None) -> str | None:
-        if value is None:
-            return None
-        return str(Path(value).expanduser().absolute())
+    def _absolute(cls, value: Any) -> Any:
+        if not isinstance(value, (str, os.PathLike)):
+            return value  # None stays unset; other types get pydantic's "not a string" error
+        return str(Path(os.fsdecode(value)).expanduser().absolute())
 
     @property
     def root(self) -> str:

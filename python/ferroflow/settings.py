@@ -13,10 +13,10 @@ import contextlib
 import os
 import tomllib
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
 from pydantic.fields import FieldInfo
@@ -37,6 +37,8 @@ PROFILES_FILE_NAME = "profiles.toml"
 DEFAULT_HOME = Path("~/.ferroflow")
 
 Source = Literal["default", "profile", "env", "temporary"]
+
+T = TypeVar("T")
 
 # ---------------------------------------------------------------------------------------------
 # Run store URLs: checked here, where the setting is read, and by `ferroflow.runstore.open_store`
@@ -77,6 +79,27 @@ def _runstore_url_or_unset(value: Any) -> Any:
 
 
 RunStoreUrl = Annotated[str | None, BeforeValidator(_runstore_url_or_unset)]
+
+
+STORAGE_SLUG_FORM = "'<storage-type>/<saved-name>', e.g. 'local-file-system/dev'"
+
+
+def _storage_slug_or_unset(value: Any) -> Any:
+    """A blank slug means "not set"; any other text must have the slug's two parts. Whether a
+    storage is saved under it is checked when results are first written there."""
+    if not isinstance(value, str):
+        return value
+    slug = value.strip()
+    if not slug:
+        return None
+    storage_type, _, name = slug.partition("/")
+    if not storage_type or not name:
+        reason = f"{value!r} is not a storage slug: use {STORAGE_SLUG_FORM}"
+        raise PydanticCustomError("storage_slug", "{reason}", {"reason": reason})
+    return slug
+
+
+StorageSlug = Annotated[str | None, BeforeValidator(_storage_slug_or_unset)]
 
 
 class Settings(BaseSettings):
@@ -130,6 +153,18 @@ class Settings(BaseSettings):
             f"{SQLITE_URL_PREFIX}${{FERROFLOW_HOME}}/{DEFAULT_RUNSTORE_FILE_NAME}."
         ),
     )
+
+    default_result_storage_block: StorageSlug = Field(
+        default=None,
+        description=(
+            f"A saved storage's slug ({STORAGE_SLUG_FORM}) used for results when no flow or task "
+            "names a result storage. Unset: a local folder at FERROFLOW_LOCAL_STORAGE_PATH."
+        ),
+    )
+
+    def value_of(self, setting: Setting[T]) -> T:
+        """This settings object's value of `setting` (a `FERROFLOW_*` setting object)."""
+        return setting.value_from(self)
 
     @property
     def runstore_url_in_force(self) -> str:
@@ -187,6 +222,71 @@ def field_name(key: str) -> str:
         known = ", ".join(env_name(field) for field in SETTING_NAMES)
         raise InvalidSettingError(f"Unknown setting {key!r}. Known settings: {known}.")
     return name
+
+
+# ---------------------------------------------------------------------------------------------
+# Setting objects: each setting as a module-level name, as Prefect 2 code reads them
+# (`FERROFLOW_HOME.value()`, `temporary_settings(updates={FERROFLOW_RESULTS_FSYNC: True})`).
+
+
+class Setting(Generic[T]):
+    """One setting, named after its variable: `.name` is "FERROFLOW_HOME", `.value()` its value
+    in force now, `.value_from(settings)` its value in a given settings object."""
+
+    __slots__ = ("field", "name")
+
+    def __init__(self, field: str) -> None:
+        if field not in Settings.model_fields:
+            raise ValueError(f"{field!r} is not a ferroflow setting")
+        self.field = field
+        self.name = env_name(field)
+
+    def value(self) -> T:
+        return self.value_from(get_current_settings())
+
+    def value_from(self, settings: Settings) -> T:
+        return getattr(settings, self.field)  # type: ignore[no-any-return]
+
+    @property
+    def default(self) -> Any:
+        """The value when nothing sets it (None for values derived from another setting)."""
+        return Settings.model_fields[self.field].default
+
+    def __bool__(self) -> bool:
+        return bool(self.value())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Setting) and other.field == self.field
+
+    def __hash__(self) -> int:
+        return hash(self.field)
+
+    def __repr__(self) -> str:
+        return f"<{self.name}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Setting, (self.field,))
+
+
+FERROFLOW_HOME: Setting[Path] = Setting("home")
+FERROFLOW_RESULTS_PERSIST_BY_DEFAULT: Setting[bool] = Setting("results_persist_by_default")
+FERROFLOW_LOCAL_STORAGE_PATH: Setting[Path] = Setting("local_storage_path")
+FERROFLOW_RESULTS_DEFAULT_SERIALIZER: Setting[str] = Setting("results_default_serializer")
+FERROFLOW_ASYNC_FETCH_STATE_RESULT: Setting[bool] = Setting("async_fetch_state_result")
+FERROFLOW_RESULTS_FSYNC: Setting[bool] = Setting("results_fsync")
+FERROFLOW_TASKS_REFRESH_CACHE: Setting[bool] = Setting("tasks_refresh_cache")
+FERROFLOW_RUNSTORE_RECORD_RUNS: Setting[bool] = Setting("runstore_record_runs")
+FERROFLOW_RUNSTORE_URL: Setting[str | None] = Setting("runstore_url")
+FERROFLOW_DEFAULT_RESULT_STORAGE_BLOCK: Setting[str | None] = Setting("default_result_storage_block")
+
+SETTING_VARIABLES: dict[str, Setting[Any]] = {
+    setting.name: setting for setting in globals().values() if isinstance(setting, Setting)
+}
+"""Every setting object by variable name."""
+
+
+def _field_of(key: Setting[Any] | str) -> str:
+    return key.field if isinstance(key, Setting) else field_name(key)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -413,24 +513,47 @@ def get_current_settings() -> Settings:
 
 
 @contextlib.contextmanager
-def temporary_settings(**changes: Any) -> Iterator[Settings]:
+def temporary_settings(
+    updates: Mapping[Setting[Any] | str, Any] | None = None,
+    set_defaults: Mapping[Setting[Any] | str, Any] | None = None,
+    restore_defaults: Iterable[Setting[Any] | str] | None = None,
+    **changes: Any,
+) -> Iterator[Settings]:
     """Override settings inside a `with` block (tests, scripts); they win over env and profile.
 
-    Keys are field names (`results_fsync=True`) or variable names (`FERROFLOW_RESULTS_FSYNC=True`).
+    Two forms, which can be mixed:
+    - keywords: field names (`results_fsync=True`) or variable names (`FERROFLOW_RESULTS_FSYNC=True`);
+    - Prefect 2's: `updates={FERROFLOW_RESULTS_FSYNC: True}` sets values; `set_defaults={...}`
+      sets values only where neither the environment, the profile nor an enclosing block set
+      one; `restore_defaults={FERROFLOW_HOME}` puts settings back to their defaults, ignoring
+      the environment and the profile. Keys are setting objects or names.
+
     The override is process-wide (seen by worker threads too) and undone when the block exits.
     """
     current = get_current_settings()
-    updates = {field_name(key): value for key, value in changes.items()}
     values = current.model_dump()
-    if "home" in updates and "local_storage_path" not in updates:
+    explicit = set(current.model_fields_set)
+    restored = {_field_of(key) for key in restore_defaults or ()}
+    for field in restored:
+        values[field] = Settings.model_fields[field].default
+    explicit -= restored
+    defaults = {_field_of(key): value for key, value in (set_defaults or {}).items()}
+    defaults = {field: value for field, value in defaults.items() if field not in explicit}
+    updated = {_field_of(key): value for key, value in [*(updates or {}).items(), *changes.items()]}
+    changed = {**defaults, **updated}
+    home_changed = "home" in changed or "home" in restored
+    if home_changed and "local_storage_path" not in changed and "local_storage_path" not in restored:
         # A storage path that only followed the old home follows the new one.
         if current.local_storage_path == current.home / "storage":
             values["local_storage_path"] = None
-    values.update(updates)
+    values.update(changed)
     try:
-        settings = Settings(**values)
+        validated = Settings(**values)
     except ValidationError as exc:
         raise InvalidSettingError(f"Invalid temporary_settings: {_describe_errors(exc)}.") from exc
+    # Which settings were given a value (not left at a default) decides what a nested
+    # `set_defaults` may change.
+    settings = Settings.model_construct(_fields_set=explicit | set(changed), **dict(validated))
     _overrides.append(settings)
     try:
         yield settings
@@ -462,10 +585,23 @@ def setting_sources() -> dict[str, Source]:
 
 __all__ = [
     "ENV_PREFIX",
+    "FERROFLOW_ASYNC_FETCH_STATE_RESULT",
+    "FERROFLOW_DEFAULT_RESULT_STORAGE_BLOCK",
+    "FERROFLOW_HOME",
+    "FERROFLOW_LOCAL_STORAGE_PATH",
+    "FERROFLOW_RESULTS_DEFAULT_SERIALIZER",
+    "FERROFLOW_RESULTS_FSYNC",
+    "FERROFLOW_RESULTS_PERSIST_BY_DEFAULT",
+    "FERROFLOW_RUNSTORE_RECORD_RUNS",
+    "FERROFLOW_RUNSTORE_URL",
+    "FERROFLOW_TASKS_REFRESH_CACHE",
     "MEMORY_RUNSTORE_URL",
     "RUNSTORE_URL_FORMS",
     "SETTING_NAMES",
+    "SETTING_VARIABLES",
     "SQLITE_URL_PREFIX",
+    "STORAGE_SLUG_FORM",
+    "Setting",
     "Settings",
     "active_profile_name",
     "check_runstore_url",

@@ -4,16 +4,18 @@ A `State` has a `type` (the `StateType` the engine reasons with), a `name` users
 a COMPLETED state, "Retrying" a RUNNING one, "TimedOut" a FAILED one), a `message`, a UTC
 `timestamp` and `data`: for a completed run the result object made by the run's `ResultFactory`,
 for a failed one the exception. `State.result()` turns that back into the value, or raises the
-exception.
+exception. `state_details` (Prefect 2's) names the runs the state belongs to and its cache entry;
+`model_dump()` gives all of it as a dict.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime
 import warnings
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from ferroflow._asyncutils import in_async_caller
@@ -54,11 +56,58 @@ class ExceptionResult(BaseResult):
         return f"ExceptionResult({self.exception!r})"
 
 
+DumpMode = Literal["python", "json"]
+
+
+@dataclasses.dataclass(slots=True)
+class StateDetails:
+    """Prefect 2's `state.state_details`: the flow run and task run a state belongs to, when a
+    scheduled run starts, and the cache entry of a task run's result (its key and expiration).
+
+    States a user builds have none of them unless given; the engine's states have the run ids,
+    and a cached task's Completed and Cached states the cache key.
+    """
+
+    flow_run_id: UUID | None = None
+    task_run_id: UUID | None = None
+    child_flow_run_id: UUID | None = None
+    scheduled_time: datetime.datetime | None = None
+    cache_key: str | None = None
+    cache_expiration: datetime.datetime | None = None
+
+    def model_dump(self, *, mode: DumpMode = "python") -> dict[str, Any]:
+        """The fields as a dict; with `mode="json"`, ids and times as text."""
+        fields = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        return fields if mode == "python" else {name: _json_scalar(value) for name, value in fields.items()}
+
+    def dict(self) -> dict[str, Any]:
+        """`model_dump()` under the name Prefect 2's (pydantic v1) models gave it."""
+        return self.model_dump()
+
+
+def _json_scalar(value: Any) -> Any:
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()
+    return value
+
+
 class State:
     """The state of a flow or task run. Build one with the constructors below (`Completed()`,
     `Failed()`, ...); the engine records every state a run goes through in its history."""
 
-    __slots__ = ("type", "name", "message", "timestamp", "data", "run_id", "failure_observed")
+    __slots__ = (
+        "type",
+        "name",
+        "message",
+        "timestamp",
+        "data",
+        "run_id",
+        "flow_run_id",
+        "failure_observed",
+        "_state_details",
+    )
 
     def __init__(
         self,
@@ -67,6 +116,7 @@ class State:
         message: str | None = None,
         data: Any = None,
         timestamp: datetime.datetime | None = None,
+        state_details: StateDetails | None = None,
     ) -> None:
         self.type = type if type.__class__ is StateType else StateType(type)
         self.name = name if name is not None else self.type.value.capitalize()
@@ -74,10 +124,65 @@ class State:
         self.data = data
         self.timestamp = timestamp if timestamp is not None else datetime.datetime.now(_utc)
         # Set by the engine when the state belongs to a run; None for a state a user built.
+        # `flow_run_id` is the flow run's id for its own states and for its task runs' states.
         self.run_id: UUID | None = None
+        self.flow_run_id: UUID | None = None
         # Whether a failure was seen by user code (raised to it, or read through `result()`).
         # A flow that returns None fails when one of its task runs failed unseen.
         self.failure_observed = False
+        # Made when first read (most states are never asked), unless given.
+        self._state_details = state_details
+
+    @property
+    def state_details(self) -> StateDetails:
+        """The runs this state belongs to and its cache entry (Prefect 2's `state_details`).
+
+        The run ids come from what the engine set when the state was attached to its run, so
+        they are filled in when read rather than on every state change.
+        """
+        details = self._state_details
+        if details is None:
+            details = self._state_details = StateDetails()
+        if details.flow_run_id is None and self.flow_run_id is not None:
+            details.flow_run_id = self.flow_run_id
+            if self.run_id != self.flow_run_id:
+                details.task_run_id = self.run_id
+        if details.scheduled_time is None and self.type is StateType.SCHEDULED:
+            details.scheduled_time = self.timestamp
+        return details
+
+    @state_details.setter
+    def state_details(self, details: StateDetails) -> None:
+        self._state_details = details
+
+    def model_dump(self, *, mode: DumpMode = "python") -> dict[str, Any]:
+        """Prefect 2's fields as a dict: type, name, message, timestamp, data, state_details.
+
+        With `mode="json"` every value is JSON-able: the type and times as text, and `data` as
+        the result's reference (a literal inline, a persisted result by storage and key), the
+        exception of a failed run as its text, anything else as None.
+        """
+        if mode == "python":
+            return {
+                "type": self.type,
+                "name": self.name,
+                "message": self.message,
+                "timestamp": self.timestamp,
+                "data": self.data,
+                "state_details": self.state_details.model_dump(),
+            }
+        return {
+            "type": self.type.value,
+            "name": self.name,
+            "message": self.message,
+            "timestamp": self.timestamp.isoformat(),
+            "data": _data_as_json(self.data),
+            "state_details": self.state_details.model_dump(mode="json"),
+        }
+
+    def dict(self) -> dict[str, Any]:
+        """`model_dump()` under the name Prefect 2's (pydantic v1) models gave it."""
+        return self.model_dump()
 
     # --- predicates -------------------------------------------------------------------------
     def is_scheduled(self) -> bool:
@@ -146,6 +251,18 @@ class State:
         if self.data is not None:
             details.append(f"result={self.data!r}")
         return f"{self.name}({', '.join(details)})"
+
+
+def _data_as_json(data: Any) -> Any:
+    if isinstance(data, ExceptionResult):
+        exception = data.exception
+        return {"type": data.type, "exception": f"{type(exception).__name__}: {exception}"}
+    if isinstance(data, BaseResult):
+        try:
+            return data.to_reference()
+        except NotImplementedError:
+            return None
+    return None
 
 
 def _async_fetch_is_default() -> bool:
@@ -336,6 +453,7 @@ __all__ = [
     "Running",
     "Scheduled",
     "State",
+    "StateDetails",
     "StateType",
     "TERMINAL_STATE_TYPES",
     "TimedOut",

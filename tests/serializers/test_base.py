@@ -108,11 +108,12 @@ def test_custom_serializers_register_by_subclassing():
     assert UpperSerializer().loads(UpperSerializer().dumps("abc")) == "ABC"
 
 
-def test_custom_serializers_compress_only_through_an_instance():
-    with pytest.raises(SerializationError) as error:
-        Serializer.from_type_name("compressed/test-upper")
-    assert "only covers ferroflow's own serializers" in str(error.value)
-    assert "CompressedSerializer(serializer='test-upper')" in str(error.value)
+def test_custom_serializers_compress_by_type_name_or_through_an_instance():
+    by_name = Serializer.from_type_name("compressed/test-upper")
+    assert by_name.type == "compressed/test-upper"
+    assert by_name.serializer == UpperSerializer()
+    assert by_name.loads(by_name.dumps("abc")) == "ABC"
+    assert Serializer.from_description(by_name.to_description()) == by_name
 
     wrapped = CompressedSerializer(serializer=UpperSerializer())
     assert wrapped.loads(wrapped.dumps("abc")) == "ABC"

@@ -47,20 +47,22 @@ def prior_result(task_context: TaskRunContext) -> tuple[BaseResult, str] | None:
     return None if cached is None else (cached, f"Cache hit for key {key!r}.")
 
 
-def remember(task_context: TaskRunContext, result: BaseResult) -> None:
-    """Cache a completed run's result under its cache key (if it has one), replacing any entry."""
+def remember(task_context: TaskRunContext, result: BaseResult) -> datetime.datetime | None:
+    """Cache a completed run's result under its cache key (if it has one), replacing any entry.
+    Returns when the entry expires (None: never, or nothing was cached)."""
     key = task_context.cache_key
     if key is None:
-        return
+        return None
     reference = result_reference(result)
     if reference is None:  # only persisted results and literals can be found again
-        return
+        return None
     task = task_context.task
     expiration = None
     if task.cache_expiration is not None:
         expiration = datetime.datetime.now(datetime.UTC) + task.cache_expiration
     book = book_of(task_context.flow_run_context)
     book.run_store().put_cache_entry(key, task.name, reference, expiration=expiration)
+    return expiration
 
 
 def _refreshing(task_context: TaskRunContext, book: RunBook) -> bool:

@@ -151,6 +151,8 @@ def _begin(run: TaskRun | FlowRun, state: State) -> State:
     """Put `run` in `state` without recording it: a new run's first state, which the run store
     records with the run itself."""
     state.run_id = run.id
+    # What `state.state_details` reads its run ids from, when asked (nothing is built here).
+    state.flow_run_id = run.flow_run_id if type(run) is TaskRun else run.id
     run.state = state
     run.state_history.append(state)
     return state

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextvars
+import datetime
 import functools
 import threading
 import time
@@ -46,6 +47,7 @@ from ferroflow.states import (
     Cached,
     Completed,
     State,
+    StateDetails,
     state_value,
 )
 from ferroflow.task_runners import (
@@ -240,7 +242,7 @@ def _prior_state(task_context: TaskRunContext) -> State | None:
     prior = caching.prior_result(task_context)
     if prior is not None:
         result, message = prior
-        return Cached(data=result, message=message)
+        return Cached(data=result, message=message, state_details=_cache_details(task_context))
     lookup = getattr(task_context.result_factory, "lookup_prior_result", None)
     supplied = None if lookup is None else lookup(task_context)
     return None if supplied is None else Cached(data=supplied, message="Supplied by the result factory.")
@@ -254,8 +256,19 @@ def _completed_state(task_context: TaskRunContext, value: Any) -> State:
     except Exception as exc:
         return failed_state(_RUN_KIND, exc)
     if task_context.cache_key is not None:
-        caching.remember(task_context, result)
+        expiration = caching.remember(task_context, result)
+        return Completed(data=result, state_details=_cache_details(task_context, expiration))
     return Completed(data=result)
+
+
+def _cache_details(
+    task_context: TaskRunContext, expiration: datetime.datetime | None = None
+) -> StateDetails | None:
+    """The state details naming the cache entry of a run with a cache key (the run ids are
+    added when the state is set on the run); None without a key."""
+    if task_context.cache_key is None:
+        return None
+    return StateDetails(cache_key=task_context.cache_key, cache_expiration=expiration)
 
 
 # --- submission -------------------------------------------------------------------------------

@@ -4,20 +4,23 @@
 - `UnpersistedResult`: a value kept only in memory (or, with `cache_result_in_memory=False`, not at all).
 - `PersistedResult`: a reference to a framed blob in result storage (storage, key, serializer type);
   `get()` loads, verifies and (unless told not to) caches the value.
+
+Each has Prefect 2's `create(...)` constructor and `has_cached_object()`.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import ferroflow._core as _core
 from ferroflow.exceptions import MissingResult
-from ferroflow.filesystems import LocalFileSystem, WritableFileSystem
+from ferroflow.filesystems import LocalFileSystem, WritableFileSystem, resolve_storage
 from ferroflow.ids import clock_ordered_uuid
 from ferroflow.results.blobs import PersistedResultBlob, description_json, serializer_from_json
-from ferroflow.serializers import Serializer
+from ferroflow.serializers import Serializer, resolve_serializer
 from ferroflow.settings import get_current_settings
 
 if TYPE_CHECKING:
@@ -43,6 +46,10 @@ class BaseResult:
         """A JSON-able description a run store can keep and `result_from_reference` can reopen."""
         raise NotImplementedError
 
+    def has_cached_object(self) -> bool:
+        """Whether the value is in memory, so `get()` reads no storage."""
+        return True
+
 
 class LiteralResult(BaseResult):
     type = "literal"
@@ -51,6 +58,11 @@ class LiteralResult(BaseResult):
         if not is_literal(value):
             raise TypeError(f"LiteralResult holds only None, True or False, not {type(value).__name__}")
         self.value = value
+
+    @classmethod
+    def create(cls, obj: Any) -> LiteralResult:
+        """Prefect 2's constructor: `LiteralResult.create(None)`."""
+        return cls(obj)
 
     def get(self) -> Any:
         return self.value
@@ -76,6 +88,15 @@ class UnpersistedResult(BaseResult):
 
     def __init__(self, value: Any, *, keep_in_memory: bool = True) -> None:
         self._value = value if keep_in_memory else _MISSING
+
+    @classmethod
+    def create(cls, obj: Any, cache_object: bool = True) -> UnpersistedResult:
+        """Prefect 2's constructor: `UnpersistedResult.create(value)`; with `cache_object=False`
+        the value is dropped and `get()` raises MissingResult."""
+        return cls(obj, keep_in_memory=cache_object)
+
+    def has_cached_object(self) -> bool:
+        return self._value is not _MISSING
 
     def get(self) -> Any:
         if self._value is _MISSING:
@@ -128,12 +149,46 @@ class PersistedResult(BaseResult):
         cls,
         value: Any,
         *,
-        storage: WritableFileSystem,
-        serializer: Serializer,
+        storage: WritableFileSystem | str | None = None,
+        serializer: Serializer | str | None = None,
         storage_key: str | None = None,
         cache_in_memory: bool = True,
+        storage_block: WritableFileSystem | str | None = None,
+        storage_block_id: Any = None,
+        storage_key_fn: Callable[[], str] | None = None,
+        cache_object: bool | None = None,
     ) -> PersistedResult:
-        """Serialize `value` and write it to storage as one framed blob, atomically."""
+        """Serialize `value` and write it to storage as one framed blob, atomically.
+
+        `storage` is a storage or a saved storage's slug; `serializer` a serializer, a type name
+        or None for FERROFLOW_RESULTS_DEFAULT_SERIALIZER. Prefect 2's names are accepted too:
+        `storage_block=`, `storage_key_fn=` (called for the key), `cache_object=`;
+        `storage_block_id=` is ignored (it named the block on a Prefect server).
+        """
+        if storage is None:
+            storage = storage_block
+        if storage is None:
+            raise TypeError("PersistedResult.create() needs storage=, e.g. LocalFileSystem(basepath=...).")
+        if storage_key is None and storage_key_fn is not None:
+            storage_key = storage_key_fn()
+        return cls._write(
+            value,
+            storage=resolve_storage(storage),
+            serializer=resolve_serializer(serializer),
+            storage_key=storage_key,
+            cache_in_memory=cache_in_memory if cache_object is None else cache_object,
+        )
+
+    @classmethod
+    def _write(
+        cls,
+        value: Any,
+        *,
+        storage: WritableFileSystem,
+        serializer: Serializer,
+        storage_key: str | None,
+        cache_in_memory: bool,
+    ) -> PersistedResult:
         # Clock-ordered: the run store indexes states and cache entries by result key.
         key = storage_key or clock_ordered_uuid().hex
         settings = get_current_settings()
@@ -158,6 +213,9 @@ class PersistedResult(BaseResult):
         if cache_in_memory:
             result._value = value
         return result
+
+    def has_cached_object(self) -> bool:
+        return self._value is not _MISSING
 
     def get(self) -> Any:
         value = self._value

@@ -6,7 +6,7 @@ from __future__ import annotations
 import functools
 from typing import Any
 
-from ferroflow.exceptions import PersistenceConfigurationError
+from ferroflow.exceptions import PersistenceConfigurationError, StorageNotFoundError
 from ferroflow.filesystems import LocalFileSystem, WritableFileSystem, resolve_storage
 from ferroflow.results.base import BaseResult, LiteralResult, PersistedResult, UnpersistedResult, is_literal
 from ferroflow.serializers import Serializer, resolve_serializer
@@ -16,6 +16,23 @@ from ferroflow.settings import get_current_settings
 @functools.lru_cache(maxsize=64)
 def _default_local_storage(basepath: str) -> LocalFileSystem:
     return LocalFileSystem(basepath=basepath)
+
+
+def _default_storage() -> WritableFileSystem:
+    """The storage of results whose flow and task name none: the saved storage that
+    FERROFLOW_DEFAULT_RESULT_STORAGE_BLOCK names, else a folder at FERROFLOW_LOCAL_STORAGE_PATH."""
+    settings = get_current_settings()
+    slug = settings.default_result_storage_block
+    if slug is None:
+        return _default_local_storage(str(settings.local_storage_path))
+    try:
+        return resolve_storage(slug)
+    except StorageNotFoundError as error:
+        raise StorageNotFoundError(
+            f"FERROFLOW_DEFAULT_RESULT_STORAGE_BLOCK={slug!r} names no saved storage: {error} "
+            "Save the storage under that name, set the setting to the slug of a saved one, or "
+            "unset it to keep results in FERROFLOW_LOCAL_STORAGE_PATH."
+        ) from error
 
 
 class ResultFactory:
@@ -51,8 +68,7 @@ class ResultFactory:
     def storage(self) -> WritableFileSystem:
         if self._resolved_storage is None:
             if self._storage_spec is None:
-                path = str(get_current_settings().local_storage_path)
-                self._resolved_storage = _default_local_storage(path)
+                self._resolved_storage = _default_storage()
             else:
                 self._resolved_storage = resolve_storage(self._storage_spec)
         return self._resolved_storage
@@ -113,7 +129,7 @@ class ResultFactory:
             return LiteralResult(value)
         if not self.persist_result:
             return UnpersistedResult(value, keep_in_memory=self.cache_result_in_memory)
-        return PersistedResult.create(
+        return PersistedResult._write(
             value,
             storage=self.storage,
             serializer=self.serializer,

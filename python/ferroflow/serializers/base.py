@@ -2,7 +2,9 @@
 
 Subclassing `Serializer` with a new `type` registers the class under that name; `resolve_serializer`
 turns what users configure (an instance, a type name, a description, or None for the default
-setting) into a serializer.
+setting) into a serializer. As in Prefect 2, `Serializer(type="json")` gives the serializer of
+that type, and a pydantic field annotated `Serializer` takes a type name, a description or an
+instance.
 """
 
 from __future__ import annotations
@@ -11,10 +13,13 @@ import abc
 import base64
 import copy
 import inspect
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+# pydantic's model metaclass has no public name; this is the one pydantic's own models use.
+from pydantic._internal._model_construction import ModelMetaclass
 
 from ferroflow.exceptions import SerializationError
 from ferroflow.settings import get_current_settings
@@ -38,21 +43,77 @@ def _as_bytes(blob: Any) -> bytes:
     return blob if isinstance(blob, bytes) else bytes(blob)
 
 
-class Serializer(BaseModel, abc.ABC):
+# Values a class body may give an option without annotating it (pydantic v1 inferred the type).
+_PLAIN_OPTION_TYPES = frozenset((str, int, float, bool, bytes, list, tuple, dict, set, frozenset, type(None)))
+
+
+class _SerializerMetaclass(ModelMetaclass):
+    """Accepts serializers written for Prefect 2, whose pydantic (v1) inferred a field's type
+    from its default: `type = "my"` and `indent = 2` without annotations. Such plain values are
+    given the annotation pydantic v2 requires (`type` the literal of its value) before the
+    class is built."""
+
+    def __new__(
+        mcs,
+        name: str,
+        bases: tuple[type[Any], ...],
+        namespace: dict[str, Any],
+        **kwargs: Any,
+    ) -> type:
+        _annotate_plain_options(namespace)
+        return super().__new__(mcs, name, bases, namespace, **kwargs)
+
+
+def _annotate_plain_options(namespace: dict[str, Any]) -> None:
+    if "__annotate__" in namespace:
+        return  # Python 3.14's lazily evaluated annotations: not read here, so left as written
+    annotations = namespace.get("__annotations__", {})
+    inferred: dict[str, Any] = {}
+    for name, value in namespace.items():
+        if name.startswith("_") or name == "model_config" or name in annotations:
+            continue
+        if type(value) not in _PLAIN_OPTION_TYPES:
+            continue  # methods, properties, descriptors: not options
+        if name == "type" and isinstance(value, str):
+            inferred[name] = Literal[value]
+        else:
+            inferred[name] = Any if value is None else type(value)
+    if inferred:
+        namespace["__annotations__"] = {**annotations, **inferred}
+
+
+class Serializer(BaseModel, abc.ABC, metaclass=_SerializerMetaclass):
     """Base of all serializers. Subclass it with a `type` default to register a custom one::
 
         class YamlSerializer(Serializer):
-            type: Literal["yaml"] = "yaml"
+            type: Literal["yaml"] = "yaml"    # or, as Prefect 2 code writes it: type = "yaml"
 
             def dumps(self, obj): return yaml.safe_dump(obj).encode()
             def loads(self, blob): return yaml.safe_load(bytes(blob))
 
-    After that, `result_serializer="yaml"` and descriptions with `"type": "yaml"` use it.
+    After that, `result_serializer="yaml"`, `"compressed/yaml"`, `Serializer(type="yaml")` and
+    descriptions with `"type": "yaml"` use it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     type: str
+
+    def __new__(cls, *args: Any, **options: Any) -> Serializer:
+        # Prefect 2's dispatch: `Serializer(type="json", ...)` makes the serializer of that
+        # type (Python then runs its __init__ with the same options).
+        if cls is Serializer and "type" in options:
+            cls = _lookup(str(options["type"]))
+        return super().__new__(cls)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _any_serializer_for_the_base_class(cls, value: Any, handler: Callable[[Any], Any]) -> Any:
+        # A pydantic field annotated `Serializer` validates through the base class, which
+        # cannot be instantiated: give it the serializer a type name or description names.
+        if cls is Serializer and isinstance(value, (str, Mapping)):
+            return resolve_serializer(value)
+        return handler(value)
 
     def __init__(self, **options: Any) -> None:
         try:
@@ -152,7 +213,10 @@ class Serializer(BaseModel, abc.ABC):
     @classmethod
     def from_type_name(cls, type_name: str) -> Serializer:
         """A serializer of that type with default options, e.g. `from_type_name("json")`."""
-        return _lookup(type_name)()
+        serializer_class = _lookup(type_name)
+        if serializer_class.model_fields["type"].default == type_name:
+            return serializer_class()
+        return serializer_class(type=type_name)  # "compressed/<custom type>"
 
 
 def _is_built_in(serializer_class: type[Serializer]) -> bool:
@@ -178,20 +242,27 @@ def known_serializer_types() -> list[str]:
 
 def _lookup(type_name: str) -> type[Serializer]:
     serializer_class = _registry.get(type_name)
+    if serializer_class is None and _is_compressed_custom_type(type_name):
+        serializer_class = _registry.get(_COMPRESSED)
     if serializer_class is not None and not inspect.isabstract(serializer_class):
         return serializer_class
     known = ", ".join(known_serializer_types())
-    hint = ""
-    inner = type_name.removeprefix("compressed/")
-    if inner != type_name and inner in _registry:
-        hint = (
-            f" The 'compressed/<type>' shortcut only covers ferroflow's own serializers; for "
-            f"{inner!r} pass an instance: CompressedSerializer(serializer={inner!r})."
-        )
     raise SerializationError(
-        f"Unknown serializer type {type_name!r}. Known types: {known}.{hint} A custom serializer "
-        "is registered by subclassing ferroflow.serializers.Serializer before it is used."
+        f"Unknown serializer type {type_name!r}. Known types: {known}, and 'compressed/<type>' "
+        "for any of them. A custom serializer is registered by subclassing "
+        "ferroflow.serializers.Serializer before it is used."
     )
+
+
+# "compressed/<type>" for a registered type without a class of its own: the compressed
+# serializer (registered under this name) wrapping that type.
+_COMPRESSED = "compressed"
+
+
+def _is_compressed_custom_type(type_name: str) -> bool:
+    inner = type_name.removeprefix(f"{_COMPRESSED}/")
+    inner_class = _registry.get(inner) if inner != type_name else None
+    return inner_class is not None and not inspect.isabstract(inner_class)
 
 
 def resolve_serializer(value: Serializer | str | Mapping[str, Any] | None) -> Serializer:

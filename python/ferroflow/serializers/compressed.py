@@ -1,6 +1,7 @@
 """`CompressedSerializer` and its `"compressed/pickle"` / `"compressed/json"` types: another
 serializer's bytes compressed by a core codec (lzma, bz2, zlib, zstd) or any module with
-`compress`/`decompress`."""
+`compress`/`decompress`. `"compressed/<type>"` works for a registered custom type too: a
+`CompressedSerializer` of that type wraps it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any, Literal
 
-from pydantic import Field, PrivateAttr, field_serializer, field_validator
+from pydantic import Field, PrivateAttr, field_serializer, field_validator, model_validator
 
 from ferroflow import _core
 from ferroflow.exceptions import SerializationError
@@ -35,12 +36,32 @@ class CompressedSerializer(Serializer):
     (None: the codec's default; core codecs only).
     """
 
-    type: Literal["compressed"] = "compressed"
+    # "compressed", or "compressed/<type>" for a custom type (its default inner serializer).
+    type: str = "compressed"
     serializer: Serializer = Field(default_factory=lambda: PickleSerializer())
     compressionlib: str = "lzma"
     level: int | None = None
 
     _module: ModuleType | None = PrivateAttr(None)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _inner_serializer_from_the_type(cls, options: Any) -> Any:
+        # Serializer(type="compressed/my") wraps a default `my` serializer.
+        if isinstance(options, Mapping) and "serializer" not in options:
+            inner = str(options.get("type", "")).partition("/")[2]
+            if inner and cls.model_fields["type"].default == "compressed":
+                return {**options, "serializer": inner}
+        return options
+
+    @field_validator("type")
+    @classmethod
+    def _compressed_type(cls, value: str) -> str:
+        if value != "compressed" and not value.startswith("compressed/"):
+            raise SerializationError(
+                f"A CompressedSerializer's type is 'compressed' or 'compressed/<type>', not {value!r}."
+            )
+        return value
 
     @field_validator("serializer", mode="before")
     @classmethod

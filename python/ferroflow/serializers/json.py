@@ -46,6 +46,29 @@ class JSONSerializer(Serializer):
             return value.replace("prefect.serializers.prefect_", "ferroflow.serializers.ferroflow_")
         return value
 
+    @field_validator("dumps_kwargs")
+    @classmethod
+    def _no_default_hook(cls, value: dict[str, Any]) -> dict[str, Any]:
+        # The serializer passes its own hooks; a `default` here would be silently overridden.
+        if "default" in value:
+            raise SerializationError(
+                "JSONSerializer(dumps_kwargs={'default': ...}) is not supported: the serializer "
+                "encodes values JSON cannot hold itself. Pass object_encoder='package.module.function' "
+                "instead (a function returning a JSON-able stand-in)."
+            )
+        return value
+
+    @field_validator("loads_kwargs")
+    @classmethod
+    def _no_object_hook(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if "object_hook" in value:
+            raise SerializationError(
+                "JSONSerializer(loads_kwargs={'object_hook': ...}) is not supported: the serializer "
+                "decodes objects itself. Pass object_decoder='package.module.function' instead "
+                "(called on every decoded object, innermost first)."
+            )
+        return value
+
     def model_post_init(self, context: Any) -> None:
         # Import and check everything now, so that a bad description fails when it is made.
         _json_library(self.jsonlib)

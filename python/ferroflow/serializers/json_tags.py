@@ -13,8 +13,10 @@ import datetime
 import decimal
 import enum
 import importlib
+import json
 import math
 import pathlib
+import sys
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -107,6 +109,9 @@ def ferroflow_json_object_encoder(obj: Any) -> Any:
         return _tagged("enum", cls=_class_path(type(obj)), value=obj.value)
     if isinstance(obj, BaseModel):
         return _tagged("pydantic", cls=_class_path(type(obj)), value=obj.model_dump(mode="json"))
+    if _is_pydantic_v1_model(obj):
+        # v1 has no JSON-mode dump to plain types; its own JSON text is the same document.
+        return _tagged("pydantic", cls=_class_path(type(obj)), value=json.loads(obj.json()))
     if isinstance(obj, BaseException):
         return _tagged("exception", cls=_class_path(type(obj)), args=list(obj.args))
     if isinstance(obj, pathlib.PurePath):
@@ -115,6 +120,29 @@ def ferroflow_json_object_encoder(obj: Any) -> Any:
         if isinstance(obj, base):  # a subclass, e.g. pendulum's DateTime (datetime comes first)
             return _tagged(type_name, value=encode(obj))
     return _encode_with_pydantic(obj)
+
+
+def _pydantic_v1_base() -> type | None:
+    """`pydantic.v1.BaseModel` if any code has imported it (a v1 model exists only then), so
+    that ferroflow does not pay for importing pydantic's v1 API itself."""
+    v1 = sys.modules.get("pydantic.v1")
+    return getattr(v1, "BaseModel", None)
+
+
+def _is_pydantic_v1_model(obj: Any) -> bool:
+    base = _pydantic_v1_base()
+    return base is not None and isinstance(obj, base)
+
+
+def _validate_as(klass: type, value: Any) -> Any:
+    """`value` (a JSON document's part) validated as an instance of `klass`: a pydantic model,
+    a pydantic v1 model (`pydantic.v1.BaseModel`), or any type pydantic can validate."""
+    if issubclass(klass, BaseModel):
+        return klass.model_validate(value)
+    v1_base = _pydantic_v1_base()
+    if v1_base is not None and issubclass(klass, v1_base):
+        return klass.parse_obj(value)  # type: ignore[attr-defined]
+    return _type_adapter(klass).validate_python(value)
 
 
 def _encode_with_pydantic(obj: Any) -> Any:
@@ -176,7 +204,7 @@ def ferroflow_json_object_decoder(obj: dict[str, Any]) -> Any:
         return obj
     try:
         if is_prefect:
-            return _type_adapter(_import_class(obj[_PREFECT_CLASS], object)).validate_python(obj["data"])
+            return _validate_as(_import_class(obj[_PREFECT_CLASS], object), obj["data"])
         return _decode_tagged(str(tag), obj)
     except SerializationError:
         raise
@@ -191,10 +219,7 @@ def _decode_tagged(tag: str, obj: dict[str, Any]) -> Any:
     if tag == "enum":
         return _import_class(obj["cls"], enum.Enum)(obj["value"])
     if tag == "pydantic":
-        klass = _import_class(obj["cls"], object)
-        if issubclass(klass, BaseModel):
-            return klass.model_validate(obj["value"])
-        return _type_adapter(klass).validate_python(obj["value"])
+        return _validate_as(_import_class(obj["cls"], object), obj["value"])
     if tag == "exception":
         return _import_class(obj["cls"], BaseException)(*obj["args"])
     raise SerializationError(
