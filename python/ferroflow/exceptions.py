@@ -174,6 +174,12 @@ class MappingMissingIterable(FerroflowException, ValueError):
     """`Task.map` was given no iterable argument to map over."""
 
 
+class ParameterTypeError(FerroflowException, TypeError):
+    """A flow was called with parameters that do not match its function's type hints (and
+    could not be converted to them); the flow run fails before its function runs. Pass values
+    of the annotated types, or define the flow with `validate_parameters=False`."""
+
+
 class AsyncFetchStateResultWarning(FerroflowWarning):
     """`State.result()` was called in async code without `fetch=`: it returned the raw result
     object instead of the value. Pass `fetch=True` and await the call, or set
@@ -190,6 +196,7 @@ __all__ += [
     "MappingLengthMismatch",
     "MappingMissingIterable",
     "NestedTaskError",
+    "ParameterTypeError",
     "RunTimeoutError",
     "TaskRunTimeoutError",
     "UpstreamTaskError",

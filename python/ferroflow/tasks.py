@@ -12,10 +12,15 @@ from ferroflow._engine import task_engine
 from ferroflow._engine.inputs import unmapped
 from ferroflow._engine.options import (
     check_callable_or_none,
+    check_hooks,
+    check_jitter_factor,
     check_option_names,
+    check_optional_bool,
     check_persistence,
     check_retries,
-    check_retry_delay,
+    check_run_name,
+    check_storage_key,
+    check_task_retry_delay,
     check_timeout,
     describe,
 )
@@ -24,7 +29,8 @@ from ferroflow.exceptions import CachedResultUnavailableWarning, CacheKeyFunctio
 
 R = TypeVar("R")
 
-# The options `with_options` may change: every keyword argument of `Task.__init__` but `fn`.
+# The options `with_options` may change: every keyword argument of `Task.__init__` but `fn`
+# (Prefect 2.x's options of a task, all of them).
 _TASK_OPTIONS = (
     "name",
     "description",
@@ -33,13 +39,21 @@ _TASK_OPTIONS = (
     "cache_key_fn",
     "cache_expiration",
     "refresh_cache",
+    "task_run_name",
     "retries",
     "retry_delay_seconds",
+    "retry_jitter_factor",
+    "retry_condition_fn",
     "timeout_seconds",
     "persist_result",
     "result_storage",
+    "result_storage_key",
     "result_serializer",
     "cache_result_in_memory",
+    "log_prints",
+    "on_completion",
+    "on_failure",
+    "viz_return_value",
 )
 
 
@@ -54,6 +68,19 @@ class Task(Generic[R]):
     The result options (`persist_result`, `result_storage`, `result_serializer`,
     `cache_result_in_memory`, `cache_key_fn`, `cache_expiration`, `refresh_cache`) are kept as
     attributes; the result layer reads them from here.
+
+    Besides those and retries (`retry_delay_seconds`: a number, a list, or a function of the
+    number of retries such as `exponential_backoff(10)`), as in Prefect 2: `task_run_name`
+    names each run (a template formatted with the call's parameters, or a function without
+    arguments); `retry_jitter_factor` randomizes each retry delay up to `delay * (1 + factor)`,
+    `delay` on average; `retry_condition_fn(task, task_run, state)` returning False ends a
+    failed run without retrying; `result_storage_key` is the key the result is persisted under,
+    a template of `parameters`, `task_run` and `flow_run` ("{parameters[day]}.pickle");
+    `log_prints` (None: as the flow run) sends `print()` to the run logger; `on_completion`
+    and `on_failure` are lists of functions called as `hook(task, task_run, state)` when a run
+    that ran ends in that state (a hook that raises is logged; the state stays).
+    `viz_return_value` is kept only: it served Prefect's `flow.visualize()`, which ferroflow
+    does not have. docs/engine.md lists every option.
     """
 
     _run_kind = "Task run"
@@ -69,13 +96,21 @@ class Task(Generic[R]):
         cache_key_fn: Callable[..., str | None] | None = None,
         cache_expiration: datetime.timedelta | None = None,
         refresh_cache: bool | None = None,
-        retries: int = 0,
-        retry_delay_seconds: float | Sequence[float] = 0,
+        task_run_name: str | Callable[[], str] | None = None,
+        retries: int | None = 0,
+        retry_delay_seconds: float | Sequence[float] | Callable[[int], Sequence[float]] | None = 0,
+        retry_jitter_factor: float | None = None,
+        retry_condition_fn: Callable[..., bool] | None = None,
         timeout_seconds: float | None = None,
         persist_result: bool | None = None,
         result_storage: Any = None,
+        result_storage_key: str | None = None,
         result_serializer: Any = None,
         cache_result_in_memory: bool = True,
+        log_prints: bool | None = None,
+        on_completion: list[Callable[..., Any]] | None = None,
+        on_failure: list[Callable[..., Any]] | None = None,
+        viz_return_value: Any = None,
     ) -> None:
         if not callable(fn):
             raise TypeError(f"@task decorates a function; got {fn!r}.")
@@ -93,13 +128,22 @@ class Task(Generic[R]):
             )
         self.cache_expiration = cache_expiration
         self.refresh_cache = refresh_cache
+        self.task_run_name = check_run_name(owner, "task_run_name", task_run_name, fn)
         self.retries = check_retries(owner, retries)
-        self.retry_delay_seconds = check_retry_delay(owner, retry_delay_seconds)
+        self.retry_delay_seconds = check_task_retry_delay(owner, retry_delay_seconds, self.retries)
+        self.retry_jitter_factor = check_jitter_factor(owner, retry_jitter_factor)
+        self.retry_condition_fn = check_callable_or_none(owner, "retry_condition_fn", retry_condition_fn)
         self.timeout_seconds = check_timeout(owner, timeout_seconds)
         self.persist_result = persist_result
         self.result_storage = result_storage
+        self.result_storage_key = check_storage_key(owner, result_storage_key)
         self.result_serializer = result_serializer
         self.cache_result_in_memory = cache_result_in_memory
+        self.log_prints = check_optional_bool(owner, "log_prints", log_prints)
+        self.on_completion = check_hooks(owner, "on_completion", on_completion)
+        self.on_failure = check_hooks(owner, "on_failure", on_failure)
+        # Prefect drew it for a task in `flow.visualize()`; ferroflow keeps it for code that reads it.
+        self.viz_return_value = viz_return_value
         # cache_result_in_memory=False with persist_result=False is allowed: the spec makes such a
         # result unavailable downstream (MissingResult on access), not an error at definition.
         check_persistence(owner, persist_result, {"cache_key_fn": cache_key_fn is not None})
@@ -135,6 +179,17 @@ class Task(Generic[R]):
         return f"Task(name={self.name!r}, fn={self.fn.__qualname__})"
 
 
+def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
+    """Retry delays that double each time, for `retry_delay_seconds` (Prefect 2's): with
+    `backoff_factor=10` and 3 retries, 10, 20 and 40 seconds. Pair it with
+    `retry_jitter_factor` so that runs failing together do not retry together."""
+
+    def delays(retries: int) -> list[float]:
+        return [backoff_factor * 2**retry for retry in range(retries)]
+
+    return delays
+
+
 @overload
 def task(__fn: Callable[..., R]) -> Task[R]: ...
 
@@ -155,6 +210,7 @@ __all__ = [
     "CacheKeyFunctionError",
     "CachedResultUnavailableWarning",
     "Task",
+    "exponential_backoff",
     "task",
     "task_input_hash",
     "task_input_hash_blake3",

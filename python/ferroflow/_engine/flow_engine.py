@@ -14,7 +14,7 @@ import types
 from typing import Any
 
 from ferroflow._asyncutils import in_async_caller, run_coroutine_blocking
-from ferroflow._engine import caching
+from ferroflow._engine import caching, flow_options, prints
 from ferroflow._engine.bodies import call_async_body, call_sync_body
 from ferroflow._engine.definitions import FlowDefinition
 from ferroflow._engine.parameters import LazyParameters
@@ -133,13 +133,22 @@ def _new_flow_run(
 def run_flow_sync(flow: FlowDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]) -> State:
     context = _begin(flow, args, kwargs, loop=None)
     if isinstance(context, FlowRun):
+        flow_options.call_state_hooks(flow, context)
         _commit_records(context)
         return context.state
     attempts = Attempts(context.flow_run, _RUN_KIND, flow.retries, flow.retry_delay_seconds)
+    logs_prints = flow_options.start_logging_prints(flow, context)
     leave = set_flow_run_context(context)
     try:
         context.task_runner.start()
+        arguments = flow_options.arguments_for_run(flow, context, args, kwargs)
+        if isinstance(arguments, State):
+            attempts.finish(arguments)
+        else:
+            args, kwargs = arguments
         for attempt in attempts:
+            if attempt.run.run_count == 1:
+                flow_options.call_state_hooks(flow, context.flow_run)  # on_running
             book_of(context).start_attempt()
             with attempt:
                 returned = _call_and_wait_for_task_runs(flow, context, args, kwargs)
@@ -148,20 +157,35 @@ def run_flow_sync(flow: FlowDefinition, args: tuple[Any, ...], kwargs: dict[str,
                 time.sleep(attempt.retry_delay)
         return attempts.final  # type: ignore[return-value]
     finally:
-        _end(context, leave)
-        _commit_records(context.flow_run)
+        try:
+            if attempts.final is not None:
+                flow_options.call_state_hooks(flow, context.flow_run)
+        finally:
+            if logs_prints:
+                prints.restore()
+            _end(context, leave)
+            _commit_records(context.flow_run)
 
 
 async def run_flow_async(flow: FlowDefinition, args: tuple[Any, ...], kwargs: dict[str, Any]) -> State:
     context = _begin(flow, args, kwargs, loop=asyncio.get_running_loop())
     if isinstance(context, FlowRun):
+        await flow_options.call_state_hooks_async(flow, context)
         await _commit_records_async(context)
         return context.state
     attempts = Attempts(context.flow_run, _RUN_KIND, flow.retries, flow.retry_delay_seconds)
+    logs_prints = flow_options.start_logging_prints(flow, context)
     leave = set_flow_run_context(context)
     try:
         context.task_runner.start()
+        arguments = flow_options.arguments_for_run(flow, context, args, kwargs)
+        if isinstance(arguments, State):
+            attempts.finish(arguments)
+        else:
+            args, kwargs = arguments
         for attempt in attempts:
+            if attempt.run.run_count == 1:
+                await flow_options.call_state_hooks_async(flow, context.flow_run)  # on_running
             book_of(context).start_attempt()
             with attempt:
                 returned = await _call_and_wait_for_task_runs_async(flow, context, args, kwargs)
@@ -170,8 +194,14 @@ async def run_flow_async(flow: FlowDefinition, args: tuple[Any, ...], kwargs: di
                 await asyncio.sleep(attempt.retry_delay)
         return attempts.final  # type: ignore[return-value]
     finally:
-        _end(context, leave)
-        await _commit_records_async(context.flow_run)
+        try:
+            if attempts.final is not None:
+                await flow_options.call_state_hooks_async(flow, context.flow_run)
+        finally:
+            if logs_prints:
+                prints.restore()
+            _end(context, leave)
+            await _commit_records_async(context.flow_run)
 
 
 def _end(context: FlowRunContext, leave: Any) -> None:

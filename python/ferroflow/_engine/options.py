@@ -4,7 +4,9 @@ that a mistake shows at the decorator, not in the middle of a run."""
 from __future__ import annotations
 
 import datetime
+import inspect
 import math
+import string
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -12,6 +14,8 @@ from ferroflow.exceptions import PersistenceConfigurationError
 
 
 def check_retries(owner: str, retries: Any) -> int:
+    if retries is None:  # Prefect 2's default: no retries
+        return 0
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise ValueError(f"{owner}: retries={retries!r} is not valid; give a whole number >= 0.")
     return retries
@@ -27,6 +31,8 @@ def _is_delay(value: Any) -> bool:
 
 
 def check_retry_delay(owner: str, delay: Any) -> float | Sequence[float]:
+    if delay is None:  # Prefect 2's default: retry at once
+        return 0
     if _is_delay(delay):
         return delay
     if isinstance(delay, (list, tuple)) and all(_is_delay(item) for item in delay):
@@ -34,6 +40,23 @@ def check_retry_delay(owner: str, delay: Any) -> float | Sequence[float]:
     raise ValueError(
         f"{owner}: retry_delay_seconds={delay!r} is not valid; give a number of seconds >= 0, "
         "or a list of them (one per retry)."
+    )
+
+
+def check_task_retry_delay(owner: str, delay: Any, retries: int) -> float | Sequence[float]:
+    """A task's `retry_delay_seconds`, which may also be a function of the number of retries
+    returning the delays (Prefect 2's `exponential_backoff(backoff_factor)`)."""
+    if callable(delay):
+        delay = delay(retries)
+    return check_retry_delay(owner, delay)
+
+
+def check_jitter_factor(owner: str, factor: Any) -> float | None:
+    if factor is None or _is_delay(factor):
+        return factor
+    raise ValueError(
+        f"{owner}: retry_jitter_factor={factor!r} is not valid; give a number >= 0 (0.5 lets a "
+        "10 s delay vary up to 15 s), or None for no jitter."
     )
 
 
@@ -54,6 +77,93 @@ def check_callable_or_none(owner: str, option: str, value: Any) -> Callable[...,
     if value is not None and not callable(value):
         raise TypeError(f"{owner}: {option} must be a function or None, not {value!r}.")
     return value
+
+
+def check_optional_bool(owner: str, option: str, value: Any) -> bool | None:
+    if value is None or isinstance(value, bool):
+        return value
+    raise TypeError(f"{owner}: {option} must be True, False or None, not {value!r}.")
+
+
+def check_hooks(owner: str, option: str, hooks: Any) -> list[Callable[..., Any]] | None:
+    """A list of state hooks (`on_completion=[notify]`): functions called as
+    `hook(flow_or_task, run, state)`."""
+    if hooks is None:
+        return None
+    if callable(hooks) or not isinstance(hooks, (list, tuple)):
+        raise TypeError(
+            f"{owner}: {option} takes a list of functions, e.g. {option}=[{_name_of(hooks)}]; got {hooks!r}."
+        )
+    for hook in hooks:
+        if not callable(hook):
+            raise TypeError(
+                f"{owner}: {option} holds {hook!r}, which is not a function; give functions only."
+            )
+    return list(hooks) or None
+
+
+def _name_of(value: Any) -> str:
+    return getattr(value, "__name__", "my_hook")
+
+
+# The fields a run name template may name are the parameters of the function it names runs of;
+# a result storage key template names these instead (`{parameters[x]}`, `{task_run.id}`, ...).
+STORAGE_KEY_FIELDS = ("parameters", "flow_run", "task_run", "deployment")
+
+
+def check_run_name(
+    owner: str, option: str, name: Any, fn: Callable[..., Any]
+) -> str | Callable[[], str] | None:
+    """`flow_run_name` / `task_run_name`: a template formatted with the call's parameters
+    ("etl-{day}") or a function without arguments returning the name. A template that names
+    something other than a parameter of `fn` is refused here rather than failing every run."""
+    if name is None or (callable(name) and not isinstance(name, str)):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(
+            f'{owner}: {option} must be a string template such as "load-{{day}}" or a function '
+            f"returning a string, not {name!r}."
+        )
+    parameters = _parameter_names(fn)
+    if parameters is not None:
+        _check_template_fields(owner, option, name, parameters, "a parameter of the function")
+    return name
+
+
+def check_storage_key(owner: str, key: Any) -> str | None:
+    if key is None:
+        return None
+    if not isinstance(key, str):
+        raise TypeError(
+            f"{owner}: result_storage_key must be a string template such as "
+            f'"{{parameters[x]}}.pickle", not {key!r}.'
+        )
+    _check_template_fields(owner, "result_storage_key", key, STORAGE_KEY_FIELDS, "one of")
+    return key
+
+
+def _parameter_names(fn: Callable[..., Any]) -> tuple[str, ...] | None:
+    """The names a run name template may use (those of `*args` and `**kwargs` hold a tuple and
+    a dict: "{kwargs[day]}"), or None when the function has no readable signature."""
+    try:
+        return tuple(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return None
+
+
+def _check_template_fields(owner: str, option: str, template: str, allowed: Sequence[str], what: str) -> None:
+    try:
+        fields = [field for _, field, _, _ in string.Formatter().parse(template) if field is not None]
+    except ValueError as error:
+        raise ValueError(f"{owner}: {option}={template!r} is not a valid template ({error}).") from None
+    for field in fields:
+        root = field.partition(".")[0].partition("[")[0]
+        if root not in allowed:
+            shown = "{" + field + "}" if field else "{}"
+            raise ValueError(
+                f"{owner}: {option}={template!r} uses {shown}, which is not {what} "
+                f"({', '.join(allowed) or 'it takes none'}); name one of those in the braces."
+            )
 
 
 def check_persistence(owner: str, persist_result: bool | None, needs_persistence: dict[str, bool]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Mapping
 from typing import Any, cast
 
 from ferroflow._asyncutils import EventLoopThread
@@ -43,6 +43,8 @@ class RunBook:
         "_run_store",
         "_owns_run_store",
         "_refresh_cache",
+        "log_prints",
+        "parameters",
     )
 
     def __init__(
@@ -67,6 +69,10 @@ class RunBook:
         self._run_store: RunStore | None = None
         self._owns_run_store = False
         self._refresh_cache: bool | None = None
+        # Whether prints in this flow run (and its tasks that do not say) go to the run logger.
+        self.log_prints = False
+        # The flow run's parameters by name, for result storage key templates (`{flow_run.parameters}`).
+        self.parameters: Mapping[str, Any] = {}
 
     def adopt(
         self,

@@ -6,10 +6,11 @@ from __future__ import annotations
 import asyncio
 import datetime
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Protocol
 
+from ferroflow._engine.retry_policy import jittered_delay
 from ferroflow.exceptions import RunTimeoutError
 from ferroflow.ids import clock_ordered_uuid
 from ferroflow.states import (
@@ -217,7 +218,16 @@ class Attempts:
     cancellation) ends the run Crashed or Cancelled and keeps going up.
     """
 
-    __slots__ = ("run", "run_kind", "retries", "retry_delay_seconds", "final", "retry_delay")
+    __slots__ = (
+        "run",
+        "run_kind",
+        "retries",
+        "retry_delay_seconds",
+        "jitter_factor",
+        "retry_condition",
+        "final",
+        "retry_delay",
+    )
 
     def __init__(
         self,
@@ -225,11 +235,16 @@ class Attempts:
         run_kind: str,
         retries: int,
         retry_delay_seconds: float | Sequence[float],
+        jitter_factor: float | None = None,
+        retry_condition: Callable[[State], bool] | None = None,
     ) -> None:
         self.run = run
         self.run_kind = run_kind
         self.retries = retries
         self.retry_delay_seconds = retry_delay_seconds
+        # A task's `retry_jitter_factor` and `retry_condition_fn` (`_engine.retry_policy`).
+        self.jitter_factor = jitter_factor
+        self.retry_condition = retry_condition
         self.final: State | None = None
         # Seconds to wait before the next attempt; None when the attempt did not ask for one.
         self.retry_delay: float | None = None
@@ -260,11 +275,14 @@ class Attempts:
         return False
 
     def conclude(self, state: State, *, retryable: bool = True) -> None:
-        """End the attempt in `state`. If it failed and a retry is left, record AwaitingRetry
-        and set `retry_delay`; otherwise `state` is final."""
+        """End the attempt in `state`. If it failed, a retry is left and the retry condition
+        (if any) allows it, record AwaitingRetry and set `retry_delay`; otherwise `state` is
+        final."""
         delay = None
-        if retryable and state.is_failed():
+        if retryable and state.is_failed() and (self.retry_condition is None or self.retry_condition(state)):
             delay = retry_delay(self.retries, self.retry_delay_seconds, self.run.run_count)
+            if delay is not None and self.jitter_factor:
+                delay = jittered_delay(delay, self.jitter_factor)
         if delay is None:
             self.finish(state)
             return

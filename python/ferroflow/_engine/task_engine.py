@@ -20,9 +20,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ferroflow._asyncutils import in_async_caller
-from ferroflow._engine import caching
+from ferroflow._engine import caching, prints
 from ferroflow._engine.bodies import call_async_body, call_sync_body
 from ferroflow._engine.definitions import TaskDefinition
+from ferroflow._engine.hooks import call_hooks, call_hooks_async, task_hooks_for
 from ferroflow._engine.inputs import (
     UpstreamFailed,
     has_run_values,
@@ -31,9 +32,11 @@ from ferroflow._engine.inputs import (
     unmapped,
 )
 from ferroflow._engine.parameters import LazyParameters, bind_with_defaults
+from ferroflow._engine.retry_policy import retry_condition
 from ferroflow._engine.run_book import RunBook, book_of
 from ferroflow._engine.runs import Attempts, FlowRun, TaskRun, failed_state, run_identity, set_state
 from ferroflow._engine.task_run_request import TaskRunIdentity, TaskRunRequest
+from ferroflow._engine.templates import rename, run_name, storage_key
 from ferroflow.context import FlowRunContext, TaskRunContext, set_flow_run_context, set_task_run_context
 from ferroflow.exceptions import (
     MappingLengthMismatch,
@@ -165,8 +168,11 @@ def run_task_sync(
         task, task_run, flow_context, args, kwargs, is_async=False, bind=bind_with_defaults
     )
     leave = set_task_run_context(task_context)
+    logs_prints = task.log_prints
+    if logs_prints:
+        prints.redirect()
     try:
-        attempts = Attempts(task_run, _RUN_KIND, task.retries, task.retry_delay_seconds)
+        attempts = _attempts(task, task_run)
         if _prepare(task_context, attempts, wait_for):
             for attempt in attempts:
                 with attempt:
@@ -174,8 +180,14 @@ def run_task_sync(
                     attempt.conclude(_completed_state(task_context, value), retryable=False)
                 if attempt.retry_delay:
                     time.sleep(attempt.retry_delay)
+            if task.on_completion or task.on_failure:
+                hooks = task_hooks_for(task, attempts.final)  # type: ignore[arg-type]
+                if hooks:
+                    call_hooks(hooks, task, task_run, attempts.final)  # type: ignore[arg-type]
         return attempts.final  # type: ignore[return-value]
     finally:
+        if logs_prints:
+            prints.restore()
         leave()
 
 
@@ -195,8 +207,11 @@ async def run_task_async(
         task, task_run, flow_context, args, kwargs, is_async=True, bind=bind_with_defaults
     )
     leave = set_task_run_context(task_context)
+    logs_prints = task.log_prints
+    if logs_prints:
+        prints.redirect()
     try:
-        attempts = Attempts(task_run, _RUN_KIND, task.retries, task.retry_delay_seconds)
+        attempts = _attempts(task, task_run)
         if _prepare(task_context, attempts, wait_for):
             for attempt in attempts:
                 with attempt:
@@ -204,23 +219,46 @@ async def run_task_async(
                     attempt.conclude(_completed_state(task_context, value), retryable=False)
                 if attempt.retry_delay:
                     await asyncio.sleep(attempt.retry_delay)
+            if task.on_completion or task.on_failure:
+                hooks = task_hooks_for(task, attempts.final)  # type: ignore[arg-type]
+                if hooks:
+                    await call_hooks_async(hooks, task, task_run, attempts.final)  # type: ignore[arg-type]
         return attempts.final  # type: ignore[return-value]
     finally:
+        if logs_prints:
+            prints.restore()
         leave()
+
+
+def _attempts(task: TaskDefinition, task_run: TaskRun) -> Attempts:
+    """The attempts of `task_run`, with the task's jitter and retry condition if it has them."""
+    if task.retry_jitter_factor is None and task.retry_condition_fn is None:
+        return Attempts(task_run, _RUN_KIND, task.retries, task.retry_delay_seconds)
+    return Attempts(
+        task_run,
+        _RUN_KIND,
+        task.retries,
+        task.retry_delay_seconds,
+        task.retry_jitter_factor,
+        retry_condition(task, task_run),
+    )
 
 
 def _prepare(task_context: TaskRunContext, attempts: Attempts, wait_for: tuple[Any, ...]) -> bool:
     """Everything before the first attempt. Returns False when the run ended without running
-    its function: its result factory could not be made, an input's run failed, or a prior
-    result was found."""
+    its function: its result factory could not be made, an input's run failed, a prior
+    result was found, or its `task_run_name` could not be made."""
     try:
         book = book_of(task_context.flow_run_context)
         task_context.result_factory = book.task_result_factory(task_context.task)
-        if has_run_values((task_context.args, task_context.kwargs, wait_for)):
-            task_context.args = resolve_inputs(task_context.args)
-            task_context.kwargs = resolve_inputs(task_context.kwargs)
+        args, kwargs = task_context.args, task_context.kwargs
+        if has_run_values((args, kwargs, wait_for)):
+            task_context.args = resolve_inputs(args)
+            task_context.kwargs = resolve_inputs(kwargs)
             resolve_inputs(wait_for)
         prior = _prior_state(task_context)
+        if prior is None and task_context.task.task_run_name is not None:
+            _name_run(task_context, args, kwargs)
     except UpstreamFailed as upstream:
         attempts.finish(upstream.state)
         return False
@@ -231,6 +269,15 @@ def _prepare(task_context: TaskRunContext, attempts: Attempts, wait_for: tuple[A
         attempts.finish(prior)
         return False
     return True
+
+
+def _name_run(task_context: TaskRunContext, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Name the run by its task's `task_run_name`, from its parameters with their values (as
+    Prefect 2 does when the run starts). The run store records the run again under that name,
+    with the arguments as passed (`args`, `kwargs`)."""
+    task = task_context.task
+    name = run_name("task_run_name", task.task_run_name, task_context.parameters)
+    rename(task_context.task_run, name, LazyParameters(task.fn, args, kwargs))
 
 
 def _prior_state(task_context: TaskRunContext) -> State | None:
@@ -251,8 +298,14 @@ def _prior_state(task_context: TaskRunContext) -> State | None:
 def _completed_state(task_context: TaskRunContext, value: Any) -> State:
     """Completed with the result object for `value`; Failed if it could not be made (e.g. the
     serializer refused the value), so that the error reaches the caller."""
+    factory = task_context.result_factory
+    key_template = task_context.task.result_storage_key
     try:
-        result = task_context.result_factory.create_result(value)  # type: ignore[union-attr]
+        if key_template is None:
+            result = factory.create_result(value)  # type: ignore[union-attr]
+        else:
+            key = storage_key(key_template, task_context)
+            result = factory.create_result(value, storage_key=key)  # type: ignore[union-attr]
     except Exception as exc:
         return failed_state(_RUN_KIND, exc)
     if task_context.cache_key is not None:
@@ -451,22 +504,39 @@ class LocalTaskRunCall:
         task_run = self.task_run
         self.sent_elsewhere = True
         resolve_inputs(self.wait_for)  # an upstream failure raises UpstreamFailed here
+        args, kwargs = resolve_inputs(self.args), resolve_inputs(self.kwargs)
+        template = self.task.task_run_name
+        if isinstance(template, str):
+            self._name_here(template, args, kwargs)
         return TaskRunRequest(
             task=self.task,
-            args=resolve_inputs(self.args),
-            kwargs=resolve_inputs(self.kwargs),
+            args=args,
+            kwargs=kwargs,
             identity=TaskRunIdentity(
                 task_run_id=task_run.id,
                 task_name=task_run.task_name,
                 task_key=task_run.task_key,
                 dynamic_key=task_run.dynamic_key,
                 flow_run_id=task_run.flow_run_id,
+                flow_name=self.flow_context.flow_run.flow_name,
+                flow_run_name=self.flow_context.flow_run.name,
             ),
             result_factory=book.task_result_factory(self.task),
             earlier_result=book.earlier_attempt_result(run_identity(task_run)),
             refresh_cache=book.refresh_cache_by_default(),
             settings=get_current_settings(),
+            log_prints=book.log_prints,
         )
+
+    def _name_here(self, template: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Name this process's record of the run by its `task_run_name` template, as the
+        process executing it will (a name function can only run there, in the run's context)."""
+        fn = self.task.fn
+        try:
+            name = run_name("task_run_name", template, bind_with_defaults(fn, args, kwargs))
+        except Exception:
+            return  # the run fails with this error where it executes, which reports it
+        rename(self.task_run, name, LazyParameters(fn, self.args, self.kwargs))
 
 
 def execute_task_run(request: TaskRunRequest) -> State:
@@ -479,7 +549,9 @@ def execute_task_run(request: TaskRunRequest) -> State:
     """
     identity = request.identity
     with temporary_settings(**request.settings.model_dump()):
-        flow_run = FlowRun("detached", None, run_id=identity.flow_run_id)
+        flow_run = FlowRun(identity.flow_name, None, run_id=identity.flow_run_id)
+        if identity.flow_run_name is not None:
+            flow_run.name = identity.flow_run_name
         book = RunBook(flow_run, request.result_factory, loop=None)
         book.adopt(
             request.task,
@@ -489,7 +561,12 @@ def execute_task_run(request: TaskRunRequest) -> State:
             (identity.task_key, identity.dynamic_key),
         )
         flow_context = FlowRunContext(
-            None, flow_run, request.result_factory, SequentialTaskRunner(), is_async=False, engine=book
+            _FlowOfARequest(identity.flow_name),
+            flow_run,
+            request.result_factory,
+            SequentialTaskRunner(),
+            is_async=False,
+            engine=book,
         )
         task_run = TaskRun(
             identity.task_name,
@@ -499,7 +576,10 @@ def execute_task_run(request: TaskRunRequest) -> State:
             run_id=identity.task_run_id,
         )
         book.child_runs.append(task_run)
+        book.log_prints = request.log_prints
         leave = set_flow_run_context(flow_context)
+        if request.log_prints:
+            prints.redirect()
         try:
             if request.task.isasync:
                 return asyncio.run(
@@ -507,8 +587,20 @@ def execute_task_run(request: TaskRunRequest) -> State:
                 )
             return run_task_sync(request.task, task_run, flow_context, request.args, request.kwargs)
         finally:
+            if request.log_prints:
+                prints.restore()
             leave()
             book.close()
+
+
+class _FlowOfARequest:
+    """What a task run executing from its request knows of its flow: the name (the run
+    logger's records carry it)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
 
 
 # --- mapping ----------------------------------------------------------------------------------

@@ -29,6 +29,8 @@ class TaskRunIdentity:
     task_key: str
     dynamic_key: int
     flow_run_id: uuid.UUID
+    flow_name: str = "detached"
+    flow_run_name: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,3 +45,5 @@ class TaskRunRequest:
     refresh_cache: bool
     """The flow run's FERROFLOW_TASKS_REFRESH_CACHE (a task's own `refresh_cache` wins)."""
     settings: Settings
+    log_prints: bool = False
+    """Whether the flow run logs its prints (the task's own `log_prints` wins)."""
