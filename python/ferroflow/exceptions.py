@@ -34,6 +34,7 @@ derive from `FerroflowWarning`, a `UserWarning`, so they are shown by default.
         StorageNotAvailableError [NotImplementedError]
         RunStoreError [RuntimeError]
             RunStoreLockedError [TimeoutError]
+            RunStoreUnavailableError [ConnectionError]
             RunStoreSchemaError
             UnknownRunError [LookupError]
         CacheKeyFunctionError [ValueError]
@@ -226,6 +227,11 @@ class RunStoreLockedError(RunStoreError, TimeoutError):
     """The run store's database file stayed locked by another process or thread for too long."""
 
 
+class RunStoreUnavailableError(RunStoreError, ConnectionError):
+    """The run store's database server cannot be reached (or went away); what was recorded meanwhile
+    is held by the writer, within a bound, until it comes back."""
+
+
 class RunStoreSchemaError(RunStoreError):
     """The run store's database was created by a newer ferroflow than the one running."""
 
@@ -243,6 +249,7 @@ __all__ += [
     "RunStoreError",
     "RunStoreLockedError",
     "RunStoreSchemaError",
+    "RunStoreUnavailableError",
     "UnknownRunError",
 ]
 

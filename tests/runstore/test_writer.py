@@ -12,7 +12,7 @@ import pytest
 
 from ferroflow.exceptions import RunStoreError, RunStoreLockedError
 from ferroflow.runstore import ResultRef, SQLiteRunStore, open_store
-from ferroflow.runstore import sqlite as sqlite_backend
+from ferroflow.runstore import writer as writer_module
 from ferroflow.runstore.writer import STATE, BatchWriter
 
 from .sample_runs import record_task
@@ -66,12 +66,12 @@ def test_a_backlog_larger_than_a_batch_is_written_without_waiting_between_batche
     # minutes here.
     with SQLiteRunStore(tmp_path / "backlog.db", batch_interval=60.0) as store:
         store.record_flow_run("f1", "a", "etl")
-        for _ in range(3 * sqlite_backend._MAX_BATCH):
+        for _ in range(3 * writer_module._MAX_BATCH):
             store.record_state("f1", "RUNNING", "Running")
         started = time.monotonic()
         store.flush(timeout=30)
         assert time.monotonic() - started < 30
-        assert len(store.list_states("f1")) == 3 * sqlite_backend._MAX_BATCH + 1
+        assert len(store.list_states("f1")) == 3 * writer_module._MAX_BATCH + 1
 
 
 def test_many_threads_recording_at_once_lose_nothing(store):
