@@ -237,7 +237,14 @@ def test_a_blank_store_url_means_unset(isolated_home, monkeypatch):
     assert default_store_url() == f"sqlite:///{isolated_home / 'ferroflow.db'}"
 
 
-BAD_STORE_URLS = ["postgresql://db/ferroflow", "sqlite:///", "sqlite://runs.db", "runs.db", "memory://x"]
+BAD_STORE_URLS = [
+    "mysql://db/ferroflow",
+    "postgresql:///",
+    "sqlite:///",
+    "sqlite://runs.db",
+    "runs.db",
+    "memory://x",
+]
 
 
 @pytest.mark.parametrize("url", BAD_STORE_URLS)

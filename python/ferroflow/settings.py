@@ -46,23 +46,44 @@ T = TypeVar("T")
 
 SQLITE_URL_PREFIX = "sqlite:///"
 MEMORY_RUNSTORE_URL = "memory://"
+POSTGRESQL_URL_PREFIXES = ("postgresql://", "postgres://")
 DEFAULT_RUNSTORE_FILE_NAME = "ferroflow.db"
 RUNSTORE_URL_FORMS = (
-    "sqlite:///relative/path.db, sqlite:////absolute/path.db (three slashes, then the path) or memory://"
+    "sqlite:///relative/path.db, sqlite:////absolute/path.db (three slashes, then the path), "
+    "postgresql://user:password@host:port/database or memory://"
 )
 
 
 def check_runstore_url(url: str) -> str:
     """`url` without surrounding blanks, if it names a run store ferroflow can open.
 
-    Raises ValueError saying what was given and listing the accepted forms.
+    Raises ValueError saying what was given (without a password) and listing the accepted forms.
     """
     stripped = url.strip()
     if stripped == MEMORY_RUNSTORE_URL:
         return stripped
     if stripped.startswith(SQLITE_URL_PREFIX) and stripped.removeprefix(SQLITE_URL_PREFIX).strip():
         return stripped
-    raise ValueError(f"Unsupported run store URL {url!r}: use {RUNSTORE_URL_FORMS}")
+    if is_postgresql_url(stripped) and stripped.split("://", 1)[1].strip("/"):
+        return stripped
+    raise ValueError(f"Unsupported run store URL {redact_url(url)!r}: use {RUNSTORE_URL_FORMS}")
+
+
+def is_postgresql_url(url: str) -> bool:
+    return url.startswith(POSTGRESQL_URL_PREFIXES)
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password, if it has one, replaced by `***`: a URL fit to show or log."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    authority, slash, path = rest.partition("/")
+    credentials, at, host = authority.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}{slash}{path}"
 
 
 def _runstore_url_or_unset(value: Any) -> Any:
@@ -599,12 +620,15 @@ __all__ = [
     "RUNSTORE_URL_FORMS",
     "SETTING_NAMES",
     "SETTING_VARIABLES",
+    "POSTGRESQL_URL_PREFIXES",
     "SQLITE_URL_PREFIX",
     "STORAGE_SLUG_FORM",
     "Setting",
     "Settings",
     "active_profile_name",
     "check_runstore_url",
+    "is_postgresql_url",
+    "redact_url",
     "env_name",
     "field_name",
     "get_current_settings",

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ferroflow.exceptions import RunStoreError
+from ferroflow.exceptions import RunStoreError, RunStoreUnavailableError
 from ferroflow.results import result_reference
 from ferroflow.runstore import RunStore, default_store_url, open_store
 from ferroflow.settings import get_current_settings
@@ -63,9 +63,11 @@ class _StorePool:
         return store
 
     def release(self, store: RunStore) -> None:
+        # By the store itself: its `url` hides a password the URL in force holds.
         with self._lock:
-            if store.url in self._users:
-                self._users[store.url] -= 1
+            for url, opened in self._stores.items():
+                if opened is store and url in self._users:
+                    self._users[url] -= 1
 
 
 def _close_quietly(store: RunStore) -> None:
@@ -144,6 +146,8 @@ class RunRecorder:
         logged, not raised — the flow's own outcome stands."""
         try:
             self.store.flush()
+        except RunStoreUnavailableError as error:  # the store's writer has said so, once
+            logger.debug("ferroflow holds the runs of this flow until %s is back: %s", self.store.url, error)
         except RunStoreError as error:
             logger.warning("ferroflow could not record some runs in %s: %s", self.store.url, error)
         finally:

@@ -1,0 +1,204 @@
+"""The PostgreSQL run store: one database shared by every process and machine that records into it.
+
+The SQL, the schema and the batched writer are those of every SQL store
+(`ferroflow.runstore.store`); this module holds psycopg's connections: one per reading thread,
+one for the writer's thread, each opened on first use and opened again after the server went
+away. Every write is a transaction of multi-row upserts, so processes writing at once never lose
+nor duplicate a row.
+
+Recording never fails a flow for a server that is down: opening the store does not need the
+server (its schema is checked and migrated at the first connection), and the writer holds what
+is recorded meanwhile (see `BatchWriter`). Reads say which store cannot be reached. The URL's
+password is never shown: `url` and every message carry the URL with `***` for it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from types import ModuleType
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from ferroflow.exceptions import RunStoreError, RunStoreUnavailableError
+from ferroflow.runstore.queries import POSTGRESQL
+from ferroflow.runstore.store import SQLRunStore
+from ferroflow.runstore.writer import Batch, BatchWriter, close_at_exit, closed_before_exit
+from ferroflow.settings import redact_url
+
+T = TypeVar("T")
+
+# Connections a forked child inherited from its parent: kept referenced for the child's life,
+# because freeing one would close the parent's session on the socket they share.
+_inherited: list[Any] = []
+
+
+def _import_psycopg(url: str) -> ModuleType:
+    try:
+        import psycopg
+    except ImportError as error:
+        raise RunStoreError(
+            f"The run store {url} is a PostgreSQL database, which needs psycopg: "
+            'install it with pip install "ferroflow[postgres]".'
+        ) from error
+    return psycopg
+
+
+class PostgreSQLRunStore(SQLRunStore):
+    """The run store in a PostgreSQL database named by a `postgresql://` URL.
+
+    Prefer `ferroflow.runstore.open_store(url)`, which picks the backend from a URL.
+    """
+
+    dialect = POSTGRESQL
+
+    def __init__(self, url: str, *, connect_timeout: float = 5.0, batch_interval: float = 0.1) -> None:
+        self.url = redact_url(url)
+        self._psycopg = _import_psycopg(self.url)
+        self.__conninfo = url
+        password = urlsplit(url).password
+        self.__password = unquote(password) if password else None
+        self.connect_timeout = connect_timeout
+        self.batch_interval = batch_interval
+        self._closed = False
+        self._schema_ready = False
+        self._schema_lock = threading.Lock()
+        self._reset_process_state()
+        try:
+            with self._connection():
+                pass  # the schema, checked and migrated now if the server can be reached
+        except RunStoreUnavailableError:
+            pass  # the writer holds what is recorded until the server comes back
+        close_at_exit(self)
+
+    def __repr__(self) -> str:
+        return f"PostgreSQLRunStore({self.url!r})"
+
+    def __enter__(self) -> PostgreSQLRunStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- connections -------------------------------------------------------------------------------
+
+    def _reset_process_state(self) -> None:
+        self._writer = BatchWriter(self)
+        self._enqueue = self._writer.put  # type: ignore[method-assign]
+        self._local = threading.local()
+        self._connections: list[Any] = []
+        self._connections_lock = threading.Lock()
+        self._writer_connection: Any = None
+
+    def _forget_parent_process(self) -> None:
+        _inherited.extend(self._connections)
+        self._reset_process_state()
+
+    def _scrub(self, text: str) -> str:
+        """`text` without the password, should a driver's message ever quote it."""
+        if self.__password:
+            text = text.replace(self.__password, "***")
+        return text.replace(self.__conninfo, self.url)
+
+    def _connect(self) -> Any:
+        if self._closed:
+            raise RunStoreError(f"The run store {self.url} is closed; open it again with open_store().")
+        try:
+            connection = self._psycopg.connect(
+                self.__conninfo,
+                autocommit=True,
+                connect_timeout=max(1, round(self.connect_timeout)),
+                application_name="ferroflow",
+            )
+        except self._psycopg.Error as error:
+            raise RunStoreUnavailableError(
+                f"The run store {self.url} cannot be reached: {self._scrub(str(error).strip())}. "
+                "Check that the PostgreSQL server is running and that FERROFLOW_RUNSTORE_URL names "
+                "it (host, port, database, user and password)."
+            ) from None
+        with self._connections_lock:
+            self._connections.append(connection)
+        try:
+            self._prepare_schema(connection)
+        except BaseException:
+            self._discard(connection)
+            raise
+        return connection
+
+    def _prepare_schema(self, connection: Any) -> None:
+        with self._schema_lock:
+            if self._schema_ready:
+                return
+            self._transaction(connection, lambda: self._migrate(connection.execute))
+            self._schema_ready = True
+
+    def _discard(self, connection: Any) -> None:
+        with self._connections_lock:
+            if connection in self._connections:
+                self._connections.remove(connection)
+        with contextlib.suppress(Exception):
+            connection.close()
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[Any]:
+        connection = getattr(self._local, "connection", None)
+        if connection is None or connection.closed:
+            connection = self._local.connection = self._connect()
+        yield connection
+
+    def _failure(self, connection: Any, error: Exception) -> RunStoreError:
+        """The database's error as ferroflow's: unavailable if the connection is gone (which is
+        then dropped, to be opened again on next use)."""
+        message = self._scrub(str(error).strip())
+        if connection.broken or connection.closed:
+            self._discard(connection)
+            if getattr(self._local, "connection", None) is connection:
+                self._local.connection = None
+            if self._writer_connection is connection:
+                self._writer_connection = None
+            return RunStoreUnavailableError(
+                f"The run store {self.url} went away: {message}. Check that the PostgreSQL server "
+                "is running; recording resumes when it is back."
+            )
+        return RunStoreError(f"The run store {self.url} failed: {message}")
+
+    def _transaction(self, connection: Any, work: Callable[[], T]) -> T:  # type: ignore[override]
+        try:
+            with connection.transaction():
+                return work()
+        except self._psycopg.Error as error:
+            raise self._failure(connection, error) from None
+
+    def _query(self, connection: Any, sql: str, arguments: Any, one: bool = False) -> Any:
+        try:
+            cursor = connection.execute(sql, arguments)
+            return cursor.fetchone() if one else cursor.fetchall()
+        except self._psycopg.Error as error:
+            raise self._failure(connection, error) from None
+
+    # -- the writer ------------------------------------------------------------------------------
+
+    def write_batch(self, batch: Batch) -> None:
+        """Commit what the writer batched, in one transaction (on the writer's thread)."""
+        if self._writer_connection is None or self._writer_connection.closed:
+            self._writer_connection = self._connect()
+        connection = self._writer_connection
+        self._transaction(connection, lambda: self._write_rows(connection, batch))
+
+    def close(self) -> None:
+        """Flush, stop the writer and close the connections. Closing twice is harmless."""
+        if self._closed:
+            return
+        try:
+            with contextlib.suppress(RunStoreUnavailableError):  # the writer says what it dropped
+                self.flush()
+        finally:
+            self._writer.stop()
+            self._closed = True
+            with self._connections_lock:
+                connections, self._connections = self._connections, []
+            for connection in connections:
+                with contextlib.suppress(Exception):
+                    connection.close()
+            closed_before_exit(self)
