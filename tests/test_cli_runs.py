@@ -1,5 +1,4 @@
 import json
-import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,10 +17,14 @@ def at(seconds):
     return T0 + timedelta(seconds=seconds)
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def home(request, tmp_path, monkeypatch):
+    """FERROFLOW_HOME, its SQLite store the one in force, or a PostgreSQL store."""
     monkeypatch.setenv("FERROFLOW_HOME", str(tmp_path))
-    monkeypatch.delenv("FERROFLOW_RUNSTORE_URL", raising=False)
+    if request.param == "postgresql":
+        monkeypatch.setenv("FERROFLOW_RUNSTORE_URL", request.getfixturevalue("postgresql_url"))
+    else:
+        monkeypatch.delenv("FERROFLOW_RUNSTORE_URL", raising=False)
     monkeypatch.setenv("COLUMNS", "200")  # rich wraps tables to the terminal width
     return tmp_path
 
@@ -129,8 +132,8 @@ def test_runs_show_explains_unknown_and_ambiguous_ids(recorded):
 
 
 def test_a_store_from_a_newer_ferroflow_is_reported_not_traced(recorded):
-    with sqlite3.connect(recorded / "ferroflow.db") as connection:
-        connection.execute("UPDATE schema_version SET version = version + 1")
+    with open_store() as store:
+        store._writer.call(lambda db: db.execute("UPDATE schema_version SET version = version + 1"), None)
     result = invoke("runs", "ls")
     assert result.exit_code == 1
     assert "Upgrade ferroflow" in result.output and "Traceback" not in result.output

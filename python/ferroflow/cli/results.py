@@ -128,7 +128,7 @@ def parse_age(text: str) -> timedelta:
     return timedelta(**{_AGE_UNITS[unit]: float(number)})
 
 
-class _Age(click.ParamType):
+class Age(click.ParamType):
     name = "AGE"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -151,7 +151,7 @@ class _PrunePlan:
 @click.option(
     "--older-than",
     "age",
-    type=_Age(),
+    type=Age(),
     required=True,
     help="Only remove files last written longer ago than this: 7d, 12h, 30m, 2w.",
 )

@@ -45,6 +45,10 @@ def _import_psycopg(url: str) -> ModuleType:
     return psycopg
 
 
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
 class PostgreSQLRunStore(SQLRunStore):
     """The run store in a PostgreSQL database named by a `postgresql://` URL.
 
@@ -113,8 +117,7 @@ class PostgreSQLRunStore(SQLRunStore):
             )
         except self._psycopg.Error as error:
             raise RunStoreUnavailableError(
-                f"The run store {self.url} cannot be reached: {self._scrub(str(error).strip())}. "
-                "Check that the PostgreSQL server is running and that FERROFLOW_RUNSTORE_URL names "
+                f"The run store {self.url} cannot be reached ({self._scrub(_one_line(error))}). Check that the PostgreSQL server is running and that FERROFLOW_RUNSTORE_URL names "
                 "it (host, port, database, user and password)."
             ) from None
         with self._connections_lock:
@@ -150,7 +153,7 @@ class PostgreSQLRunStore(SQLRunStore):
     def _failure(self, connection: Any, error: Exception) -> RunStoreError:
         """The database's error as ferroflow's: unavailable if the connection is gone (which is
         then dropped, to be opened again on next use)."""
-        message = self._scrub(str(error).strip())
+        message = self._scrub(_one_line(error))
         if connection.broken or connection.closed:
             self._discard(connection)
             if getattr(self._local, "connection", None) is connection:
@@ -158,7 +161,7 @@ class PostgreSQLRunStore(SQLRunStore):
             if self._writer_connection is connection:
                 self._writer_connection = None
             return RunStoreUnavailableError(
-                f"The run store {self.url} went away: {message}. Check that the PostgreSQL server "
+                f"The run store {self.url} went away ({message}). Check that the PostgreSQL server "
                 "is running; recording resumes when it is back."
             )
         return RunStoreError(f"The run store {self.url} failed: {message}")

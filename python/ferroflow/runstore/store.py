@@ -329,6 +329,8 @@ class SQLRunStore:
         if (run_ids is None) == (created_before is None):
             raise ValueError("delete_flow_runs takes run_ids or created_before (one of them).")
         check_moment("created_before", created_before)
+        if run_ids is not None and not run_ids:
+            return 0
         dialect = self.dialect
 
         def work(connection: Any) -> int:

@@ -259,7 +259,8 @@ class BatchWriter:
                 batch = batch.after(self._held, room)
             error: BaseException | None = None
             try:
-                self._backend.write_batch(batch)
+                if batch.record_count or any(call.work is not None for call in batch.calls):
+                    self._backend.write_batch(batch)
             except RunStoreUnavailableError as exc:  # held, and tried again
                 error = exc
                 self._hold(batch, exc)
