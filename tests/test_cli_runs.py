@@ -182,3 +182,64 @@ def test_every_runs_command_has_help(home, command):
     assert result.exit_code == 0
     assert "Usage: " in result.output and "Examples:" in result.output
     assert "ferroflow runs " + (command[1] if len(command) > 1 else "") in result.output
+
+
+def test_runs_delete_by_id_asks_then_deletes_the_run_its_task_runs_and_subflows(recorded):
+    declined = invoke("runs", "delete", "3f2a", input="n\n")
+    assert declined.exit_code == 1
+    assert "Delete 1 flow run 3f2a9c1e (crimson-fox), with their task runs" in declined.output
+    assert "3f2a9c1e" in invoke("runs", "ls").output
+
+    deleted = invoke("runs", "delete", "3f2a", input="y\n")
+    assert deleted.exit_code == 0, deleted.output
+    assert "Deleted 2 flow runs." in deleted.output  # the run and its subflow run
+    listed = invoke("runs", "ls").output
+    assert "3f2a9c1e" not in listed and "5d6e7f80" not in listed and "3f2b0000" in listed
+    with open_store() as store:
+        assert store.list_states("task-load-1") == []
+
+
+def test_runs_delete_older_than_keeps_the_newer_runs(home):
+    with open_store() as store:
+        store.record_flow_run("old-run", "old", "etl", created=at(0))
+        store.record_flow_run("new-run", "new", "etl")
+    result = invoke("runs", "delete", "--older-than", "30d", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "Deleted 1 flow run." in result.output
+    assert [run["id"] for run in json.loads(invoke("runs", "ls", "--json").output)] == ["new-run"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ((), "Give flow run ids or --older-than (one of them)."),
+        (("abc", "--older-than", "1d"), "Give flow run ids or --older-than (one of them)."),
+        (("--older-than", "soon"), "'soon' is not an age"),
+        (("--older-than", "999999999w"), "give a shorter age"),
+        (("nothing-like-it", "--yes"), "No flow run with an id starting with 'nothing-like-it'"),
+    ],
+)
+def test_runs_delete_explains_what_it_needs(home, arguments, expected):
+    result = invoke("runs", "delete", *arguments)
+    assert result.exit_code != 0
+    assert expected in result.output and "Traceback" not in result.output
+
+
+def test_an_unreachable_postgresql_store_is_named_without_its_password(home, monkeypatch):
+    from postgresql_server import free_port
+
+    pytest.importorskip("psycopg")
+    url = f"postgresql://ferroflow:s3cret-pw@127.0.0.1:{free_port()}/runs"
+    monkeypatch.setenv("FERROFLOW_RUNSTORE_URL", url)
+    for command in (
+        ("runs", "ls"),
+        ("runs", "show", "abc"),
+        ("cache", "ls"),
+        ("runs", "delete", "abc", "-y"),
+    ):
+        result = invoke(*command)
+        assert result.exit_code == 1, command
+        assert (
+            "cannot be reached" in result.output and "postgresql://ferroflow:***@127.0.0.1" in result.output
+        )
+        assert "s3cret-pw" not in result.output and "Traceback" not in result.output

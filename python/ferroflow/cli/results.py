@@ -125,7 +125,10 @@ def parse_age(text: str) -> timedelta:
             f"{text!r} is not an age; write a number and a unit: s, m, h, d or w (e.g. 7d, 12h, 30m)."
         )
     number, unit = match.groups()
-    return timedelta(**{_AGE_UNITS[unit]: float(number)})
+    try:
+        return timedelta(**{_AGE_UNITS[unit]: float(number)})
+    except OverflowError:
+        raise ValueError(f"{text!r} is too long an age; give a shorter age.") from None
 
 
 class Age(click.ParamType):
