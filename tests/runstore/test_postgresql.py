@@ -14,7 +14,7 @@ from ferroflow.exceptions import RunStoreError, RunStoreSchemaError, RunStoreUna
 from ferroflow.runstore import ResultRef, open_store, schema, writer
 from ferroflow.runstore.postgresql import PostgreSQLRunStore
 
-from .sample_runs import at
+from .sample_runs import at, record_task
 
 PASSWORD = "s3cret-Passw0rd"
 
@@ -114,6 +114,23 @@ def test_a_run_renamed_in_the_batch_that_created_it_is_one_row(postgresql_url):
         assert (task_run.name, task_run.created) == ("load-renamed", at(1))
         assert store.get_cache_entry("k").result.key == "new"
         assert len(store.list_cache_entries()) == 1
+
+
+def test_batches_of_one_kind_then_another_are_written(postgresql_url):
+    with open_store(postgresql_url) as store:
+        store.record_flow_run("f1", "a", "etl")
+        store.flush()  # a batch of flow runs only
+        record_task(store, "f1", "t1")
+        store.flush()
+        store.put_cache_entry("k", "load", ResultRef.literal(1))
+        store.flush()
+        store.record_flow_run("f1", "renamed", "etl")
+        record_task(store, "f1", "t2")
+        store.put_cache_entry("k", "load", ResultRef.literal(2))
+        store.flush()
+        assert [run.name for run in store.list_task_runs("f1")] == ["t1-name", "t2-name"]
+        assert store.get_flow_run("f1").name == "renamed"
+        assert store.get_cache_entry("k").result.value == 2
 
 
 def test_four_processes_recording_a_thousand_task_runs_each_lose_and_repeat_nothing(postgresql_url):

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any, TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ferroflow.exceptions import RunStoreError, RunStoreUnavailableError
+from ferroflow.runstore import queries
 from ferroflow.runstore.queries import POSTGRESQL
 from ferroflow.runstore.store import SQLRunStore
 from ferroflow.runstore.writer import Batch, BatchWriter, close_at_exit, closed_before_exit
@@ -94,6 +96,10 @@ class PostgreSQLRunStore(SQLRunStore):
         self._connections: list[Any] = []
         self._connections_lock = threading.Lock()
         self._writer_connection: Any = None
+        # The temporary staging tables (see `_insert`) each connection has; and those created by
+        # the transaction under way, which exist once it commits.
+        self._staged: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+        self._staging_created: list[str] = []
 
     def _forget_parent_process(self) -> None:
         _inherited.extend(self._connections)
@@ -187,7 +193,34 @@ class PostgreSQLRunStore(SQLRunStore):
         if self._writer_connection is None or self._writer_connection.closed:
             self._writer_connection = self._connect()
         connection = self._writer_connection
+        self._staging_created.clear()
         self._transaction(connection, lambda: self._write_rows(connection, batch))
+        self._staged.setdefault(connection, set()).update(self._staging_created)
+
+    def _insert(self, connection: Any, statement: tuple[str, str], rows: list[tuple[Any, ...]]) -> None:
+        """INSERT `rows` through COPY, which psycopg feeds from C: a multi-row statement costs
+        more to build and parse than the server takes to run it. An upsert copies into a
+        temporary table of this connection, then moves the rows on with its ON CONFLICT clause."""
+        if not rows:
+            return
+        table, columns, upsert = queries.parts_of(statement)
+        with connection.cursor() as cursor:
+            if upsert:
+                staging = f"ferroflow_staging_{table}"
+                if staging not in self._staged.get(connection, ()):
+                    cursor.execute(
+                        f"CREATE TEMPORARY TABLE IF NOT EXISTS {staging} ON COMMIT DELETE ROWS AS "
+                        f"SELECT {columns} FROM {table} WITH NO DATA"
+                    )
+                    self._staging_created.append(staging)
+                with cursor.copy(f"COPY {staging} ({columns}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
+                cursor.execute(f"INSERT INTO {table} ({columns}) SELECT {columns} FROM {staging}{upsert}")
+            else:
+                with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+                    for row in rows:
+                        copy.write_row(row)
 
     def close(self) -> None:
         """Flush, stop the writer and close the connections. Closing twice is harmless."""

@@ -83,6 +83,14 @@ PUT_CACHE_ENTRIES = (
     " result_key = excluded.result_key, result_serializer = excluded.result_serializer",
 )
 
+
+def parts_of(statement: tuple[str, str]) -> tuple[str, str, str]:
+    """A writer's statement as (table, its columns, its ON CONFLICT clause or "")."""
+    head, tail = statement
+    table, _, rest = head.removeprefix("INSERT INTO ").partition(" (")
+    return table, rest.partition(")")[0], tail
+
+
 # Rows per statement come from this ladder only (the largest that fits, then the next...): a
 # statement of each size is compiled once per connection and reused (sqlite3's statement cache,
 # psycopg's prepared statements), where a batch-sized statement would be compiled every batch.

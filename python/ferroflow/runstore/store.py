@@ -125,16 +125,17 @@ class SQLRunStore:
     def _write_rows(self, connection: Any, batch: Batch) -> None:
         """The batch's rows, a few multi-row INSERTs per table, then its calls' work."""
         flow_runs, task_runs, states, cache_entries = batch.rows
-        execute = connection.execute
-        limit = self._max_parameters(connection)
-        dialect = self.dialect
-        queries.insert_rows(execute, dialect, queries.UPSERT_FLOW_RUNS, run_rows(flow_runs), limit)
-        queries.insert_rows(execute, dialect, queries.UPSERT_TASK_RUNS, run_rows(task_runs), limit)
-        queries.insert_rows(execute, dialect, queries.INSERT_STATES, states, limit)
-        queries.insert_rows(
-            execute, dialect, queries.PUT_CACHE_ENTRIES, cache_entry_rows(cache_entries), limit
-        )
+        self._insert(connection, queries.UPSERT_FLOW_RUNS, run_rows(flow_runs))
+        self._insert(connection, queries.UPSERT_TASK_RUNS, run_rows(task_runs))
+        self._insert(connection, queries.INSERT_STATES, states)
+        self._insert(connection, queries.PUT_CACHE_ENTRIES, cache_entry_rows(cache_entries))
         batch.run_calls(connection)
+
+    def _insert(self, connection: Any, statement: tuple[str, str], rows: list[tuple[Any, ...]]) -> None:
+        """INSERT `rows` by `statement`: multi-row statements (see `queries.insert_rows`)."""
+        queries.insert_rows(
+            connection.execute, self.dialect, statement, rows, self._max_parameters(connection)
+        )
 
     def flush(self, timeout: float | None = None) -> None:
         """Wait until everything recorded so far is committed; raise the writer's last error if any."""
