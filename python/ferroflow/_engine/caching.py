@@ -16,6 +16,7 @@ Either way the run ends "Cached" without running the function. After a run compl
 from __future__ import annotations
 
 import datetime
+import logging
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -24,7 +25,7 @@ from ferroflow._engine.parameters import positional_parameter_names
 from ferroflow._engine.run_book import RunBook, book_of
 from ferroflow._engine.runs import run_identity
 from ferroflow.context import TaskRunContext
-from ferroflow.exceptions import CachedResultUnavailableWarning, CacheKeyFunctionError
+from ferroflow.exceptions import CachedResultUnavailableWarning, CacheKeyFunctionError, RunStoreError
 from ferroflow.results import BaseResult, reopen_result, result_reference
 
 REUSED_FROM_EARLIER_ATTEMPT = "Reused the result of an earlier attempt of this flow run."
@@ -123,9 +124,25 @@ def _short_repr(value: Any, limit: int = 80) -> str:
 
 # --- reading a cache entry -------------------------------------------------------------------------
 
+logger = logging.getLogger("ferroflow.runstore")
+
+_stores_warned_about: set[str] = set()
+
+
+def _warn_once_about(store: Any, error: RunStoreError) -> None:
+    """One warning per store and process: a store that cannot be read fails every lookup."""
+    if store.url not in _stores_warned_about:
+        _stores_warned_about.add(store.url)
+        logger.warning("ferroflow cannot look up the task cache: %s Cached tasks run again meanwhile.", error)
+
 
 def _cached_result(task_context: TaskRunContext, book: RunBook, key: str) -> BaseResult | None:
-    reference = book.run_store().get_cached_result(key)
+    store = book.run_store()
+    try:
+        reference = store.get_cached_result(key)
+    except RunStoreError as error:  # the cache is an optimization: a store that fails is a miss
+        _warn_once_about(store, error)
+        return None
     if reference is None:
         return None
     factory = task_context.result_factory

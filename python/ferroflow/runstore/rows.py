@@ -68,6 +68,16 @@ def check_moment(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be a datetime.datetime or None, not {type(value).__name__}: {value!r}.")
 
 
+def encodable_text(text: str) -> str:
+    """`text` as a database can store it: characters UTF-8 cannot encode (lone surrogates, as
+    names decoded with `surrogateescape` hold) written as backslash escapes."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+    return text
+
+
 _NO_RESULT_COLUMNS = (None, None, None, None, None)
 
 

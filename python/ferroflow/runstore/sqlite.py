@@ -62,13 +62,20 @@ class SQLiteRunStore(SQLRunStore):
         self.batch_interval = batch_interval
         self._closed = False
         self._reset_process_state()
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        # A memory database lives in one connection, shared by every thread under a lock.
-        self._shared = self._connect() if self.path is None else None
+        self._shared = None
         try:
+            if self.path is not None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            # A memory database lives in one connection, shared by every thread under a lock.
+            self._shared = self._connect() if self.path is None else None
             with self._connection() as connection:
                 self._transaction(connection, lambda: self._migrate(connection.execute))
+        except RunStoreError:  # already ferroflow's (a lock held too long is an OSError too)
+            self._close_connections()
+            raise
+        except (sqlite3.Error, OSError) as error:
+            self._close_connections()
+            raise self._failure(error) from error
         except BaseException:
             self._close_connections()
             raise
@@ -104,6 +111,35 @@ class SQLiteRunStore(SQLRunStore):
         # reconnects on first use. A memory database lives in its one connection, kept as it is.
         if self.path is not None:
             self._reset_process_state()
+
+    def _failure(self, error: sqlite3.Error | OSError) -> RunStoreError:
+        """The database's (or the file system's) error as ferroflow's, naming the file and what to do."""
+        text = str(error)
+        where = self.location
+        folder = self.path.parent if self.path is not None else None
+        if isinstance(error, OSError) and folder is not None:
+            return RunStoreError(
+                f"The run store's folder {folder} cannot be created ({error.strerror or text}). Set "
+                "FERROFLOW_HOME (or FERROFLOW_RUNSTORE_URL) to a folder this user can write to."
+            )
+        if "not a database" in text or "malformed" in text or "corrupt" in text:
+            return RunStoreError(
+                f"The run store file {where} is not a ferroflow run store, or it is damaged ({text}). "
+                "Move it aside (ferroflow then starts a new store there), or point "
+                "FERROFLOW_RUNSTORE_URL at another file."
+            )
+        if "full" in text or "disk I/O" in text:
+            return RunStoreError(
+                f"The run store file {where} cannot be written ({text}): the disk may be full. Free "
+                "some space, or point FERROFLOW_RUNSTORE_URL at a file on another disk."
+            )
+        if "unable to open" in text or "readonly" in text or "read-only" in text:
+            return RunStoreError(
+                f"The run store file {where} cannot be opened for writing ({text}). Check that "
+                f"{folder} exists and this user can write to it, or set FERROFLOW_HOME (or "
+                "FERROFLOW_RUNSTORE_URL) to a writable place."
+            )
+        return RunStoreError(f"The run store {where} failed: {text}")
 
     def _connect(self) -> _Connection:
         target = ":memory:" if self.path is None else str(self.path)
@@ -141,7 +177,10 @@ class SQLiteRunStore(SQLRunStore):
         try:
             return self._local.connection  # type: ignore[no-any-return]
         except AttributeError:
-            connection = self._local.connection = self._connect()
+            try:
+                connection = self._local.connection = self._connect()
+            except sqlite3.Error as error:
+                raise self._failure(error) from error
             return connection
 
     def _max_parameters(self, connection: sqlite3.Connection) -> int:
@@ -158,9 +197,9 @@ class SQLiteRunStore(SQLRunStore):
         while True:
             try:
                 return action()
-            except sqlite3.OperationalError as error:
-                if not _is_lock_error(error):
-                    raise RunStoreError(f"The run store {self.url} failed: {error}") from error
+            except sqlite3.Error as error:
+                if not (isinstance(error, sqlite3.OperationalError) and _is_lock_error(error)):
+                    raise self._failure(error) from error
                 if time.monotonic() >= deadline:
                     raise RunStoreLockedError(
                         f"The run store database {self.location} stayed locked for more than "
@@ -194,12 +233,12 @@ class SQLiteRunStore(SQLRunStore):
         no lock."""
         if self._shared is not None:
             with self._connection() as connection:
-                return connection.execute(query, arguments).fetchone()  # type: ignore[no-any-return]
+                return self._retrying(lambda: connection.execute(query, arguments).fetchone())  # type: ignore[no-any-return]
         try:
             return self._reader().execute(query, arguments).fetchone()  # type: ignore[no-any-return]
-        except sqlite3.OperationalError as error:
-            if not _is_lock_error(error):
-                raise RunStoreError(f"The run store {self.url} failed: {error}") from error
+        except sqlite3.Error as error:
+            if not (isinstance(error, sqlite3.OperationalError) and _is_lock_error(error)):
+                raise self._failure(error) from error
             return self._retrying(lambda: self._reader().execute(query, arguments).fetchone())
 
     # -- the writer ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from ferroflow.runstore.rows import (
     cache_entry_from_row,
     cache_entry_rows,
     check_moment,
+    encodable_text,
     micros,
     moment,
     now_micros,
@@ -407,7 +408,11 @@ class SQLRunStore:
         pending = self._writer.uncommitted_cache_entries.get(key)
         if pending is not None:
             return None if pending.is_expired(now or datetime.now(UTC)) else pending
-        return self._point_query(self.dialect.sql(query), (key, now_micros() if now is None else micros(now)))
+        when = now_micros() if now is None else micros(now)
+        try:
+            return self._point_query(self.dialect.sql(query), (key, when))
+        except UnicodeEncodeError:  # stored as the writer stores such keys: see `encodable_text`
+            return self._point_query(self.dialect.sql(query), (encodable_text(key), when))
 
     def _point_query(self, query: str, arguments: tuple[Any, ...]) -> tuple[Any, ...] | None:
         """One row by key (every cache hit): no flush."""

@@ -21,6 +21,7 @@ process exits and start afresh in a forked child: see `close_at_exit`.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.util
@@ -28,11 +29,12 @@ import os
 import queue
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
 from ferroflow.exceptions import RunStoreError, RunStoreUnavailableError
 from ferroflow.runstore.records import CacheEntry
+from ferroflow.runstore.rows import encodable_text
 
 logger = logging.getLogger("ferroflow.runstore")
 
@@ -117,6 +119,15 @@ class Batch:
             kept.extend(rows)
         return held
 
+    def with_encodable_text(self) -> Batch:
+        """This batch with every string that UTF-8 cannot encode (a lone surrogate, as a name
+        decoded with `surrogateescape` holds) written with backslash escapes instead."""
+        fixed = Batch()
+        for kept, rows in zip(fixed.rows, self.rows, strict=True):
+            kept.extend(_encodable(row) for row in rows)
+        fixed.calls, fixed.stop, fixed.ends_with_work = self.calls, self.stop, self.ends_with_work
+        return fixed
+
     def after(self, held: Batch, room: int) -> Batch:
         """This batch with the `held` rows first; this batch's own rows only if they fit in `room`
         more records (else they are dropped: the caller counts them)."""
@@ -147,6 +158,18 @@ class Batch:
         for call in self.calls:
             if call.work is not None:
                 call.result = call.work(transaction)
+
+
+def _encodable(value: Any) -> Any:
+    if type(value) is str:
+        return encodable_text(value)
+    if type(value) is tuple:
+        return tuple(_encodable(item) for item in value)
+    if isinstance(value, CacheEntry):
+        return dataclasses.replace(value, key=_encodable(value.key), task_name=_encodable(value.task_name))
+    if isinstance(value, Mapping):  # parameters, summarized later: their keys, as their values' reprs are
+        return {_encodable(key) if type(key) is str else key: item for key, item in value.items()}
+    return value
 
 
 class BatchWriter:
@@ -260,11 +283,13 @@ class BatchWriter:
             error: BaseException | None = None
             try:
                 if batch.record_count or any(call.work is not None for call in batch.calls):
-                    self._backend.write_batch(batch)
+                    self._write(batch)
             except RunStoreUnavailableError as exc:  # held, and tried again
                 error = exc
                 self._hold(batch, exc)
             except BaseException as exc:  # the writer keeps going; the error is reported
+                if not isinstance(exc, RunStoreError):
+                    exc = RunStoreError(f"The run store {self._backend.url} failed: {exc!r}")
                 error = exc
                 logger.error("ferroflow could not record a batch of runs and states: %s", exc)
                 if not batch.calls:  # no one is waiting on this batch: tell the next flush()
@@ -283,6 +308,13 @@ class BatchWriter:
                     self._held = None
                     self._report_drops("before the process ended")
                 return
+
+    def _write(self, batch: Batch) -> None:
+        try:
+            self._backend.write_batch(batch)
+        except UnicodeEncodeError:
+            # A name no database can store must not sink the other records of its batch.
+            self._backend.write_batch(batch.with_encodable_text())
 
     def _hold(self, batch: Batch, error: RunStoreUnavailableError) -> None:
         if self._held is None:
