@@ -256,3 +256,26 @@ def test_a_flow_runs_on_while_the_server_stops_and_its_records_arrive_when_it_is
     assert states == ["COMPLETED"]
     assert sorted(run.name for run in task_runs) == sorted(f"step-{index}" for index in range(8))
     assert {run.state_type for run in task_runs} == {"COMPLETED"}
+
+
+def test_a_flow_with_cached_tasks_runs_while_the_server_is_down(monkeypatch, caplog):
+    from ferroflow import flow, task
+
+    monkeypatch.setenv("FERROFLOW_RUNSTORE_URL", unreachable_url())
+    calls = []
+
+    @task(cache_key_fn=lambda context, parameters: f"square-{parameters['x']}")
+    def square(x):
+        calls.append(x)
+        return x * x
+
+    @flow
+    def squares():
+        return [square(x) for x in (1, 2, 1)]
+
+    with caplog.at_level(logging.WARNING, logger="ferroflow.runstore"):
+        assert squares() == [1, 4, 1]
+    assert calls == [1, 2]  # the store's lookups miss; the entry the writer holds is a hit
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert sum("cannot look up the task cache" in message for message in warnings) == 1
+    assert all(PASSWORD not in message for message in warnings)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from types import ModuleType
@@ -30,6 +31,9 @@ from ferroflow.runstore.writer import Batch, BatchWriter, close_at_exit, closed_
 from ferroflow.settings import redact_url
 
 T = TypeVar("T")
+
+_RECONNECT_PAUSE = 1.0
+"""Seconds after a failed connection attempt during which others fail at once."""
 
 # Connections a forked child inherited from its parent: kept referenced for the child's life,
 # because freeing one would close the parent's session on the socket they share.
@@ -70,6 +74,7 @@ class PostgreSQLRunStore(SQLRunStore):
         self._closed = False
         self._schema_ready = False
         self._schema_lock = threading.Lock()
+        self._unreachable: tuple[float, str] | None = None  # (until when, why)
         self._reset_process_state()
         try:
             with self._connection():
@@ -114,6 +119,10 @@ class PostgreSQLRunStore(SQLRunStore):
     def _connect(self) -> Any:
         if self._closed:
             raise RunStoreError(f"The run store {self.url} is closed; open it again with open_store().")
+        # A server just found unreachable is not tried again at once: every cache lookup of a
+        # flow would wait for its own connection attempt (up to connect_timeout each).
+        if self._unreachable is not None and time.monotonic() < self._unreachable[0]:
+            raise RunStoreUnavailableError(self._unreachable[1])
         try:
             connection = self._psycopg.connect(
                 self.__conninfo,
@@ -122,10 +131,13 @@ class PostgreSQLRunStore(SQLRunStore):
                 application_name="ferroflow",
             )
         except self._psycopg.Error as error:
-            raise RunStoreUnavailableError(
+            message = (
                 f"The run store {self.url} cannot be reached ({self._scrub(_one_line(error))}). Check that the PostgreSQL server is running and that FERROFLOW_RUNSTORE_URL names "
                 "it (host, port, database, user and password)."
-            ) from None
+            )
+            self._unreachable = (time.monotonic() + _RECONNECT_PAUSE, message)
+            raise RunStoreUnavailableError(message) from None
+        self._unreachable = None
         with self._connections_lock:
             self._connections.append(connection)
         try:
