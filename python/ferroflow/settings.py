@@ -508,7 +508,10 @@ def _describe_errors(exc: ValidationError, source: Callable[[str], str] | None =
     for error in exc.errors():
         name = env_name(str(error["loc"][0])) if error["loc"] else "settings"
         where = f" (from {source(name)})" if source else ""
-        problems.append(f"{name}={error.get('input')!r}{where}: {error['msg']}")
+        value = error.get("input")
+        if isinstance(value, str):  # a URL's password is never shown
+            value = redact_url(value)
+        problems.append(f"{name}={value!r}{where}: {error['msg']}")
     return "; ".join(problems)
 
 
