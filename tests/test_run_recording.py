@@ -162,23 +162,18 @@ def test_a_garbage_store_file_is_a_warning_naming_it_and_the_cli_says_what_is_wr
         assert str(path) in result.output and "damaged" in result.output and "Traceback" not in result.output
 
 
-def test_a_store_damaged_after_it_was_written_does_not_fail_flows(isolated_home, caplog):
-    etl("2024-05-06")
-    path = isolated_home / "ferroflow.db"
-    with reopened_store() as store:
-        store.flush()
-    with sqlite3.connect(path) as connection:  # fold the WAL in, so the pages are in the file
+def test_a_store_damaged_after_it_was_written_does_not_fail_flows(tmp_path, monkeypatch, caplog):
+    path = tmp_path / "damaged.db"
+    with open_store(f"sqlite:///{path}") as store:
+        for index in range(50):
+            store.record_flow_run(f"run-{index}", "earlier", "etl")
+    with sqlite3.connect(path) as connection:  # fold the WAL in, so every page is in the file
         connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    from ferroflow._engine.recording import stores
-
-    for store in list(stores._stores.values()):
-        store.close()
-    stores._stores.clear()
-    stores._users.clear()
     data = bytearray(path.read_bytes())
     page_size = int.from_bytes(data[16:18], "big")
-    data[page_size : len(data)] = b"\xa5" * (len(data) - page_size)  # every page but the first
+    data[page_size:] = b"\xa5" * (len(data) - page_size)  # every page but the first (the schema's)
     path.write_bytes(bytes(data))
+    monkeypatch.setenv("FERROFLOW_RUNSTORE_URL", f"sqlite:///{path}")
 
     assert etl("2024-05-07") == "done"
     warnings_text = " ".join(run_store_warnings(caplog))

@@ -279,3 +279,47 @@ def test_a_flow_with_cached_tasks_runs_while_the_server_is_down(monkeypatch, cap
     warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
     assert sum("cannot look up the task cache" in message for message in warnings) == 1
     assert all(PASSWORD not in message for message in warnings)
+
+
+def sessions_of_ferroflow(url):
+    [(count,)] = sql(url, "SELECT COUNT(*) FROM pg_stat_activity WHERE application_name = 'ferroflow'")
+    return count
+
+
+def test_reader_threads_that_come_and_go_do_not_pile_up_connections(postgresql_url):
+    import gc
+    import threading
+
+    with open_store(postgresql_url) as store:
+        store.get_cache_entry("k")
+        before = sessions_of_ferroflow(postgresql_url)
+        for _ in range(6):
+            reader = threading.Thread(target=store.get_cache_entry, args=("k",))
+            reader.start()
+            reader.join()
+            gc.collect()
+        time.sleep(0.2)  # the server notices closed sessions as they end
+        assert sessions_of_ferroflow(postgresql_url) <= before + 1
+
+
+def test_a_forked_worker_records_through_its_own_connections_and_the_parent_keeps_its_own(postgresql_url):
+    import multiprocessing
+
+    with open_store(postgresql_url) as store:
+        store.record_flow_run("parent-run", "a", "etl")
+        store.flush()
+        assert store.get_cache_entry("k") is None  # the parent has a reading connection too
+
+        def child():
+            store.record_flow_run("child-run", "b", "etl")
+            store.put_cache_entry("k", "load", ResultRef.literal(True))
+
+        worker = multiprocessing.get_context("fork").Process(target=child)
+        worker.start()
+        worker.join(timeout=120)
+        assert worker.exitcode == 0
+        # The parent's connections still work: the child did not end their sessions.
+        store.record_flow_run("parent-again", "c", "etl")
+        store.flush()
+        assert {run.id for run in store.list_flow_runs()} == {"parent-run", "child-run", "parent-again"}
+        assert store.get_cache_entry("k").result.value is True

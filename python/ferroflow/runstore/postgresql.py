@@ -51,6 +51,19 @@ def _import_psycopg(url: str) -> ModuleType:
     return psycopg
 
 
+class _ThreadConnection:
+    """A reading thread's connection, closed when the thread ends and its locals go."""
+
+    __slots__ = ("connection", "__weakref__")
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.connection.close()
+
+
 def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
 
@@ -98,7 +111,8 @@ class PostgreSQLRunStore(SQLRunStore):
         self._writer = BatchWriter(self)
         self._enqueue = self._writer.put  # type: ignore[method-assign]
         self._local = threading.local()
-        self._connections: list[Any] = []
+        # Weak: a reading thread's connection is closed when the thread ends (`_ThreadConnection`).
+        self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self._connections_lock = threading.Lock()
         self._writer_connection: Any = None
         # The temporary staging tables (see `_insert`) each connection has; and those created by
@@ -107,7 +121,7 @@ class PostgreSQLRunStore(SQLRunStore):
         self._staging_created: list[str] = []
 
     def _forget_parent_process(self) -> None:
-        _inherited.extend(self._connections)
+        _inherited.extend([self._local, self._writer_connection, *self._connections])
         self._reset_process_state()
 
     def _scrub(self, text: str) -> str:
@@ -139,7 +153,7 @@ class PostgreSQLRunStore(SQLRunStore):
             raise RunStoreUnavailableError(message) from None
         self._unreachable = None
         with self._connections_lock:
-            self._connections.append(connection)
+            self._connections.add(connection)
         try:
             self._prepare_schema(connection)
         except BaseException:
@@ -156,17 +170,16 @@ class PostgreSQLRunStore(SQLRunStore):
 
     def _discard(self, connection: Any) -> None:
         with self._connections_lock:
-            if connection in self._connections:
-                self._connections.remove(connection)
+            self._connections.discard(connection)
         with contextlib.suppress(Exception):
             connection.close()
 
     @contextlib.contextmanager
     def _connection(self) -> Iterator[Any]:
-        connection = getattr(self._local, "connection", None)
-        if connection is None or connection.closed:
-            connection = self._local.connection = self._connect()
-        yield connection
+        held = getattr(self._local, "connection", None)
+        if held is None or held.connection.closed:
+            held = self._local.connection = _ThreadConnection(self._connect())
+        yield held.connection
 
     def _failure(self, connection: Any, error: Exception) -> RunStoreError:
         """The database's error as ferroflow's: unavailable if the connection is gone (which is
@@ -174,7 +187,8 @@ class PostgreSQLRunStore(SQLRunStore):
         message = self._scrub(_one_line(error))
         if connection.broken or connection.closed:
             self._discard(connection)
-            if getattr(self._local, "connection", None) is connection:
+            held = getattr(self._local, "connection", None)
+            if held is not None and held.connection is connection:
                 self._local.connection = None
             if self._writer_connection is connection:
                 self._writer_connection = None
@@ -245,7 +259,8 @@ class PostgreSQLRunStore(SQLRunStore):
             self._writer.stop()
             self._closed = True
             with self._connections_lock:
-                connections, self._connections = self._connections, []
+                connections = list(self._connections)
+                self._connections = weakref.WeakSet()
             for connection in connections:
                 with contextlib.suppress(Exception):
                     connection.close()
