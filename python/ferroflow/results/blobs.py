@@ -12,7 +12,7 @@ from os import PathLike
 from typing import Any
 
 import ferroflow._core as _core
-from ferroflow.serializers import Serializer
+from ferroflow.serializers import Serializer, serializer_for_reading
 
 
 @dataclass
@@ -47,8 +47,10 @@ class PersistedResultBlob:
             ferroflow_version=fields.get("ferroflow_version", "unknown"),
         )
 
-    def load(self) -> Any:
-        return Serializer.from_description(self.serializer).loads(self.data)
+    def load(self, *, expected_type: str | None = None) -> Any:
+        """The value, loaded by the serializer the document describes once that description is
+        checked (`serializer_for_reading`): of `expected_type` if given, known libraries only."""
+        return serializer_for_reading(self.serializer, expected_type=expected_type).loads(self.data)
 
 
 def is_json_document(path: str | PathLike[str]) -> bool:
@@ -89,25 +91,32 @@ def is_result_file(path: str | PathLike[str]) -> bool:
     return True
 
 
-def read_result(path: str | PathLike[str]) -> Any:
+def read_result(path: str | PathLike[str], *, serializer: Serializer | str | None = None) -> Any:
     """The value held in a result file: a ferroflow framed blob, a ferroflow JSON document, or a
-    JSON result file written by Prefect 2.x."""
+    JSON result file written by Prefect 2.x.
+
+    `serializer` (an instance or a type name such as "json") is the serializer the reader expects:
+    a file written by another type is refused (CorruptResultError) before any of it is loaded.
+    Either way, the file may name only known libraries and hooks (`serializer_for_reading`)."""
+    expected = serializer.type if isinstance(serializer, Serializer) else serializer
     if not is_json_document(path):
         header, segments = _core.map_blob(path)
-        return serializer_from_json(header.serializer).load_segments(segments)
+        return serializer_from_json(header.serializer, expected).load_segments(segments)
     fields = json.loads(_core.read_file(path))
     if "prefect_version" in fields:
         # Prefect 2 serializers base64-encoded their own output; loads_prefect2 undoes that.
-        return Serializer.from_description(fields["serializer"]).loads_prefect2(fields["data"].encode())
-    return PersistedResultBlob.from_json(json.dumps(fields)).load()
+        reader = serializer_for_reading(fields["serializer"], expected_type=expected)
+        return reader.loads_prefect2(fields["data"].encode())
+    return PersistedResultBlob.from_json(json.dumps(fields)).load(expected_type=expected)
 
 
 @functools.lru_cache(maxsize=256)
-def serializer_from_json(description_json: str) -> Serializer:
-    """The serializer a blob header describes (its JSON text)."""
+def serializer_from_json(description_json: str, expected_type: str | None = None) -> Serializer:
+    """The serializer a blob header describes (its JSON text), checked by `serializer_for_reading`
+    against the type the reader expects (None: any known type)."""
     # Headers repeat the same few descriptions; building a serializer once per description keeps
     # reads of many small results cheap.
-    return Serializer.from_description(json.loads(description_json))
+    return serializer_for_reading(json.loads(description_json), expected_type=expected_type)
 
 
 def description_json(serializer: Serializer) -> str:

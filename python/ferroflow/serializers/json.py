@@ -12,7 +12,14 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from ferroflow.exceptions import SerializationError
-from ferroflow.serializers._libraries import _accepts_keyword, _import_module, _require_functions
+from ferroflow.serializers._libraries import (
+    _accepts_keyword,
+    _import_module,
+    _refuse_code_loading_json_library,
+    _require_functions,
+    register_json_hook,
+    register_library,
+)
 from ferroflow.serializers.base import Serializer, _as_bytes
 from ferroflow.serializers.json_tags import _apply_bottom_up, _import_object, _JSONTree, _Unsupported
 
@@ -71,9 +78,15 @@ class JSONSerializer(Serializer):
 
     def model_post_init(self, context: Any) -> None:
         # Import and check everything now, so that a bad description fails when it is made.
+        _refuse_code_loading_json_library(self.jsonlib)
         _json_library(self.jsonlib)
         _json_hook(self.object_encoder, "object_encoder")
         _json_hook(self.object_decoder, "object_decoder")
+        # What this program configured, result files written with it may name (see _libraries).
+        register_library("jsonlib", self.jsonlib)
+        for hook in (self.object_encoder, self.object_decoder):
+            if hook is not None:
+                register_json_hook(hook)
 
     def dumps(self, obj: Any) -> bytes:
         try:
