@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -180,10 +181,51 @@ def test_unknown_storage_types_and_bad_slugs_are_explained(storage):
         resolve_storage(3)
 
 
-def test_a_damaged_saved_storage_says_how_to_repair_it(storage, isolated_home):
+DAMAGED_SAVED_STORAGES = {
+    "truncated": (b'{"basepath": 3', "it is not valid JSON"),
+    "empty": (b"", "it is not valid JSON"),
+    "not UTF-8": (b"\xff\xfe{}", "it is not valid JSON .*utf-8"),
+    "nested beyond reason": (b"[" * 100_000, "it is not valid JSON"),
+    "an array": (b"[1, 2]", "its JSON is an array, not an object"),
+    "null": (b"null", "its JSON is null, not an object"),
+    "a string": (b'"dev"', "its JSON is a string, not an object"),
+    "another type": (
+        b'{"type": "s3", "bucket_path": "b"}',
+        "it describes a 's3' storage, not a local-file-system one",
+    ),
+    "a wrong setting": (
+        b'{"type": "local-file-system", "basepath": 3}',
+        r"its settings are invalid \(basepath: ",
+    ),
+    "an unknown setting": (
+        b'{"basepath": "/x", "colour": "red"}',
+        r"its settings are invalid \(colour: Extra inputs",
+    ),
+}
+
+
+@pytest.mark.parametrize("content, problem", DAMAGED_SAVED_STORAGES.values(), ids=DAMAGED_SAVED_STORAGES)
+def test_a_damaged_saved_storage_names_its_file_and_how_to_repair_it(
+    storage, isolated_home, content, problem
+):
     storage.save("dev")
-    (isolated_home / "storages" / "local-file-system" / "dev.json").write_text('{"basepath": 3')
-    with pytest.raises(StorageNotFoundError, match=r"cannot be read: .* overwrite=True"):
+    path = isolated_home / "storages" / "local-file-system" / "dev.json"
+    path.write_bytes(content)
+    with pytest.raises(StorageNotFoundError) as error:
+        LocalFileSystem.load("dev")
+    message = str(error.value)
+    assert re.search(f"The saved local-file-system storage 'dev' cannot be used: {problem}", message)
+    assert f"Its file is {path}." in message and "save('dev', overwrite=True)" in message
+    with pytest.raises(StorageNotFoundError, match="cannot be used"):
+        resolve_storage("local-file-system/dev")
+
+
+def test_a_saved_storage_that_cannot_be_read_names_its_file(storage, isolated_home):
+    path = isolated_home / "storages" / "local-file-system" / "dev.json"
+    path.mkdir(parents=True)  # a folder where the file should be
+    with pytest.raises(
+        StorageNotFoundError, match=rf"cannot be used: it cannot be read .*Its file is {re.escape(str(path))}"
+    ):
         LocalFileSystem.load("dev")
 
 

@@ -343,3 +343,63 @@ def test_default_serializer_comes_from_the_setting(storage_path):
     assert result.serializer_type == "compressed/json"
     header = _core.read_header(storage_path / result.storage_key)
     assert json.loads(header.serializer)["type"] == "compressed/json"
+
+
+# --- a saved storage is read when the run starts ---------------------------------------------------
+
+
+def damage_saved_storage(home: Path, tmp_path: Path) -> Path:
+    LocalFileSystem(basepath=str(tmp_path / "saved")).save("dev")
+    path = home / "storages" / "local-file-system" / "dev.json"
+    path.write_text('{"basepath": ')
+    return path
+
+
+def test_a_damaged_saved_storage_fails_a_task_before_its_function_runs(isolated_home, tmp_path):
+    from ferroflow import flow, task
+    from ferroflow.exceptions import StorageNotFoundError
+
+    path = damage_saved_storage(isolated_home, tmp_path)
+    ran = []
+
+    @task(result_storage="local-file-system/dev", persist_result=True)
+    def expensive():
+        ran.append(1)
+        return [1, 2]
+
+    @flow
+    def pipeline():
+        return expensive(return_state=True)
+
+    state = pipeline(return_state=True)
+    assert state.is_failed() and ran == []
+    with pytest.raises(
+        StorageNotFoundError, match=f"cannot be used: it is not valid JSON .*Its file is {path}"
+    ):
+        state.result()
+
+
+def test_a_damaged_default_storage_block_fails_a_flow_before_it_runs(isolated_home, tmp_path):
+    from ferroflow import flow
+    from ferroflow.exceptions import StorageNotFoundError
+
+    path = damage_saved_storage(isolated_home, tmp_path)
+    ran = []
+
+    @flow(persist_result=True)
+    def pipeline():
+        ran.append(1)
+        return [1]
+
+    with temporary_settings(default_result_storage_block="local-file-system/dev"):
+        with pytest.raises(StorageNotFoundError, match=f"Its file is {path}"):
+            pipeline()
+    assert ran == []
+
+
+def test_a_run_that_persists_nothing_does_not_read_its_saved_storage(isolated_home, tmp_path):
+    damage_saved_storage(isolated_home, tmp_path)
+    factory = ResultFactory.from_task(
+        Definition(persist_result=False, result_storage="local-file-system/dev")
+    )
+    assert factory.create_result("in memory").get() == "in memory"

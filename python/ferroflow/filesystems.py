@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 import ferroflow._core as _core
 from ferroflow._asyncutils import in_async_caller
@@ -167,19 +167,65 @@ class WritableFileSystem(BaseModel, abc.ABC):
             )
         path = _saved_path(slug, _checked_name(name))
         try:
-            text = _core.read_file(str(path)).decode()
+            data = _core.read_file(str(path))
         except FileNotFoundError:
             raise StorageNotFoundError(
                 f"No {slug} storage named {name!r} is saved in {path.parent}. "
                 f"{_saved_list(slug)} Save one with {cls.__name__}(...).save({name!r})."
             ) from None
-        try:
-            return cls.from_description(json.loads(text))
-        except ValueError as exc:  # hand-edited or damaged file
-            raise StorageNotFoundError(
-                f"The saved {slug} storage {name!r} ({path}) cannot be read: {exc}. Save it again "
-                f"with {cls.__name__}(...).save({name!r}, overwrite=True)."
-            ) from exc
+        except OSError as exc:  # a folder in its place, no permission to read it, ...
+            raise _damaged_saved_storage(cls, slug, name, path, f"it cannot be read ({exc})") from exc
+        return _saved_storage_from(cls, slug, name, path, data)
+
+
+def _saved_storage_from(
+    storage_type: type[WritableFileSystem], slug: str, name: str, path: Path, data: bytes
+) -> WritableFileSystem:
+    """The storage a saved file's bytes describe, or a StorageNotFoundError naming the file and
+    saying what is wrong with it (hand-edited, truncated or damaged files)."""
+    try:
+        description = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested beyond reason
+        raise _damaged_saved_storage(
+            storage_type, slug, name, path, f"it is not valid JSON ({exc})"
+        ) from None
+    if not isinstance(description, dict):
+        kind = _JSON_KINDS.get(type(description), type(description).__name__)
+        what = f"its JSON is {kind}, not an object of the storage's settings"
+        raise _damaged_saved_storage(storage_type, slug, name, path, what)
+    if description.get("type", slug) != slug:
+        what = f"it describes a {description.get('type')!r} storage, not a {slug} one"
+        raise _damaged_saved_storage(storage_type, slug, name, path, what)
+    try:
+        return storage_type.from_description({**description, "type": slug})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+        raise _damaged_saved_storage(
+            storage_type, slug, name, path, f"its settings are invalid ({problems})"
+        ) from None
+    except (ValueError, TypeError) as exc:
+        raise _damaged_saved_storage(
+            storage_type, slug, name, path, f"its settings are invalid ({exc})"
+        ) from None
+
+
+_JSON_KINDS = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def _damaged_saved_storage(
+    storage_type: type[WritableFileSystem], slug: str, name: str, path: Path, what: str
+) -> StorageNotFoundError:
+    return StorageNotFoundError(
+        f"The saved {slug} storage {name!r} cannot be used: {what}. Its file is {path}. Save it "
+        f"again with {storage_type.__name__}(...).save({name!r}, overwrite=True), or delete the file."
+    )
 
 
 def _storage_type(slug: str, where: str = "") -> type[WritableFileSystem]:
