@@ -4,7 +4,9 @@ flow retries, and the task cache (`cache_key_fn`, `cache_expiration`, `refresh_c
 Before a task run's first attempt the engine asks `prior_result(task_context)`:
 
 1. Flow retries: a task run with the same identity (task key, dynamic key) that completed with a
-   persisted result in an earlier attempt of this flow run gives that result.
+   persisted result in an earlier attempt of this flow run gives that result — after reading it
+   back if it is no longer in memory, so that a deleted or damaged file means running again
+   (with a `CachedResultUnavailableWarning`), not a failed retry.
 2. The task cache: the task's cache key function gives a key; an entry for it in the run store
    (not expired, and not refreshed) gives its result — after reading it back, so that a
    deleted or damaged file is a miss (with a `CachedResultUnavailableWarning`), not a failure.
@@ -34,7 +36,9 @@ def prior_result(task_context: TaskRunContext) -> tuple[BaseResult, str] | None:
     """The result that ends this task run without running it, with the Cached state's message
     saying where it came from; or None to run the task."""
     book = book_of(task_context.flow_run_context)
-    earlier = book.earlier_attempt_result(run_identity(task_context.task_run))
+    earlier = earlier_attempt_result(
+        book, run_identity(task_context.task_run), f"task {task_context.task.name!r}"
+    )
     if earlier is not None:
         return earlier, REUSED_FROM_EARLIER_ATTEMPT
     key_fn = task_context.task.cache_key_fn
@@ -45,6 +49,30 @@ def prior_result(task_context: TaskRunContext) -> tuple[BaseResult, str] | None:
         return None
     cached = _cached_result(task_context, book, key)
     return None if cached is None else (cached, f"Cache hit for key {key!r}.")
+
+
+def earlier_attempt_result(book: RunBook, identity: tuple[str, int], what: str) -> BaseResult | None:
+    """The result an earlier attempt of this flow run got for the run `identity` names, once it
+    is known to be readable: a value no longer in memory is read back now (and kept only if the
+    result keeps its value), so that a deleted or damaged file means running again, with a
+    `CachedResultUnavailableWarning`, rather than a retry that fails where the value is used."""
+    earlier = book.earlier_attempt_result(identity)
+    if earlier is None or earlier.has_cached_object():
+        return earlier
+    try:
+        earlier.get()
+    except Exception as error:
+        book.forget_earlier_attempt_result(identity)
+        reference = result_reference(earlier)
+        where = "" if reference is None else f" ({reference.describe()})"
+        warnings.warn(
+            f"The result of {what} from an earlier attempt of this flow run{where} cannot be read: "
+            f"{error} It runs again.",
+            CachedResultUnavailableWarning,
+            stacklevel=2,
+        )
+        return None
+    return earlier
 
 
 def remember(task_context: TaskRunContext, result: BaseResult) -> datetime.datetime | None:
