@@ -269,6 +269,27 @@ def test_a_key_function_returning_a_non_string_fails_the_run():
         my_flow()
 
 
+@pytest.mark.parametrize("key", ["\ud800", "name-\udcff.csv", "ключ-\udfff"], ids=["lone", "escaped byte", "mixed"])
+def test_a_key_function_returning_text_that_is_not_valid_unicode_fails_the_run(key):
+    @task(cache_key_fn=lambda: key)
+    def keyed():
+        raise AssertionError("the task must not run")
+
+    @flow
+    def my_flow():
+        keyed()
+
+    with pytest.raises(CacheKeyFunctionError, match=r"task 'keyed' returned a string that is not valid Unicode .*lone surrogate"):
+        my_flow()
+
+
+def test_a_key_function_returning_any_valid_unicode_caches():
+    calls, run = cached_counter(cache_key_fn=lambda: "ключ-🔑-鍵")
+    run(1)
+    assert run(1).name == "Cached"
+    assert calls == [1]
+
+
 def test_a_key_function_returning_none_runs_the_task_uncached():
     calls, run = cached_counter(cache_key_fn=lambda: None)
     run(1)

@@ -122,7 +122,21 @@ def cache_key(task_context: TaskRunContext, key_fn: Callable[..., Any]) -> str |
             f"{type(error).__name__}: {error}. The task did not run. Fix the function, or return "
             "None from it for calls that should not be cached."
         ) from error
-    if key is None or type(key) is str:
+    if key is None:
+        return key
+    if type(key) is str:
+        if key.isascii():
+            return key
+        try:
+            key.encode("utf-8")  # the run store keeps keys as UTF-8 text
+        except UnicodeEncodeError as error:
+            raise CacheKeyFunctionError(
+                f"The cache key function {_describe(key_fn)} of task {task.name!r} returned a string "
+                f"that is not valid Unicode ({_short_repr(key)}: a lone surrogate at index "
+                f"{error.start}), which no run store can keep. The task did not run. Build the key "
+                "from valid text, e.g. a digest's hexdigest(); bytes decoded with "
+                "errors='surrogateescape' (file names) can be re-encoded first."
+            ) from None
         return key
     raise CacheKeyFunctionError(
         f"The cache key function {_describe(key_fn)} of task {task.name!r} returned "
