@@ -269,7 +269,9 @@ def test_a_key_function_returning_a_non_string_fails_the_run():
         my_flow()
 
 
-@pytest.mark.parametrize("key", ["\ud800", "name-\udcff.csv", "ключ-\udfff"], ids=["lone", "escaped byte", "mixed"])
+@pytest.mark.parametrize(
+    "key", ["\ud800", "name-\udcff.csv", "ключ-\udfff"], ids=["lone", "escaped byte", "mixed"]
+)
 def test_a_key_function_returning_text_that_is_not_valid_unicode_fails_the_run(key):
     @task(cache_key_fn=lambda: key)
     def keyed():
@@ -279,7 +281,10 @@ def test_a_key_function_returning_text_that_is_not_valid_unicode_fails_the_run(k
     def my_flow():
         keyed()
 
-    with pytest.raises(CacheKeyFunctionError, match=r"task 'keyed' returned a string that is not valid Unicode .*lone surrogate"):
+    with pytest.raises(
+        CacheKeyFunctionError,
+        match=r"task 'keyed' returned a string that is not valid Unicode .*lone surrogate",
+    ):
         my_flow()
 
 
