@@ -22,6 +22,8 @@ import functools
 import json
 import os
 import re
+import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, ParamSpec, TypeVar
@@ -328,6 +330,7 @@ class LocalFileSystem(WritableFileSystem):
         path = self.path_of(key)
         segments: list[Any] = list(data) if isinstance(data, (list, tuple)) else [data]
         _create_parent_on_missing(lambda: _core.atomic_write(path, segments, durable=_durable(durable)), path)
+        unfinished_writes.sweep_now_and_then(os.path.dirname(path))
         return path
 
     def read_path(self, key: str) -> bytes:
@@ -345,7 +348,7 @@ class LocalFileSystem(WritableFileSystem):
         durable: bool | None = None,
     ) -> Any:
         path = self.path_of(key)
-        return _create_parent_on_missing(
+        header = _create_parent_on_missing(
             lambda: _core.write_blob(
                 path,
                 segments,
@@ -357,6 +360,8 @@ class LocalFileSystem(WritableFileSystem):
             ),
             path,
         )
+        unfinished_writes.sweep_now_and_then(os.path.dirname(path))
+        return header
 
     def read_blob(self, key: str) -> tuple[Any, list[bytes]]:
         return _core.read_blob(self.path_of(key))
@@ -382,6 +387,67 @@ def is_unfinished_write(name: str) -> bool:
     """Whether a file name is that of an atomic write's temporary file, left behind when its
     writer was killed before the rename (the core, which names them, answers)."""
     return _core.is_temporary_file_name(name)
+
+
+class _UnfinishedWriteSweeper:
+    """Removes the temporary files that killed writers left in the folders this process writes
+    results to, so that they do not pile up until someone runs `ferroflow results prune`.
+
+    A folder is swept at most once per `interval` seconds per process, on a background thread
+    (a write never waits for it), and only files older than FERROFLOW_RESULTS_UNFINISHED_WRITE_MAX_AGE
+    are removed: a younger one may be another process's write in progress.
+    """
+
+    def __init__(self, interval: float = 600.0) -> None:
+        self.interval = interval
+        self._last_sweep: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.last_thread: threading.Thread | None = None  # the latest sweep (tests wait for it)
+
+    def sweep_now_and_then(self, folder: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_sweep.get(folder)
+            if last is not None and now - last < self.interval:
+                return
+            if len(self._last_sweep) > 4096:  # a process writing to ever new folders
+                self._last_sweep.clear()
+            self._last_sweep[folder] = now
+        max_age = get_current_settings().results_unfinished_write_max_age
+        thread = threading.Thread(
+            target=remove_unfinished_writes, args=(folder, max_age), name="ferroflow-sweep", daemon=True
+        )
+        self.last_thread = thread
+        thread.start()
+
+
+unfinished_writes = _UnfinishedWriteSweeper()
+
+
+def remove_unfinished_writes(folder: str | os.PathLike[str], older_than: float) -> list[str]:
+    """Remove the temporary files of unfinished writes (`is_unfinished_write`) directly in
+    `folder` whose last change is more than `older_than` seconds ago; returns their paths.
+    Files that vanish meanwhile, or cannot be removed, are left to the next sweep."""
+    cutoff = time.time() - older_than
+    removed: list[str] = []
+    try:
+        entries = os.scandir(folder)
+    except OSError:  # the folder went away, or cannot be listed: nothing to do here
+        return removed
+    with entries:
+        for entry in entries:
+            if not is_unfinished_write(entry.name):
+                continue
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                if entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                    continue
+                os.unlink(entry.path)
+            except OSError:
+                continue
+            removed.append(entry.path)
+    return removed
 
 
 def _durable(durable: bool | None) -> bool:

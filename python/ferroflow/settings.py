@@ -135,6 +135,14 @@ class Settings(BaseSettings):
             "survives a killed process and the checksum detects what a power loss can leave."
         ),
     )
+    results_unfinished_write_max_age: float = Field(
+        default=3600.0,
+        gt=0,
+        description=(
+            "Seconds after which a temporary file of an unfinished result write (its writer was "
+            "killed) is removed automatically from the folder ferroflow writes to."
+        ),
+    )
     tasks_refresh_cache: bool = Field(
         default=False,
         description="Ignore cached task results and recompute them (the new results are cached).",
@@ -409,6 +417,8 @@ def _describe_type(info: FieldInfo) -> str | None:
         return "true or false (also 1/0, yes/no, on/off)"
     if info.annotation is Path:
         return "a folder path"
+    if info.annotation is float:
+        return "a number of seconds greater than 0"
     return "a string"
 
 
