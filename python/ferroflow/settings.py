@@ -289,6 +289,7 @@ FERROFLOW_LOCAL_STORAGE_PATH: Setting[Path] = Setting("local_storage_path")
 FERROFLOW_RESULTS_DEFAULT_SERIALIZER: Setting[str] = Setting("results_default_serializer")
 FERROFLOW_ASYNC_FETCH_STATE_RESULT: Setting[bool] = Setting("async_fetch_state_result")
 FERROFLOW_RESULTS_FSYNC: Setting[bool] = Setting("results_fsync")
+FERROFLOW_RESULTS_UNFINISHED_WRITE_MAX_AGE: Setting[float] = Setting("results_unfinished_write_max_age")
 FERROFLOW_TASKS_REFRESH_CACHE: Setting[bool] = Setting("tasks_refresh_cache")
 FERROFLOW_RUNSTORE_RECORD_RUNS: Setting[bool] = Setting("runstore_record_runs")
 FERROFLOW_RUNSTORE_URL: Setting[str | None] = Setting("runstore_url")
@@ -639,6 +640,7 @@ __all__ = [
     "FERROFLOW_RESULTS_DEFAULT_SERIALIZER",
     "FERROFLOW_RESULTS_FSYNC",
     "FERROFLOW_RESULTS_PERSIST_BY_DEFAULT",
+    "FERROFLOW_RESULTS_UNFINISHED_WRITE_MAX_AGE",
     "FERROFLOW_RUNSTORE_RECORD_RUNS",
     "FERROFLOW_RUNSTORE_URL",
     "FERROFLOW_TASKS_REFRESH_CACHE",
