@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from ferroflow import flow, task
+from ferroflow.filesystems import LocalFileSystem
 from ferroflow.results import LiteralResult, PersistedResult
 from ferroflow.runstore import default_store_url, open_store
 from ferroflow.settings import temporary_settings
@@ -410,3 +411,31 @@ def test_cache_commands_see_and_clear_the_engines_entries(monkeypatch):
     cleared = runner.invoke(app, ["cache", "clear", "--task", "double", "--yes"])
     assert cleared.exit_code == 0 and "Deleted 1 cache entry" in cleared.output
     assert run(7).name == "Completed" and calls == [7, 7]
+
+
+def test_a_cache_entry_written_by_another_serializer_than_the_task_now_uses_is_recomputed(tmp_path):
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    calls = []
+
+    def define(serializer):
+        @task(cache_key_fn=lambda: "same-key", result_serializer=serializer, result_storage=storage)
+        def produce():
+            calls.append(serializer)
+            return {"by": serializer}
+
+        @flow
+        def run():
+            return produce(return_state=True)
+
+        return run
+
+    assert define("pickle")().result() == {"by": "pickle"}
+    assert define("pickle")().name == "Cached"
+    with pytest.warns(
+        CachedResultUnavailableWarning,
+        match="written by the 'pickle' serializer, and the task's result serializer is now 'json'",
+    ):
+        state = define("json")()
+    assert state.name == "Completed" and state.result() == {"by": "json"}
+    assert define("json")().name == "Cached"  # the new entry replaced the old one
+    assert calls == ["pickle", "json"]

@@ -26,8 +26,9 @@ from ferroflow._engine.parameters import positional_parameter_names
 from ferroflow._engine.run_book import RunBook, book_of
 from ferroflow._engine.runs import run_identity
 from ferroflow.context import TaskRunContext
-from ferroflow.exceptions import CachedResultUnavailableWarning, CacheKeyFunctionError
-from ferroflow.results import BaseResult, reopen_result, result_reference
+from ferroflow.exceptions import CachedResultUnavailableWarning, CacheKeyFunctionError, SerializationError
+from ferroflow.results import BaseResult, ResultRef, reopen_result, result_reference
+from ferroflow.serializers import Serializer
 
 REUSED_FROM_EARLIER_ATTEMPT = "Reused the result of an earlier attempt of this flow run."
 
@@ -172,6 +173,7 @@ def _cached_result(task_context: TaskRunContext, book: RunBook, key: str) -> Bas
         return None
     factory = task_context.result_factory
     try:
+        _check_serializer_type(reference, factory)
         return reopen_result(reference, cache_in_memory=factory is None or factory.cache_result_in_memory)
     except Exception as error:
         warnings.warn(
@@ -182,3 +184,17 @@ def _cached_result(task_context: TaskRunContext, book: RunBook, key: str) -> Bas
             stacklevel=2,
         )
         return None
+
+
+def _check_serializer_type(reference: ResultRef, factory: Any) -> None:
+    """A cache entry is used only if it was written by the serializer type the task is configured
+    with now: the reader, not the entry, decides how the result is loaded (an entry written
+    with pickle is never loaded for a task that now says JSON)."""
+    serializer = getattr(factory, "serializer", None)  # custom factories may have none
+    if reference.kind != "persisted" or not isinstance(serializer, Serializer):
+        return
+    if reference.serializer != serializer.type:
+        raise SerializationError(
+            f"it was written by the {reference.serializer!r} serializer, and the task's result "
+            f"serializer is now {serializer.type!r}"
+        )
