@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ferroflow import _core, flow, task
 from ferroflow.exceptions import CachedResultUnavailableWarning, CorruptResultError, SerializationError
@@ -263,3 +265,96 @@ def test_a_cached_json_result_replaced_by_a_pickle_recomputes_and_never_unpickle
         second = pipeline()
     assert second.result() == {"value": 2} and len(calls) == 2
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("option", ["object_pairs_hook", "parse_float", "cls"])
+def test_a_file_cannot_name_functions_through_loads_kwargs(option):
+    description = {"type": "json", "jsonlib": "json", "loads_kwargs": {option: "subprocess.call"}}
+    with pytest.raises(
+        SerializationError, match=rf"loads_kwargs \['{option}'\], options that take functions"
+    ):
+        serializer_for_reading(description, expected_type="json")
+    plain = {"type": "json", "jsonlib": "json", "loads_kwargs": {"strict": False}}
+    assert serializer_for_reading(plain).loads(b'["a\\tb"]') == ["a\tb"]
+
+
+# Harmless standard modules nothing else imports: importing one is what a file must not cause.
+_module_names = st.sampled_from(
+    ["colorsys", "wave", "tabnanny", "colorsys.rgb_to_hsv", "json", "pickle", "lzma"]
+)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=12) | _module_names,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+_option_names = st.sampled_from(
+    [
+        "type",
+        "jsonlib",
+        "picklelib",
+        "compressionlib",
+        "object_encoder",
+        "object_decoder",
+        "loads_kwargs",
+        "dumps_kwargs",
+        "serializer",
+        "level",
+        "picklelib_version",
+    ]
+)
+_type_names = st.sampled_from(
+    ["json", "pickle", "compressed", "compressed/json", "compressed/pickle", "nope"]
+)
+
+
+@st.composite
+def _stored_descriptions(draw):
+    description = draw(st.dictionaries(_option_names, _json_values, max_size=5))
+    if draw(st.booleans()):
+        description["type"] = draw(_type_names)
+    if draw(st.booleans()):
+        description["serializer"] = {
+            "type": draw(_type_names),
+            **draw(st.dictionaries(_option_names, _json_values, max_size=2)),
+        }
+    return description
+
+
+@settings(max_examples=300, deadline=None)
+@given(description=_stored_descriptions(), expected=st.none() | _type_names)
+def test_any_stored_description_gives_a_serializer_or_a_ferroflow_error(description, expected):
+    modules_before = set(sys.modules)
+    try:
+        serializer = serializer_for_reading(description, expected_type=expected)
+    except (CorruptResultError, SerializationError):
+        pass
+    else:
+        assert expected is None or serializer.type == expected
+    imported = set(sys.modules) - modules_before
+    known = {
+        "json",
+        "orjson",
+        "simplejson",
+        "ujson",
+        "pickle",
+        "cloudpickle",
+        "dill",
+        "lzma",
+        "bz2",
+        "zlib",
+        "gzip",
+    }
+    assert not (imported & (_texts_in(description) - known))  # nothing else the file named was imported
+
+
+def _texts_in(value):
+    """Every string in a JSON value, keys included."""
+    if isinstance(value, str):
+        return {value}
+    if isinstance(value, dict):
+        return set().union(set(), *(_texts_in(key) | _texts_in(item) for key, item in value.items()))
+    if isinstance(value, list):
+        return set().union(set(), *(_texts_in(item) for item in value))
+    return set()

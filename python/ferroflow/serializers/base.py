@@ -283,6 +283,10 @@ def resolve_serializer(value: Serializer | str | Mapping[str, Any] | None) -> Se
 
 
 _JSON_HOOK_OPTIONS = ("object_encoder", "object_decoder")
+# Options of `json.loads` (and libraries like it) whose values are called.
+_CALLABLE_LOADS_OPTIONS = frozenset(
+    ("cls", "object_hook", "object_pairs_hook", "parse_float", "parse_int", "parse_constant")
+)
 
 
 def serializer_for_reading(description: Any, *, expected_type: str | None = None) -> Serializer:
@@ -330,6 +334,14 @@ def _check_stored_description(description: Any, expected_type: str | None, *, wh
                 "uses; if you trust this file, call "
                 f"ferroflow.serializers.register_json_hook({description[option]!r}) before reading it."
             )
+    loads_kwargs = description.get("loads_kwargs")
+    hooks = _CALLABLE_LOADS_OPTIONS.intersection(loads_kwargs) if isinstance(loads_kwargs, Mapping) else ()
+    if hooks:
+        # A file cannot name functions through the JSON library's own options either.
+        raise SerializationError(
+            f"The {where} file asks for loads_kwargs {sorted(hooks)}, options that take functions; "
+            "a stored result cannot choose them. Configure the serializer in the program instead."
+        )
     inner = description.get("serializer")
     if inner is not None and (type_name == _COMPRESSED or type_name.startswith(f"{_COMPRESSED}/")):
         # A "compressed/json" holds JSON: its file cannot swap in another inner serializer.

@@ -133,7 +133,7 @@ class JSONSerializer(Serializer):
                 f"The JSON result is nested too deeply to load ({self.jsonlib}); ferroflow writes at "
                 f"most {MAX_JSON_DEPTH} levels. The file was not written by this serializer, or is damaged."
             ) from None
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:
             raise SerializationError(f"The result is not valid JSON ({self.jsonlib}): {exc}") from exc
 
 
