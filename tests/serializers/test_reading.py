@@ -358,3 +358,15 @@ def _texts_in(value):
     if isinstance(value, list):
         return set().union(set(), *(_texts_in(item) for item in value))
     return set()
+
+
+@pytest.mark.parametrize("header", ['"json"', "null", "[1]", '{"type": 3}', '{"serializer": {}}'])
+def test_a_header_whose_serializer_text_is_not_a_description_is_corrupt(tmp_path, header):
+    result = json_result(tmp_path)
+    path = Path(result.storage.path_of(result.storage_key))
+    path.unlink()
+    _core.write_blob(str(path), [b"{}"], serializer=header)
+    with pytest.raises(CorruptResultError):
+        result.get()
+    with pytest.raises(CorruptResultError):
+        read_result(path)

@@ -159,6 +159,7 @@ def serializer_from_json(description_json: str, expected_type: str | None = None
     against the type the reader expects (None: any known type)."""
     # Headers repeat the same few descriptions; building a serializer once per description keeps
     # reads of many small results cheap.
+    # The core has checked that the header's description is JSON text (it refuses others).
     return serializer_for_reading(json.loads(description_json), expected_type=expected_type)
 
 
