@@ -360,7 +360,17 @@ def _texts_in(value):
     return set()
 
 
-@pytest.mark.parametrize("header", ['"json"', "null", "[1]", '{"type": 3}', '{"serializer": {}}'])
+@pytest.mark.parametrize(
+    "header",
+    [
+        '"json"',
+        "null",
+        "[1]",
+        '{"type": 3}',
+        '{"serializer": {}}',
+        '{"type": "json", "level": ' + "9" * 5000 + "}",
+    ],
+)
 def test_a_header_whose_serializer_text_is_not_a_description_is_corrupt(tmp_path, header):
     result = json_result(tmp_path)
     path = Path(result.storage.path_of(result.storage_key))

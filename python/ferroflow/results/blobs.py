@@ -159,8 +159,14 @@ def serializer_from_json(description_json: str, expected_type: str | None = None
     against the type the reader expects (None: any known type)."""
     # Headers repeat the same few descriptions; building a serializer once per description keeps
     # reads of many small results cheap.
-    # The core has checked that the header's description is JSON text (it refuses others).
-    return serializer_for_reading(json.loads(description_json), expected_type=expected_type)
+    try:
+        description = json.loads(description_json)
+    except ValueError as error:  # JSON to the core, beyond Python's bounds (a 5000-digit number)
+        raise CorruptResultError(
+            f"The result's header describes its serializer in JSON that cannot be read here "
+            f"({_short(error)}); the file was not written by ferroflow, or is damaged."
+        ) from None
+    return serializer_for_reading(description, expected_type=expected_type)
 
 
 def description_json(serializer: Serializer) -> str:
