@@ -19,8 +19,10 @@ code that loads it.
 
 One job per module, each importing only modules listed before it:
 
-- `_libraries`: importing and checking the modules named by `picklelib`, `jsonlib`, `compressionlib`;
-- `base`: the `Serializer` base class, the registry of types and `resolve_serializer`;
+- `_libraries`: importing and checking the modules named by `picklelib`, `jsonlib`, `compressionlib`,
+  and the libraries and JSON hooks a stored result may name (`register_library`, `register_json_hook`);
+- `base`: the `Serializer` base class, the registry of types, `resolve_serializer`, and
+  `serializer_for_reading` (a stored description, checked before anything it names is imported);
 - `pickle`: `PickleSerializer` (protocol 5, large buffers as out-of-band segments);
 - `json_tags`: the tag codec that writes non-JSON types as tagged JSON objects and reads them back;
 - `json`: `JSONSerializer`, through the stdlib json, orjson or another library;

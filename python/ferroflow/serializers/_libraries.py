@@ -1,6 +1,7 @@
 """Importing and checking the modules a serializer delegates to, chosen by name in its options
 (`picklelib`, `jsonlib`, `compressionlib`): a missing module or function is reported as a
-SerializationError that says what to use instead."""
+SerializationError that says what to use instead. Also the names a stored result may ask for:
+the known libraries of each role and the known JSON hooks (see the section below)."""
 
 from __future__ import annotations
 
