@@ -205,10 +205,6 @@ def _saved_storage_from(
         raise _damaged_saved_storage(
             storage_type, slug, name, path, f"its settings are invalid ({problems})"
         ) from None
-    except (ValueError, TypeError) as exc:
-        raise _damaged_saved_storage(
-            storage_type, slug, name, path, f"its settings are invalid ({exc})"
-        ) from None
 
 
 _JSON_KINDS = {

@@ -313,7 +313,7 @@ def _check_stored_description(description: Any, expected_type: str | None, *, wh
     type_name = description["type"]
     if expected_type is not None and type_name != expected_type:
         raise CorruptResultError(
-            f"The {where} file says it was written by the {type_name!r} serializer, but the result "
+            f"The {where} file says it was written by the {type_name!r:.100} serializer, but the result "
             f"was written with {expected_type!r}; ferroflow reads a result only with the serializer "
             "it was written with. The file was replaced or damaged: re-run the task to write it again."
         )
@@ -321,25 +321,25 @@ def _check_stored_description(description: Any, expected_type: str | None, *, wh
     for role in LIBRARY_ROLES:
         if role in description and not _is_known_library(role, description[role]):
             raise SerializationError(
-                f"The {where} file asks for {role}={description[role]!r}, which is not a known "
+                f"The {where} file asks for {role}={description[role]!r:.100}, which is not a known "
                 f"{role}. ferroflow imports only libraries it knows or that this program uses; if "
                 f"you trust this file, call ferroflow.serializers.register_library({role!r}, "
-                f"{description[role]!r}) before reading it."
+                f"{description[role]!r:.100}) before reading it."
             )
     for option in _JSON_HOOK_OPTIONS:
         if option in description and not _is_known_json_hook(description[option]):
             raise SerializationError(
-                f"The {where} file asks for {option}={description[option]!r}, which is not a "
+                f"The {where} file asks for {option}={description[option]!r:.100}, which is not a "
                 "registered JSON hook. ferroflow calls only hooks it knows or that this program "
                 "uses; if you trust this file, call "
-                f"ferroflow.serializers.register_json_hook({description[option]!r}) before reading it."
+                f"ferroflow.serializers.register_json_hook({description[option]!r:.100}) before reading it."
             )
     loads_kwargs = description.get("loads_kwargs")
     hooks = _CALLABLE_LOADS_OPTIONS.intersection(loads_kwargs) if isinstance(loads_kwargs, Mapping) else ()
     if hooks:
         # A file cannot name functions through the JSON library's own options either.
         raise SerializationError(
-            f"The {where} file asks for loads_kwargs {sorted(hooks)}, options that take functions; "
+            f"The {where} file asks for loads_kwargs {sorted(hooks)!r:.200}, options that take functions; "
             "a stored result cannot choose them. Configure the serializer in the program instead."
         )
     inner = description.get("serializer")
