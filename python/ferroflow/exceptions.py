@@ -260,8 +260,9 @@ class CacheKeyFunctionError(FerroflowException, ValueError):
 
 
 class CachedResultUnavailableWarning(FerroflowWarning):
-    """A cache entry's result file is missing or cannot be read: the task runs again and its
-    new result replaces the entry."""
+    """A cache entry's result file, or the result an earlier attempt of a retried flow run got,
+    is missing or cannot be read: the task (or subflow) runs again; a cache entry is replaced
+    by its new result."""
 
 
 __all__ += ["CacheKeyFunctionError", "CachedResultUnavailableWarning"]
