@@ -9,7 +9,17 @@ PIP := $(PY) -m pip
 # Keep every cargo invocation (maturin's too) on one target dir, so builds are shared.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help venv build build-release test test-rust test-python stubtest typecheck lint lint-python lint-rust demo bench bench-rust clean
+.PHONY: help venv build test test-rust test-python stubtest typecheck lint lint-python lint-rust demo bench bench-rust clean
+
+# pip's output for the dependencies already installed ("Requirement already satisfied", one line
+# each) says nothing; maturin develop runs pip too, so the setting goes through the environment.
+export PIP_QUIET := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+# What the extension is built from: a change to any of these (or to the interpreter, or to
+# pyproject.toml through the venv's stamp) rebuilds it; otherwise `make build` does nothing.
+RUST_SOURCES := Cargo.toml Cargo.lock $(wildcard rust/*/Cargo.toml) $(shell find rust -name '*.rs')
+BUILT := $(VENV)/.built
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -19,14 +29,19 @@ $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ferroflow needs Python 3.11+ (set PYTHON=python3.X)")'
 	@command -v cargo >/dev/null || { echo "cargo not found: install a Rust toolchain (https://rustup.rs)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade 'pip>=25.1'
-	$(PIP) install --quiet --group dev
+	$(PIP) install --upgrade 'pip>=25.1'
+	$(PIP) install --group dev
 	touch $@
 
 venv: $(VENV)/.installed ## create/refresh .venv with build, test and bench dependencies
 
-build: venv ## build the extension (release) into .venv, installed editable
-	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin develop --release --quiet
+build: $(BUILT) ## build the extension (release) into .venv, installed editable, when its sources changed
+
+# The interpreter behind .venv/bin/python (resolved when make starts): a new one rebuilds too.
+# PIP_QUIET keeps the dependency check maturin develop runs through pip quiet.
+$(BUILT): $(RUST_SOURCES) $(VENV)/.installed $(realpath $(PY))
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) nice $(VENV)/bin/maturin develop --release --quiet
+	touch $@
 
 test: build test-rust test-python stubtest typecheck lint ## run every test: cargo, pytest, stub and type checks, linters
 
