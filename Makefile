@@ -9,7 +9,13 @@ PIP := $(PY) -m pip
 # Keep every cargo invocation (maturin's too) on one target dir, so builds are shared.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help venv build test test-rust test-python stubtest typecheck lint lint-python lint-rust demo bench bench-rust clean
+# Wheels: exactly what .github/workflows/wheels.yml publishes for Linux (tests/test_package.py checks
+# that both give maturin the same arguments): manylinux2014 (glibc 2.17), linked with zig, so no
+# container is needed (maturin finds zig as `python -m ziglang` of the venv on PATH). The dist profile (fat LTO) builds in target/<triple>/dist, kept between runs.
+WHEEL_ARGS := --profile dist --zig --compatibility manylinux2014 --out dist
+WHEEL_TARGET ?= x86_64-unknown-linux-gnu
+
+.PHONY: help venv build wheel test-wheel test test-rust test-python stubtest typecheck lint lint-python lint-rust demo bench bench-rust clean
 
 # pip's output for the dependencies already installed ("Requirement already satisfied", one line
 # each) says nothing; maturin develop runs pip too, so the setting goes through the environment.
@@ -43,7 +49,7 @@ $(BUILT): $(RUST_SOURCES) $(VENV)/.installed $(realpath $(PY))
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) nice $(VENV)/bin/maturin develop --release --quiet
 	touch $@
 
-test: build test-rust test-python stubtest typecheck lint ## run every test: cargo, pytest, stub and type checks, linters
+test: build test-rust test-python stubtest typecheck lint test-wheel ## run every test: cargo, pytest, stub and type checks, linters, the wheel
 
 test-rust:
 	cargo test --release -p ferroflow-core
@@ -71,6 +77,15 @@ lint-python: venv
 demo: build ## run the example pipeline (its runs, cache and results go to .demo/)
 	$(PY) examples/demo.py
 
+wheel: venv ## build the release wheel the workflow publishes (manylinux2014) into dist/ and check it with auditwheel
+	rm -f dist/ferroflow-*-$(subst -unknown-linux-gnu,,$(WHEEL_TARGET)).whl
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" nice $(VENV)/bin/maturin build $(WHEEL_ARGS) --target $(WHEEL_TARGET)
+	$(VENV)/bin/auditwheel show dist/ferroflow-*-manylinux*$(subst -unknown-linux-gnu,,$(WHEEL_TARGET)).whl
+
+test-wheel: wheel ## install the wheel into a fresh venv with no Rust on PATH and run the README's quick start there
+	FERROFLOW_TEST_WHEEL="$$(ls dist/ferroflow-*-manylinux*$(subst -unknown-linux-gnu,,$(WHEEL_TARGET)).whl)" \
+		$(PY) -m pytest -q -p no:cacheprovider tests/test_wheel.py
+
 bench: build ## run the benchmarks in benches/ and write their figures to .bench/summary.md
 	$(PY) benches/summary.py --out .bench/summary.md
 
@@ -78,4 +93,4 @@ bench-rust: ## run the core's criterion benchmarks (no Python involved)
 	cargo bench -p ferroflow-core
 
 clean:
-	rm -rf $(VENV) target .pytest_cache .hypothesis
+	rm -rf $(VENV) target dist .pytest_cache .hypothesis
