@@ -82,7 +82,7 @@ def test_cache_ls_shows_key_prefixes_tasks_ages_expiry_and_results(cached):
         "load",
         "5m ago",
         "in 59m",
-        "new (pickle) in local-file-system/dev",
+        "key new in storage local-file-system/dev",  # a saved storage this machine has not
     ]
     assert rows[EXPIRED_KEY[:8]][2:4] == ["2h ago", "expired"]
     assert re.fullmatch(r"\d+s ago", rows[FOREVER_KEY[:8]][2])  # 0s, or a little more on a busy machine

@@ -99,7 +99,9 @@ def test_runs_show_gives_states_task_runs_and_results(recorded):
     assert FLOW_RUN in out and "crimson-fox" in out and "day='2024-05-01'" in out
     assert "literal null" in out  # the flow's own result
     assert "Pending > Running > Completed" in out
-    assert "9b1c0f7e (pickle) in local-file-system/dev" in out
+    assert "9b1c0f7e pickle" in out  # the key, which `results inspect` takes
+    # Each result's location whole, on a line of its own.
+    assert out.splitlines()[-1] == "key 9b1c0f7e in storage local-file-system/dev"
     assert "task-loa" in out and "load-0" in out
     assert "Subflow runs" in out and "quiet-owl" in out
 
@@ -124,11 +126,12 @@ def test_runs_show_json(recorded):
 def test_runs_show_explains_unknown_and_ambiguous_ids(recorded):
     unknown = invoke("runs", "show", "zz")
     assert unknown.exit_code == 1
-    assert "No flow run with an id starting with 'zz'" in unknown.output
+    assert "No flow run or task run has an id starting with 'zz'" in unknown.output
     assert "ferroflow runs ls" in unknown.output
     ambiguous = invoke("runs", "show", "3f2")
     assert ambiguous.exit_code == 1
-    assert "several flow run ids" in ambiguous.output and "give more of the id" in ambiguous.output
+    assert "several run ids" in ambiguous.output and "give more of the id" in ambiguous.output
+    assert FLOW_RUN in ambiguous.output and OLDER_RUN in ambiguous.output
 
 
 def test_a_store_from_a_newer_ferroflow_is_reported_not_traced(recorded):

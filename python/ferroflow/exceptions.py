@@ -239,6 +239,11 @@ class RunStoreSchemaError(RunStoreError):
 class UnknownRunError(RunStoreError, LookupError):
     """No flow or task run in the run store matches the given id or id prefix (or several do)."""
 
+    def __init__(self, message: str, candidates: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+        """The ids that start with the prefix given, when several do (some of them); empty when none does."""
+
 
 class CacheKeyWarning(FerroflowWarning):
     """A task's inputs could not be hashed into a cache key; the task runs without caching."""

@@ -63,6 +63,17 @@ def is_json_document(path: str | PathLike[str]) -> bool:
         return file.read(1) == b"{"
 
 
+# The first bytes of every framed result file (docs/format.md; `MAGIC` in rust/core/src/frame.rs).
+BLOB_SIGNATURE = b"\x89FFB\r\n\x1a\n"
+
+
+def has_blob_signature(path: str | PathLike[str]) -> bool:
+    """Whether a file opens with a framed result's signature: a damaged result if its header then
+    fails to verify, rather than a file of another kind."""
+    with open(path, "rb") as file:
+        return file.read(len(BLOB_SIGNATURE)) == BLOB_SIGNATURE
+
+
 def read_blob_header(path: str | PathLike[str]) -> dict[str, Any]:
     """The verified header of a framed result file, as a dict (`ValueError` if it is not one)."""
     return _core.read_header(str(path)).to_dict()  # type: ignore[no-any-return]

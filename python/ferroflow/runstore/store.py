@@ -286,7 +286,8 @@ class SQLRunStore:
         candidates = ", ".join(run.id for run in runs[:5])
         raise UnknownRunError(
             f"{run_id!r} is the start of several {description} ids ({candidates}{', ...' if len(runs) > 5 else ''}); "
-            "give more of the id."
+            "give more of the id.",
+            candidates=tuple(run.id for run in runs),
         )
 
     def list_states(self, run_id: str) -> list[StateRecord]:
