@@ -218,7 +218,7 @@ def test_runs_delete_older_than_keeps_the_newer_runs(home):
         ((), "Give flow run ids or --older-than (one of them)."),
         (("abc", "--older-than", "1d"), "Give flow run ids or --older-than (one of them)."),
         (("--older-than", "soon"), "'soon' is not an age"),
-        (("--older-than", "999999999w"), "give a shorter age"),
+        (("--older-than", "999999999w"), "give an age of at most"),
         (("nothing-like-it", "--yes"), "No flow run with an id starting with 'nothing-like-it'"),
     ],
 )
