@@ -21,7 +21,7 @@ import weakref
 from collections.abc import Callable, Iterator
 from types import ModuleType
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from ferroflow.exceptions import RunStoreError, RunStoreUnavailableError
 from ferroflow.runstore import queries
@@ -83,6 +83,16 @@ class PostgreSQLRunStore(SQLRunStore):
         password = urlsplit(url).password
         self.__password = unquote(password) if password else None
         self.connect_timeout = connect_timeout
+        # What the URL does not say itself (`?connect_timeout=...&application_name=...` win).
+        given = set(parse_qs(urlsplit(url).query))
+        self._defaults = {
+            name: value
+            for name, value in (
+                ("connect_timeout", max(1, round(connect_timeout))),
+                ("application_name", "ferroflow"),
+            )
+            if name not in given
+        }
         self.batch_interval = batch_interval
         self._closed = False
         self._schema_ready = False
@@ -138,12 +148,7 @@ class PostgreSQLRunStore(SQLRunStore):
         if self._unreachable is not None and time.monotonic() < self._unreachable[0]:
             raise RunStoreUnavailableError(self._unreachable[1])
         try:
-            connection = self._psycopg.connect(
-                self.__conninfo,
-                autocommit=True,
-                connect_timeout=max(1, round(self.connect_timeout)),
-                application_name="ferroflow",
-            )
+            connection = self._psycopg.connect(self.__conninfo, autocommit=True, **self._defaults)
         except self._psycopg.Error as error:
             message = (
                 f"The run store {self.url} cannot be reached ({self._scrub(_one_line(error))}). Check that the PostgreSQL server is running and that FERROFLOW_RUNSTORE_URL names "
