@@ -319,7 +319,7 @@ class _JSONTree:
             for key, value in mapping.items():
                 try:
                     if not key.isascii():
-                        _unicode_text(key)
+                        _unicode_text(key, "a key")
                     tree[key] = self.tree(value)
                 except _Unsupported as exc:
                     exc.path.append(f"[{_short(key)}]")
@@ -354,14 +354,14 @@ class _JSONTree:
         return self.tree(stand_in)
 
 
-def _unicode_text(text: str) -> str:
+def _unicode_text(text: str, what: str = "a string") -> str:
     """`text` if it is valid Unicode (no lone surrogates, which UTF-8 cannot encode)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
         raise _Unsupported(
             text,
-            f"a string that is not valid Unicode: a lone surrogate {text[exc.start]!r} at index {exc.start}",
+            f"{what} that is not valid Unicode: a lone surrogate {text[exc.start]!r} at index {exc.start}",
         ) from None
     return text
 
