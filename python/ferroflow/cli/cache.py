@@ -9,6 +9,7 @@ from rich.text import Text
 
 from ferroflow.cli.console import cli_store, console, echo_json, table
 from ferroflow.cli.tables import narrow_first
+from ferroflow.results.cache_records import delete_record, records_of_reference
 from ferroflow.runstore import CacheEntry, RunStore
 
 # As `ferroflow runs` shows run ids; longer where two keys share their first characters.
@@ -165,8 +166,19 @@ def clear_entries(key: str | None, task_name: str | None, expired_only: bool, ye
         noun = "cache entry" if matching == 1 else "cache entries"
         if not yes:
             click.confirm(f"Delete {matching} {noun}?", abort=True)
+        entries = store.list_cache_entries(key=key, task_name=task_name, expired_only=expired_only, now=now)
         deleted = store.delete_cache_entries(key=key, task_name=task_name, expired_only=expired_only, now=now)
+    _delete_records(entries)
     click.echo(f"Deleted {deleted} {'cache entry' if deleted == 1 else 'cache entries'}.")
+
+
+def _delete_records(entries: list[CacheEntry]) -> None:
+    """The cache records (kept with the results, the cache's truth) of deleted entries: without
+    them the entries would still hit."""
+    for entry in entries:
+        records = records_of_reference(entry.result)
+        if records is not None:
+            delete_record(records, entry.key)
 
 
 def _full_key(store: RunStore, given: str) -> str:
