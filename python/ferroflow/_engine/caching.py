@@ -39,7 +39,7 @@ from ferroflow.results.cache_locks import (
 from ferroflow.results.cache_records import (
     CacheRecord,
     RecordStorage,
-    read_record,
+    cached_reference,
     record_storage_for,
     write_record,
 )
@@ -249,8 +249,7 @@ def _cached_result(
     if records is None:
         reference = book.run_store().get_cached_result(key)
     else:
-        record = read_record(records, key)
-        reference = None if record is None or record.is_expired() else record.result
+        reference = cached_reference(records, key)
     if reference is None:
         return None
     factory = task_context.result_factory

@@ -19,7 +19,9 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import re
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,6 +33,11 @@ from ferroflow.filesystems import LocalFileSystem, WritableFileSystem, resolve_s
 from ferroflow.results.references import storage_from_reference
 from ferroflow.results.result_ref import ResultRef
 from ferroflow.version import __version__
+
+try:  # a record is parsed on every cache hit: orjson when installed (the `orjson` extra)
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - depends on the environment
+    _loads = json.loads
 
 RECORD_FORMAT = "ferroflow-cache-record"
 RECORD_VERSION = 1
@@ -67,6 +74,11 @@ class RecordStorage(Protocol):
     def describe(self) -> str: ...
 
 
+_READ_CHUNK = 1 << 16
+_PLAIN_CACHE_KEY = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,127}")
+_PLAIN_KEY = re.compile(r"\.ferroflow-cache/(?:records|locks)/[A-Za-z0-9_-][A-Za-z0-9_.-]*")
+
+
 class LocalRecordStorage:
     """`RecordStorage` on a local folder (the root of a `LocalFileSystem`)."""
 
@@ -77,6 +89,8 @@ class LocalRecordStorage:
         self._made: set[str] = set()
 
     def path_of(self, key: str) -> str:
+        if _PLAIN_KEY.fullmatch(key):  # the names this module makes: no need to resolve them
+            return self.root + "/" + key
         return str(_core.resolve_key(self.root, key))
 
     def _temporary(self, path: str, data: bytes) -> str:
@@ -108,11 +122,23 @@ class LocalRecordStorage:
         os.replace(self._temporary(path, data), path)
 
     def read(self, key: str) -> bytes | None:
+        # os.open/os.read rather than open(): a record is read on every cache hit, and the
+        # buffered file object costs more than the read itself.
         try:
-            with open(self.path_of(key), "rb") as file:
-                return file.read()
+            descriptor = os.open(self.path_of(key), os.O_RDONLY)
         except FileNotFoundError:
             return None
+        try:
+            data = os.read(descriptor, _READ_CHUNK)
+            if len(data) < _READ_CHUNK:
+                return data
+            parts = [data]
+            while data:
+                data = os.read(descriptor, _READ_CHUNK)
+                parts.append(data)
+            return b"".join(parts)
+        finally:
+            os.close(descriptor)
 
     def delete(self, key: str) -> bool:
         try:
@@ -197,6 +223,8 @@ class CacheRecord:
                 "task_name": self.task_name,
                 "created": self.created.isoformat(),
                 "expiration": None if self.expiration is None else self.expiration.isoformat(),
+                # The same as seconds since the epoch: what a lookup compares, without parsing.
+                "expires_at": None if self.expiration is None else self.expiration.timestamp(),
                 "flow_run_id": self.flow_run_id,
                 "task_run_id": self.task_run_id,
                 "ferroflow_version": self.ferroflow_version,
@@ -206,7 +234,7 @@ class CacheRecord:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> CacheRecord:
-        document = json.loads(data)
+        document = _loads(data)
         if not isinstance(document, dict) or document.get("format") != RECORD_FORMAT:
             raise ValueError("not a ferroflow cache record")
         if document.get("version") != RECORD_VERSION:
@@ -244,9 +272,8 @@ def _reference_from_document(document: dict[str, Any]) -> ResultRef:
 def record_key(cache_key: str) -> str:
     """Where the record of `cache_key` lives in its storage. Keys that are not plain names
     (a cache_key_fn may return any string) are named by their digest."""
-    if cache_key and len(cache_key) <= 128 and all(ch.isalnum() or ch in "-_." for ch in cache_key):
-        if not cache_key.startswith("."):
-            return RECORDS_PREFIX + cache_key + ".json"
+    if _PLAIN_CACHE_KEY.fullmatch(cache_key):
+        return RECORDS_PREFIX + cache_key + ".json"
     digest = _core.hash_buffers([cache_key.encode("utf-8", "surrogatepass")], "blake3")
     return RECORDS_PREFIX + "h-" + str(digest) + ".json"
 
@@ -262,6 +289,24 @@ def read_record(storage: RecordStorage, cache_key: str) -> CacheRecord | None:
     except (ValueError, KeyError, TypeError):
         return None
     return record if record.key == cache_key else None
+
+
+def cached_reference(storage: RecordStorage, cache_key: str) -> ResultRef | None:
+    """The result reference of `cache_key`'s record if it has one that has not expired: what a
+    cache lookup needs, read without building the whole record."""
+    data = storage.read(record_key(cache_key))
+    if data is None:
+        return None
+    try:
+        document = _loads(data)
+        if document["key"] != cache_key or document["version"] != RECORD_VERSION:
+            return None
+        expires_at = document["expires_at"]
+        if expires_at is not None and expires_at <= time.time():
+            return None
+        return _reference_from_document(document["result"])
+    except (ValueError, KeyError, TypeError):
+        return None  # a damaged record is a miss; the next result replaces it
 
 
 def write_record(storage: RecordStorage, record: CacheRecord, *, replace_existing: bool) -> bool:
@@ -334,6 +379,7 @@ __all__ = [
     "LocalRecordStorage",
     "RecordStorage",
     "delete_record",
+    "cached_reference",
     "delete_records",
     "list_records",
     "read_record",
