@@ -135,6 +135,14 @@ class Settings(BaseSettings):
             "survives a killed process and the checksum detects what a power loss can leave."
         ),
     )
+    results_max_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Keep a local result storage under this many bytes: after a write that passes it, the "
+            "least recently used results are removed (down to 90%). None: no limit."
+        ),
+    )
     tasks_refresh_cache: bool = Field(
         default=False,
         description="Ignore cached task results and recompute them (the new results are cached).",
@@ -274,6 +282,7 @@ FERROFLOW_LOCAL_STORAGE_PATH: Setting[Path] = Setting("local_storage_path")
 FERROFLOW_RESULTS_DEFAULT_SERIALIZER: Setting[str] = Setting("results_default_serializer")
 FERROFLOW_ASYNC_FETCH_STATE_RESULT: Setting[bool] = Setting("async_fetch_state_result")
 FERROFLOW_RESULTS_FSYNC: Setting[bool] = Setting("results_fsync")
+FERROFLOW_RESULTS_MAX_BYTES: Setting[int | None] = Setting("results_max_bytes")
 FERROFLOW_TASKS_REFRESH_CACHE: Setting[bool] = Setting("tasks_refresh_cache")
 FERROFLOW_RUNSTORE_RECORD_RUNS: Setting[bool] = Setting("runstore_record_runs")
 FERROFLOW_RUNSTORE_URL: Setting[str | None] = Setting("runstore_url")

@@ -9,7 +9,9 @@ from rich.text import Text
 
 from ferroflow.cli.console import cli_store, console, echo_json, table
 from ferroflow.cli.tables import narrow_first
-from ferroflow.results.cache_records import delete_record, records_of_reference
+from ferroflow.results import ResultRef
+from ferroflow.results.cache_records import RecordStorage, delete_record, record_storage_for
+from ferroflow.results.references import storage_from_reference
 from ferroflow.runstore import CacheEntry, RunStore
 
 # As `ferroflow runs` shows run ids; longer where two keys share their first characters.
@@ -179,6 +181,17 @@ def _delete_records(entries: list[CacheEntry]) -> None:
         records = records_of_reference(entry.result)
         if records is not None:
             delete_record(records, entry.key)
+
+
+def records_of_reference(reference: ResultRef) -> RecordStorage | None:
+    """The record storage beside a persisted result's storage (None for a storage that cannot
+    hold records). A literal result's record is looked for in the default storage."""
+    try:
+        if reference.kind != "persisted" or reference.storage is None:
+            return record_storage_for(None)
+        return record_storage_for(storage_from_reference(reference.storage))
+    except (TypeError, ValueError):
+        return None
 
 
 def _full_key(store: RunStore, given: str) -> str:

@@ -30,7 +30,6 @@ from typing import Any, Protocol
 
 import ferroflow._core as _core
 from ferroflow.filesystems import LocalFileSystem, WritableFileSystem, resolve_storage
-from ferroflow.results.references import storage_from_reference
 from ferroflow.results.result_ref import ResultRef
 from ferroflow.version import __version__
 
@@ -361,17 +360,6 @@ def delete_records(
     return deleted
 
 
-def records_of_reference(reference: ResultRef) -> RecordStorage | None:
-    """The record storage beside a persisted result's storage (None for a literal, or a storage
-    that cannot hold records). A literal result's record is looked for in the default storage."""
-    try:
-        if reference.kind != "persisted" or reference.storage is None:
-            return record_storage_for(None)  # a literal's record: in the default storage
-        return record_storage_for(storage_from_reference(reference.storage))
-    except (TypeError, ValueError):
-        return None
-
-
 __all__ = [
     "LOCKS_PREFIX",
     "RECORDS_PREFIX",
@@ -385,6 +373,5 @@ __all__ = [
     "read_record",
     "record_key",
     "record_storage_for",
-    "records_of_reference",
     "write_record",
 ]
