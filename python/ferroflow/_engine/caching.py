@@ -5,12 +5,17 @@ Before a task run's first attempt the engine asks `prior_result(task_context)`:
 
 1. Flow retries: a task run with the same identity (task key, dynamic key) that completed with a
    persisted result in an earlier attempt of this flow run gives that result.
-2. The task cache: the task's cache key function gives a key; an entry for it in the run store
-   (not expired, and not refreshed) gives its result — after reading it back, so that a
-   deleted or damaged file is a miss (with a `CachedResultUnavailableWarning`), not a failure.
+2. The task cache: the task's cache key function or cache policy gives a key; the key's cache
+   record in the result storage (or the policy's cache_storage; `ferroflow.results.
+   cache_records`), not expired and not refreshed, gives its result — after reading it back, so
+   that a deleted or damaged file is a miss (with a `CachedResultUnavailableWarning`), not a
+   failure. With `isolation_level="SERIALIZABLE"` a miss takes the key's lock and computes, or
+   waits for the run holding it (`ferroflow.results.cache_locks`). A storage that cannot hold
+   records uses the run store's entries instead.
 
 Either way the run ends "Cached" without running the function. After a run completes,
-`remember(task_context, result)` puts its result in the cache under the key.
+`remember(task_context, result)` creates the key's record (and indexes it in the run store);
+`finish(task_context)` releases a SERIALIZABLE lock when the run ends, whatever its outcome.
 """
 
 from __future__ import annotations
@@ -99,7 +104,15 @@ def remember(task_context: TaskRunContext, result: BaseResult) -> datetime.datet
         )
         # After the result is written (create_result returned): no reader finds a record
         # without its result.
-        write_record(records, record, replace_existing=True)
+        try:
+            write_record(records, record, replace_existing=True)
+        except OSError as error:  # the run succeeded; only its caching did not
+            warnings.warn(
+                f"The result of task {task.name!r} could not be cached in {records.describe()}: "
+                f"{error}. The task ran; its next call runs again.",
+                CachedResultUnavailableWarning,
+                stacklevel=2,
+            )
     book = book_of(task_context.flow_run_context)
     book.run_store().put_cache_entry(key, task.name, reference, expiration=expiration)
     return expiration
