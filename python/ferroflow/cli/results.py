@@ -223,7 +223,7 @@ def prune(
     indexed = {
         (entry.result.storage, entry.result.key)
         for entry in entries
-        if entry.result.kind == "persisted" and not entry.is_expired(now)
+        if entry.result.storage is not None and entry.result.key is not None and not entry.is_expired(now)
     }
     cached = {path.relative_to(folder).as_posix() for path in _referenced_paths(indexed, folder)}
     plan = plan_prune(

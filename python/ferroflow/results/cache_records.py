@@ -23,7 +23,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +33,7 @@ from ferroflow.filesystems import LocalFileSystem, WritableFileSystem, resolve_s
 from ferroflow.results.result_ref import ResultRef
 from ferroflow.version import __version__
 
+_loads: Callable[[bytes], Any]
 try:  # a record is parsed on every cache hit: orjson when installed (the `orjson` extra)
     from orjson import loads as _loads
 except ImportError:  # pragma: no cover - depends on the environment
