@@ -228,3 +228,21 @@ def test_a_lock_is_taken_over_once_its_lease_ran_out(tmp_path):
     other = LocalRecordStorage(tmp_path / "other")
     other.create_only(lock_key("k"), fresh.to_bytes())
     assert try_acquire(other, "k", lease_seconds=30) is None
+
+
+def test_a_living_holder_keeps_its_lock_past_the_lease_by_its_heartbeat(tmp_path):
+    calls = []
+    policy = INPUTS.configure(isolation_level="SERIALIZABLE", lock_lease_seconds=0.3)
+
+    @task(cache_policy=policy, result_storage=LocalFileSystem(basepath=str(tmp_path)))
+    def long_running(x):
+        calls.append(x)
+        time.sleep(1.5)  # five leases: without heartbeats a waiter would take the lock over
+        return x
+
+    @flow
+    def many():
+        return [future.result() for future in [long_running.submit(7) for _ in range(4)]]
+
+    assert many() == [7] * 4
+    assert calls == [7]

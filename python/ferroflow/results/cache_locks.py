@@ -21,11 +21,10 @@ import os
 import socket
 import threading
 import time
-import uuid
 from dataclasses import dataclass
 
 from ferroflow.exceptions import FerroflowException
-from ferroflow.results.cache_records import LOCKS_PREFIX, RecordStorage, record_key
+from ferroflow.results.cache_records import LOCKS_PREFIX, RecordStorage, record_key, unique_name
 
 DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_WAIT_SECONDS = 600.0
@@ -74,45 +73,99 @@ def lock_key(cache_key: str) -> str:
     return f"{LOCKS_PREFIX}{name}.lock"
 
 
+_HOST = socket.gethostname()
+
+
 def _owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{threading.current_thread().name}"
+    return f"{_HOST}:{os.getpid()}:{threading.current_thread().name}"
 
 
 class HeldLock:
     """A lock this process holds; `release()` it when the run has ended (its record written)."""
 
+    __slots__ = ("storage", "key", "info", "next_beat")
+
     def __init__(self, storage: RecordStorage, key: str, info: LockInfo) -> None:
         self.storage = storage
         self.key = key
         self.info = info
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._heartbeat, name=f"ferroflow-lock-{key}", daemon=True)
-        self._thread.start()
+        self.next_beat = time.monotonic() + self.interval
+        _heartbeats.add(self)
 
-    def _heartbeat(self) -> None:
-        interval = max(self.info.lease_seconds / 3, 0.01)
-        while not self._stop.wait(interval):
-            current = LockInfo.from_bytes(self.storage.read(self.key) or b"")
-            if current is None or current.token != self.info.token:
-                return  # taken over (this process stalled past its lease): nothing to renew
-            renewed = LockInfo(self.info.owner, self.info.token, self.info.lease_seconds, time.time())
-            try:
-                self.storage.replace(self.key, renewed.to_bytes())
-            except OSError:
-                continue  # try again at the next beat; the lease covers a missed one
+    @property
+    def interval(self) -> float:
+        return max(self.info.lease_seconds / 3, 0.01)
+
+    def beat(self) -> bool:
+        """Renew the heartbeat; False when the lock is no longer this holder's (taken over
+        after this process stalled past its lease): nothing more to renew."""
+        current = LockInfo.from_bytes(self.storage.read(self.key) or b"")
+        if current is None or current.token != self.info.token:
+            return False
+        renewed = LockInfo(self.info.owner, self.info.token, self.info.lease_seconds, time.time())
+        try:
+            self.storage.replace(self.key, renewed.to_bytes())
+        except OSError:
+            pass  # tried again at the next beat; the lease covers a missed one
+        self.next_beat = time.monotonic() + self.interval
+        return True
 
     def release(self) -> None:
-        self._stop.set()
+        _heartbeats.discard(self)
         current = LockInfo.from_bytes(self.storage.read(self.key) or b"")
         if current is not None and current.token == self.info.token:
             self.storage.delete(self.key)
+
+
+class _Heartbeats:
+    """One thread per process renews the heartbeats of every lock the process holds: starting a
+    thread per lock cost more than the rest of taking and releasing it."""
+
+    def __init__(self) -> None:
+        self._held: dict[str, HeldLock] = {}
+        self._changed = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._wake_at = float("inf")  # when the thread wakes next (monotonic)
+
+    def add(self, lock: HeldLock) -> None:
+        with self._changed:
+            self._held[lock.info.token] = lock
+            if self._thread is None or not self._thread.is_alive():  # first use, or a forked child
+                self._thread = threading.Thread(target=self._run, name="ferroflow-cache-locks", daemon=True)
+                self._thread.start()
+            elif lock.next_beat < self._wake_at:  # else the thread wakes in time anyway
+                self._changed.notify()
+
+    def discard(self, lock: HeldLock) -> None:
+        with self._changed:
+            self._held.pop(lock.info.token, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                if not self._held:
+                    self._wake_at = float("inf")
+                    self._changed.wait()
+                    continue
+                now = time.monotonic()
+                due = [lock for lock in self._held.values() if lock.next_beat <= now]
+                if not due:
+                    self._wake_at = min(lock.next_beat for lock in self._held.values())
+                    self._changed.wait(self._wake_at - now)
+                    continue
+            for lock in due:
+                if not lock.beat():
+                    self.discard(lock)
+
+
+_heartbeats = _Heartbeats()
 
 
 def try_acquire(storage: RecordStorage, cache_key: str, lease_seconds: float) -> HeldLock | None:
     """Take the lock of `cache_key` if no one holds it (or its holder's lease ran out); None
     when another holds it."""
     key = lock_key(cache_key)
-    info = LockInfo(_owner(), uuid.uuid4().hex, lease_seconds, time.time())
+    info = LockInfo(_owner(), unique_name(), lease_seconds, time.time())
     if storage.create_only(key, info.to_bytes()):
         return HeldLock(storage, key, info)
     current = LockInfo.from_bytes(storage.read(key) or b"")
