@@ -125,7 +125,7 @@ class _Heartbeats:
         self._held: dict[str, HeldLock] = {}
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._wake_at = float("inf")  # when the thread wakes next (monotonic)
+        self._wake_at = 0.0  # when the thread wakes next (monotonic)
 
     def add(self, lock: HeldLock) -> None:
         with self._changed:
@@ -141,13 +141,20 @@ class _Heartbeats:
             self._held.pop(lock.info.token, None)
 
     def _run(self) -> None:
+        idle_since = time.monotonic()
         while True:
             with self._changed:
-                if not self._held:
-                    self._wake_at = float("inf")
-                    self._changed.wait()
-                    continue
                 now = time.monotonic()
+                if not self._held:
+                    # Idle: look again within a second (a lock added meanwhile is due much later
+                    # with any ordinary lease, so taking one wakes nobody), and end after a while.
+                    if now - idle_since > _IDLE_EXIT_SECONDS:
+                        self._thread = None
+                        return
+                    self._wake_at = now + _IDLE_POLL_SECONDS
+                    self._changed.wait(_IDLE_POLL_SECONDS)
+                    continue
+                idle_since = now
                 due = [lock for lock in self._held.values() if lock.next_beat <= now]
                 if not due:
                     self._wake_at = min(lock.next_beat for lock in self._held.values())
@@ -158,6 +165,8 @@ class _Heartbeats:
                     self.discard(lock)
 
 
+_IDLE_POLL_SECONDS = 1.0
+_IDLE_EXIT_SECONDS = 30.0
 _heartbeats = _Heartbeats()
 
 
