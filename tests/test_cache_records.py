@@ -2,6 +2,7 @@
 processes that share a storage sharing the cache whatever their FERROFLOW_HOME."""
 
 import datetime
+import json
 import os
 import subprocess
 import sys
@@ -156,3 +157,36 @@ def test_literal_results_are_cached_by_record_too():
 
     assert run(1).name == "Completed"
     assert run(1).name == "Cached" and calls == [1]
+
+
+def test_cache_ls_and_clear_work_on_the_records_of_a_storage(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from ferroflow.cli import app
+
+    monkeypatch.setenv("COLUMNS", "200")
+    folder = tmp_path / "shared"
+    storage = LocalFileSystem(basepath=str(folder))
+
+    @task(cache_key_fn=task_input_hash, result_storage=storage)
+    def double(x):
+        return x * 2
+
+    @flow
+    def run(x):
+        return double(x, return_state=True)
+
+    key = run(5).state_details.cache_key
+    runner = CliRunner()
+    listed = runner.invoke(app, ["cache", "ls", "--storage", str(folder), "--json"])
+    assert listed.exit_code == 0, listed.output
+    (entry,) = json.loads(listed.output)
+    assert entry["key"] == key and entry["task_name"] == "double" and entry["task_run_id"]
+    table = runner.invoke(app, ["cache", "ls", "--storage", str(folder)])
+    assert key[:8] in table.output and "double" in table.output
+    cleared = runner.invoke(app, ["cache", "clear", "--storage", str(folder), "--key", key[:10], "--yes"])
+    assert cleared.exit_code == 0 and "Deleted 1 cache entry" in cleared.output
+    assert list(list_records(LocalRecordStorage(folder))) == []
+    assert run(5).name == "Completed"
+    missing = runner.invoke(app, ["cache", "ls", "--storage", str(tmp_path / "nowhere")])
+    assert missing.exit_code == 1 and "neither a saved storage nor a folder" in missing.output

@@ -228,6 +228,19 @@ class CacheRecord:
             return False
         return self.expiration <= (now or datetime.datetime.now(datetime.UTC))
 
+    def to_dict(self) -> dict[str, Any]:
+        """As `ferroflow cache ls --json` shows an entry."""
+        return {
+            "key": self.key,
+            "task_name": self.task_name,
+            "result": self.result.to_dict(),
+            "created": self.created.isoformat(),
+            "expiration": None if self.expiration is None else self.expiration.isoformat(),
+            "flow_run_id": self.flow_run_id,
+            "task_run_id": self.task_run_id,
+            "ferroflow_version": self.ferroflow_version,
+        }
+
     def to_bytes(self) -> bytes:
         return json.dumps(
             {
