@@ -164,6 +164,14 @@ class Settings(BaseSettings):
             "killed) is removed automatically from the folder ferroflow writes to."
         ),
     )
+    results_max_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Keep a local result storage under this many bytes: after a write that passes it, the "
+            "least recently used results are removed (down to 90%). None: no limit."
+        ),
+    )
     tasks_refresh_cache: bool = Field(
         default=False,
         description="Ignore cached task results and recompute them (the new results are cached).",
@@ -311,6 +319,7 @@ FERROFLOW_RESULTS_DEFAULT_SERIALIZER: Setting[str] = Setting("results_default_se
 FERROFLOW_ASYNC_FETCH_STATE_RESULT: Setting[bool] = Setting("async_fetch_state_result")
 FERROFLOW_RESULTS_FSYNC: Setting[bool] = Setting("results_fsync")
 FERROFLOW_RESULTS_UNFINISHED_WRITE_MAX_AGE: Setting[float] = Setting("results_unfinished_write_max_age")
+FERROFLOW_RESULTS_MAX_BYTES: Setting[int | None] = Setting("results_max_bytes")
 FERROFLOW_TASKS_REFRESH_CACHE: Setting[bool] = Setting("tasks_refresh_cache")
 FERROFLOW_RUNSTORE_RECORD_RUNS: Setting[bool] = Setting("runstore_record_runs")
 FERROFLOW_RUNSTORE_URL: Setting[str | None] = Setting("runstore_url")
@@ -663,6 +672,7 @@ __all__ = [
     "FERROFLOW_LOCAL_STORAGE_PATH",
     "FERROFLOW_RESULTS_DEFAULT_SERIALIZER",
     "FERROFLOW_RESULTS_FSYNC",
+    "FERROFLOW_RESULTS_MAX_BYTES",
     "FERROFLOW_RESULTS_PERSIST_BY_DEFAULT",
     "FERROFLOW_RESULTS_UNFINISHED_WRITE_MAX_AGE",
     "FERROFLOW_RUNSTORE_RECORD_RUNS",

@@ -128,7 +128,7 @@ def _new_flow_run(
         parent_id,
         dynamic_key=dynamic_key,
         recorder=recorder,
-        parameters=None if recorder is None else LazyParameters(flow.fn, args, kwargs),
+        parameters=LazyParameters(flow.fn, args, kwargs),
     )
 
 

@@ -186,6 +186,7 @@ def run_task_sync(
                     call_hooks(hooks, task, task_run, attempts.final)  # type: ignore[arg-type]
         return attempts.final  # type: ignore[return-value]
     finally:
+        caching.finish(task_context)
         if logs_prints:
             prints.restore()
         leave()
@@ -225,6 +226,7 @@ async def run_task_async(
                     await call_hooks_async(hooks, task, task_run, attempts.final)  # type: ignore[arg-type]
         return attempts.final  # type: ignore[return-value]
     finally:
+        caching.finish(task_context)
         if logs_prints:
             prints.restore()
         leave()

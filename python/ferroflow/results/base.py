@@ -11,6 +11,7 @@ Each has Prefect 2's `create(...)` constructor and `has_cached_object()`.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -204,6 +205,8 @@ class PersistedResult(BaseResult):
             threads=threads,
             durable=settings.results_fsync,
         )
+        if settings.results_max_bytes is not None and type(storage) is LocalFileSystem:
+            _keep_under_limit(storage, key, settings.results_max_bytes)
         result = cls(
             storage=storage,
             storage_key=key,
@@ -233,6 +236,12 @@ class PersistedResult(BaseResult):
         try:
             header, segments = _read_blob_segments(self.storage, self.storage_key)
         except FileNotFoundError as error:
+            removed = _removal_note(self.storage, self.storage_key)
+            if removed is not None:
+                raise MissingResult(
+                    f"The result file {self.storage_key!r} of {self.storage!r} was {removed}. "
+                    "Re-run the flow or task to produce it again."
+                ) from error
             raise MissingResult(
                 f"The result file {self.storage_key!r} is missing from {self.storage!r}; it was "
                 "deleted or the storage moved. Re-run the flow or task to produce it again."
@@ -310,3 +319,26 @@ def _read_blob_segments(storage: WritableFileSystem, key: str) -> tuple[Any, lis
     if type(storage) is LocalFileSystem:
         return _core.load_blob(storage.path_of(key), MAP_FROM_BYTES)  # type: ignore[no-any-return]
     return storage.map_blob(key)
+
+
+def _keep_under_limit(storage: LocalFileSystem, key: str, max_bytes: int) -> None:
+    """FERROFLOW_RESULTS_MAX_BYTES: evict least recently used results after a write."""
+    from ferroflow.results.retention import after_write  # only with the setting on
+
+    try:
+        written = os.stat(storage.path_of(key)).st_size
+    except OSError:
+        return  # evicted already by another process: nothing to count
+    after_write(storage.root, written, max_bytes)
+
+
+def _removal_note(storage: WritableFileSystem, key: str) -> str | None:
+    """Why a result is gone, if ferroflow's retention removed it (its tombstone says)."""
+    if not isinstance(storage, LocalFileSystem):
+        return None
+    from ferroflow.results.retention import removal_note
+
+    try:
+        return removal_note(storage.root, key)
+    except (OSError, ValueError):
+        return None

@@ -163,6 +163,9 @@ def _features_requiring_persistence(run_definition: Any, parent: ResultFactory |
     features = []
     if getattr(run_definition, "cache_key_fn", None) is not None:
         features.append("a cache key function (cache_key_fn)")
+    policy = getattr(run_definition, "cache_policy", None)
+    if policy is not None and type(policy).__name__ != "NoCache":
+        features.append("a cache policy (cache_policy)")
     if parent is not None and parent.children_need_persistence:
         features.append(f"flow retries ({parent.children_need_persistence})")
     return features
