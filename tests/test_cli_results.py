@@ -232,7 +232,9 @@ def test_expired_cache_entries_do_not_keep_their_files(cli, storage):
     assert not path.exists()
 
 
-def test_prune_a_storage_given_by_slug_or_folder(cli, tmp_path):
+def test_prune_a_storage_given_by_slug_or_folder(cli, tmp_path, monkeypatch):
+    # Writers sweep leftovers older than this bound themselves; keep the one below for the prune.
+    monkeypatch.setenv("FERROFLOW_RESULTS_UNFINISHED_WRITE_MAX_AGE", str(30 * DAY))
     folder = tmp_path / "team-results"
     slug = LocalFileSystem(basepath=str(folder)).save("team")
     referenced = persisted_file("kept", result_storage=slug)

@@ -275,9 +275,12 @@ def test_a_flow_with_cached_tasks_runs_while_the_server_is_down(monkeypatch, cap
 
     with caplog.at_level(logging.WARNING, logger="ferroflow.runstore"):
         assert squares() == [1, 4, 1]
-    assert calls == [1, 2]  # the store's lookups miss; the entry the writer holds is a hit
+    # The cache records live with the results, so the hit needs no run store: the server being
+    # down costs the history only.
+    assert calls == [1, 2]
     warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
-    assert sum("cannot look up the task cache" in message for message in warnings) == 1
+    assert not any("cannot look up the task cache" in message for message in warnings)
+    assert any("cannot be reached" in message or "unreachable" in message for message in warnings), warnings
     assert all(PASSWORD not in message for message in warnings)
 
 
