@@ -107,8 +107,34 @@ class TaskFuture:
             data=ExceptionResult(exception),
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A future pickles as the finished run it stands for (its name and final state): what
+        # a flow that returns futures, or a state holding them, hands to another process.
+        if not self._future.done():
+            try:
+                self._future.exception()
+            except concurrent.futures.CancelledError:
+                pass
+        return (_finished_task_future, (self.task_run.name, self._final_state()))
+
     def __repr__(self) -> str:
         return f"TaskFuture(task_run={self.task_run.name!r}, state={self.state!r})"
+
+
+class _FinishedRun:
+    """The record of a run a future was unpickled from: its name and final state."""
+
+    __slots__ = ("name", "state")
+
+    def __init__(self, name: str, state: State) -> None:
+        self.name = name
+        self.state = state
+
+
+def _finished_task_future(name: str, state: State) -> TaskFuture:
+    future: concurrent.futures.Future[State] = concurrent.futures.Future()
+    future.set_result(state)
+    return TaskFuture(_FinishedRun(name, state), future)
 
 
 __all__ = ["TaskFuture"]
