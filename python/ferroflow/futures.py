@@ -115,7 +115,14 @@ class TaskFuture:
                 self._future.exception()
             except concurrent.futures.CancelledError:
                 pass
-        return (_finished_task_future, (self.task_run.name, self._final_state()))
+        return (TaskFuture.finished, (self.task_run.name, self._final_state()))
+
+    @classmethod
+    def finished(cls, name: str, state: State) -> TaskFuture:
+        """A future of a run that finished elsewhere: its name and final state."""
+        future: concurrent.futures.Future[State] = concurrent.futures.Future()
+        future.set_result(state)
+        return cls(_FinishedRun(name, state), future)
 
     def __repr__(self) -> str:
         return f"TaskFuture(task_run={self.task_run.name!r}, state={self.state!r})"
@@ -129,12 +136,6 @@ class _FinishedRun:
     def __init__(self, name: str, state: State) -> None:
         self.name = name
         self.state = state
-
-
-def _finished_task_future(name: str, state: State) -> TaskFuture:
-    future: concurrent.futures.Future[State] = concurrent.futures.Future()
-    future.set_result(state)
-    return TaskFuture(_FinishedRun(name, state), future)
 
 
 __all__ = ["TaskFuture"]

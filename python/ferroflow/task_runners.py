@@ -511,7 +511,10 @@ class DaskTaskRunner(BaseTaskRunner):
         if root in self._checked_storages:
             return
         token = uuid.uuid4().hex
-        path = storage.write_path(f".ferroflow-probe-{token}", token.encode())
+        path = storage.path_of(f".ferroflow-probe-{token}")
+        os.makedirs(root, exist_ok=True)
+        with open(path, "wb") as probe:  # (the storage's own writes are awaitable in async code)
+            probe.write(token.encode())
         try:
             answers = self._client.run(_reads_probe, path, token)
         finally:

@@ -575,7 +575,7 @@ class LocalTaskRunCall:
         positions = {id(future): index for index, future in enumerate(upstream)}
 
         def marker(future: TaskFuture) -> UpstreamInput:
-            return UpstreamInput(positions[id(future)])
+            return UpstreamInput(positions[id(future)], future.task_run.name)
 
         args = replace_inputs(self.args, TaskFuture, marker)
         kwargs = replace_inputs(self.kwargs, TaskFuture, marker)
@@ -663,8 +663,8 @@ def _execute(request: TaskRunRequest, upstream_states: tuple[State, ...]) -> Tas
     args, kwargs, wait_for = request.args, request.kwargs, request.wait_for
     if upstream_states:
 
-        def upstream(marker: UpstreamInput) -> State:
-            return upstream_states[marker.index]
+        def upstream(marker: UpstreamInput) -> TaskFuture:
+            return TaskFuture.finished(marker.name, upstream_states[marker.index])
 
         args = replace_inputs(args, UpstreamInput, upstream)
         kwargs = replace_inputs(kwargs, UpstreamInput, upstream)

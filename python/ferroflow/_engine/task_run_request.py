@@ -63,9 +63,11 @@ class TaskRunRequest:
 class UpstreamInput:
     """Stands in a request's inputs for the value of an upstream run that has not finished when
     the run is sent (a cluster schedules the dependency): `index` is the upstream's position
-    among the states the executing process is given with the request."""
+    among the states the executing process is given with the request; `name` is its run's
+    name (a failure names it)."""
 
     index: int
+    name: str
 
 
 @dataclass(slots=True)
