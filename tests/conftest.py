@@ -1,4 +1,5 @@
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -100,6 +101,8 @@ class DaskProcesses:
         self.processes.append(self._start(command, folder))
 
     def start_worker(self, name: str, wrapper: list[str] | None = None) -> subprocess.Popen:
+        """Start a worker; `wrapper` is a command ending in a shell script's start (`[..., "sh",
+        "-c", "set-up &&"]`), which the worker's command line completes."""
         folder = self.root / name
         folder.mkdir()
         command = [
@@ -107,7 +110,7 @@ class DaskProcesses:
             "--nworkers", "1", "--no-dashboard", "--name", name,
         ]  # fmt: skip
         if wrapper is not None:  # e.g. a worker that sees other files
-            command = [*wrapper, " ".join(command)]
+            command = [*wrapper[:-1], f"{wrapper[-1]} exec {shlex.join(command)}"]
         process = self._start(command, folder)
         self.processes.append(process)
         return process
