@@ -75,7 +75,12 @@ def test_runner_options_are_checked():
 
 def test_a_dask_runner_without_address_starts_a_cluster_for_the_flow_run():
     runner = DaskTaskRunner(
-        cluster_kwargs={"n_workers": 1, "threads_per_worker": 1, "processes": False, "dashboard_address": None}
+        cluster_kwargs={
+            "n_workers": 1,
+            "threads_per_worker": 1,
+            "processes": False,
+            "dashboard_address": None,
+        }
     )
 
     @flow(task_runner=runner)
@@ -164,7 +169,9 @@ def test_a_long_lived_cluster_keeps_no_ferroflow_task_or_data_after_many_flow_ru
 # --- storages the workers cannot reach ----------------------------------------------------------
 
 
-def test_a_local_storage_some_worker_cannot_read_fails_the_flow_before_any_task_runs(dask_processes, tmp_path):
+def test_a_local_storage_some_worker_cannot_read_fails_the_flow_before_any_task_runs(
+    dask_processes, tmp_path
+):
     """A worker that sees other files than the flow (as on another machine): it runs in its own
     mount namespace, where /tmp, which holds the test's folders, is an empty file system."""
     if os.geteuid() != 0 or not Path("/usr/bin/unshare").exists():

@@ -164,7 +164,9 @@ class RunRecordCollector(logging.Handler):
         logging.getLogger("ferroflow").removeHandler(self)
 
 
-__all__ = ["FLOW_RUN_LOGGER", "TASK_RUN_LOGGER",
+__all__ = [
+    "FLOW_RUN_LOGGER",
+    "TASK_RUN_LOGGER",
     "RunLoggerAdapter",
     "RunRecordCollector",
     "emit_records",

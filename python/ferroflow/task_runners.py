@@ -215,7 +215,6 @@ class ConcurrentTaskRunner(BaseTaskRunner):
         return f"ConcurrentTaskRunner(max_workers={self.max_workers})"
 
 
-
 # --- runners that execute task runs in other processes ----------------------------------------
 
 
@@ -548,9 +547,7 @@ class DaskTaskRunner(BaseTaskRunner):
             self._check_storage(request.result_factory.storage)
         task_run = run.task_run
         key = f"ferroflow-{task_run.name}-{task_run.id.hex}"
-        held = client.submit(
-            _run_on_dask_worker, run.report, request, *dependencies, key=key, pure=False
-        )
+        held = client.submit(_run_on_dask_worker, run.report, request, *dependencies, key=key, pure=False)
         with self._lock:
             self._held[task_run.id] = held
         summary = client.submit(_summary_on_dask_worker, held, key=f"{key}-summary", pure=False)
@@ -585,9 +582,7 @@ class DaskTaskRunner(BaseTaskRunner):
             try:
                 upstream, states = _upstream_states(run)
                 request = run.deferred_request(upstream)
-                held = self._client.submit(
-                    _run_on_dask_worker, run.report, request, *states, pure=False
-                )
+                held = self._client.submit(_run_on_dask_worker, run.report, request, *states, pure=False)
                 summary = self._client.submit(_summary_on_dask_worker, held, pure=False)
                 outcome = summary.result()
                 if isinstance(outcome.state.data, HeldInCluster):

@@ -192,7 +192,9 @@ def test_the_task_cache_is_shared_by_the_workers(any_runner, tmp_path):
 
     @flow(task_runner=any_runner)
     def pipeline():
-        return [(future.result(), future.state.name) for future in square.map(unmapped(str(tmp_path)), [3, 3])]
+        return [
+            (future.result(), future.state.name) for future in square.map(unmapped(str(tmp_path)), [3, 3])
+        ]
 
     first = pipeline()
     second = pipeline()

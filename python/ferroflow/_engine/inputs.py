@@ -150,7 +150,9 @@ def replace_inputs(value: Any, kind: type, replace: Any) -> Any:
             return value
         return found(items)
     if found is dict:
-        pairs = [(replace_inputs(k, kind, replace), replace_inputs(v, kind, replace)) for k, v in value.items()]
+        pairs = [
+            (replace_inputs(k, kind, replace), replace_inputs(v, kind, replace)) for k, v in value.items()
+        ]
         if all(k is ok and v is ov for (k, v), (ok, ov) in zip(pairs, value.items())):
             return value
         return dict(pairs)

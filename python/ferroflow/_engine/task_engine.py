@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import cloudpickle
+import cloudpickle  # type: ignore[import-untyped]
 
 from ferroflow._asyncutils import in_async_caller
 from ferroflow._engine import caching, prints
@@ -582,7 +582,9 @@ class LocalTaskRunCall:
         wait_for = tuple(replace_inputs(list(self.wait_for), TaskFuture, marker))
         return self._described(args, kwargs, wait_for)
 
-    def _described(self, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: tuple[Any, ...]) -> TaskRunRequest:
+    def _described(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: tuple[Any, ...]
+    ) -> TaskRunRequest:
         book = book_of(self.flow_context)
         task_run = self.task_run
         return TaskRunRequest(
