@@ -248,3 +248,16 @@ def test_a_pool_worker_killed_mid_task_ends_its_run_crashed_and_later_runs_go_on
     name, message, later = pipeline()
     assert name == "Crashed" and "terminated abruptly" in message
     assert later == "survived"
+
+
+def test_a_result_not_persisted_is_gone_with_its_flow_run_and_says_so(dask_cluster):
+    from ferroflow.exceptions import MissingResult
+
+    @flow(task_runner=DaskTaskRunner(address=dask_cluster.scheduler_address))
+    def pipeline():
+        return make.submit(5).wait().data
+
+    data = pipeline()
+    assert isinstance(data, ClusterResult)
+    with pytest.raises(MissingResult, match="persist_result=True"):
+        data.get()

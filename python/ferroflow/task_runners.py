@@ -312,7 +312,10 @@ class ProcessPoolTaskRunner(BaseTaskRunner):
             self._shut_down = True
             executor, self._executor = self._executor, None
         if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+            # Every submitted run has finished, except after a flow timeout: then runs not
+            # started are dropped and running ones are not waited for (their processes exit
+            # when they finish), so that the timeout really ends the flow run.
+            executor.shutdown(wait=False, cancel_futures=True)
 
     def __repr__(self) -> str:
         return f"ProcessPoolTaskRunner(max_workers={self.max_workers})"
@@ -368,11 +371,14 @@ class ClusterResult(BaseResult):
         return False
 
     def get(self) -> Any:
+        future = self.future
         try:
-            outcome = self.future.client.gather(self.future, direct=True)
+            if future.client.status != "running":
+                raise RuntimeError("the flow run's Dask client is closed")
+            outcome = future.client.gather(future, direct=True)
         except Exception as exc:
-            if self.future.status == "finished":
-                raise
+            if future.client.status == "running" and future.status == "finished":
+                raise  # not a missing value: an error reading it
             raise MissingResult(
                 "This result was not persisted: it was held in the Dask cluster's memory while "
                 f"its flow run lasted, and it is gone ({exc!r}). Set persist_result=True on the task "
