@@ -262,7 +262,10 @@ def run_all() -> str:
         f"  ratio ferroflow / plain Dask per task: {ours / plain:.2f}x (target: <= 1.5x) {verdict(ours / plain <= 1.5)}",
     ]
     scaled = scaling()
-    lines += ["", f"Scaling, {SCALING_TASKS} CPU-bound tasks of ~{SCALING_SECONDS * 1e3:.0f} ms, 1 worker vs 2"]
+    lines += [
+        "",
+        f"Scaling, {SCALING_TASKS} CPU-bound tasks of ~{SCALING_SECONDS * 1e3:.0f} ms, 1 worker vs 2",
+    ]
     for name, (one, two) in scaled.items():
         speedup = one / two
         lines.append(

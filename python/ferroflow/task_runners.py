@@ -26,6 +26,7 @@ import importlib
 import multiprocessing
 import multiprocessing.context
 import os
+import queue
 import threading
 import uuid
 from collections.abc import Callable, Coroutine
@@ -411,6 +412,62 @@ def _summary_on_dask_worker(outcome: Any) -> Any:
     return summary
 
 
+class _ReportFetcher:
+    """Fetches the reports of finished Dask tasks for the flow's process, in batches: one
+    gather for every report that finished while the previous gather ran (one round trip to
+    the scheduler each, rather than one per task run)."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._arrived: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._deliver_all, name="ferroflow-dask-reports", daemon=True)
+        self._thread.start()
+
+    def add(self, summary: Any, held: Any, report: concurrent.futures.Future[Any]) -> None:
+        """Set `report` to the outcome of the Dask future `summary` once it finishes (a
+        `ClusterResult` of `held` standing for a value left in the cluster)."""
+        summary.add_done_callback(lambda done: self._arrived.put((done, held, report)))
+
+    def close(self) -> None:
+        self._arrived.put(None)
+        self._thread.join()
+
+    def _deliver_all(self) -> None:
+        while True:
+            batch = [self._arrived.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(self._arrived.get_nowait())
+            arrived = [item for item in batch if item is not None]
+            if arrived:
+                self._deliver(arrived)
+            if len(arrived) < len(batch):
+                return
+
+    def _deliver(self, arrived: list[Any]) -> None:
+        finished = [item for item in arrived if item[0].status == "finished"]
+        outcomes: list[Any] | None = None
+        if finished:
+            try:
+                outcomes = self._client.gather([summary for summary, _, _ in finished])
+            except BaseException:
+                outcomes = None  # one of them was lost meanwhile: fetch them one by one
+        gathered = {id(item): outcome for item, outcome in zip(finished, outcomes or [])}
+        for item in arrived:
+            summary, held, report = item
+            try:
+                outcome = gathered[id(item)] if id(item) in gathered else summary.result()
+            except BaseException as exc:
+                report.set_exception(exc)
+                continue
+            finally:
+                if summary is not held:
+                    summary.release()
+            if isinstance(outcome.state.data, HeldInCluster):
+                outcome.state.data = ClusterResult(held)
+            report.set_result(outcome)
+
+
 def _reads_probe(path: str, token: str) -> bool:
     """On a worker: whether it reads `token` in the file `path` (a shared file system)."""
     try:
@@ -471,6 +528,7 @@ class DaskTaskRunner(BaseTaskRunner):
         self._held: dict[Any, Any] = {}  # task run id -> the Dask future of its report
         self._lock = threading.Lock()
         self._checked_storages: set[str] = set()
+        self._fetcher: _ReportFetcher | None = None
 
     def duplicate(self) -> DaskTaskRunner:
         return type(self)(
@@ -491,6 +549,7 @@ class DaskTaskRunner(BaseTaskRunner):
         client_kwargs = {"set_as_default": False, **self.client_kwargs}
         if self.address is not None:
             self._client = distributed.Client(self.address, **client_kwargs)
+            self._fetcher = _ReportFetcher(self._client)
             return
         cluster_class = self.cluster_class or distributed.LocalCluster
         if isinstance(cluster_class, str):
@@ -505,6 +564,7 @@ class DaskTaskRunner(BaseTaskRunner):
             self._cluster.close()
             self._cluster = None
             raise
+        self._fetcher = _ReportFetcher(self._client)
 
     def check_result_storage(self, result_factory: Any) -> None:
         self._check_storage(result_factory.storage)
@@ -556,22 +616,14 @@ class DaskTaskRunner(BaseTaskRunner):
         held = client.submit(_run_on_dask_worker, run.report, request, *dependencies, key=key, pure=False)
         with self._lock:
             self._held[task_run.id] = held
-        summary = client.submit(_summary_on_dask_worker, held, key=f"{key}-summary", pure=False)
+        if request.result_factory.persist_result:
+            # The run's data is already small (a persisted result pickles as its reference):
+            # the flow fetches it as it is.
+            summary = held
+        else:
+            summary = client.submit(_summary_on_dask_worker, held, key=f"{key}-summary", pure=False)
         report: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def fetch(done: Any) -> None:
-            try:
-                outcome = done.result()
-            except BaseException as exc:
-                report.set_exception(exc)
-                return
-            finally:
-                done.release()
-            if isinstance(outcome.state.data, HeldInCluster):
-                outcome.state.data = ClusterResult(held)
-            report.set_result(outcome)
-
-        summary.add_done_callback(fetch)
+        self._fetcher.add(summary, held, report)  # type: ignore[union-attr]
         return report
 
     def _submit_after(self, run: TaskRunCall, foreign: list[Any]) -> concurrent.futures.Future[Any]:
@@ -611,9 +663,11 @@ class DaskTaskRunner(BaseTaskRunner):
     def shutdown(self) -> None:
         with self._lock:
             held, self._held = list(self._held.values()), {}
-        client, cluster = self._client, self._cluster
-        self._client = self._cluster = None
+        client, cluster, fetcher = self._client, self._cluster, self._fetcher
+        self._client = self._cluster = self._fetcher = None
         try:
+            if fetcher is not None:
+                fetcher.close()
             for future in held:
                 future.release()
             if client is not None:

@@ -713,7 +713,10 @@ def _execute(request: TaskRunRequest, upstream_states: tuple[State, ...]) -> Tas
             if request.log_prints:
                 prints.restore()
             leave()
-            book.close()
+            try:
+                book.commit_run_store()  # the cache entry is visible before the report
+            finally:
+                book.close()
 
 
 class _FlowOfARequest:
