@@ -402,8 +402,8 @@ def _run_on_dask_worker(report: Callable[..., Any], request: Any, *upstream: Any
 
 
 def _summary_on_dask_worker(outcome: Any) -> Any:
-    """The small Dask task that follows each run's on the same worker: the report the flow's
-    process gets, with a result that is not persisted replaced by `HeldInCluster`."""
+    """On the worker holding a run's data: the report the flow's process gets, with a result
+    that is not persisted replaced by `HeldInCluster`."""
     if not isinstance(outcome.state.data, UnpersistedResult):
         return outcome
     summary = copy.copy(outcome)
@@ -413,9 +413,12 @@ def _summary_on_dask_worker(outcome: Any) -> Any:
 
 
 class _ReportFetcher:
-    """Fetches the reports of finished Dask tasks for the flow's process, in batches: one
-    gather for every report that finished while the previous gather ran (one round trip to
-    the scheduler each, rather than one per task run)."""
+    """Fetches, for the flow's process, the reports of the Dask tasks of finished task runs,
+    in batches: for every batch of runs that finished while the previous batch was fetched,
+    one gather of the small ones (persisted results) and one call on the workers for the
+    others, each answered with the run's report without its value (which stays there). One
+    round trip to the scheduler per batch, rather than one per task run, and no second Dask
+    task per run."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -423,10 +426,10 @@ class _ReportFetcher:
         self._thread = threading.Thread(target=self._deliver_all, name="ferroflow-dask-reports", daemon=True)
         self._thread.start()
 
-    def add(self, summary: Any, held: Any, report: concurrent.futures.Future[Any]) -> None:
-        """Set `report` to the outcome of the Dask future `summary` once it finishes (a
-        `ClusterResult` of `held` standing for a value left in the cluster)."""
-        summary.add_done_callback(lambda done: self._arrived.put((done, held, report)))
+    def add(self, held: Any, report: concurrent.futures.Future[Any], *, small: bool) -> None:
+        """Set `report` to the report of the Dask future `held` once it finishes; `small`:
+        its data pickles small (no value in it), so it can be fetched as it is."""
+        held.add_done_callback(lambda done: self._arrived.put((done, report, small)))
 
     def close(self) -> None:
         self._arrived.put(None)
@@ -440,32 +443,49 @@ class _ReportFetcher:
                     batch.append(self._arrived.get_nowait())
             arrived = [item for item in batch if item is not None]
             if arrived:
-                self._deliver(arrived)
+                try:
+                    self._deliver(arrived)
+                except BaseException as exc:  # never leave a run without an outcome
+                    for _, report, _ in arrived:
+                        if not report.done():
+                            report.set_exception(exc)
             if len(arrived) < len(batch):
                 return
 
     def _deliver(self, arrived: list[Any]) -> None:
         finished = [item for item in arrived if item[0].status == "finished"]
-        outcomes: list[Any] | None = None
-        if finished:
+        outcomes: dict[str, Any] = {}
+        small = [held for held, _, is_small in finished if is_small]
+        if small:
+            with contextlib.suppress(Exception):  # one was lost meanwhile: fetched one by one below
+                outcomes.update(zip([held.key for held in small], self._client.gather(small)))
+        large = [held.key for held, _, is_small in finished if not is_small]
+        if large:
+            with contextlib.suppress(Exception):
+                for answers in self._client.run(_summaries_on_worker, large).values():
+                    outcomes.update(answers)
+        for held, report, is_small in arrived:
             try:
-                outcomes = self._client.gather([summary for summary, _, _ in finished])
-            except BaseException:
-                outcomes = None  # one of them was lost meanwhile: fetch them one by one
-        gathered = {id(item): outcome for item, outcome in zip(finished, outcomes or [])}
-        for item in arrived:
-            summary, held, report = item
-            try:
-                outcome = gathered[id(item)] if id(item) in gathered else summary.result()
+                outcome = outcomes.get(held.key)
+                if outcome is None:
+                    # Failed, or its data is gone (Dask computes it again): one by one.
+                    if is_small:
+                        outcome = held.result()
+                    else:
+                        outcome = self._client.submit(_summary_on_dask_worker, held, pure=False).result()
             except BaseException as exc:
                 report.set_exception(exc)
                 continue
-            finally:
-                if summary is not held:
-                    summary.release()
             if isinstance(outcome.state.data, HeldInCluster):
                 outcome.state.data = ClusterResult(held)
             report.set_result(outcome)
+
+
+def _summaries_on_worker(keys: list[str], dask_worker: Any = None) -> dict[str, Any]:
+    """On each worker (`Client.run`): the summaries of the task runs among `keys` whose data
+    this worker holds."""
+    data = dask_worker.data
+    return {key: _summary_on_dask_worker(data[key]) for key in keys if key in data}
 
 
 def _reads_probe(path: str, token: str) -> bool:
@@ -616,14 +636,10 @@ class DaskTaskRunner(BaseTaskRunner):
         held = client.submit(_run_on_dask_worker, run.report, request, *dependencies, key=key, pure=False)
         with self._lock:
             self._held[task_run.id] = held
-        if request.result_factory.persist_result:
-            # The run's data is already small (a persisted result pickles as its reference):
-            # the flow fetches it as it is.
-            summary = held
-        else:
-            summary = client.submit(_summary_on_dask_worker, held, key=f"{key}-summary", pure=False)
         report: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._fetcher.add(summary, held, report)  # type: ignore[union-attr]
+        # A persisted result pickles as its reference: such a run's data is small, and the flow
+        # fetches it as it is; other data is summarized where it is.
+        self._fetcher.add(held, report, small=request.result_factory.persist_result)  # type: ignore[union-attr]
         return report
 
     def _submit_after(self, run: TaskRunCall, foreign: list[Any]) -> concurrent.futures.Future[Any]:
