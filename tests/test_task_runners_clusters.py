@@ -73,6 +73,9 @@ def test_runner_options_are_checked():
         DaskTaskRunner(address="tcp://127.0.0.1:1", cluster_kwargs={"n_workers": 1})
 
 
+# Dask's scheduler serves its health and metrics routes on port 8787 even without a dashboard,
+# and moves to a free port (with this warning) when another cluster of the machine has it.
+@pytest.mark.filterwarnings("ignore:Port 8787 is already in use")
 def test_a_dask_runner_without_address_starts_a_cluster_for_the_flow_run():
     runner = DaskTaskRunner(
         cluster_kwargs={

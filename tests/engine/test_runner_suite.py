@@ -258,3 +258,17 @@ def test_task_runs_and_their_states_are_recorded_in_the_flows_run_store(any_runn
         states = [state.name for state in store.list_states(task_run.id)]
     assert task_run.name == "flaky-7"
     assert states == ["Pending", "Running", "AwaitingRetry", "Retrying", "Completed"]
+
+
+def test_a_persisted_flow_result_may_hold_futures_and_states_of_persisted_task_runs(any_runner):
+    @task(persist_result=True)
+    def make():
+        return b"f" * 1000
+
+    @flow(persist_result=True, task_runner=any_runner)
+    def pipeline():
+        future = make.submit()
+        return {"future": future, "state": future.wait()}
+
+    returned = pipeline()
+    assert returned["future"].result() == returned["state"].result() == b"f" * 1000
