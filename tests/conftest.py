@@ -15,6 +15,8 @@ from ferroflow.task_runners import (
     SequentialTaskRunner,
 )
 
+sys.path.insert(0, str(Path(__file__).parent))  # helpers of the tests: postgresql_server
+
 
 @pytest.fixture(autouse=True)
 def isolated_home(tmp_path_factory, monkeypatch):
@@ -166,3 +168,30 @@ def any_runner(request):
     if kind == "dask":
         return DaskTaskRunner(address=request.getfixturevalue("dask_cluster").scheduler_address)
     return DaskTaskRunner(address=request.getfixturevalue("dask_processes").address)
+
+
+@pytest.fixture(scope="session")
+def postgresql_server():
+    """A real PostgreSQL server for the session (see `tests/postgresql_server.py`). Skipped, saying
+    what to install, where no server binary is found; a failure under CI (`CI=true`)."""
+    from postgresql_server import INSTALL_HINT, PostgreSQLServer, find_binaries
+
+    binaries = find_binaries()
+    if binaries is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(INSTALL_HINT)
+        pytest.skip(INSTALL_HINT)
+    pytest.importorskip("psycopg", reason='psycopg is missing: pip install "ferroflow[postgres]"')
+    server = PostgreSQLServer(binaries)
+    try:
+        server.start()
+        server.create_database()
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def postgresql_url(postgresql_server):
+    """A `postgresql://` URL naming an empty store of the test's own."""
+    return postgresql_server.new_schema_url()

@@ -109,6 +109,25 @@ def test_a_folder_is_measured_as_its_files_bytes(tmp_path):
     assert f"folder {tmp_path}" in result.output
 
 
+def test_without_a_terminal_each_finished_case_prints_a_line():
+    result = invoke(
+        "--sample",
+        "records",
+        "--size",
+        "64KiB",
+        "--serializer",
+        "pickle",
+        "--codec",
+        "none",
+        "--codec",
+        "zlib",
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert [line.split(":")[0] for line in lines] == ["[1/2] pickle", "[2/2] pickle+zlib"]
+    assert all("MB/s" in line and "ratio" in line for line in lines)
+
+
 def test_plot_draws_an_image(tmp_path):
     pytest.importorskip("matplotlib")
     result = invoke("--sample", "floats", "--size", "128KiB", "--plot", tmp_path / "bench.png", *ONE_CASE)

@@ -14,10 +14,14 @@ EXPIRED_KEY = "77aa" * 16
 FOREVER_KEY = "ffee" * 16
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def home(request, tmp_path, monkeypatch):
+    """FERROFLOW_HOME, its SQLite store the one in force, or a PostgreSQL store."""
     monkeypatch.setenv("FERROFLOW_HOME", str(tmp_path))
-    monkeypatch.delenv("FERROFLOW_RUNSTORE_URL", raising=False)
+    if request.param == "postgresql":
+        monkeypatch.setenv("FERROFLOW_RUNSTORE_URL", request.getfixturevalue("postgresql_url"))
+    else:
+        monkeypatch.delenv("FERROFLOW_RUNSTORE_URL", raising=False)
     monkeypatch.setenv("COLUMNS", "200")
     return tmp_path
 
@@ -78,7 +82,7 @@ def test_cache_ls_shows_key_prefixes_tasks_ages_expiry_and_results(cached):
         "load",
         "5m ago",
         "in 59m",
-        "new (pickle) in local-file-system/dev",
+        "key new in storage local-file-system/dev",  # a saved storage this machine has not
     ]
     assert rows[EXPIRED_KEY[:8]][2:4] == ["2h ago", "expired"]
     assert re.fullmatch(r"\d+s ago", rows[FOREVER_KEY[:8]][2])  # 0s, or a little more on a busy machine

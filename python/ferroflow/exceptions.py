@@ -34,6 +34,7 @@ derive from `FerroflowWarning`, a `UserWarning`, so they are shown by default.
         StorageNotAvailableError [NotImplementedError]
         RunStoreError [RuntimeError]
             RunStoreLockedError [TimeoutError]
+            RunStoreUnavailableError [ConnectionError]
             RunStoreSchemaError
             UnknownRunError [LookupError]
         CacheKeyFunctionError [ValueError]
@@ -231,12 +232,22 @@ class RunStoreLockedError(RunStoreError, TimeoutError):
     """The run store's database file stayed locked by another process or thread for too long."""
 
 
+class RunStoreUnavailableError(RunStoreError, ConnectionError):
+    """The run store's database server cannot be reached (or went away); what was recorded meanwhile
+    is held by the writer, within a bound, until it comes back."""
+
+
 class RunStoreSchemaError(RunStoreError):
     """The run store's database was created by a newer ferroflow than the one running."""
 
 
 class UnknownRunError(RunStoreError, LookupError):
     """No flow or task run in the run store matches the given id or id prefix (or several do)."""
+
+    def __init__(self, message: str, candidates: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+        """The ids that start with the prefix given, when several do (some of them); empty when none does."""
 
 
 class CacheKeyWarning(FerroflowWarning):
@@ -248,6 +259,7 @@ __all__ += [
     "RunStoreError",
     "RunStoreLockedError",
     "RunStoreSchemaError",
+    "RunStoreUnavailableError",
     "UnknownRunError",
 ]
 
@@ -258,8 +270,9 @@ class CacheKeyFunctionError(FerroflowException, ValueError):
 
 
 class CachedResultUnavailableWarning(FerroflowWarning):
-    """A cache entry's result file is missing or cannot be read: the task runs again and its
-    new result replaces the entry."""
+    """A cache entry's result file, or the result an earlier attempt of a retried flow run got,
+    is missing or cannot be read: the task (or subflow) runs again; a cache entry is replaced
+    by its new result."""
 
 
 __all__ += ["CacheKeyFunctionError", "CachedResultUnavailableWarning"]

@@ -4,7 +4,9 @@ flow retries, and the task cache (`cache_key_fn`, `cache_expiration`, `refresh_c
 Before a task run's first attempt the engine asks `prior_result(task_context)`:
 
 1. Flow retries: a task run with the same identity (task key, dynamic key) that completed with a
-   persisted result in an earlier attempt of this flow run gives that result.
+   persisted result in an earlier attempt of this flow run gives that result — after reading it
+   back if it is no longer in memory, so that a deleted or damaged file means running again
+   (with a `CachedResultUnavailableWarning`), not a failed retry.
 2. The task cache: the task's cache key function gives a key; an entry for it in the run store
    (not expired, and not refreshed) gives its result — after reading it back, so that a
    deleted or damaged file is a miss (with a `CachedResultUnavailableWarning`), not a failure.
@@ -16,6 +18,7 @@ Either way the run ends "Cached" without running the function. After a run compl
 from __future__ import annotations
 
 import datetime
+import logging
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -24,8 +27,14 @@ from ferroflow._engine.parameters import positional_parameter_names
 from ferroflow._engine.run_book import RunBook, book_of
 from ferroflow._engine.runs import run_identity
 from ferroflow.context import TaskRunContext
-from ferroflow.exceptions import CachedResultUnavailableWarning, CacheKeyFunctionError
-from ferroflow.results import BaseResult, reopen_result, result_reference
+from ferroflow.exceptions import (
+    CachedResultUnavailableWarning,
+    CacheKeyFunctionError,
+    RunStoreError,
+    SerializationError,
+)
+from ferroflow.results import BaseResult, ResultRef, reopen_result, result_reference
+from ferroflow.serializers import Serializer
 
 REUSED_FROM_EARLIER_ATTEMPT = "Reused the result of an earlier attempt of this flow run."
 
@@ -34,7 +43,9 @@ def prior_result(task_context: TaskRunContext) -> tuple[BaseResult, str] | None:
     """The result that ends this task run without running it, with the Cached state's message
     saying where it came from; or None to run the task."""
     book = book_of(task_context.flow_run_context)
-    earlier = book.earlier_attempt_result(run_identity(task_context.task_run))
+    earlier = earlier_attempt_result(
+        book, run_identity(task_context.task_run), f"task {task_context.task.name!r}"
+    )
     if earlier is not None:
         return earlier, REUSED_FROM_EARLIER_ATTEMPT
     key_fn = task_context.task.cache_key_fn
@@ -45,6 +56,30 @@ def prior_result(task_context: TaskRunContext) -> tuple[BaseResult, str] | None:
         return None
     cached = _cached_result(task_context, book, key)
     return None if cached is None else (cached, f"Cache hit for key {key!r}.")
+
+
+def earlier_attempt_result(book: RunBook, identity: tuple[str, int], what: str) -> BaseResult | None:
+    """The result an earlier attempt of this flow run got for the run `identity` names, once it
+    is known to be readable: a value no longer in memory is read back now (and kept only if the
+    result keeps its value), so that a deleted or damaged file means running again, with a
+    `CachedResultUnavailableWarning`, rather than a retry that fails where the value is used."""
+    earlier = book.earlier_attempt_result(identity)
+    if earlier is None or earlier.has_cached_object():
+        return earlier
+    try:
+        earlier.get()
+    except Exception as error:
+        book.forget_earlier_attempt_result(identity)
+        reference = result_reference(earlier)
+        where = "" if reference is None else f" ({reference.describe()})"
+        warnings.warn(
+            f"The result of {what} from an earlier attempt of this flow run{where} cannot be read: "
+            f"{error} It runs again.",
+            CachedResultUnavailableWarning,
+            stacklevel=2,
+        )
+        return None
+    return earlier
 
 
 def remember(task_context: TaskRunContext, result: BaseResult) -> datetime.datetime | None:
@@ -94,7 +129,21 @@ def cache_key(task_context: TaskRunContext, key_fn: Callable[..., Any]) -> str |
             f"{type(error).__name__}: {error}. The task did not run. Fix the function, or return "
             "None from it for calls that should not be cached."
         ) from error
-    if key is None or type(key) is str:
+    if key is None:
+        return key
+    if type(key) is str:
+        if key.isascii():
+            return key
+        try:
+            key.encode("utf-8")  # the run store keeps keys as UTF-8 text
+        except UnicodeEncodeError as error:
+            raise CacheKeyFunctionError(
+                f"The cache key function {_describe(key_fn)} of task {task.name!r} returned a string "
+                f"that is not valid Unicode ({_short_repr(key)}: a lone surrogate at index "
+                f"{error.start}), which no run store can keep. The task did not run. Build the key "
+                "from valid text, e.g. a digest's hexdigest(); bytes decoded with "
+                "errors='surrogateescape' (file names) can be re-encoded first."
+            ) from None
         return key
     raise CacheKeyFunctionError(
         f"The cache key function {_describe(key_fn)} of task {task.name!r} returned "
@@ -123,13 +172,30 @@ def _short_repr(value: Any, limit: int = 80) -> str:
 
 # --- reading a cache entry -------------------------------------------------------------------------
 
+logger = logging.getLogger("ferroflow.runstore")
+
+_stores_warned_about: set[str] = set()
+
+
+def _warn_once_about(store: Any, error: RunStoreError) -> None:
+    """One warning per store and process: a store that cannot be read fails every lookup."""
+    if store.url not in _stores_warned_about:
+        _stores_warned_about.add(store.url)
+        logger.warning("ferroflow cannot look up the task cache: %s Cached tasks run again meanwhile.", error)
+
 
 def _cached_result(task_context: TaskRunContext, book: RunBook, key: str) -> BaseResult | None:
-    reference = book.run_store().get_cached_result(key)
+    store = book.run_store()
+    try:
+        reference = store.get_cached_result(key)
+    except RunStoreError as error:  # the cache is an optimization: a store that fails is a miss
+        _warn_once_about(store, error)
+        return None
     if reference is None:
         return None
     factory = task_context.result_factory
     try:
+        _check_serializer_type(reference, factory)
         return reopen_result(reference, cache_in_memory=factory is None or factory.cache_result_in_memory)
     except Exception as error:
         warnings.warn(
@@ -140,3 +206,17 @@ def _cached_result(task_context: TaskRunContext, book: RunBook, key: str) -> Bas
             stacklevel=2,
         )
         return None
+
+
+def _check_serializer_type(reference: ResultRef, factory: Any) -> None:
+    """A cache entry is used only if it was written by the serializer type the task is configured
+    with now: the reader, not the entry, decides how the result is loaded (an entry written
+    with pickle is never loaded for a task that now says JSON)."""
+    serializer = getattr(factory, "serializer", None)  # custom factories may have none
+    if reference.kind != "persisted" or not isinstance(serializer, Serializer):
+        return
+    if reference.serializer != serializer.type:
+        raise SerializationError(
+            f"it was written by the {reference.serializer!r} serializer, and the task's result "
+            f"serializer is now {serializer.type!r}"
+        )

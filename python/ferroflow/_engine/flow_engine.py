@@ -85,7 +85,9 @@ def _begin(
     if parent_flow is not None:
         parent_book = book_of(parent_flow)
         parent_book.child_runs.append(flow_run)  # a subflow counts among its parent's runs
-        earlier = parent_book.earlier_attempt_result(run_identity(flow_run))
+        earlier = caching.earlier_attempt_result(
+            parent_book, run_identity(flow_run), f"subflow {flow.name!r}"
+        )
         if earlier is not None:
             set_state(flow_run, Cached(data=earlier, message=caching.REUSED_FROM_EARLIER_ATTEMPT))
             return flow_run

@@ -108,6 +108,10 @@ class RunBook:
             return None
         return self._earlier_results.get(identity)
 
+    def forget_earlier_attempt_result(self, identity: tuple[str, int]) -> None:
+        """Drop an earlier attempt's result that cannot be read back: the run runs again."""
+        self._earlier_results.pop(identity, None)
+
     def next_dynamic_key(self, task_key: str) -> int:
         """0, 1, 2, ... for successive runs of one task within this flow run attempt."""
         counter = self._dynamic_keys.get(task_key)

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import PurePath
 
 import click
 from rich.text import Text
 
-from ferroflow.cli.console import cli_store, console, echo_json, table
-from ferroflow.cli.tables import narrow_first
-from ferroflow.runstore import CacheEntry, RunStore
+from ferroflow.cli.console import StoreText, cli_store, console, echo_json
+from ferroflow.cli.lookup import location, result_path
+from ferroflow.cli.tables import Cell, Column, fits, fitted_table
+from ferroflow.runstore import CacheEntry, ResultRef, RunStore
 
 # As `ferroflow runs` shows run ids; longer where two keys share their first characters.
 KEY_PREFIX_LENGTH = 8
@@ -34,7 +36,7 @@ def cache() -> None:
 
 
 @cache.command("ls")
-@click.option("--task", "task_name", metavar="NAME", help="Only the entries of this task.")
+@click.option("--task", "task_name", type=StoreText(), metavar="NAME", help="Only the entries of this task.")
 @click.option(
     "--json", "as_json", is_flag=True, help="Print JSON (full keys, exact times) instead of a table."
 )
@@ -42,7 +44,9 @@ def list_entries(task_name: str | None, as_json: bool) -> None:
     """List cache entries, newest first.
 
     Each key is shown by its shortest beginning that no other key shares (at least
-    8 characters), which `cache clear --key` accepts. Times are relative to now.
+    8 characters), which `cache clear --key` accepts. Times are relative to now. On a
+    terminal too narrow for the whole table, the Created column is left out and result
+    paths are shortened from the middle (`--json` has everything).
 
     \b
     Examples:
@@ -64,23 +68,36 @@ def list_entries(task_name: str | None, as_json: bool) -> None:
     # Prefixes unambiguous among all keys, not only the listed ones: `clear --key` looks at all.
     prefixes = unambiguous_prefixes([entry.key for entry in everything])
     now = datetime.now(UTC)
-    listing = table("Task cache", "Key", "Task", "Created", "Expires", "Result", wrap=("Task", "Result"))
-    rows = [
-        (
+    columns = [
+        Column("Key"),
+        Column("Task", "name", priority=1),
+        Column("Created"),
+        Column("Expires"),
+        Column("Result", "path"),
+    ]
+    rows: list[list[Cell]] = [
+        [
             prefixes[entry.key],
             entry.task_name,
             f"{compact_duration(now - entry.created)} ago",
             _expiry(entry, now),
-            entry.result.describe(),
-        )
+            _result_cell(entry.result),
+        ]
         for entry in entries
     ]
-    for row in rows:
-        listing.add_row(*row)
     out = console()
-    # A task name cut short reads better than a storage folder cut in the middle.
-    narrow_first(listing, rows, out.width, narrowed="Task", kept="Result")
-    out.print(listing)
+    if not fits([column.header for column in columns], rows, out.width):
+        # The age of an entry matters least (`--json` has it): its room goes to names and paths.
+        del columns[2]
+        for row in rows:
+            del row[2]
+    out.print(fitted_table("Task cache", columns, rows, out.width))
+
+
+def _result_cell(reference: ResultRef) -> Cell:
+    """The result's file (shortened from the middle on a narrow terminal), else its location."""
+    path = result_path(reference)
+    return PurePath(path) if path is not None else location(reference)
 
 
 def unambiguous_prefixes(keys: list[str], minimum: int = KEY_PREFIX_LENGTH) -> dict[str, str]:
@@ -134,10 +151,11 @@ def _expiry(entry: CacheEntry, now: datetime) -> Text:
 @cache.command("clear")
 @click.option(
     "--key",
+    type=StoreText(),
     metavar="KEY",
     help="Only the entry with this key, or with the only key starting with it (as `cache ls` shows it).",
 )
-@click.option("--task", "task_name", metavar="NAME", help="Only the entries of this task.")
+@click.option("--task", "task_name", type=StoreText(), metavar="NAME", help="Only the entries of this task.")
 @click.option("--expired", "expired_only", is_flag=True, help="Only the entries that have expired.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
 def clear_entries(key: str | None, task_name: str | None, expired_only: bool, yes: bool) -> None:
@@ -152,6 +170,10 @@ def clear_entries(key: str | None, task_name: str | None, expired_only: bool, ye
       ferroflow cache clear --key 9b1c0f7e    (a key, or a prefix only one key has)
       ferroflow cache clear --yes             (everything)
     """
+    if key is not None and not key.strip():
+        raise click.ClickException(
+            "--key is empty; give a cache key, or its beginning as `ferroflow cache ls` shows it."
+        )
     now = datetime.now(UTC)
     with cli_store() as store:
         if key is not None:

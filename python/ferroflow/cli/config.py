@@ -18,6 +18,7 @@ from ferroflow.settings import (
     get_current_settings,
     profiles_path,
     read_profile,
+    redact_url,
     setting_sources,
     validate_setting,
     write_profile,
@@ -58,7 +59,8 @@ def set_(assignments: tuple[str, ...]) -> None:
     profile.update(updates)
     path = _checked(write_profile, profile)
     for name, value in updates.items():
-        click.echo(f"Set {name}={value!r} in profile {active_profile_name()!r} ({path}).")
+        shown = redact_url(value) if name == env_name("runstore_url") else value
+        click.echo(f"Set {name}={shown!r} in profile {active_profile_name()!r} ({path}).")
         if name in os.environ:
             click.echo(
                 f"Note: {name} is also set in the environment, which takes precedence over the profile.",
@@ -116,7 +118,7 @@ def view(show_defaults: bool, show_sources: bool) -> None:
 def _value_in_force(settings: Settings, field: str) -> object:
     # An unset run store URL stands for the database in FERROFLOW_HOME: show which one.
     if field == "runstore_url":
-        return settings.runstore_url_in_force
+        return redact_url(settings.runstore_url_in_force)
     return getattr(settings, field)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import stat
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,8 +17,15 @@ from rich.table import Table
 from rich.text import Text
 
 from ferroflow.cli.console import cli_store, console, echo_json
+from ferroflow.cli.lookup import find_result, result_path
 from ferroflow.filesystems import LocalFileSystem, is_unfinished_write, resolve_storage, saved_storages
-from ferroflow.results.blobs import is_json_document, is_result_file, read_blob_header, read_result_document
+from ferroflow.results.blobs import (
+    has_blob_signature,
+    is_json_document,
+    is_result_file,
+    read_blob_header,
+    read_result_document,
+)
 from ferroflow.results.references import storage_from_reference
 from ferroflow.settings import get_current_settings
 
@@ -37,10 +45,13 @@ def results() -> None:
 
 
 @results.command("inspect")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("target", metavar="LOCATION")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def inspect_result(path: Path, as_json: bool) -> None:
-    """Show what a result file holds, without loading the value.
+def inspect_result(target: str, as_json: bool) -> None:
+    """Show what a result holds, without loading the value.
+
+    LOCATION is a result file's path, a result's key (or enough of its beginning), or the id of
+    a flow or task run, whose latest result is shown: what `ferroflow runs show` prints.
 
     For a ferroflow result file: serializer, codec and level, raw and stored sizes, checksum
     algorithm, format version, the ferroflow version that wrote it and when. For a JSON result
@@ -49,9 +60,11 @@ def inspect_result(path: Path, as_json: bool) -> None:
     \b
     Examples:
       ferroflow results inspect ~/.ferroflow/storage/3f2a9c1e0b7d4e5f8a6b1c2d3e4f5a6b
+      ferroflow results inspect 3f2a9c1e0b7d          (a key, or its beginning)
+      ferroflow results inspect 5d6e7f80              (a flow or task run id)
       ferroflow results inspect result.json --json
     """
-    details = _describe_file(path)
+    details = _describe_target(target)
     if as_json:
         echo_json(details)
         return
@@ -62,15 +75,69 @@ def inspect_result(path: Path, as_json: bool) -> None:
     console().print(listing)
 
 
+def _describe_target(target: str) -> dict[str, Any]:
+    """What `target` names, described: a file, else a recorded result by key or run id."""
+    if target and os.path.lexists(target):
+        return _describe_file(Path(target))
+    with cli_store() as store:
+        found = find_result(store, target)
+        if found is None:
+            raise click.ClickException(
+                f"{target!r} is neither a file, nor the key of a recorded result, nor a flow or task run "
+                f"id in the run store {store.url}. Give a path, or a key or id as `ferroflow runs show` "
+                "prints them."
+            )
+    reference = found.reference
+    if reference.kind == "literal":
+        return {
+            "found": found.source,
+            "kind": "literal (kept in the run store, not in a file)",
+            "value": reference.value,
+        }
+    path = result_path(reference)
+    if path is None:
+        raise click.ClickException(
+            f"{found.source} is in storage {reference.storage}, which is not a local folder this command can "
+            "open; `results inspect` reads local result files."
+        )
+    if not os.path.lexists(path):
+        raise click.ClickException(
+            f"The file of {found.source}, {path}, does not exist (removed, or written on another machine)."
+        )
+    return {"found": found.source, **_describe_file(path)}
+
+
 def _describe_file(path: Path) -> dict[str, Any]:
-    if is_json_document(path):
-        return _describe_json_document(path)
     try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        raise click.ClickException(f"{path} cannot be read: {error.strerror or error}.") from error
+    if stat.S_ISDIR(mode):
+        raise click.ClickException(
+            f"{path} is a folder, not a result file; give one of the files in it (`ls {path}`)."
+        )
+    if not stat.S_ISREG(mode):
+        raise click.ClickException(
+            f"{path} is not a regular file (a FIFO, socket or device), so not a ferroflow result file; "
+            "it was not opened."
+        )
+    not_a_result = (
+        f"{path} is not a ferroflow result file. `results inspect` reads the files of a result storage "
+        "folder and JSON result documents (ferroflow's or Prefect 2's)."
+    )
+    try:
+        if path.stat().st_size == 0:
+            raise click.ClickException(f"{path} is empty: it is not a ferroflow result file.")
+        if is_json_document(path):
+            return _describe_json_document(path, not_a_result)
+        if not has_blob_signature(path):
+            raise click.ClickException(not_a_result)
         fields = read_blob_header(path)
+    except OSError as error:
+        raise click.ClickException(f"{path} cannot be read: {error.strerror or error}.") from error
     except ValueError as error:
         raise click.ClickException(
-            f"{path} is not a ferroflow result file ({error}). `results inspect` reads the files "
-            "in a result storage folder, or JSON result documents."
+            f"{path} is a ferroflow result file, but a damaged one ({error})."
         ) from error
     serializer = json.loads(fields["serializer"])
     return {
@@ -91,12 +158,16 @@ def _describe_file(path: Path) -> dict[str, Any]:
     }
 
 
-def _describe_json_document(path: Path) -> dict[str, Any]:
+def _describe_json_document(path: Path, not_a_result: str) -> dict[str, Any]:
     try:
         document = read_result_document(path)
     except ValueError as error:
-        raise click.ClickException(f"{path} is JSON but not a result document ({error}).") from error
+        raise click.ClickException(
+            f"{not_a_result} It opens like JSON, but is not a result document ({error})."
+        ) from error
     serializer, data = document["serializer"], document["data"]
+    if not isinstance(data, str):
+        raise click.ClickException(f"{not_a_result} Its 'data' field is not a string.")
     written_by_prefect = "prefect_version" in document
     return {
         "path": str(path),
@@ -114,6 +185,7 @@ def _describe_json_document(path: Path) -> dict[str, Any]:
 # --- prune -----------------------------------------------------------------------------------------
 
 _AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_MAX_AGE_DAYS = (datetime.now(UTC).date() - datetime.min.date()).days
 _AGE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
 
@@ -125,10 +197,18 @@ def parse_age(text: str) -> timedelta:
             f"{text!r} is not an age; write a number and a unit: s, m, h, d or w (e.g. 7d, 12h, 30m)."
         )
     number, unit = match.groups()
-    return timedelta(**{_AGE_UNITS[unit]: float(number)})
+    try:
+        age = timedelta(**{_AGE_UNITS[unit]: float(number)})
+        datetime.now(UTC) - age  # noqa: B018 - an age reaching before the year 1 has no date
+    except OverflowError:
+        raise ValueError(
+            f"{text!r} reaches back before the year 1; give an age of at most {_MAX_AGE_DAYS:,} days "
+            "(older files have no other date to compare with)."
+        ) from None
+    return age
 
 
-class _Age(click.ParamType):
+class Age(click.ParamType):
     name = "AGE"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -151,7 +231,7 @@ class _PrunePlan:
 @click.option(
     "--older-than",
     "age",
-    type=_Age(),
+    type=Age(),
     required=True,
     help="Only remove files last written longer ago than this: 7d, 12h, 30m, 2w.",
 )

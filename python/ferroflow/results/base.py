@@ -237,7 +237,7 @@ class PersistedResult(BaseResult):
                 f"The result file {self.storage_key!r} is missing from {self.storage!r}; it was "
                 "deleted or the storage moved. Re-run the flow or task to produce it again."
             ) from error
-        return serializer_from_json(header.serializer).load_segments(segments)
+        return serializer_from_json(header.serializer, self.serializer_type).load_segments(segments)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A persisted result travels to other processes as its reference, never with its value:
@@ -266,7 +266,7 @@ class PersistedResult(BaseResult):
         """This result as the JSON-document export form (the value is loaded and re-serialized
         in-band, since the document holds one data field)."""
         header = self.storage.read_header(self.storage_key)
-        serializer = serializer_from_json(header.serializer)
+        serializer = serializer_from_json(header.serializer, self.serializer_type)
         return PersistedResultBlob(serializer=serializer.to_description(), data=serializer.dumps(self.get()))
 
     def __repr__(self) -> str:

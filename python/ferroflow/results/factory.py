@@ -105,7 +105,7 @@ class ResultFactory:
             storage = storage if storage is not None else parent._storage_or_spec()
             serializer = serializer if serializer is not None else parent._serializer_or_spec()
         cache_result_in_memory = getattr(definition, "cache_result_in_memory", True)
-        return cls(
+        factory = cls(
             persist_result=_decide_persistence(
                 owner=owner,
                 persist_result=getattr(definition, "persist_result", None),
@@ -117,6 +117,11 @@ class ResultFactory:
             serializer=serializer,
             owner=owner,
         )
+        if factory.persist_result and _names_a_saved_storage(storage):
+            # A saved storage is read now, when the run starts: a missing or damaged one fails
+            # the run before its function runs, not after.
+            factory.storage  # noqa: B018
+        return factory
 
     def _storage_or_spec(self) -> Any:
         return self._resolved_storage if self._resolved_storage is not None else self._storage_spec
@@ -142,6 +147,14 @@ class ResultFactory:
             f"ResultFactory({self.owner}, persist_result={self.persist_result}, "
             f"cache_result_in_memory={self.cache_result_in_memory})"
         )
+
+
+def _names_a_saved_storage(storage: Any) -> bool:
+    """Whether a run's storage option is a saved storage's slug, or leaves it to the default
+    block (FERROFLOW_DEFAULT_RESULT_STORAGE_BLOCK) when one is set."""
+    if storage is None:
+        return get_current_settings().default_result_storage_block is not None
+    return isinstance(storage, str)
 
 
 def _features_requiring_persistence(run_definition: Any, parent: ResultFactory | None) -> list[str]:
