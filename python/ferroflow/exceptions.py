@@ -212,6 +212,11 @@ class StorageNotFoundError(FerroflowException, ValueError):
     """A storage slug or saved name that no saved storage answers to."""
 
 
+class StorageUnreachableError(FerroflowException, ValueError):
+    """A task runner's workers cannot read the result storage (workers on other machines and a
+    folder of this one)."""
+
+
 class StorageNotAvailableError(FerroflowException, NotImplementedError):
     """A storage type that ferroflow can name but cannot use yet (S3)."""
 

@@ -143,6 +143,7 @@ def run_flow_sync(flow: FlowDefinition, args: tuple[Any, ...], kwargs: dict[str,
     leave = set_flow_run_context(context)
     try:
         context.task_runner.start()
+        context.task_runner.check_result_storage(context.result_factory)
         arguments = flow_options.arguments_for_run(flow, context, args, kwargs)
         if isinstance(arguments, State):
             attempts.finish(arguments)
@@ -180,6 +181,7 @@ async def run_flow_async(flow: FlowDefinition, args: tuple[Any, ...], kwargs: di
     leave = set_flow_run_context(context)
     try:
         context.task_runner.start()
+        context.task_runner.check_result_storage(context.result_factory)
         arguments = flow_options.arguments_for_run(flow, context, args, kwargs)
         if isinstance(arguments, State):
             attempts.finish(arguments)

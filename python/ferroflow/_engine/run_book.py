@@ -162,6 +162,12 @@ class RunBook:
         """Run an async task body from this (sync) flow run's thread and wait for it."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.event_loop()).result()
 
+    def commit_run_store(self) -> None:
+        """Wait until what was written to the run store (a cache entry) is committed, so that
+        other processes see it: a task run executing in a worker does so before it reports."""
+        if self._run_store is not None:
+            self._run_store.flush()
+
     def close(self) -> None:
         """Stop the loop thread and give back a run store taken for the task cache."""
         if self._loop_thread is not None:
