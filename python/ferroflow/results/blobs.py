@@ -12,6 +12,7 @@ from os import PathLike
 from typing import Any
 
 import ferroflow._core as _core
+from ferroflow.result_trust import read_policy, refuse_unsigned_document
 from ferroflow.serializers import Serializer
 
 
@@ -48,18 +49,20 @@ class PersistedResultBlob:
         )
 
     def load(self) -> Any:
+        refuse_unsigned_document("This PersistedResultBlob")
         return Serializer.from_description(self.serializer).loads(self.data)
 
 
 def is_json_document(path: str | PathLike[str]) -> bool:
     """Whether a result file is a JSON document (ferroflow's export form or Prefect 2's) rather
-    than a framed blob: framed blobs open with a binary signature, documents with `{`."""
-    with open(path, "rb") as file:
-        return file.read(1) == b"{"
+    than a framed blob: framed blobs open with a binary signature, documents with `{`. The core
+    opens the file, so a FIFO or a device is refused at once instead of blocking."""
+    return _core.read_file_prefix(str(path), 1) == b"{"
 
 
 def read_blob_header(path: str | PathLike[str]) -> dict[str, Any]:
-    """The verified header of a framed result file, as a dict (`ValueError` if it is not one)."""
+    """The verified header of a framed result file, as a dict (`ValueError` if it is not one).
+    Only integrity is checked: a header is read to be shown, not trusted."""
     return _core.read_header(str(path)).to_dict()  # type: ignore[no-any-return]
 
 
@@ -93,8 +96,9 @@ def read_result(path: str | PathLike[str]) -> Any:
     """The value held in a result file: a ferroflow framed blob, a ferroflow JSON document, or a
     JSON result file written by Prefect 2.x."""
     if not is_json_document(path):
-        header, segments = _core.map_blob(path)
+        header, segments = _core.map_blob(path, policy=read_policy())
         return serializer_from_json(header.serializer).load_segments(segments)
+    refuse_unsigned_document(str(path))
     fields = json.loads(_core.read_file(path))
     if "prefect_version" in fields:
         # Prefect 2 serializers base64-encoded their own output; loads_prefect2 undoes that.
@@ -111,4 +115,5 @@ def serializer_from_json(description_json: str) -> Serializer:
 
 
 def description_json(serializer: Serializer) -> str:
-    return json.dumps(serializer.to_description(), sort_keys=True)
+    # Compact: the description is in every blob's header, and most results are small.
+    return json.dumps(serializer.to_description(), sort_keys=True, separators=(",", ":"))
