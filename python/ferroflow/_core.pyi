@@ -18,7 +18,7 @@ object is FileNotFoundError); MemoryError when an allocation fails.
 
 import datetime
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import Any, Final, final
 
 from typing_extensions import Buffer
@@ -272,7 +272,7 @@ class ReadPolicy:
     def __new__(
         cls,
         *,
-        verification_keys: Iterable[SigningKey] = (),
+        verification_keys: Sequence[SigningKey] | None = None,
         require_signature: bool = False,
         max_decompressed_length: int | None = None,
     ) -> ReadPolicy:

@@ -199,14 +199,16 @@ pub struct PyReadPolicy {
 #[pymethods]
 impl PyReadPolicy {
     #[new]
-    #[pyo3(signature = (*, verification_keys = Vec::new(), require_signature = false, max_decompressed_length = None))]
+    #[pyo3(signature = (*, verification_keys = None, require_signature = false, max_decompressed_length = None))]
     fn new(
-        verification_keys: Vec<PyRef<'_, PySigningKey>>,
+        verification_keys: Option<Vec<PyRef<'_, PySigningKey>>>,
         require_signature: bool,
         max_decompressed_length: Option<u64>,
     ) -> Self {
         PyReadPolicy {
-            verification_keys: verification_keys.iter().map(|k| k.0.clone()).collect(),
+            verification_keys: (verification_keys.unwrap_or_default().iter())
+                .map(|k| k.0.clone())
+                .collect(),
             require_signature,
             max_decompressed_length,
         }

@@ -796,7 +796,7 @@ fn a_blob_recorded_under_another_key_is_corrupt() {
 
 #[test]
 fn a_compressed_blob_over_the_size_limit_is_refused_before_decompressing() {
-    let segments = vec![vec![0u8; 4 << 20]];
+    let segments = [vec![0u8; 4 << 20]];
     let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
     let options = FrameOptions {
         codec: Some(Codec::Zstd),
@@ -826,7 +826,7 @@ fn a_compressed_blob_over_the_size_limit_is_refused_before_decompressing() {
 
 #[test]
 fn compression_that_would_grow_the_payload_is_skipped_and_recorded() {
-    let segments = vec![b"tiny".to_vec()];
+    let segments = [b"tiny".to_vec()];
     let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
     for codec in Codec::ALL {
         let options = FrameOptions {
