@@ -149,3 +149,14 @@ def test_a_broken_profile_file_is_reported_not_a_traceback(isolated_home, comman
     assert result.exit_code == 1
     assert "is not valid TOML" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_signing_key_is_stored_but_never_echoed(isolated_home):
+    secret = "a signing secret nobody may read"
+    result = run("set", f"FERROFLOW_RESULTS_SIGNING_KEY={secret}")
+    assert result.exit_code == 0, result.output
+    assert secret not in result.output and "FERROFLOW_RESULTS_SIGNING_KEY='**********'" in result.output
+    assert profile_values(isolated_home) == {"FERROFLOW_RESULTS_SIGNING_KEY": secret}
+    shown = run("view")
+    assert secret not in shown.output and "'**********'" in shown.output
+    assert get_current_settings().results_signing_key.get_secret_value() == secret

@@ -118,7 +118,9 @@ def forge_payload(path: Path, new_payload: bytes) -> None:
 def test_a_signed_result_whose_payload_was_changed_is_refused_even_when_not_required(tmp_path):
     result = persisted(tmp_path, "a" * 40, results_signing_key=KEY)
     path = Path(result.storage.path_of(result.storage_key))
-    forge_payload(path, pickle.dumps("b" * 40, protocol=5)[: len(_core.read_blob(path)[1][0])])
+    [stored] = _core.read_blob(path)[1]
+    forge_payload(path, stored.replace(b"a" * 40, b"b" * 40))
+    assert load(result) == "b" * 40  # without the key, the forgery passes every checksum
     with pytest.raises(UntrustedResultError, match="does not match its content"):
         load(result, results_signing_key=KEY)
     assert issubclass(UntrustedResultError, CorruptResultError)
@@ -134,7 +136,7 @@ def test_a_header_swapped_for_another_serializer_is_refused(tmp_path):
     body_end = 16 + int.from_bytes(blob[12:16], "little")
     checksum = bytes.fromhex(_core.hash_buffers([swapped[:body_end]], "xxh3-64"))[::-1]
     path.write_bytes(swapped[:body_end] + checksum + swapped[body_end + 8 :])
-    assert _core.read_header(path).serializer != _core.read_header  # integrity alone accepts it
+    assert "json!!" in _core.read_header(path).serializer  # integrity alone accepts it
     with pytest.raises(UntrustedResultError, match="does not match"):
         load(result, results_signing_key=KEY)
 
