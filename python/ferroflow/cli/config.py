@@ -61,7 +61,7 @@ def set_(assignments: tuple[str, ...]) -> None:
     profile = _checked(read_profile)
     profile.update(updates)
     path = _checked(write_profile, profile)
-    for name, value in updates.items():
+    for name in updates:
         click.echo(f"Set {name}={shown[name]} in profile {active_profile_name()!r} ({path}).")
         if name in os.environ:
             click.echo(
