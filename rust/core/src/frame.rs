@@ -410,15 +410,32 @@ pub fn verify_with(
     let layout = Layout::new(&header, header_len as u64)?;
     layout.check_length(data.len() as u64)?;
 
-    let (trailer_start, _) = to_usize(layout.trailer.clone())?;
-    let checksums = &data[trailer_start..];
     checks.check_header(&header)?;
     if checks.needs_trailer(&header) {
-        checks.check_signature(&header, &data[..header_len - CHECKSUM_LEN], checksums)?;
+        let (trailer_start, _) = to_usize(layout.trailer.clone())?;
+        checks.check_signature(
+            &header,
+            &data[..header_len - CHECKSUM_LEN],
+            &data[trailer_start..],
+        )?;
     }
+    let ranges = verify_payload(data, header_len, &layout)?;
+    Ok((header, ranges))
+}
+
+/// Verifies the padding and the segments of a blob held in memory whose header (`header_len`
+/// bytes) was decoded into `layout` and whose length was checked against it; returns where each
+/// stored segment lies.
+pub(crate) fn verify_payload(
+    data: &[u8],
+    header_len: usize,
+    layout: &Layout,
+) -> Result<Vec<Range<usize>>> {
+    let (trailer_start, _) = to_usize(layout.trailer.clone())?;
+    let checksums = &data[trailer_start..];
     let (header_end, payload_start) = to_usize(header_len as u64..layout.payload_start)?;
     check_padding(&data[header_end..payload_start], "the header")?;
-    let mut ranges = Vec::with_capacity(header.segments.len());
+    let mut ranges = Vec::with_capacity(layout.segments.len());
     for (index, extent) in layout.segments.iter().enumerate() {
         let (start, end) = to_usize(extent.data.clone())?;
         let (_, padded_end) = to_usize(extent.data.start..extent.padded_end)?;
@@ -426,7 +443,7 @@ pub fn verify_with(
         check_padding(&data[end..padded_end], &format!("segment {index}"))?;
         ranges.push(start..end);
     }
-    Ok((header, ranges))
+    Ok(ranges)
 }
 
 /// Decodes a verified stored segment into `out`, which must be exactly the raw length.

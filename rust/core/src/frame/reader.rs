@@ -3,7 +3,7 @@
 use super::header::{header_len, PRELUDE_LEN};
 use super::{
     check_checksum, check_padding, decode_segment, decode_segment_into, decompress_checked,
-    too_short, truncated, verify, BlobHeader, Layout, ReadChecks, CHECKSUM_LEN, CHUNK,
+    too_short, truncated, verify_payload, BlobHeader, Layout, ReadChecks, CHECKSUM_LEN, CHUNK,
 };
 use crate::error::{Error, Result};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -100,7 +100,8 @@ impl<R: Read + Seek> BlobReader<R> {
         }
         let codec = self.header.codec;
         if let Some(whole) = &self.whole {
-            let (_, ranges) = verify(whole)?;
+            // The header was decoded and checked when the blob was opened.
+            let ranges = verify_payload(whole, self.header_len as usize, &self.layout)?;
             for (range, out) in ranges.into_iter().zip(outputs.iter_mut()) {
                 decode_segment_into(codec, &whole[range], out)?;
             }
@@ -124,11 +125,12 @@ impl<R: Read + Seek> BlobReader<R> {
     /// Reads, verifies and decodes every segment into a new buffer each.
     pub fn read_segments(&mut self) -> Result<Vec<Vec<u8>>> {
         if let Some(whole) = &self.whole {
-            let (header, ranges) = verify(whole)?;
+            let ranges = verify_payload(whole, self.header_len as usize, &self.layout)?;
+            let header = &self.header;
             return (ranges.into_iter().enumerate())
-                .map(|(index, range)| {
-                    Ok(decode_segment(&header, index, &whole[range])?.into_owned())
-                })
+                .map(
+                    |(index, range)| Ok(decode_segment(header, index, &whole[range])?.into_owned()),
+                )
                 .collect();
         }
         let mut segments = Vec::with_capacity(self.header.segments.len());
