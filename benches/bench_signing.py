@@ -63,7 +63,7 @@ def test_signing_costs_against_unsigned_blobs(tmp_path, payload):
     rows = []
     seconds = best_of_turns(
         {"unsigned": write("unsigned", None), "signed": write("signed", KEY)},
-        repeat=7,
+        repeat=11,
         after=lambda name: paths[name].unlink(),
     )
     rows.append(row(f"write {SIZE >> 20} MiB", seconds))
