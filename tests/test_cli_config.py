@@ -163,3 +163,14 @@ def test_a_run_store_password_is_never_shown(isolated_home, monkeypatch):
     assert refused.exit_code == 1 and "mysql://ferroflow:***@db/runs" in refused.output
     for output in (result.output, viewed.output, refused.output):
         assert "s3cret-pw" not in output
+
+
+def test_a_signing_key_is_stored_but_never_echoed(isolated_home):
+    secret = "a signing secret nobody may read"
+    result = run("set", f"FERROFLOW_RESULTS_SIGNING_KEY={secret}")
+    assert result.exit_code == 0, result.output
+    assert secret not in result.output and "FERROFLOW_RESULTS_SIGNING_KEY='**********'" in result.output
+    assert profile_values(isolated_home) == {"FERROFLOW_RESULTS_SIGNING_KEY": secret}
+    shown = run("view")
+    assert secret not in shown.output and "'**********'" in shown.output
+    assert get_current_settings().results_signing_key.get_secret_value() == secret

@@ -530,3 +530,67 @@ def test_any_damage_to_a_result_document_is_a_ferroflow_error(tmp_path, document
         read_result(path)
     except (CorruptResultError, SerializationError):
         pass  # the document is damaged, or its data does not load with its serializer
+
+
+def test_a_result_file_moved_under_another_key_is_refused_and_a_cached_task_recomputes(tmp_path):
+    from ferroflow import flow, task
+    from ferroflow.exceptions import CorruptResultError
+    from ferroflow.tasks import CachedResultUnavailableWarning
+
+    calls = []
+    storage = LocalFileSystem(basepath=str(tmp_path))
+
+    @task(cache_key_fn=lambda context, parameters: f"square-{parameters['x']}", result_storage=storage)
+    def square(x):
+        calls.append(x)
+        return x * x
+
+    @flow
+    def run(x):
+        return square(x, return_state=True)
+
+    two, three = run(2), run(3)
+    # Someone copies the result of square(2) over that of square(3): a cache hit for 3 would
+    # now return 4.
+    Path(storage.path_of(three.data.storage_key)).write_bytes(
+        Path(storage.path_of(two.data.storage_key)).read_bytes()
+    )
+    moved = PersistedResult.from_reference(three.data.to_reference(), cache_in_memory=False)
+    with pytest.raises(CorruptResultError, match="copied or moved"):
+        moved.get()
+    with pytest.warns(CachedResultUnavailableWarning, match="copied or moved"):
+        again = run(3)
+    assert again.name == "Completed" and again.result() == 9
+    assert calls == [2, 3, 3]
+
+
+def test_a_fifo_at_a_cached_results_path_is_recomputed_not_waited_on(tmp_path):
+    import os
+    import threading
+
+    from ferroflow import flow, task
+    from ferroflow.tasks import CachedResultUnavailableWarning
+
+    storage = LocalFileSystem(basepath=str(tmp_path))
+
+    @task(cache_key_fn=lambda: "fixed", result_storage=storage)
+    def value():
+        return [1, 2, 3]
+
+    @flow
+    def run():
+        return value(return_state=True)
+
+    first = run()
+    path = storage.path_of(first.data.storage_key)
+    os.unlink(path)
+    os.mkfifo(path)
+    outcome = []
+    thread = threading.Thread(target=lambda: outcome.append(run()), daemon=True)
+    with pytest.warns(CachedResultUnavailableWarning, match="FIFO"):
+        thread.start()
+        thread.join(timeout=60)
+    if thread.is_alive():
+        open(path, "wb").close()
+        pytest.fail("the flow blocked on a FIFO at the result's path")
+    assert outcome[0].result() == [1, 2, 3]

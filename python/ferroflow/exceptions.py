@@ -8,6 +8,7 @@ derive from `FerroflowWarning`, a `UserWarning`, so they are shown by default.
 
     FerroflowException [Exception]
         CorruptResultError [ValueError]
+            UntrustedResultError
         UnsupportedFormatError [ValueError]
         UnsafeKeyError [ValueError]
         ObjectStoreError [OSError]
@@ -64,6 +65,12 @@ class FerroflowWarning(UserWarning):
 
 class CorruptResultError(FerroflowException, ValueError):
     """Stored bytes failed verification: the result is corrupted or truncated."""
+
+
+class UntrustedResultError(CorruptResultError):
+    """A result was refused before it was loaded because its signature is missing, made by a key
+    that is not trusted, or does not match its content (FERROFLOW_RESULTS_REQUIRE_SIGNATURE).
+    Like a corrupt result, a cached one is computed again."""
 
 
 class UnsupportedFormatError(FerroflowException, ValueError):
@@ -125,6 +132,7 @@ __all__ = [
     "UnfinishedRun",
     "UnsafeKeyError",
     "UnsupportedFormatError",
+    "UntrustedResultError",
 ]
 
 

@@ -33,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 import ferroflow._core as _core
 from ferroflow._asyncutils import in_async_caller
 from ferroflow.exceptions import StorageNotAvailableError, StorageNotFoundError
+from ferroflow.result_trust import read_policy, signing_key
 from ferroflow.settings import get_current_settings
 
 _storage_types: dict[str, type[WritableFileSystem]] = {}
@@ -107,13 +108,16 @@ class WritableFileSystem(BaseModel, abc.ABC):
     ) -> Any:
         """Frame `segments` as a checksummed result blob at `key`; returns its BlobHeader.
 
-        `serializer_json` is the serializer's description as JSON text, kept in the header.
+        `serializer_json` is the serializer's description as JSON text, kept in the header with
+        `key`; the blob is signed with FERROFLOW_RESULTS_SIGNING_KEY when it is set.
         `durable=None` follows the FERROFLOW_RESULTS_FSYNC setting.
         """
 
     @abc.abstractmethod
     def read_blob(self, key: str) -> tuple[Any, list[bytes]]:
-        """(header, segments) of the blob at `key`, verified and decompressed."""
+        """(header, segments) of the blob at `key`, verified and decompressed. A blob written
+        under another key, or refused by the settings (signature, decompressed size), raises
+        CorruptResultError (UntrustedResultError for the signature) before anything is read."""
 
     @abc.abstractmethod
     def map_blob(self, key: str) -> tuple[Any, list[memoryview]]:
@@ -353,6 +357,8 @@ class LocalFileSystem(WritableFileSystem):
                 level=level,
                 threads=threads,
                 durable=_durable(durable),
+                key=key,
+                signing_key=signing_key(),
             ),
             path,
         )
@@ -360,13 +366,13 @@ class LocalFileSystem(WritableFileSystem):
         return header
 
     def read_blob(self, key: str) -> tuple[Any, list[bytes]]:
-        return _core.read_blob(self.path_of(key))
+        return _core.read_blob(self.path_of(key), key=key, policy=read_policy())
 
     def map_blob(self, key: str) -> tuple[Any, list[memoryview]]:
-        return _core.map_blob(self.path_of(key))
+        return _core.map_blob(self.path_of(key), key=key, policy=read_policy())
 
     def read_header(self, key: str) -> Any:
-        return _core.read_header(self.path_of(key))
+        return _core.read_header(self.path_of(key), key=key, policy=read_policy())
 
     def exists(self, key: str) -> bool:
         return os.path.isfile(self.path_of(key))

@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
@@ -123,6 +131,19 @@ def _storage_slug_or_unset(value: Any) -> Any:
 StorageSlug = Annotated[str | None, BeforeValidator(_storage_slug_or_unset)]
 
 
+def _blank_is_unset(value: Any) -> Any:
+    """A blank secret or path means "not set" (an empty variable must not become a key)."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_is_unset)]
+OptionalPath = Annotated[Path | None, BeforeValidator(_blank_is_unset)]
+
+DEFAULT_MAX_DECOMPRESSED_SIZE = 1 << 30
+
+
 class Settings(BaseSettings):
     """The settings in force. Each field `x` is read from the variable `FERROFLOW_X`."""
 
@@ -196,6 +217,41 @@ class Settings(BaseSettings):
         description=(
             f"A saved storage's slug ({STORAGE_SLUG_FORM}) used for results when no flow or task "
             "names a result storage. Unset: a local folder at FERROFLOW_LOCAL_STORAGE_PATH."
+        ),
+    )
+
+    # Trust in stored results (see docs/format.md, "Signed blobs").
+    results_signing_key: OptionalSecret = Field(
+        default=None,
+        description=(
+            "A secret (16 characters or more) that signs every result written, so that readers "
+            "can refuse results they did not write. Or FERROFLOW_RESULTS_SIGNING_KEY_FILE."
+        ),
+    )
+    results_signing_key_file: OptionalPath = Field(
+        default=None,
+        description="A file holding the signing key (instead of FERROFLOW_RESULTS_SIGNING_KEY).",
+    )
+    results_verification_keys: OptionalSecret = Field(
+        default=None,
+        description=(
+            "More keys whose signatures are accepted, separated by commas: the keys signing used "
+            "before a rotation. The signing key is always accepted."
+        ),
+    )
+    results_require_signature: bool = Field(
+        default=False,
+        description=(
+            "Refuse every result that is not signed by a verification key, before loading any of "
+            "it (UntrustedResultError). For results in storage that others can write to."
+        ),
+    )
+    results_max_decompressed_size: int = Field(
+        default=DEFAULT_MAX_DECOMPRESSED_SIZE,
+        gt=0,
+        description=(
+            "The largest size, in bytes, a compressed result may decompress to; larger ones are "
+            "refused before memory is allocated for them (a guard against decompression bombs)."
         ),
     )
 
@@ -324,6 +380,11 @@ FERROFLOW_TASKS_REFRESH_CACHE: Setting[bool] = Setting("tasks_refresh_cache")
 FERROFLOW_RUNSTORE_RECORD_RUNS: Setting[bool] = Setting("runstore_record_runs")
 FERROFLOW_RUNSTORE_URL: Setting[str | None] = Setting("runstore_url")
 FERROFLOW_DEFAULT_RESULT_STORAGE_BLOCK: Setting[str | None] = Setting("default_result_storage_block")
+FERROFLOW_RESULTS_SIGNING_KEY: Setting[SecretStr | None] = Setting("results_signing_key")
+FERROFLOW_RESULTS_SIGNING_KEY_FILE: Setting[Path | None] = Setting("results_signing_key_file")
+FERROFLOW_RESULTS_VERIFICATION_KEYS: Setting[SecretStr | None] = Setting("results_verification_keys")
+FERROFLOW_RESULTS_REQUIRE_SIGNATURE: Setting[bool] = Setting("results_require_signature")
+FERROFLOW_RESULTS_MAX_DECOMPRESSED_SIZE: Setting[int] = Setting("results_max_decompressed_size")
 
 SETTING_VARIABLES: dict[str, Setting[Any]] = {
     setting.name: setting for setting in globals().values() if isinstance(setting, Setting)
@@ -673,8 +734,13 @@ __all__ = [
     "FERROFLOW_RESULTS_DEFAULT_SERIALIZER",
     "FERROFLOW_RESULTS_FSYNC",
     "FERROFLOW_RESULTS_MAX_BYTES",
+    "FERROFLOW_RESULTS_MAX_DECOMPRESSED_SIZE",
     "FERROFLOW_RESULTS_PERSIST_BY_DEFAULT",
+    "FERROFLOW_RESULTS_REQUIRE_SIGNATURE",
+    "FERROFLOW_RESULTS_SIGNING_KEY",
+    "FERROFLOW_RESULTS_SIGNING_KEY_FILE",
     "FERROFLOW_RESULTS_UNFINISHED_WRITE_MAX_AGE",
+    "FERROFLOW_RESULTS_VERIFICATION_KEYS",
     "FERROFLOW_RUNSTORE_RECORD_RUNS",
     "FERROFLOW_RUNSTORE_URL",
     "FERROFLOW_TASKS_REFRESH_CACHE",

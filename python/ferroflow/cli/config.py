@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+from pydantic import SecretStr
 
 from ferroflow.exceptions import InvalidSettingError
 from ferroflow.settings import (
@@ -49,18 +50,24 @@ def set_(assignments: tuple[str, ...]) -> None:
       ferroflow config set runstore_url=sqlite:////srv/pipelines/runs.db
     """
     updates: dict[str, str] = {}
+    shown: dict[str, str] = {}
     for assignment in assignments:
         key, sep, value = assignment.partition("=")
         if not sep:
             raise click.UsageError(f"Expected KEY=VALUE, got {assignment!r}.")
-        name, _parsed = _checked(validate_setting, key, value)
+        name, parsed = _checked(validate_setting, key, value)
         updates[name] = value
+        # A signing key is a secret: it is not echoed back to the terminal.
+        shown[name] = repr(str(parsed)) if isinstance(parsed, SecretStr) else repr(value)
     profile = _checked(read_profile)
     profile.update(updates)
     path = _checked(write_profile, profile)
-    for name, value in updates.items():
-        shown = redact_url(value) if name == env_name("runstore_url") else value
-        click.echo(f"Set {name}={shown!r} in profile {active_profile_name()!r} ({path}).")
+    for name in updates:
+        shown_value = redact_url(updates[name]) if name == env_name("runstore_url") else None
+        click.echo(
+            f"Set {name}={shown[name] if shown_value is None else repr(shown_value)} in profile "
+            f"{active_profile_name()!r} ({path})."
+        )
         if name in os.environ:
             click.echo(
                 f"Note: {name} is also set in the environment, which takes precedence over the profile.",

@@ -20,6 +20,7 @@ import ferroflow._core as _core
 from ferroflow.exceptions import MissingResult
 from ferroflow.filesystems import LocalFileSystem, WritableFileSystem, resolve_storage
 from ferroflow.ids import clock_ordered_uuid
+from ferroflow.result_trust import read_policy
 from ferroflow.results.blobs import PersistedResultBlob, description_json, serializer_from_json
 from ferroflow.serializers import Serializer, resolve_serializer
 from ferroflow.settings import get_current_settings
@@ -317,7 +318,9 @@ def _read_blob_segments(storage: WritableFileSystem, key: str) -> tuple[Any, lis
     to get it back, costs more than copying a few pages. Large files are mapped, so uncompressed
     segments are not copied. One call into the core decides by the file's size (no stat first)."""
     if type(storage) is LocalFileSystem:
-        return _core.load_blob(storage.path_of(key), MAP_FROM_BYTES)  # type: ignore[no-any-return]
+        return _core.load_blob(  # type: ignore[no-any-return]
+            storage.path_of(key), MAP_FROM_BYTES, key=key, policy=read_policy()
+        )
     return storage.map_blob(key)
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import ferroflow._core as _core
 from ferroflow.exceptions import CorruptResultError
+from ferroflow.result_trust import read_policy, refuse_unsigned_document
 from ferroflow.serializers import Serializer, serializer_for_reading
 
 
@@ -52,15 +53,17 @@ class PersistedResultBlob:
 
     def load(self, *, expected_type: str | None = None) -> Any:
         """The value, loaded by the serializer the document describes once that description is
-        checked (`serializer_for_reading`): of `expected_type` if given, known libraries only."""
+        checked (`serializer_for_reading`): of `expected_type` if given, known libraries only.
+        Refused when results must be signed: a JSON document cannot be."""
+        refuse_unsigned_document("This PersistedResultBlob")
         return serializer_for_reading(self.serializer, expected_type=expected_type).loads(self.data)
 
 
 def is_json_document(path: str | PathLike[str]) -> bool:
     """Whether a result file is a JSON document (ferroflow's export form or Prefect 2's) rather
-    than a framed blob: framed blobs open with a binary signature, documents with `{`."""
-    with open(path, "rb") as file:
-        return file.read(1) == b"{"
+    than a framed blob: framed blobs open with a binary signature, documents with `{`. The core
+    opens the file, so a FIFO or a device is refused at once instead of blocking."""
+    return _core.read_file_prefix(str(path), 1) == b"{"
 
 
 # The first bytes of every framed result file (docs/format.md; `MAGIC` in rust/core/src/frame.rs).
@@ -75,7 +78,8 @@ def has_blob_signature(path: str | PathLike[str]) -> bool:
 
 
 def read_blob_header(path: str | PathLike[str]) -> dict[str, Any]:
-    """The verified header of a framed result file, as a dict (`ValueError` if it is not one)."""
+    """The verified header of a framed result file, as a dict (`ValueError` if it is not one).
+    Only integrity is checked: a header is read to be shown, not trusted."""
     return _core.read_header(str(path)).to_dict()  # type: ignore[no-any-return]
 
 
@@ -153,8 +157,9 @@ def read_result(path: str | PathLike[str], *, serializer: Serializer | str | Non
     Either way, the file may name only known libraries and hooks (`serializer_for_reading`)."""
     expected = serializer.type if isinstance(serializer, Serializer) else serializer
     if not is_json_document(path):
-        header, segments = _core.map_blob(path)
+        header, segments = _core.map_blob(path, policy=read_policy())
         return serializer_from_json(header.serializer, expected).load_segments(segments)
+    refuse_unsigned_document(str(path))
     where = f"The result document {path}"
     fields = _document_fields(_core.read_file(path), where)
     if "prefect_version" in fields:
@@ -181,4 +186,5 @@ def serializer_from_json(description_json: str, expected_type: str | None = None
 
 
 def description_json(serializer: Serializer) -> str:
-    return json.dumps(serializer.to_description(), sort_keys=True)
+    # Compact: the description is in every blob's header, and most results are small.
+    return json.dumps(serializer.to_description(), sort_keys=True, separators=(",", ":"))
