@@ -122,7 +122,9 @@ def is_result_file_untouched(path: str) -> bool:
             if body_length > 1 << 24:
                 return False
             body = os.pread(descriptor, body_length, 16)
-            return "serializer" in json.loads(body)
+            fields = json.loads(body)
+            # Format 1.x names the serializer "serializer"; the compact 2.0 header, "s" (docs/format.md).
+            return isinstance(fields, dict) and ("serializer" in fields or "s" in fields)
         if start[:1] != b"{":
             return False
         parts = [start]
