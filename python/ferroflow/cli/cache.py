@@ -70,7 +70,7 @@ def list_entries(task_name: str | None, as_json: bool) -> None:
     now = datetime.now(UTC)
     columns = [
         Column("Key"),
-        Column("Task", "name", priority=1),
+        Column("Task", "name"),
         Column("Created"),
         Column("Expires"),
         Column("Result", "path"),
