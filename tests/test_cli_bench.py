@@ -161,3 +161,13 @@ def test_a_level_the_codec_does_not_have_is_an_error():
     )
     assert result.exit_code == 2
     assert "Cannot measure pickle+zlib:42 on sample 'text'" in result.output
+
+
+@pytest.mark.parametrize("size", ["99999999999999999GiB", "1000000GiB"])
+def test_a_sample_larger_than_memory_is_refused_before_it_is_made(size):
+    result = invoke("--sample", "records", "--size", size)
+    assert result.exit_code == 2
+    assert (
+        "would not fit in this machine's memory" in result.output
+        and "Give a --size of at most" in result.output
+    )

@@ -8,6 +8,7 @@ from typing import Any, TypeVar
 
 import click
 
+from ferroflow.cli.console import is_text
 from ferroflow.exceptions import InvalidSettingError
 from ferroflow.settings import (
     SETTING_NAMES,
@@ -52,6 +53,10 @@ def set_(assignments: tuple[str, ...]) -> None:
         key, sep, value = assignment.partition("=")
         if not sep:
             raise click.UsageError(f"Expected KEY=VALUE, got {assignment!r}.")
+        if not is_text(assignment):
+            raise click.UsageError(
+                f"{assignment!r} holds bytes that are not UTF-8 text; a profile stores text only."
+            )
         name, _parsed = _checked(validate_setting, key, value)
         updates[name] = value
     profile = _checked(read_profile)
