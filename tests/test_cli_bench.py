@@ -1,4 +1,5 @@
 import json
+import os
 import pickle
 import sys
 
@@ -171,3 +172,13 @@ def test_a_sample_larger_than_memory_is_refused_before_it_is_made(size):
         "would not fit in this machine's memory" in result.output
         and "Give a --size of at most" in result.output
     )
+
+
+@pytest.mark.timeout(30)  # reading a FIFO would block
+def test_a_level_out_of_any_range_and_a_fifo_are_errors_not_tracebacks(tmp_path):
+    huge = invoke("--sample", "text", "--size", "16KiB", "--codec", "zstd", "--level", "9" * 20)
+    assert huge.exit_code == 2 and "is out of range" in huge.output
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    piped = invoke(fifo)
+    assert piped.exit_code == 2 and "neither a regular file nor a folder" in piped.output

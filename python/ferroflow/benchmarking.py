@@ -272,6 +272,11 @@ def source_from_path(path: str | os.PathLike[str]) -> DataSource:
             f"{str(location)!r} does not exist. Give a pickle file, a .npy file or a folder, "
             "or use a built-in sample: --sample records."
         )
+    if not (location.is_dir() or location.is_file()):
+        raise BenchmarkError(
+            f"{str(location)!r} is neither a regular file nor a folder (a FIFO, socket or device); "
+            "give a pickle file, a .npy file or a folder."
+        )
     if location.is_dir():
         size = sum(path.stat().st_size for path in _folder_files(location))
         if size == 0:
@@ -361,12 +366,18 @@ def parse_levels(texts: Sequence[str]) -> list[int | str]:
             levels.append(text)
             continue
         try:
-            levels.append(int(text))
+            level = int(text)
         except ValueError:
             raise BenchmarkError(
                 f"Cannot read the level {text!r}: give an integer (e.g. 3) or one of "
                 f"{', '.join(LEVEL_NAMES)}."
             ) from None
+        if not -(2**31) <= level < 2**31:
+            raise BenchmarkError(
+                f"The level {text} is out of range: every codec's levels lie between -131072 "
+                "(zstd's fastest) and 22 (zstd's strongest)."
+            )
+        levels.append(level)
     return levels
 
 
