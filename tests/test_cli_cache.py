@@ -14,10 +14,14 @@ EXPIRED_KEY = "77aa" * 16
 FOREVER_KEY = "ffee" * 16
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def home(request, tmp_path, monkeypatch):
+    """FERROFLOW_HOME, its SQLite store the one in force, or a PostgreSQL store."""
     monkeypatch.setenv("FERROFLOW_HOME", str(tmp_path))
-    monkeypatch.delenv("FERROFLOW_RUNSTORE_URL", raising=False)
+    if request.param == "postgresql":
+        monkeypatch.setenv("FERROFLOW_RUNSTORE_URL", request.getfixturevalue("postgresql_url"))
+    else:
+        monkeypatch.delenv("FERROFLOW_RUNSTORE_URL", raising=False)
     monkeypatch.setenv("COLUMNS", "200")
     return tmp_path
 

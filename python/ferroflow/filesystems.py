@@ -22,15 +22,18 @@ import functools
 import json
 import os
 import re
+import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 
 import ferroflow._core as _core
 from ferroflow._asyncutils import in_async_caller
 from ferroflow.exceptions import StorageNotAvailableError, StorageNotFoundError
+from ferroflow.result_trust import read_policy, signing_key
 from ferroflow.settings import get_current_settings
 
 _storage_types: dict[str, type[WritableFileSystem]] = {}
@@ -105,13 +108,16 @@ class WritableFileSystem(BaseModel, abc.ABC):
     ) -> Any:
         """Frame `segments` as a checksummed result blob at `key`; returns its BlobHeader.
 
-        `serializer_json` is the serializer's description as JSON text, kept in the header.
+        `serializer_json` is the serializer's description as JSON text, kept in the header with
+        `key`; the blob is signed with FERROFLOW_RESULTS_SIGNING_KEY when it is set.
         `durable=None` follows the FERROFLOW_RESULTS_FSYNC setting.
         """
 
     @abc.abstractmethod
     def read_blob(self, key: str) -> tuple[Any, list[bytes]]:
-        """(header, segments) of the blob at `key`, verified and decompressed."""
+        """(header, segments) of the blob at `key`, verified and decompressed. A blob written
+        under another key, or refused by the settings (signature, decompressed size), raises
+        CorruptResultError (UntrustedResultError for the signature) before anything is read."""
 
     @abc.abstractmethod
     def map_blob(self, key: str) -> tuple[Any, list[memoryview]]:
@@ -167,19 +173,61 @@ class WritableFileSystem(BaseModel, abc.ABC):
             )
         path = _saved_path(slug, _checked_name(name))
         try:
-            text = _core.read_file(str(path)).decode()
+            data = _core.read_file(str(path))
         except FileNotFoundError:
             raise StorageNotFoundError(
                 f"No {slug} storage named {name!r} is saved in {path.parent}. "
                 f"{_saved_list(slug)} Save one with {cls.__name__}(...).save({name!r})."
             ) from None
-        try:
-            return cls.from_description(json.loads(text))
-        except ValueError as exc:  # hand-edited or damaged file
-            raise StorageNotFoundError(
-                f"The saved {slug} storage {name!r} ({path}) cannot be read: {exc}. Save it again "
-                f"with {cls.__name__}(...).save({name!r}, overwrite=True)."
-            ) from exc
+        except OSError as exc:  # a folder in its place, no permission to read it, ...
+            raise _damaged_saved_storage(cls, slug, name, path, f"it cannot be read ({exc})") from exc
+        return _saved_storage_from(cls, slug, name, path, data)
+
+
+def _saved_storage_from(
+    storage_type: type[WritableFileSystem], slug: str, name: str, path: Path, data: bytes
+) -> WritableFileSystem:
+    """The storage a saved file's bytes describe, or a StorageNotFoundError naming the file and
+    saying what is wrong with it (hand-edited, truncated or damaged files)."""
+    try:
+        description = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested beyond reason
+        raise _damaged_saved_storage(
+            storage_type, slug, name, path, f"it is not valid JSON ({exc})"
+        ) from None
+    if not isinstance(description, dict):
+        kind = _JSON_KINDS.get(type(description), type(description).__name__)
+        what = f"its JSON is {kind}, not an object of the storage's settings"
+        raise _damaged_saved_storage(storage_type, slug, name, path, what)
+    if description.get("type", slug) != slug:
+        what = f"it describes a {description.get('type')!r} storage, not a {slug} one"
+        raise _damaged_saved_storage(storage_type, slug, name, path, what)
+    try:
+        return storage_type.from_description({**description, "type": slug})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+        raise _damaged_saved_storage(
+            storage_type, slug, name, path, f"its settings are invalid ({problems})"
+        ) from None
+
+
+_JSON_KINDS = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def _damaged_saved_storage(
+    storage_type: type[WritableFileSystem], slug: str, name: str, path: Path, what: str
+) -> StorageNotFoundError:
+    return StorageNotFoundError(
+        f"The saved {slug} storage {name!r} cannot be used: {what}. Its file is {path}. Save it "
+        f"again with {storage_type.__name__}(...).save({name!r}, overwrite=True), or delete the file."
+    )
 
 
 def _storage_type(slug: str, where: str = "") -> type[WritableFileSystem]:
@@ -282,6 +330,7 @@ class LocalFileSystem(WritableFileSystem):
         path = self.path_of(key)
         segments: list[Any] = list(data) if isinstance(data, (list, tuple)) else [data]
         _create_parent_on_missing(lambda: _core.atomic_write(path, segments, durable=_durable(durable)), path)
+        unfinished_writes.sweep_now_and_then(os.path.dirname(path))
         return path
 
     def read_path(self, key: str) -> bytes:
@@ -299,7 +348,7 @@ class LocalFileSystem(WritableFileSystem):
         durable: bool | None = None,
     ) -> Any:
         path = self.path_of(key)
-        return _create_parent_on_missing(
+        header = _create_parent_on_missing(
             lambda: _core.write_blob(
                 path,
                 segments,
@@ -308,18 +357,22 @@ class LocalFileSystem(WritableFileSystem):
                 level=level,
                 threads=threads,
                 durable=_durable(durable),
+                key=key,
+                signing_key=signing_key(),
             ),
             path,
         )
+        unfinished_writes.sweep_now_and_then(os.path.dirname(path))
+        return header
 
     def read_blob(self, key: str) -> tuple[Any, list[bytes]]:
-        return _core.read_blob(self.path_of(key))
+        return _core.read_blob(self.path_of(key), key=key, policy=read_policy())
 
     def map_blob(self, key: str) -> tuple[Any, list[memoryview]]:
-        return _core.map_blob(self.path_of(key))
+        return _core.map_blob(self.path_of(key), key=key, policy=read_policy())
 
     def read_header(self, key: str) -> Any:
-        return _core.read_header(self.path_of(key))
+        return _core.read_header(self.path_of(key), key=key, policy=read_policy())
 
     def exists(self, key: str) -> bool:
         return os.path.isfile(self.path_of(key))
@@ -336,6 +389,67 @@ def is_unfinished_write(name: str) -> bool:
     """Whether a file name is that of an atomic write's temporary file, left behind when its
     writer was killed before the rename (the core, which names them, answers)."""
     return _core.is_temporary_file_name(name)
+
+
+class _UnfinishedWriteSweeper:
+    """Removes the temporary files that killed writers left in the folders this process writes
+    results to, so that they do not pile up until someone runs `ferroflow results prune`.
+
+    A folder is swept at most once per `interval` seconds per process, on a background thread
+    (a write never waits for it), and only files older than FERROFLOW_RESULTS_UNFINISHED_WRITE_MAX_AGE
+    are removed: a younger one may be another process's write in progress.
+    """
+
+    def __init__(self, interval: float = 600.0) -> None:
+        self.interval = interval
+        self._last_sweep: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.last_thread: threading.Thread | None = None  # the latest sweep (tests wait for it)
+
+    def sweep_now_and_then(self, folder: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_sweep.get(folder)
+            if last is not None and now - last < self.interval:
+                return
+            if len(self._last_sweep) > 4096:  # a process writing to ever new folders
+                self._last_sweep.clear()
+            self._last_sweep[folder] = now
+        max_age = get_current_settings().results_unfinished_write_max_age
+        thread = threading.Thread(
+            target=remove_unfinished_writes, args=(folder, max_age), name="ferroflow-sweep", daemon=True
+        )
+        self.last_thread = thread
+        thread.start()
+
+
+unfinished_writes = _UnfinishedWriteSweeper()
+
+
+def remove_unfinished_writes(folder: str | os.PathLike[str], older_than: float) -> list[str]:
+    """Remove the temporary files of unfinished writes (`is_unfinished_write`) directly in
+    `folder` whose last change is more than `older_than` seconds ago; returns their paths.
+    Files that vanish meanwhile, or cannot be removed, are left to the next sweep."""
+    cutoff = time.time() - older_than
+    removed: list[str] = []
+    try:
+        entries = os.scandir(folder)
+    except OSError:  # the folder went away, or cannot be listed: nothing to do here
+        return removed
+    with entries:
+        for entry in entries:
+            if not is_unfinished_write(entry.name):
+                continue
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                if entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                    continue
+                os.unlink(entry.path)
+            except OSError:
+                continue
+            removed.append(entry.path)
+    return removed
 
 
 def _durable(durable: bool | None) -> bool:

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import stat
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -18,15 +17,15 @@ from rich.text import Text
 
 from ferroflow.cli.console import cli_store, console, echo_json
 from ferroflow.cli.lookup import find_result, result_path
-from ferroflow.filesystems import LocalFileSystem, is_unfinished_write, resolve_storage, saved_storages
+from ferroflow.filesystems import LocalFileSystem, resolve_storage, saved_storages
 from ferroflow.results.blobs import (
     has_blob_signature,
     is_json_document,
-    is_result_file,
     read_blob_header,
     read_result_document,
 )
 from ferroflow.results.references import storage_from_reference
+from ferroflow.results.retention import PrunePlan, live_cached_keys, plan_prune, remove_files, stored_files
 from ferroflow.settings import get_current_settings
 
 
@@ -210,7 +209,7 @@ def parse_age(text: str) -> timedelta:
     return age
 
 
-class _Age(click.ParamType):
+class Age(click.ParamType):
     name = "AGE"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -222,20 +221,52 @@ class _Age(click.ParamType):
             self.fail(str(error), param, ctx)
 
 
-@dataclass
-class _PrunePlan:
-    remove: list[tuple[Path, int]]
-    referenced: int
-    newer: int
+class _Size(click.ParamType):
+    """`500M`, `2G`, `10k`, `1048576`: bytes, with an optional binary unit (k, M, G, T)."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+_SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*$")
+_SIZE_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_size(text: str) -> int:
+    match = _SIZE_PATTERN.match(text)
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a size; write a number of bytes, or one with a unit: 500M, 2G, 10k."
+        )
+    number, unit = match.groups()
+    return int(float(number) * _SIZE_UNITS[unit.lower()])
 
 
 @results.command("prune")
 @click.option(
     "--older-than",
     "age",
-    type=_Age(),
-    required=True,
-    help="Only remove files last written longer ago than this: 7d, 12h, 30m, 2w.",
+    type=Age(),
+    help="Remove result files last written longer ago than this: 7d, 12h, 30m, 2w.",
+)
+@click.option(
+    "--max-bytes",
+    type=_Size(),
+    help="Then remove the least recently used results until the folder holds at most this: 500M, 2G.",
+)
+@click.option(
+    "--min-age",
+    type=Age(),
+    default="1m",
+    show_default=True,
+    help="Never remove files younger than this (results being written, not yet recorded).",
 )
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
 @click.option(
@@ -245,38 +276,64 @@ class _PrunePlan:
     help="A saved storage's slug (local-file-system/NAME) or a folder. "
     "Default: the default result storage, FERROFLOW_LOCAL_STORAGE_PATH.",
 )
-def prune(age: timedelta, dry_run: bool, storage_spec: str | None) -> None:
-    """Remove result files that no recorded run state or live cache entry refers to.
+def prune(
+    age: timedelta | None, max_bytes: int | None, min_age: timedelta, dry_run: bool, storage_spec: str | None
+) -> None:
+    """Remove result files by age and/or to keep a folder under a size.
 
-    Only ferroflow result files (and JSON result documents, and temporary files of writes a
-    killed process left unfinished) older than --older-than are removed; expired cache entries
-    do not keep their files. The age protects results of runs
-    still in progress, whose states are recorded after their files are written.
+    --older-than removes results last written before then, except those a live (unexpired)
+    cache entry names. --max-bytes then removes the least recently used results, cached or
+    not, until the folder holds at most that. Recorded runs do not keep their files: a run
+    whose result was removed says so when the result is read. Cache entries naming a removed
+    result are removed with it. Temporary files of writes a killed process left unfinished go
+    by age. Only ferroflow result files are ever removed, and never one younger than --min-age.
+    Safe to run while flows write, and alongside another prune.
 
     \b
     Examples:
       ferroflow results prune --older-than 7d --dry-run
-      ferroflow results prune --older-than 12h
-      ferroflow results prune --older-than 30m --storage local-file-system/dev
+      ferroflow results prune --max-bytes 20G
+      ferroflow results prune --older-than 30d --max-bytes 500M --storage local-file-system/dev
       ferroflow results prune --older-than 2w --storage /data/results
     """
+    if age is None and max_bytes is None:
+        raise click.UsageError("Give --older-than AGE, --max-bytes SIZE, or both (e.g. --older-than 7d).")
     folder = _storage_folder(storage_spec)
     now = datetime.now(UTC)
     with cli_store() as store:
-        referenced = _referenced_paths(store.referenced_result_keys(now=now), folder)
-    plan = _plan(folder, referenced, (now - age).timestamp())
-    freed = sum(size for _, size in plan.remove)
+        entries = store.list_cache_entries()
+    indexed = {
+        (entry.result.storage, entry.result.key)
+        for entry in entries
+        if entry.result.storage is not None and entry.result.key is not None and not entry.is_expired(now)
+    }
+    cached = {path.relative_to(folder).as_posix() for path in _referenced_paths(indexed, folder)}
+    plan = plan_prune(
+        stored_files(str(folder)),
+        now=now.timestamp(),
+        older_than=None if age is None else age.total_seconds(),
+        max_bytes=max_bytes,
+        min_age=min_age.total_seconds(),
+        cached_keys=live_cached_keys(str(folder), cached),
+    )
     if dry_run:
-        for path, size in plan.remove:
-            click.echo(f"would remove {path} ({_size(size)})")
-    elif plan.remove:
-        _remove(plan.remove)
+        for item in plan.remove:
+            click.echo(f"would remove {item.path} ({_size(item.size)})")
+        freed = plan.freed
+    else:
+        freed = _remove(str(folder), plan)
     verb = "Would remove" if dry_run else "Removed"
     noun = "file" if len(plan.remove) == 1 else "files"
+    reasons = []
+    if age is not None:
+        reasons.append(f"{len(plan.by_age)} older than {_age_text(age)}")
+    if max_bytes is not None:
+        reasons.append(f"{len(plan.by_size)} to stay under {_size(max_bytes)}")
     click.echo(
-        f"{verb} {len(plan.remove)} result {noun} from {folder}, "
-        f"{'freeing' if dry_run else 'freed'} {_size(freed)}; kept {plan.referenced} still "
-        f"referenced and {plan.newer} newer than {_age_text(age)}."
+        f"{verb} {len(plan.remove)} result {noun} ({', '.join(reasons)}) from {folder}, "
+        f"{'freeing' if dry_run else 'freed'} {_size(freed)}; kept {plan.kept}"
+        + (f", {plan.kept_cached} of them old but cached" if plan.kept_cached else "")
+        + "."
     )
 
 
@@ -338,36 +395,16 @@ def _local_folder(storage: LocalFileSystem) -> Path:
     return Path(storage.basepath or get_current_settings().local_storage_path).resolve()
 
 
-def _plan(folder: Path, referenced: set[Path], cutoff: float) -> _PrunePlan:
-    plan = _PrunePlan(remove=[], referenced=0, newer=0)
-    for path in _result_files(folder):
-        stat = path.stat()
-        if path in referenced:
-            plan.referenced += 1
-        elif stat.st_mtime >= cutoff:
-            plan.newer += 1
-        else:
-            plan.remove.append((path, stat.st_size))
-    return plan
-
-
-def _result_files(folder: Path) -> list[Path]:
-    """Every ferroflow result file (framed, or a JSON result document) under `folder`, and the
-    temporary files of writes that never finished; other files are never touched."""
-    found = []
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = Path(root, name)
-            if is_unfinished_write(name) or is_result_file(path):
-                found.append(path)
-    return found
-
-
-def _remove(files: list[tuple[Path, int]]) -> None:
+def _remove(folder: str, plan: PrunePlan) -> int:
     columns = (TextColumn("Removing result files"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console(), transient=True) as progress:
-        for path, _ in progress.track(files):
-            path.unlink(missing_ok=True)
+        task_id = progress.add_task("remove", total=len(plan.remove))
+
+        def advance() -> None:
+            progress.advance(task_id)
+
+        freed = remove_files(folder, plan.by_age, "ferroflow results prune (by age)", advance)
+        return freed + remove_files(folder, plan.by_size, "ferroflow results prune (by size)", advance)
 
 
 def _size(nbytes: int) -> str:
@@ -390,4 +427,4 @@ def _age_text(age: timedelta) -> str:
     return f"{seconds:g}s"
 
 
-__all__ = ["parse_age", "results"]
+__all__ = ["parse_age", "parse_size", "results"]

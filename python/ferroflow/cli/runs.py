@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
@@ -20,6 +21,7 @@ from ferroflow.cli.console import (
     state_text,
 )
 from ferroflow.cli.lookup import find_run, location, result_path
+from ferroflow.cli.results import Age
 from ferroflow.cli.tables import Cell, Column, fits, fitted_table
 from ferroflow.runstore import FlowRunRecord, ResultRef, RunStore, StateRecord, TaskRunRecord
 
@@ -39,6 +41,7 @@ def runs() -> None:
     Examples:
       ferroflow runs ls                 the 20 most recent flow runs
       ferroflow runs show 3f2a9c1e      one of them, with its task runs and results
+      ferroflow runs delete --older-than 30d   trim the history
     """
 
 
@@ -75,6 +78,62 @@ def list_runs(limit: int, as_json: bool) -> None:
         return
     out = console()
     out.print(_flow_runs_table(flow_runs, out.width))
+
+
+@runs.command("delete")
+@click.argument("run_ids", nargs=-1, metavar="[RUN_ID]...")
+@click.option(
+    "--older-than",
+    "age",
+    type=Age(),
+    help="Delete the flow runs created longer ago than this: 30d, 12h, 2w.",
+)
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+def delete_runs(run_ids: tuple[str, ...], age: timedelta | None, yes: bool) -> None:
+    """Delete flow runs, with their task runs, states and subflow runs.
+
+    Give flow run ids (or enough of their beginning to match one run each), or --older-than.
+    Results the runs refer to stay where they are: `ferroflow results prune` removes those
+    no longer referenced.
+
+    \b
+    Examples:
+      ferroflow runs delete 3f2a9c1e
+      ferroflow runs delete --older-than 30d --yes
+    """
+    if bool(run_ids) == (age is not None):
+        raise click.UsageError("Give flow run ids or --older-than (one of them).")
+    with cli_store() as store:
+        if run_ids:
+            found = [store.get_flow_run(run_id) for run_id in run_ids]
+            listed = ", ".join(f"{short_id(run.id)} ({run.name})" for run in found)
+            if not yes:
+                click.confirm(
+                    f"Delete {_runs_text(len(found))} {listed}, with their task runs, states and "
+                    "subflow runs?",
+                    abort=True,
+                )
+            deleted = store.delete_flow_runs([run.id for run in found])
+        else:
+            assert age is not None
+            try:
+                cutoff = datetime.now(UTC) - age
+            except OverflowError:
+                raise click.BadParameter(
+                    f"{age} reaches before the year 1; give a shorter age.", param_hint="--older-than"
+                ) from None
+            if not yes:
+                click.confirm(
+                    f"Delete every flow run created before {local_time(cutoff)}, with its task runs, "
+                    "states and subflow runs?",
+                    abort=True,
+                )
+            deleted = store.delete_flow_runs(created_before=cutoff)
+    click.echo(f"Deleted {_runs_text(deleted)}.")
+
+
+def _runs_text(count: int) -> str:
+    return f"{count} flow run" + ("" if count == 1 else "s")
 
 
 def _flow_runs_table(flow_runs: list[FlowRunRecord], width: int) -> Table:

@@ -161,8 +161,12 @@ impl Store {
     ) -> Result<BlobHeader> {
         let path = self.path(key)?;
         let frame = Frame::new(segments, options)?;
-        self.upload(key, &path, frame.encoded_len(), |out| frame.write_to(out))?;
-        Ok(frame.header().clone())
+        let mut written = None;
+        self.upload(key, &path, frame.encoded_len(), |out| {
+            written = Some(frame.write_streaming(out)?);
+            Ok(())
+        })?;
+        Ok(written.expect("set by a successful upload"))
     }
 
     /// Reads and verifies the header of the blob at `key` (and that the object's length agrees
