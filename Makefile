@@ -83,7 +83,7 @@ wheel: venv ## build the release wheel the workflow publishes (manylinux2014) in
 	$(VENV)/bin/auditwheel show dist/ferroflow-*-manylinux*$(subst -unknown-linux-gnu,,$(WHEEL_TARGET)).whl
 
 test-wheel: wheel ## install the wheel into a fresh venv with no Rust on PATH and run the README's quick start there
-	FERROFLOW_TEST_WHEEL="$$(ls dist/ferroflow-*-manylinux*$(subst -unknown-linux-gnu,,$(WHEEL_TARGET)).whl)" \
+	FERROFLOW_TEST_WHEEL="$$(ls $(CURDIR)/dist/ferroflow-*-manylinux*$(subst -unknown-linux-gnu,,$(WHEEL_TARGET)).whl)" \
 		$(PY) -m pytest -q -p no:cacheprovider tests/test_wheel.py
 
 bench: build ## run the benchmarks in benches/ and write their figures to .bench/summary.md

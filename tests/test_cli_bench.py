@@ -1,4 +1,5 @@
 import json
+import os
 import pickle
 import sys
 
@@ -161,3 +162,23 @@ def test_a_level_the_codec_does_not_have_is_an_error():
     )
     assert result.exit_code == 2
     assert "Cannot measure pickle+zlib:42 on sample 'text'" in result.output
+
+
+@pytest.mark.parametrize("size", ["99999999999999999GiB", "1000000GiB"])
+def test_a_sample_larger_than_memory_is_refused_before_it_is_made(size):
+    result = invoke("--sample", "records", "--size", size)
+    assert result.exit_code == 2
+    assert (
+        "would not fit in this machine's memory" in result.output
+        and "Give a --size of at most" in result.output
+    )
+
+
+@pytest.mark.timeout(30)  # reading a FIFO would block
+def test_a_level_out_of_any_range_and_a_fifo_are_errors_not_tracebacks(tmp_path):
+    huge = invoke("--sample", "text", "--size", "16KiB", "--codec", "zstd", "--level", "9" * 20)
+    assert huge.exit_code == 2 and "is out of range" in huge.output
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    piped = invoke(fifo)
+    assert piped.exit_code == 2 and "neither a regular file nor a folder" in piped.output

@@ -150,6 +150,12 @@ def test_a_broken_profile_file_is_reported_not_a_traceback(isolated_home, comman
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
+def test_a_value_that_is_not_text_is_refused_not_traced(isolated_home):
+    result = CliRunner().invoke(app, ["config", "set", "runstore_url=sqlite:///\udcff"])
+    assert result.exit_code == 2 and "not UTF-8 text" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
 def test_a_run_store_password_is_never_shown(isolated_home, monkeypatch):
     url = "postgresql://ferroflow:s3cret-pw@db.internal:5432/runs"
     result = run("set", f"runstore_url={url}")

@@ -28,7 +28,8 @@ def test_break_name(name, width, lines):
     [
         ("/data/results/abc", 40, "/data/results/abc"),
         ("/home/someone/.ferroflow/storage/0123456789", 30, "/home/…/storage/0123456789"),
-        ("/home/someone/.ferroflow/storage/0123456789", 20, "/…/0123456789"),
+        ("/home/someone/.ferroflow/storage/0123456789", 20, "/home/…/0123456789"),
+        ("/home/someone/.ferroflow/storage/0123456789", 16, "/…/0123456789"),
         ("/home/someone/.ferroflow/storage/0123456789", 11, "…0123456789"),
         ("/home/someone/.ferroflow/storage/0123456789", 6, "…56789"),
     ],

@@ -111,6 +111,8 @@ _SIZE_UNITS = {
     "mib": 2**20,
     "gib": 2**30,
 }
+# A sample is held as a value, its pickle, a loaded copy and a blob at once, with their overheads.
+SAMPLE_MEMORY_FACTOR = 4
 _SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
@@ -126,6 +128,22 @@ def parse_size(text: str) -> int:
     size = int(float(match.group(1)) * _SIZE_UNITS[unit])
     if size <= 0:
         raise BenchmarkError(f"The size {text!r} is zero; give a positive size, e.g. 16MiB.")
+    return size
+
+
+def check_sample_size(size: int) -> int:
+    """`size` if a sample that large fits in this machine's memory a few times over (the sample,
+    its pickle, a loaded copy and the compressed blob are held at once), else a BenchmarkError."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):  # not a POSIX system: no bound known
+        return size
+    if size * SAMPLE_MEMORY_FACTOR > memory:
+        raise BenchmarkError(
+            f"A sample of {format_bytes(size)} would not fit in this machine's memory "
+            f"({format_bytes(memory)}; a sample needs about {SAMPLE_MEMORY_FACTOR}x its size). "
+            f"Give a --size of at most {format_bytes(memory // SAMPLE_MEMORY_FACTOR)}."
+        )
     return size
 
 
@@ -254,6 +272,11 @@ def source_from_path(path: str | os.PathLike[str]) -> DataSource:
             f"{str(location)!r} does not exist. Give a pickle file, a .npy file or a folder, "
             "or use a built-in sample: --sample records."
         )
+    if not (location.is_dir() or location.is_file()):
+        raise BenchmarkError(
+            f"{str(location)!r} is neither a regular file nor a folder (a FIFO, socket or device); "
+            "give a pickle file, a .npy file or a folder."
+        )
     if location.is_dir():
         size = sum(path.stat().st_size for path in _folder_files(location))
         if size == 0:
@@ -343,12 +366,18 @@ def parse_levels(texts: Sequence[str]) -> list[int | str]:
             levels.append(text)
             continue
         try:
-            levels.append(int(text))
+            level = int(text)
         except ValueError:
             raise BenchmarkError(
                 f"Cannot read the level {text!r}: give an integer (e.g. 3) or one of "
                 f"{', '.join(LEVEL_NAMES)}."
             ) from None
+        if not -(2**31) <= level < 2**31:
+            raise BenchmarkError(
+                f"The level {text} is out of range: every codec's levels lie between -131072 "
+                "(zstd's fastest) and 22 (zstd's strongest)."
+            )
+        levels.append(level)
     return levels
 
 

@@ -147,7 +147,9 @@ def _source(path: Path | None, sample: str | None, size: str, scratch: Path) -> 
             f"{'|'.join(SAMPLE_KINDS)}, not {'both' if path else 'neither'}."
         )
     if sample is not None:
-        return benchmarking.sample_source(sample, benchmarking.parse_size(size), scratch)
+        return benchmarking.sample_source(
+            sample, benchmarking.check_sample_size(benchmarking.parse_size(size)), scratch
+        )
     assert path is not None
     return benchmarking.source_from_path(path)
 

@@ -105,7 +105,7 @@ def list_entries(task_name: str | None, storage_spec: str | None, as_json: bool)
     now = datetime.now(UTC)
     columns = [
         Column("Key"),
-        Column("Task", "name", priority=1),
+        Column("Task", "name"),
         Column("Created"),
         Column("Expires"),
         Column("Result", "path"),

@@ -9,6 +9,7 @@ from typing import Any, TypeVar
 import click
 from pydantic import SecretStr
 
+from ferroflow.cli.console import is_text
 from ferroflow.exceptions import InvalidSettingError
 from ferroflow.settings import (
     SETTING_NAMES,
@@ -55,6 +56,10 @@ def set_(assignments: tuple[str, ...]) -> None:
         key, sep, value = assignment.partition("=")
         if not sep:
             raise click.UsageError(f"Expected KEY=VALUE, got {assignment!r}.")
+        if not is_text(assignment):
+            raise click.UsageError(
+                f"{assignment!r} holds bytes that are not UTF-8 text; a profile stores text only."
+            )
         name, parsed = _checked(validate_setting, key, value)
         updates[name] = value
         # A signing key is a secret: it is not echoed back to the terminal.

@@ -68,6 +68,8 @@ def inspect_result(target: str, as_json: bool) -> None:
         echo_json(details)
         return
     listing = Table.grid(padding=(0, 2))
+    listing.add_column(no_wrap=True)
+    listing.add_column(overflow="fold")  # values (paths, ids) whole, folded, never cut with an ellipsis
     for name, value in details.items():
         shown = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
         listing.add_row(Text(name.replace("_", " "), style="bold"), "-" if value is None else shown)

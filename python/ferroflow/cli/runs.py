@@ -269,6 +269,8 @@ def _print_locations(results: list[tuple[str, str, str, ResultRef | None]]) -> N
 
 def _run_summary(title: str, run: FlowRunRecord | TaskRunRecord) -> Table:
     summary = Table.grid(padding=(0, 2))
+    summary.add_column(no_wrap=True)
+    summary.add_column(overflow="fold")  # values (paths, ids) whole, folded, never cut with an ellipsis
     summary.add_row(Text(title, style="bold"), run.id)
     summary.add_row("Name", run.name)
     return summary

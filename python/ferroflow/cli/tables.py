@@ -67,8 +67,10 @@ def fits(headers: Sequence[str], rows: Sequence[Sequence[Cell]], width: int) -> 
 
 def column_widths(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], width: int) -> list[int]:
     """Each column's content width: the natural width (every cell whole on one line) when the
-    table fits, else the fixed columns whole, every other column at least its shortest form, and
-    what room remains given out by priority."""
+    table fits; else the fixed columns whole, every other column at least its shortest form, and
+    the room that remains shared by priority: the columns of the lowest priority share it in
+    proportion to what they still lack, what they leave goes to the next priority. A name column
+    then gives back what its broken lines do not use."""
     cells = [[row[index] for row in rows] for index in range(len(columns))]
     natural = [_natural_width(column, column_cells) for column, column_cells in zip(columns, cells)]
     if sum(natural) + _borders_and_padding(len(columns)) <= width:
@@ -78,15 +80,55 @@ def column_widths(columns: Sequence[Column], rows: Sequence[Sequence[Cell]], wid
         for index, column in enumerate(columns)
     ]
     room = width - _borders_and_padding(len(columns)) - sum(widths)
-    flexible = sorted(
-        (index for index, column in enumerate(columns) if column.kind != "fixed"),
-        key=lambda index: columns[index].priority,
-    )
-    for index in flexible:
-        given = max(0, min(room, natural[index] - widths[index]))
-        widths[index] += given
-        room -= given
+    priorities = sorted({column.priority for column in columns if column.kind != "fixed"})
+    for _ in range(2):  # the second round hands out what the names gave back
+        for priority in priorities:
+            group = [
+                i
+                for i, column in enumerate(columns)
+                if column.kind != "fixed" and column.priority == priority
+            ]
+            room = _share(group, widths, natural, room)
+        unused = 0
+        for index, column in enumerate(columns):
+            if column.kind == "name":
+                used = max(
+                    (
+                        cell_len(line)
+                        for cell in cells[index]
+                        for line in _plain(_fit_cell(column, cell, widths[index])).splitlines()
+                    ),
+                    default=1,
+                )
+                used = max(used, *(cell_len(word) for word in column.header.split()))
+                unused += widths[index] - used
+                widths[index] = used
+                natural[index] = used  # a name column needs no more than this now
+        if unused == 0:
+            break
+        room += unused
     return widths
+
+
+def _share(group: list[int], widths: list[int], natural: list[int], room: int) -> int:
+    """Widen the columns of `group` towards their natural widths, in proportion to what each
+    lacks, with at most `room` more; what is left."""
+    lacking = {index: natural[index] - widths[index] for index in group if natural[index] > widths[index]}
+    total = sum(lacking.values())
+    if total == 0 or room <= 0:
+        return room
+    if total <= room:
+        for index, missing in lacking.items():
+            widths[index] += missing
+        return room - total
+    given = 0
+    for index, missing in lacking.items():
+        share = room * missing // total
+        widths[index] += share
+        given += share
+    for index in list(lacking)[: room - given]:  # the remainder of the division, one each
+        widths[index] += 1
+    return 0
 
 
 def break_name(name: str, width: int) -> str:
@@ -117,20 +159,19 @@ def shorten_path(path: str, width: int) -> str:
     folders = folder.split("/")
     start: list[str] = []
     end: list[str] = []
-    # Keep folder names from both ends in turn, while they fit around the ellipsis.
+    # Keep folder names from both ends in turn, while they fit around the ellipsis; when the next
+    # one from one end does not fit, a shorter one from the other end still may.
+    from_start = True
     while folders:
-        from_start = len(start) <= len(end)
-        trial = (
-            _joined([*start, folders[0]], end, tail)
-            if from_start
-            else _joined(start, [folders[-1], *end], tail)
-        )
-        if cell_len(trial) > width:
+        first, last = _joined([*start, folders[0]], end, tail), _joined(start, [folders[-1], *end], tail)
+        fits_first, fits_last = cell_len(first) <= width, cell_len(last) <= width
+        if not (fits_first or fits_last):
             break
-        if from_start:
+        if fits_first and (from_start or not fits_last):
             start.append(folders.pop(0))
         else:
             end.insert(0, folders.pop())
+        from_start = not from_start
     shortened = _joined(start, end, tail)
     if cell_len(shortened) <= width:
         return shortened
