@@ -100,3 +100,17 @@ def test_compressed_description_nests_the_inner_description():
     description = CompressedSerializer(serializer="json").to_description()
     assert description["serializer"]["type"] == "json"
     assert description["serializer"]["jsonlib"] == "json"
+
+
+def test_a_compressed_document_beyond_the_decompressed_bound_is_refused_before_it_is_expanded():
+    # A Prefect 2 style compressed document is decompressed in Python's path; the same bound as
+    # framed blobs applies (FERROFLOW_RESULTS_MAX_DECOMPRESSED_SIZE).
+    from ferroflow.settings import temporary_settings
+
+    serializer = CompressedSerializer(serializer="pickle", compressionlib="zlib")
+    bomb = serializer.dumps(b"0" * 10_000_000)
+    assert len(bomb) < 100_000
+    with temporary_settings(results_max_decompressed_size=1_000_000):
+        with pytest.raises(SerializationError, match="decompresses to more than 1,000,000 bytes"):
+            serializer.loads(bomb)
+    assert serializer.loads(bomb) == b"0" * 10_000_000

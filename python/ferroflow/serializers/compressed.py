@@ -17,6 +17,7 @@ from ferroflow.serializers._libraries import _import_module, _require_functions,
 from ferroflow.serializers.base import Serializer, _b64decode, resolve_serializer
 from ferroflow.serializers.json import JSONSerializer
 from ferroflow.serializers.pickle import PickleSerializer
+from ferroflow.settings import get_current_settings
 
 #: Compression codecs implemented by ferroflow's Rust core (standard formats: xz, bz2, zlib, zstd).
 CORE_CODECS: tuple[str, ...] = ("lzma", "bz2", "zlib", "zstd")
@@ -129,11 +130,24 @@ class CompressedSerializer(Serializer):
         return _core.compress(data, self.compressionlib, level=self.level, threads=threads)
 
     def _decompress(self, blob: Any) -> bytes:
+        limit = get_current_settings().results_max_decompressed_size
         try:
             if self._module is not None:
+                # A library named by the user: its decompress() takes no bound.
                 return self._module.decompress(blob)
-            return _core.decompress(blob, self.compressionlib)
-        except (ValueError, OSError) as exc:
+            return _core.decompress(blob, self.compressionlib, max_output=limit)
+        except ValueError as exc:
+            if self._module is None and "max_output" in str(exc):
+                raise SerializationError(
+                    f"The result decompresses to more than {limit:,} bytes "
+                    "(FERROFLOW_RESULTS_MAX_DECOMPRESSED_SIZE); it is refused before that memory is "
+                    "taken. Raise the setting if the result is genuinely that large."
+                ) from exc
+            raise SerializationError(
+                f"Cannot decompress the result with {self.compressionlib}: {exc}. It was not "
+                "written by this serializer, or the data is damaged."
+            ) from exc
+        except OSError as exc:
             raise SerializationError(
                 f"Cannot decompress the result with {self.compressionlib}: {exc}. It was not "
                 "written by this serializer, or the data is damaged."
