@@ -114,3 +114,22 @@ def call_in_thread(function: Callable[[], T], timeout: float | None) -> T:
     if not done:
         raise StillRunning
     return future.result()
+
+
+def call_when_all_done(futures: list[concurrent.futures.Future[Any]], callback: Callable[[], None]) -> None:
+    """Call `callback` once, on the thread that finishes the last of `futures`. Waiting through
+    done-callbacks rather than in a thread never ties up a worker, so a bounded pool cannot
+    deadlock on a chain of dependent runs. `futures` must not be empty."""
+    remaining = len(futures)
+    lock = threading.Lock()
+
+    def on_done(_: concurrent.futures.Future[Any]) -> None:
+        nonlocal remaining
+        with lock:
+            remaining -= 1
+            if remaining:
+                return
+        callback()
+
+    for future in futures:
+        future.add_done_callback(on_done)

@@ -34,6 +34,7 @@ from typing import Any, Protocol
 
 import cloudpickle  # type: ignore[import-untyped]
 
+from ferroflow._asyncutils import call_when_all_done
 from ferroflow.exceptions import MissingResult, StorageUnreachableError
 from ferroflow.filesystems import LocalFileSystem
 from ferroflow.results import BaseResult, UnpersistedResult
@@ -644,15 +645,8 @@ class DaskTaskRunner(BaseTaskRunner):
 
     def _submit_after(self, run: TaskRunCall, foreign: list[Any]) -> concurrent.futures.Future[Any]:
         outer: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        remaining = len(foreign)
-        lock = threading.Lock()
 
-        def on_done(_: Any) -> None:
-            nonlocal remaining
-            with lock:
-                remaining -= 1
-                if remaining:
-                    return
+        def submit() -> None:
             try:
                 upstream, states = _upstream_states(run)
                 request = run.deferred_request(upstream)
@@ -667,8 +661,7 @@ class DaskTaskRunner(BaseTaskRunner):
             except BaseException as exc:
                 outer.set_exception(exc)
 
-        for future in foreign:
-            future.concurrent_future.add_done_callback(on_done)
+        call_when_all_done([future.concurrent_future for future in foreign], submit)
         return outer
 
     def submit_coroutine(

@@ -15,14 +15,13 @@ import contextvars
 import datetime
 import functools
 import pickle
-import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import cloudpickle  # type: ignore[import-untyped]
 
-from ferroflow._asyncutils import in_async_caller
+from ferroflow._asyncutils import call_when_all_done, in_async_caller
 from ferroflow._engine import caching, prints
 from ferroflow._engine.bodies import call_async_body, call_sync_body
 from ferroflow._engine.definitions import TaskDefinition
@@ -397,15 +396,8 @@ def _submit_when_ready(
     if not upstream:
         return _submitted(runner, run)
     outer: concurrent.futures.Future[State] = concurrent.futures.Future()
-    remaining = len(upstream)
-    lock = threading.Lock()
 
-    def on_upstream_done(_: concurrent.futures.Future[State]) -> None:
-        nonlocal remaining
-        with lock:
-            remaining -= 1
-            if remaining:
-                return
+    def submit() -> None:
         try:
             inner = _submitted(runner, run)
         except BaseException as exc:
@@ -413,8 +405,7 @@ def _submit_when_ready(
             return
         inner.add_done_callback(functools.partial(_copy_outcome, outer))
 
-    for future in upstream:
-        future.add_done_callback(on_upstream_done)
+    call_when_all_done(upstream, submit)
     return outer
 
 
