@@ -16,10 +16,19 @@ from rich.table import Table
 from rich.text import Text
 
 from ferroflow.cli.console import cli_store, console, echo_json
-from ferroflow.filesystems import LocalFileSystem, is_unfinished_write, resolve_storage, saved_storages
+from ferroflow.filesystems import (
+    S3,
+    LocalFileSystem,
+    RemoteFileSystem,
+    is_unfinished_write,
+    resolve_storage,
+    saved_storages,
+)
 from ferroflow.results.blobs import is_json_document, is_result_file, read_blob_header, read_result_document
 from ferroflow.results.references import storage_from_reference
 from ferroflow.settings import get_current_settings
+
+RemoteStorage = S3 | RemoteFileSystem
 
 
 @click.group("results")
@@ -37,9 +46,9 @@ def results() -> None:
 
 
 @results.command("inspect")
-@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("path")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def inspect_result(path: Path, as_json: bool) -> None:
+def inspect_result(path: str, as_json: bool) -> None:
     """Show what a result file holds, without loading the value.
 
     For a ferroflow result file: serializer, codec and level, raw and stored sizes, checksum
@@ -50,8 +59,21 @@ def inspect_result(path: Path, as_json: bool) -> None:
     Examples:
       ferroflow results inspect ~/.ferroflow/storage/3f2a9c1e0b7d4e5f8a6b1c2d3e4f5a6b
       ferroflow results inspect result.json --json
+      ferroflow results inspect s3://my-bucket/results/3f2a9c1e0b7d4e5f8a6b1c2d3e4f5a6b
+
+    An object store URL (s3://, gs://, az://) is read with the credentials and endpoint of the
+    environment (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...); only the header is fetched.
     """
-    details = _describe_file(path)
+    if _is_object_url(path):
+        details = _describe_object(path)
+    else:
+        file = Path(path)
+        if not file.is_file():
+            raise click.ClickException(
+                f"{path} is not a file. Give a result file, or the URL of a result object "
+                "(s3://bucket/key, gs://..., az://...)."
+            )
+        details = _describe_file(file)
     if as_json:
         echo_json(details)
         return
@@ -84,6 +106,39 @@ def _describe_file(path: Path) -> dict[str, Any]:
         "raw_size": fields["raw_length"],
         "stored_size": fields["stored_length"],
         "file_size": path.stat().st_size,
+        "segments": len(fields["segment_raw_lengths"]),
+        "checksum_algorithm": fields["checksum_algorithm"],
+        "ferroflow_version": fields["ferroflow_version"],
+        "created": fields["created_at"].isoformat(),
+    }
+
+
+def _is_object_url(text: str) -> bool:
+    return text.partition("://")[0] in ("s3", "gs", "gcs", "az", "abfs", "abfss", "memory")
+
+
+def _describe_object(url: str) -> dict[str, Any]:
+    folder, _, key = url.rstrip("/").rpartition("/")
+    if not key or folder.endswith(":/"):
+        raise click.ClickException(f"{url} names no object: give its whole URL, e.g. s3://bucket/key.")
+    storage = RemoteFileSystem(basepath=folder)
+    info = storage.store.head(key)
+    try:
+        fields = storage.read_header(key).to_dict()
+    except ValueError as error:
+        raise click.ClickException(f"{url} is not a ferroflow result object ({error}).") from error
+    serializer = json.loads(fields["serializer"])
+    return {
+        "path": url,
+        "format": "ferroflow framed result",
+        "format_version": fields["format_version"],
+        "serializer": serializer.get("type"),
+        "serializer_description": serializer,
+        "codec": fields["codec"],
+        "level": fields["level"],
+        "raw_size": fields["raw_length"],
+        "stored_size": fields["stored_length"],
+        "file_size": info.size,
         "segments": len(fields["segment_raw_lengths"]),
         "checksum_algorithm": fields["checksum_algorithm"],
         "ferroflow_version": fields["ferroflow_version"],
@@ -160,8 +215,8 @@ class _PrunePlan:
     "--storage",
     "storage_spec",
     metavar="SLUG_OR_PATH",
-    help="A saved storage's slug (local-file-system/NAME) or a folder. "
-    "Default: the default result storage, FERROFLOW_LOCAL_STORAGE_PATH.",
+    help="A saved storage's slug (local-file-system/NAME, s3/NAME), a folder, or a bucket prefix "
+    "(s3://bucket/prefix). Default: the default result storage, FERROFLOW_LOCAL_STORAGE_PATH.",
 )
 def prune(age: timedelta, dry_run: bool, storage_spec: str | None) -> None:
     """Remove result files that no recorded run state or live cache entry refers to.
@@ -177,7 +232,12 @@ def prune(age: timedelta, dry_run: bool, storage_spec: str | None) -> None:
       ferroflow results prune --older-than 12h
       ferroflow results prune --older-than 30m --storage local-file-system/dev
       ferroflow results prune --older-than 2w --storage /data/results
+      ferroflow results prune --older-than 7d --storage s3://my-bucket/results
     """
+    remote = _object_storage(storage_spec)
+    if remote is not None:
+        _prune_objects(remote, age, dry_run)
+        return
     folder = _storage_folder(storage_spec)
     now = datetime.now(UTC)
     with cli_store() as store:
@@ -196,6 +256,68 @@ def prune(age: timedelta, dry_run: bool, storage_spec: str | None) -> None:
         f"{'freeing' if dry_run else 'freed'} {_size(freed)}; kept {plan.referenced} still "
         f"referenced and {plan.newer} newer than {_age_text(age)}."
     )
+
+
+def _object_storage(spec: str | None) -> RemoteStorage | None:
+    """The object storage to prune, when `spec` names one (a URL or a saved one's slug)."""
+    if spec is None:
+        return None
+    if _is_object_url(spec):
+        return RemoteFileSystem(basepath=spec)
+    if spec in saved_storages():
+        storage = resolve_storage(spec)
+        if isinstance(storage, (S3, RemoteFileSystem)):
+            return storage
+    return None
+
+
+def _prune_objects(storage: RemoteStorage, age: timedelta, dry_run: bool) -> None:
+    """`prune` on a bucket prefix: unreferenced result objects older than `age` are deleted.
+    An object is deleted only once its header shows it is a ferroflow result."""
+    url = storage.store_url()
+    now = datetime.now(UTC)
+    with cli_store() as store:
+        references = store.referenced_result_keys(now=now)
+    referenced = {key for reference, key in references if _same_store(reference, url) is not False}
+    cutoff = (now - age).timestamp()
+    remove, kept, newer = [], 0, 0
+    for info in storage.list_objects():
+        if info.key in referenced:
+            kept += 1
+        elif info.last_modified >= cutoff:
+            newer += 1
+        elif _is_result_object(storage, info.key):
+            remove.append((info.key, info.size))
+    freed = sum(size for _, size in remove)
+    for key, size in remove:
+        if dry_run:
+            click.echo(f"would remove {storage.url_of(key)} ({_size(size)})")
+        else:
+            storage.delete(key)
+    verb = "Would remove" if dry_run else "Removed"
+    noun = "object" if len(remove) == 1 else "objects"
+    click.echo(
+        f"{verb} {len(remove)} result {noun} from {url}, {'freeing' if dry_run else 'freed'} "
+        f"{_size(freed)}; kept {kept} still referenced and {newer} newer than {_age_text(age)}."
+    )
+
+
+def _same_store(reference: str, url: str) -> bool | None:
+    """Whether a result reference's storage is the object store at `url`; None when the
+    storage cannot be opened any more (its keys are then kept, to be safe)."""
+    try:
+        storage = storage_from_reference(reference)
+    except Exception:
+        return None
+    return isinstance(storage, (S3, RemoteFileSystem)) and storage.store_url().rstrip("/") == url.rstrip("/")
+
+
+def _is_result_object(storage: RemoteStorage, key: str) -> bool:
+    try:
+        storage.read_header(key)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _storage_folder(spec: str | None) -> Path:

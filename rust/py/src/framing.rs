@@ -19,7 +19,7 @@ use crate::gil::{self, Work};
 
 /// What a blob says about itself, read without its payload.
 #[pyclass(frozen, module = "ferroflow._core", name = "BlobHeader")]
-pub struct PyBlobHeader(BlobHeader);
+pub struct PyBlobHeader(pub(crate) BlobHeader);
 
 #[pymethods]
 impl PyBlobHeader {
@@ -138,7 +138,7 @@ const FIELDS: [&str; 11] = [
     "segment_stored_lengths",
 ];
 
-fn frame_options<'a>(
+pub(crate) fn frame_options<'a>(
     serializer: &'a str,
     codec: &str,
     level: Option<i32>,
@@ -300,6 +300,48 @@ pub fn load_blob(
     Ok((header, PyList::new(py, segments)?))
 }
 
+/// Memoryviews of `ranges` of `data`, which they keep alive: the segments of a blob read into
+/// one buffer, handed out without copying them.
+pub(crate) fn views_of<'py>(
+    py: Python<'py>,
+    mut data: Vec<u8>,
+    ranges: Vec<std::ops::Range<usize>>,
+) -> PyResult<Bound<'py, PyList>> {
+    let pointers: Vec<(*mut u8, usize)> = ranges
+        .into_iter()
+        .map(|range| {
+            let segment = &mut data[range];
+            (segment.as_mut_ptr(), segment.len())
+        })
+        .collect();
+    // The pointers stay valid when `data` moves into `owner`: its heap buffer does not move.
+    let owner: Arc<dyn Any + Send + Sync> = Arc::new(data);
+    let views = pointers
+        .into_iter()
+        .map(|(data, len)| {
+            let segment = SegmentBuffer::new(owner.clone(), data, len);
+            Ok(PyMemoryView::from(Bound::new(py, segment)?.as_any())?)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, views)
+}
+
+/// Memoryviews of decoded segments, each keeping its own buffer alive.
+pub(crate) fn views_of_decoded(
+    py: Python<'_>,
+    decoded: Vec<Vec<u8>>,
+) -> PyResult<Bound<'_, PyList>> {
+    let views = decoded
+        .into_iter()
+        .map(|mut bytes| {
+            let (data, len) = (bytes.as_mut_ptr(), bytes.len());
+            let segment = SegmentBuffer::new(Arc::new(bytes), data, len);
+            Ok(PyMemoryView::from(Bound::new(py, segment)?.as_any())?)
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, views)
+}
+
 fn mapped_to_python(
     py: Python<'_>,
     mapped: fs::MappedBlob,
@@ -338,7 +380,7 @@ fn mapped_to_python(
 /// Exports one segment through the buffer protocol and keeps its memory (a map or a
 /// decompressed buffer) alive for as long as any view of it exists.
 #[pyclass(frozen, module = "ferroflow._core")]
-struct SegmentBuffer {
+pub(crate) struct SegmentBuffer {
     /// Never read through by Rust after creation; Python writes through it.
     data: SendPtr,
     len: usize,
@@ -355,7 +397,11 @@ unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 impl SegmentBuffer {
-    fn new(owner: Arc<dyn Any + Send + Sync>, data: *mut u8, len: usize) -> SegmentBuffer {
+    pub(crate) fn new(
+        owner: Arc<dyn Any + Send + Sync>,
+        data: *mut u8,
+        len: usize,
+    ) -> SegmentBuffer {
         SegmentBuffer {
             data: SendPtr(data),
             len,
