@@ -456,6 +456,7 @@ class Store:
         retry_timeout: float = 30.0,
         part_size: int | None = None,
         max_parts_in_flight: int | None = None,
+        multipart_threshold: int | None = None,
     ) -> Store:
         """Open a handle on the store at `url`; no request is made yet.
 
@@ -468,8 +469,10 @@ class Store:
                 (AWS_*, GOOGLE_*, AZURE_*).
             timeout, connect_timeout: seconds, for a whole request and for a connection.
             max_retries, retry_timeout: how often and for how long failures are retried.
-            part_size: uploads larger than this (8 MiB) are multipart uploads of such parts.
+            part_size: the parts of multipart uploads (8 MiB).
             max_parts_in_flight: parts uploading at once (4).
+            multipart_threshold: uploads up to this many bytes are one PUT, larger ones
+                multipart uploads; None: up to the part size.
 
         Raises:
             ValueError: an unsupported URL, an unknown option, or an invalid value.
@@ -493,9 +496,10 @@ class Store:
         level: int | None = None,
         threads: int = 1,
     ) -> BlobHeader:
-        """Frame `segments` as `write_blob` does for a file and upload the blob to `key`: one PUT
-        up to the part size, else a multipart upload whose parts leave while the rest is framed.
-        The object appears whole or not at all."""
+        """Frame `segments` as `write_blob` does for a file and upload the blob to `key`, the
+        segments sent from their own memory (no copy; they are held until the upload ends): one
+        PUT up to the multipart threshold, else a multipart upload of slices of them. The object
+        appears whole or not at all."""
 
     def read_blob(self, key: str) -> tuple[BlobHeader, list[memoryview]]:
         """Read the blob at `key` into one buffer and verify every checksum; the segments are

@@ -402,6 +402,9 @@ class _ObjectStorage(WritableFileSystem):
     max_retries: int = Field(default=3, ge=0)
     #: No retry starts later than this after the first attempt (seconds).
     retry_timeout: float = Field(default=30.0, gt=0)
+    #: Results up to this many bytes are uploaded in one PUT, larger ones as multipart uploads
+    #: of 8 MiB parts sent 4 at a time. None: the default, 8 MiB.
+    multipart_threshold: int | None = Field(default=None, ge=0, le=5 * 1024**3)
 
     _store: Any = PrivateAttr(default=None)
     _saved_as: str | None = PrivateAttr(default=None)
@@ -428,6 +431,7 @@ class _ObjectStorage(WritableFileSystem):
                 connect_timeout=self.connect_timeout,
                 max_retries=self.max_retries,
                 retry_timeout=self.retry_timeout,
+                multipart_threshold=self.multipart_threshold,
             )
             self._store = store
         return store

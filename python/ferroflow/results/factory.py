@@ -88,7 +88,11 @@ class ResultFactory:
         tasks runs, not after their work is done. The default local folder needs no check."""
         if self._storage_spec is None and get_current_settings().default_result_storage_block is None:
             return
-        self.storage.check()
+        try:
+            storage = self.storage
+        except StorageNotFoundError:
+            return  # a slug that names no saved storage fails when a result is first written
+        storage.check()
 
     @classmethod
     def from_flow(cls, flow: Any, parent: ResultFactory | None = None) -> ResultFactory:

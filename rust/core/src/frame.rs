@@ -186,6 +186,31 @@ impl<'a> Frame<'a> {
         })
     }
 
+    /// The blob as the pieces `write_to` writes one after another, for a writer that sends
+    /// them without copying: the encoded header, then each stored segment (borrowed when
+    /// uncompressed) and the length of the zero padding after it, then the trailer of checksums.
+    pub fn into_pieces(self) -> FramePieces<'a> {
+        let checksums: Vec<u8> = self
+            .stored
+            .iter()
+            .flat_map(|segment| xxh3_64(segment).to_le_bytes())
+            .collect();
+        let segments = self
+            .stored
+            .into_iter()
+            .map(|segment| {
+                let padding = padding_after(segment.len() as u64, ALIGNMENT);
+                (segment, &ZEROS[..padding])
+            })
+            .collect();
+        FramePieces {
+            header: self.header,
+            header_bytes: self.header_bytes,
+            segments,
+            trailer: checksums,
+        }
+    }
+
     /// The blob as one buffer.
     pub fn to_vec(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.encoded_len() as usize);
@@ -196,6 +221,16 @@ impl<'a> Frame<'a> {
 }
 
 const ZEROS: [u8; ALIGNMENT as usize] = [0; ALIGNMENT as usize];
+
+/// A framed blob in pieces ([`Frame::into_pieces`]); their concatenation is the blob.
+#[derive(Debug)]
+pub struct FramePieces<'a> {
+    pub header: BlobHeader,
+    pub header_bytes: Vec<u8>,
+    /// Each stored segment and the zeros that follow it.
+    pub segments: Vec<(Cow<'a, [u8]>, &'static [u8])>,
+    pub trailer: Vec<u8>,
+}
 
 fn store_segment<'a>(segment: &'a [u8], options: &FrameOptions<'_>) -> Result<Cow<'a, [u8]>> {
     match options.codec {

@@ -147,6 +147,11 @@ impl<'a> FileReader<'a> {
         self.len == 0
     }
 
+    /// The open file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     /// The file as a blob: see [`open_blob`].
     pub fn into_blob(self) -> Result<BlobFile<'a>> {
         let reader = BlobReader::open(self.file, self.len).map_err(|e| at_path(e, self.path))?;

@@ -61,6 +61,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::{Path, PathPart};
 use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, PutMode, PutPayload};
 use runtime::block_on;
+use std::borrow::Cow;
 use std::fmt;
 use std::io::Write;
 use std::ops::Range;
@@ -163,6 +164,43 @@ impl Store {
         let frame = Frame::new(segments, options)?;
         self.upload(key, &path, frame.encoded_len(), |out| frame.write_to(out))?;
         Ok(frame.header().clone())
+    }
+
+    /// Like [`Store::write_blob`], for segments held as [`Bytes`]: the upload sends them (and
+    /// the header, padding and checksums beside them) without copying, as one PUT up to the
+    /// single-PUT limit and as a multipart upload of slices of them beyond it. Compressed
+    /// segments are compressed first, as always.
+    pub fn write_blob_bytes(
+        &self,
+        key: &str,
+        segments: &[Bytes],
+        options: &FrameOptions<'_>,
+    ) -> Result<BlobHeader> {
+        let path = self.path(key)?;
+        let slices: Vec<&[u8]> = segments.iter().map(|segment| &segment[..]).collect();
+        let pieces = Frame::new(&slices, options)?.into_pieces();
+        let mut chunks = Vec::with_capacity(2 * segments.len() + 2);
+        chunks.push(Bytes::from(pieces.header_bytes));
+        for ((stored, padding), segment) in pieces.segments.into_iter().zip(segments) {
+            chunks.push(match stored {
+                Cow::Borrowed(_) => segment.clone(),
+                Cow::Owned(compressed) => Bytes::from(compressed),
+            });
+            if !padding.is_empty() {
+                chunks.push(Bytes::from_static(padding));
+            }
+        }
+        chunks.push(Bytes::from(pieces.trailer));
+        self.upload_chunks(key, &path, chunks)?;
+        Ok(pieces.header)
+    }
+
+    /// Like [`Store::put`], for segments held as [`Bytes`], sent without copying.
+    pub fn put_bytes(&self, key: &str, segments: Vec<Bytes>) -> Result<u64> {
+        let path = self.path(key)?;
+        let len = segments.iter().map(|segment| segment.len() as u64).sum();
+        self.upload_chunks(key, &path, segments)?;
+        Ok(len)
     }
 
     /// Reads and verifies the header of the blob at `key` (and that the object's length agrees
@@ -325,6 +363,14 @@ impl Store {
     ) -> Result<()> {
         let client = self.client()?;
         upload::upload(&*client, path, len, &self.options.upload, write).map_err(|e| match e {
+            UploadError::Store(error) => self.convert(error, key, Action::Write),
+            UploadError::Local(error) => error,
+        })
+    }
+
+    fn upload_chunks(&self, key: &str, path: &Path, chunks: Vec<Bytes>) -> Result<()> {
+        let client = self.client()?;
+        upload::upload_chunks(&*client, path, chunks, &self.options.upload).map_err(|e| match e {
             UploadError::Store(error) => self.convert(error, key, Action::Write),
             UploadError::Local(error) => error,
         })

@@ -2,6 +2,7 @@
 //! `read_blob`, `map_blob`, `unframe_blob`, `read_header`, `BlobHeader`).
 use std::any::Any;
 use std::ffi::c_int;
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -290,8 +291,10 @@ pub fn load_blob(
     // microseconds, less than a GIL hand-off. (`read_blob` and `map_blob` release it to open.)
     let file = FileReader::open(&path)?;
     if file.len() >= map_from {
+        // Kept beside the map: a segment that must become an owned object is read from it.
+        let handle = file.file().try_clone().ok().map(Arc::new);
         let mapped = gil::run(py, Work::Blocking, || file.map_blob())?;
-        return Ok(mapped_to_python(py, mapped)?);
+        return Ok(mapped_to_python_from(py, mapped, handle)?);
     }
     // Reads the prelude and header of the opened file; the segments are read below.
     let len = usize::try_from(file.len()).unwrap_or(usize::MAX);
@@ -346,20 +349,35 @@ fn mapped_to_python(
     py: Python<'_>,
     mapped: fs::MappedBlob,
 ) -> PyResult<(PyBlobHeader, Bound<'_, PyList>)> {
+    mapped_to_python_from(py, mapped, None)
+}
+
+/// The segments of a mapped blob as memoryviews; with the mapped `file`, each in-place segment
+/// also knows where it is stored, so [`SegmentBuffer::stored_bytes`] reads it with one read.
+fn mapped_to_python_from(
+    py: Python<'_>,
+    mapped: fs::MappedBlob,
+    file: Option<Arc<File>>,
+) -> PyResult<(PyBlobHeader, Bound<'_, PyList>)> {
     let segments: Vec<SegmentBuffer> = match mapped.segments {
         MappedSegments::InPlace { mut map, ranges } => {
             // The pointers stay valid when `map` moves into `owner`: the mapping does not move.
-            let pointers: Vec<(*mut u8, usize)> = ranges
+            let pointers: Vec<(*mut u8, usize, u64)> = ranges
                 .into_iter()
                 .map(|range| {
+                    let offset = range.start as u64;
                     let segment = &mut map[range];
-                    (segment.as_mut_ptr(), segment.len())
+                    (segment.as_mut_ptr(), segment.len(), offset)
                 })
                 .collect();
             let owner: Arc<dyn Any + Send + Sync> = Arc::new(map);
             pointers
                 .into_iter()
-                .map(|(data, len)| SegmentBuffer::new(owner.clone(), data, len))
+                .map(|(data, len, offset)| {
+                    let mut segment = SegmentBuffer::new(owner.clone(), data, len);
+                    segment.stored_at = file.clone().map(|file| (file, offset));
+                    segment
+                })
                 .collect()
         }
         MappedSegments::Decoded(decoded) => decoded
@@ -377,6 +395,25 @@ fn mapped_to_python(
     Ok((PyBlobHeader(mapped.header), PyList::new(py, views)?))
 }
 
+#[cfg(unix)]
+fn read_exact_at(file: &File, out: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, out, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut out: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    while !out.is_empty() {
+        match std::os::windows::fs::FileExt::seek_read(file, out, offset)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            read => {
+                out = &mut out[read..];
+                offset += read as u64;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Exports one segment through the buffer protocol and keeps its memory (a map or a
 /// decompressed buffer) alive for as long as any view of it exists.
 #[pyclass(frozen, module = "ferroflow._core")]
@@ -385,6 +422,8 @@ pub(crate) struct SegmentBuffer {
     data: SendPtr,
     len: usize,
     _owner: Arc<dyn Any + Send + Sync>,
+    /// The file (and offset) a mapped segment is stored at.
+    stored_at: Option<(Arc<File>, u64)>,
 }
 
 struct SendPtr(*mut u8);
@@ -406,6 +445,7 @@ impl SegmentBuffer {
             data: SendPtr(data),
             len,
             _owner: owner,
+            stored_at: None,
         }
     }
 }
@@ -432,6 +472,28 @@ impl SegmentBuffer {
             return Err(PyErr::fetch(slf.py()));
         }
         Ok(())
+    }
+
+    /// A new `bytes` object holding the segment as stored, for a result that must become an
+    /// owned object: a mapped segment is read from its file with one read straight into it
+    /// (cheaper than copying from the map, whose pages would be faulted in one by one), any
+    /// other is copied; with the GIL released when large. Writes made through views of a
+    /// mapped segment (private to the map) are not included.
+    fn stored_bytes<'py>(slf: &Bound<'py, Self>) -> crate::errors::Result<Bound<'py, PyBytes>> {
+        let this = slf.get();
+        let len = this.len;
+        let mut objects = new_bytes_filled(slf.py(), &[len], Work::Bytes(len), |out| {
+            if let Some((file, offset)) = &this.stored_at {
+                if read_exact_at(file, &mut out[0], *offset).is_ok() {
+                    return Ok(());
+                }
+            }
+            // SAFETY: `len` bytes at `data`, kept alive by `_owner` (see `SendPtr`).
+            let memory = unsafe { std::slice::from_raw_parts(this.data.0.cast_const(), len) };
+            out[0].copy_from_slice(memory);
+            Ok(())
+        })?;
+        Ok(objects.remove(0))
     }
 
     /// Nothing to free per view: each view holds a reference to this object, and the memory

@@ -3,6 +3,8 @@
 //! for seconds, and other Python threads keep running meanwhile.
 use std::time::{Duration, UNIX_EPOCH};
 
+use bytes::Bytes;
+
 use ferroflow_core::frame::FrameOptions;
 use ferroflow_core::object_store::{
     FetchedSegments, ObjectInfo, RetryOptions, Store, StoreKind, StoreOptions, UploadOptions,
@@ -11,7 +13,7 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::buffer::{bytes_copied, slices, InputBuffer};
+use crate::buffer::{bytes_copied, HeldBuffer, InputBuffer};
 use crate::errors::Result;
 use crate::framing::{frame_options, views_of, views_of_decoded, PyBlobHeader};
 use crate::gil::{self, Work};
@@ -54,6 +56,49 @@ impl From<ObjectInfo> for PyObjectInfo {
     }
 }
 
+/// The memory of a Python buffer, kept alive (and exported, so unresizable) for as long as an
+/// upload holds it: the request may outlive the call that started it (a cancelled request's
+/// body is dropped by the I/O threads later).
+struct PythonMemory {
+    _keep: HeldBuffer,
+    data: *const u8,
+    len: usize,
+}
+
+// SAFETY: `data` points into memory that `_keep` holds alive and in place (a bytes object is
+// immutable; an exported buffer cannot be resized); it is only read, from any thread, as every
+// buffer read with the GIL released is. Dropping `_keep` on another thread takes the GIL first
+// (PyO3 defers the reference count change, or releases the buffer with the GIL held).
+unsafe impl Send for PythonMemory {}
+// SAFETY: as for Send: shared access only reads.
+unsafe impl Sync for PythonMemory {}
+
+impl AsRef<[u8]> for PythonMemory {
+    fn as_ref(&self) -> &[u8] {
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: `len` readable bytes at `data`, alive and in place while `self` is (above).
+        unsafe { std::slice::from_raw_parts(self.data, self.len) }
+    }
+}
+
+/// Each of `segments` as `Bytes` over its own memory (no copy).
+fn shared_segments(segments: &Bound<'_, PyAny>) -> PyResult<Vec<Bytes>> {
+    let buffers = InputBuffer::borrow_segments(segments)?;
+    Ok(buffers
+        .into_iter()
+        .map(|buffer| {
+            let (data, len, buffer) = buffer.hold();
+            Bytes::from_owner(PythonMemory {
+                _keep: buffer,
+                data,
+                len,
+            })
+        })
+        .collect())
+}
+
 /// A handle on a bucket (and a prefix in it); shared freely between threads.
 #[pyclass(frozen, module = "ferroflow._core", name = "Store")]
 pub struct PyStore(Store);
@@ -79,6 +124,7 @@ impl PyStore {
         retry_timeout = 30.0,
         part_size = None,
         max_parts_in_flight = None,
+        multipart_threshold = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -90,6 +136,7 @@ impl PyStore {
         retry_timeout: f64,
         part_size: Option<usize>,
         max_parts_in_flight: Option<usize>,
+        multipart_threshold: Option<usize>,
     ) -> Result<Self> {
         let defaults = UploadOptions::default();
         let options = StoreOptions {
@@ -104,6 +151,7 @@ impl PyStore {
             upload: UploadOptions {
                 part_size: part_size.unwrap_or(defaults.part_size),
                 max_parts_in_flight: max_parts_in_flight.unwrap_or(defaults.max_parts_in_flight),
+                multipart_threshold,
             },
         };
         Ok(PyStore(Store::open(url, options)?))
@@ -138,10 +186,9 @@ impl PyStore {
         threads: u32,
     ) -> Result<PyBlobHeader> {
         let options: FrameOptions<'_> = frame_options(serializer, codec, level, threads)?;
-        let buffers = InputBuffer::borrow_segments(segments)?;
-        let slices = slices(&buffers);
+        let segments = shared_segments(segments)?;
         let header = gil::run(py, Work::Blocking, || {
-            self.0.write_blob(key, &slices, &options)
+            self.0.write_blob_bytes(key, &segments, &options)
         })?;
         Ok(PyBlobHeader(header))
     }
@@ -165,9 +212,10 @@ impl PyStore {
     }
 
     fn put(&self, py: Python<'_>, key: &str, segments: &Bound<'_, PyAny>) -> Result<u64> {
-        let buffers = InputBuffer::borrow_segments(segments)?;
-        let slices = slices(&buffers);
-        Ok(gil::run(py, Work::Blocking, || self.0.put(key, &slices))?)
+        let segments = shared_segments(segments)?;
+        Ok(gil::run(py, Work::Blocking, || {
+            self.0.put_bytes(key, segments)
+        })?)
     }
 
     fn put_if_absent(&self, py: Python<'_>, key: &str, data: &Bound<'_, PyAny>) -> Result<bool> {

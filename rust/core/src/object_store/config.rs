@@ -88,12 +88,21 @@ impl Default for RetryOptions {
     }
 }
 
-/// Blobs and puts larger than `part_size` go as multipart uploads of `part_size` parts, at most
-/// `max_parts_in_flight` of them uploading at once.
+/// Blobs and puts larger than the multipart threshold go as multipart uploads of `part_size`
+/// parts, at most `max_parts_in_flight` of them uploading at once; smaller ones as one PUT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UploadOptions {
     pub part_size: usize,
     pub max_parts_in_flight: usize,
+    /// Uploads up to this many bytes are one PUT; `None`: up to `part_size`.
+    pub multipart_threshold: Option<usize>,
+}
+
+impl UploadOptions {
+    /// The largest upload sent as one PUT.
+    pub fn single_put_limit(&self) -> usize {
+        self.multipart_threshold.unwrap_or(self.part_size)
+    }
 }
 
 impl Default for UploadOptions {
@@ -101,6 +110,7 @@ impl Default for UploadOptions {
         UploadOptions {
             part_size: DEFAULT_PART_SIZE,
             max_parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
+            multipart_threshold: None,
         }
     }
 }
@@ -212,7 +222,14 @@ fn check_options(options: &StoreOptions, kind: StoreKind) -> Result<()> {
     let UploadOptions {
         part_size,
         max_parts_in_flight,
+        multipart_threshold,
     } = options.upload;
+    if multipart_threshold.is_some_and(|threshold| threshold > MAX_PART_SIZE) {
+        return Err(Error::InvalidArgument(format!(
+            "a multipart threshold above {MAX_PART_SIZE} bytes (5 GiB, the largest single PUT) \
+             cannot be used"
+        )));
+    }
     let min_part_size = if kind == StoreKind::Memory {
         1
     } else {
