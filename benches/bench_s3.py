@@ -142,6 +142,8 @@ def measure(endpoint: str, name: str, value: object) -> dict[str, float]:
     import s3fs
 
     storage = S3(bucket_path=f"{BUCKET}/ferroflow", endpoint_url=endpoint)
+    # The same, every result in one PUT (as put_object sends it), multipart uploads never.
+    one_put = S3(bucket_path=f"{BUCKET}/one-put", endpoint_url=endpoint, multipart_threshold=1024 * MIB)
     client = boto3_client(endpoint)
     fs = s3fs.S3FileSystem(
         key=ACCESS_KEY,
@@ -155,6 +157,11 @@ def measure(endpoint: str, name: str, value: object) -> dict[str, float]:
     def ferroflow_write() -> None:
         PersistedResult._write(
             value, storage=storage, serializer=serializer, storage_key=key, cache_in_memory=False
+        )
+
+    def one_put_write() -> None:
+        PersistedResult._write(
+            value, storage=one_put, serializer=serializer, storage_key=key, cache_in_memory=False
         )
 
     def boto3_write() -> None:
@@ -180,9 +187,20 @@ def measure(endpoint: str, name: str, value: object) -> dict[str, float]:
         document = json.loads(fs.cat(f"{BUCKET}/prefect2/{key}"))
         pickle.loads(base64.b64decode(document["data"]))
 
-    writes = race({"ferroflow": ferroflow_write, "boto3": boto3_write, "prefect2": prefect2_write})
+    writes = race(
+        {
+            "ferroflow": ferroflow_write,
+            "one PUT": one_put_write,
+            "boto3": boto3_write,
+            "prefect2": prefect2_write,
+        }
+    )
     reads = race({"ferroflow": ferroflow_read, "boto3": boto3_read, "prefect2": prefect2_read})
     return {**{f"write {k}": v for k, v in writes.items()}, **{f"read {k}": v for k, v in reads.items()}}
+
+
+# "write" is ferroflow's default (results above 64 MiB as multipart uploads, 8 MiB parts, 4 at a
+# time); "write one PUT" the same with multipart_threshold=1 GiB: one PUT, as put_object.
 
 
 def test_s3_results_next_to_boto3_and_the_prefect2_path(servers):

@@ -403,8 +403,8 @@ class _ObjectStorage(WritableFileSystem):
     #: No retry starts later than this after the first attempt (seconds).
     retry_timeout: float = Field(default=30.0, gt=0)
     #: Results up to this many bytes are uploaded in one PUT, larger ones as multipart uploads
-    #: of 8 MiB parts sent 4 at a time. None: the default, 8 MiB.
-    multipart_threshold: int | None = Field(default=None, ge=0, le=5 * 1024**3)
+    #: of 8 MiB parts sent 4 at a time (at most 5 GiB: S3's largest PUT).
+    multipart_threshold: int = Field(default=64 * 1024**2, ge=0, le=5 * 1024**3)
 
     _store: Any = PrivateAttr(default=None)
     _saved_as: str | None = PrivateAttr(default=None)

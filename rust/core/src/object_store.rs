@@ -303,6 +303,10 @@ impl Store {
                 "{} has {size} bytes, more than can be allocated",
                 self.target.object(key)
             )),
+            Fetch::Changed => Error::Unavailable(format!(
+                "{} changed while it was read; read it again",
+                self.target.object(key)
+            )),
         })
     }
 
@@ -480,23 +484,109 @@ async fn get_range(
 enum Fetch {
     Store(object_store::Error),
     TooLarge(u64),
+    /// A response's length was not the one asked for: the object changed while it was read.
+    Changed,
 }
 
+/// Objects larger than this are read as concurrent ranged GETs of this many bytes: one
+/// connection rarely carries what the link (or the server's cores) can.
+const READ_CHUNK: u64 = 8 * 1024 * 1024;
+const READS_IN_FLIGHT: usize = 4;
+
 /// The whole object, read into one buffer of its size (the one copy out of the network's
-/// buffers): a blob's segments are then handed out as views of it.
+/// buffers): a blob's segments are then handed out as views of it. The first request asks for
+/// the first [`READ_CHUNK`] bytes and learns the object's size and entity tag; the rest is read
+/// in chunks, [`READS_IN_FLIGHT`] at once, each only if the object is still the same one
+/// (`If-Match`), so a replaced object is never read half old, half new.
 async fn get_all(client: &dyn ObjectStore, path: &Path) -> std::result::Result<Vec<u8>, Fetch> {
-    let fetched = client.get(path).await.map_err(Fetch::Store)?;
+    let first_range = GetOptions {
+        range: Some(GetRange::Bounded(0..READ_CHUNK)),
+        ..GetOptions::default()
+    };
+    let fetched = match client.get_opts(path, first_range).await {
+        Ok(fetched) => fetched,
+        // An empty object has no first byte to range over: ask for all of it.
+        Err(error) if is_unsatisfiable_range(&error) => {
+            client.get(path).await.map_err(Fetch::Store)?
+        }
+        Err(error) => return Err(Fetch::Store(error)),
+    };
     let size = fetched.meta.size;
-    let mut data = Vec::new();
-    usize::try_from(size)
+    let e_tag = fetched.meta.e_tag.clone();
+    let first_len = fetched.range.end - fetched.range.start;
+    let mut data = usize::try_from(size)
         .ok()
-        .and_then(|size| data.try_reserve_exact(size).ok())
+        .and_then(zeroed)
         .ok_or(Fetch::TooLarge(size))?;
-    let mut chunks = fetched.into_stream();
-    while let Some(chunk) = chunks.next().await {
-        data.extend_from_slice(&chunk.map_err(Fetch::Store)?);
+    fill(&mut data[..first_len as usize], fetched.into_stream()).await?;
+    if first_len >= size {
+        return Ok(data);
     }
+    let rest = &mut data[first_len as usize..];
+    let reads = rest
+        .chunks_mut(READ_CHUNK as usize)
+        .enumerate()
+        .map(|(index, out)| {
+            let start = first_len + index as u64 * READ_CHUNK;
+            let options = GetOptions {
+                range: Some(GetRange::Bounded(start..start + out.len() as u64)),
+                if_match: e_tag.clone(),
+                ..GetOptions::default()
+            };
+            async move {
+                let fetched = client.get_opts(path, options).await.map_err(Fetch::Store)?;
+                fill(out, fetched.into_stream()).await
+            }
+        });
+    let mut reads = futures::stream::iter(reads).buffer_unordered(READS_IN_FLIGHT);
+    while let Some(read) = reads.next().await {
+        read?;
+    }
+    drop(reads);
     Ok(data)
+}
+
+/// A buffer of `len` zero bytes, or `None` if it cannot be allocated. Zeroed by the allocator:
+/// a large one comes straight from the system's zero pages, without a pass over it.
+fn zeroed(len: usize) -> Option<Vec<u8>> {
+    if len == 0 {
+        return Some(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<u8>(len).ok()?;
+    // SAFETY: `layout` has a non-zero size (len > 0).
+    let data = unsafe { std::alloc::alloc_zeroed(layout) };
+    if data.is_null() {
+        return None;
+    }
+    // SAFETY: `data` was allocated by the global allocator with the layout of `len` bytes
+    // (capacity `len`), and all `len` bytes are initialised (zero).
+    Some(unsafe { Vec::from_raw_parts(data, len, len) })
+}
+
+/// A 416 answer: the range asked for starts past the object's end (an empty object).
+fn is_unsatisfiable_range(error: &object_store::Error) -> bool {
+    matches!(error, object_store::Error::Generic { .. }) && errors::full_text(error).contains("416")
+}
+
+/// Copies a response's body into `out`, which must be exactly its length.
+async fn fill(
+    out: &mut [u8],
+    mut chunks: futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
+) -> std::result::Result<(), Fetch> {
+    let mut filled = 0;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(Fetch::Store)?;
+        let end = filled + chunk.len();
+        let Some(target) = out.get_mut(filled..end) else {
+            return Err(Fetch::Changed);
+        };
+        target.copy_from_slice(&chunk);
+        filled = end;
+    }
+    if filled != out.len() {
+        return Err(Fetch::Changed);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -196,6 +196,7 @@ pub(super) fn build(url: &str, options: &StoreOptions) -> Result<Built> {
         StoreKind::S3 => {
             let builder = configure::<AmazonS3Builder>(url, options)?;
             let builder = allow_http_for_http_endpoint(builder, options);
+            let builder = unsigned_payload_over_https(builder, options);
             target.endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
             Arc::new(builder.build().map_err(|e| build_failed(&target, e))?)
         }
@@ -427,6 +428,30 @@ fn retry_config(retry: &RetryOptions) -> RetryConfig {
 /// object_store reads durations in humantime's notation.
 fn as_millis(duration: Duration) -> String {
     format!("{}ms", duration.as_millis().max(1))
+}
+
+/// Over HTTPS the payload is not hashed into the request's signature (`UNSIGNED-PAYLOAD`), as the
+/// AWS SDKs do for uploads: TLS already protects it in transit, blobs carry their own checksums,
+/// and hashing every byte with SHA-256 costs more than sending it on a fast link. Over plain
+/// HTTP the signature covers the payload, unless `aws_unsigned_payload` says otherwise.
+fn unsigned_payload_over_https(
+    builder: AmazonS3Builder,
+    options: &StoreOptions,
+) -> AmazonS3Builder {
+    let said_explicitly = options.config.iter().any(|(key, _)| {
+        matches!(
+            key.to_ascii_lowercase().as_str(),
+            "aws_unsigned_payload" | "unsigned_payload"
+        )
+    }) || std::env::var_os("AWS_UNSIGNED_PAYLOAD").is_some();
+    let over_https = builder
+        .get_config_value(&AmazonS3ConfigKey::Endpoint)
+        .is_none_or(|endpoint| endpoint.starts_with("https://"));
+    if over_https && !said_explicitly {
+        builder.with_config(AmazonS3ConfigKey::UnsignedPayload, "true")
+    } else {
+        builder
+    }
 }
 
 /// An endpoint given as `http://` (a local S3-compatible server) is consent to plain HTTP:
