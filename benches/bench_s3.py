@@ -209,8 +209,9 @@ def test_s3_results_next_to_boto3_and_the_prefect2_path(servers):
         for name, value in payloads().items():
             size = len(raw_bytes(value))
             times = measure(endpoint, name, value)
-            for op in ("write", "read"):
-                ours, boto, prefect = (times[f"{op} {who}"] for who in ("ferroflow", "boto3", "prefect2"))
+            for op in ("write", "write one PUT", "read"):
+                ours = times["write one PUT"] if op == "write one PUT" else times[f"{op} ferroflow"]
+                boto, prefect = (times[f"{op.split()[0]} {who}"] for who in ("boto3", "prefect2"))
                 rows.append(
                     [
                         server,

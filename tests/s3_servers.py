@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-READY_TIMEOUT = 30.0
+READY_TIMEOUT = 60.0
 
 
 def free_port() -> int:

@@ -457,6 +457,7 @@ class Store:
         part_size: int | None = None,
         max_parts_in_flight: int | None = None,
         multipart_threshold: int | None = None,
+        reads_in_flight: int | None = None,
     ) -> Store:
         """Open a handle on the store at `url`; no request is made yet.
 
@@ -473,6 +474,8 @@ class Store:
             max_parts_in_flight: parts uploading at once (4).
             multipart_threshold: uploads up to this many bytes are one PUT, larger ones
                 multipart uploads; None: up to the part size.
+            reads_in_flight: concurrent ranged GETs (8 MiB each) reading one object; None: 4,
+                or one plain GET for an http:// endpoint.
 
         Raises:
             ValueError: an unsupported URL, an unknown option, or an invalid value.

@@ -405,6 +405,9 @@ class _ObjectStorage(WritableFileSystem):
     #: Results up to this many bytes are uploaded in one PUT, larger ones as multipart uploads
     #: of 8 MiB parts sent 4 at a time (at most 5 GiB: S3's largest PUT).
     multipart_threshold: int = Field(default=64 * 1024**2, ge=0, le=5 * 1024**3)
+    #: A result is read as this many concurrent ranged GETs of 8 MiB. None: 4, or one plain GET
+    #: for an http:// endpoint (a local or LAN server gains nothing from more connections).
+    reads_in_flight: int | None = Field(default=None, ge=1)
 
     _store: Any = PrivateAttr(default=None)
     _saved_as: str | None = PrivateAttr(default=None)
@@ -432,6 +435,7 @@ class _ObjectStorage(WritableFileSystem):
                 max_retries=self.max_retries,
                 retry_timeout=self.retry_timeout,
                 multipart_threshold=self.multipart_threshold,
+                reads_in_flight=self.reads_in_flight,
             )
             self._store = store
         return store

@@ -297,7 +297,7 @@ impl Store {
     pub fn get(&self, key: &str) -> Result<Vec<u8>> {
         let path = self.path(key)?;
         let client = self.client()?;
-        block_on(get_all(&*client, &path))?.map_err(|e| match e {
+        block_on(get_all(&*client, &path, self.reads_in_flight()))?.map_err(|e| match e {
             Fetch::Store(error) => self.convert(error, key, Action::Read),
             Fetch::TooLarge(size) => Error::OutOfMemory(format!(
                 "{} has {size} bytes, more than can be allocated",
@@ -370,6 +370,17 @@ impl Store {
             UploadError::Store(error) => self.convert(error, key, Action::Write),
             UploadError::Local(error) => error,
         })
+    }
+
+    /// Ranged GETs of one object at once (see [`StoreOptions::reads_in_flight`]).
+    fn reads_in_flight(&self) -> usize {
+        let plain_http = self
+            .target
+            .endpoint
+            .as_deref()
+            .is_some_and(|endpoint| endpoint.starts_with("http://"));
+        let default = if plain_http { 1 } else { READS_IN_FLIGHT };
+        self.options.reads_in_flight.unwrap_or(default).max(1)
     }
 
     fn upload_chunks(&self, key: &str, path: &Path, chunks: Vec<Bytes>) -> Result<()> {
@@ -494,11 +505,26 @@ const READ_CHUNK: u64 = 8 * 1024 * 1024;
 const READS_IN_FLIGHT: usize = 4;
 
 /// The whole object, read into one buffer of its size (the one copy out of the network's
-/// buffers): a blob's segments are then handed out as views of it. The first request asks for
-/// the first [`READ_CHUNK`] bytes and learns the object's size and entity tag; the rest is read
-/// in chunks, [`READS_IN_FLIGHT`] at once, each only if the object is still the same one
-/// (`If-Match`), so a replaced object is never read half old, half new.
-async fn get_all(client: &dyn ObjectStore, path: &Path) -> std::result::Result<Vec<u8>, Fetch> {
+/// buffers): a blob's segments are then handed out as views of it. With one read in flight,
+/// that is one plain GET. Otherwise the first request asks for the first [`READ_CHUNK`] bytes
+/// and learns the object's size and entity tag; the rest is read in chunks, `in_flight` at once,
+/// each only if the object is still the same one (`If-Match`), so a replaced object is never
+/// read half old, half new.
+async fn get_all(
+    client: &dyn ObjectStore,
+    path: &Path,
+    in_flight: usize,
+) -> std::result::Result<Vec<u8>, Fetch> {
+    if in_flight <= 1 {
+        let fetched = client.get(path).await.map_err(Fetch::Store)?;
+        let size = fetched.meta.size;
+        let mut data = usize::try_from(size)
+            .ok()
+            .and_then(zeroed)
+            .ok_or(Fetch::TooLarge(size))?;
+        fill(&mut data, fetched.into_stream()).await?;
+        return Ok(data);
+    }
     let first_range = GetOptions {
         range: Some(GetRange::Bounded(0..READ_CHUNK)),
         ..GetOptions::default()
@@ -538,7 +564,7 @@ async fn get_all(client: &dyn ObjectStore, path: &Path) -> std::result::Result<V
                 fill(out, fetched.into_stream()).await
             }
         });
-    let mut reads = futures::stream::iter(reads).buffer_unordered(READS_IN_FLIGHT);
+    let mut reads = futures::stream::iter(reads).buffer_unordered(in_flight);
     while let Some(read) = reads.next().await {
         read?;
     }

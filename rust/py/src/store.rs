@@ -125,6 +125,7 @@ impl PyStore {
         part_size = None,
         max_parts_in_flight = None,
         multipart_threshold = None,
+        reads_in_flight = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -137,6 +138,7 @@ impl PyStore {
         part_size: Option<usize>,
         max_parts_in_flight: Option<usize>,
         multipart_threshold: Option<usize>,
+        reads_in_flight: Option<usize>,
     ) -> Result<Self> {
         let defaults = UploadOptions::default();
         let options = StoreOptions {
@@ -153,6 +155,7 @@ impl PyStore {
                 max_parts_in_flight: max_parts_in_flight.unwrap_or(defaults.max_parts_in_flight),
                 multipart_threshold,
             },
+            reads_in_flight,
         };
         Ok(PyStore(Store::open(url, options)?))
     }

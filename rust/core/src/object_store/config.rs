@@ -38,6 +38,10 @@ pub struct StoreOptions {
     /// Limit on opening a connection.
     pub connect_timeout: Duration,
     pub upload: UploadOptions,
+    /// Ranged GETs of one object read at once; `None`: 4, or 1 (one plain GET) for an
+    /// `http://` endpoint, a local or LAN server that gains nothing from more connections
+    /// (and some, such as moto, serve every range by copying the whole object).
+    pub reads_in_flight: Option<usize>,
 }
 
 impl Default for StoreOptions {
@@ -48,6 +52,7 @@ impl Default for StoreOptions {
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
             upload: UploadOptions::default(),
+            reads_in_flight: None,
         }
     }
 }
@@ -62,6 +67,7 @@ impl fmt::Debug for StoreOptions {
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("upload", &self.upload)
+            .field("reads_in_flight", &self.reads_in_flight)
             .finish()
     }
 }
