@@ -323,7 +323,7 @@ pub(crate) fn views_of<'py>(
         .into_iter()
         .map(|(data, len)| {
             let segment = SegmentBuffer::new(owner.clone(), data, len);
-            Ok(PyMemoryView::from(Bound::new(py, segment)?.as_any())?)
+            PyMemoryView::from(Bound::new(py, segment)?.as_any())
         })
         .collect::<PyResult<Vec<_>>>()?;
     PyList::new(py, views)
@@ -339,7 +339,7 @@ pub(crate) fn views_of_decoded(
         .map(|mut bytes| {
             let (data, len) = (bytes.as_mut_ptr(), bytes.len());
             let segment = SegmentBuffer::new(Arc::new(bytes), data, len);
-            Ok(PyMemoryView::from(Bound::new(py, segment)?.as_any())?)
+            PyMemoryView::from(Bound::new(py, segment)?.as_any())
         })
         .collect::<PyResult<Vec<_>>>()?;
     PyList::new(py, views)
@@ -484,7 +484,7 @@ impl SegmentBuffer {
         let len = this.len;
         let mut objects = new_bytes_filled(slf.py(), &[len], Work::Bytes(len), |out| {
             if let Some((file, offset)) = &this.stored_at {
-                if read_exact_at(file, &mut out[0], *offset).is_ok() {
+                if read_exact_at(file, out[0], *offset).is_ok() {
                     return Ok(());
                 }
             }

@@ -178,6 +178,7 @@ impl PyStore {
     }
 
     #[pyo3(signature = (key, segments, *, serializer, codec = "none", level = None, threads = 1))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments
     fn write_blob(
         &self,
         py: Python<'_>,
