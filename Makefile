@@ -9,7 +9,23 @@ PIP := $(PY) -m pip
 # Keep every cargo invocation (maturin's too) on one target dir, so builds are shared.
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
-.PHONY: help venv build build-release test test-rust test-python stubtest typecheck lint lint-python lint-rust demo bench bench-rust clean
+# Wheels: exactly what .github/workflows/wheels.yml publishes for Linux (tests/test_package.py checks
+# that both give maturin the same arguments): manylinux2014 (glibc 2.17), linked with zig, so no
+# container is needed (maturin finds zig as `python -m ziglang` of the venv on PATH). The dist profile (fat LTO) builds in target/<triple>/dist, kept between runs.
+WHEEL_ARGS := --profile dist --zig --compatibility manylinux2014 --out dist
+WHEEL_TARGET ?= x86_64-unknown-linux-gnu
+
+.PHONY: help venv build wheel test-wheel test test-rust test-python stubtest typecheck lint lint-python lint-rust demo bench bench-rust clean
+
+# pip's output for the dependencies already installed ("Requirement already satisfied", one line
+# each) says nothing; maturin develop runs pip too, so the setting goes through the environment.
+export PIP_QUIET := 1
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+# What the extension is built from: a change to any of these (or to the interpreter, or to
+# pyproject.toml through the venv's stamp) rebuilds it; otherwise `make build` does nothing.
+RUST_SOURCES := Cargo.toml Cargo.lock $(wildcard rust/*/Cargo.toml) $(shell find rust -name '*.rs')
+BUILT := $(VENV)/.built
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -19,16 +35,21 @@ $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "ferroflow needs Python 3.11+ (set PYTHON=python3.X)")'
 	@command -v cargo >/dev/null || { echo "cargo not found: install a Rust toolchain (https://rustup.rs)"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade 'pip>=25.1'
-	$(PIP) install --quiet --group dev
+	$(PIP) install --upgrade 'pip>=25.1'
+	$(PIP) install --group dev
 	touch $@
 
 venv: $(VENV)/.installed ## create/refresh .venv with build, test and bench dependencies
 
-build: venv ## build the extension (release) into .venv, installed editable
-	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin develop --release --quiet
+build: $(BUILT) ## build the extension (release) into .venv, installed editable, when its sources changed
 
-test: build test-rust test-python stubtest typecheck lint ## run every test: cargo, pytest, stub and type checks, linters
+# The interpreter behind .venv/bin/python (resolved when make starts): a new one rebuilds too.
+# PIP_QUIET keeps the dependency check maturin develop runs through pip quiet.
+$(BUILT): $(RUST_SOURCES) $(VENV)/.installed $(realpath $(PY))
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) nice $(VENV)/bin/maturin develop --release --quiet
+	touch $@
+
+test: build test-rust test-python stubtest typecheck lint test-wheel ## run every test: cargo, pytest, stub and type checks, linters, the wheel
 
 test-rust:
 	cargo test --release -p ferroflow-core
@@ -56,6 +77,15 @@ lint-python: venv
 demo: build ## run the example pipeline (its runs, cache and results go to .demo/)
 	$(PY) examples/demo.py
 
+wheel: venv ## build the release wheel the workflow publishes (manylinux2014) into dist/ and check it with auditwheel
+	rm -f dist/ferroflow-*-$(subst -unknown-linux-gnu,,$(WHEEL_TARGET)).whl
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" nice $(VENV)/bin/maturin build $(WHEEL_ARGS) --target $(WHEEL_TARGET)
+	$(VENV)/bin/auditwheel show dist/ferroflow-*-manylinux*$(subst -unknown-linux-gnu,,$(WHEEL_TARGET)).whl
+
+test-wheel: wheel ## install the wheel into a fresh venv with no Rust on PATH and run the README's quick start there
+	FERROFLOW_TEST_WHEEL="$$(ls $(CURDIR)/dist/ferroflow-*-manylinux*$(subst -unknown-linux-gnu,,$(WHEEL_TARGET)).whl)" \
+		$(PY) -m pytest -q -p no:cacheprovider tests/test_wheel.py
+
 bench: build ## run the benchmarks in benches/ and write their figures to .bench/summary.md
 	$(PY) benches/summary.py --out .bench/summary.md
 
@@ -63,4 +93,4 @@ bench-rust: ## run the core's criterion benchmarks (no Python involved)
 	cargo bench -p ferroflow-core
 
 clean:
-	rm -rf $(VENV) target .pytest_cache .hypothesis
+	rm -rf $(VENV) target dist .pytest_cache .hypothesis

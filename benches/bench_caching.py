@@ -5,7 +5,9 @@
 - a cache hit for a small result, and for a call with a 64 MiB NumPy input, next to
   `joblib.Memory` on the same function and inputs, in the same run;
 - `task_input_hash` (XXH3-128) and `task_input_hash_blake3` of a 64 MiB input next to
-  `hashlib.md5` of its pickle.
+  `hashlib.md5` of its pickle;
+- `isolation_level="SERIALIZABLE"` next to `READ_COMMITTED` per cached call: on a hit (the record
+  is found first: no lock), and on a miss (the call computes, taking and releasing the key's lock).
 
 `make bench` runs it (`-s` shows the tables). Best of three rounds (five for cache hits); nothing
 asserts a time.
@@ -25,6 +27,7 @@ import numpy as np
 
 from _report import print_table, race
 from ferroflow import flow, task
+from ferroflow.cache_policies import INPUTS
 from ferroflow.settings import temporary_settings
 from ferroflow.tasks import task_input_hash, task_input_hash_blake3
 
@@ -191,4 +194,60 @@ def test_task_input_hash_of_64_mib_next_to_md5_of_its_pickle() -> None:
             [name, seconds * 1e3, array.nbytes / seconds / 1e9, md5 / seconds]
             for name, seconds in best.items()
         ],
+    )
+
+
+SERIALIZABLE_CALLS = 300
+
+
+def test_serializable_overhead_per_cached_call() -> None:
+    read_committed = task(summary, name="summary-read-committed", cache_policy=INPUTS)
+    serializable = task(
+        summary, name="summary-serializable", cache_policy=INPUTS.configure(isolation_level="SERIALIZABLE")
+    )
+
+    @flow
+    def calls(which: Any, arguments: list[Any]) -> None:
+        for argument in arguments:
+            which(argument)
+
+    hits = [[i, i + 1] for i in range(SERIALIZABLE_CALLS)]
+    calls(read_committed, hits)
+    calls(serializable, hits)
+    rounds = iter(range(1, 10**6))
+
+    def misses(which: Any) -> Callable[[], None]:
+        # New inputs every round: each call misses, computes and writes its result and record.
+        return lambda: calls(which, [[next(rounds) * 10**6 + i] for i in range(SERIALIZABLE_CALLS)])
+
+    actions = {
+        "hit, READ_COMMITTED": lambda: calls(read_committed, hits),
+        "hit, SERIALIZABLE": lambda: calls(serializable, hits),
+        "miss, READ_COMMITTED": misses(read_committed),
+        "miss, SERIALIZABLE (lock taken and released)": misses(serializable),
+    }
+    best = {name: (float("inf"), float("inf")) for name in actions}
+    for _ in range(HIT_ROUNDS):
+        for name, action in actions.items():
+            wall, cpu = wall_and_cpu(action, rounds=1)
+            best[name] = (min(best[name][0], wall), min(best[name][1], cpu))
+    rows = []
+    for kind in ("hit", "miss"):
+        names = [name for name in actions if name.startswith(kind)]
+        (base, base_cpu) = best[names[0]]
+        for name in names:
+            wall, cpu = best[name]
+            rows.append(
+                [
+                    name,
+                    wall / SERIALIZABLE_CALLS * 1e3,
+                    cpu / SERIALIZABLE_CALLS * 1e3,
+                    (wall - base) / SERIALIZABLE_CALLS * 1e6,
+                    (cpu - base_cpu) / SERIALIZABLE_CALLS * 1e6,
+                ]
+            )
+    print_table(
+        f"SERIALIZABLE next to READ_COMMITTED, per cached call ({SERIALIZABLE_CALLS} calls, local storage)",
+        ["", "wall ms/call", "CPU ms/call", "overhead µs (wall)", "(CPU)"],
+        rows,
     )

@@ -8,9 +8,11 @@ the recorded runs, the cache entries and the result files.
 
 Everything lives in the demo folder (default `.demo/` at the top of the repository): its
 FERROFLOW_HOME, with the run store (`ferroflow.db`) and the result storage (`storage/`). The
-folder is emptied at the start of each demo unless --keep is given.
+folder is emptied at the start of each demo unless --keep is given. With --runstore-url the runs
+and cache entries go to that store instead (a PostgreSQL database, say), where the demo clears
+the cache entries of its own tasks at the start unless --keep is given.
 
-Usage: python examples/demo.py [--size 256MiB] [--home DIR] [--keep]
+Usage: python examples/demo.py [--size 256MiB] [--home DIR] [--keep] [--runstore-url URL]
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from ferroflow.benchmarking import BenchmarkError, format_bytes, parse_size
 from ferroflow.cli.console import state_text
 from ferroflow.filesystems import LocalFileSystem
 from ferroflow.runstore import open_store
-from pipeline import RESULT_SERIALIZER, PipelineSize, sensor_pipeline
+from ferroflow.settings import check_runstore_url, redact_url
+from pipeline import RESULT_SERIALIZER, PipelineSize, load_maintenance_log, record_readings, sensor_pipeline
 
 REPOSITORY = Path(__file__).resolve().parent.parent
 DEFAULT_HOME = REPOSITORY / ".demo"
@@ -61,7 +64,22 @@ def parse_arguments(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="keep the runs, cache and results of earlier demos (run 1 then hits the cache too)",
     )
+    parser.add_argument(
+        "--runstore-url",
+        help="record the runs and cache entries in this run store instead of the demo folder's, "
+        "e.g. postgresql://user:password@host:5432/database",
+    )
     return parser.parse_args(argv)
+
+
+def prepare_store(url: str, keep: bool) -> None:
+    """Record in the store at `url`; unless `keep`, clear the cache entries of the demo's tasks
+    there (their results were in the demo folder, which was emptied)."""
+    os.environ["FERROFLOW_RUNSTORE_URL"] = url
+    if not keep:
+        with open_store(url) as store:
+            for cached_task in (record_readings, load_maintenance_log):
+                store.delete_cache_entries(task_name=cached_task.name)
 
 
 def prepare_home(home: Path, keep: bool) -> None:
@@ -95,13 +113,21 @@ def main(argv: list[str] | None = None) -> int:
     except BenchmarkError as error:
         sys.exit(f"--size: {error}")
     home = arguments.home.resolve()
+    runstore_url = None
+    if arguments.runstore_url:
+        try:
+            runstore_url = check_runstore_url(arguments.runstore_url)
+        except ValueError as error:
+            sys.exit(f"--runstore-url: {error}")
     prepare_home(home, arguments.keep)
+    if runstore_url is not None:
+        prepare_store(runstore_url, arguments.keep)
     storage = LocalFileSystem(basepath=str(home / "storage"))
     pipeline = sensor_pipeline.with_options(result_storage=storage)
     size = PipelineSize.for_bytes(readings_bytes)
     parameters = {"sensors": size.sensors, "samples": size.samples, "log_rows": size.log_rows}
 
-    report = Report(home, RESULT_SERIALIZER.frame_codec)
+    report = Report(home, RESULT_SERIALIZER.frame_codec, runstore_url)
     report.introduce(size)
     runs = []
     for title, fail_first_attempt in (
@@ -129,9 +155,10 @@ def main(argv: list[str] | None = None) -> int:
 class Report:
     """Prints the demo's story with rich, reading the run store and the result files."""
 
-    def __init__(self, home: Path, frame_codec: tuple[str, int | None]) -> None:
+    def __init__(self, home: Path, frame_codec: tuple[str, int | None], runstore_url: str | None) -> None:
         self.console = Console()
         self.home = home
+        self.runstore_url = runstore_url
         self.storage_path = home / "storage"
         self.codec = f"{frame_codec[0]} level {frame_codec[1]}"
 
@@ -142,6 +169,8 @@ class Report:
             f"([bold]{format_bytes(size.readings_bytes)}[/]); maintenance log: {size.log_rows:,} records\n"
             f"results: pickle, compressed with {self.codec}, in {self.storage_path}\n"
             f"demo folder (FERROFLOW_HOME): {self.home}, with the run store ferroflow.db\n"
+            if self.runstore_url is None
+            else f"demo folder (FERROFLOW_HOME): {self.home}; run store: {redact_url(self.runstore_url)}\n"
         )
 
     def status(self, title: str) -> Status:
@@ -250,6 +279,11 @@ class Report:
         executable = Path(sys.executable).with_name("ferroflow")
         command = shlex.quote(os.path.relpath(executable)) if executable.exists() else "ferroflow"
         prefix = f"FERROFLOW_HOME={shlex.quote(str(self.home))} {command}"
+        if self.runstore_url is not None:  # its password, if any, is left for the reader to put back
+            shown = redact_url(self.runstore_url)
+            prefix = f"FERROFLOW_RUNSTORE_URL={shlex.quote(shown)} {prefix}"
+            if shown != self.runstore_url:
+                self.console.print("(put the run store's password in place of ***)")
         largest = max(
             (path for run in runs for path in run.new_files), key=lambda p: p.stat().st_size, default=None
         )

@@ -1,3 +1,4 @@
+import array
 import dataclasses
 import datetime
 import decimal
@@ -35,8 +36,8 @@ KEY_FUNCTIONS = [(task_input_hash, "xxh3-128", 32), (task_input_hash_blake3, "bl
 
 
 def domain(algorithm):
-    """The domain prefix of encoding version 2, as the module docstring documents it."""
-    return b"ferroflow.task_input_hash\x00\x02" + algorithm.encode() + b"\x00"
+    """The domain prefix of encoding version 3, as the module docstring documents it."""
+    return b"ferroflow.task_input_hash\x00\x03" + algorithm.encode() + b"\x00"
 
 
 def u64(n):
@@ -81,7 +82,19 @@ def double(x):
         ({3, 1, 2}, b"S" + u64(3) + b"".join(b"i" + u64(1) + bytes([n]) for n in (1, 2, 3))),
         (datetime.date(2024, 5, 1), b"r" + text("datetime.date") + text("2024-05-01")),
         (decimal.Decimal("1.10"), b"r" + text("decimal.Decimal") + text("1.10")),
-        (pathlib.PurePosixPath("/data/in.csv"), b"r" + text("pathlib.PurePath") + text("/data/in.csv")),
+        (pathlib.PurePosixPath("/data/in.csv"), b"r" + text("pathlib.PurePosixPath") + text("/data/in.csv")),
+        (
+            pathlib.PureWindowsPath("C:\\Data\\In.csv"),
+            b"r" + text("pathlib.PureWindowsPath") + text("c:/data/in.csv"),
+        ),
+        (
+            memoryview(b"ab"),
+            b"B" + text("builtins.memoryview") + text("B") + u64(1) + u64(1) + u64(2) + u64(2) + b"ab",
+        ),
+        (
+            array.array("h", [1, -1]),
+            b"B" + text("array.array") + text("h") + u64(2) + u64(1) + u64(2) + u64(4) + b"\x01\x00\xff\xff",
+        ),
     ],
 )
 def test_known_encodings(value, expected):
@@ -90,7 +103,9 @@ def test_known_encodings(value, expected):
 
 def test_a_numpy_array_is_its_dtype_shape_and_raw_memory():
     array = np.arange(6, dtype="<i4").reshape(2, 3)
-    expected = b"A" + text("<i4") + u64(2) + u64(2) + u64(3) + u64(24) + array.tobytes()
+    expected = (
+        b"A" + text("numpy.ndarray") + text("<i4") + u64(2) + u64(2) + u64(3) + u64(24) + array.tobytes()
+    )
     assert canonical_encoding(array) == expected
 
 
@@ -130,7 +145,11 @@ def test_equal_inputs_encode_alike_whatever_their_order():
     assert (
         canonical_encoding(float("nan")) == canonical_encoding(-float("nan")) == canonical_encoding(math.nan)
     )
-    assert canonical_encoding(b"ab") == canonical_encoding(memoryview(b"ab"))
+    assert canonical_encoding(b"ab") == canonical_encoding(bytearray(b"ab"))
+    assert canonical_encoding(pathlib.PurePosixPath("a/b")) == canonical_encoding(pathlib.PosixPath("a/b"))
+    assert canonical_encoding(pathlib.PureWindowsPath("A\\b")) == canonical_encoding(
+        pathlib.PureWindowsPath("a/B")
+    )
 
 
 @pytest.mark.parametrize(
@@ -148,6 +167,16 @@ def test_equal_inputs_encode_alike_whatever_their_order():
         (0.0, -0.0),
         (np.zeros(4, dtype="<f4"), np.zeros(4, dtype="<i4")),
         (np.zeros((2, 2)), np.zeros(4)),
+        # The same raw bytes in buffers of different types, formats or shapes.
+        (b"\x01\x00\x02\x00", array.array("h", [1, 2])),
+        (b"\x01\x00\x02\x00", np.array([1, 2], dtype="<i2")),
+        (array.array("h", [1, 2]), np.array([1, 2], dtype="<i2")),
+        (array.array("h", [1, 2]), array.array("H", [1, 2])),
+        (b"ab", memoryview(b"ab")),
+        (memoryview(b"abcd"), memoryview(b"abcd").cast("B", (2, 2))),
+        (np.float64(1.5), np.array(1.5)),
+        (pathlib.PurePosixPath("a/b"), pathlib.PureWindowsPath("a/b")),
+        (pathlib.PurePosixPath("a/b"), "a/b"),
     ],
 )
 def test_different_inputs_encode_differently(left, right):
@@ -185,7 +214,7 @@ def test_other_objects_fall_back_to_their_pickle():
 @pytest.mark.parametrize("algorithm", ["xxh3-128", "blake3"])
 def test_a_numpy_array_is_hashed_in_place_with_the_digest_of_its_bytes(algorithm):
     array = np.random.default_rng(0).random((1024, 1024))  # 8 MiB
-    header = b"A" + text("<f8") + u64(2) + u64(1024) + u64(1024) + u64(array.nbytes)
+    header = b"A" + text("numpy.ndarray") + text("<f8") + u64(2) + u64(1024) + u64(1024) + u64(array.nbytes)
     expected = _core.hash_buffers([domain(algorithm), header, array.tobytes()], algorithm)
 
     tracemalloc.start()
@@ -361,7 +390,7 @@ def test_the_same_inputs_give_the_same_keys_in_other_processes(tmp_path):
     ]
 
 
-# Golden keys of encoding version 2 for one fixed task and input. If one changes, every user's
+# Golden keys of encoding version 3 for one fixed task and input. If one changes, every user's
 # cache is invalidated: a change here must come with a new ENCODING_VERSION and a note in
 # docs/caching.md. They were derived without the code under test: the bytes below are the
 # documented encoding built by hand, and each digest is `_core.hash_buffers([GOLDEN_BYTES],
@@ -392,6 +421,7 @@ GOLDEN_ENCODING = (
     + b"s"
     + text("weights")
     + b"A"
+    + text("numpy.ndarray")
     + text("<f8")
     + u64(1)
     + u64(2)
@@ -399,8 +429,8 @@ GOLDEN_ENCODING = (
     + struct.pack("<dd", 0.5, -2.0)
 )
 GOLDEN_KEYS = {
-    "xxh3-128": "8c651546756c56f98d49d658d8f468e3",
-    "blake3": "a4b764361fb759434f9d4bbaf7a78fe9df40b2e8ffb3d5b53a4c0070399a0a89",
+    "xxh3-128": "2541e4c0e725ac27eb7a8d76469f70b4",
+    "blake3": "b4dcb46b7656f492f834796832c9b4bafad4968947845a75beb7b27f3b16a7d0",
 }
 
 
@@ -415,53 +445,52 @@ def test_golden_keys(tmp_path, key_function, algorithm, digits):
     assert key_function(task_context(module.work), parameters) == GOLDEN_KEYS[algorithm]
 
 
-# Digests of single values under encoding version 2, pinned like the golden keys above:
-# `_core.hash_buffers([domain(algorithm) + canonical_encoding(value)], algorithm)`, computed once.
-# The encodings are those of version 1: each still gave its version-1 digest (BLAKE3 after
-# b"ferroflow.task_input_hash\x00\x01") when these were derived; only the prefix changed.
+# Digests of single values under encoding version 3, pinned like the golden keys above:
+# `_core.hash_buffers([domain(algorithm) + encoding], algorithm)` of each value's encoding built
+# by hand from the documented layout, computed once and pasted.
 @pytest.mark.parametrize(
     ("value", "digests"),
     [
         (
             None,
             {
-                "xxh3-128": "4a58ea9b4560a9e53d88d4934d1b54d2",
-                "blake3": "cb6b5a5024d8a9dd09fbc2aaf69405c2260292237a25b55f5d183043c57e071b",
+                "xxh3-128": "ded20b9c69fb1021dc720608a553a232",
+                "blake3": "03503270a1020cb8a6bcc6821be71b2b83e633f658d3567def31612e7c188551",
             },
         ),
         (
             "hello",
             {
-                "xxh3-128": "b135e8cf99688244dfb1e581177e6023",
-                "blake3": "6d3a5840f9385cb03beae7a5f1294bdedc89658bd48f8fc412d907fd8d1bf29a",
+                "xxh3-128": "42f0af4d684d2db0f625c704ab593b04",
+                "blake3": "e95f895ed6e71b127678c0262a72d57c99cafc38336afedbdca34a31802f621e",
             },
         ),
         (
             {"a": 1, "b": [1.5, "x", None]},
             {
-                "xxh3-128": "be1176edd5906ee815e6e05e7e5e7579",
-                "blake3": "265550aabe67e40a23c661cc88358fbc4ab1cd94696c4309dde3a9285b6407d5",
+                "xxh3-128": "9b168d755c62f6ed41a75152972b53fc",
+                "blake3": "b60b3564767a063f1c6e87a95f371e8ef77eaafc5302afdd833d9d07caf827d9",
             },
         ),
         (
             {3, 1, 2},
             {
-                "xxh3-128": "b50ad7627a31a6611d02c5d6cbbf3a86",
-                "blake3": "b198c32eccdddfbae9ae70805d4a7344065c9042458bc2b7768d1cc771e1c602",
+                "xxh3-128": "ab98314c91bcbfe59e41b0bcf694a09f",
+                "blake3": "615b40f02379c7e25c902c763bb5bc943f4eb88d489b4cec390ab6f8c06011e1",
             },
         ),
         (
             np.arange(4, dtype="<i8"),
             {
-                "xxh3-128": "6ecba9d701c34bbef441ce994a7d3e5c",
-                "blake3": "2467e58bbb65854c621d6d50cb2f569eaf8476901831297cbd621e5a2aadcfb9",
+                "xxh3-128": "c4e0feb5a41b2f433838622d1b0a3f3f",
+                "blake3": "34ee3166cde938778d98386fdfffc73eb6ca41522dea055ab25082520b9fa466",
             },
         ),
         (
             (b"\x00" * 5000,),
             {
-                "xxh3-128": "370f6b52d361e39c2a0ad28daa5ba039",
-                "blake3": "6b463a2411483999395df77419c7497c2c42053501185aee6cddf844dd6accf4",
+                "xxh3-128": "3738aba020025f738966f7ee8d5c0a37",
+                "blake3": "e6426f592c14f6dadf9cc3390825b73a60327e56358313b3e15519ba57796f5c",
             },
         ),
     ],
@@ -517,3 +546,55 @@ def reordered(value):
 def test_the_encoding_is_equal_exactly_for_equal_typed_values(left, right):
     assert canonical_encoding(left) == canonical_encoding(reordered(left))
     assert (canonical_encoding(left) == canonical_encoding(right)) == (typed(left) == typed(right))
+
+
+# Buffers and paths: the same raw bytes or path text under different types never share an
+# encoding; values Python calls equal (bytes and bytearray, paths of one flavour) always do.
+BUFFER_KINDS = {
+    "bytes": lambda raw: bytes(raw),
+    "bytearray": lambda raw: bytearray(raw),
+    "memoryview": lambda raw: memoryview(bytes(raw)),
+    "array-B": lambda raw: array.array("B", raw),
+    "array-b": lambda raw: array.array("b", raw),
+    "numpy-u1": lambda raw: np.frombuffer(bytes(raw), dtype="u1"),
+    "numpy-i1": lambda raw: np.frombuffer(bytes(raw), dtype="i1"),
+    "numpy-u1-column": lambda raw: np.frombuffer(bytes(raw), dtype="u1").reshape(-1, 1),
+}
+# bytes and bytearray are one kind as far as the encoding (and Python's ==) is concerned.
+SAME_KIND = {"bytearray": "bytes"}
+PATH_KINDS = {"posix": pathlib.PurePosixPath, "windows": pathlib.PureWindowsPath, "str": str}
+path_text = st.lists(st.sampled_from(["a", "b", "data", "x.csv"]), min_size=1, max_size=3).map("/".join)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(sorted(BUFFER_KINDS)),
+    st.binary(max_size=8),
+    st.sampled_from(sorted(BUFFER_KINDS)),
+    st.binary(max_size=8),
+)
+def test_buffers_encode_by_type_and_value(left_kind, left_raw, right_kind, right_raw):
+    left, right = BUFFER_KINDS[left_kind](left_raw), BUFFER_KINDS[right_kind](right_raw)
+    same = (
+        SAME_KIND.get(left_kind, left_kind) == SAME_KIND.get(right_kind, right_kind) and left_raw == right_raw
+    )
+    assert (canonical_encoding(left) == canonical_encoding(right)) == same
+    assert canonical_encoding(left) == canonical_encoding(BUFFER_KINDS[left_kind](left_raw))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sampled_from(sorted(PATH_KINDS)), path_text, st.sampled_from(sorted(PATH_KINDS)), path_text)
+def test_paths_encode_by_flavour_and_value(left_kind, left_text, right_kind, right_text):
+    left, right = PATH_KINDS[left_kind](left_text), PATH_KINDS[right_kind](right_text)
+    assert (canonical_encoding(left) == canonical_encoding(right)) == (
+        left_kind == right_kind and left == right
+    )
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.sampled_from(sorted(BUFFER_KINDS)), st.binary(max_size=8), st.sampled_from(sorted(BUFFER_KINDS)))
+def test_task_keys_follow_the_input_type(left_kind, raw, right_kind):
+    context = task_context(double)
+    left = task_input_hash(context, {"x": BUFFER_KINDS[left_kind](raw)})
+    right = task_input_hash(context, {"x": BUFFER_KINDS[right_kind](raw)})
+    assert (left == right) == (SAME_KIND.get(left_kind, left_kind) == SAME_KIND.get(right_kind, right_kind))

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from ferroflow import flow, task
+from ferroflow.filesystems import LocalFileSystem
 from ferroflow.results import LiteralResult, PersistedResult
 from ferroflow.runstore import default_store_url, open_store
 from ferroflow.settings import temporary_settings
@@ -269,6 +270,32 @@ def test_a_key_function_returning_a_non_string_fails_the_run():
         my_flow()
 
 
+@pytest.mark.parametrize(
+    "key", ["\ud800", "name-\udcff.csv", "ключ-\udfff"], ids=["lone", "escaped byte", "mixed"]
+)
+def test_a_key_function_returning_text_that_is_not_valid_unicode_fails_the_run(key):
+    @task(cache_key_fn=lambda: key)
+    def keyed():
+        raise AssertionError("the task must not run")
+
+    @flow
+    def my_flow():
+        keyed()
+
+    with pytest.raises(
+        CacheKeyFunctionError,
+        match=r"task 'keyed' returned a string that is not valid Unicode .*lone surrogate",
+    ):
+        my_flow()
+
+
+def test_a_key_function_returning_any_valid_unicode_caches():
+    calls, run = cached_counter(cache_key_fn=lambda: "ключ-🔑-鍵")
+    run(1)
+    assert run(1).name == "Cached"
+    assert calls == [1]
+
+
 def test_a_key_function_returning_none_runs_the_task_uncached():
     calls, run = cached_counter(cache_key_fn=lambda: None)
     run(1)
@@ -384,3 +411,31 @@ def test_cache_commands_see_and_clear_the_engines_entries(monkeypatch):
     cleared = runner.invoke(app, ["cache", "clear", "--task", "double", "--yes"])
     assert cleared.exit_code == 0 and "Deleted 1 cache entry" in cleared.output
     assert run(7).name == "Completed" and calls == [7, 7]
+
+
+def test_a_cache_entry_written_by_another_serializer_than_the_task_now_uses_is_recomputed(tmp_path):
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    calls = []
+
+    def define(serializer):
+        @task(cache_key_fn=lambda: "same-key", result_serializer=serializer, result_storage=storage)
+        def produce():
+            calls.append(serializer)
+            return {"by": serializer}
+
+        @flow
+        def run():
+            return produce(return_state=True)
+
+        return run
+
+    assert define("pickle")().result() == {"by": "pickle"}
+    assert define("pickle")().name == "Cached"
+    with pytest.warns(
+        CachedResultUnavailableWarning,
+        match="written by the 'pickle' serializer, and the task's result serializer is now 'json'",
+    ):
+        state = define("json")()
+    assert state.name == "Completed" and state.result() == {"by": "json"}
+    assert define("json")().name == "Cached"  # the new entry replaced the old one
+    assert calls == ["pickle", "json"]

@@ -1,4 +1,5 @@
 import json
+import os
 import pickle
 import sys
 
@@ -109,6 +110,25 @@ def test_a_folder_is_measured_as_its_files_bytes(tmp_path):
     assert f"folder {tmp_path}" in result.output
 
 
+def test_without_a_terminal_each_finished_case_prints_a_line():
+    result = invoke(
+        "--sample",
+        "records",
+        "--size",
+        "64KiB",
+        "--serializer",
+        "pickle",
+        "--codec",
+        "none",
+        "--codec",
+        "zlib",
+    )
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("[")]
+    assert [line.split(":")[0] for line in lines] == ["[1/2] pickle", "[2/2] pickle+zlib"]
+    assert all("MB/s" in line and "ratio" in line for line in lines)
+
+
 def test_plot_draws_an_image(tmp_path):
     pytest.importorskip("matplotlib")
     result = invoke("--sample", "floats", "--size", "128KiB", "--plot", tmp_path / "bench.png", *ONE_CASE)
@@ -142,3 +162,23 @@ def test_a_level_the_codec_does_not_have_is_an_error():
     )
     assert result.exit_code == 2
     assert "Cannot measure pickle+zlib:42 on sample 'text'" in result.output
+
+
+@pytest.mark.parametrize("size", ["99999999999999999GiB", "1000000GiB"])
+def test_a_sample_larger_than_memory_is_refused_before_it_is_made(size):
+    result = invoke("--sample", "records", "--size", size)
+    assert result.exit_code == 2
+    assert (
+        "would not fit in this machine's memory" in result.output
+        and "Give a --size of at most" in result.output
+    )
+
+
+@pytest.mark.timeout(30)  # reading a FIFO would block
+def test_a_level_out_of_any_range_and_a_fifo_are_errors_not_tracebacks(tmp_path):
+    huge = invoke("--sample", "text", "--size", "16KiB", "--codec", "zstd", "--level", "9" * 20)
+    assert huge.exit_code == 2 and "is out of range" in huge.output
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    piped = invoke(fifo)
+    assert piped.exit_code == 2 and "neither a regular file nor a folder" in piped.output

@@ -14,10 +14,14 @@ EXPIRED_KEY = "77aa" * 16
 FOREVER_KEY = "ffee" * 16
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def home(request, tmp_path, monkeypatch):
+    """FERROFLOW_HOME, its SQLite store the one in force, or a PostgreSQL store."""
     monkeypatch.setenv("FERROFLOW_HOME", str(tmp_path))
-    monkeypatch.delenv("FERROFLOW_RUNSTORE_URL", raising=False)
+    if request.param == "postgresql":
+        monkeypatch.setenv("FERROFLOW_RUNSTORE_URL", request.getfixturevalue("postgresql_url"))
+    else:
+        monkeypatch.delenv("FERROFLOW_RUNSTORE_URL", raising=False)
     monkeypatch.setenv("COLUMNS", "200")
     return tmp_path
 
@@ -78,14 +82,14 @@ def test_cache_ls_shows_key_prefixes_tasks_ages_expiry_and_results(cached):
         "load",
         "5m ago",
         "in 59m",
-        "new (pickle) in local-file-system/dev",
+        "key new in storage local-file-system/dev",  # a saved storage this machine has not
     ]
     assert rows[EXPIRED_KEY[:8]][2:4] == ["2h ago", "expired"]
     assert re.fullmatch(r"\d+s ago", rows[FOREVER_KEY[:8]][2])  # 0s, or a little more on a busy machine
     assert rows[FOREVER_KEY[:8]][3:] == ["never", "literal true"]
 
 
-def test_cache_ls_fits_80_columns_cutting_task_names_before_storage_folders(home):
+def test_cache_ls_fits_80_columns_keeping_task_words_and_file_names(home):
     folder = "/home/someone/.ferroflow/storage"
     now = datetime.now(UTC)
     with open_store() as store:
@@ -103,7 +107,16 @@ def test_cache_ls_fits_80_columns_cutting_task_names_before_storage_folders(home
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
     assert max(len(line) for line in lines) <= 80
-    assert sum(folder in line for line in lines) == 3  # each folder whole, on one line
+    cells = [cell.strip() for line in lines for cell in line.split("│")]
+    # Each path shortened from the middle, its file name whole; the task name broken after "_".
+    for index in range(3):
+        assert any(
+            cell.startswith("/") and "…" in cell and cell.endswith(f"/result-{index}") for cell in cells
+        )
+    shown = " ".join(cells)
+    assert all(
+        re.search(rf"(^|[\s_]){word}(_|\s|$)", shown) for word in "summarize_the_daily_prices".split("_")
+    )
     assert sum("in 2d23h" in line for line in lines) == 3
 
 

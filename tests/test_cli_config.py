@@ -113,11 +113,10 @@ def test_view_shows_the_run_store_url_and_where_it_comes_from(isolated_home, tmp
 
 
 def test_set_refuses_a_bad_run_store_url_listing_the_accepted_forms(isolated_home):
-    result = run("set", "runstore_url=postgresql://db/ferroflow")
+    result = run("set", "runstore_url=mysql://db/ferroflow")
     assert result.exit_code == 1
-    assert (
-        "Invalid value for FERROFLOW_RUNSTORE_URL: Unsupported run store URL 'postgresql://db/ferroflow'"
-        in (result.output)
+    assert "Invalid value for FERROFLOW_RUNSTORE_URL: Unsupported run store URL 'mysql://db/ferroflow'" in (
+        result.output
     )
     assert (
         "sqlite:///relative/path.db, sqlite:////absolute/path.db" in result.output
@@ -149,3 +148,35 @@ def test_a_broken_profile_file_is_reported_not_a_traceback(isolated_home, comman
     assert result.exit_code == 1
     assert "is not valid TOML" in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_value_that_is_not_text_is_refused_not_traced(isolated_home):
+    result = CliRunner().invoke(app, ["config", "set", "runstore_url=sqlite:///\udcff"])
+    assert result.exit_code == 2 and "not UTF-8 text" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_run_store_password_is_never_shown(isolated_home, monkeypatch):
+    url = "postgresql://ferroflow:s3cret-pw@db.internal:5432/runs"
+    result = run("set", f"runstore_url={url}")
+    assert result.exit_code == 0, result.output
+    assert "postgresql://ferroflow:***@db.internal:5432/runs" in result.output
+    viewed = run("view")
+    assert "FERROFLOW_RUNSTORE_URL='postgresql://ferroflow:***@db.internal:5432/runs' (from profile)" in (
+        viewed.output.splitlines()
+    )
+    refused = run("view", env={"FERROFLOW_RUNSTORE_URL": "mysql://ferroflow:s3cret-pw@db/runs"})
+    assert refused.exit_code == 1 and "mysql://ferroflow:***@db/runs" in refused.output
+    for output in (result.output, viewed.output, refused.output):
+        assert "s3cret-pw" not in output
+
+
+def test_a_signing_key_is_stored_but_never_echoed(isolated_home):
+    secret = "a signing secret nobody may read"
+    result = run("set", f"FERROFLOW_RESULTS_SIGNING_KEY={secret}")
+    assert result.exit_code == 0, result.output
+    assert secret not in result.output and "FERROFLOW_RESULTS_SIGNING_KEY='**********'" in result.output
+    assert profile_values(isolated_home) == {"FERROFLOW_RESULTS_SIGNING_KEY": secret}
+    shown = run("view")
+    assert secret not in shown.output and "'**********'" in shown.output
+    assert get_current_settings().results_signing_key.get_secret_value() == secret

@@ -1,5 +1,4 @@
 import json
-import sqlite3
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,10 +17,14 @@ def at(seconds):
     return T0 + timedelta(seconds=seconds)
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def home(request, tmp_path, monkeypatch):
+    """FERROFLOW_HOME, its SQLite store the one in force, or a PostgreSQL store."""
     monkeypatch.setenv("FERROFLOW_HOME", str(tmp_path))
-    monkeypatch.delenv("FERROFLOW_RUNSTORE_URL", raising=False)
+    if request.param == "postgresql":
+        monkeypatch.setenv("FERROFLOW_RUNSTORE_URL", request.getfixturevalue("postgresql_url"))
+    else:
+        monkeypatch.delenv("FERROFLOW_RUNSTORE_URL", raising=False)
     monkeypatch.setenv("COLUMNS", "200")  # rich wraps tables to the terminal width
     return tmp_path
 
@@ -96,7 +99,9 @@ def test_runs_show_gives_states_task_runs_and_results(recorded):
     assert FLOW_RUN in out and "crimson-fox" in out and "day='2024-05-01'" in out
     assert "literal null" in out  # the flow's own result
     assert "Pending > Running > Completed" in out
-    assert "9b1c0f7e (pickle) in local-file-system/dev" in out
+    assert "9b1c0f7e pickle" in out  # the key, which `results inspect` takes
+    # Each result's location whole, on a line of its own.
+    assert out.splitlines()[-1] == "key 9b1c0f7e in storage local-file-system/dev"
     assert "task-loa" in out and "load-0" in out
     assert "Subflow runs" in out and "quiet-owl" in out
 
@@ -121,16 +126,17 @@ def test_runs_show_json(recorded):
 def test_runs_show_explains_unknown_and_ambiguous_ids(recorded):
     unknown = invoke("runs", "show", "zz")
     assert unknown.exit_code == 1
-    assert "No flow run with an id starting with 'zz'" in unknown.output
+    assert "No flow run or task run has an id starting with 'zz'" in unknown.output
     assert "ferroflow runs ls" in unknown.output
     ambiguous = invoke("runs", "show", "3f2")
     assert ambiguous.exit_code == 1
-    assert "several flow run ids" in ambiguous.output and "give more of the id" in ambiguous.output
+    assert "several run ids" in ambiguous.output and "give more of the id" in ambiguous.output
+    assert FLOW_RUN in ambiguous.output and OLDER_RUN in ambiguous.output
 
 
 def test_a_store_from_a_newer_ferroflow_is_reported_not_traced(recorded):
-    with sqlite3.connect(recorded / "ferroflow.db") as connection:
-        connection.execute("UPDATE schema_version SET version = version + 1")
+    with open_store() as store:
+        store._writer.call(lambda db: db.execute("UPDATE schema_version SET version = version + 1"), None)
     result = invoke("runs", "ls")
     assert result.exit_code == 1
     assert "Upgrade ferroflow" in result.output and "Traceback" not in result.output
@@ -179,3 +185,64 @@ def test_every_runs_command_has_help(home, command):
     assert result.exit_code == 0
     assert "Usage: " in result.output and "Examples:" in result.output
     assert "ferroflow runs " + (command[1] if len(command) > 1 else "") in result.output
+
+
+def test_runs_delete_by_id_asks_then_deletes_the_run_its_task_runs_and_subflows(recorded):
+    declined = invoke("runs", "delete", "3f2a", input="n\n")
+    assert declined.exit_code == 1
+    assert "Delete 1 flow run 3f2a9c1e (crimson-fox), with their task runs" in declined.output
+    assert "3f2a9c1e" in invoke("runs", "ls").output
+
+    deleted = invoke("runs", "delete", "3f2a", input="y\n")
+    assert deleted.exit_code == 0, deleted.output
+    assert "Deleted 2 flow runs." in deleted.output  # the run and its subflow run
+    listed = invoke("runs", "ls").output
+    assert "3f2a9c1e" not in listed and "5d6e7f80" not in listed and "3f2b0000" in listed
+    with open_store() as store:
+        assert store.list_states("task-load-1") == []
+
+
+def test_runs_delete_older_than_keeps_the_newer_runs(home):
+    with open_store() as store:
+        store.record_flow_run("old-run", "old", "etl", created=at(0))
+        store.record_flow_run("new-run", "new", "etl")
+    result = invoke("runs", "delete", "--older-than", "30d", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "Deleted 1 flow run." in result.output
+    assert [run["id"] for run in json.loads(invoke("runs", "ls", "--json").output)] == ["new-run"]
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [
+        ((), "Give flow run ids or --older-than (one of them)."),
+        (("abc", "--older-than", "1d"), "Give flow run ids or --older-than (one of them)."),
+        (("--older-than", "soon"), "'soon' is not an age"),
+        (("--older-than", "999999999w"), "give an age of at most"),
+        (("nothing-like-it", "--yes"), "No flow run with an id starting with 'nothing-like-it'"),
+    ],
+)
+def test_runs_delete_explains_what_it_needs(home, arguments, expected):
+    result = invoke("runs", "delete", *arguments)
+    assert result.exit_code != 0
+    assert expected in result.output and "Traceback" not in result.output
+
+
+def test_an_unreachable_postgresql_store_is_named_without_its_password(home, monkeypatch):
+    from postgresql_server import free_port
+
+    pytest.importorskip("psycopg")
+    url = f"postgresql://ferroflow:s3cret-pw@127.0.0.1:{free_port()}/runs"
+    monkeypatch.setenv("FERROFLOW_RUNSTORE_URL", url)
+    for command in (
+        ("runs", "ls"),
+        ("runs", "show", "abc"),
+        ("cache", "ls"),
+        ("runs", "delete", "abc", "-y"),
+    ):
+        result = invoke(*command)
+        assert result.exit_code == 1, command
+        assert (
+            "cannot be reached" in result.output and "postgresql://ferroflow:***@127.0.0.1" in result.output
+        )
+        assert "s3cret-pw" not in result.output and "Traceback" not in result.output

@@ -58,10 +58,14 @@ def test_every_header_field_round_trips(blob_path):
 
     raw_lengths = [len(as_bytes(s)) for s in segments]
     expected = {
-        "format_version": "1.0",
+        "format_version": "1.1",
         "serializer": SERIALIZER,
         "codec": "none",
+        "codec_skipped": None,
         "level": None,
+        "alignment": ALIGNMENT,
+        "key": None,
+        "signed_by": None,
         "raw_length": sum(raw_lengths),
         "stored_length": sum(raw_lengths),
         "checksum_algorithm": "xxh3-64",
@@ -97,7 +101,7 @@ def test_header_repr_names_the_useful_fields(blob_path):
     text = repr(header)
     assert text.startswith("BlobHeader(")
     for part in [
-        "format_version='1.0'",
+        "format_version='2.0'",
         """serializer='{"type": "json"}'""",
         "codec='none'",
         "raw_length=3",
@@ -172,14 +176,14 @@ def test_pickle_protocol_5_out_of_band_buffers_round_trip(blob_path):
 
 
 def test_map_blob_views_are_zero_copy_aligned_and_writable(blob_path):
-    segments = [np.arange(100, dtype=np.float64), b"x" * 10, np.arange(7, dtype=np.complex128)]
+    segments = [np.arange(1001, dtype=np.float64), b"x" * 10, np.arange(7, dtype=np.complex128)]
     write_blob(blob_path, segments, serializer=SERIALIZER)
     file_before = read_file(blob_path)
 
     _, views = map_blob(blob_path)
     addresses = [np.frombuffer(view, dtype=np.uint8).ctypes.data for view in views]
     # All views lie in one mapping at the layout's offsets: nothing was copied out.
-    assert addresses[1] - addresses[0] == 832  # 800 bytes, padded to the alignment
+    assert addresses[1] - addresses[0] == 8064  # 8008 bytes, padded to the alignment
     assert addresses[2] - addresses[1] == ALIGNMENT
     assert all(address % ALIGNMENT == 0 for address in addresses)
 
@@ -340,7 +344,8 @@ def with_new_header(blob: bytes, major: int, minor: int, **changes) -> bytes:
     """`blob` as a writer of format `major.minor` would have framed it, header fields changed."""
     body_length = int.from_bytes(blob[12:16], "little")
     header_end = 16 + body_length + 8
-    payload = blob[-(-header_end // ALIGNMENT) * ALIGNMENT :]
+    alignment = unframe_blob(blob)[0].alignment
+    payload = blob[-(-header_end // alignment) * alignment :]
     body = json.loads(blob[16 : 16 + body_length]) | changes
     encoded = json.dumps(body).encode()
     header = (
@@ -351,22 +356,107 @@ def with_new_header(blob: bytes, major: int, minor: int, **changes) -> bytes:
     )
     header += encoded
     header += int(hash_buffers([header], "xxh3-64"), 16).to_bytes(8, "little")
-    return header + bytes(-len(header) % ALIGNMENT) + payload
+    return header + bytes(-len(header) % alignment) + payload
+
+
+LARGE = b"defg" * 1024  # a payload of 4 KiB or more keeps the 1.x header
 
 
 def test_a_newer_minor_version_with_unknown_fields_is_read():
-    blob = frame_blob([b"abc", b"defg"], serializer="{}")
+    blob = frame_blob([b"abc", LARGE], serializer="{}")
     header, segments = unframe_blob(with_new_header(blob, 1, 9, added_later={"x": 1}))
-    assert segments == [b"abc", b"defg"]
+    assert segments == [b"abc", LARGE]
     assert header.format_version == "1.9"
+    compact = frame_blob([b"abc", b"defg"], serializer="{}")
+    header, segments = unframe_blob(with_new_header(compact, 2, 9, added_later={"x": 1}))
+    assert segments == [b"abc", b"defg"]
+    assert header.format_version == "2.9"
 
 
 def test_a_newer_major_version_is_refused_naming_both_versions(tmp_path):
     path = tmp_path / "future.ffb"
-    path.write_bytes(with_new_header(frame_blob([b"abc"], serializer="{}"), 2, 1))
+    path.write_bytes(with_new_header(frame_blob([LARGE], serializer="{}"), 3, 1))
     for read in (read_header, read_blob, map_blob):
         with pytest.raises(
             UnsupportedFormatError,
-            match=r"future\.ffb.*format version 2\.1.*reads format 1\.x; upgrade ferroflow",
+            match=r"future\.ffb.*format version 3\.1.*reads formats 1\.x and 2\.x; upgrade ferroflow",
         ):
             read(path)
+
+
+# --- format 1.1/2.0: the key, the decompressed size, tiny results -------------------------------
+
+
+def test_a_blob_read_under_another_key_is_refused_as_corrupt(tmp_path):
+    path = tmp_path / "a"
+    write_blob(path, [b"value of a"], serializer="{}", key="results/a")
+    for read in (read_header, read_blob, map_blob, small_load, large_load):
+        assert read(path) is not None  # without a key: no check
+        with pytest.raises(CorruptResultError, match=r'written under the key "results/a", not "results/b"'):
+            read_with_key(read, path, "results/b")
+        read_with_key(read, path, "results/a")
+    with pytest.raises(CorruptResultError, match="copied or moved"):
+        unframe_blob(read_file(path), key="results/b")
+
+
+def read_with_key(read, path, key):
+    if read in (small_load, large_load):
+        return load_blob(path, 2**62 if read is small_load else 0, key=key)
+    return read(path, key=key)
+
+
+def test_a_decompression_bomb_is_refused_before_any_memory_is_allocated(tmp_path):
+    path = tmp_path / "bomb"
+    # 64 MiB of zeros compress to a few KiB; the header says (rightly) how big they get.
+    write_blob(path, [bytes(64 << 20)], serializer="{}", codec="zstd")
+    assert path.stat().st_size < 64 * 1024
+    policy = _core.ReadPolicy(max_decompressed_length=1 << 20)
+    for read in (read_header, read_blob, map_blob):
+        with pytest.raises(
+            CorruptResultError, match=r"67108864 bytes, over the limit of 1048576.*MAX_DECOMPRESSED"
+        ):
+            read(path, policy=policy)
+    with pytest.raises(CorruptResultError, match="over the limit"):
+        load_blob(path, 0, policy=policy)
+    with pytest.raises(CorruptResultError, match="over the limit"):
+        unframe_blob(read_file(path), policy=policy)
+    # An uncompressed blob is bounded by its file, and is not refused.
+    write_blob(path, [bytes(2 << 20)], serializer="{}")
+    assert len(read_blob(path, policy=policy)[1][0]) == 2 << 20
+
+
+def test_a_lying_header_cannot_make_a_small_file_allocate_its_claim(tmp_path):
+    # A header that claims 2 GiB for a few KiB of zstd (its checksum made to match): the limit
+    # refuses it from the header alone, before a byte is decompressed.
+    blob = frame_blob([bytes(1 << 20)], serializer="{}", codec="zstd")
+    header = unframe_blob(blob)[0]
+    assert header.format_version == "2.0"  # the compact header: `g` holds the segments
+    stored = header.segment_stored_lengths[0]
+    claim = 2 << 30
+    lying = with_new_header(blob, 2, 0, g=[[claim, stored]])
+    with pytest.raises(CorruptResultError, match="2147483648 bytes, over the limit of 1073741824"):
+        unframe_blob(lying, policy=_core.ReadPolicy(max_decompressed_length=1 << 30))
+
+
+@pytest.mark.parametrize("codec", _core.CODECS)
+def test_compression_that_would_grow_a_payload_is_skipped_and_the_header_says_so(tmp_path, codec):
+    path = tmp_path / "tiny"
+    written = write_blob(path, [b"43 bytes of a pickled value, roughly......."], serializer="{}", codec=codec)
+    assert (written.codec, written.codec_skipped, written.level) == ("none", codec, None)
+    header, segments = read_blob(path)
+    assert header.codec_skipped == codec and segments == [b"43 bytes of a pickled value, roughly......."]
+    compressible = write_blob(path, [b"a" * 10_000], serializer="{}", codec=codec)
+    assert (compressible.codec, compressible.codec_skipped) == (codec, None)
+
+
+def test_a_tiny_result_carries_at_most_256_bytes_beyond_its_payload(tmp_path):
+    from ferroflow.results.blobs import description_json
+    from ferroflow.serializers import resolve_serializer
+
+    serializer = resolve_serializer("pickle")
+    payload = pickle.dumps({"answer": 42, "question": "?"}, protocol=5)
+    path = tmp_path / "0123456789abcdef0123456789abcdef"  # the length of a generated key
+    header = write_blob(path, [payload], serializer=description_json(serializer), key=path.name, codec="zstd")
+    assert header.format_version == "2.0" and header.alignment == 8
+    assert path.stat().st_size - len(payload) <= 256, path.stat().st_size
+    assert read_blob(path, key=path.name)[1] == [payload]

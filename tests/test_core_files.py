@@ -288,26 +288,52 @@ def test_other_names_are_not_temporary(name):
     assert not is_temporary_file_name(name)
 
 
+READERS = ["read_file", "read_header", "read_blob", "map_blob", "load_blob", "read_file_prefix"]
+
+
+def call_reader(reader, path):
+    read = getattr(_core, reader)
+    if reader == "load_blob":
+        return read(path, 32 * 1024)
+    if reader == "read_file_prefix":
+        return read(path, 1)
+    return read(path)
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="named pipes (FIFOs) are POSIX")
-@pytest.mark.parametrize("reader", ["read_file", "read_header", "read_blob", "map_blob"])
-def test_reads_release_the_gil_while_waiting_on_the_file(tmp_path, reader):
-    # Opening a FIFO blocks until a writer opens it. The writer is this thread, so the call
-    # can only finish if the reading thread let go of the GIL while it waited.
+@pytest.mark.parametrize("reader", READERS)
+def test_a_fifo_is_refused_at_once_without_waiting_for_a_writer(tmp_path, reader):
+    # Opening a FIFO for reading blocks until a writer opens it: a FIFO at a cached result's path
+    # used to stall the flow forever. No writer ever comes here; the read must return by itself.
     fifo = tmp_path / "fifo"
     os.mkfifo(fifo)
     outcome: list[object] = []
-    read = getattr(_core, reader)
 
     def read_in_thread() -> None:
         try:
-            outcome.append(read(fifo))
-        except (ValueError, OSError) as error:  # a FIFO is no blob, and has no size
+            outcome.append(call_reader(reader, fifo))
+        except Exception as error:
             outcome.append(error)
 
-    thread = threading.Thread(target=read_in_thread)
+    thread = threading.Thread(target=read_in_thread, daemon=True)
     thread.start()
-    time.sleep(0.1)  # lets the reader reach its blocking open first
-    open(fifo, "wb").close()  # opening for writing is what unblocks the reader
     thread.join(timeout=30)
-    assert not thread.is_alive()
-    assert len(outcome) == 1
+    if thread.is_alive():
+        open(fifo, "wb").close()  # unblocks the reader, so the test run itself goes on
+        pytest.fail(f"{reader} blocked on a FIFO")
+    [error] = outcome
+    assert isinstance(error, exceptions.CorruptResultError)
+    assert "fifo" in str(error) and "a FIFO (named pipe), not a regular file" in str(error)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+@pytest.mark.parametrize("reader", READERS)
+def test_a_device_is_refused_instead_of_read_without_end(reader):
+    with pytest.raises(exceptions.CorruptResultError, match="/dev/zero is a device, not a regular file"):
+        call_reader(reader, "/dev/zero")
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_a_folder_is_an_is_a_directory_error(tmp_path, reader):
+    with pytest.raises(IsADirectoryError):
+        call_reader(reader, tmp_path)

@@ -134,3 +134,34 @@ def test_the_readme_quick_start_runs_and_hits_the_cache(tmp_path):
         latest = store.list_flow_runs()[0]
         states = {run.task_name: run.state_name for run in store.list_task_runs(latest.id)}
     assert states == {"load_prices": "Cached", "average": "Completed"}
+
+
+def test_the_demo_records_in_a_postgresql_store(tmp_path, postgresql_url):
+    completed = run_demo("--size", "1MiB", "--home", tmp_path / "demo", "--runstore-url", postgresql_url)
+    assert completed.returncode == 0, completed.stderr
+    assert "4 tasks reused by the retry" in completed.stdout and "2 cache hits" in completed.stdout
+    with open_store(postgresql_url) as store:
+        second, first = store.list_flow_runs()
+        assert (first.run_count, first.state_name, second.state_name) == (2, "Completed", "Completed")
+        assert sorted(entry.task_name for entry in store.list_cache_entries()) == [
+            "load_maintenance_log",
+            "record_readings",
+        ]
+    commands = [
+        line.strip() for line in completed.stdout.splitlines() if line.strip().startswith("FERROFLOW_")
+    ]
+    runs_ls = subprocess.run(
+        commands[0],
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=DEMO.parent.parent,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert runs_ls.returncode == 0, runs_ls.stderr
+    assert runs_ls.stdout.count("Completed") == 2
+    # Run again: the demo's cache entries (their results were in the emptied folder) are cleared.
+    again = run_demo("--size", "1MiB", "--home", tmp_path / "demo", "--runstore-url", postgresql_url)
+    assert again.returncode == 0, again.stderr
+    assert "4 tasks reused by the retry" in again.stdout and "Traceback" not in again.stderr

@@ -1,22 +1,34 @@
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
 
 from ferroflow import _core
-from ferroflow.exceptions import StorageNotFoundError, StoragePermissionError, UnsafeKeyError
+from ferroflow.exceptions import (
+    InvalidSettingError,
+    StorageNotFoundError,
+    StoragePermissionError,
+    UnsafeKeyError,
+)
 from ferroflow.filesystems import (
     S3,
     LocalFileSystem,
+    RemoteFileSystem,
     WritableFileSystem,
+    is_unfinished_write,
+    remove_unfinished_writes,
     resolve_storage,
     saved_storages,
+    unfinished_writes,
 )
 from ferroflow.serializers import PickleSerializer
-from ferroflow.settings import temporary_settings
+from ferroflow.settings import get_current_settings, temporary_settings
 
 
 @pytest.fixture
@@ -180,10 +192,51 @@ def test_unknown_storage_types_and_bad_slugs_are_explained(storage):
         resolve_storage(3)
 
 
-def test_a_damaged_saved_storage_says_how_to_repair_it(storage, isolated_home):
+DAMAGED_SAVED_STORAGES = {
+    "truncated": (b'{"basepath": 3', "it is not valid JSON"),
+    "empty": (b"", "it is not valid JSON"),
+    "not UTF-8": (b"\xff\xfe{}", "it is not valid JSON .*utf-8"),
+    "nested beyond reason": (b"[" * 100_000, "it is not valid JSON"),
+    "an array": (b"[1, 2]", "its JSON is an array, not an object"),
+    "null": (b"null", "its JSON is null, not an object"),
+    "a string": (b'"dev"', "its JSON is a string, not an object"),
+    "another type": (
+        b'{"type": "s3", "bucket_path": "b"}',
+        "it describes a 's3' storage, not a local-file-system one",
+    ),
+    "a wrong setting": (
+        b'{"type": "local-file-system", "basepath": 3}',
+        r"its settings are invalid \(basepath: ",
+    ),
+    "an unknown setting": (
+        b'{"basepath": "/x", "colour": "red"}',
+        r"its settings are invalid \(colour: Extra inputs",
+    ),
+}
+
+
+@pytest.mark.parametrize("content, problem", DAMAGED_SAVED_STORAGES.values(), ids=DAMAGED_SAVED_STORAGES)
+def test_a_damaged_saved_storage_names_its_file_and_how_to_repair_it(
+    storage, isolated_home, content, problem
+):
     storage.save("dev")
-    (isolated_home / "storages" / "local-file-system" / "dev.json").write_text('{"basepath": 3')
-    with pytest.raises(StorageNotFoundError, match=r"cannot be read: .* overwrite=True"):
+    path = isolated_home / "storages" / "local-file-system" / "dev.json"
+    path.write_bytes(content)
+    with pytest.raises(StorageNotFoundError) as error:
+        LocalFileSystem.load("dev")
+    message = str(error.value)
+    assert re.search(f"The saved local-file-system storage 'dev' cannot be used: {problem}", message)
+    assert f"Its file is {path}." in message and "save('dev', overwrite=True)" in message
+    with pytest.raises(StorageNotFoundError, match="cannot be used"):
+        resolve_storage("local-file-system/dev")
+
+
+def test_a_saved_storage_that_cannot_be_read_names_its_file(storage, isolated_home):
+    path = isolated_home / "storages" / "local-file-system" / "dev.json"
+    path.mkdir(parents=True)  # a folder where the file should be
+    with pytest.raises(
+        StorageNotFoundError, match=rf"cannot be used: it cannot be read .*Its file is {re.escape(str(path))}"
+    ):
         LocalFileSystem.load("dev")
 
 
@@ -215,3 +268,121 @@ def test_s3_without_any_credentials_says_where_to_put_them(monkeypatch, tmp_path
     with pytest.raises(StoragePermissionError, match="AWS_ACCESS_KEY_ID") as error:
         s3.write_path("k", b"x")
     assert "~/.aws/credentials" in str(error.value)
+
+
+# -- temporary files that killed writers left are removed automatically ---------------------------
+
+
+def leftover(folder, name="result", age=0.0):
+    """A temporary file as a writer killed before its rename leaves it, last changed `age` s ago."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f".{name}.{'0' * 15}1.tmp"
+    path.write_bytes(b"half a result")
+    then = time.time() - age
+    os.utime(path, (then, then))
+    assert is_unfinished_write(path.name)
+    return path
+
+
+def wait_for_the_sweep():
+    thread = unfinished_writes.last_thread
+    if thread is not None:
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+
+
+def test_remove_unfinished_writes_removes_only_old_temporary_files(tmp_path):
+    old = leftover(tmp_path, "a", age=7200)
+    young = leftover(tmp_path, "b", age=10)  # maybe another process's write in progress
+    old_result = tmp_path / "result"
+    old_result.write_bytes(b"a result")
+    os.utime(old_result, (0, 0))
+    (tmp_path / f".folder.{'0' * 15}1.tmp").mkdir()  # a folder with such a name is not one
+    assert remove_unfinished_writes(tmp_path, older_than=3600) == [str(old)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [young.name, "result", f".folder.{'0' * 15}1.tmp"]
+    )
+
+
+def test_remove_unfinished_writes_of_a_missing_folder_removes_nothing(tmp_path):
+    assert remove_unfinished_writes(tmp_path / "gone", older_than=1) == []
+
+
+@pytest.mark.parametrize("write", ["write_blob", "write_path"])
+def test_writing_a_result_sweeps_old_leftovers_from_its_folder(tmp_path, write):
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    old = leftover(tmp_path / "flow", age=7200)
+    young = leftover(tmp_path / "flow", "other", age=1)
+    elsewhere = leftover(tmp_path / "other-flow", age=7200)  # a folder this process did not write to
+    if write == "write_blob":
+        storage.write_blob("flow/new", [b"x"], serializer_json="{}")
+    else:
+        storage.write_path("flow/new", b"x")
+    wait_for_the_sweep()
+    assert not old.exists()
+    assert young.exists() and elsewhere.exists()
+    assert (tmp_path / "flow" / "new").is_file()  # the write itself is unaffected
+
+
+def test_a_folder_is_swept_at_most_once_in_a_while(tmp_path):
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    storage.write_blob("first", [b"x"], serializer_json="{}")
+    wait_for_the_sweep()
+    later = leftover(tmp_path, age=7200)
+    sweeps_before = unfinished_writes.last_thread
+    storage.write_blob("second", [b"x"], serializer_json="{}")
+    assert unfinished_writes.last_thread is sweeps_before  # no second sweep started
+    assert later.exists()  # left to the next sweep (or `ferroflow results prune`)
+
+
+def test_the_age_bound_is_a_setting(tmp_path):
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    fairly_old = leftover(tmp_path, age=120)
+    with temporary_settings(results_unfinished_write_max_age=60):
+        storage.write_blob("new", [b"x"], serializer_json="{}")
+        wait_for_the_sweep()
+    assert not fairly_old.exists()
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "soon"])
+def test_the_age_bound_must_be_a_positive_number_of_seconds(monkeypatch, value):
+    monkeypatch.setenv("FERROFLOW_RESULTS_UNFINISHED_WRITE_MAX_AGE", value)
+    with pytest.raises(InvalidSettingError, match="FERROFLOW_RESULTS_UNFINISHED_WRITE_MAX_AGE"):
+        get_current_settings()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
+def test_the_leftover_of_a_killed_writer_is_removed_by_a_later_write(tmp_path):
+    folder = tmp_path / "results"
+    folder.mkdir()
+    script = (
+        "from ferroflow._core import write_blob\n"
+        "data = bytearray(256 * 2**20)\n"
+        "print('writing', flush=True)\n"
+        f"write_blob({str(folder / 'big')!r}, [data], serializer='{{}}')\n"
+    )
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None and child.stdout.readline().strip() == "writing"
+    deadline = time.monotonic() + 30
+    while not (left := [p for p in folder.iterdir() if is_unfinished_write(p.name)]):
+        assert time.monotonic() < deadline and child.poll() is None, (
+            "the writer finished before it was killed"
+        )
+    child.send_signal(signal.SIGKILL)
+    child.wait(timeout=60)
+    (temporary,) = left
+    assert temporary.exists()
+    os.utime(temporary, (time.time() - 7200,) * 2)  # an hour and more later
+    LocalFileSystem(basepath=str(folder)).write_blob("next", [b"x"], serializer_json="{}")
+    wait_for_the_sweep()
+    assert [p.name for p in folder.iterdir()] == ["next"]
+
+
+def test_a_bucket_write_starts_no_sweep():
+    # An upload leaves no temporary object behind: there is nothing to sweep in a bucket.
+    storage = RemoteFileSystem(basepath="memory://no-sweep/results")
+    before = unfinished_writes.last_thread
+    storage.write_blob("flow/new", [b"x"], serializer_json="{}")
+    storage.write_path("flow/plain", b"x")
+    assert unfinished_writes.last_thread is before
+    assert storage.read_path("flow/plain") == b"x"

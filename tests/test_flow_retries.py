@@ -2,8 +2,13 @@
 earlier attempt of the same flow run returns it ("Cached") instead of running again."""
 
 import asyncio
+import pickle
+from pathlib import Path
 
-from ferroflow import flow, task
+import pytest
+
+from ferroflow import _core, flow, task
+from ferroflow.exceptions import CachedResultUnavailableWarning
 from ferroflow.results import PersistedResult
 
 
@@ -71,8 +76,9 @@ def test_runs_are_matched_by_task_and_call_order():
         flaky()
         return values
 
-    assert squares() == [1, 4, 9]
-    assert ran == [1, 2, 3]  # the retry found every mapped run's result
+    assert squares() == [1, 4, 9]  # each call got its own earlier result back, in call order
+    # The mapped runs run concurrently, so they start in any order; the retry ran none of them.
+    assert sorted(ran) == [1, 2, 3]
 
 
 def test_a_failed_task_runs_again_on_retry():
@@ -148,3 +154,100 @@ def test_async_flow_retries_reuse_async_tasks():
 
     assert asyncio.run(my_flow()) == 20
     assert ran == [2]
+
+
+# --- an earlier attempt's result that cannot be read back is computed again --------------------------
+
+
+def _delete(result: PersistedResult) -> None:
+    Path(result.storage.path_of(result.storage_key)).unlink()
+
+
+def _damage(result: PersistedResult) -> None:
+    path = Path(result.storage.path_of(result.storage_key))
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # one flipped byte in the payload: the checksum no longer matches
+    path.write_bytes(bytes(data))
+
+
+def _replace_by_another_serializers(result: PersistedResult) -> None:
+    path = Path(result.storage.path_of(result.storage_key))
+    path.unlink()
+    _core.write_blob(
+        str(path), [pickle.dumps("swapped")], serializer='{"type": "pickle", "picklelib": "pickle"}'
+    )
+
+
+@pytest.mark.parametrize(
+    "spoil, error",
+    [
+        (_delete, "missing"),
+        (_damage, "checksum|corrupt"),
+        (_replace_by_another_serializers, "'pickle' serializer"),
+    ],
+    ids=["deleted", "damaged", "replaced"],
+)
+def test_a_retry_whose_earlier_result_cannot_be_read_runs_the_task_again(task_runner, spoil, error):
+    ran = []
+    flaky = Flaky()
+
+    @task(cache_result_in_memory=False, result_serializer="json")
+    def load():
+        ran.append("load")
+        return [1, 2, len(ran)]
+
+    @flow(retries=1, task_runner=task_runner)
+    def pipeline():
+        state = load(return_state=True)
+        if flaky.failures:
+            spoil(state.data)
+            flaky()
+        return state.result()
+
+    with pytest.warns(
+        CachedResultUnavailableWarning, match=rf"task 'load' from an earlier attempt .*({error})"
+    ):
+        assert pipeline() == [1, 2, 2]
+    assert ran == ["load", "load"]
+
+
+def test_a_retry_whose_earlier_subflow_result_is_missing_runs_the_subflow_again():
+    ran = []
+    flaky = Flaky()
+
+    @flow(cache_result_in_memory=False)
+    def child(x):
+        ran.append(x)
+        return {"child": x, "run": len(ran)}
+
+    @flow(retries=1)
+    def parent():
+        state = child(1, return_state=True)
+        if flaky.failures:
+            _delete(state.data)
+            flaky()
+        return state.result()
+
+    with pytest.warns(CachedResultUnavailableWarning, match="subflow 'child' from an earlier attempt"):
+        assert parent() == {"child": 1, "run": 2}
+    assert ran == [1, 1]
+
+
+def test_a_readable_earlier_result_not_in_memory_is_reused_without_a_warning(recwarn):
+    ran = []
+    flaky = Flaky()
+
+    @task(cache_result_in_memory=False)
+    def load():
+        ran.append("load")
+        return [1, 2, 3]
+
+    @flow(retries=1)
+    def pipeline():
+        value = load()
+        flaky()
+        return value
+
+    assert pipeline() == [1, 2, 3]
+    assert ran == ["load"]
+    assert not [w for w in recwarn if issubclass(w.category, CachedResultUnavailableWarning)]

@@ -8,24 +8,31 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from ferroflow import flow, task
+from ferroflow import _core, flow, task
 from ferroflow.exceptions import (
     BucketNotFoundError,
+    CorruptResultError,
     MissingResult,
     StoragePermissionError,
     StorageUnavailableError,
     UnsafeKeyError,
+    UntrustedResultError,
 )
 from ferroflow.filesystems import S3, RemoteFileSystem, WritableFileSystem, resolve_storage
 from ferroflow.results import PersistedResult
+from ferroflow.results.cache_locks import try_acquire
+from ferroflow.results.cache_records import record_storage_for
 from ferroflow.serializers import PickleSerializer
+from ferroflow.settings import temporary_settings
 from s3_servers import Relay, start_moto
 
 MIB = 1024 * 1024
+PACKAGE_PARENT = str(Path(__file__).resolve().parents[1] / "python")
 SECRET = "test-secret-key"
 
 
@@ -369,3 +376,108 @@ def test_the_gil_is_released_during_network_calls(s3_env):
         done.set()
         counter.join()
     assert len(counted) > 5
+
+
+# -- cache records and locks kept in the bucket ----------------------------------------------------
+
+SHARED_CACHE_SCRIPT = """
+import sys
+from ferroflow import flow, task
+from ferroflow.filesystems import S3
+from ferroflow.tasks import task_input_hash
+
+@task(cache_key_fn=task_input_hash, result_storage=S3(bucket_path=sys.argv[1]), persist_result=True)
+def double(x):
+    return x * 2
+
+@flow
+def run(x):
+    return double(x, return_state=True)
+
+state = run(21)
+print(state.name, state.result())
+"""
+
+
+def test_two_homes_sharing_a_bucket_share_cache_hits(s3_env, tmp_path):
+    # Two "machines" with their own run stores find each other's cache records in the bucket.
+    script = tmp_path / "cached_on_s3.py"
+    script.write_text(SHARED_CACHE_SCRIPT)
+    outputs = []
+    for machine in ("machine-a", "machine-b"):
+        env = {**os.environ, "FERROFLOW_HOME": str(tmp_path / machine), "PYTHONPATH": PACKAGE_PARENT}
+        done = subprocess.run(
+            [sys.executable, str(script), "results/shared-cache"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        outputs.append(done.stdout.strip())
+    assert outputs == ["Completed 42", "Cached 42"]
+    records = keys_in(s3_env, "results", "shared-cache/.ferroflow-cache/records/")
+    assert len(records) == 1
+
+
+def test_cache_records_and_locks_on_a_bucket(s3_env):
+    records = record_storage_for(S3(bucket_path="results/records"))
+    assert records.create_only(".ferroflow-cache/records/k", b"first") is True
+    assert records.create_only(".ferroflow-cache/records/k", b"second") is False
+    assert records.read(".ferroflow-cache/records/k") == b"first"
+    records.replace(".ferroflow-cache/records/k", b"third")
+    assert records.read(".ferroflow-cache/records/k") == b"third"
+    assert list(records.list_keys(".ferroflow-cache/records/")) == [".ferroflow-cache/records/k"]
+    assert records.delete(".ferroflow-cache/records/k") is True
+    assert records.delete(".ferroflow-cache/records/k") is False
+    assert records.read(".ferroflow-cache/records/k") is None
+
+    held = try_acquire(records, "cache-key", lease_seconds=60)
+    assert held is not None
+    assert try_acquire(records, "cache-key", lease_seconds=60) is None  # SERIALIZABLE: one holder
+    held.release()
+    again = try_acquire(records, "cache-key", lease_seconds=60)
+    assert again is not None
+    again.release()
+
+
+# -- signed results and read checks --------------------------------------------------------------
+
+
+def test_results_on_s3_are_signed_and_read_with_the_read_checks(s3_env):
+    storage = S3(bucket_path="results/signed")
+    with temporary_settings(results_signing_key="a long enough signing secret"):
+        header = storage.write_blob("signed", [b"payload" * 1000], serializer_json="{}")
+        assert header.signed_by == _core.SigningKey(b"a long enough signing secret").key_id
+        assert storage.read_header("signed").signed_by == header.signed_by
+        _, segments = storage.read_blob("signed")
+        assert segments == [b"payload" * 1000]
+    storage.write_blob("unsigned", [b"x"], serializer_json="{}")
+
+    with temporary_settings(results_require_signature=True):
+        # Signed by a key this reader does not have, and not signed at all: both refused.
+        for key in ("signed", "unsigned"):
+            with pytest.raises(UntrustedResultError):
+                storage.read_blob(key)
+            with pytest.raises(UntrustedResultError):
+                storage.read_header(key)
+    with temporary_settings(
+        results_signing_key="a long enough signing secret", results_require_signature=True
+    ):
+        assert storage.read_header("signed").signed_by == header.signed_by
+
+    # An object copied under another key is refused, as a moved file is.
+    copied = S3(bucket_path="results/signed")
+    copied.write_path("copy", storage.read_path("unsigned"))
+    with pytest.raises(CorruptResultError, match='written under the key "unsigned", not "copy"'):
+        copied.read_blob("copy")
+
+
+def test_a_compressed_result_over_the_decompressed_bound_is_refused_on_s3(s3_env):
+    storage = S3(bucket_path="results/bound")
+    storage.write_blob("big", [bytes(1_000_000)], serializer_json="{}", codec="zstd")
+    with temporary_settings(results_max_decompressed_size=1000):
+        with pytest.raises(CorruptResultError, match="over the limit"):
+            storage.read_header("big")
+        with pytest.raises(CorruptResultError, match="over the limit"):
+            storage.read_blob("big")

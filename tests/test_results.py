@@ -4,15 +4,23 @@ import base64
 import json
 import lzma
 import pickle
+import re
 import threading
 import uuid
 from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ferroflow import _core
-from ferroflow.exceptions import CorruptResultError, MissingResult, PersistenceConfigurationError
+from ferroflow.exceptions import (
+    CorruptResultError,
+    MissingResult,
+    PersistenceConfigurationError,
+    SerializationError,
+)
 from ferroflow.filesystems import LocalFileSystem
 from ferroflow.results import (
     MAP_FROM_BYTES,
@@ -24,6 +32,7 @@ from ferroflow.results import (
     read_result,
     result_from_reference,
 )
+from ferroflow.results.blobs import is_result_file, read_result_document
 from ferroflow.serializers import CompressedSerializer, JSONSerializer, PickleSerializer
 from ferroflow.settings import temporary_settings
 
@@ -343,3 +352,245 @@ def test_default_serializer_comes_from_the_setting(storage_path):
     assert result.serializer_type == "compressed/json"
     header = _core.read_header(storage_path / result.storage_key)
     assert json.loads(header.serializer)["type"] == "compressed/json"
+
+
+# --- a saved storage is read when the run starts ---------------------------------------------------
+
+
+def damage_saved_storage(home: Path, tmp_path: Path) -> Path:
+    LocalFileSystem(basepath=str(tmp_path / "saved")).save("dev")
+    path = home / "storages" / "local-file-system" / "dev.json"
+    path.write_text('{"basepath": ')
+    return path
+
+
+def test_a_damaged_saved_storage_fails_a_task_before_its_function_runs(isolated_home, tmp_path):
+    from ferroflow import flow, task
+    from ferroflow.exceptions import StorageNotFoundError
+
+    path = damage_saved_storage(isolated_home, tmp_path)
+    ran = []
+
+    @task(result_storage="local-file-system/dev", persist_result=True)
+    def expensive():
+        ran.append(1)
+        return [1, 2]
+
+    @flow
+    def pipeline():
+        return expensive(return_state=True)
+
+    state = pipeline(return_state=True)
+    assert state.is_failed() and ran == []
+    with pytest.raises(
+        StorageNotFoundError, match=f"cannot be used: it is not valid JSON .*Its file is {path}"
+    ):
+        state.result()
+
+
+def test_a_damaged_default_storage_block_fails_a_flow_before_it_runs(isolated_home, tmp_path):
+    from ferroflow import flow
+    from ferroflow.exceptions import StorageNotFoundError
+
+    path = damage_saved_storage(isolated_home, tmp_path)
+    ran = []
+
+    @flow(persist_result=True)
+    def pipeline():
+        ran.append(1)
+        return [1]
+
+    with temporary_settings(default_result_storage_block="local-file-system/dev"):
+        with pytest.raises(StorageNotFoundError, match=f"Its file is {path}"):
+            pipeline()
+    assert ran == []
+
+
+def test_a_run_that_persists_nothing_does_not_read_its_saved_storage(isolated_home, tmp_path):
+    damage_saved_storage(isolated_home, tmp_path)
+    factory = ResultFactory.from_task(
+        Definition(persist_result=False, result_storage="local-file-system/dev")
+    )
+    assert factory.create_result("in memory").get() == "in memory"
+
+
+# --- damaged JSON result documents are CorruptResultError ------------------------------------------
+
+JSON_DOCUMENT = PersistedResultBlob(
+    serializer=JSONSerializer().to_description(), data=b'{"a": [1, 2]}'
+).to_json()
+
+DAMAGED_DOCUMENTS = {
+    "truncated": ('{"serializer": {"type": "json"}, "da', "is not valid JSON"),
+    "not UTF-8": (b'{"serializer": \xff}', "is not valid JSON"),
+    "nested beyond reason": ("{" + '"a":[' * 50_000, "is not valid JSON"),
+    "no data": ('{"serializer": {"type": "json"}}', "has no 'data' field"),
+    "no serializer": ('{"data": "e30="}', "has no 'serializer' field"),
+    "serializer is text": (
+        '{"serializer": "json", "data": "e30="}',
+        "its 'serializer' is 'json', not an object",
+    ),
+    "serializer without type": (
+        '{"serializer": {"jsonlib": "json"}, "data": "e30="}',
+        "not an object with a 'type'",
+    ),
+    "type is a number": ('{"serializer": {"type": 7}, "data": "e30="}', "not an object with a 'type'"),
+    "data is a number": ('{"serializer": {"type": "json"}, "data": 3}', "its 'data' is a JSON int"),
+    "data is null": (
+        '{"serializer": {"type": "json"}, "data": null, "prefect_version": "2.7"}',
+        "its 'data' is a JSON NoneType",
+    ),
+    "data not base64": ('{"serializer": {"type": "json"}, "data": "e30"}', "not base64"),
+    "prefect 2 without data": (
+        '{"serializer": {"type": "pickle"}, "prefect_version": "2.7.12"}',
+        "has no 'data' field",
+    ),
+}
+
+
+@pytest.mark.parametrize("document, problem", DAMAGED_DOCUMENTS.values(), ids=DAMAGED_DOCUMENTS)
+def test_a_damaged_result_document_is_corrupt_and_named(tmp_path, document, problem):
+    path = tmp_path / "result.json"
+    path.write_bytes(document if isinstance(document, bytes) else document.encode())
+    with pytest.raises(CorruptResultError, match=f"{re.escape(str(path))}.*{problem}"):
+        read_result(path)
+    if "base64" not in problem:  # the data is decoded only when the value is read
+        with pytest.raises(CorruptResultError):
+            read_result_document(path)
+        assert not is_result_file(path)
+
+
+def test_from_json_of_a_damaged_document_is_corrupt():
+    with pytest.raises(
+        CorruptResultError, match="The JSON text is not a result document: it has no 'data' field"
+    ):
+        PersistedResultBlob.from_json('{"serializer": {"type": "json"}}')
+    assert PersistedResultBlob.from_json(JSON_DOCUMENT).load() == {"a": [1, 2]}
+
+
+def _mutated_documents():
+    """Result documents (ferroflow's and Prefect 2's JSON one) with bytes flipped, cut short or
+    replaced, or with a field swapped for another JSON value. Pickle samples get structural
+    changes only: flipping a pickle's bytes would run arbitrary opcodes."""
+    samples = [JSON_DOCUMENT.encode(), (COMPAT / "json.json").read_bytes()]
+    pickles = [(COMPAT / "pickle.json").read_bytes(), (COMPAT / "compressed_pickle.json").read_bytes()]
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+        lambda children: (
+            st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3)
+        ),
+        max_leaves=6,
+    )
+
+    @st.composite
+    def flipped(draw):
+        data = bytearray(draw(st.sampled_from(samples)))
+        for _ in range(draw(st.integers(1, 4))):
+            data[draw(st.integers(0, len(data) - 1))] = draw(st.integers(0, 255))
+        return bytes(data)
+
+    @st.composite
+    def cut(draw):
+        data = draw(st.sampled_from(samples + pickles))
+        return data[: draw(st.integers(1, len(data) - 1))]
+
+    @st.composite
+    def swapped_field(draw):
+        fields = json.loads(draw(st.sampled_from(samples + pickles)))
+        path = draw(
+            st.sampled_from(
+                [
+                    ("serializer",),
+                    ("data",),
+                    ("serializer", "type"),
+                    ("serializer", "jsonlib"),
+                    ("serializer", "object_decoder"),
+                    ("serializer", "serializer"),
+                ]
+            )
+        )
+        target = fields
+        for name in path[:-1]:
+            target = target[name]
+        if draw(st.booleans()):
+            target[path[-1]] = draw(json_values)
+        else:
+            target.pop(path[-1], None)
+        return json.dumps(fields).encode()
+
+    return st.one_of(flipped(), cut(), swapped_field())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(document=_mutated_documents())
+def test_any_damage_to_a_result_document_is_a_ferroflow_error(tmp_path, document):
+    path = tmp_path / "result.json"
+    path.write_bytes(document)
+    try:
+        read_result(path)
+    except (CorruptResultError, SerializationError):
+        pass  # the document is damaged, or its data does not load with its serializer
+
+
+def test_a_result_file_moved_under_another_key_is_refused_and_a_cached_task_recomputes(tmp_path):
+    from ferroflow import flow, task
+    from ferroflow.exceptions import CorruptResultError
+    from ferroflow.tasks import CachedResultUnavailableWarning
+
+    calls = []
+    storage = LocalFileSystem(basepath=str(tmp_path))
+
+    @task(cache_key_fn=lambda context, parameters: f"square-{parameters['x']}", result_storage=storage)
+    def square(x):
+        calls.append(x)
+        return x * x
+
+    @flow
+    def run(x):
+        return square(x, return_state=True)
+
+    two, three = run(2), run(3)
+    # Someone copies the result of square(2) over that of square(3): a cache hit for 3 would
+    # now return 4.
+    Path(storage.path_of(three.data.storage_key)).write_bytes(
+        Path(storage.path_of(two.data.storage_key)).read_bytes()
+    )
+    moved = PersistedResult.from_reference(three.data.to_reference(), cache_in_memory=False)
+    with pytest.raises(CorruptResultError, match="copied or moved"):
+        moved.get()
+    with pytest.warns(CachedResultUnavailableWarning, match="copied or moved"):
+        again = run(3)
+    assert again.name == "Completed" and again.result() == 9
+    assert calls == [2, 3, 3]
+
+
+def test_a_fifo_at_a_cached_results_path_is_recomputed_not_waited_on(tmp_path):
+    import os
+    import threading
+
+    from ferroflow import flow, task
+    from ferroflow.tasks import CachedResultUnavailableWarning
+
+    storage = LocalFileSystem(basepath=str(tmp_path))
+
+    @task(cache_key_fn=lambda: "fixed", result_storage=storage)
+    def value():
+        return [1, 2, 3]
+
+    @flow
+    def run():
+        return value(return_state=True)
+
+    first = run()
+    path = storage.path_of(first.data.storage_key)
+    os.unlink(path)
+    os.mkfifo(path)
+    outcome = []
+    thread = threading.Thread(target=lambda: outcome.append(run()), daemon=True)
+    with pytest.warns(CachedResultUnavailableWarning, match="FIFO"):
+        thread.start()
+        thread.join(timeout=60)
+    if thread.is_alive():
+        open(path, "wb").close()
+        pytest.fail("the flow blocked on a FIFO at the result's path")
+    assert outcome[0].result() == [1, 2, 3]

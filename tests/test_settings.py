@@ -237,7 +237,14 @@ def test_a_blank_store_url_means_unset(isolated_home, monkeypatch):
     assert default_store_url() == f"sqlite:///{isolated_home / 'ferroflow.db'}"
 
 
-BAD_STORE_URLS = ["postgresql://db/ferroflow", "sqlite:///", "sqlite://runs.db", "runs.db", "memory://x"]
+BAD_STORE_URLS = [
+    "mysql://db/ferroflow",
+    "postgresql:///",
+    "sqlite:///",
+    "sqlite://runs.db",
+    "runs.db",
+    "memory://x",
+]
 
 
 @pytest.mark.parametrize("url", BAD_STORE_URLS)
@@ -263,3 +270,66 @@ def test_a_bad_store_url_is_refused_by_config_set_temporary_settings_and_open_st
     with pytest.raises(ValueError) as from_open_store:
         open_store("mysql://db")
     assert str(from_open_store.value) == f"Unsupported run store URL 'mysql://db': use {RUNSTORE_URL_FORMS}"
+
+
+# --- blank or unknown names are errors, not silent fallbacks ---------------------------------------
+
+
+@pytest.mark.parametrize("blank", ["", "   "])
+def test_a_blank_home_is_an_error_saying_what_is_expected(monkeypatch, blank):
+    monkeypatch.setenv("FERROFLOW_HOME", blank)
+    with pytest.raises(
+        InvalidSettingError, match="FERROFLOW_HOME is set but blank. Expected the path of ferroflow's folder"
+    ):
+        get_current_settings()
+    with pytest.raises(InvalidSettingError, match="FERROFLOW_HOME is set but blank"):
+        profiles_path()
+
+
+def test_a_blank_home_given_in_code_is_refused_too():
+    with pytest.raises(InvalidSettingError, match="FERROFLOW_HOME is set but blank"):
+        with temporary_settings(home=""):
+            pass
+
+
+def test_a_profile_that_does_not_exist_is_an_error_listing_the_profiles(isolated_home, monkeypatch):
+    write_toml(isolated_home / "profiles.toml", "[profiles.default]\n[profiles.ci]\n[profiles.prod]\n")
+    monkeypatch.setenv("FERROFLOW_PROFILE", "prdo")
+    with pytest.raises(InvalidSettingError) as error:
+        get_current_settings()
+    message = str(error.value)
+    assert "FERROFLOW_PROFILE='prdo' names no profile" in message
+    assert f"a profile in {isolated_home / 'profiles.toml'} (its profiles are ci, default, prod)" in message
+    assert "unset FERROFLOW_PROFILE" in message
+
+
+def test_a_profile_is_required_even_without_a_profile_file(monkeypatch):
+    monkeypatch.setenv("FERROFLOW_PROFILE", "ci")
+    with pytest.raises(InvalidSettingError, match=r"names no profile.*it has no profiles yet"):
+        get_current_settings()
+
+
+def test_a_blank_profile_name_is_an_error(monkeypatch):
+    monkeypatch.setenv("FERROFLOW_PROFILE", "")
+    with pytest.raises(InvalidSettingError, match="FERROFLOW_PROFILE is set but blank"):
+        get_current_settings()
+
+
+def test_the_default_profile_may_be_chosen_before_it_exists(monkeypatch, isolated_home):
+    monkeypatch.setenv("FERROFLOW_PROFILE", "default")
+    assert get_current_settings().home == isolated_home
+
+
+def test_config_set_creates_the_profile_the_environment_names(isolated_home):
+    env = {"FERROFLOW_PROFILE": "ci"}
+    done = CliRunner().invoke(app, ["config", "set", "FERROFLOW_RESULTS_FSYNC=true"], env=env)
+    assert done.exit_code == 0, done.output
+    viewed = CliRunner().invoke(app, ["config", "view"], env=env)
+    assert viewed.exit_code == 0 and "FERROFLOW_RESULTS_FSYNC='true' (from profile)" in viewed.output
+
+
+def test_the_cli_reports_an_unknown_profile_without_a_traceback():
+    done = CliRunner().invoke(app, ["config", "view"], env={"FERROFLOW_PROFILE": "nope"})
+    assert done.exit_code != 0
+    assert "FERROFLOW_PROFILE='nope' names no profile" in done.output
+    assert "Traceback" not in done.output

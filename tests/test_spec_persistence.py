@@ -10,7 +10,11 @@ from ferroflow.exceptions import MissingResult
 
 
 def stored_files(root: Path) -> list[Path]:
-    return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
+    """The result files under `root` (the task cache's records live beside them, in
+    `.ferroflow-cache`, and are not results)."""
+    if not root.exists():
+        return []
+    return sorted(p for p in root.rglob("*") if p.is_file() and ".ferroflow-cache" not in p.parts)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ for file system calls, so other Python threads run meanwhile.
 
 Errors: CorruptResultError, UnsupportedFormatError and UnsafeKeyError (from
 ferroflow.exceptions, re-exported here) for damaged data, unreadable formats and unsafe keys;
+UntrustedResultError (a CorruptResultError) for a blob refused by a `ReadPolicy`'s signature check;
 BucketNotFoundError, StoragePermissionError and StorageUnavailableError (likewise) for an
 object store's missing bucket, refused credentials and unreachable endpoint; ValueError for
 invalid arguments; the matching OSError subclass for a failed file operation (a missing stored
@@ -28,6 +29,7 @@ from ferroflow.exceptions import StoragePermissionError as StoragePermissionErro
 from ferroflow.exceptions import StorageUnavailableError as StorageUnavailableError
 from ferroflow.exceptions import UnsafeKeyError as UnsafeKeyError
 from ferroflow.exceptions import UnsupportedFormatError as UnsupportedFormatError
+from ferroflow.exceptions import UntrustedResultError as UntrustedResultError
 
 __all__ = [
     "BlobHeader",
@@ -37,11 +39,14 @@ __all__ = [
     "HASH_ALGORITHMS",
     "Hasher",
     "ObjectInfo",
+    "ReadPolicy",
+    "SigningKey",
     "Store",
     "StoragePermissionError",
     "StorageUnavailableError",
     "UnsafeKeyError",
     "UnsupportedFormatError",
+    "UntrustedResultError",
     "__version__",
     "atomic_write",
     "compress",
@@ -53,6 +58,7 @@ __all__ = [
     "map_blob",
     "read_blob",
     "read_file",
+    "read_file_prefix",
     "read_header",
     "resolve_key",
     "unframe_blob",
@@ -222,6 +228,23 @@ class BlobHeader:
         """When the blob was framed, as an aware UTC datetime."""
 
     @property
+    def alignment(self) -> int:
+        """Segments start at multiples of this many bytes (64; 8 for a payload under 4 KiB)."""
+
+    @property
+    def key(self) -> str | None:
+        """The storage key the blob was written under; None when the writer gave none."""
+
+    @property
+    def codec_skipped(self) -> str | None:
+        """The codec asked for but not applied because it would not have made the payload
+        smaller (`codec` is then "none"); None otherwise."""
+
+    @property
+    def signed_by(self) -> str | None:
+        """The id of the `SigningKey` that signed the blob; None when it is not signed."""
+
+    @property
     def segment_raw_lengths(self) -> list[int]:
         """Each segment's uncompressed length, in order."""
 
@@ -232,6 +255,40 @@ class BlobHeader:
     def to_dict(self) -> dict[str, Any]:
         """Every property above, by name, in a plain dict."""
 
+@final
+class SigningKey:
+    """A key that signs blobs (a keyed BLAKE3 MAC over the header and the segment checksums) and
+    verifies their signatures. The MAC key and the public `key_id` are derived from `material`."""
+
+    def __new__(cls, material: bytes) -> SigningKey:
+        """Raises ValueError when `material` is shorter than 16 bytes."""
+
+    @property
+    def key_id(self) -> str:
+        """16 hex digits naming the key in the headers it signs; reveals nothing of the key."""
+
+@final
+class ReadPolicy:
+    """What a read checks besides integrity, before it returns any of a blob's payload."""
+
+    def __new__(
+        cls,
+        *,
+        verification_keys: Sequence[SigningKey] | None = None,
+        require_signature: bool = False,
+        max_decompressed_length: int | None = None,
+    ) -> ReadPolicy:
+        """A blob signed by one of `verification_keys` is verified (a wrong MAC is refused).
+        With `require_signature`, a blob not signed by one of them is refused too. A compressed
+        blob that would decompress to more than `max_decompressed_length` bytes is refused."""
+
+    @property
+    def verification_key_ids(self) -> list[str]: ...
+    @property
+    def require_signature(self) -> bool: ...
+    @property
+    def max_decompressed_length(self) -> int | None: ...
+
 def write_blob(
     path: _Path,
     segments: Iterable[Buffer],
@@ -241,6 +298,8 @@ def write_blob(
     level: int | None = None,
     threads: int = 1,
     durable: bool = False,
+    key: str | None = None,
+    signing_key: SigningKey | None = None,
 ) -> BlobHeader:
     """Frame `segments` into a blob and write it to `path` atomically, in one pass.
 
@@ -255,6 +314,8 @@ def write_blob(
         level: the codec's level; None for its default (must be None without a codec).
         threads: worker threads for lzma and zstd.
         durable: also fsync the file and its folder, so the blob survives a power loss.
+        key: the storage key, recorded in the header; a read given another key refuses the blob.
+        signing_key: signs the blob.
 
     Returns:
         The header written.
@@ -272,11 +333,13 @@ def frame_blob(
     codec: str = "none",
     level: int | None = None,
     threads: int = 1,
+    key: str | None = None,
+    signing_key: SigningKey | None = None,
 ) -> bytes:
     """The blob `write_blob` would write, in memory.
 
     Args:
-        segments, serializer, codec, level, threads: as for `write_blob`.
+        segments, serializer, codec, level, threads, key, signing_key: as for `write_blob`.
 
     Returns:
         The whole blob.
@@ -285,26 +348,36 @@ def frame_blob(
         ValueError, TypeError: as for `write_blob`.
     """
 
-def read_blob(path: _Path) -> tuple[BlobHeader, list[bytes]]:
+def read_blob(
+    path: _Path, *, key: str | None = None, policy: ReadPolicy | None = None
+) -> tuple[BlobHeader, list[bytes]]:
     """Read and verify a blob file (every checksum, before decompressing).
 
     Args:
         path: the blob file.
+        key: the storage key asked for: a blob whose header records another key was copied or
+            moved, and is refused as corrupt.
+        policy: signatures and the decompressed size, checked before any payload is read.
 
     Returns:
         Its header and its decompressed segments, each in a new bytes object.
 
     Raises:
-        CorruptResultError: the file is damaged or truncated, or is no ferroflow blob.
+        CorruptResultError: the file is damaged or truncated, is no ferroflow blob, is not a
+            regular file (a FIFO, a device), records another key, or is over the policy's
+            decompressed size.
+        UntrustedResultError: the policy's signature check failed.
         UnsupportedFormatError: the blob was written in a newer, incompatible format version.
         OSError: the file could not be read (FileNotFoundError, ...).
     """
 
-def map_blob(path: _Path) -> tuple[BlobHeader, list[memoryview]]:
+def map_blob(
+    path: _Path, *, key: str | None = None, policy: ReadPolicy | None = None
+) -> tuple[BlobHeader, list[memoryview]]:
     """Memory-map and verify a blob file.
 
     Args:
-        path: the blob file.
+        path, key, policy: as for `read_blob`.
 
     Returns:
         Its header and its segments as writable memoryviews: of a private (copy-on-write) map of
@@ -315,11 +388,13 @@ def map_blob(path: _Path) -> tuple[BlobHeader, list[memoryview]]:
         CorruptResultError, UnsupportedFormatError, OSError: as for `read_blob`.
     """
 
-def load_blob(path: _Path, map_from: int) -> tuple[BlobHeader, list[bytes] | list[memoryview]]:
+def load_blob(
+    path: _Path, map_from: int, *, key: str | None = None, policy: ReadPolicy | None = None
+) -> tuple[BlobHeader, list[bytes] | list[memoryview]]:
     """Read and verify a blob file the cheapest way for its size, in one call.
 
     Args:
-        path: the blob file.
+        path, key, policy: as for `read_blob`.
         map_from: files of this many bytes or more are mapped, as by `map_blob`; smaller ones
             are read, as by `read_blob`.
 
@@ -330,11 +405,14 @@ def load_blob(path: _Path, map_from: int) -> tuple[BlobHeader, list[bytes] | lis
         CorruptResultError, UnsupportedFormatError, OSError: as for `read_blob`.
     """
 
-def unframe_blob(data: Buffer) -> tuple[BlobHeader, list[bytes]]:
+def unframe_blob(
+    data: Buffer, *, key: str | None = None, policy: ReadPolicy | None = None
+) -> tuple[BlobHeader, list[bytes]]:
     """Verify a blob held in memory (as `frame_blob` returns it).
 
     Args:
         data: the whole blob.
+        key, policy: as for `read_blob`.
 
     Returns:
         Its header and its decompressed segments, each in a new bytes object.
@@ -344,11 +422,11 @@ def unframe_blob(data: Buffer) -> tuple[BlobHeader, list[bytes]]:
         UnsupportedFormatError: the blob was written in a newer, incompatible format version.
     """
 
-def read_header(path: _Path) -> BlobHeader:
+def read_header(path: _Path, *, key: str | None = None, policy: ReadPolicy | None = None) -> BlobHeader:
     """The header of a blob file, verified, without reading its payload.
 
     Args:
-        path: the blob file.
+        path, key, policy: as for `read_blob` (a signature check reads the trailer too).
 
     Returns:
         The header.
@@ -379,7 +457,16 @@ def read_file(path: _Path) -> bytes:
     """The whole content of the file at `path`.
 
     Raises:
+        CorruptResultError: `path` is not a regular file (a FIFO, a device): refused at once.
         OSError: the file could not be read, or changed size while it was read.
+    """
+
+def read_file_prefix(path: _Path, length: int) -> bytes:
+    """The first `length` bytes of the file at `path` (fewer when it is shorter).
+
+    Raises:
+        CorruptResultError: `path` is not a regular file (a FIFO, a device): refused at once.
+        OSError: the file could not be read.
     """
 
 def resolve_key(base: _Path, key: str) -> str:
@@ -498,18 +585,21 @@ class Store:
         codec: str = "none",
         level: int | None = None,
         threads: int = 1,
+        signing_key: SigningKey | None = None,
     ) -> BlobHeader:
         """Frame `segments` as `write_blob` does for a file and upload the blob to `key`, the
         segments sent from their own memory (no copy; they are held until the upload ends): one
         PUT up to the multipart threshold, else a multipart upload of slices of them. The object
-        appears whole or not at all."""
+        appears whole or not at all. The header records `key` and, with `signing_key`, is signed."""
 
-    def read_blob(self, key: str) -> tuple[BlobHeader, list[memoryview]]:
+    def read_blob(self, key: str, *, policy: ReadPolicy | None = None) -> tuple[BlobHeader, list[memoryview]]:
         """Read the blob at `key` into one buffer and verify every checksum; the segments are
-        views of that buffer (decompressed buffers for a compressed blob)."""
+        views of that buffer (decompressed buffers for a compressed blob). A blob recording
+        another key is refused, and `policy`'s checks are made, as for a file."""
 
-    def read_header(self, key: str) -> BlobHeader:
-        """The verified header of the blob at `key`, read with a ranged GET of its start."""
+    def read_header(self, key: str, *, policy: ReadPolicy | None = None) -> BlobHeader:
+        """The verified header of the blob at `key`, read with a ranged GET of its start (and of
+        its trailer when a signature is verified); checked as `read_blob` checks."""
 
     def put(self, key: str, segments: Iterable[Buffer]) -> int:
         """Upload `segments`, one after another, as the object at `key` (replacing it), without

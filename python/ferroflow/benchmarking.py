@@ -1,7 +1,7 @@
 """Measuring serializers on the user's own data: the logic behind `ferroflow bench`.
 
 For one input (a pickle file, a NumPy `.npy` file, a folder of files or a built-in sample) and a
-grid of cases (serializer x codec x level), each case runs in a fresh child process that:
+grid of cases (serializer x codec x level), each case runs in a child process (one for all cases where
 
 1. loads the input value (not timed);
 2. *dump*, `repeat` times: `PersistedResult.create(value, ...)` into a temporary folder, i.e.
@@ -26,6 +26,7 @@ value during the load phase, so one copy of the data is never counted.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import gc
 import math
@@ -66,10 +67,26 @@ CODEC_LEVELS: dict[str, dict[str, int]] = {
 LEVEL_NAMES = ("low", "default", "high")
 NO_CODEC = "none"
 CODECS = (NO_CODEC, *CORE_CODECS)
+#: The quick grid `ferroflow bench` measures unless asked for the full one: every codec at its
+#: fastest level, which is where each codec's trade-off shows, and zstd (the codec most results
+#: should use) at its default too. The full grid adds every codec's default and high levels.
+QUICK_LEVELS: dict[str, tuple[str, ...]] = {
+    "zstd": ("low", "default"),
+    "zlib": ("low",),
+    "bz2": ("low",),
+    "lzma": ("low",),
+}
 SAMPLE_KINDS = ("text", "records", "floats", "random")
 RANKINGS = ("dump", "load", "ratio", "balanced")
-#: Repeats whose throughput spreads more than this (max - min over min) are reported as noisy.
-NOISE_THRESHOLD = 0.10
+#: A case whose two fastest runs of a phase differ by more than this (relative to the fastest)
+#: is reported as noisy: the best time is then not confirmed by a second run.
+NOISE_THRESHOLD = 0.25
+#: Without an explicit repeat count, each phase runs until its runs total this many seconds, at
+#: least twice (so that two runs can confirm each other) unless one run alone takes longer than
+#: `SINGLE_RUN_SECONDS`, and at most `AUTO_MAX_RUNS` times.
+AUTO_BUDGET_SECONDS = 0.5
+SINGLE_RUN_SECONDS = 0.5
+AUTO_MAX_RUNS = 3
 
 Ranking = Literal["dump", "load", "ratio", "balanced"]
 
@@ -94,6 +111,8 @@ _SIZE_UNITS = {
     "mib": 2**20,
     "gib": 2**30,
 }
+# A sample is held as a value, its pickle, a loaded copy and a blob at once, with their overheads.
+SAMPLE_MEMORY_FACTOR = 4
 _SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
 
 
@@ -109,6 +128,22 @@ def parse_size(text: str) -> int:
     size = int(float(match.group(1)) * _SIZE_UNITS[unit])
     if size <= 0:
         raise BenchmarkError(f"The size {text!r} is zero; give a positive size, e.g. 16MiB.")
+    return size
+
+
+def check_sample_size(size: int) -> int:
+    """`size` if a sample that large fits in this machine's memory a few times over (the sample,
+    its pickle, a loaded copy and the compressed blob are held at once), else a BenchmarkError."""
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):  # not a POSIX system: no bound known
+        return size
+    if size * SAMPLE_MEMORY_FACTOR > memory:
+        raise BenchmarkError(
+            f"A sample of {format_bytes(size)} would not fit in this machine's memory "
+            f"({format_bytes(memory)}; a sample needs about {SAMPLE_MEMORY_FACTOR}x its size). "
+            f"Give a --size of at most {format_bytes(memory // SAMPLE_MEMORY_FACTOR)}."
+        )
     return size
 
 
@@ -237,6 +272,11 @@ def source_from_path(path: str | os.PathLike[str]) -> DataSource:
             f"{str(location)!r} does not exist. Give a pickle file, a .npy file or a folder, "
             "or use a built-in sample: --sample records."
         )
+    if not (location.is_dir() or location.is_file()):
+        raise BenchmarkError(
+            f"{str(location)!r} is neither a regular file nor a folder (a FIFO, socket or device); "
+            "give a pickle file, a .npy file or a folder."
+        )
     if location.is_dir():
         size = sum(path.stat().st_size for path in _folder_files(location))
         if size == 0:
@@ -326,12 +366,18 @@ def parse_levels(texts: Sequence[str]) -> list[int | str]:
             levels.append(text)
             continue
         try:
-            levels.append(int(text))
+            level = int(text)
         except ValueError:
             raise BenchmarkError(
                 f"Cannot read the level {text!r}: give an integer (e.g. 3) or one of "
                 f"{', '.join(LEVEL_NAMES)}."
             ) from None
+        if not -(2**31) <= level < 2**31:
+            raise BenchmarkError(
+                f"The level {text} is out of range: every codec's levels lie between -131072 "
+                "(zstd's fastest) and 22 (zstd's strongest)."
+            )
+        levels.append(level)
     return levels
 
 
@@ -349,6 +395,20 @@ def case_grid(
                 case = Case(serializer, codec, level)
                 if case not in cases:
                     cases.append(case)
+    return cases
+
+
+def quick_grid(serializers: Sequence[str], codecs: Sequence[str] = CODECS) -> list[Case]:
+    """The cases measured by default: each serializer uncompressed and with each codec at the
+    levels of `QUICK_LEVELS`."""
+    cases: list[Case] = []
+    for codec in codecs:
+        if codec not in CODECS:
+            raise BenchmarkError(f"Unknown codec {codec!r}. Known codecs: {', '.join(CODECS)}.")
+    for serializer in serializers:
+        for codec in codecs:
+            levels = () if codec == NO_CODEC else QUICK_LEVELS[codec]
+            cases.extend(case for case in case_grid([serializer], [codec], levels) if case not in cases)
     return cases
 
 
@@ -417,13 +477,21 @@ class CaseResult:
         return self.input_bytes / self.stored_bytes
 
     @property
-    def spread(self) -> float:
-        """The larger relative spread of the dump and load times: (max - min) / min."""
-        return max(_relative_spread(self.dump_seconds), _relative_spread(self.load_seconds))
+    def spread(self) -> float | None:
+        """How far the two fastest runs of a phase are apart, relative to the fastest (the larger
+        of dump and load); None when no phase ran twice."""
+        spreads = [
+            spread
+            for spread in (_relative_spread(self.dump_seconds), _relative_spread(self.load_seconds))
+            if spread is not None
+        ]
+        return max(spreads) if spreads else None
 
     @property
     def noisy(self) -> bool:
-        return self.spread > NOISE_THRESHOLD
+        """Whether the best time of a phase is contradicted by its next best: on a busy machine
+        runs slow down at random, so two close runs confirm the best one."""
+        return self.spread is not None and self.spread > NOISE_THRESHOLD
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -445,8 +513,11 @@ class CaseResult:
         }
 
 
-def _relative_spread(seconds: Sequence[float]) -> float:
-    return (max(seconds) - min(seconds)) / min(seconds) if len(seconds) > 1 else 0.0
+def _relative_spread(seconds: Sequence[float]) -> float | None:
+    if len(seconds) < 2:
+        return None
+    fastest, second = sorted(seconds)[:2]
+    return (second - fastest) / fastest
 
 
 class PeakMemory:
@@ -490,8 +561,20 @@ def _max_rss_bytes() -> int:
     return peak if sys.platform == "darwin" else peak * 1024  # bytes on macOS, KiB elsewhere
 
 
-def measure_case(source: DataSource, case: Case, repeat: int, folder: str) -> CaseResult:
-    """Time `repeat` dumps, then `repeat` loads of the source's value (module docstring)."""
+def _enough_runs(seconds: Sequence[float], repeat: int | None) -> bool:
+    """Whether a phase has run enough: `repeat` times if given, else as AUTO_* say."""
+    if repeat is not None:
+        return len(seconds) >= repeat
+    if len(seconds) >= AUTO_MAX_RUNS:
+        return True
+    if len(seconds) == 1:
+        return seconds[0] > SINGLE_RUN_SECONDS
+    return sum(seconds) >= AUTO_BUDGET_SECONDS
+
+
+def measure_case(source: DataSource, case: Case, repeat: int | None, folder: str) -> CaseResult:
+    """Time dumps, then loads of the source's value (module docstring): `repeat` of each, or
+    with `repeat=None` as many as `_enough_runs` asks for."""
     from ferroflow.filesystems import LocalFileSystem
     from ferroflow.results import PersistedResult
     from ferroflow.settings import temporary_settings
@@ -503,12 +586,14 @@ def measure_case(source: DataSource, case: Case, repeat: int, folder: str) -> Ca
     PersistedResult.create([b"warm-up"], storage=storage, serializer=serializer, storage_key="warm-up").get()
     storage.delete("warm-up")
     memory = PeakMemory()
-    dump_seconds = []
+    dump_seconds: list[float] = []
     gc.collect()
     memory.start()
     result: PersistedResult | None = None
     with temporary_settings(results_fsync=False):
-        for attempt in range(repeat):
+        attempt = 0
+        while not _enough_runs(dump_seconds, repeat):
+            attempt += 1
             # A new file each time, as the engine writes (replacing a file would also time the
             # release of the old one); the previous file is removed untimed.
             previous = result
@@ -523,19 +608,20 @@ def measure_case(source: DataSource, case: Case, repeat: int, folder: str) -> Ca
             dump_seconds.append(time.perf_counter() - started)
             if previous is not None:
                 storage.delete(previous.storage_key)
-    assert result is not None  # repeat >= 1
+    assert result is not None  # at least one run
     dump_peak = memory.extra_bytes()
     stored = os.path.getsize(storage.path_of(result.storage_key))
     del value
     gc.collect()
-    load_seconds = []
+    load_seconds: list[float] = []
     memory.start()
-    for _ in range(repeat):
+    while not _enough_runs(load_seconds, repeat):
         reference = PersistedResult.from_reference(result.to_reference(), cache_in_memory=False)
         started = time.perf_counter()
         loaded = reference.get()
         load_seconds.append(time.perf_counter() - started)
         del loaded
+    storage.delete(result.storage_key)  # the folder is the next case's
     return CaseResult(
         case=case,
         input_bytes=source.size,
@@ -551,30 +637,42 @@ def run_cases(
     source: DataSource,
     cases: Iterable[Case],
     *,
-    repeat: int = 3,
+    repeat: int | None = None,
     on_start: Callable[[Case], None] | None = None,
 ) -> Iterator[CaseResult]:
-    """Measure each case in its own fresh process, one after the other (never two at once:
-    they would compete for the cores), yielding each result as it is done."""
-    if repeat < 1:
+    """Measure the cases in a child process, one after the other (never two at once: they would
+    compete for the cores), yielding each result as it is done. `repeat`: runs of each phase
+    (None: as many as needed to confirm the best, see `_enough_runs`).
+
+    Where the peak-memory high-water mark can be reset (Linux), one child measures every case,
+    each phase's peak taken from a reset mark; elsewhere each case gets a fresh child, whose
+    peak cannot be reset. Starting a Python process per case would cost about a second each."""
+    if repeat is not None and repeat < 1:
         raise BenchmarkError(f"--repeat must be at least 1, not {repeat}.")
-    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter: clean peak-memory figures
-    with tempfile.TemporaryDirectory(prefix="ferroflow-bench-") as folder:
+    spawn = multiprocessing.get_context("spawn")  # a fresh interpreter, not a copy of this one
+    # Resetting the mark here too is harmless: this process's peak is not reported.
+    one_child = _reset_high_water_mark()
+    with tempfile.TemporaryDirectory(prefix="ferroflow-bench-") as folder, contextlib.ExitStack() as children:
+        pool: concurrent.futures.ProcessPoolExecutor | None = None
         for case in cases:
             if on_start is not None:
                 on_start(case)
-            with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=spawn) as pool:
-                try:
-                    yield pool.submit(measure_case, source, case, repeat, folder).result()
-                except concurrent.futures.process.BrokenProcessPool as exc:
-                    raise BenchmarkError(
-                        f"The process measuring {case.label} died (out of memory?). Try a smaller "
-                        "input or --size, or leave that case out with --codec/--level."
-                    ) from exc
-                except BenchmarkError:
-                    raise
-                except ValueError as exc:  # e.g. a level the codec does not have, data a serializer refuses
-                    raise BenchmarkError(f"Cannot measure {case.label} on {source.label}: {exc}") from exc
+            if pool is None or not one_child:
+                children.close()  # the previous case's child, if any
+                pool = children.enter_context(
+                    concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=spawn)
+                )
+            try:
+                yield pool.submit(measure_case, source, case, repeat, folder).result()
+            except concurrent.futures.process.BrokenProcessPool as exc:
+                raise BenchmarkError(
+                    f"The process measuring {case.label} died (out of memory?). Try a smaller "
+                    "input or --size, or leave that case out with --codec/--level."
+                ) from exc
+            except BenchmarkError:
+                raise
+            except ValueError as exc:  # e.g. a level the codec does not have, data a serializer refuses
+                raise BenchmarkError(f"Cannot measure {case.label} on {source.label}: {exc}") from exc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -604,12 +702,14 @@ def score(result: CaseResult, results: Sequence[CaseResult], by: Ranking) -> flo
     ) ** (1 / 3)
 
 
-def report(source: DataSource, results: Sequence[CaseResult], by: Ranking, repeat: int) -> dict[str, Any]:
+def report(
+    source: DataSource, results: Sequence[CaseResult], by: Ranking, repeat: int | None
+) -> dict[str, Any]:
     """The JSON document `ferroflow bench --json` prints."""
     ranked = rank(results, by)
     return {
         "input": {"kind": source.kind, "label": source.label, "bytes": source.size},
-        "repeat": repeat,
+        "repeat": "auto" if repeat is None else repeat,
         "rank": by,
         "noise_threshold": NOISE_THRESHOLD,
         "machine": machine_description(),
@@ -639,32 +739,62 @@ def check_plotting() -> None:
 
 
 def plot(results: Sequence[CaseResult], path: str | os.PathLike[str], title: str) -> None:
-    """Draw dump and load throughput against compression ratio, one labelled point per case."""
+    """Draw each case as a row, best first (balanced ranking): its dump and load throughput as two
+    bars of different colours side by side (log scale), and its compression ratio in a second
+    panel. Case names label the rows, so they never overlap however close the figures are."""
     check_plotting()
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")  # files only: no display needed
     from matplotlib import pyplot
 
-    figure, axes = pyplot.subplots(figsize=(9, 6))
-    for attribute, marker, name in (("dump_mb_s", "o", "dump"), ("load_mb_s", "^", "load")):
-        axes.scatter(
-            [r.ratio for r in results], [getattr(r, attribute) for r in results], marker=marker, label=name
-        )
-    for result in results:
-        axes.annotate(
-            result.case.label,
-            (result.ratio, result.dump_mb_s),
-            fontsize=7,
-            xytext=(3, 3),
-            textcoords="offset points",
-        )
-    axes.set_xlabel("compression ratio (input size / stored size)")
-    axes.set_ylabel("throughput, MB/s of input (log scale)")
-    axes.set_yscale("log")
-    axes.set_title(title)
-    axes.grid(True, alpha=0.3)
-    axes.legend()
+    ranked = list(reversed(rank(results, "balanced")))  # matplotlib draws row 0 at the bottom
+    rows = range(len(ranked))
+    height = 0.38
+    figure, (speed, ratio) = pyplot.subplots(
+        1,
+        2,
+        sharey=True,
+        figsize=(11, 1.2 + 0.42 * len(ranked)),
+        gridspec_kw={"width_ratios": [3, 1.2]},
+    )
+    dump_bars = speed.barh(
+        [row + height / 2 for row in rows],
+        [r.dump_mb_s for r in ranked],
+        height,
+        color="#1f77b4",
+        label="dump (write)",
+    )
+    load_bars = speed.barh(
+        [row - height / 2 for row in rows],
+        [r.load_mb_s for r in ranked],
+        height,
+        color="#ff7f0e",
+        label="load (read)",
+    )
+    speed.bar_label(dump_bars, labels=[f"{r.dump_mb_s:,.0f}" for r in ranked], padding=3, fontsize=8)
+    speed.bar_label(load_bars, labels=[f"{r.load_mb_s:,.0f}" for r in ranked], padding=3, fontsize=8)
+    speed.set_xscale("log")
+    fastest = max(max(r.dump_mb_s, r.load_mb_s) for r in ranked)
+    slowest = min(min(r.dump_mb_s, r.load_mb_s) for r in ranked)
+    speed.set_xlim(slowest / 2, fastest * 3)  # room for the figures at the bars' ends
+    speed.set_xlabel("throughput, MB/s of the input (log scale; longer is faster)")
+    speed.set_yticks(list(rows), [r.case.label for r in ranked], fontsize=9)
+    speed.grid(True, axis="x", which="both", alpha=0.3)
+    # Plain numbers (10, 100, 1,000), not powers of ten.
+    speed.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda value, _: f"{value:,.0f}"))
+    speed.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    # Above the bars, where it can hide none of them.
+    speed.legend(loc="lower left", bbox_to_anchor=(0, 1.0), ncols=2, frameon=False, fontsize=9)
+
+    ratio_bars = ratio.barh(list(rows), [r.ratio for r in ranked], 0.6, color="#2ca02c")
+    ratio.bar_label(ratio_bars, labels=[f"{r.ratio:.2f}" for r in ranked], padding=3, fontsize=8)
+    ratio.set_xlim(0, max(r.ratio for r in ranked) * 1.25)
+    ratio.set_xlabel("compression ratio (input / stored)")
+    ratio.grid(True, axis="x", alpha=0.3)
+
+    figure.suptitle(f"{title} (best first, balanced ranking)")
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     pyplot.close(figure)
@@ -677,6 +807,7 @@ __all__ = [
     "DataSource",
     "case_grid",
     "make_sample",
+    "quick_grid",
     "measure_case",
     "parse_size",
     "plot",

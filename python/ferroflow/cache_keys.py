@@ -25,9 +25,12 @@ never valid for two algorithms, whatever later algorithms are added (the two fun
 also differ in length). The NUL ends the name, so a prefix can never be read as a shorter name
 followed by the start of an encoding.
 
-The canonical encoding (version 2; version 1 had the same encoding, keyed by BLAKE3 only and
-without the algorithm in the prefix). Every value is a one-byte tag and a payload; `u64` is an
-unsigned 64-bit little-endian integer and `text` is `u64 length + UTF-8`:
+The canonical encoding (version 3; version 2 encoded every buffer as `b` and every path under one
+type name, so a `bytes`, an `array.array` and a NumPy array with the same raw bytes, or
+`PurePosixPath("a/b")` and `PureWindowsPath("a/b")`, could share a key; version 1 had version 2's
+encoding, keyed by BLAKE3 only and without the algorithm in the prefix). Every value is a one-byte
+tag and a payload; `u64` is an unsigned 64-bit little-endian integer and `text` is
+`u64 length + UTF-8`:
 
     N                                 None
     T / F                             True / False
@@ -35,26 +38,39 @@ unsigned 64-bit little-endian integer and `text` is `u64 length + UTF-8`:
     f  8 bytes                        float: IEEE 754 binary64, little-endian (one NaN for all NaNs)
     c  8 bytes, 8 bytes               complex: real and imaginary parts as floats
     s  text                           str (lone surrogates kept, as "surrogatepass" encodes them)
-    b  u64 length, bytes              bytes, bytearray, memoryview and other buffers: their bytes
+    b  u64 length, bytes              bytes and bytearray (and their subclasses): their bytes
+    B  text type, text format, u64 itemsize, u64 ndim, u64 dims..., u64 length, bytes
+                                      any other buffer (memoryview, array.array, mmap, ...): the
+                                      qualified type name, the buffer's struct format and item
+                                      size, its shape, and its bytes in C order
     l / t  u64 count, values          list / tuple (subclasses such as named tuples included)
     d  u64 count, (key, value)...     dict and other mappings, pairs sorted by the key's encoding
     S  u64 count, values              set / frozenset, members sorted by their encoding
     E  text type, value               Enum member: qualified type name, then its value
     D  text type, u64 count, (text name, value)...   dataclass: its fields in definition order
     M  text type, u64 count, (text name, value)...   pydantic model: its fields, then extra fields
-    A  text dtype, u64 ndim, u64 dims..., u64 length, bytes
-                                      NumPy array: dtype (`dtype.str`, or the field description
-                                      of a structured dtype), shape, and the raw memory in C order
-                                      (a non-contiguous array is made contiguous first: a copy)
-    O  u64 ndim, u64 dims..., values  NumPy array of Python objects: shape, then each element
+    A  text type, text dtype, u64 ndim, u64 dims..., u64 length, bytes
+                                      NumPy array or scalar: the qualified type name
+                                      (`numpy.ndarray`, `numpy.float64`, ...), dtype (`dtype.str`, or
+                                      the field description of a structured dtype), shape, and the
+                                      raw memory in C order (a non-contiguous array is made
+                                      contiguous first: a copy)
+    O  text type, u64 ndim, u64 dims..., values
+                                      NumPy array of Python objects: type name, shape, then each element
     r  text type, text                datetime, date, time, timedelta, Decimal, UUID, paths:
-                                      qualified type name (`pathlib.PurePath` for every path)
-                                      and a canonical text form (ISO 8601, str, POSIX path)
+                                      qualified type name and a canonical text form (ISO 8601,
+                                      str); a path is named by its flavour,
+                                      `pathlib.PurePosixPath` (POSIX form) or
+                                      `pathlib.PureWindowsPath` (POSIX form, lower case: Windows
+                                      paths compare without case)
     p  u64 length, bytes              anything else: its cloudpickle bytes
 
 Numbers keep their type (`1`, `1.0` and `True` differ); equal containers of kinds Python treats
 as interchangeable encode alike (`set`/`frozenset`, `bytes`/`bytearray`); `list` and `tuple`
-differ. The cloudpickle fallback is stable only as far as the object's pickle is: most library
+differ, and so do buffers of different types, formats or shapes holding the same bytes. A
+`pathlib.Path` is a `PurePosixPath` on POSIX systems and a `PureWindowsPath` on Windows, so a path
+input gives different keys on the two; pass `str(path)` (or `path.as_posix()`) for keys that
+agree across them. The cloudpickle fallback is stable only as far as the object's pickle is: most library
 types pickle deterministically, but an object whose pickle holds a set, a memory address or a
 random order gives a different key each time (the task then misses the cache; it never hits a
 wrong entry). Objects that pickling refuses make the key None: the task runs without caching.
@@ -84,7 +100,7 @@ import cloudpickle  # type: ignore[import-untyped]
 import ferroflow._core as _core
 from ferroflow.exceptions import CacheKeyWarning
 
-ENCODING_VERSION = 2
+ENCODING_VERSION = 3
 # The hash of each key function (names as `_core.Hasher` knows them).
 FAST_KEY_ALGORITHM = "xxh3-128"
 CRYPTOGRAPHIC_KEY_ALGORITHM = "blake3"
@@ -188,8 +204,19 @@ class _Encoder:
             self.raw(data)
 
     def buffer(self, value: Any) -> None:
+        """bytes and bytearray: Python compares them by content, so they encode alike."""
         self.pending += b"b"
+        self.raw(value)
+
+    def typed_buffer(self, value: Any) -> None:
+        """Any other buffer (memoryview, array.array, mmap, ...): its type, element format, item
+        size and shape come first, so that equal raw bytes of different kinds never share a key."""
         view = memoryview(value)
+        self.pending += b"B"
+        self.text(_qualified_name(type(value)))
+        self.text(view.format)
+        self.count(view.itemsize)
+        self._shape(view.shape or ())
         if not view.c_contiguous:
             view = memoryview(view.tobytes())
         self.raw(view.cast("B") if view.format != "B" or view.ndim != 1 else view)
@@ -234,9 +261,13 @@ class _Encoder:
 
     def text_form(self, value: Any) -> None:
         self.pending += b"r"
-        if isinstance(value, pathlib.PurePath):
-            # One type name for every flavour: the same path is the same input on every OS.
-            self.text("pathlib.PurePath")
+        if isinstance(value, pathlib.PureWindowsPath):
+            # Tagged by flavour, as Python compares them: PurePosixPath("a/b") differs from
+            # PureWindowsPath("a/b"); Windows paths compare without case, so they are folded.
+            self.text("pathlib.PureWindowsPath")
+            self.text(value.as_posix().lower())
+        elif isinstance(value, pathlib.PurePath):
+            self.text("pathlib.PurePosixPath")
             self.text(value.as_posix())
         else:
             self.text(_qualified_name(type(value)))
@@ -258,7 +289,7 @@ class _Encoder:
         """Types matched by class hierarchy rather than exact type, then the pickle fallback."""
         numpy = sys.modules.get("numpy")
         if numpy is not None and isinstance(value, numpy.ndarray | numpy.generic):
-            self.ndarray(numpy, numpy.asarray(value))
+            self.ndarray(numpy, numpy.asarray(value), _qualified_name(type(value)))
         elif isinstance(value, enum.Enum):
             self.pending += b"E"
             self.text(_qualified_name(type(value)))
@@ -278,17 +309,20 @@ class _Encoder:
                 encode(self, value)
                 return
         try:
-            view = memoryview(value)
+            memoryview(value)
         except TypeError:
             self.pickled(value)
         else:
-            self.buffer(view)
+            self.typed_buffer(value)
 
-    def ndarray(self, numpy: Any, array: Any) -> None:
+    def ndarray(self, numpy: Any, array: Any, kind: str) -> None:
+        """`kind` is the qualified name of the value's type: an array, a matrix or a NumPy scalar
+        with the same dtype and bytes are different inputs."""
         if array.dtype.hasobject:
             key = self._enter(array)
             try:
                 self.pending += b"O"
+                self.text(kind)
                 self._shape(array.shape)
                 for item in array.flat:
                     self.value(item)
@@ -296,6 +330,7 @@ class _Encoder:
                 self.active.discard(key)
             return
         self.pending += b"A"
+        self.text(kind)
         self.text(str(array.dtype.descr) if array.dtype.fields else array.dtype.str)
         self._shape(array.shape)
         if not array.flags.c_contiguous:
@@ -345,7 +380,7 @@ _EXACT_TYPES: dict[type, Callable[[_Encoder, Any], None]] = {
     str: _Encoder.string,
     bytes: _Encoder.buffer,
     bytearray: _Encoder.buffer,
-    memoryview: _Encoder.buffer,
+    memoryview: _Encoder.typed_buffer,
     list: _Encoder.sequence,
     tuple: _Encoder.sequence,
     dict: _Encoder.mapping,

@@ -8,6 +8,7 @@ derive from `FerroflowWarning`, a `UserWarning`, so they are shown by default.
 
     FerroflowException [Exception]
         CorruptResultError [ValueError]
+            UntrustedResultError
         UnsupportedFormatError [ValueError]
         UnsafeKeyError [ValueError]
         ObjectStoreError [OSError]
@@ -34,6 +35,7 @@ derive from `FerroflowWarning`, a `UserWarning`, so they are shown by default.
         StorageNotAvailableError [NotImplementedError]
         RunStoreError [RuntimeError]
             RunStoreLockedError [TimeoutError]
+            RunStoreUnavailableError [ConnectionError]
             RunStoreSchemaError
             UnknownRunError [LookupError]
         CacheKeyFunctionError [ValueError]
@@ -63,6 +65,12 @@ class FerroflowWarning(UserWarning):
 
 class CorruptResultError(FerroflowException, ValueError):
     """Stored bytes failed verification: the result is corrupted or truncated."""
+
+
+class UntrustedResultError(CorruptResultError):
+    """A result was refused before it was loaded because its signature is missing, made by a key
+    that is not trusted, or does not match its content (FERROFLOW_RESULTS_REQUIRE_SIGNATURE).
+    Like a corrupt result, a cached one is computed again."""
 
 
 class UnsupportedFormatError(FerroflowException, ValueError):
@@ -124,6 +132,7 @@ __all__ = [
     "UnfinishedRun",
     "UnsafeKeyError",
     "UnsupportedFormatError",
+    "UntrustedResultError",
 ]
 
 
@@ -211,6 +220,11 @@ class StorageNotFoundError(FerroflowException, ValueError):
     """A storage slug or saved name that no saved storage answers to."""
 
 
+class StorageUnreachableError(FerroflowException, ValueError):
+    """A task runner's workers cannot read the result storage (workers on other machines and a
+    folder of this one)."""
+
+
 class StorageNotAvailableError(FerroflowException, NotImplementedError):
     """A storage type that ferroflow can name but cannot use yet (S3)."""
 
@@ -226,12 +240,22 @@ class RunStoreLockedError(RunStoreError, TimeoutError):
     """The run store's database file stayed locked by another process or thread for too long."""
 
 
+class RunStoreUnavailableError(RunStoreError, ConnectionError):
+    """The run store's database server cannot be reached (or went away); what was recorded meanwhile
+    is held by the writer, within a bound, until it comes back."""
+
+
 class RunStoreSchemaError(RunStoreError):
     """The run store's database was created by a newer ferroflow than the one running."""
 
 
 class UnknownRunError(RunStoreError, LookupError):
     """No flow or task run in the run store matches the given id or id prefix (or several do)."""
+
+    def __init__(self, message: str, candidates: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.candidates = candidates
+        """The ids that start with the prefix given, when several do (some of them); empty when none does."""
 
 
 class CacheKeyWarning(FerroflowWarning):
@@ -243,6 +267,7 @@ __all__ += [
     "RunStoreError",
     "RunStoreLockedError",
     "RunStoreSchemaError",
+    "RunStoreUnavailableError",
     "UnknownRunError",
 ]
 
@@ -253,8 +278,9 @@ class CacheKeyFunctionError(FerroflowException, ValueError):
 
 
 class CachedResultUnavailableWarning(FerroflowWarning):
-    """A cache entry's result file is missing or cannot be read: the task runs again and its
-    new result replaces the entry."""
+    """A cache entry's result file, or the result an earlier attempt of a retried flow run got,
+    is missing or cannot be read: the task (or subflow) runs again; a cache entry is replaced
+    by its new result."""
 
 
 __all__ += ["CacheKeyFunctionError", "CachedResultUnavailableWarning"]

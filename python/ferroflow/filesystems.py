@@ -6,8 +6,12 @@ and framed result blobs (`write_blob`/`read_blob`/`map_blob`/`read_header`), plu
 storage (`..`, an absolute path) is refused.
 
 `LocalFileSystem(basepath=...)` keeps results in a folder; all byte work (framing, checksums,
-atomic writes, memory maps) runs in ferroflow's Rust core. `S3` is a named placeholder: it can be
-configured (so `result_storage=S3(bucket_path=...)` can be written) but raises on use.
+atomic writes, memory maps) runs in ferroflow's Rust core, and each write starts, now and then,
+a sweep of its folder for the temporary files of writes a killed process left. `S3(bucket_path=...)`
+and `RemoteFileSystem(basepath="s3://..." / "gs://..." / "az://...")` keep results as objects
+through the core's object store: the same blobs, signed and checked on reading as files are; an
+upload leaves no temporary object, so buckets are not swept. A bucket storage also keeps the
+cache's records and locks (`record_storage`), with create-only puts.
 
 A storage can be saved under a name (`LocalFileSystem(basepath="/data").save("dev")`) and used
 from any process as `LocalFileSystem.load("dev")` or by its slug `"local-file-system/dev"`
@@ -23,16 +27,29 @@ import functools
 import json
 import os
 import re
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 import ferroflow._core as _core
 from ferroflow._asyncutils import in_async_caller
-from ferroflow.exceptions import StorageNotFoundError, StoragePermissionError
+from ferroflow.exceptions import (
+    StorageNotFoundError,
+    StoragePermissionError,
+)
+from ferroflow.result_trust import read_policy, signing_key
 from ferroflow.settings import get_current_settings
 
 _storage_types: dict[str, type[WritableFileSystem]] = {}
@@ -107,13 +124,16 @@ class WritableFileSystem(BaseModel, abc.ABC):
     ) -> Any:
         """Frame `segments` as a checksummed result blob at `key`; returns its BlobHeader.
 
-        `serializer_json` is the serializer's description as JSON text, kept in the header.
+        `serializer_json` is the serializer's description as JSON text, kept in the header with
+        `key`; the blob is signed with FERROFLOW_RESULTS_SIGNING_KEY when it is set.
         `durable=None` follows the FERROFLOW_RESULTS_FSYNC setting.
         """
 
     @abc.abstractmethod
     def read_blob(self, key: str) -> tuple[Any, list[bytes]]:
-        """(header, segments) of the blob at `key`, verified and decompressed."""
+        """(header, segments) of the blob at `key`, verified and decompressed. A blob written
+        under another key, or refused by the settings (signature, decompressed size), raises
+        CorruptResultError (UntrustedResultError for the signature) before anything is read."""
 
     @abc.abstractmethod
     def map_blob(self, key: str) -> tuple[Any, list[memoryview]]:
@@ -188,21 +208,63 @@ class WritableFileSystem(BaseModel, abc.ABC):
             )
         path = _saved_path(slug, _checked_name(name))
         try:
-            text = _core.read_file(str(path)).decode()
+            data = _core.read_file(str(path))
         except FileNotFoundError:
             raise StorageNotFoundError(
                 f"No {slug} storage named {name!r} is saved in {path.parent}. "
                 f"{_saved_list(slug)} Save one with {cls.__name__}(...).save({name!r})."
             ) from None
-        try:
-            storage = cls.from_description(json.loads(text))
-            storage._loaded_as(f"{slug}/{name}")
-            return storage
-        except ValueError as exc:  # hand-edited or damaged file
-            raise StorageNotFoundError(
-                f"The saved {slug} storage {name!r} ({path}) cannot be read: {exc}. Save it again "
-                f"with {cls.__name__}(...).save({name!r}, overwrite=True)."
-            ) from exc
+        except OSError as exc:  # a folder in its place, no permission to read it, ...
+            raise _damaged_saved_storage(cls, slug, name, path, f"it cannot be read ({exc})") from exc
+        storage = _saved_storage_from(cls, slug, name, path, data)
+        storage._loaded_as(f"{slug}/{name}")
+        return storage
+
+
+def _saved_storage_from(
+    storage_type: type[WritableFileSystem], slug: str, name: str, path: Path, data: bytes
+) -> WritableFileSystem:
+    """The storage a saved file's bytes describe, or a StorageNotFoundError naming the file and
+    saying what is wrong with it (hand-edited, truncated or damaged files)."""
+    try:
+        description = json.loads(data.decode("utf-8"))
+    except (ValueError, RecursionError) as exc:  # not UTF-8, not JSON, nested beyond reason
+        raise _damaged_saved_storage(
+            storage_type, slug, name, path, f"it is not valid JSON ({exc})"
+        ) from None
+    if not isinstance(description, dict):
+        kind = _JSON_KINDS.get(type(description), type(description).__name__)
+        what = f"its JSON is {kind}, not an object of the storage's settings"
+        raise _damaged_saved_storage(storage_type, slug, name, path, what)
+    if description.get("type", slug) != slug:
+        what = f"it describes a {description.get('type')!r} storage, not a {slug} one"
+        raise _damaged_saved_storage(storage_type, slug, name, path, what)
+    try:
+        return storage_type.from_description({**description, "type": slug})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'value'}: {e['msg']}" for e in exc.errors())
+        raise _damaged_saved_storage(
+            storage_type, slug, name, path, f"its settings are invalid ({problems})"
+        ) from None
+
+
+_JSON_KINDS = {
+    list: "an array",
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    type(None): "null",
+}
+
+
+def _damaged_saved_storage(
+    storage_type: type[WritableFileSystem], slug: str, name: str, path: Path, what: str
+) -> StorageNotFoundError:
+    return StorageNotFoundError(
+        f"The saved {slug} storage {name!r} cannot be used: {what}. Its file is {path}. Save it "
+        f"again with {storage_type.__name__}(...).save({name!r}, overwrite=True), or delete the file."
+    )
 
 
 def _storage_type(slug: str, where: str = "") -> type[WritableFileSystem]:
@@ -305,6 +367,7 @@ class LocalFileSystem(WritableFileSystem):
         path = self.path_of(key)
         segments: list[Any] = list(data) if isinstance(data, (list, tuple)) else [data]
         _create_parent_on_missing(lambda: _core.atomic_write(path, segments, durable=_durable(durable)), path)
+        unfinished_writes.sweep_now_and_then(os.path.dirname(path))
         return path
 
     def read_path(self, key: str) -> bytes:
@@ -322,7 +385,7 @@ class LocalFileSystem(WritableFileSystem):
         durable: bool | None = None,
     ) -> Any:
         path = self.path_of(key)
-        return _create_parent_on_missing(
+        header = _create_parent_on_missing(
             lambda: _core.write_blob(
                 path,
                 segments,
@@ -331,18 +394,22 @@ class LocalFileSystem(WritableFileSystem):
                 level=level,
                 threads=threads,
                 durable=_durable(durable),
+                key=key,
+                signing_key=signing_key(),
             ),
             path,
         )
+        unfinished_writes.sweep_now_and_then(os.path.dirname(path))
+        return header
 
     def read_blob(self, key: str) -> tuple[Any, list[bytes]]:
-        return _core.read_blob(self.path_of(key))
+        return _core.read_blob(self.path_of(key), key=key, policy=read_policy())
 
     def map_blob(self, key: str) -> tuple[Any, list[memoryview]]:
-        return _core.map_blob(self.path_of(key))
+        return _core.map_blob(self.path_of(key), key=key, policy=read_policy())
 
     def read_header(self, key: str) -> Any:
-        return _core.read_header(self.path_of(key))
+        return _core.read_header(self.path_of(key), key=key, policy=read_policy())
 
     def exists(self, key: str) -> bool:
         return os.path.isfile(self.path_of(key))
@@ -359,6 +426,67 @@ def is_unfinished_write(name: str) -> bool:
     """Whether a file name is that of an atomic write's temporary file, left behind when its
     writer was killed before the rename (the core, which names them, answers)."""
     return _core.is_temporary_file_name(name)
+
+
+class _UnfinishedWriteSweeper:
+    """Removes the temporary files that killed writers left in the folders this process writes
+    results to, so that they do not pile up until someone runs `ferroflow results prune`.
+
+    A folder is swept at most once per `interval` seconds per process, on a background thread
+    (a write never waits for it), and only files older than FERROFLOW_RESULTS_UNFINISHED_WRITE_MAX_AGE
+    are removed: a younger one may be another process's write in progress.
+    """
+
+    def __init__(self, interval: float = 600.0) -> None:
+        self.interval = interval
+        self._last_sweep: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self.last_thread: threading.Thread | None = None  # the latest sweep (tests wait for it)
+
+    def sweep_now_and_then(self, folder: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last = self._last_sweep.get(folder)
+            if last is not None and now - last < self.interval:
+                return
+            if len(self._last_sweep) > 4096:  # a process writing to ever new folders
+                self._last_sweep.clear()
+            self._last_sweep[folder] = now
+        max_age = get_current_settings().results_unfinished_write_max_age
+        thread = threading.Thread(
+            target=remove_unfinished_writes, args=(folder, max_age), name="ferroflow-sweep", daemon=True
+        )
+        self.last_thread = thread
+        thread.start()
+
+
+unfinished_writes = _UnfinishedWriteSweeper()
+
+
+def remove_unfinished_writes(folder: str | os.PathLike[str], older_than: float) -> list[str]:
+    """Remove the temporary files of unfinished writes (`is_unfinished_write`) directly in
+    `folder` whose last change is more than `older_than` seconds ago; returns their paths.
+    Files that vanish meanwhile, or cannot be removed, are left to the next sweep."""
+    cutoff = time.time() - older_than
+    removed: list[str] = []
+    try:
+        entries = os.scandir(folder)
+    except OSError:  # the folder went away, or cannot be listed: nothing to do here
+        return removed
+    with entries:
+        for entry in entries:
+            if not is_unfinished_write(entry.name):
+                continue
+            try:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                if entry.stat(follow_symlinks=False).st_mtime > cutoff:
+                    continue
+                os.unlink(entry.path)
+            except OSError:
+                continue
+            removed.append(entry.path)
+    return removed
 
 
 def _durable(durable: bool | None) -> bool:
@@ -484,21 +612,29 @@ class _ObjectStorage(WritableFileSystem):
         threads: int = 1,
         durable: bool | None = None,
     ) -> Any:
+        # The header records `key`, and is signed as a local write's is; an upload leaves no
+        # temporary file behind, so there is nothing to sweep.
         return self.store.write_blob(
-            key, segments, serializer=serializer_json, codec=codec, level=level, threads=threads
+            key,
+            segments,
+            serializer=serializer_json,
+            codec=codec,
+            level=level,
+            threads=threads,
+            signing_key=signing_key(),
         )
 
     def read_blob(self, key: str) -> tuple[Any, list[bytes]]:
-        header, views = self.store.read_blob(key)
+        header, views = self.store.read_blob(key, policy=read_policy())
         return header, [bytes(view) for view in views]
 
     def map_blob(self, key: str) -> tuple[Any, list[memoryview]]:
         """Like `read_blob`, but the segments are views of the one buffer the object was read
         into (no copy)."""
-        return self.store.read_blob(key)  # type: ignore[no-any-return]
+        return self.store.read_blob(key, policy=read_policy())  # type: ignore[no-any-return]
 
     def read_header(self, key: str) -> Any:
-        return self.store.read_header(key)
+        return self.store.read_header(key, policy=read_policy())
 
     # -- keys ---------------------------------------------------------------------------------
 
@@ -515,6 +651,11 @@ class _ObjectStorage(WritableFileSystem):
         """`ObjectInfo` (key, size, last_modified, e_tag) of every object under the folder
         `prefix`, sorted by key."""
         return self.store.list(prefix)  # type: ignore[no-any-return]
+
+    def record_storage(self) -> ObjectRecordStorage:
+        """Cache records and locks kept in this bucket prefix, beside the results (see
+        `ferroflow.results.cache_records.record_storage_for`)."""
+        return ObjectRecordStorage(self)
 
     def check(self) -> None:
         """Ask the store for an object that need not exist: a missing bucket
@@ -576,6 +717,47 @@ class _ObjectStorage(WritableFileSystem):
         private.update(_store=None, _checked_at=0.0)  # a process opens its own store
         state["__pydantic_private__"] = private
         return state
+
+
+class ObjectRecordStorage:
+    """The cache's record storage (`ferroflow.results.cache_records.RecordStorage`) on a bucket
+    prefix: a create-only put is a conditional PUT (`If-None-Match: *`), which S3 and the other
+    stores answer atomically, so records and SERIALIZABLE locks work across machines."""
+
+    __slots__ = ("storage",)
+
+    def __init__(self, storage: _ObjectStorage) -> None:
+        self.storage = storage
+
+    def create_only(self, key: str, data: bytes) -> bool:
+        return self.storage.put_if_absent(key, data)
+
+    def replace(self, key: str, data: bytes) -> None:
+        self.storage.store.put(key, [data])
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            return self.storage.store.get(key)  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            return None
+
+    def delete(self, key: str) -> bool:
+        # A DELETE does not say whether the object existed: ask first. Two deleters racing may
+        # both answer True; the callers (lock release, record removal) only need "it is gone".
+        if not self.storage.store.exists(key):
+            return False
+        self.storage.store.delete(key)
+        return True
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        for info in self.storage.store.list(prefix.rstrip("/")):
+            yield info.key
+
+    def describe(self) -> str:
+        return self.storage.store_url()
+
+    def __repr__(self) -> str:
+        return f"ObjectRecordStorage({self.storage.store_url()!r})"
 
 
 def _is_secret(annotation: Any) -> bool:
@@ -778,6 +960,7 @@ def _is_secret_setting(key: str) -> bool:
 
 __all__ = [
     "LocalFileSystem",
+    "ObjectRecordStorage",
     "RemoteFileSystem",
     "S3",
     "WritableFileSystem",

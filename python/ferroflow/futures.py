@@ -107,8 +107,35 @@ class TaskFuture:
             data=ExceptionResult(exception),
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # A future pickles as the finished run it stands for (its name and final state): what
+        # a flow that returns futures, or a state holding them, hands to another process.
+        if not self._future.done():
+            try:
+                self._future.exception()
+            except concurrent.futures.CancelledError:
+                pass
+        return (TaskFuture.finished, (self.task_run.name, self._final_state()))
+
+    @classmethod
+    def finished(cls, name: str, state: State) -> TaskFuture:
+        """A future of a run that finished elsewhere: its name and final state."""
+        future: concurrent.futures.Future[State] = concurrent.futures.Future()
+        future.set_result(state)
+        return cls(_FinishedRun(name, state), future)
+
     def __repr__(self) -> str:
         return f"TaskFuture(task_run={self.task_run.name!r}, state={self.state!r})"
+
+
+class _FinishedRun:
+    """The record of a run a future was unpickled from: its name and final state."""
+
+    __slots__ = ("name", "state")
+
+    def __init__(self, name: str, state: State) -> None:
+        self.name = name
+        self.state = state
 
 
 __all__ = ["TaskFuture"]

@@ -111,4 +111,65 @@ def _install_console_handler_once() -> None:
             package_logger.setLevel(logging.INFO)
 
 
-__all__ = ["FLOW_RUN_LOGGER", "TASK_RUN_LOGGER", "RunLoggerAdapter", "get_run_logger"]
+def run_records_level() -> int:
+    """The lowest level at which this process emits run records (after the default console
+    handler is set up): a run executing in another process is told to hand back the records
+    at this level and above."""
+    _install_console_handler_once()
+    return logging.getLogger(TASK_RUN_LOGGER).getEffectiveLevel()
+
+
+def emit_records(records: list[logging.LogRecord]) -> None:
+    """Emit here records that a run logged in another process (a task run on a worker), on the
+    loggers they were logged on, so that they reach this process's handlers like its own."""
+    if not records:
+        return
+    _install_console_handler_once()
+    for record in records:
+        logger = logging.getLogger(record.name)
+        if logger.isEnabledFor(record.levelno):
+            logger.handle(record)
+
+
+class RunRecordCollector(logging.Handler):
+    """Collects, while installed (`with collector:`), the records logged for one run in this
+    process, in a form that pickles (message formatted, traceback as text)."""
+
+    def __init__(self, run_id: str, level: int) -> None:
+        super().__init__(logging.NOTSET)
+        self.run_id = run_id
+        self.wanted_level = level
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "task_run_id", None) != self.run_id or record.levelno < self.wanted_level:
+            return
+        portable = logging.makeLogRecord(record.__dict__)
+        portable.msg = record.getMessage()
+        portable.args = None
+        if record.exc_info:
+            portable.exc_text = record.exc_text or logging.Formatter().formatException(record.exc_info)
+            portable.exc_info = None
+        self.records.append(portable)
+
+    def __enter__(self) -> RunRecordCollector:
+        package_logger = logging.getLogger("ferroflow")
+        if self.wanted_level and package_logger.getEffectiveLevel() > self.wanted_level:
+            # A worker that never configured logging would drop the records the flow wants.
+            package_logger.setLevel(self.wanted_level)
+        package_logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        logging.getLogger("ferroflow").removeHandler(self)
+
+
+__all__ = [
+    "FLOW_RUN_LOGGER",
+    "TASK_RUN_LOGGER",
+    "RunLoggerAdapter",
+    "RunRecordCollector",
+    "emit_records",
+    "get_run_logger",
+    "run_records_level",
+]

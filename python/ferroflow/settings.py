@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BeforeValidator, Field, TypeAdapter, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BeforeValidator,
+    Field,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 from pydantic_settings import (
@@ -46,23 +54,44 @@ T = TypeVar("T")
 
 SQLITE_URL_PREFIX = "sqlite:///"
 MEMORY_RUNSTORE_URL = "memory://"
+POSTGRESQL_URL_PREFIXES = ("postgresql://", "postgres://")
 DEFAULT_RUNSTORE_FILE_NAME = "ferroflow.db"
 RUNSTORE_URL_FORMS = (
-    "sqlite:///relative/path.db, sqlite:////absolute/path.db (three slashes, then the path) or memory://"
+    "sqlite:///relative/path.db, sqlite:////absolute/path.db (three slashes, then the path), "
+    "postgresql://user:password@host:port/database or memory://"
 )
 
 
 def check_runstore_url(url: str) -> str:
     """`url` without surrounding blanks, if it names a run store ferroflow can open.
 
-    Raises ValueError saying what was given and listing the accepted forms.
+    Raises ValueError saying what was given (without a password) and listing the accepted forms.
     """
     stripped = url.strip()
     if stripped == MEMORY_RUNSTORE_URL:
         return stripped
     if stripped.startswith(SQLITE_URL_PREFIX) and stripped.removeprefix(SQLITE_URL_PREFIX).strip():
         return stripped
-    raise ValueError(f"Unsupported run store URL {url!r}: use {RUNSTORE_URL_FORMS}")
+    if is_postgresql_url(stripped) and stripped.split("://", 1)[1].strip("/"):
+        return stripped
+    raise ValueError(f"Unsupported run store URL {redact_url(url)!r}: use {RUNSTORE_URL_FORMS}")
+
+
+def is_postgresql_url(url: str) -> bool:
+    return url.startswith(POSTGRESQL_URL_PREFIXES)
+
+
+def redact_url(url: str) -> str:
+    """`url` with its password, if it has one, replaced by `***`: a URL fit to show or log."""
+    scheme, separator, rest = url.partition("://")
+    if not separator:
+        return url
+    authority, slash, path = rest.partition("/")
+    credentials, at, host = authority.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    user = credentials.split(":", 1)[0]
+    return f"{scheme}://{user}:***@{host}{slash}{path}"
 
 
 def _runstore_url_or_unset(value: Any) -> Any:
@@ -102,6 +131,19 @@ def _storage_slug_or_unset(value: Any) -> Any:
 StorageSlug = Annotated[str | None, BeforeValidator(_storage_slug_or_unset)]
 
 
+def _blank_is_unset(value: Any) -> Any:
+    """A blank secret or path means "not set" (an empty variable must not become a key)."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
+
+
+OptionalSecret = Annotated[SecretStr | None, BeforeValidator(_blank_is_unset)]
+OptionalPath = Annotated[Path | None, BeforeValidator(_blank_is_unset)]
+
+DEFAULT_MAX_DECOMPRESSED_SIZE = 1 << 30
+
+
 class Settings(BaseSettings):
     """The settings in force. Each field `x` is read from the variable `FERROFLOW_X`."""
 
@@ -135,6 +177,22 @@ class Settings(BaseSettings):
             "survives a killed process and the checksum detects what a power loss can leave."
         ),
     )
+    results_unfinished_write_max_age: float = Field(
+        default=3600.0,
+        gt=0,
+        description=(
+            "Seconds after which a temporary file of an unfinished result write (its writer was "
+            "killed) is removed automatically from the folder ferroflow writes to."
+        ),
+    )
+    results_max_bytes: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Keep a local result storage under this many bytes: after a write that passes it, the "
+            "least recently used results are removed (down to 90%). None: no limit."
+        ),
+    )
     tasks_refresh_cache: bool = Field(
         default=False,
         description="Ignore cached task results and recompute them (the new results are cached).",
@@ -162,6 +220,41 @@ class Settings(BaseSettings):
         ),
     )
 
+    # Trust in stored results (see docs/format.md, "Signed blobs").
+    results_signing_key: OptionalSecret = Field(
+        default=None,
+        description=(
+            "A secret (16 characters or more) that signs every result written, so that readers "
+            "can refuse results they did not write. Or FERROFLOW_RESULTS_SIGNING_KEY_FILE."
+        ),
+    )
+    results_signing_key_file: OptionalPath = Field(
+        default=None,
+        description="A file holding the signing key (instead of FERROFLOW_RESULTS_SIGNING_KEY).",
+    )
+    results_verification_keys: OptionalSecret = Field(
+        default=None,
+        description=(
+            "More keys whose signatures are accepted, separated by commas: the keys signing used "
+            "before a rotation. The signing key is always accepted."
+        ),
+    )
+    results_require_signature: bool = Field(
+        default=False,
+        description=(
+            "Refuse every result that is not signed by a verification key, before loading any of "
+            "it (UntrustedResultError). For results in storage that others can write to."
+        ),
+    )
+    results_max_decompressed_size: int = Field(
+        default=DEFAULT_MAX_DECOMPRESSED_SIZE,
+        gt=0,
+        description=(
+            "The largest size, in bytes, a compressed result may decompress to; larger ones are "
+            "refused before memory is allocated for them (a guard against decompression bombs)."
+        ),
+    )
+
     def value_of(self, setting: Setting[T]) -> T:
         """This settings object's value of `setting` (a `FERROFLOW_*` setting object)."""
         return setting.value_from(self)
@@ -174,6 +267,13 @@ class Settings(BaseSettings):
         `temporary_settings`) moves a default store with it.
         """
         return self.runstore_url or f"{SQLITE_URL_PREFIX}{self.home / DEFAULT_RUNSTORE_FILE_NAME}"
+
+    @field_validator("home", mode="before")
+    @classmethod
+    def _not_blank(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            raise ValueError(_BLANK_HOME)
+        return value
 
     @field_validator("home")
     @classmethod
@@ -274,10 +374,17 @@ FERROFLOW_LOCAL_STORAGE_PATH: Setting[Path] = Setting("local_storage_path")
 FERROFLOW_RESULTS_DEFAULT_SERIALIZER: Setting[str] = Setting("results_default_serializer")
 FERROFLOW_ASYNC_FETCH_STATE_RESULT: Setting[bool] = Setting("async_fetch_state_result")
 FERROFLOW_RESULTS_FSYNC: Setting[bool] = Setting("results_fsync")
+FERROFLOW_RESULTS_UNFINISHED_WRITE_MAX_AGE: Setting[float] = Setting("results_unfinished_write_max_age")
+FERROFLOW_RESULTS_MAX_BYTES: Setting[int | None] = Setting("results_max_bytes")
 FERROFLOW_TASKS_REFRESH_CACHE: Setting[bool] = Setting("tasks_refresh_cache")
 FERROFLOW_RUNSTORE_RECORD_RUNS: Setting[bool] = Setting("runstore_record_runs")
 FERROFLOW_RUNSTORE_URL: Setting[str | None] = Setting("runstore_url")
 FERROFLOW_DEFAULT_RESULT_STORAGE_BLOCK: Setting[str | None] = Setting("default_result_storage_block")
+FERROFLOW_RESULTS_SIGNING_KEY: Setting[SecretStr | None] = Setting("results_signing_key")
+FERROFLOW_RESULTS_SIGNING_KEY_FILE: Setting[Path | None] = Setting("results_signing_key_file")
+FERROFLOW_RESULTS_VERIFICATION_KEYS: Setting[SecretStr | None] = Setting("results_verification_keys")
+FERROFLOW_RESULTS_REQUIRE_SIGNATURE: Setting[bool] = Setting("results_require_signature")
+FERROFLOW_RESULTS_MAX_DECOMPRESSED_SIZE: Setting[int] = Setting("results_max_decompressed_size")
 
 SETTING_VARIABLES: dict[str, Setting[Any]] = {
     setting.name: setting for setting in globals().values() if isinstance(setting, Setting)
@@ -299,8 +406,18 @@ def profiles_path(home: Path | None = None) -> Path:
     The home folder itself cannot come from the profile: it says where the profile is.
     """
     if home is None:
-        home = Path(os.environ.get(env_name("home")) or DEFAULT_HOME)
+        value = os.environ.get(env_name("home"))
+        if value is not None and not value.strip():
+            raise InvalidSettingError(_BLANK_HOME)
+        home = Path(value or DEFAULT_HOME)
     return home.expanduser() / PROFILES_FILE_NAME
+
+
+_BLANK_HOME = (
+    f"{env_name('home')} is set but blank. Expected the path of ferroflow's folder, e.g. "
+    f"{env_name('home')}=~/.ferroflow (a blank value would put settings, saved storages and results "
+    f"in whatever folder the program runs from); unset it to use the default {DEFAULT_HOME}."
+)
 
 
 def _read_profiles_document(path: Path) -> dict[str, Any]:
@@ -392,7 +509,28 @@ def _describe_type(info: FieldInfo) -> str | None:
         return "true or false (also 1/0, yes/no, on/off)"
     if info.annotation is Path:
         return "a folder path"
+    if info.annotation is float:
+        return "a number of seconds greater than 0"
     return "a string"
+
+
+def _check_chosen_profile(path: Path) -> None:
+    """FERROFLOW_PROFILE, when set, must name a profile of the file (or the default one, which
+    exists even before anything is set in it): a misspelt name would silently mean no profile."""
+    name = os.environ.get(PROFILE_ENV_NAME)
+    if name is None or name == DEFAULT_PROFILE:
+        return
+    profiles = _read_profiles_document(path).get("profiles", {})
+    known = sorted(profiles) if isinstance(profiles, dict) else []
+    if name.strip() and name in known:
+        return
+    what = " is set but blank" if not name.strip() else f"={name!r} names no profile"
+    listed = f"its profiles are {', '.join(known)}" if known else "it has no profiles yet"
+    raise InvalidSettingError(
+        f"{PROFILE_ENV_NAME}{what}. Expected the name of a profile in {path} ({listed}) or "
+        f"{DEFAULT_PROFILE!r}. Create the profile with `{PROFILE_ENV_NAME}={name.strip() or '<name>'} "
+        f"ferroflow config set KEY=VALUE`, or unset {PROFILE_ENV_NAME} to use the file's active profile."
+    )
 
 
 class _ProfileSource(PydanticBaseSettingsSource):
@@ -403,6 +541,7 @@ class _ProfileSource(PydanticBaseSettingsSource):
 
     def __call__(self) -> dict[str, Any]:
         path = profiles_path()
+        _check_chosen_profile(path)
         values: dict[str, Any] = {}
         for key, value in read_profile(path).items():
             field = key[len(ENV_PREFIX) :].lower() if key.upper().startswith(ENV_PREFIX) else None
@@ -487,7 +626,10 @@ def _describe_errors(exc: ValidationError, source: Callable[[str], str] | None =
     for error in exc.errors():
         name = env_name(str(error["loc"][0])) if error["loc"] else "settings"
         where = f" (from {source(name)})" if source else ""
-        problems.append(f"{name}={error.get('input')!r}{where}: {error['msg']}")
+        value = error.get("input")
+        if isinstance(value, str):  # a URL's password is never shown
+            value = redact_url(value)
+        problems.append(f"{name}={value!r}{where}: {error['msg']}")
     return "; ".join(problems)
 
 
@@ -591,7 +733,14 @@ __all__ = [
     "FERROFLOW_LOCAL_STORAGE_PATH",
     "FERROFLOW_RESULTS_DEFAULT_SERIALIZER",
     "FERROFLOW_RESULTS_FSYNC",
+    "FERROFLOW_RESULTS_MAX_BYTES",
+    "FERROFLOW_RESULTS_MAX_DECOMPRESSED_SIZE",
     "FERROFLOW_RESULTS_PERSIST_BY_DEFAULT",
+    "FERROFLOW_RESULTS_REQUIRE_SIGNATURE",
+    "FERROFLOW_RESULTS_SIGNING_KEY",
+    "FERROFLOW_RESULTS_SIGNING_KEY_FILE",
+    "FERROFLOW_RESULTS_UNFINISHED_WRITE_MAX_AGE",
+    "FERROFLOW_RESULTS_VERIFICATION_KEYS",
     "FERROFLOW_RUNSTORE_RECORD_RUNS",
     "FERROFLOW_RUNSTORE_URL",
     "FERROFLOW_TASKS_REFRESH_CACHE",
@@ -599,12 +748,15 @@ __all__ = [
     "RUNSTORE_URL_FORMS",
     "SETTING_NAMES",
     "SETTING_VARIABLES",
+    "POSTGRESQL_URL_PREFIXES",
     "SQLITE_URL_PREFIX",
     "STORAGE_SLUG_FORM",
     "Setting",
     "Settings",
     "active_profile_name",
     "check_runstore_url",
+    "is_postgresql_url",
+    "redact_url",
     "env_name",
     "field_name",
     "get_current_settings",

@@ -18,11 +18,25 @@ from __future__ import annotations
 import abc
 import asyncio
 import concurrent.futures
+import concurrent.futures.process
+import contextlib
+import copy
 import enum
+import importlib
+import multiprocessing
+import multiprocessing.context
+import os
+import queue
 import threading
+import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
+import cloudpickle  # type: ignore[import-untyped]
+
+from ferroflow.exceptions import MissingResult, StorageUnreachableError
+from ferroflow.filesystems import LocalFileSystem
+from ferroflow.results import BaseResult, UnpersistedResult
 from ferroflow.states import State
 
 
@@ -34,12 +48,25 @@ class TaskRunCall(Protocol):
       configuration and the settings in force; it pickles (with cloudpickle for the task).
     - `execute(request)` runs such a description in any process, returning a small final
       state: a persisted result travels back as its reference, not its value.
+    - `report(request, upstream_states)` does the same and returns a `TaskRunReport` (final
+      state, the states before it, name, log records); a runner whose future holds a report
+      lets the engine record those states and emit those records in the flow's process.
+    - `upstream` lists the futures among the run's inputs; `deferred_request(upstream)`
+      describes the run before they finished, with markers that the final states given to
+      `report` replace (so a cluster can schedule the dependencies itself).
     """
 
     @property
     def request(self) -> Any: ...
     @property
     def execute(self) -> Callable[[Any], State]: ...
+    @property
+    def report(self) -> Callable[..., Any]: ...
+    @property
+    def upstream(self) -> list[Any]: ...
+    @property
+    def task_run(self) -> Any: ...
+    def deferred_request(self, upstream: list[Any]) -> Any: ...
     def __call__(self) -> State: ...
 
 
@@ -56,6 +83,13 @@ class BaseTaskRunner(abc.ABC):
     """What the engine needs from a task runner."""
 
     concurrency_type: TaskConcurrencyType
+    executes_requests: bool = False
+    """True for a runner that executes every task run (async ones too) elsewhere from its
+    request: the engine hands it `TaskRunCall`s for both and never calls `submit_coroutine`."""
+    schedules_upstream: bool = False
+    """True for a runner that takes a run before its upstream runs have finished and lets its
+    cluster schedule them as dependencies (`TaskRunCall.deferred_request`); otherwise the
+    engine submits a run once its upstream runs have finished."""
 
     @property
     def name(self) -> str:
@@ -67,6 +101,10 @@ class BaseTaskRunner(abc.ABC):
 
     def start(self) -> None:  # noqa: B027 (an optional hook: a runner without resources keeps it)
         """Acquire resources before the flow run's first submission."""
+
+    def check_result_storage(self, result_factory: Any) -> None:  # noqa: B027 (an optional hook)
+        """Called after `start()` with the flow run's result factory: a runner whose workers
+        cannot reach its storage raises here, before any task runs."""
 
     def shutdown(self) -> None:  # noqa: B027 (an optional hook, like start)
         """Release resources at the end of the flow run; the engine has already waited for
@@ -178,8 +216,494 @@ class ConcurrentTaskRunner(BaseTaskRunner):
         return f"ConcurrentTaskRunner(max_workers={self.max_workers})"
 
 
+# --- runners that execute task runs in other processes ----------------------------------------
+
+
+def _run_pickled(payload: bytes) -> bytes:
+    """In a pool's worker process: run the task run the payload describes and pickle its
+    report (cloudpickle both ways, so functions and values defined in `__main__` travel)."""
+    report, request, upstream_states = cloudpickle.loads(payload)
+    return cloudpickle.dumps(report(request, upstream_states))  # type: ignore[no-any-return]
+
+
+def _upstream_states(run: TaskRunCall) -> tuple[list[Any], tuple[State, ...]]:
+    """The upstream futures of `run` (all finished) and their final states."""
+    upstream = run.upstream
+    return upstream, tuple(future.state for future in upstream)
+
+
+class ProcessPoolTaskRunner(BaseTaskRunner):
+    """Runs task runs (sync and async) in worker processes of this machine, so CPU-bound
+    pure-Python tasks run in parallel.
+
+    Each run travels to a worker as its request (task, inputs, identity, result settings,
+    pickled with cloudpickle) and comes back as a small report: a persisted result as its
+    reference; a result that is not persisted as its value. A run is sent once its upstream
+    runs have finished; their values go with it.
+
+    Args:
+        max_workers: the most worker processes (default: the number of CPUs). They are
+            started on first use, from a fork server, so that they do not inherit the flow
+            process's threads; like any `multiprocessing` program, a script must guard its
+            flow call with `if __name__ == "__main__":`.
+    """
+
+    concurrency_type = TaskConcurrencyType.PARALLEL
+    executes_requests = True
+
+    def __init__(self, max_workers: int | None = None) -> None:
+        if max_workers is not None and (
+            not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1
+        ):
+            raise ValueError(
+                f"ProcessPoolTaskRunner(max_workers={max_workers!r}): give a positive integer, or "
+                "None for one worker per CPU."
+            )
+        self.max_workers = max_workers
+        self._executor: concurrent.futures.ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+        self._shut_down = False
+
+    def duplicate(self) -> ProcessPoolTaskRunner:
+        return type(self)(max_workers=self.max_workers)
+
+    def submit(self, run: TaskRunCall) -> concurrent.futures.Future[Any]:
+        upstream, states = _upstream_states(run)
+        payload = cloudpickle.dumps((run.report, run.deferred_request(upstream), states))
+        try:
+            pickled = self._pool().submit(_run_pickled, payload)
+        except concurrent.futures.process.BrokenProcessPool:
+            # A worker died (killed, out of memory): the runs it had end Crashed; later runs
+            # get a new pool.
+            with self._lock:
+                self._executor = None
+            pickled = self._pool().submit(_run_pickled, payload)
+        report: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def unpickle(done: concurrent.futures.Future[bytes]) -> None:
+            exception = done.exception()
+            if exception is not None:
+                report.set_exception(exception)
+            else:
+                report.set_result(cloudpickle.loads(done.result()))
+
+        pickled.add_done_callback(unpickle)
+        return report
+
+    def submit_coroutine(
+        self, run: AsyncTaskRun, loop: asyncio.AbstractEventLoop
+    ) -> concurrent.futures.Future[State]:
+        raise RuntimeError("ProcessPoolTaskRunner executes async task runs from their requests")
+
+    def _pool(self) -> concurrent.futures.ProcessPoolExecutor:
+        with self._lock:
+            if self._shut_down:
+                raise RuntimeError(
+                    "This task runner was shut down: its flow run has ended (it timed out), so it "
+                    "accepts no more task runs."
+                )
+            if self._executor is None:
+                self._executor = concurrent.futures.ProcessPoolExecutor(
+                    max_workers=self.max_workers, mp_context=_fork_server()
+                )
+            return self._executor
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._shut_down = True
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            # Every submitted run has finished, except after a flow timeout: then runs not
+            # started are dropped and running ones are not waited for (their processes exit
+            # when they finish), so that the timeout really ends the flow run.
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def __repr__(self) -> str:
+        return f"ProcessPoolTaskRunner(max_workers={self.max_workers})"
+
+
+_FORK_SERVER_LOCK = threading.Lock()
+
+
+def _fork_server() -> multiprocessing.context.BaseContext:
+    """The fork-server context, with the engine preloaded: each worker process forks from a
+    server that has imported it once (fast to start, and free of this process's threads)."""
+    context = multiprocessing.get_context("forkserver")
+    with _FORK_SERVER_LOCK:
+        context.set_forkserver_preload(["ferroflow._engine.task_engine"])
+    return context
+
+
+# --- Dask --------------------------------------------------------------------------------------
+
+_DASK_MISSING = (
+    "DaskTaskRunner needs Dask's `distributed` package, which is not installed. Install it "
+    'with: pip install "ferroflow[dask]"'
+)
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ImportError(_DASK_MISSING) from exc
+    return distributed
+
+
+class HeldInCluster:
+    """Stands, in a state travelling from a Dask worker to the flow's process, for a result
+    that is not persisted: its value stays in the worker's memory."""
+
+    __slots__ = ()
+
+
+class ClusterResult(BaseResult):
+    """A result that is not persisted, held in a Dask cluster's memory (the data of a Dask
+    future). `get()` fetches the value from the worker holding it, straight from the worker;
+    downstream task runs get it worker to worker through Dask. The cluster keeps it until the
+    flow run ends."""
+
+    type = "unpersisted"
+
+    def __init__(self, future: Any) -> None:
+        self.future = future
+
+    def has_cached_object(self) -> bool:
+        return False
+
+    def get(self) -> Any:
+        future = self.future
+        try:
+            if future.client.status != "running":
+                raise RuntimeError("the flow run's Dask client is closed")
+            outcome = future.client.gather(future, direct=True)
+        except Exception as exc:
+            if future.client.status == "running" and future.status == "finished":
+                raise  # not a missing value: an error reading it
+            raise MissingResult(
+                "This result was not persisted: it was held in the Dask cluster's memory while "
+                f"its flow run lasted, and it is gone ({exc!r}). Set persist_result=True on the task "
+                "to read it after the flow run."
+            ) from None
+        return outcome.state.data.get()
+
+    def to_reference(self) -> dict[str, Any]:
+        return {"type": self.type}
+
+    def __repr__(self) -> str:
+        return f"ClusterResult(key={self.future.key!r})"
+
+
+def _run_on_dask_worker(report: Callable[..., Any], request: Any, *upstream: Any) -> Any:
+    """The Dask task of one task run: its report, with the result's value in it (the task's
+    data, which stays on the worker). Upstream runs arrive as their reports."""
+    states = tuple(getattr(item, "state", item) for item in upstream)
+    return report(request, states)
+
+
+def _summary_on_dask_worker(outcome: Any) -> Any:
+    """On the worker holding a run's data: the report the flow's process gets, with a result
+    that is not persisted replaced by `HeldInCluster`."""
+    if not isinstance(outcome.state.data, UnpersistedResult):
+        return outcome
+    summary = copy.copy(outcome)
+    summary.state = copy.copy(outcome.state)
+    summary.state.data = HeldInCluster()
+    return summary
+
+
+class _ReportFetcher:
+    """Fetches, for the flow's process, the reports of the Dask tasks of finished task runs,
+    in batches: for every batch of runs that finished while the previous batch was fetched,
+    one gather of the small ones (persisted results) and one call on the workers for the
+    others, each answered with the run's report without its value (which stays there). One
+    round trip to the scheduler per batch, rather than one per task run, and no second Dask
+    task per run."""
+
+    def __init__(self, client: Any) -> None:
+        self._client = client
+        self._arrived: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._deliver_all, name="ferroflow-dask-reports", daemon=True)
+        self._thread.start()
+
+    def add(self, held: Any, report: concurrent.futures.Future[Any], *, small: bool) -> None:
+        """Set `report` to the report of the Dask future `held` once it finishes; `small`:
+        its data pickles small (no value in it), so it can be fetched as it is."""
+        held.add_done_callback(lambda done: self._arrived.put((done, report, small)))
+
+    def close(self) -> None:
+        self._arrived.put(None)
+        self._thread.join()
+
+    def _deliver_all(self) -> None:
+        while True:
+            batch = [self._arrived.get()]
+            with contextlib.suppress(queue.Empty):
+                while True:
+                    batch.append(self._arrived.get_nowait())
+            arrived = [item for item in batch if item is not None]
+            if arrived:
+                try:
+                    self._deliver(arrived)
+                except BaseException as exc:  # never leave a run without an outcome
+                    for _, report, _ in arrived:
+                        if not report.done():
+                            report.set_exception(exc)
+            if len(arrived) < len(batch):
+                return
+
+    def _deliver(self, arrived: list[Any]) -> None:
+        finished = [item for item in arrived if item[0].status == "finished"]
+        outcomes: dict[str, Any] = {}
+        small = [held for held, _, is_small in finished if is_small]
+        if small:
+            with contextlib.suppress(Exception):  # one was lost meanwhile: fetched one by one below
+                outcomes.update(zip([held.key for held in small], self._client.gather(small)))
+        large = [held.key for held, _, is_small in finished if not is_small]
+        if large:
+            with contextlib.suppress(Exception):
+                for answers in self._client.run(_summaries_on_worker, large).values():
+                    outcomes.update(answers)
+        for held, report, is_small in arrived:
+            try:
+                outcome = outcomes.get(held.key)
+                if outcome is None:
+                    # Failed, or its data is gone (Dask computes it again): one by one.
+                    if is_small:
+                        outcome = held.result()
+                    else:
+                        outcome = self._client.submit(_summary_on_dask_worker, held, pure=False).result()
+            except BaseException as exc:
+                report.set_exception(exc)
+                continue
+            if isinstance(outcome.state.data, HeldInCluster):
+                outcome.state.data = ClusterResult(held)
+            report.set_result(outcome)
+
+
+def _summaries_on_worker(keys: list[str], dask_worker: Any = None) -> dict[str, Any]:
+    """On each worker (`Client.run`): the summaries of the task runs among `keys` whose data
+    this worker holds."""
+    data = dask_worker.data
+    return {key: _summary_on_dask_worker(data[key]) for key in keys if key in data}
+
+
+def _reads_probe(path: str, token: str) -> bool:
+    """On a worker: whether it reads `token` in the file `path` (a shared file system)."""
+    try:
+        with open(path, "rb") as probe:
+            return probe.read() == token.encode()
+    except OSError:
+        return False
+
+
+class DaskTaskRunner(BaseTaskRunner):
+    """Runs task runs (sync and async) on a Dask cluster (`distributed`).
+
+    Args:
+        address: a running scheduler to connect to (``"tcp://host:8786"``); else a cluster
+            is started for each flow run and closed at its end.
+        cluster_class: the class of that cluster (or its import path as a string); default
+            `distributed.LocalCluster`.
+        cluster_kwargs: keyword arguments for `cluster_class`.
+        adapt_kwargs: if given, `cluster.adapt(**adapt_kwargs)` (adaptive scaling).
+        client_kwargs: keyword arguments for `distributed.Client`.
+
+    Each task run is one Dask task that executes the run from its request; the futures given
+    to a task become Dask dependencies, so the cluster schedules them without the flow
+    waiting. A persisted result is written by the worker to the flow's storage and travels as
+    its reference; a result that is not persisted stays in the worker's memory, moves worker
+    to worker through Dask and reaches the flow's process only when asked for. Every Dask key
+    of a flow run is released when it ends. Workers must reach the result storage: at the
+    start of a flow run each worker is asked to read a file written there, and a local folder
+    that some worker cannot read (workers on other machines) fails the flow run before any
+    task runs.
+    """
+
+    concurrency_type = TaskConcurrencyType.PARALLEL
+    executes_requests = True
+    schedules_upstream = True
+
+    def __init__(
+        self,
+        address: str | None = None,
+        cluster_class: Any = None,
+        cluster_kwargs: dict[str, Any] | None = None,
+        adapt_kwargs: dict[str, Any] | None = None,
+        client_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        _distributed()
+        if address is not None and (cluster_class is not None or cluster_kwargs):
+            raise ValueError(
+                "DaskTaskRunner: give either `address` (connect to a running scheduler) or "
+                "`cluster_class`/`cluster_kwargs` (start a cluster for each flow run), not both."
+            )
+        self.address = address
+        self.cluster_class = cluster_class
+        self.cluster_kwargs = dict(cluster_kwargs or {})
+        self.adapt_kwargs = dict(adapt_kwargs or {})
+        self.client_kwargs = dict(client_kwargs or {})
+        self._client: Any = None
+        self._cluster: Any = None
+        self._held: dict[Any, Any] = {}  # task run id -> the Dask future of its report
+        self._lock = threading.Lock()
+        self._checked_storages: set[str] = set()
+        self._fetcher: _ReportFetcher | None = None
+
+    def duplicate(self) -> DaskTaskRunner:
+        return type(self)(
+            address=self.address,
+            cluster_class=self.cluster_class,
+            cluster_kwargs=self.cluster_kwargs,
+            adapt_kwargs=self.adapt_kwargs,
+            client_kwargs=self.client_kwargs,
+        )
+
+    @property
+    def client(self) -> Any:
+        """The `distributed.Client` of the running flow run (None outside one)."""
+        return self._client
+
+    def start(self) -> None:
+        distributed = _distributed()
+        client_kwargs = {"set_as_default": False, **self.client_kwargs}
+        if self.address is not None:
+            self._client = distributed.Client(self.address, **client_kwargs)
+            self._fetcher = _ReportFetcher(self._client)
+            return
+        cluster_class = self.cluster_class or distributed.LocalCluster
+        if isinstance(cluster_class, str):
+            module_name, _, class_name = cluster_class.rpartition(".")
+            cluster_class = getattr(importlib.import_module(module_name), class_name)
+        self._cluster = cluster_class(**self.cluster_kwargs)
+        try:
+            if self.adapt_kwargs:
+                self._cluster.adapt(**self.adapt_kwargs)
+            self._client = distributed.Client(self._cluster, **client_kwargs)
+        except BaseException:
+            self._cluster.close()
+            self._cluster = None
+            raise
+        self._fetcher = _ReportFetcher(self._client)
+
+    def check_result_storage(self, result_factory: Any) -> None:
+        self._check_storage(result_factory.storage)
+
+    def _check_storage(self, storage: Any) -> None:
+        if not isinstance(storage, LocalFileSystem):
+            return  # an object storage every worker reaches
+        root = storage.root
+        if root in self._checked_storages:
+            return
+        token = uuid.uuid4().hex
+        path = storage.path_of(f".ferroflow-probe-{token}")
+        os.makedirs(root, exist_ok=True)
+        with open(path, "wb") as probe:  # (the storage's own writes are awaitable in async code)
+            probe.write(token.encode())
+        try:
+            answers = self._client.run(_reads_probe, path, token)
+        finally:
+            with contextlib.suppress(OSError):
+                os.remove(path)
+        blind = sorted(worker for worker, reads in answers.items() if not reads)
+        if blind:
+            raise StorageUnreachableError(
+                f"DaskTaskRunner: the result storage is the folder {root!r} of this machine, and "
+                f"the Dask workers {', '.join(blind)} cannot read it (they run on other machines, "
+                "or see other files). Results written there would be lost to the other workers. "
+                "Give the flow an object storage every worker reaches as result_storage, or mount "
+                "the folder at the same path on every worker (a shared file system: this check "
+                "then passes)."
+            )
+        self._checked_storages.add(root)
+
+    def submit(self, run: TaskRunCall) -> concurrent.futures.Future[Any]:
+        client = self._client
+        if client is None:
+            raise RuntimeError("DaskTaskRunner.submit: the runner is not started (no flow run).")
+        upstream = run.upstream
+        dependencies = [self._held.get(future.task_run.id) for future in upstream]
+        foreign = [f for f, held in zip(upstream, dependencies) if held is None]
+        if foreign:
+            # Futures of another runner (a parent flow's): wait for them here, then send their
+            # final states with the run.
+            return self._submit_after(run, foreign)
+        request = run.deferred_request(upstream)
+        if request.result_factory.persist_result:
+            self._check_storage(request.result_factory.storage)
+        task_run = run.task_run
+        key = f"ferroflow-{task_run.name}-{task_run.id.hex}"
+        held = client.submit(_run_on_dask_worker, run.report, request, *dependencies, key=key, pure=False)
+        with self._lock:
+            self._held[task_run.id] = held
+        report: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        # A persisted result pickles as its reference: such a run's data is small, and the flow
+        # fetches it as it is; other data is summarized where it is.
+        self._fetcher.add(held, report, small=request.result_factory.persist_result)  # type: ignore[union-attr]
+        return report
+
+    def _submit_after(self, run: TaskRunCall, foreign: list[Any]) -> concurrent.futures.Future[Any]:
+        outer: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        remaining = len(foreign)
+        lock = threading.Lock()
+
+        def on_done(_: Any) -> None:
+            nonlocal remaining
+            with lock:
+                remaining -= 1
+                if remaining:
+                    return
+            try:
+                upstream, states = _upstream_states(run)
+                request = run.deferred_request(upstream)
+                held = self._client.submit(_run_on_dask_worker, run.report, request, *states, pure=False)
+                summary = self._client.submit(_summary_on_dask_worker, held, pure=False)
+                outcome = summary.result()
+                if isinstance(outcome.state.data, HeldInCluster):
+                    outcome.state.data = ClusterResult(held)
+                with self._lock:
+                    self._held[run.task_run.id] = held
+                outer.set_result(outcome)
+            except BaseException as exc:
+                outer.set_exception(exc)
+
+        for future in foreign:
+            future.concurrent_future.add_done_callback(on_done)
+        return outer
+
+    def submit_coroutine(
+        self, run: AsyncTaskRun, loop: asyncio.AbstractEventLoop
+    ) -> concurrent.futures.Future[State]:
+        raise RuntimeError("DaskTaskRunner executes async task runs from their requests")
+
+    def shutdown(self) -> None:
+        with self._lock:
+            held, self._held = list(self._held.values()), {}
+        client, cluster, fetcher = self._client, self._cluster, self._fetcher
+        self._client = self._cluster = self._fetcher = None
+        try:
+            if fetcher is not None:
+                fetcher.close()
+            for future in held:
+                future.release()
+            if client is not None:
+                client.close()
+        finally:
+            if cluster is not None:
+                cluster.close()
+
+    def __repr__(self) -> str:
+        if self.address is not None:
+            return f"DaskTaskRunner(address={self.address!r})"
+        cluster = getattr(self.cluster_class, "__name__", self.cluster_class) or "LocalCluster"
+        return f"DaskTaskRunner(cluster_class={cluster})"
+
+
 __all__ = [
     "BaseTaskRunner",
+    "ClusterResult",
+    "DaskTaskRunner",
+    "ProcessPoolTaskRunner",
     "ConcurrentTaskRunner",
     "SequentialTaskRunner",
     "TaskConcurrencyType",

@@ -25,6 +25,7 @@ from ferroflow._engine.options import (
     describe,
 )
 from ferroflow.cache_keys import task_input_hash, task_input_hash_blake3
+from ferroflow.cache_policies import CachePolicy, NoCache, check_isolation_level, resolve_policy
 from ferroflow.exceptions import CachedResultUnavailableWarning, CacheKeyFunctionError, TaskRunTimeoutError
 
 R = TypeVar("R")
@@ -37,6 +38,8 @@ _TASK_OPTIONS = (
     "tags",
     "version",
     "cache_key_fn",
+    "cache_policy",
+    "isolation_level",
     "cache_expiration",
     "refresh_cache",
     "task_run_name",
@@ -67,7 +70,10 @@ class Task(Generic[R]):
 
     The result options (`persist_result`, `result_storage`, `result_serializer`,
     `cache_result_in_memory`, `cache_key_fn`, `cache_expiration`, `refresh_cache`) are kept as
-    attributes; the result layer reads them from here.
+    attributes; the result layer reads them from here. `cache_policy` (from
+    `ferroflow.cache_policies`, e.g. `INPUTS + TASK_SOURCE`) makes the cache key from parts
+    instead of a `cache_key_fn` (a task takes one or the other); `isolation_level="SERIALIZABLE"`
+    makes concurrent runs of one cache key compute it once (also settable on the policy).
 
     Besides those and retries (`retry_delay_seconds`: a number, a list, or a function of the
     number of retries such as `exponential_backoff(10)`), as in Prefect 2: `task_run_name`
@@ -94,6 +100,8 @@ class Task(Generic[R]):
         tags: Sequence[str] | None = None,
         version: str | None = None,
         cache_key_fn: Callable[..., str | None] | None = None,
+        cache_policy: CachePolicy | None = None,
+        isolation_level: str | None = None,
         cache_expiration: datetime.timedelta | None = None,
         refresh_cache: bool | None = None,
         task_run_name: str | Callable[[], str] | None = None,
@@ -122,6 +130,10 @@ class Task(Generic[R]):
         self.tags = set(tags or ())
         self.version = version
         self.cache_key_fn = check_callable_or_none(owner, "cache_key_fn", cache_key_fn)
+        # The policy as given (None with a cache_key_fn alone, which the engine calls as before).
+        resolve_policy(cache_policy, self.cache_key_fn, owner)
+        self.cache_policy = cache_policy
+        self.isolation_level = check_isolation_level(owner, isolation_level)
         if cache_expiration is not None and not isinstance(cache_expiration, datetime.timedelta):
             raise TypeError(
                 f"{owner}: cache_expiration must be a datetime.timedelta or None, not {cache_expiration!r}."
@@ -146,7 +158,11 @@ class Task(Generic[R]):
         self.viz_return_value = viz_return_value
         # cache_result_in_memory=False with persist_result=False is allowed: the spec makes such a
         # result unavailable downstream (MissingResult on access), not an error at definition.
-        check_persistence(owner, persist_result, {"cache_key_fn": cache_key_fn is not None})
+        check_persistence(
+            owner,
+            persist_result,
+            {"cache_key_fn": cache_key_fn is not None, "cache_policy": _caches(cache_policy)},
+        )
         # Identifies the task across runs of a flow (with the call's dynamic key, a task run).
         self.task_key = f"{fn.__module__}.{fn.__qualname__}"
         functools.update_wrapper(self, fn)  # type: ignore[arg-type]
@@ -156,6 +172,11 @@ class Task(Generic[R]):
         `my_task.with_options(retries=3, name="load-again")`."""
         check_option_names("with_options()", "task", options, _TASK_OPTIONS)
         current = {option: getattr(self, option) for option in _TASK_OPTIONS}
+        # A new cache_key_fn replaces the current cache_policy, and the reverse (a task has one).
+        if options.get("cache_key_fn") is not None and "cache_policy" not in options:
+            current["cache_policy"] = None
+        if options.get("cache_policy") is not None and "cache_key_fn" not in options:
+            current["cache_key_fn"] = None
         return Task(self.fn, **{**current, **options})
 
     def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
@@ -177,6 +198,10 @@ class Task(Generic[R]):
 
     def __repr__(self) -> str:
         return f"Task(name={self.name!r}, fn={self.fn.__qualname__})"
+
+
+def _caches(policy: CachePolicy | None) -> bool:
+    return policy is not None and not isinstance(policy, NoCache)
 
 
 def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:

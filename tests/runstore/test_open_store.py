@@ -22,9 +22,10 @@ def test_relative_sqlite_urls_are_relative_to_the_working_directory(tmp_path, mo
         assert isinstance(store, SQLiteRunStore) and store.path == tmp_path / "runs" / "here.db"
 
 
-@pytest.mark.parametrize("url", ["postgresql://db/ferroflow", "sqlite:///", "runs.db"])
+@pytest.mark.parametrize("url", ["mysql://db/ferroflow", "postgresql://", "sqlite:///", "runs.db"])
 def test_unsupported_urls_say_which_forms_work(url):
     with pytest.raises(
-        ValueError, match="Unsupported run store URL.*sqlite:///relative/path.db.*or memory://"
+        ValueError,
+        match="Unsupported run store URL.*sqlite:///relative/path.db.*postgresql://user:password@host:port/database or memory://",
     ):
         open_store(url)

@@ -1,7 +1,6 @@
 import pytest
 
-from ferroflow.runstore import sqlite as sqlite_backend
-from ferroflow.runstore import summarize_parameters
+from ferroflow.runstore import parameters, summarize_parameters
 
 
 def test_parameter_summaries_are_bounded_and_survive_a_failing_repr():
@@ -31,4 +30,4 @@ def test_parameter_summaries_are_bounded_and_survive_a_failing_repr():
     ],
 )
 def test_small_lists_and_tuples_are_summarized_as_the_bounded_repr_has_them(value):
-    assert summarize_parameters({"v": value}) == "v=" + sqlite_backend._summary_repr.repr(value)
+    assert summarize_parameters({"v": value}) == "v=" + parameters._summary_repr.repr(value)

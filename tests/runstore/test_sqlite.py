@@ -11,11 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from ferroflow.exceptions import RunStoreError, RunStoreLockedError, RunStoreSchemaError, UnknownRunError
-from ferroflow.runstore import ResultRef, RunStore, open_store, summarize_parameters
-from ferroflow.runstore import sqlite as sqlite_backend
+from ferroflow.runstore import ResultRef, RunStore, open_store, queries, schema, summarize_parameters
 from ferroflow.runstore.schema import SCHEMA_VERSION
 
-from .sample_runs import at, record_task
+from .sample_runs import at
 
 # ------------------------------------------------------------------------------------------------
 # Schema
@@ -46,9 +45,8 @@ def test_a_database_from_a_newer_ferroflow_is_refused_with_an_upgrade_hint(db_pa
 def test_an_older_database_is_migrated_on_open(db_path, monkeypatch):
     open_store(f"sqlite:///{db_path}").close()
     next_version = SCHEMA_VERSION + 1
-    migrations = {**sqlite_backend.MIGRATIONS, next_version: "ALTER TABLE flow_runs ADD COLUMN tags TEXT"}
-    monkeypatch.setattr(sqlite_backend, "MIGRATIONS", migrations)
-    monkeypatch.setattr(sqlite_backend, "SCHEMA_VERSION", next_version)
+    monkeypatch.setitem(schema.UPGRADES, next_version, "ALTER TABLE flow_runs ADD COLUMN tags TEXT")
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", next_version)
 
     with open_store(f"sqlite:///{db_path}") as store:
         assert store.schema_version == next_version
@@ -64,31 +62,43 @@ def connection_count_of_states(db_path, run_id):
     )
 
 
-def test_a_version_1_database_keeps_its_runs_and_loses_the_result_index(db_path, monkeypatch):
-    monkeypatch.setattr(sqlite_backend, "MIGRATIONS", {1: sqlite_backend.MIGRATIONS[1]})
-    monkeypatch.setattr(sqlite_backend, "SCHEMA_VERSION", 1)
-    with open_store(f"sqlite:///{db_path}") as old:
-        record_task(
-            old,
-            "flow-1",
-            "task-1",
-            states=("PENDING", "RUNNING", "COMPLETED"),
-            result=ResultRef.persisted("local-file-system/dev", "k1", "pickle"),
+def test_a_version_1_database_keeps_its_runs_in_order_and_loses_the_result_index(db_path):
+    db_path.parent.mkdir(parents=True)
+    with sqlite3.connect(db_path) as old:
+        old.executescript(schema.VERSION_1)
+        old.execute("CREATE TABLE schema_version (version INTEGER NOT NULL)")
+        old.execute("INSERT INTO schema_version VALUES (1)")
+        for run_id in ("flow-b", "flow-a"):  # created in the same microsecond: rowid orders them
+            old.execute(
+                "INSERT INTO flow_runs (id, name, flow_name, created) VALUES (?, 'n', 'etl', 5)", (run_id,)
+            )
+        old.execute(
+            "INSERT INTO task_runs (id, name, task_name, flow_run_id, created) VALUES ('task-1', 'n', 'load', 'flow-a', 7)"
         )
-    monkeypatch.undo()
+        old.executemany(
+            "INSERT INTO states (run_id, type, name, timestamp, result_kind, result_storage, result_key,"
+            " result_serializer) VALUES ('task-1', ?, ?, ?, ?, ?, ?, ?)",
+            [
+                ("PENDING", "Pending", 7, None, None, None, None),
+                ("RUNNING", "Running", 8, None, None, None, None),
+                ("COMPLETED", "Completed", 9, "persisted", "local-file-system/dev", "k1", "pickle"),
+            ],
+        )
 
     with open_store(f"sqlite:///{db_path}") as store:
-        assert store.schema_version == SCHEMA_VERSION >= 2
+        assert store.schema_version == SCHEMA_VERSION >= 3
         # The first Pending row is gone: the run's creation stands for it.
         assert [state.type for state in store.list_states("task-1")] == ["PENDING", "RUNNING", "COMPLETED"]
         assert connection_count_of_states(db_path, "task-1") == 2
         assert store.referenced_result_keys() == {("local-file-system/dev", "k1")}
+        assert [run.id for run in store.list_flow_runs()] == ["flow-a", "flow-b"]  # newest first
+        assert store.get_task_run("task-1").run_count == 1
     indexes = {
         row[0]
         for row in sqlite3.connect(db_path).execute("SELECT name FROM sqlite_master WHERE type = 'index'")
     }
     assert "states_by_result" not in indexes
-    assert "states_by_run" in indexes
+    assert {"states_by_run", "flow_runs_by_created", "task_runs_by_flow_run"} <= indexes
 
 
 # ------------------------------------------------------------------------------------------------
@@ -265,11 +275,13 @@ def test_rows_are_inserted_in_order_in_statements_of_a_few_sizes(count, paramete
     rows = [(i, f"row {i}") for i in range(count)]
     statements = []
     connection.set_trace_callback(statements.append)
-    sqlite_backend._insert_rows(connection, ("INSERT INTO t (a, b) VALUES", ""), rows)
+    queries.insert_rows(
+        connection.execute, queries.SQLITE, ("INSERT INTO t (a, b) VALUES", ""), rows, parameter_limit
+    )
     assert connection.execute("SELECT a, b FROM t ORDER BY rowid").fetchall() == rows
     # The trace shows each statement with its values filled in: count its row groups.
     sizes = {statement.count("), (") + 1 for statement in statements if statement.startswith("INSERT")}
-    assert sizes <= set(sqlite_backend._ROWS_PER_STATEMENT)
+    assert sizes <= set(queries.ROWS_PER_STATEMENT)
     assert all(size * 2 <= parameter_limit for size in sizes)
 
 

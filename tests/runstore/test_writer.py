@@ -12,7 +12,7 @@ import pytest
 
 from ferroflow.exceptions import RunStoreError, RunStoreLockedError
 from ferroflow.runstore import ResultRef, SQLiteRunStore, open_store
-from ferroflow.runstore import sqlite as sqlite_backend
+from ferroflow.runstore import writer as writer_module
 from ferroflow.runstore.writer import STATE, BatchWriter
 
 from .sample_runs import record_task
@@ -66,12 +66,12 @@ def test_a_backlog_larger_than_a_batch_is_written_without_waiting_between_batche
     # minutes here.
     with SQLiteRunStore(tmp_path / "backlog.db", batch_interval=60.0) as store:
         store.record_flow_run("f1", "a", "etl")
-        for _ in range(3 * sqlite_backend._MAX_BATCH):
+        for _ in range(3 * writer_module._MAX_BATCH):
             store.record_state("f1", "RUNNING", "Running")
         started = time.monotonic()
         store.flush(timeout=30)
         assert time.monotonic() - started < 30
-        assert len(store.list_states("f1")) == 3 * sqlite_backend._MAX_BATCH + 1
+        assert len(store.list_states("f1")) == 3 * writer_module._MAX_BATCH + 1
 
 
 def test_many_threads_recording_at_once_lose_nothing(store):
@@ -202,3 +202,20 @@ def test_a_closed_store_refuses_new_records(store):
     with pytest.raises(Exception, match="is closed; open it again"):
         store.record_flow_run("f1", "a", "etl")
     store.close()  # twice is harmless
+
+
+def test_text_that_is_not_valid_unicode_is_escaped_and_the_rest_of_its_batch_is_kept(store):
+    store.record_flow_run("f1", "flow-\udcff", "etl")
+    record_task(store, "f1", "t-ok")
+    store.record_task_run("t-odd", "odd-\ud800", "load-\udce9", flow_run_id="f1", parameters={"p\udc80": 1})
+    store.record_state("t-odd", "FAILED", "Failed", message="bad \udcfe byte")
+    store.put_cache_entry("key-\udce9", "load", ResultRef.literal(1))
+    store.put_cache_entry("plain-key", "load", ResultRef.literal(2))
+    store.flush()
+    assert store.get_flow_run("f1").name == "flow-\\udcff"
+    runs = {run.id: run for run in store.list_task_runs("f1")}
+    assert set(runs) == {"t-ok", "t-odd"}
+    assert (runs["t-odd"].name, runs["t-odd"].task_name) == ("odd-\\ud800", "load-\\udce9")
+    assert store.list_states("t-odd")[-1].message == "bad \\udcfe byte"
+    assert store.get_cache_entry("plain-key").result.value == 2
+    assert store.get_cache_entry("key-\udce9").result.value == 1  # found under the escaped key

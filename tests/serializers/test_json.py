@@ -11,6 +11,7 @@ from serializer_samples import EVERY_TYPE, Holder
 
 from ferroflow.exceptions import SerializationError
 from ferroflow.serializers import JSONSerializer
+from ferroflow.serializers.json_tags import MAX_JSON_DEPTH
 
 
 @pytest.mark.parametrize("jsonlib", ["json", "orjson"])
@@ -127,3 +128,112 @@ def test_json_round_trips_any_mix_of_supported_values(value):
         back = serializer.loads(serializer.dumps(value))
         assert back == value
         assert type(back) is type(value)
+
+
+# -- values JSON cannot hold: a SerializationError naming where, never a raw library error ------------
+
+JSON_LIBRARIES = ["json", "orjson"]
+
+
+def nested_lists(depth):
+    value = outer = []
+    for _ in range(depth - 1):
+        inner = []
+        value.append(inner)
+        value = inner
+    return outer
+
+
+@pytest.mark.parametrize("jsonlib", JSON_LIBRARIES)
+def test_a_list_that_contains_itself_names_where(jsonlib):
+    value = [1, 2]
+    value.append(value)
+    with pytest.raises(SerializationError, match=r"result\[2\] is result itself: the value contains itself"):
+        JSONSerializer(jsonlib=jsonlib).dumps(value)
+
+
+@pytest.mark.parametrize("jsonlib", JSON_LIBRARIES)
+def test_a_dict_deep_inside_that_refers_back_names_both_places(jsonlib):
+    value = {"a": [0, 1, 2, {"b": None}]}
+    value["a"][3]["b"] = value["a"]
+    message = r"result\['a'\]\[3\]\['b'\] is result\['a'\] itself"
+    with pytest.raises(SerializationError, match=message):
+        JSONSerializer(jsonlib=jsonlib).dumps(value)
+
+
+@pytest.mark.parametrize("jsonlib", JSON_LIBRARIES)
+def test_values_nested_up_to_the_bound_round_trip_and_deeper_ones_are_refused(jsonlib):
+    serializer = JSONSerializer(jsonlib=jsonlib)
+    deepest = nested_lists(MAX_JSON_DEPTH)
+    assert serializer.loads(serializer.dumps(deepest)) == deepest
+    with pytest.raises(
+        SerializationError,
+        match=rf"result\[0\].*\[0\] is a builtins.list \(nested deeper than {MAX_JSON_DEPTH} levels",
+    ):
+        serializer.dumps(nested_lists(MAX_JSON_DEPTH + 1))
+    with pytest.raises(SerializationError, match=r"…\(\d+ more\)…"):  # a long path is cut short
+        serializer.dumps({"rows": nested_lists(100_000)})
+
+
+@pytest.mark.parametrize("jsonlib", JSON_LIBRARIES)
+def test_an_integer_too_long_for_text_names_where(jsonlib):
+    with pytest.raises(
+        SerializationError,
+        match=r"result\['n'\]\[1\] is a builtins.int \(an integer of about 5001 digits.*set_int_max_str_digits",
+    ):
+        JSONSerializer(jsonlib=jsonlib).dumps({"n": [1, 10**5000]})
+    big = 10**4000  # within Python's limit: still written, as a tagged integer
+    assert JSONSerializer(jsonlib=jsonlib).loads(JSONSerializer(jsonlib=jsonlib).dumps(big)) == big
+
+
+@pytest.mark.parametrize("jsonlib", JSON_LIBRARIES)
+@pytest.mark.parametrize(
+    "value, where",
+    [
+        ({"a": ["ok", "x\ud800y"]}, r"result\['a'\]\[1\] is a builtins.str \(a string"),
+        ({"k\udc80": 1}, r"result\['k\\udc80'\] is a builtins.str \(a key"),
+        (
+            {("t", "\udfff"): 1},
+            r"result\[\('t', '\\udfff'\)\]\[1\] is a builtins.str \(a string",
+        ),  # in that key
+    ],
+    ids=["value", "key", "tuple key"],
+)
+def test_text_that_is_not_valid_unicode_names_where(jsonlib, value, where):
+    with pytest.raises(SerializationError, match=rf"{where} that is not valid Unicode: a lone surrogate"):
+        JSONSerializer(jsonlib=jsonlib).dumps(value)
+
+
+@pytest.mark.parametrize("jsonlib", JSON_LIBRARIES)
+@pytest.mark.parametrize(
+    "document",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b"1" * 5000,
+        b'{"__ferroflow_type__": "int", "value": "' + b"1" * 5000 + b'"}',
+    ],
+    ids=["nested", "long number", "long tagged integer"],
+)
+def test_documents_beyond_the_bounds_are_serialization_errors(jsonlib, document):
+    with pytest.raises(SerializationError):
+        JSONSerializer(jsonlib=jsonlib).loads(document)
+
+
+_any_text = st.text(st.characters(codec=None, categories=None), max_size=8)  # lone surrogates included
+_awkward_values = st.recursive(
+    st.none() | st.integers(min_value=-(10**5000), max_value=10**5000) | _any_text | st.floats(),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(_any_text, children, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(value=_awkward_values)
+def test_any_value_round_trips_or_is_a_serialization_error(value):
+    for serializer in (JSONSerializer(), JSONSerializer(jsonlib="orjson")):
+        try:
+            data = serializer.dumps(value)
+        except SerializationError:
+            continue
+        back = serializer.loads(data)
+        assert json.dumps(back, default=repr) == json.dumps(value, default=repr)  # NaN != NaN

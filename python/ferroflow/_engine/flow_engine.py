@@ -85,7 +85,9 @@ def _begin(
     if parent_flow is not None:
         parent_book = book_of(parent_flow)
         parent_book.child_runs.append(flow_run)  # a subflow counts among its parent's runs
-        earlier = parent_book.earlier_attempt_result(run_identity(flow_run))
+        earlier = caching.earlier_attempt_result(
+            parent_book, run_identity(flow_run), f"subflow {flow.name!r}"
+        )
         if earlier is not None:
             set_state(flow_run, Cached(data=earlier, message=caching.REUSED_FROM_EARLIER_ATTEMPT))
             return flow_run
@@ -127,7 +129,7 @@ def _new_flow_run(
         parent_id,
         dynamic_key=dynamic_key,
         recorder=recorder,
-        parameters=None if recorder is None else LazyParameters(flow.fn, args, kwargs),
+        parameters=LazyParameters(flow.fn, args, kwargs),
     )
 
 
@@ -142,6 +144,7 @@ def run_flow_sync(flow: FlowDefinition, args: tuple[Any, ...], kwargs: dict[str,
     leave = set_flow_run_context(context)
     try:
         context.task_runner.start()
+        context.task_runner.check_result_storage(context.result_factory)
         arguments = flow_options.arguments_for_run(flow, context, args, kwargs)
         if isinstance(arguments, State):
             attempts.finish(arguments)
@@ -179,6 +182,7 @@ async def run_flow_async(flow: FlowDefinition, args: tuple[Any, ...], kwargs: di
     leave = set_flow_run_context(context)
     try:
         context.task_runner.start()
+        context.task_runner.check_result_storage(context.result_factory)
         arguments = flow_options.arguments_for_run(flow, context, args, kwargs)
         if isinstance(arguments, State):
             attempts.finish(arguments)

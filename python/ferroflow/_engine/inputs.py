@@ -132,3 +132,39 @@ def _upstream_value(state: State, run_name: str | None) -> Any:
         cause = None
     error.__cause__ = cause
     raise UpstreamFailed(NotReady(message=str(error), data=ExceptionResult(error)))
+
+
+def replace_inputs(value: Any, kind: type, replace: Any) -> Any:
+    """`value` with every object of type `kind` (searched as described above) replaced by
+    `replace(obj)`; `value` itself when there is none. Used to send a run before its upstream
+    runs finished: futures become markers in the flow's process, and the markers become the
+    upstream states where the run executes."""
+    found = type(value)
+    if found is kind:
+        return replace(value)
+    if found in _ATOMIC_TYPES:
+        return value
+    if found in _SEQUENCE_TYPES:
+        items = [replace_inputs(item, kind, replace) for item in value]
+        if all(new is old for new, old in zip(items, value)):
+            return value
+        return found(items)
+    if found is dict:
+        pairs = [
+            (replace_inputs(k, kind, replace), replace_inputs(v, kind, replace)) for k, v in value.items()
+        ]
+        if all(k is ok and v is ov for (k, v), (ok, ov) in zip(pairs, value.items())):
+            return value
+        return dict(pairs)
+    return value
+
+
+def upstream_futures(*values: Any) -> list[TaskFuture]:
+    """The futures among `values` (searched as described above), each once, in order."""
+    if not has_run_values(values):
+        return []
+    seen: dict[int, TaskFuture] = {}
+    for found in _walk(values):
+        if type(found) is TaskFuture:
+            seen.setdefault(id(found), found)
+    return list(seen.values())

@@ -17,10 +17,10 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from ferroflow.exceptions import RunStoreError
+from ferroflow.exceptions import RunStoreError, RunStoreUnavailableError
 from ferroflow.results import result_reference
 from ferroflow.runstore import RunStore, default_store_url, open_store
-from ferroflow.settings import get_current_settings
+from ferroflow.settings import MEMORY_RUNSTORE_URL, get_current_settings
 
 if TYPE_CHECKING:
     from ferroflow._engine.runs import FlowRun, TaskRun
@@ -52,7 +52,7 @@ class _StorePool:
         with self._lock:
             store = self._stores.get(url)
             if store is None:
-                store = self._stores[url] = open_store(url)
+                store = self._stores[url] = _open_or_stand_in(url)
             self._users[url] = self._users.get(url, 0) + 1
             idle = [other for other, users in self._users.items() if users == 0 and other != url]
             retired = [self._stores.pop(other) for other in idle]
@@ -63,9 +63,27 @@ class _StorePool:
         return store
 
     def release(self, store: RunStore) -> None:
+        # By the store itself: its `url` hides a password the URL in force holds.
         with self._lock:
-            if store.url in self._users:
-                self._users[store.url] -= 1
+            for url, opened in self._stores.items():
+                if opened is store and url in self._users:
+                    self._users[url] -= 1
+
+
+def _open_or_stand_in(url: str) -> RunStore:
+    """The store at `url`; if it cannot be opened (a damaged file, a full disk, a folder that
+    cannot be written, a newer schema), a store in memory standing in for it, with one warning
+    naming the store and what to do: recording must not fail a flow. The stand-in holds this
+    process's runs and cache entries until it exits."""
+    try:
+        return open_store(url)
+    except (RunStoreError, OSError) as error:
+        logger.warning(
+            "ferroflow cannot record runs in its run store: %s Until this process ends, its runs "
+            "and cache entries are kept in memory only; the flows run on.",
+            error,
+        )
+        return open_store(MEMORY_RUNSTORE_URL)
 
 
 def _close_quietly(store: RunStore) -> None:
@@ -144,6 +162,8 @@ class RunRecorder:
         logged, not raised — the flow's own outcome stands."""
         try:
             self.store.flush()
+        except RunStoreUnavailableError as error:  # the store's writer has said so, once
+            logger.debug("ferroflow holds the runs of this flow until %s is back: %s", self.store.url, error)
         except RunStoreError as error:
             logger.warning("ferroflow could not record some runs in %s: %s", self.store.url, error)
         finally:

@@ -108,6 +108,10 @@ class RunBook:
             return None
         return self._earlier_results.get(identity)
 
+    def forget_earlier_attempt_result(self, identity: tuple[str, int]) -> None:
+        """Drop an earlier attempt's result that cannot be read back: the run runs again."""
+        self._earlier_results.pop(identity, None)
+
     def next_dynamic_key(self, task_key: str) -> int:
         """0, 1, 2, ... for successive runs of one task within this flow run attempt."""
         counter = self._dynamic_keys.get(task_key)
@@ -157,6 +161,12 @@ class RunBook:
     def run_coroutine(self, coroutine: Coroutine[Any, Any, Any]) -> Any:
         """Run an async task body from this (sync) flow run's thread and wait for it."""
         return asyncio.run_coroutine_threadsafe(coroutine, self.event_loop()).result()
+
+    def commit_run_store(self) -> None:
+        """Wait until what was written to the run store (a cache entry) is committed, so that
+        other processes see it: a task run executing in a worker does so before it reports."""
+        if self._run_store is not None:
+            self._run_store.flush()
 
     def close(self) -> None:
         """Stop the loop thread and give back a run store taken for the task cache."""

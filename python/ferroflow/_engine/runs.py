@@ -109,6 +109,7 @@ class FlowRun:
         "state",
         "state_history",
         "run_count",
+        "parameters",
     )
     state: State
 
@@ -131,6 +132,9 @@ class FlowRun:
         self.dynamic_key = dynamic_key
         self.state_history: list[State] = []
         self.run_count = 0
+        # The call's arguments by name (the FLOW_PARAMETERS cache policy reads them); None
+        # where they are not known (a task run executing from its request elsewhere).
+        self.parameters = parameters
         pending = _begin(self, Pending())
         if recorder is not None:
             recorder.flow_run_created(self, parameters, pending)

@@ -14,10 +14,13 @@ import concurrent.futures
 import contextvars
 import datetime
 import functools
+import pickle
 import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
+
+import cloudpickle  # type: ignore[import-untyped]
 
 from ferroflow._asyncutils import in_async_caller
 from ferroflow._engine import caching, prints
@@ -28,14 +31,16 @@ from ferroflow._engine.inputs import (
     UpstreamFailed,
     has_run_values,
     pending_upstream_futures,
+    replace_inputs,
     resolve_inputs,
     unmapped,
+    upstream_futures,
 )
 from ferroflow._engine.parameters import LazyParameters, bind_with_defaults
 from ferroflow._engine.retry_policy import retry_condition
 from ferroflow._engine.run_book import RunBook, book_of
 from ferroflow._engine.runs import Attempts, FlowRun, TaskRun, failed_state, run_identity, set_state
-from ferroflow._engine.task_run_request import TaskRunIdentity, TaskRunRequest
+from ferroflow._engine.task_run_request import TaskRunIdentity, TaskRunReport, TaskRunRequest, UpstreamInput
 from ferroflow._engine.templates import rename, run_name, storage_key
 from ferroflow.context import FlowRunContext, TaskRunContext, set_flow_run_context, set_task_run_context
 from ferroflow.exceptions import (
@@ -45,10 +50,13 @@ from ferroflow.exceptions import (
     NestedTaskError,
 )
 from ferroflow.futures import TaskFuture
+from ferroflow.logging import RunRecordCollector, emit_records, run_records_level
 from ferroflow.settings import get_current_settings, temporary_settings
 from ferroflow.states import (
     Cached,
     Completed,
+    Crashed,
+    ExceptionResult,
     State,
     StateDetails,
     state_value,
@@ -186,6 +194,7 @@ def run_task_sync(
                     call_hooks(hooks, task, task_run, attempts.final)  # type: ignore[arg-type]
         return attempts.final  # type: ignore[return-value]
     finally:
+        caching.finish(task_context)
         if logs_prints:
             prints.restore()
         leave()
@@ -225,6 +234,7 @@ async def run_task_async(
                     await call_hooks_async(hooks, task, task_run, attempts.final)  # type: ignore[arg-type]
         return attempts.final  # type: ignore[return-value]
     finally:
+        caching.finish(task_context)
         if logs_prints:
             prints.restore()
         leave()
@@ -336,7 +346,14 @@ def _submit(
 ) -> TaskFuture:
     task_run = _new_task_run(task, flow_context, args, kwargs)
     runner = flow_context.task_runner
-    if task.isasync:
+    if runner.executes_requests:
+        # The run executes elsewhere from its request, sync or async alike.
+        call = LocalTaskRunCall(task, task_run, flow_context, args, kwargs, wait_for)
+        if runner.schedules_upstream:
+            future = _submitted(runner, call)  # the runner makes the upstream runs dependencies
+        else:
+            future = _submit_when_ready(runner, call, pending_upstream_futures(args, kwargs, wait_for))
+    elif task.isasync:
         run_async = functools.partial(run_task_async, task, task_run, flow_context, args, kwargs, wait_for)
         book = book_of(flow_context)
         future = runner.submit_coroutine(run_async, book.event_loop())
@@ -403,30 +420,62 @@ def _submit_when_ready(
 
 def _submitted(runner: BaseTaskRunner, call: LocalTaskRunCall) -> concurrent.futures.Future[State]:
     """Hand `call` to the runner. A run the runner sent elsewhere (it took the call's `request`)
-    changed states there, not in this process's record of it: its final state is set on the
-    record (and so recorded) before the future given back to the flow finishes."""
-    future = runner.submit(call)
+    changed states there, not in this process's record of it: what it reports (its states, name
+    and log records) is set on the record (and so recorded) and emitted here before the future
+    given back to the flow finishes."""
+    future: concurrent.futures.Future[Any] = runner.submit(call)
     if not call.sent_elsewhere:
-        return future
-    if future.done():
-        _adopt_final_state(call.task_run, future)
         return future
     outer: concurrent.futures.Future[State] = concurrent.futures.Future()
 
-    def on_done(inner: concurrent.futures.Future[State]) -> None:
-        _adopt_final_state(call.task_run, inner)
-        _copy_outcome(outer, inner)
+    def on_done(inner: concurrent.futures.Future[Any]) -> None:
+        try:
+            _adopt_outcome(call, inner, outer)
+        except BaseException as exc:  # never leave the flow waiting on this run
+            if not outer.done():
+                outer.set_exception(exc)
 
     future.add_done_callback(on_done)
     return outer
 
 
-def _adopt_final_state(task_run: TaskRun, future: concurrent.futures.Future[State]) -> None:
-    if future.cancelled() or future.exception() is not None:
+def _adopt_outcome(
+    call: LocalTaskRunCall,
+    inner: concurrent.futures.Future[Any],
+    outer: concurrent.futures.Future[State],
+) -> None:
+    task_run = call.task_run
+    exception = _failure_of(inner)
+    if exception is not None:
+        # The run could not report (its worker died, the runner failed to run it): this
+        # process's record ends Crashed, which the future reports.
+        if not task_run.state.is_final():
+            set_state(
+                task_run,
+                Crashed(
+                    message=f"Task run {task_run.name!r} crashed: {exception!r}",
+                    data=ExceptionResult(exception),
+                ),
+            )
+        outer.set_exception(exception)
         return
-    state = future.result()
-    if state is not task_run.state:
-        set_state(task_run, state)
+    outcome = inner.result()
+    if isinstance(outcome, TaskRunReport):
+        if outcome.name != task_run.name:
+            rename(task_run, outcome.name, LazyParameters(call.task.fn, call.args, call.kwargs))
+        for state in outcome.history:
+            set_state(task_run, state)
+        emit_records(outcome.logs)
+        outcome = outcome.state
+    if outcome is not task_run.state:
+        set_state(task_run, outcome)
+    outer.set_result(outcome)
+
+
+def _failure_of(future: concurrent.futures.Future[Any]) -> BaseException | None:
+    if future.cancelled():
+        return concurrent.futures.CancelledError("the task runner cancelled the run")
+    return future.exception()
 
 
 def _copy_outcome(target: concurrent.futures.Future[State], source: concurrent.futures.Future[State]) -> None:
@@ -497,17 +546,49 @@ class LocalTaskRunCall:
         return execute_task_run
 
     @property
+    def report(self) -> Callable[..., TaskRunReport]:
+        """`report_task_run`: executes a request like `execute` and hands back the run's
+        `TaskRunReport` (states, name, log records) for the flow's process to record."""
+        return report_task_run
+
+    @property
+    def upstream(self) -> list[TaskFuture]:
+        """The futures among the run's inputs and `wait_for`, each once, in order."""
+        return upstream_futures(self.args, self.kwargs, self.wait_for)
+
+    @property
     def request(self) -> TaskRunRequest:
         """The run, described for another process. Its upstream runs have finished (runners
         get a run only then); their values replace the futures and states among its inputs."""
-        book = book_of(self.flow_context)
-        task_run = self.task_run
         self.sent_elsewhere = True
         resolve_inputs(self.wait_for)  # an upstream failure raises UpstreamFailed here
         args, kwargs = resolve_inputs(self.args), resolve_inputs(self.kwargs)
         template = self.task.task_run_name
         if isinstance(template, str):
             self._name_here(template, args, kwargs)
+        return self._described(args, kwargs, ())
+
+    def deferred_request(self, upstream: list[TaskFuture]) -> TaskRunRequest:
+        """The run, described for a process that gets the final states of `upstream` (the
+        futures among its inputs, `self.upstream`) alongside the request: each future is an
+        `UpstreamInput` marker naming its position in that list. For runners that let their
+        cluster schedule the dependencies instead of waiting for them here."""
+        self.sent_elsewhere = True
+        positions = {id(future): index for index, future in enumerate(upstream)}
+
+        def marker(future: TaskFuture) -> UpstreamInput:
+            return UpstreamInput(positions[id(future)], future.task_run.name)
+
+        args = replace_inputs(self.args, TaskFuture, marker)
+        kwargs = replace_inputs(self.kwargs, TaskFuture, marker)
+        wait_for = tuple(replace_inputs(list(self.wait_for), TaskFuture, marker))
+        return self._described(args, kwargs, wait_for)
+
+    def _described(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any], wait_for: tuple[Any, ...]
+    ) -> TaskRunRequest:
+        book = book_of(self.flow_context)
+        task_run = self.task_run
         return TaskRunRequest(
             task=self.task,
             args=args,
@@ -526,6 +607,8 @@ class LocalTaskRunCall:
             refresh_cache=book.refresh_cache_by_default(),
             settings=get_current_settings(),
             log_prints=book.log_prints,
+            wait_for=wait_for,
+            log_level=run_records_level(),
         )
 
     def _name_here(self, template: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -539,15 +622,57 @@ class LocalTaskRunCall:
         rename(self.task_run, name, LazyParameters(fn, self.args, self.kwargs))
 
 
-def execute_task_run(request: TaskRunRequest) -> State:
+def execute_task_run(request: TaskRunRequest, upstream_states: tuple[State, ...] = ()) -> State:
     """Run the task run `request` describes, in this process, outside its flow run, and return
     its final state (a persisted result in it pickles as its reference only).
 
     The run has the identity the flow run gave it, the result factory and settings of the flow
     run's process, and reuses an earlier attempt's result or a cache entry as it would there.
     Its states are not recorded here: the flow's process records the final state it gets back.
+    `upstream_states` are the final states the request's `UpstreamInput` markers stand for.
     """
+    return _execute(request, upstream_states).state
+
+
+def report_task_run(request: TaskRunRequest, upstream_states: tuple[State, ...] = ()) -> TaskRunReport:
+    """`execute_task_run`, handing back the run's `TaskRunReport`: its final state, the states
+    before it, its name and the records it logged, each in a form that pickles (an exception
+    that does not pickle travels as a `RuntimeError` with its text)."""
+    collector = RunRecordCollector(str(request.identity.task_run_id), request.log_level)
+    with collector:
+        task_run = _execute(request, upstream_states)
+    history = task_run.state_history
+    for state in history:
+        _make_exception_portable(state)
+    return TaskRunReport(
+        state=task_run.state, history=history[1:-1], name=task_run.name, logs=collector.records
+    )
+
+
+def _make_exception_portable(state: State) -> None:
+    data = state.data
+    if not isinstance(data, ExceptionResult):
+        return
+    try:
+        pickle.loads(cloudpickle.dumps(data.exception))
+    except Exception:
+        exception = data.exception
+        stand_in = RuntimeError(f"{type(exception).__qualname__}: {exception}")
+        stand_in.__cause__ = None
+        state.data = ExceptionResult(stand_in)
+
+
+def _execute(request: TaskRunRequest, upstream_states: tuple[State, ...]) -> TaskRun:
     identity = request.identity
+    args, kwargs, wait_for = request.args, request.kwargs, request.wait_for
+    if upstream_states:
+
+        def upstream(marker: UpstreamInput) -> TaskFuture:
+            return TaskFuture.finished(marker.name, upstream_states[marker.index])
+
+        args = replace_inputs(args, UpstreamInput, upstream)
+        kwargs = replace_inputs(kwargs, UpstreamInput, upstream)
+        wait_for = tuple(replace_inputs(list(wait_for), UpstreamInput, upstream))
     with temporary_settings(**request.settings.model_dump()):
         flow_run = FlowRun(identity.flow_name, None, run_id=identity.flow_run_id)
         if identity.flow_run_name is not None:
@@ -582,15 +707,18 @@ def execute_task_run(request: TaskRunRequest) -> State:
             prints.redirect()
         try:
             if request.task.isasync:
-                return asyncio.run(
-                    run_task_async(request.task, task_run, flow_context, request.args, request.kwargs)
-                )
-            return run_task_sync(request.task, task_run, flow_context, request.args, request.kwargs)
+                asyncio.run(run_task_async(request.task, task_run, flow_context, args, kwargs, wait_for))
+            else:
+                run_task_sync(request.task, task_run, flow_context, args, kwargs, wait_for)
+            return task_run
         finally:
             if request.log_prints:
                 prints.restore()
             leave()
-            book.close()
+            try:
+                book.commit_run_store()  # the cache entry is visible before the report
+            finally:
+                book.close()
 
 
 class _FlowOfARequest:

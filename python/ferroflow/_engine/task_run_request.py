@@ -6,18 +6,22 @@ with futures and states already replaced by their values, the run's identity, it
 factory (storage and serializer, as descriptions), a persisted result an earlier attempt of the
 flow run left for it, and the settings in force where the flow runs. The task itself pickles
 with cloudpickle (a function defined in `__main__` or a notebook travels by value).
-`ferroflow._engine.task_engine.execute_task_run` runs one.
+`ferroflow._engine.task_engine.execute_task_run` runs one; `report_task_run` runs one and
+hands back a `TaskRunReport`. A request sent before its upstream runs finished holds
+`UpstreamInput` markers where their values go.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ferroflow._engine.definitions import TaskDefinition
 from ferroflow.results import BaseResult, ResultFactory
 from ferroflow.settings import Settings
+from ferroflow.states import State
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,3 +51,34 @@ class TaskRunRequest:
     settings: Settings
     log_prints: bool = False
     """Whether the flow run logs its prints (the task's own `log_prints` wins)."""
+    wait_for: tuple[Any, ...] = ()
+    """`submit(wait_for=...)` dependencies not finished when the run was sent, as
+    `UpstreamInput` markers (their failure makes the run NotReady)."""
+    log_level: int = 0
+    """The lowest level the flow's process logs run records at: a worker that has not configured
+    logging still hands those records back (0: whatever the worker's loggers pass)."""
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamInput:
+    """Stands in a request's inputs for the value of an upstream run that has not finished when
+    the run is sent (a cluster schedules the dependency): `index` is the upstream's position
+    among the states the executing process is given with the request; `name` is its run's
+    name (a failure names it)."""
+
+    index: int
+    name: str
+
+
+@dataclass(slots=True)
+class TaskRunReport:
+    """What a task run executed from its request hands back to the flow's process: its final
+    state (a persisted result as its reference), the states it went through before it, its
+    name, and the records it logged. The flow's process records the states and emits the
+    records, so the run store and the flow's log read as if the run had executed there."""
+
+    state: State
+    history: list[State]
+    """The states after Pending and before the final one (Running, AwaitingRetry, ...)."""
+    name: str
+    logs: list[logging.LogRecord] = field(default_factory=list)

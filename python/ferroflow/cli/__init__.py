@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from ferroflow.cli.bench import bench
@@ -9,6 +11,7 @@ from ferroflow.cli.cache import cache
 from ferroflow.cli.config import config
 from ferroflow.cli.results import results
 from ferroflow.cli.runs import runs
+from ferroflow.exceptions import FerroflowException
 from ferroflow.version import __version__
 
 
@@ -26,7 +29,13 @@ app.add_command(bench)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except FerroflowException as error:
+        # A user's mistake that no command caught itself, such as invalid settings in the
+        # environment or the profile: its message says what to do, a traceback would not.
+        click.echo(f"Error: {error}", err=True)
+        sys.exit(1)
 
 
 __all__ = ["app", "main"]

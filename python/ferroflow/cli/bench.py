@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -58,14 +59,20 @@ MIB = 2**20
     "levels",
     multiple=True,
     metavar="LEVEL",
-    help="Only this level (repeatable): an integer, or low, default, high. Default: all three.",
+    help="Only this level (repeatable): an integer, or low, default, high. "
+    "Default: each codec's low level, and zstd's default (--full: all three).",
+)
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Measure the full grid: every codec at its low, default and high levels (minutes on large data).",
 )
 @click.option(
     "--repeat",
-    type=click.IntRange(min=1),
-    default=3,
-    show_default=True,
-    help="Timed runs of each case; the best is reported.",
+    type=click.IntRange(min=1, max=1000),
+    default=None,
+    help="Timed runs of each phase of each case; the best is reported. "
+    "Default: until two runs confirm the best (at most 3; once for a run over half a second).",
 )
 @click.option(
     "--rank",
@@ -90,7 +97,8 @@ def bench(
     serializers: Sequence[str],
     codecs: Sequence[str],
     levels: Sequence[str],
-    repeat: int,
+    full: bool,
+    repeat: int | None,
     ranking: benchmarking.Ranking,
     as_json: bool,
     plot_path: Path | None,
@@ -99,12 +107,15 @@ def bench(
 
     PATH is a pickle file (its unpickled value is measured), a NumPy .npy file, or a folder
     (a dict of each file's bytes). Each case writes a result blob to a temporary folder and
-    reads it back through ferroflow's persistence path, in a fresh process, --repeat times.
+    reads it back through ferroflow's persistence path, in a child process, until two runs
+    confirm the best time (or --repeat times). By default the quick grid is measured: each
+    codec at its fastest level and zstd at its default too; --full measures every level.
     MB/s are of the input's size; peak memory is above the loaded input. Details: docs/bench.md.
 
     \b
     Examples:
       ferroflow bench results.pickle
+      ferroflow bench results.pickle --full
       ferroflow bench features.npy --codec zstd --codec none
       ferroflow bench ./exports --serializer pickle --level low
       ferroflow bench --sample records --size 64MiB --rank ratio
@@ -114,10 +125,10 @@ def bench(
     try:
         with tempfile.TemporaryDirectory(prefix="ferroflow-bench-input-") as scratch:
             source = _source(path, sample, size, Path(scratch))
-            cases = _cases(source, serializers, codecs, levels)
+            cases = _cases(source, serializers, codecs, levels, full)
             if plot_path is not None:
                 benchmarking.check_plotting()
-            results = _run(source, cases, repeat, quiet=as_json)
+            results = _run(source, cases, repeat)
     except BenchmarkError as exc:
         raise click.UsageError(str(exc)) from exc
     if as_json:
@@ -136,33 +147,41 @@ def _source(path: Path | None, sample: str | None, size: str, scratch: Path) -> 
             f"{'|'.join(SAMPLE_KINDS)}, not {'both' if path else 'neither'}."
         )
     if sample is not None:
-        return benchmarking.sample_source(sample, benchmarking.parse_size(size), scratch)
+        return benchmarking.sample_source(
+            sample, benchmarking.check_sample_size(benchmarking.parse_size(size)), scratch
+        )
     assert path is not None
     return benchmarking.source_from_path(path)
 
 
 def _cases(
-    source: DataSource, serializers: Sequence[str], codecs: Sequence[str], levels: Sequence[str]
+    source: DataSource, serializers: Sequence[str], codecs: Sequence[str], levels: Sequence[str], full: bool
 ) -> list[benchmarking.Case]:
     chosen, note = benchmarking.choose_serializers(source, serializers)
     if note:
         click.echo(note, err=True)
-    return benchmarking.case_grid(
-        chosen, codecs or CODECS, benchmarking.parse_levels(levels) or benchmarking.LEVEL_NAMES
-    )
+    if levels or full:
+        return benchmarking.case_grid(
+            chosen, codecs or CODECS, benchmarking.parse_levels(levels) or benchmarking.LEVEL_NAMES
+        )
+    return benchmarking.quick_grid(chosen, codecs or CODECS)
 
 
-def _run(source: DataSource, cases: list[benchmarking.Case], repeat: int, *, quiet: bool) -> list[CaseResult]:
+def _run(source: DataSource, cases: list[benchmarking.Case], repeat: int | None) -> list[CaseResult]:
+    """Measure the cases, showing progress on stderr: a bar on a terminal, else one line per
+    finished case (a log, or CI, shows how far it got)."""
+    errors = Console(stderr=True)
     progress = Progress(
         TextColumn("[bold]{task.description:<24}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=Console(stderr=True),
-        disable=quiet,
+        console=errors,
+        disable=not errors.is_terminal,
         transient=True,
     )
     results = []
+    started = time.monotonic()
     with progress:
         bar = progress.add_task("starting", total=len(cases))
 
@@ -172,15 +191,23 @@ def _run(source: DataSource, cases: list[benchmarking.Case], repeat: int, *, qui
         for result in benchmarking.run_cases(source, cases, repeat=repeat, on_start=show):
             results.append(result)
             progress.advance(bar)
+            if not errors.is_terminal:
+                click.echo(
+                    f"[{len(results)}/{len(cases)}] {result.case.label}: dump {result.dump_mb_s:,.0f} MB/s, "
+                    f"load {result.load_mb_s:,.0f} MB/s, ratio {result.ratio:.2f} "
+                    f"({time.monotonic() - started:.0f} s)",
+                    err=True,
+                )
     return results
 
 
 def _print_table(
-    source: DataSource, results: Sequence[CaseResult], ranking: benchmarking.Ranking, repeat: int
+    source: DataSource, results: Sequence[CaseResult], ranking: benchmarking.Ranking, repeat: int | None
 ) -> None:
     console = Console()
+    runs = "best run (2-3 runs, 1 for runs over half a second)" if repeat is None else f"best of {repeat}"
     console.print(
-        f"[bold]{source.label}[/]: {format_bytes(source.size)}, best of {repeat}, ranked by {ranking}",
+        f"[bold]{source.label}[/]: {format_bytes(source.size)}, {runs}, ranked by {ranking}",
         soft_wrap=True,
         highlight=False,
     )
@@ -198,13 +225,21 @@ def _print_table(
             f"{result.ratio:.2f}",
             format_bytes(result.stored_bytes),
             f"{result.dump_peak_bytes / MIB:,.0f}/{result.load_peak_bytes / MIB:,.0f}",
-            f"[yellow]{result.spread:.0%}[/]" if result.noisy else f"{result.spread:.0%}",
+            _spread_text(result),
         )
     console.print(table)
     noisy = [result.case.label for result in results if result.noisy]
     if noisy:
         console.print(
-            f"[yellow]Warning:[/] {len(noisy)} of {len(results)} cases varied by more than "
-            f"{NOISE_THRESHOLD:.0%} between repeats ({', '.join(noisy[:5])}{', ...' if len(noisy) > 5 else ''}): "
-            "the machine was busy. Close other work or raise --repeat, and compare with care."
+            f"[yellow]Warning:[/] in {len(noisy)} of {len(results)} cases the two fastest runs differed by "
+            f"more than {NOISE_THRESHOLD:.0%} ({', '.join(noisy[:5])}{', ...' if len(noisy) > 5 else ''}): "
+            "other work was probably taking the cores. Compare those with care, or run them again "
+            "with --repeat 5."
         )
+
+
+def _spread_text(result: CaseResult) -> str:
+    """How far the two fastest runs were apart ("-": each phase ran once)."""
+    if result.spread is None:
+        return "-"
+    return f"[yellow]{result.spread:.0%}[/]" if result.noisy else f"{result.spread:.0%}"

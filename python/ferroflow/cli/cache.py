@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path, PurePath
+from typing import Any
 
 import click
 from rich.text import Text
 
-from ferroflow.cli.console import cli_store, console, echo_json, table
-from ferroflow.cli.tables import narrow_first
-from ferroflow.runstore import CacheEntry, RunStore
+from ferroflow.cli.console import StoreText, cli_store, console, echo_json
+from ferroflow.cli.lookup import location, result_path
+from ferroflow.cli.tables import Cell, Column, fits, fitted_table
+from ferroflow.filesystems import saved_storages
+from ferroflow.results.cache_records import RecordStorage, delete_record, list_records, record_storage_for
+from ferroflow.results.references import storage_from_reference
+from ferroflow.runstore import CacheEntry, ResultRef
 
 # As `ferroflow runs` shows run ids; longer where two keys share their first characters.
 KEY_PREFIX_LENGTH = 8
@@ -33,16 +39,50 @@ def cache() -> None:
     """
 
 
+_STORAGE_HELP = (
+    "Read the cache records kept in this storage (a saved storage's slug or a folder) "
+    "instead of the run store's index: what every process sharing the storage sees."
+)
+
+
+def _records_in(spec: str) -> RecordStorage:
+    """The record storage `--storage` names: a saved storage's slug or a folder."""
+    if spec not in saved_storages() and not Path(spec).expanduser().is_dir():
+        saved = ", ".join(saved_storages()) or "none saved yet"
+        raise click.ClickException(
+            f"--storage {spec!r} is neither a saved storage nor a folder. Give a folder, or the "
+            f"slug of a saved storage (saved: {saved})."
+        )
+    try:
+        return record_storage_for(spec)
+    except TypeError as error:  # a storage kind that cannot hold records
+        raise click.ClickException(f"--storage {spec!r}: {error}") from None
+
+
+def _entries(storage_spec: str | None) -> list[Any]:
+    """The cache entries: the run store's index, or the records kept in a storage."""
+    if storage_spec is not None:
+        records = sorted(
+            list_records(_records_in(storage_spec)), key=lambda record: record.created, reverse=True
+        )
+        return records
+    with cli_store() as store:
+        return list(store.list_cache_entries())
+
+
 @cache.command("ls")
-@click.option("--task", "task_name", metavar="NAME", help="Only the entries of this task.")
+@click.option("--task", "task_name", type=StoreText(), metavar="NAME", help="Only the entries of this task.")
+@click.option("--storage", "storage_spec", metavar="SLUG_OR_PATH", help=_STORAGE_HELP)
 @click.option(
     "--json", "as_json", is_flag=True, help="Print JSON (full keys, exact times) instead of a table."
 )
-def list_entries(task_name: str | None, as_json: bool) -> None:
+def list_entries(task_name: str | None, storage_spec: str | None, as_json: bool) -> None:
     """List cache entries, newest first.
 
     Each key is shown by its shortest beginning that no other key shares (at least
-    8 characters), which `cache clear --key` accepts. Times are relative to now.
+    8 characters), which `cache clear --key` accepts. Times are relative to now. On a
+    terminal too narrow for the whole table, the Created column is left out and result
+    paths are shortened from the middle (`--json` has everything).
 
     \b
     Examples:
@@ -50,8 +90,7 @@ def list_entries(task_name: str | None, as_json: bool) -> None:
       ferroflow cache ls --task load_prices
       ferroflow cache ls --json
     """
-    with cli_store() as store:
-        everything = store.list_cache_entries()
+    everything = _entries(storage_spec)
     entries = [entry for entry in everything if task_name is None or entry.task_name == task_name]
     if as_json:
         echo_json([entry.to_dict() for entry in entries])
@@ -64,23 +103,36 @@ def list_entries(task_name: str | None, as_json: bool) -> None:
     # Prefixes unambiguous among all keys, not only the listed ones: `clear --key` looks at all.
     prefixes = unambiguous_prefixes([entry.key for entry in everything])
     now = datetime.now(UTC)
-    listing = table("Task cache", "Key", "Task", "Created", "Expires", "Result", wrap=("Task", "Result"))
-    rows = [
-        (
+    columns = [
+        Column("Key"),
+        Column("Task", "name"),
+        Column("Created"),
+        Column("Expires"),
+        Column("Result", "path"),
+    ]
+    rows: list[list[Cell]] = [
+        [
             prefixes[entry.key],
             entry.task_name,
             f"{compact_duration(now - entry.created)} ago",
             _expiry(entry, now),
-            entry.result.describe(),
-        )
+            _result_cell(entry.result),
+        ]
         for entry in entries
     ]
-    for row in rows:
-        listing.add_row(*row)
     out = console()
-    # A task name cut short reads better than a storage folder cut in the middle.
-    narrow_first(listing, rows, out.width, narrowed="Task", kept="Result")
-    out.print(listing)
+    if not fits([column.header for column in columns], rows, out.width):
+        # The age of an entry matters least (`--json` has it): its room goes to names and paths.
+        del columns[2]
+        for row in rows:
+            del row[2]
+    out.print(fitted_table("Task cache", columns, rows, out.width))
+
+
+def _result_cell(reference: ResultRef) -> Cell:
+    """The result's file (shortened from the middle on a narrow terminal), else its location."""
+    path = result_path(reference)
+    return PurePath(path) if path is not None else location(reference)
 
 
 def unambiguous_prefixes(keys: list[str], minimum: int = KEY_PREFIX_LENGTH) -> dict[str, str]:
@@ -134,13 +186,17 @@ def _expiry(entry: CacheEntry, now: datetime) -> Text:
 @cache.command("clear")
 @click.option(
     "--key",
+    type=StoreText(),
     metavar="KEY",
     help="Only the entry with this key, or with the only key starting with it (as `cache ls` shows it).",
 )
-@click.option("--task", "task_name", metavar="NAME", help="Only the entries of this task.")
+@click.option("--task", "task_name", type=StoreText(), metavar="NAME", help="Only the entries of this task.")
 @click.option("--expired", "expired_only", is_flag=True, help="Only the entries that have expired.")
+@click.option("--storage", "storage_spec", metavar="SLUG_OR_PATH", help=_STORAGE_HELP)
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-def clear_entries(key: str | None, task_name: str | None, expired_only: bool, yes: bool) -> None:
+def clear_entries(
+    key: str | None, task_name: str | None, expired_only: bool, storage_spec: str | None, yes: bool
+) -> None:
     """Delete cache entries: all of them, or those matching every filter given.
 
     Asks for confirmation with the number of entries first, unless --yes is given.
@@ -152,10 +208,17 @@ def clear_entries(key: str | None, task_name: str | None, expired_only: bool, ye
       ferroflow cache clear --key 9b1c0f7e    (a key, or a prefix only one key has)
       ferroflow cache clear --yes             (everything)
     """
+    if key is not None and not key.strip():
+        raise click.ClickException(
+            "--key is empty; give a cache key, or its beginning as `ferroflow cache ls` shows it."
+        )
     now = datetime.now(UTC)
+    if storage_spec is not None:
+        _clear_records(storage_spec, key, task_name, expired_only, yes, now)
+        return
     with cli_store() as store:
         if key is not None:
-            key = _full_key(store, key)
+            key = _full_key([entry.key for entry in store.list_cache_entries()], key)
         matching = len(
             store.list_cache_entries(key=key, task_name=task_name, expired_only=expired_only, now=now)
         )
@@ -165,17 +228,62 @@ def clear_entries(key: str | None, task_name: str | None, expired_only: bool, ye
         noun = "cache entry" if matching == 1 else "cache entries"
         if not yes:
             click.confirm(f"Delete {matching} {noun}?", abort=True)
+        entries = store.list_cache_entries(key=key, task_name=task_name, expired_only=expired_only, now=now)
         deleted = store.delete_cache_entries(key=key, task_name=task_name, expired_only=expired_only, now=now)
+    _delete_records(entries)
     click.echo(f"Deleted {deleted} {'cache entry' if deleted == 1 else 'cache entries'}.")
 
 
-def _full_key(store: RunStore, given: str) -> str:
+def _delete_records(entries: list[CacheEntry]) -> None:
+    """The cache records (kept with the results, the cache's truth) of deleted entries: without
+    them the entries would still hit."""
+    for entry in entries:
+        records = records_of_reference(entry.result)
+        if records is not None:
+            delete_record(records, entry.key)
+
+
+def records_of_reference(reference: ResultRef) -> RecordStorage | None:
+    """The record storage beside a persisted result's storage (None for a storage that cannot
+    hold records). A literal result's record is looked for in the default storage."""
+    try:
+        if reference.kind != "persisted" or reference.storage is None:
+            return record_storage_for(None)
+        return record_storage_for(storage_from_reference(reference.storage))
+    except (TypeError, ValueError):
+        return None
+
+
+def _clear_records(
+    storage_spec: str, key: str | None, task_name: str | None, expired_only: bool, yes: bool, now: datetime
+) -> None:
+    records = _records_in(storage_spec)
+    everything = list(list_records(records))
+    if key is not None:
+        key = _full_key([record.key for record in everything], key)
+    matching = [
+        record
+        for record in everything
+        if (key is None or record.key == key)
+        and (task_name is None or record.task_name == task_name)
+        and (not expired_only or record.is_expired(now))
+    ]
+    if not matching:
+        click.echo("No cache entries match; nothing to delete.")
+        return
+    noun = "cache entry" if len(matching) == 1 else "cache entries"
+    if not yes:
+        click.confirm(f"Delete {len(matching)} {noun} from {records.describe()}?", abort=True)
+    deleted = sum(delete_record(records, record.key) for record in matching)
+    click.echo(f"Deleted {deleted} {'cache entry' if deleted == 1 else 'cache entries'}.")
+
+
+def _full_key(keys: list[str], given: str) -> str:
     """The key `given` names: itself if it is a key, else the only key starting with it.
 
     A prefix that no key starts with is returned as it is (nothing matches it); one that several
     keys start with is refused, listing some of them.
     """
-    keys = [entry.key for entry in store.list_cache_entries()]
     if given in keys:
         return given
     candidates = sorted(key for key in keys if key.startswith(given))

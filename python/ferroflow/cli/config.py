@@ -7,7 +7,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+from pydantic import SecretStr
 
+from ferroflow.cli.console import is_text
 from ferroflow.exceptions import InvalidSettingError
 from ferroflow.settings import (
     SETTING_NAMES,
@@ -18,6 +20,7 @@ from ferroflow.settings import (
     get_current_settings,
     profiles_path,
     read_profile,
+    redact_url,
     setting_sources,
     validate_setting,
     write_profile,
@@ -48,17 +51,28 @@ def set_(assignments: tuple[str, ...]) -> None:
       ferroflow config set runstore_url=sqlite:////srv/pipelines/runs.db
     """
     updates: dict[str, str] = {}
+    shown: dict[str, str] = {}
     for assignment in assignments:
         key, sep, value = assignment.partition("=")
         if not sep:
             raise click.UsageError(f"Expected KEY=VALUE, got {assignment!r}.")
-        name, _parsed = _checked(validate_setting, key, value)
+        if not is_text(assignment):
+            raise click.UsageError(
+                f"{assignment!r} holds bytes that are not UTF-8 text; a profile stores text only."
+            )
+        name, parsed = _checked(validate_setting, key, value)
         updates[name] = value
+        # A signing key is a secret: it is not echoed back to the terminal.
+        shown[name] = repr(str(parsed)) if isinstance(parsed, SecretStr) else repr(value)
     profile = _checked(read_profile)
     profile.update(updates)
     path = _checked(write_profile, profile)
-    for name, value in updates.items():
-        click.echo(f"Set {name}={value!r} in profile {active_profile_name()!r} ({path}).")
+    for name in updates:
+        shown_value = redact_url(updates[name]) if name == env_name("runstore_url") else None
+        click.echo(
+            f"Set {name}={shown[name] if shown_value is None else repr(shown_value)} in profile "
+            f"{active_profile_name()!r} ({path})."
+        )
         if name in os.environ:
             click.echo(
                 f"Note: {name} is also set in the environment, which takes precedence over the profile.",
@@ -116,7 +130,7 @@ def view(show_defaults: bool, show_sources: bool) -> None:
 def _value_in_force(settings: Settings, field: str) -> object:
     # An unset run store URL stands for the database in FERROFLOW_HOME: show which one.
     if field == "runstore_url":
-        return settings.runstore_url_in_force
+        return redact_url(settings.runstore_url_in_force)
     return getattr(settings, field)
 
 

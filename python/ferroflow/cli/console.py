@@ -11,13 +11,15 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.table import Table
 from rich.text import Text
 
 from ferroflow.exceptions import RunStoreError
 from ferroflow.runstore import RunStore, open_store
 
 ID_PREFIX_LENGTH = 8
+# Result keys are clock-ordered like run ids, but a flow's results are often written within the
+# same few milliseconds: a few more characters tell them apart.
+KEY_PREFIX_LENGTH = 12
 
 _STATE_STYLES = {
     "COMPLETED": "green",
@@ -47,17 +49,32 @@ def cli_store() -> Iterator[RunStore]:
         store.close()
 
 
+def is_text(value: str) -> bool:
+    """Whether `value` is valid Unicode: an argument holding bytes that are not UTF-8 reaches
+    Python as lone surrogates, which no id, key or name recorded in the store can hold."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class StoreText(click.ParamType):
+    """An id, key or name to look up in the run store: any valid text."""
+
+    name = "TEXT"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, str) and not is_text(value):
+            self.fail(
+                f"{value!r} holds bytes that are not UTF-8 text; no id, key or name recorded can.", param, ctx
+            )
+        return value
+
+
 def console() -> Console:
     # Created per command, so output goes to the stdout in force (click's test runner swaps it).
     return Console(highlight=False, soft_wrap=False)
-
-
-def table(title: str, *columns: str, wrap: tuple[str, ...] = ()) -> Table:
-    """A table whose columns keep to one line (ids, times, states), except those in `wrap`."""
-    result = Table(title=title)
-    for column in columns:
-        result.add_column(column, no_wrap=column not in wrap, overflow="fold")
-    return result
 
 
 def echo_json(data: Any) -> None:
@@ -66,6 +83,10 @@ def echo_json(data: Any) -> None:
 
 def short_id(run_id: str) -> str:
     return run_id[:ID_PREFIX_LENGTH]
+
+
+def short_key(key: str) -> str:
+    return key[:KEY_PREFIX_LENGTH]
 
 
 def local_time(moment: datetime | None) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,16 +16,25 @@ from rich.table import Table
 from rich.text import Text
 
 from ferroflow.cli.console import cli_store, console, echo_json
-from ferroflow.filesystems import (
-    S3,
-    LocalFileSystem,
-    RemoteFileSystem,
-    is_unfinished_write,
-    resolve_storage,
-    saved_storages,
+from ferroflow.cli.lookup import find_result, result_path
+from ferroflow.filesystems import S3, LocalFileSystem, RemoteFileSystem, resolve_storage, saved_storages
+from ferroflow.results.blobs import (
+    has_blob_signature,
+    is_json_document,
+    read_blob_header,
+    read_result_document,
 )
-from ferroflow.results.blobs import is_json_document, is_result_file, read_blob_header, read_result_document
 from ferroflow.results.references import storage_from_reference
+from ferroflow.results.retention import (
+    PrunePlan,
+    live_cached_keys,
+    plan_prune,
+    plan_prune_of_results,
+    remove_files,
+    remove_objects,
+    stored_files,
+    stored_objects,
+)
 from ferroflow.settings import get_current_settings
 
 RemoteStorage = S3 | RemoteFileSystem
@@ -46,10 +55,13 @@ def results() -> None:
 
 
 @results.command("inspect")
-@click.argument("path")
+@click.argument("target", metavar="LOCATION")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def inspect_result(path: str, as_json: bool) -> None:
-    """Show what a result file holds, without loading the value.
+def inspect_result(target: str, as_json: bool) -> None:
+    """Show what a result holds, without loading the value.
+
+    LOCATION is a result file's path, a result's key (or enough of its beginning), or the id of
+    a flow or task run, whose latest result is shown: what `ferroflow runs show` prints.
 
     For a ferroflow result file: serializer, codec and level, raw and stored sizes, checksum
     algorithm, format version, the ferroflow version that wrote it and when. For a JSON result
@@ -58,41 +70,93 @@ def inspect_result(path: str, as_json: bool) -> None:
     \b
     Examples:
       ferroflow results inspect ~/.ferroflow/storage/3f2a9c1e0b7d4e5f8a6b1c2d3e4f5a6b
+      ferroflow results inspect 3f2a9c1e0b7d          (a key, or its beginning)
+      ferroflow results inspect 5d6e7f80              (a flow or task run id)
       ferroflow results inspect result.json --json
       ferroflow results inspect s3://my-bucket/results/3f2a9c1e0b7d4e5f8a6b1c2d3e4f5a6b
 
     An object store URL (s3://, gs://, az://) is read with the credentials and endpoint of the
     environment (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...); only the header is fetched.
     """
-    if _is_object_url(path):
-        details = _describe_object(path)
+    if _is_object_url(target):
+        details = _describe_object(target)
     else:
-        file = Path(path)
-        if not file.is_file():
-            raise click.ClickException(
-                f"{path} is not a file. Give a result file, or the URL of a result object "
-                "(s3://bucket/key, gs://..., az://...)."
-            )
-        details = _describe_file(file)
+        details = _describe_target(target)
     if as_json:
         echo_json(details)
         return
     listing = Table.grid(padding=(0, 2))
+    listing.add_column(no_wrap=True)
+    listing.add_column(overflow="fold")  # values (paths, ids) whole, folded, never cut with an ellipsis
     for name, value in details.items():
         shown = json.dumps(value) if isinstance(value, (dict, list)) else str(value)
         listing.add_row(Text(name.replace("_", " "), style="bold"), "-" if value is None else shown)
     console().print(listing)
 
 
+def _describe_target(target: str) -> dict[str, Any]:
+    """What `target` names, described: a file, else a recorded result by key or run id."""
+    if target and os.path.lexists(target):
+        return _describe_file(Path(target))
+    with cli_store() as store:
+        found = find_result(store, target)
+        if found is None:
+            raise click.ClickException(
+                f"{target!r} is neither a file, nor the key of a recorded result, nor a flow or task run "
+                f"id in the run store {store.url}. Give a path, or a key or id as `ferroflow runs show` "
+                "prints them."
+            )
+    reference = found.reference
+    if reference.kind == "literal":
+        return {
+            "found": found.source,
+            "kind": "literal (kept in the run store, not in a file)",
+            "value": reference.value,
+        }
+    path = result_path(reference)
+    if path is None:
+        raise click.ClickException(
+            f"{found.source} is in storage {reference.storage}, which is not a local folder this command can "
+            "open; `results inspect` reads local result files."
+        )
+    if not os.path.lexists(path):
+        raise click.ClickException(
+            f"The file of {found.source}, {path}, does not exist (removed, or written on another machine)."
+        )
+    return {"found": found.source, **_describe_file(path)}
+
+
 def _describe_file(path: Path) -> dict[str, Any]:
-    if is_json_document(path):
-        return _describe_json_document(path)
     try:
+        mode = path.stat().st_mode
+    except OSError as error:
+        raise click.ClickException(f"{path} cannot be read: {error.strerror or error}.") from error
+    if stat.S_ISDIR(mode):
+        raise click.ClickException(
+            f"{path} is a folder, not a result file; give one of the files in it (`ls {path}`)."
+        )
+    if not stat.S_ISREG(mode):
+        raise click.ClickException(
+            f"{path} is not a regular file (a FIFO, socket or device), so not a ferroflow result file; "
+            "it was not opened."
+        )
+    not_a_result = (
+        f"{path} is not a ferroflow result file. `results inspect` reads the files of a result storage "
+        "folder and JSON result documents (ferroflow's or Prefect 2's)."
+    )
+    try:
+        if path.stat().st_size == 0:
+            raise click.ClickException(f"{path} is empty: it is not a ferroflow result file.")
+        if is_json_document(path):
+            return _describe_json_document(path, not_a_result)
+        if not has_blob_signature(path):
+            raise click.ClickException(not_a_result)
         fields = read_blob_header(path)
+    except OSError as error:
+        raise click.ClickException(f"{path} cannot be read: {error.strerror or error}.") from error
     except ValueError as error:
         raise click.ClickException(
-            f"{path} is not a ferroflow result file ({error}). `results inspect` reads the files "
-            "in a result storage folder, or JSON result documents."
+            f"{path} is a ferroflow result file, but a damaged one ({error})."
         ) from error
     serializer = json.loads(fields["serializer"])
     return {
@@ -146,12 +210,16 @@ def _describe_object(url: str) -> dict[str, Any]:
     }
 
 
-def _describe_json_document(path: Path) -> dict[str, Any]:
+def _describe_json_document(path: Path, not_a_result: str) -> dict[str, Any]:
     try:
         document = read_result_document(path)
     except ValueError as error:
-        raise click.ClickException(f"{path} is JSON but not a result document ({error}).") from error
+        raise click.ClickException(
+            f"{not_a_result} It opens like JSON, but is not a result document ({error})."
+        ) from error
     serializer, data = document["serializer"], document["data"]
+    if not isinstance(data, str):
+        raise click.ClickException(f"{not_a_result} Its 'data' field is not a string.")
     written_by_prefect = "prefect_version" in document
     return {
         "path": str(path),
@@ -169,6 +237,7 @@ def _describe_json_document(path: Path) -> dict[str, Any]:
 # --- prune -----------------------------------------------------------------------------------------
 
 _AGE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_MAX_AGE_DAYS = (datetime.now(UTC).date() - datetime.min.date()).days
 _AGE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
 
 
@@ -180,10 +249,18 @@ def parse_age(text: str) -> timedelta:
             f"{text!r} is not an age; write a number and a unit: s, m, h, d or w (e.g. 7d, 12h, 30m)."
         )
     number, unit = match.groups()
-    return timedelta(**{_AGE_UNITS[unit]: float(number)})
+    try:
+        age = timedelta(**{_AGE_UNITS[unit]: float(number)})
+        datetime.now(UTC) - age  # noqa: B018 - an age reaching before the year 1 has no date
+    except OverflowError:
+        raise ValueError(
+            f"{text!r} reaches back before the year 1; give an age of at most {_MAX_AGE_DAYS:,} days "
+            "(older files have no other date to compare with)."
+        ) from None
+    return age
 
 
-class _Age(click.ParamType):
+class Age(click.ParamType):
     name = "AGE"
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
@@ -195,20 +272,52 @@ class _Age(click.ParamType):
             self.fail(str(error), param, ctx)
 
 
-@dataclass
-class _PrunePlan:
-    remove: list[tuple[Path, int]]
-    referenced: int
-    newer: int
+class _Size(click.ParamType):
+    """`500M`, `2G`, `10k`, `1048576`: bytes, with an optional binary unit (k, M, G, T)."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value))
+        except ValueError as error:
+            self.fail(str(error), param, ctx)
+
+
+_SIZE_PATTERN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgGtT]?)(?:i?[bB])?\s*$")
+_SIZE_UNITS = {"": 1, "k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def parse_size(text: str) -> int:
+    match = _SIZE_PATTERN.match(text)
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a size; write a number of bytes, or one with a unit: 500M, 2G, 10k."
+        )
+    number, unit = match.groups()
+    return int(float(number) * _SIZE_UNITS[unit.lower()])
 
 
 @results.command("prune")
 @click.option(
     "--older-than",
     "age",
-    type=_Age(),
-    required=True,
-    help="Only remove files last written longer ago than this: 7d, 12h, 30m, 2w.",
+    type=Age(),
+    help="Remove result files last written longer ago than this: 7d, 12h, 30m, 2w.",
+)
+@click.option(
+    "--max-bytes",
+    type=_Size(),
+    help="Then remove the least recently used results until the folder holds at most this: 500M, 2G.",
+)
+@click.option(
+    "--min-age",
+    type=Age(),
+    default="1m",
+    show_default=True,
+    help="Never remove files younger than this (results being written, not yet recorded).",
 )
 @click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
 @click.option(
@@ -218,43 +327,81 @@ class _PrunePlan:
     help="A saved storage's slug (local-file-system/NAME, s3/NAME), a folder, or a bucket prefix "
     "(s3://bucket/prefix). Default: the default result storage, FERROFLOW_LOCAL_STORAGE_PATH.",
 )
-def prune(age: timedelta, dry_run: bool, storage_spec: str | None) -> None:
-    """Remove result files that no recorded run state or live cache entry refers to.
+def prune(
+    age: timedelta | None, max_bytes: int | None, min_age: timedelta, dry_run: bool, storage_spec: str | None
+) -> None:
+    """Remove result files by age and/or to keep a folder under a size.
 
-    Only ferroflow result files (and JSON result documents, and temporary files of writes a
-    killed process left unfinished) older than --older-than are removed; expired cache entries
-    do not keep their files. The age protects results of runs
-    still in progress, whose states are recorded after their files are written.
+    --older-than removes results last written before then, except those a live (unexpired)
+    cache entry names. --max-bytes then removes the least recently used results, cached or
+    not, until the folder holds at most that. Recorded runs do not keep their files: a run
+    whose result was removed says so when the result is read. Cache entries naming a removed
+    result are removed with it. Temporary files of writes a killed process left unfinished go
+    by age. Only ferroflow result files are ever removed, and never one younger than --min-age.
+    Safe to run while flows write, and alongside another prune.
 
     \b
     Examples:
       ferroflow results prune --older-than 7d --dry-run
-      ferroflow results prune --older-than 12h
-      ferroflow results prune --older-than 30m --storage local-file-system/dev
+      ferroflow results prune --max-bytes 20G
+      ferroflow results prune --older-than 30d --max-bytes 500M --storage local-file-system/dev
       ferroflow results prune --older-than 2w --storage /data/results
       ferroflow results prune --older-than 7d --storage s3://my-bucket/results
     """
+    if age is None and max_bytes is None:
+        raise click.UsageError("Give --older-than AGE, --max-bytes SIZE, or both (e.g. --older-than 7d).")
     remote = _object_storage(storage_spec)
     if remote is not None:
-        _prune_objects(remote, age, dry_run)
+        _prune_objects(remote, age, max_bytes, min_age, dry_run)
         return
     folder = _storage_folder(storage_spec)
     now = datetime.now(UTC)
     with cli_store() as store:
-        referenced = _referenced_paths(store.referenced_result_keys(now=now), folder)
-    plan = _plan(folder, referenced, (now - age).timestamp())
-    freed = sum(size for _, size in plan.remove)
+        entries = store.list_cache_entries()
+    indexed = {
+        (entry.result.storage, entry.result.key)
+        for entry in entries
+        if entry.result.storage is not None and entry.result.key is not None and not entry.is_expired(now)
+    }
+    cached = {path.relative_to(folder).as_posix() for path in _referenced_paths(indexed, folder)}
+    plan = plan_prune(
+        stored_files(str(folder)),
+        now=now.timestamp(),
+        older_than=None if age is None else age.total_seconds(),
+        max_bytes=max_bytes,
+        min_age=min_age.total_seconds(),
+        cached_keys=live_cached_keys(str(folder), cached),
+    )
     if dry_run:
-        for path, size in plan.remove:
-            click.echo(f"would remove {path} ({_size(size)})")
-    elif plan.remove:
-        _remove(plan.remove)
+        for item in plan.remove:
+            click.echo(f"would remove {item.path} ({_size(item.size)})")
+        freed = plan.freed
+    else:
+        freed = _remove(str(folder), plan)
+    _report(plan, freed, dry_run, age, max_bytes, str(folder), "file")
+
+
+def _report(
+    plan: PrunePlan,
+    freed: int,
+    dry_run: bool,
+    age: timedelta | None,
+    max_bytes: int | None,
+    where: str,
+    noun: str,
+) -> None:
     verb = "Would remove" if dry_run else "Removed"
-    noun = "file" if len(plan.remove) == 1 else "files"
+    nouns = noun if len(plan.remove) == 1 else noun + "s"
+    reasons = []
+    if age is not None:
+        reasons.append(f"{len(plan.by_age)} older than {_age_text(age)}")
+    if max_bytes is not None:
+        reasons.append(f"{len(plan.by_size)} to stay under {_size(max_bytes)}")
     click.echo(
-        f"{verb} {len(plan.remove)} result {noun} from {folder}, "
-        f"{'freeing' if dry_run else 'freed'} {_size(freed)}; kept {plan.referenced} still "
-        f"referenced and {plan.newer} newer than {_age_text(age)}."
+        f"{verb} {len(plan.remove)} result {nouns} ({', '.join(reasons)}) from {where}, "
+        f"{'freeing' if dry_run else 'freed'} {_size(freed)}; kept {plan.kept}"
+        + (f", {plan.kept_cached} of them old but cached" if plan.kept_cached else "")
+        + "."
     )
 
 
@@ -271,35 +418,41 @@ def _object_storage(spec: str | None) -> RemoteStorage | None:
     return None
 
 
-def _prune_objects(storage: RemoteStorage, age: timedelta, dry_run: bool) -> None:
-    """`prune` on a bucket prefix: unreferenced result objects older than `age` are deleted.
-    An object is deleted only once its header shows it is a ferroflow result."""
+def _prune_objects(
+    storage: RemoteStorage, age: timedelta | None, max_bytes: int | None, min_age: timedelta, dry_run: bool
+) -> None:
+    """`prune` on a bucket prefix, with the retention rules of a folder: an object is a
+    candidate by age or by size as a file is, the cache records and entries naming it keep it
+    from removal by age, and it is deleted only once its header shows it is a ferroflow result."""
     url = storage.store_url()
     now = datetime.now(UTC)
     with cli_store() as store:
-        references = store.referenced_result_keys(now=now)
-    referenced = {key for reference, key in references if _same_store(reference, url) is not False}
-    cutoff = (now - age).timestamp()
-    remove, kept, newer = [], 0, 0
-    for info in storage.list_objects():
-        if info.key in referenced:
-            kept += 1
-        elif info.last_modified >= cutoff:
-            newer += 1
-        elif _is_result_object(storage, info.key):
-            remove.append((info.key, info.size))
-    freed = sum(size for _, size in remove)
-    for key, size in remove:
-        if dry_run:
-            click.echo(f"would remove {storage.url_of(key)} ({_size(size)})")
-        else:
-            storage.delete(key)
-    verb = "Would remove" if dry_run else "Removed"
-    noun = "object" if len(remove) == 1 else "objects"
-    click.echo(
-        f"{verb} {len(remove)} result {noun} from {url}, {'freeing' if dry_run else 'freed'} "
-        f"{_size(freed)}; kept {kept} still referenced and {newer} newer than {_age_text(age)}."
+        entries = store.list_cache_entries()
+    indexed = {
+        entry.result.key
+        for entry in entries
+        if entry.result.storage is not None
+        and entry.result.key is not None
+        and not entry.is_expired(now)
+        and _same_store(entry.result.storage, url) is not False
+    }
+    plan = plan_prune_of_results(
+        stored_objects(storage),
+        lambda item: _is_result_object(storage, item.key),
+        now=now.timestamp(),
+        older_than=None if age is None else age.total_seconds(),
+        max_bytes=max_bytes,
+        min_age=min_age.total_seconds(),
+        cached_keys=live_cached_keys(storage.record_storage(), indexed),
     )
+    if dry_run:
+        for item in plan.remove:
+            click.echo(f"would remove {item.path} ({_size(item.size)})")
+        freed = plan.freed
+    else:
+        freed = remove_objects(storage, plan.by_age, "ferroflow results prune (by age)")
+        freed += remove_objects(storage, plan.by_size, "ferroflow results prune (by size)")
+    _report(plan, freed, dry_run, age, max_bytes, url, "object")
 
 
 def _same_store(reference: str, url: str) -> bool | None:
@@ -313,8 +466,10 @@ def _same_store(reference: str, url: str) -> bool | None:
 
 
 def _is_result_object(storage: RemoteStorage, key: str) -> bool:
+    # The header's integrity and key only: a result the read settings refuse (unsigned, say) is
+    # still a result, and prunable.
     try:
-        storage.read_header(key)
+        storage.store.read_header(key)
     except (OSError, ValueError):
         return False
     return True
@@ -378,36 +533,16 @@ def _local_folder(storage: LocalFileSystem) -> Path:
     return Path(storage.basepath or get_current_settings().local_storage_path).resolve()
 
 
-def _plan(folder: Path, referenced: set[Path], cutoff: float) -> _PrunePlan:
-    plan = _PrunePlan(remove=[], referenced=0, newer=0)
-    for path in _result_files(folder):
-        stat = path.stat()
-        if path in referenced:
-            plan.referenced += 1
-        elif stat.st_mtime >= cutoff:
-            plan.newer += 1
-        else:
-            plan.remove.append((path, stat.st_size))
-    return plan
-
-
-def _result_files(folder: Path) -> list[Path]:
-    """Every ferroflow result file (framed, or a JSON result document) under `folder`, and the
-    temporary files of writes that never finished; other files are never touched."""
-    found = []
-    for root, _, names in os.walk(folder):
-        for name in names:
-            path = Path(root, name)
-            if is_unfinished_write(name) or is_result_file(path):
-                found.append(path)
-    return found
-
-
-def _remove(files: list[tuple[Path, int]]) -> None:
+def _remove(folder: str, plan: PrunePlan) -> int:
     columns = (TextColumn("Removing result files"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console(), transient=True) as progress:
-        for path, _ in progress.track(files):
-            path.unlink(missing_ok=True)
+        task_id = progress.add_task("remove", total=len(plan.remove))
+
+        def advance() -> None:
+            progress.advance(task_id)
+
+        freed = remove_files(folder, plan.by_age, "ferroflow results prune (by age)", advance)
+        return freed + remove_files(folder, plan.by_size, "ferroflow results prune (by size)", advance)
 
 
 def _size(nbytes: int) -> str:
@@ -430,4 +565,4 @@ def _age_text(age: timedelta) -> str:
     return f"{seconds:g}s"
 
 
-__all__ = ["parse_age", "results"]
+__all__ = ["parse_age", "parse_size", "results"]

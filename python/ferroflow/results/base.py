@@ -11,6 +11,7 @@ Each has Prefect 2's `create(...)` constructor and `has_cached_object()`.
 from __future__ import annotations
 
 import json
+import os
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -19,6 +20,7 @@ import ferroflow._core as _core
 from ferroflow.exceptions import MissingResult
 from ferroflow.filesystems import LocalFileSystem, WritableFileSystem, resolve_storage
 from ferroflow.ids import clock_ordered_uuid
+from ferroflow.result_trust import read_policy
 from ferroflow.results.blobs import PersistedResultBlob, description_json, serializer_from_json
 from ferroflow.serializers import Serializer, resolve_serializer
 from ferroflow.settings import get_current_settings
@@ -204,6 +206,8 @@ class PersistedResult(BaseResult):
             threads=threads,
             durable=settings.results_fsync,
         )
+        if settings.results_max_bytes is not None and type(storage) is LocalFileSystem:
+            _keep_under_limit(storage, key, settings.results_max_bytes)
         result = cls(
             storage=storage,
             storage_key=key,
@@ -233,11 +237,17 @@ class PersistedResult(BaseResult):
         try:
             header, segments = _read_blob_segments(self.storage, self.storage_key)
         except FileNotFoundError as error:
+            removed = _removal_note(self.storage, self.storage_key)
+            if removed is not None:
+                raise MissingResult(
+                    f"The result file {self.storage_key!r} of {self.storage!r} was {removed}. "
+                    "Re-run the flow or task to produce it again."
+                ) from error
             raise MissingResult(
                 f"The result file {self.storage_key!r} is missing from {self.storage!r}; it was "
                 "deleted or the storage moved. Re-run the flow or task to produce it again."
             ) from error
-        return serializer_from_json(header.serializer).load_segments(segments)
+        return serializer_from_json(header.serializer, self.serializer_type).load_segments(segments)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # A persisted result travels to other processes as its reference, never with its value:
@@ -266,7 +276,7 @@ class PersistedResult(BaseResult):
         """This result as the JSON-document export form (the value is loaded and re-serialized
         in-band, since the document holds one data field)."""
         header = self.storage.read_header(self.storage_key)
-        serializer = serializer_from_json(header.serializer)
+        serializer = serializer_from_json(header.serializer, self.serializer_type)
         return PersistedResultBlob(serializer=serializer.to_description(), data=serializer.dumps(self.get()))
 
     def __repr__(self) -> str:
@@ -308,5 +318,35 @@ def _read_blob_segments(storage: WritableFileSystem, key: str) -> tuple[Any, lis
     to get it back, costs more than copying a few pages. Large files are mapped, so uncompressed
     segments are not copied. One call into the core decides by the file's size (no stat first)."""
     if type(storage) is LocalFileSystem:
-        return _core.load_blob(storage.path_of(key), MAP_FROM_BYTES)  # type: ignore[no-any-return]
+        return _core.load_blob(  # type: ignore[no-any-return]
+            storage.path_of(key), MAP_FROM_BYTES, key=key, policy=read_policy()
+        )
     return storage.map_blob(key)
+
+
+def _keep_under_limit(storage: LocalFileSystem, key: str, max_bytes: int) -> None:
+    """FERROFLOW_RESULTS_MAX_BYTES: evict least recently used results after a write."""
+    from ferroflow.results.retention import after_write  # only with the setting on
+
+    try:
+        written = os.stat(storage.path_of(key)).st_size
+    except OSError:
+        return  # evicted already by another process: nothing to count
+    after_write(storage.root, written, max_bytes)
+
+
+def _removal_note(storage: WritableFileSystem, key: str) -> str | None:
+    """Why a result is gone, if ferroflow's retention removed it (its tombstone says)."""
+    from ferroflow.results.retention import removal_note
+
+    record_storage = getattr(storage, "record_storage", None)  # a bucket keeps its tombstones
+    if isinstance(storage, LocalFileSystem):
+        where: Any = storage.root
+    elif callable(record_storage):
+        where = record_storage()
+    else:
+        return None
+    try:
+        return removal_note(where, key)
+    except (OSError, ValueError):
+        return None

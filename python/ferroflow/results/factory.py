@@ -117,7 +117,7 @@ class ResultFactory:
             storage = storage if storage is not None else parent._storage_or_spec()
             serializer = serializer if serializer is not None else parent._serializer_or_spec()
         cache_result_in_memory = getattr(definition, "cache_result_in_memory", True)
-        return cls(
+        factory = cls(
             persist_result=_decide_persistence(
                 owner=owner,
                 persist_result=getattr(definition, "persist_result", None),
@@ -129,6 +129,11 @@ class ResultFactory:
             serializer=serializer,
             owner=owner,
         )
+        if factory.persist_result and _names_a_saved_storage(storage):
+            # A saved storage is read now, when the run starts: a missing or damaged one fails
+            # the run before its function runs, not after.
+            factory.storage  # noqa: B018
+        return factory
 
     def _storage_or_spec(self) -> Any:
         return self._resolved_storage if self._resolved_storage is not None else self._storage_spec
@@ -156,12 +161,23 @@ class ResultFactory:
         )
 
 
+def _names_a_saved_storage(storage: Any) -> bool:
+    """Whether a run's storage option is a saved storage's slug, or leaves it to the default
+    block (FERROFLOW_DEFAULT_RESULT_STORAGE_BLOCK) when one is set."""
+    if storage is None:
+        return get_current_settings().default_result_storage_block is not None
+    return isinstance(storage, str)
+
+
 def _features_requiring_persistence(run_definition: Any, parent: ResultFactory | None) -> list[str]:
     """Features that cannot work without the result persisted: `persist_result=False` with them is
     an error (Prefect 2 ignored it silently)."""
     features = []
     if getattr(run_definition, "cache_key_fn", None) is not None:
         features.append("a cache key function (cache_key_fn)")
+    policy = getattr(run_definition, "cache_policy", None)
+    if policy is not None and type(policy).__name__ != "NoCache":
+        features.append("a cache policy (cache_policy)")
     if parent is not None and parent.children_need_persistence:
         features.append(f"flow retries ({parent.children_need_persistence})")
     return features

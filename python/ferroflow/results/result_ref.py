@@ -94,9 +94,16 @@ class ResultRef:
         return f"{(self.key or '')[:12]} ({self.serializer}) in {_storage_place(self.storage or '')}"
 
     def to_dict(self) -> dict[str, Any]:
+        """As JSON shows it: a storage description as an object, a saved storage's slug as a string."""
         if self.kind == "literal":
             return {"kind": "literal", "value": self.value}
-        return {"kind": "persisted", "storage": self.storage, "key": self.key, "serializer": self.serializer}
+        storage: Any = self.storage
+        if storage is not None and storage.startswith("{"):
+            try:
+                storage = json.loads(storage)
+            except ValueError:
+                pass  # a damaged record is shown as it was recorded
+        return {"kind": "persisted", "storage": storage, "key": self.key, "serializer": self.serializer}
 
 
 def _storage_place(storage: str) -> str:

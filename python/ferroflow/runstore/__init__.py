@@ -16,9 +16,15 @@ Recording is queued and committed in batches by a background thread; see `docs/r
 
 The package's modules, each with one job:
 - `records`: the plain records a store hands back (runs, states, result references, cache entries);
-- `writer`: the batched writer every backend records through (queue, thread, flush, process exit);
+- `writer`: the batched writer every backend records through (queue, thread, flush, process exit,
+  records held while a database server cannot be reached);
 - `parameters`: the bounded summary of a run's parameters, all a store keeps of them;
-- `sqlite`: the SQLite backend (connections, its SQL), with its schema and migrations in `schema`;
+- `store`: what every SQL backend shares (`SQLRunStore`): recording, reading, the task cache,
+  deleting history; its SQL in `queries` (one text, a `Dialect` per database), its rows in `rows`,
+  its schema and migrations in `schema`;
+- `sqlite`: the SQLite backend (the embedded default: a file, or memory);
+- `postgresql`: the PostgreSQL backend (a database shared by many processes and machines; needs
+  the `postgres` extra: psycopg);
 - `ids`: the clock-ordered ids that keep the store's indexes appending;
 - `console`: showing the store in a terminal, for the `ferroflow runs` and `ferroflow cache` commands.
 """
@@ -39,12 +45,14 @@ from ferroflow.runstore.records import (
     TaskRunRecord,
 )
 from ferroflow.runstore.sqlite import SQLiteRunStore
+from ferroflow.runstore.store import SQLRunStore
 from ferroflow.settings import (
     MEMORY_RUNSTORE_URL,
     SQLITE_URL_PREFIX,
     check_runstore_url,
     env_name,
     get_current_settings,
+    is_postgresql_url,
 )
 
 RUNSTORE_URL_VARIABLE = env_name("runstore_url")  # FERROFLOW_RUNSTORE_URL
@@ -109,6 +117,12 @@ class RunStore(Protocol):
     def close(self) -> None:
         """Flush and release the store."""
 
+    def delete_flow_runs(
+        self, run_ids: list[str] | None = None, *, created_before: datetime | None = None
+    ) -> int:
+        """Delete flow runs (by id, or created before a time) with their subflow runs, task runs
+        and states; the number of flow runs deleted."""
+
     # Reading
     def list_flow_runs(
         self, limit: int | None = 20, *, parent_flow_run_id: str | None = None
@@ -172,12 +186,18 @@ def open_store(url: str | None = None, *, lock_timeout: float = 10.0) -> RunStor
 
     `sqlite:///relative/path.db` and `sqlite:////absolute/path.db` name a SQLite file (as in
     SQLAlchemy, a fourth slash starts an absolute path; a relative path is taken from the working
-    directory); `memory://` a private in-memory store. Any other URL raises ValueError listing
-    these forms. The caller owns the store: `close()` it, or let interpreter exit flush and close it.
+    directory); `postgresql://user:password@host:port/database` a PostgreSQL database (with the
+    `postgres` extra installed: `pip install "ferroflow[postgres]"`); `memory://` a private
+    in-memory store. Any other URL raises ValueError listing these forms. The caller owns the
+    store: `close()` it, or let interpreter exit flush and close it.
     """
     url = check_runstore_url(url) if url else default_store_url()
     if url == MEMORY_RUNSTORE_URL:
         return SQLiteRunStore(None, lock_timeout=lock_timeout)
+    if is_postgresql_url(url):
+        from ferroflow.runstore.postgresql import PostgreSQLRunStore  # psycopg: only when used
+
+        return PostgreSQLRunStore(url)
     return SQLiteRunStore(url.removeprefix(SQLITE_URL_PREFIX), lock_timeout=lock_timeout)
 
 
@@ -188,6 +208,7 @@ __all__ = [
     "ResultRef",
     "RunRecord",
     "RunStore",
+    "SQLRunStore",
     "SQLiteRunStore",
     "StateRecord",
     "TaskRunRecord",

@@ -7,6 +7,12 @@ what it found to its backend's `write_batch`, which writes it in one transaction
 process loses at most the batches not yet written and never leaves half of one behind. `flush()`
 waits for everything queued so far.
 
+When the backend says its database cannot be reached (`RunStoreUnavailableError`: a server that
+is down or went away), the writer holds the batch's rows and tries again, with the rows recorded
+since, after a pause that grows to a few seconds (or at once when someone flushes): they arrive
+when the server is back. It holds at most `HELD_RECORDS_LIMIT` records; beyond that it drops what
+comes, and says once how many it dropped. Flows never wait for it: recording only queues.
+
 The writer knows nothing of a database: a backend (see `BatchBackend`) builds the rows and writes
 a batch with its own SQL. Stores that write through a writer are closed (so flushed) when the
 process exits and start afresh in a forked child: see `close_at_exit`.
@@ -15,6 +21,7 @@ process exits and start afresh in a forked child: see `close_at_exit`.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import logging
 import multiprocessing
 import multiprocessing.util
@@ -22,17 +29,24 @@ import os
 import queue
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol, TypeVar
 
-from ferroflow.exceptions import RunStoreError
+from ferroflow.exceptions import RunStoreError, RunStoreUnavailableError
 from ferroflow.runstore.records import CacheEntry
+from ferroflow.runstore.rows import encodable_text
 
 logger = logging.getLogger("ferroflow.runstore")
 
 T = TypeVar("T")
 
 _MAX_BATCH = 5000
+
+HELD_RECORDS_LIMIT = 100_000
+"""How many records the writer holds while its database cannot be reached, at most."""
+
+_FIRST_RETRY_PAUSE = 0.25
+_LONGEST_RETRY_PAUSE = 5.0
 
 # Queue items that record something are `(kind, row)`: the backend builds a row on the caller's
 # thread, in the form its `write_batch` binds (SQLite: the column order of its table), so the
@@ -95,6 +109,36 @@ class Batch:
         return self._length
 
     @property
+    def record_count(self) -> int:
+        return sum(len(rows) for rows in self.rows)
+
+    def hold_rows(self) -> Batch:
+        """A batch of this one's rows only: what the writer holds when it cannot write them."""
+        held = Batch()
+        for kept, rows in zip(held.rows, self.rows, strict=True):
+            kept.extend(rows)
+        return held
+
+    def with_encodable_text(self) -> Batch:
+        """This batch with every string that UTF-8 cannot encode (a lone surrogate, as a name
+        decoded with `surrogateescape` holds) written with backslash escapes instead."""
+        fixed = Batch()
+        for kept, rows in zip(fixed.rows, self.rows, strict=True):
+            kept.extend(_encodable(row) for row in rows)
+        fixed.calls, fixed.stop, fixed.ends_with_work = self.calls, self.stop, self.ends_with_work
+        return fixed
+
+    def after(self, held: Batch, room: int) -> Batch:
+        """This batch with the `held` rows first; this batch's own rows only if they fit in `room`
+        more records (else they are dropped: the caller counts them)."""
+        joined = held.hold_rows()
+        if self.record_count <= room:
+            for kept, rows in zip(joined.rows, self.rows, strict=True):
+                kept.extend(rows)
+        joined.calls, joined.stop, joined.ends_with_work = self.calls, self.stop, self.ends_with_work
+        return joined
+
+    @property
     def cache_entries(self) -> list[CacheEntry]:
         return self.rows[CACHE_ENTRY]
 
@@ -116,6 +160,18 @@ class Batch:
                 call.result = call.work(transaction)
 
 
+def _encodable(value: Any) -> Any:
+    if type(value) is str:
+        return encodable_text(value)
+    if type(value) is tuple:
+        return tuple(_encodable(item) for item in value)
+    if isinstance(value, CacheEntry):
+        return dataclasses.replace(value, key=_encodable(value.key), task_name=_encodable(value.task_name))
+    if isinstance(value, Mapping):  # parameters, summarized later: their keys, as their values' reprs are
+        return {_encodable(key) if type(key) is str else key: item for key, item in value.items()}
+    return value
+
+
 class BatchWriter:
     """A queue and the thread that writes it, in batches, through `backend.write_batch`.
 
@@ -134,6 +190,11 @@ class BatchWriter:
         # database, so it sees the entries its process put without waiting for a flush.
         self.uncommitted_cache_entries: dict[str, CacheEntry] = {}
         self._uncommitted_cache_lock = threading.Lock()
+        # While the database cannot be reached: the rows held, how many records were dropped,
+        # and how long to wait before the next try.
+        self._held: Batch | None = None
+        self.dropped_records = 0
+        self._retry_pause = _FIRST_RETRY_PAUSE
 
     def put(self, item: Any) -> None:
         """Queue `(kind, row)` for the next batch."""
@@ -190,7 +251,13 @@ class BatchWriter:
         try:
             batch.add(self._queue.get_nowait())  # a backlog: write it now, there is company enough
         except queue.Empty:
-            batch.add(self._queue.get())
+            if self._held is not None:  # try the held rows again after a pause, or when flushed
+                try:
+                    batch.add(self._queue.get(timeout=self._retry_pause))
+                except queue.Empty:
+                    return batch
+            else:
+                batch.add(self._queue.get())
             # Linger for company unless someone waits on this batch: fewer, larger commits, and
             # fewer times the writer takes the GIL from the engine's thread.
             if not batch.calls and not batch.stop:
@@ -208,20 +275,88 @@ class BatchWriter:
     def _write_batches(self) -> None:
         while True:
             batch = self._next_batch()
+            if self._held is not None:
+                room = HELD_RECORDS_LIMIT - self._held.record_count
+                if batch.record_count > room:
+                    self._drop(batch)
+                batch = batch.after(self._held, room)
             error: BaseException | None = None
             try:
-                self._backend.write_batch(batch)
+                if batch.record_count or any(call.work is not None for call in batch.calls):
+                    self._write(batch)
+            except RunStoreUnavailableError as exc:  # held, and tried again
+                error = exc
+                self._hold(batch, exc)
             except BaseException as exc:  # the writer keeps going; the error is reported
+                if not isinstance(exc, RunStoreError):
+                    exc = RunStoreError(f"The run store {self._backend.url} failed: {exc!r}")
                 error = exc
                 logger.error("ferroflow could not record a batch of runs and states: %s", exc)
                 if not batch.calls:  # no one is waiting on this batch: tell the next flush()
                     self._error = exc
-            self._forget_committed_cache_entries(batch.cache_entries)
+                self._end_outage(written=False)
+            else:
+                self._end_outage(written=True)
+            if self._held is None:
+                self._forget_committed_cache_entries(batch.cache_entries)
             for call in batch.calls:
                 call.error = error
                 call.done.set()
             if batch.stop:
+                if self._held is not None:
+                    self._drop(self._held)
+                    self._held = None
+                    self._report_drops("before the process ended")
                 return
+
+    def _write(self, batch: Batch) -> None:
+        try:
+            self._backend.write_batch(batch)
+        except UnicodeEncodeError:
+            # A name no database can store must not sink the other records of its batch.
+            self._backend.write_batch(batch.with_encodable_text())
+
+    def _hold(self, batch: Batch, error: RunStoreUnavailableError) -> None:
+        if self._held is None:
+            logger.warning(
+                "%s ferroflow holds up to %d records until then; the flows run on.",
+                error,
+                HELD_RECORDS_LIMIT,
+            )
+        else:
+            self._retry_pause = min(self._retry_pause * 2, _LONGEST_RETRY_PAUSE)
+        self._held = batch.hold_rows()
+
+    def _drop(self, batch: Batch) -> None:
+        self.dropped_records += batch.record_count
+        self._forget_committed_cache_entries(batch.cache_entries)
+
+    def _end_outage(self, written: bool) -> None:
+        if self._held is None:
+            return
+        held = self._held.record_count
+        self._forget_committed_cache_entries(self._held.cache_entries)
+        self._held = None
+        self._retry_pause = _FIRST_RETRY_PAUSE
+        if written:
+            logger.info(
+                "ferroflow reached the run store %s again and wrote the %d records it held.",
+                self._backend.url,
+                held,
+            )
+        self._report_drops("while it could not be reached")
+
+    def _report_drops(self, when: str) -> None:
+        if self.dropped_records:
+            logger.warning(
+                "ferroflow dropped %d records of runs and states for the run store %s %s (it holds "
+                "at most %d). The flows' own outcomes are unchanged; `ferroflow runs` lacks them.",
+                self.dropped_records,
+                self._backend.url,
+                when,
+                HELD_RECORDS_LIMIT,
+            )
+            self.dropped_records = 0
 
     def _forget_committed_cache_entries(self, entries: list[CacheEntry]) -> None:
         with self._uncommitted_cache_lock:

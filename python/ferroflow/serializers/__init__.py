@@ -12,10 +12,17 @@ their own segments without copying them), `load_segments(segments)` takes them b
 
 Subclassing `Serializer` with a new `type` registers the class under that name.
 
+Reading a stored result, the file's description of its serializer is checked first
+(`serializer_for_reading`): it must be of the type the reader expects, and name only known
+libraries and JSON hooks (`register_library`, `register_json_hook`), so a file cannot choose the
+code that loads it.
+
 One job per module, each importing only modules listed before it:
 
-- `_libraries`: importing and checking the modules named by `picklelib`, `jsonlib`, `compressionlib`;
-- `base`: the `Serializer` base class, the registry of types and `resolve_serializer`;
+- `_libraries`: importing and checking the modules named by `picklelib`, `jsonlib`, `compressionlib`,
+  and the libraries and JSON hooks a stored result may name (`register_library`, `register_json_hook`);
+- `base`: the `Serializer` base class, the registry of types, `resolve_serializer`, and
+  `serializer_for_reading` (a stored description, checked before anything it names is imported);
 - `pickle`: `PickleSerializer` (protocol 5, large buffers as out-of-band segments);
 - `json_tags`: the tag codec that writes non-JSON types as tagged JSON objects and reads them back;
 - `json`: `JSONSerializer`, through the stdlib json, orjson or another library;
@@ -27,7 +34,13 @@ are imported from `ferroflow.serializers` itself; the modules only organise the 
 
 from __future__ import annotations
 
-from ferroflow.serializers.base import Serializer, known_serializer_types, resolve_serializer
+from ferroflow.serializers._libraries import register_json_hook, register_library
+from ferroflow.serializers.base import (
+    Serializer,
+    known_serializer_types,
+    resolve_serializer,
+    serializer_for_reading,
+)
 from ferroflow.serializers.compressed import (
     CORE_CODECS,
     CompressedJSONSerializer,
@@ -56,5 +69,8 @@ __all__ = [
     "ferroflow_json_object_decoder",
     "ferroflow_json_object_encoder",
     "known_serializer_types",
+    "register_json_hook",
+    "register_library",
     "resolve_serializer",
+    "serializer_for_reading",
 ]

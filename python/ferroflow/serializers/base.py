@@ -21,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 # pydantic's model metaclass has no public name; this is the one pydantic's own models use.
 from pydantic._internal._model_construction import ModelMetaclass
 
-from ferroflow.exceptions import SerializationError
+from ferroflow.exceptions import CorruptResultError, SerializationError
+from ferroflow.serializers._libraries import LIBRARY_ROLES, _is_known_json_hook, _is_known_library
 from ferroflow.settings import get_current_settings
 
 _registry: dict[str, type[Serializer]] = {}
@@ -279,3 +280,69 @@ def resolve_serializer(value: Serializer | str | Mapping[str, Any] | None) -> Se
         f"A serializer must be a Serializer instance, a type name such as 'pickle' or 'json', "
         f"or a description dict; got {type(value).__name__}."
     )
+
+
+_JSON_HOOK_OPTIONS = ("object_encoder", "object_decoder")
+# Options of `json.loads` (and libraries like it) whose values are called.
+_CALLABLE_LOADS_OPTIONS = frozenset(
+    ("cls", "object_hook", "object_pairs_hook", "parse_float", "parse_int", "parse_constant")
+)
+
+
+def serializer_for_reading(description: Any, *, expected_type: str | None = None) -> Serializer:
+    """The serializer to load a stored result with, from the description its file records.
+
+    The file does not get to choose what runs: the description must be of `expected_type` (the
+    serializer type the result was written with, as the reader knows it; None when the reader
+    knows nothing, e.g. `read_result` on a loose file), a "compressed/<type>" must wrap a `<type>`,
+    and every library and JSON hook it names must be a known one (see
+    `ferroflow.serializers.register_library`). All of this is checked before anything named is
+    imported. A description of another type raises CorruptResultError (the file was replaced);
+    an unknown library or hook raises SerializationError saying how to allow it.
+    """
+    _check_stored_description(description, expected_type, where="result")
+    return Serializer.from_description(description)
+
+
+def _check_stored_description(description: Any, expected_type: str | None, *, where: str) -> None:
+    if not isinstance(description, Mapping) or not isinstance(description.get("type"), str):
+        raise CorruptResultError(
+            f"The {where}'s serializer description is not a mapping with a 'type' text: {description!r:.200}. "
+            "The file is damaged or was not written by ferroflow; re-run the task to write it again."
+        )
+    type_name = description["type"]
+    if expected_type is not None and type_name != expected_type:
+        raise CorruptResultError(
+            f"The {where} file says it was written by the {type_name!r:.100} serializer, but the result "
+            f"was written with {expected_type!r}; ferroflow reads a result only with the serializer "
+            "it was written with. The file was replaced or damaged: re-run the task to write it again."
+        )
+    _lookup(type_name)  # an unknown type is refused before any of its options is looked at
+    for role in LIBRARY_ROLES:
+        if role in description and not _is_known_library(role, description[role]):
+            raise SerializationError(
+                f"The {where} file asks for {role}={description[role]!r:.100}, which is not a known "
+                f"{role}. ferroflow imports only libraries it knows or that this program uses; if "
+                f"you trust this file, call ferroflow.serializers.register_library({role!r}, "
+                f"{description[role]!r:.100}) before reading it."
+            )
+    for option in _JSON_HOOK_OPTIONS:
+        if option in description and not _is_known_json_hook(description[option]):
+            raise SerializationError(
+                f"The {where} file asks for {option}={description[option]!r:.100}, which is not a "
+                "registered JSON hook. ferroflow calls only hooks it knows or that this program "
+                "uses; if you trust this file, call "
+                f"ferroflow.serializers.register_json_hook({description[option]!r:.100}) before reading it."
+            )
+    loads_kwargs = description.get("loads_kwargs")
+    hooks = _CALLABLE_LOADS_OPTIONS.intersection(loads_kwargs) if isinstance(loads_kwargs, Mapping) else ()
+    if hooks:
+        # A file cannot name functions through the JSON library's own options either.
+        raise SerializationError(
+            f"The {where} file asks for loads_kwargs {sorted(hooks)!r:.200}, options that take functions; "
+            "a stored result cannot choose them. Configure the serializer in the program instead."
+        )
+    inner = description.get("serializer")
+    if inner is not None and (type_name == _COMPRESSED or type_name.startswith(f"{_COMPRESSED}/")):
+        # A "compressed/json" holds JSON: its file cannot swap in another inner serializer.
+        _check_stored_description(inner, type_name.partition("/")[2] or None, where=where)

@@ -13,7 +13,7 @@ from pydantic import Field, PrivateAttr, field_serializer, field_validator, mode
 
 from ferroflow import _core
 from ferroflow.exceptions import SerializationError
-from ferroflow.serializers._libraries import _import_module, _require_functions
+from ferroflow.serializers._libraries import _import_module, _require_functions, register_library
 from ferroflow.serializers.base import Serializer, _b64decode, resolve_serializer
 from ferroflow.serializers.json import JSONSerializer
 from ferroflow.serializers.pickle import PickleSerializer
@@ -89,6 +89,7 @@ class CompressedSerializer(Serializer):
                 f"level= applies to the core codecs ({', '.join(CORE_CODECS)}) only; "
                 f"configure {self.compressionlib!r} through its own module instead."
             )
+        register_library("compressionlib", self.compressionlib)  # result files may name it now
         self._module = module
 
     def dumps(self, obj: Any) -> bytes:

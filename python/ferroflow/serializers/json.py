@@ -12,9 +12,22 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from ferroflow.exceptions import SerializationError
-from ferroflow.serializers._libraries import _accepts_keyword, _import_module, _require_functions
+from ferroflow.serializers._libraries import (
+    _accepts_keyword,
+    _import_module,
+    _refuse_code_loading_json_library,
+    _require_functions,
+    register_json_hook,
+    register_library,
+)
 from ferroflow.serializers.base import Serializer, _as_bytes
-from ferroflow.serializers.json_tags import _apply_bottom_up, _import_object, _JSONTree, _Unsupported
+from ferroflow.serializers.json_tags import (
+    MAX_JSON_DEPTH,
+    _apply_bottom_up,
+    _import_object,
+    _JSONTree,
+    _Unsupported,
+)
 
 
 class JSONSerializer(Serializer):
@@ -71,23 +84,38 @@ class JSONSerializer(Serializer):
 
     def model_post_init(self, context: Any) -> None:
         # Import and check everything now, so that a bad description fails when it is made.
+        _refuse_code_loading_json_library(self.jsonlib)
         _json_library(self.jsonlib)
         _json_hook(self.object_encoder, "object_encoder")
         _json_hook(self.object_decoder, "object_decoder")
+        # What this program configured, result files written with it may name (see _libraries).
+        register_library("jsonlib", self.jsonlib)
+        for hook in (self.object_encoder, self.object_decoder):
+            if hook is not None:
+                register_json_hook(hook)
 
     def dumps(self, obj: Any) -> bytes:
         try:
             tree = _JSONTree(_json_hook(self.object_encoder, "object_encoder")).tree(obj)
         except _Unsupported as exc:
-            path = "result" + "".join(reversed(exc.path))
-            kind = type(exc.value)
             raise SerializationError(
-                f"Cannot serialize the result as JSON: {path} is a {kind.__module__}.{kind.__qualname__}"
-                f" ({exc.reason}). Use the pickle serializer (result_serializer='pickle') for such "
-                "values, or give JSONSerializer an object_encoder/object_decoder pair that handles it."
+                f"Cannot serialize the result as JSON: {exc.describe()}. Use the pickle serializer "
+                "(result_serializer='pickle') for such values, or give JSONSerializer an "
+                "object_encoder/object_decoder pair that handles it."
             ) from exc
-        text = _json_library(self.jsonlib).module.dumps(tree, **self.dumps_kwargs)
-        return text.encode() if isinstance(text, str) else bytes(text)
+        except RecursionError:  # the caller's own stack was already deep
+            raise SerializationError(
+                "Cannot serialize the result as JSON: it is nested too deeply for this call stack. "
+                "Flatten the value, or use result_serializer='pickle'."
+            ) from None
+        try:
+            text = _json_library(self.jsonlib).module.dumps(tree, **self.dumps_kwargs)
+            return text.encode() if isinstance(text, str) else bytes(text)
+        except (TypeError, ValueError, RecursionError) as exc:  # e.g. orjson's depth limit on tagged values
+            raise SerializationError(
+                f"Cannot serialize the result as JSON: {self.jsonlib} refused it ({type(exc).__name__}: "
+                f"{exc}). Use result_serializer='pickle' for such values."
+            ) from None
 
     def loads(self, blob: Any) -> Any:
         data = _as_bytes(blob)  # the stdlib json refuses memoryview
@@ -97,11 +125,16 @@ class JSONSerializer(Serializer):
             if decoder is not None and library.has_object_hook:
                 return library.module.loads(data, object_hook=decoder, **self.loads_kwargs)
             tree = library.module.loads(data, **self.loads_kwargs)
+            return tree if decoder is None else _apply_bottom_up(tree, decoder)
         except SerializationError:
             raise
-        except ValueError as exc:
+        except RecursionError:
+            raise SerializationError(
+                f"The JSON result is nested too deeply to load ({self.jsonlib}); ferroflow writes at "
+                f"most {MAX_JSON_DEPTH} levels. The file was not written by this serializer, or is damaged."
+            ) from None
+        except (ValueError, TypeError) as exc:
             raise SerializationError(f"The result is not valid JSON ({self.jsonlib}): {exc}") from exc
-        return tree if decoder is None else _apply_bottom_up(tree, decoder)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,14 +32,44 @@ _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 _NoneType = type(None)
 
 
+#: How deeply a value's lists, dicts (and other containers) may nest in a JSON result. orjson
+#: refuses to write deeper documents; the stdlib json library is held to the same bound, so
+#: that both write and read the same documents (and recursive values stop here).
+MAX_JSON_DEPTH = 254
+
+
 class _Unsupported(Exception):
-    """A value JSON cannot hold; collects the path to it while unwinding."""
+    """A value JSON cannot hold; collects the path to it, and the containers on that path,
+    while unwinding."""
 
     def __init__(self, value: Any, reason: str) -> None:
         super().__init__(reason)
         self.value = value
         self.reason = reason
         self.path: list[str] = []
+        self.containers: list[Any] = []
+
+    def describe(self) -> str:
+        """`result['a'][3]['b'] is a <type> (<reason>)`, or, for a value that contains itself,
+        which part refers back to which."""
+        containers = self.containers[::-1]  # outermost first, as the path reads
+        path = self.path[::-1]
+        seen: dict[int, int] = {}
+        for depth, container in enumerate(containers):
+            first = seen.setdefault(id(container), depth)
+            if first != depth:
+                inner, outer = _path_text(path[:depth]), _path_text(path[:first])
+                return f"{inner} is {outer} itself: the value contains itself, which JSON cannot hold"
+        kind = type(self.value)
+        return f"{_path_text(path)} is a {kind.__module__}.{kind.__qualname__} ({self.reason})"
+
+
+def _path_text(parts: list[str], shown: int = 8) -> str:
+    """`result['a'][3]`; a long path keeps its ends (`result[0][0]…(240 more)…[0]`)."""
+    if len(parts) <= 2 * shown:
+        return "result" + "".join(parts)
+    hidden = len(parts) - 2 * shown
+    return f"result{''.join(parts[:shown])}…({hidden} more)…{''.join(parts[-shown:])}"
 
 
 def _class_path(klass: type) -> str:
@@ -209,7 +239,9 @@ def ferroflow_json_object_decoder(obj: dict[str, Any]) -> Any:
     except SerializationError:
         raise
     except Exception as exc:
-        raise SerializationError(f"Cannot decode the JSON value {obj!r}: {exc}") from exc
+        raise SerializationError(
+            f"Cannot decode the JSON value {_short(obj, 200)}: {_short(exc, 300)}"
+        ) from exc
 
 
 def _decode_tagged(tag: str, obj: dict[str, Any]) -> Any:
@@ -234,18 +266,21 @@ class _JSONTree:
     A plain class (not a pydantic model): the walk reads `self.encoder` for every value.
     """
 
-    __slots__ = ("encoder",)
+    __slots__ = ("encoder", "depth")
 
     def __init__(self, encoder: Callable[[Any], Any] | None) -> None:
         self.encoder = encoder
+        self.depth = 0  # containers entered on the way to the value being converted
 
     def tree(self, obj: Any) -> Any:
         """`obj` as plain JSON types only."""
         kind = type(obj)
-        if kind is str or kind is bool or kind is _NoneType:
+        if kind is str:
+            return obj if obj.isascii() else _unicode_text(obj)
+        if kind is bool or kind is _NoneType:
             return obj
         if kind is int:
-            return obj if _INT64_MIN <= obj <= _UINT64_MAX else _tagged("int", value=str(obj))
+            return obj if _INT64_MIN <= obj <= _UINT64_MAX else _big_int(obj)
         if kind is float:
             return obj if math.isfinite(obj) else _tagged("float", value=repr(obj))
         if kind is list:
@@ -256,26 +291,41 @@ class _JSONTree:
             return _tagged(kind.__name__, value=self._items_tree(obj))
         return self._encoded_tree(obj)
 
+    def _enter(self, container: Any) -> None:
+        self.depth += 1
+        if self.depth > MAX_JSON_DEPTH:
+            raise _Unsupported(
+                container, f"nested deeper than {MAX_JSON_DEPTH} levels, the most JSON results hold"
+            )
+
     def _items_tree(self, items: Any) -> list[Any]:
+        self._enter(items)
         tree = []
         for index, item in enumerate(items):
             try:
                 tree.append(self.tree(item))
             except _Unsupported as exc:
-                exc.path.append(f"[{index}]" if isinstance(items, (list, tuple)) else f" item {item!r}")
+                exc.path.append(f"[{index}]" if isinstance(items, (list, tuple)) else f" item {_short(item)}")
+                exc.containers.append(items)
                 raise
+        self.depth -= 1
         return tree
 
     def _dict_tree(self, mapping: dict[Any, Any]) -> Any:
+        self._enter(mapping)
         plain_keys = all(type(key) is str for key in mapping)
         if plain_keys and _TAG not in mapping and mapping.keys() != _PREFECT_KEYS:
             tree = {}
             for key, value in mapping.items():
                 try:
+                    if not key.isascii():
+                        _unicode_text(key, "a key")
                     tree[key] = self.tree(value)
                 except _Unsupported as exc:
-                    exc.path.append(f"[{key!r}]")
+                    exc.path.append(f"[{_short(key)}]")
+                    exc.containers.append(mapping)
                     raise
+            self.depth -= 1
             return tree
         # Non-string keys, or keys that would read as a tag: keep it as [key, value] pairs.
         pairs = []
@@ -283,8 +333,10 @@ class _JSONTree:
             try:
                 pairs.append([self.tree(key), self.tree(value)])
             except _Unsupported as exc:
-                exc.path.append(f"[{key!r}]")
+                exc.path.append(f"[{_short(key)}]")
+                exc.containers.append(mapping)
                 raise
+        self.depth -= 1
         return _tagged("dict", value=pairs)
 
     def _encoded_tree(self, obj: Any) -> Any:
@@ -300,6 +352,38 @@ class _JSONTree:
             # The tag object itself is trusted; only its contents need converting.
             return {key: self.tree(value) for key, value in stand_in.items()}
         return self.tree(stand_in)
+
+
+def _unicode_text(text: str, what: str = "a string") -> str:
+    """`text` if it is valid Unicode (no lone surrogates, which UTF-8 cannot encode)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _Unsupported(
+            text,
+            f"{what} that is not valid Unicode: a lone surrogate {text[exc.start]!r} at index {exc.start}",
+        ) from None
+    return text
+
+
+def _big_int(number: int) -> Any:
+    try:
+        return _tagged("int", value=str(number))
+    except ValueError:  # more digits than Python converts to text (sys.set_int_max_str_digits)
+        raise _Unsupported(
+            number,
+            f"an integer of about {int(number.bit_length() * 0.30103) + 1} digits, more than Python "
+            f"converts to text ({sys.get_int_max_str_digits()}; see sys.set_int_max_str_digits)",
+        ) from None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """repr of a key or set item for a path, cut short (a path names where, not what)."""
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _apply_bottom_up(tree: Any, decoder: Callable[[dict[str, Any]], Any]) -> Any:

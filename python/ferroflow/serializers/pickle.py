@@ -13,7 +13,12 @@ from types import ModuleType
 from typing import Any, Literal
 
 from ferroflow.exceptions import SerializationError
-from ferroflow.serializers._libraries import _accepts_keyword, _import_module, _require_functions
+from ferroflow.serializers._libraries import (
+    _accepts_keyword,
+    _import_module,
+    _require_functions,
+    register_library,
+)
 from ferroflow.serializers.base import Serializer, _b64decode
 
 # A `bytes` result at least this large is written as its own blob segment, straight from its
@@ -91,6 +96,7 @@ class PickleSerializer(Serializer):
 
     def model_post_init(self, context: Any) -> None:
         lib = _pickle_library(self.picklelib).module
+        register_library("picklelib", self.picklelib)  # result files written with it may name it
         installed = getattr(lib, "__version__", None)
         if self.picklelib_version is None:
             object.__setattr__(self, "picklelib_version", installed)

@@ -13,6 +13,10 @@ pub enum Error {
     /// Stored bytes failed a check: bad magic, checksum mismatch, truncation, bad compressed stream.
     #[error("{0}")]
     Corrupt(String),
+    /// A blob that is unsigned, signed by an unknown key or wrongly signed, where a valid signature
+    /// is required: refused before any of its payload is returned.
+    #[error("{0}")]
+    Untrusted(String),
     /// A blob written by a newer, incompatible format major version.
     #[error("{0}")]
     UnsupportedFormat(String),

@@ -9,15 +9,17 @@
 //! Every read verifies the header, the padding and every segment before returning any data.
 mod header;
 mod reader;
+mod signing;
 
 pub(crate) use header::PRELUDE_LEN;
-pub use header::{BlobHeader, SegmentLengths};
+pub use header::{BlobHeader, SegmentLengths, Signature};
 pub use reader::BlobReader;
+pub use signing::{ReadChecks, SigningKey, MAC_ALGORITHM, MIN_KEY_MATERIAL};
 
 use crate::codec::{self, Codec, CompressOptions};
 use crate::error::{Error, Result};
 use std::borrow::Cow;
-use std::io::{self, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
@@ -25,11 +27,20 @@ use xxhash_rust::xxh3::{xxh3_64, Xxh3Default};
 
 /// Version of the format this build writes; it reads every `FORMAT_MAJOR.x`.
 pub const FORMAT_MAJOR: u16 = 1;
-pub const FORMAT_MINOR: u16 = 0;
+/// 1.1 added the optional `key`, `codec_skipped` and `signature` fields.
+pub const FORMAT_MINOR: u16 = 1;
+/// Format 2.0 is 1.1 with a compact header body (see `docs/format.md`), written for small
+/// unsigned blobs when asked for; a 1.x-only reader refuses it saying to upgrade.
+pub const COMPACT_MAJOR: u16 = 2;
 /// Opens every blob. Like PNG's signature, the high byte and CR LF catch text-mode transfers.
 pub const MAGIC: [u8; 8] = *b"\x89FFB\r\n\x1a\n";
 /// Segments start at multiples of this, so NumPy can use any dtype in place from a memory map.
 pub const ALIGNMENT: u64 = 64;
+/// Blobs whose stored payload is smaller than [`SMALL_PAYLOAD`] are always read whole into new
+/// buffers, never used in place, so their segments are aligned only to this: a tiny result's file
+/// is not mostly padding.
+pub const SMALL_ALIGNMENT: u64 = 8;
+pub const SMALL_PAYLOAD: u64 = 4096;
 pub const CHECKSUM_ALGORITHM: &str = "xxh3-64";
 const CHECKSUM_LEN: usize = 8;
 /// Data is hashed and copied in pieces of this size, small enough to stay in the L2 cache
@@ -58,6 +69,14 @@ pub struct FrameOptions<'a> {
     /// `None` stores the segments as they are.
     pub codec: Option<Codec>,
     pub compress: CompressOptions,
+    /// The storage key, recorded so that a reader can refuse a file copied or moved elsewhere.
+    pub key: Option<&'a str>,
+    /// Signs the blob (see `docs/format.md`, "Signed blobs").
+    pub signing_key: Option<&'a SigningKey>,
+    /// Write a small unsigned blob (stored payload under [`SMALL_PAYLOAD`]) in format 2.0, with
+    /// the compact header: a tiny result's file then carries about 200 bytes besides its payload
+    /// instead of 350. Off, every blob is written in format 1.1, which 1.0 readers read.
+    pub compact_small: bool,
 }
 
 /// A blob ready to be written: the header is encoded and compressed segments are computed;
@@ -65,8 +84,10 @@ pub struct FrameOptions<'a> {
 #[derive(Debug)]
 pub struct Frame<'a> {
     header: BlobHeader,
+    /// With a signing key, the header carries a MAC of zeros until the trailer is known.
     header_bytes: Vec<u8>,
     stored: Vec<Cow<'a, [u8]>>,
+    signing_key: Option<SigningKey>,
 }
 
 impl<'a> Frame<'a> {
@@ -83,10 +104,25 @@ impl<'a> Frame<'a> {
             }
         }
         let mut header = BlobHeader::new(options)?;
-        let stored = segments
+        let mut stored = segments
             .iter()
             .map(|segment| store_segment(segment, options))
             .collect::<Result<Vec<_>>>()?;
+        let total =
+            |segments: &[Cow<'_, [u8]>]| segments.iter().map(|s| s.len() as u64).sum::<u64>();
+        let raw_total: u64 = segments.iter().map(|s| s.len() as u64).sum::<u64>();
+        if options.codec.is_some() && total(&stored) >= raw_total {
+            // Compression would not make the payload smaller: store it as it is, and say so.
+            stored = segments.iter().map(|s| Cow::Borrowed(*s)).collect();
+            header.codec_skipped = header.codec.take();
+            header.level = None;
+        }
+        if total(&stored) < SMALL_PAYLOAD {
+            header.alignment = SMALL_ALIGNMENT;
+            if options.compact_small && options.signing_key.is_none() {
+                header.format_version = (COMPACT_MAJOR, 0);
+            }
+        }
         header.segments = segments
             .iter()
             .zip(&stored)
@@ -100,6 +136,7 @@ impl<'a> Frame<'a> {
             header,
             header_bytes,
             stored,
+            signing_key: options.signing_key.cloned(),
         })
     }
 
@@ -112,14 +149,73 @@ impl<'a> Frame<'a> {
         let payload: u64 = self
             .stored
             .iter()
-            .map(|s| align_up(s.len() as u64, ALIGNMENT))
+            .map(|s| align_up(s.len() as u64, self.header.alignment))
             .sum();
         self.header_bytes.len() as u64 + payload + (CHECKSUM_LEN * self.stored.len()) as u64
     }
 
-    /// Writes the blob in one pass; works for files, `Vec<u8>` and preallocated `&mut [u8]`.
-    pub fn write_to<W: Write + ?Sized>(&self, out: &mut W) -> io::Result<()> {
-        out.write_all(&self.header_bytes)?;
+    /// Writes the blob in one pass to a file or a buffer, and returns its header as written. A
+    /// signed blob's header is written again at the end, over the first, once the trailer it
+    /// covers is known: a seek back rather than a second pass over the data.
+    pub fn write_to<W: Write + Seek + ?Sized>(&self, out: &mut W) -> io::Result<BlobHeader> {
+        let start = out.stream_position()?;
+        let trailer = self.write_with_header(out, &self.header_bytes)?;
+        match self.signed_header(&trailer) {
+            None => Ok(self.header.clone()),
+            Some((header, bytes)) => {
+                out.seek(SeekFrom::Start(start))?;
+                out.write_all(&bytes)?;
+                out.seek(SeekFrom::Start(start + self.encoded_len()))?;
+                Ok(header)
+            }
+        }
+    }
+
+    /// Writes the blob strictly in order, to a stream that cannot seek (an upload). A signed
+    /// blob's segments are then hashed before the header is written: one more pass over them.
+    pub fn write_streaming<W: Write + ?Sized>(&self, out: &mut W) -> io::Result<BlobHeader> {
+        if self.signing_key.is_none() {
+            self.write_with_header(out, &self.header_bytes)?;
+            return Ok(self.header.clone());
+        }
+        let checksums: Vec<u64> = self.stored.iter().map(|s| xxh3_64(s)).collect();
+        let (header, bytes) = self
+            .signed_header(&trailer_bytes(&checksums))
+            .expect("a signing key gives a signed header");
+        self.write_with_header(out, &bytes)?;
+        Ok(header)
+    }
+
+    /// The header with its MAC, and its encoding, for a signed blob whose trailer is `trailer`.
+    fn signed_header(&self, trailer: &[u8]) -> Option<(BlobHeader, Vec<u8>)> {
+        let key = self.signing_key.as_ref()?;
+        let covered = &self.header_bytes[..self.covered_len()];
+        let mut header = self.header.clone();
+        let signature = header
+            .signature
+            .as_mut()
+            .expect("signed frames carry a signature");
+        signature.mac = key.mac(covered, trailer);
+        let bytes = header
+            .encode()
+            .expect("the same header encoded once already");
+        debug_assert_eq!(bytes.len(), self.header_bytes.len());
+        Some((header, bytes))
+    }
+
+    /// The prelude and body of the header: what the header checksum (and the MAC) covers.
+    fn covered_len(&self) -> usize {
+        let body_len = u32::from_le_bytes(self.header_bytes[12..16].try_into().expect("4 bytes"));
+        PRELUDE_LEN + body_len as usize
+    }
+
+    /// Writes `header`, the segments and the trailer; returns the trailer.
+    fn write_with_header<W: Write + ?Sized>(
+        &self,
+        out: &mut W,
+        header: &[u8],
+    ) -> io::Result<Vec<u8>> {
+        out.write_all(header)?;
         let large: Vec<&[u8]> = self
             .stored
             .iter()
@@ -131,11 +227,9 @@ impl<'a> Frame<'a> {
         } else {
             self.write_segments_hashing_aside(out, &large)?
         };
-        let trailer: Vec<u8> = checksums
-            .iter()
-            .flat_map(|checksum| checksum.to_le_bytes())
-            .collect();
-        out.write_all(&trailer)
+        let trailer = trailer_bytes(&checksums);
+        out.write_all(&trailer)?;
+        Ok(trailer)
     }
 
     /// Writes every segment and its padding. Small segments (and large ones when
@@ -153,7 +247,8 @@ impl<'a> Frame<'a> {
             } else {
                 checksums.push(Some(write_hashed(out, segment)?));
             }
-            out.write_all(&ZEROS[..padding_after(segment.len() as u64, ALIGNMENT)])?;
+            let padding = padding_after(segment.len() as u64, self.header.alignment);
+            out.write_all(&ZEROS[..padding])?;
         }
         Ok(checksums)
     }
@@ -188,36 +283,48 @@ impl<'a> Frame<'a> {
 
     /// The blob as the pieces `write_to` writes one after another, for a writer that sends
     /// them without copying: the encoded header, then each stored segment (borrowed when
-    /// uncompressed) and the length of the zero padding after it, then the trailer of checksums.
+    /// uncompressed) and the zero padding after it, then the trailer of checksums. Every
+    /// checksum is known before the first piece is sent, so a signed blob's header comes with
+    /// its MAC already in place: the same bytes `write_to` leaves in a file.
     pub fn into_pieces(self) -> FramePieces<'a> {
-        let checksums: Vec<u8> = self
-            .stored
-            .iter()
-            .flat_map(|segment| xxh3_64(segment).to_le_bytes())
-            .collect();
+        let checksums: Vec<u64> = self.stored.iter().map(|s| xxh3_64(s)).collect();
+        let trailer = trailer_bytes(&checksums);
+        let alignment = self.header.alignment;
+        let (header, header_bytes) = match self.signed_header(&trailer) {
+            Some(signed) => signed,
+            None => (self.header, self.header_bytes),
+        };
         let segments = self
             .stored
             .into_iter()
             .map(|segment| {
-                let padding = padding_after(segment.len() as u64, ALIGNMENT);
+                let padding = padding_after(segment.len() as u64, alignment);
                 (segment, &ZEROS[..padding])
             })
             .collect();
         FramePieces {
-            header: self.header,
-            header_bytes: self.header_bytes,
+            header,
+            header_bytes,
             segments,
-            trailer: checksums,
+            trailer,
         }
     }
 
-    /// The blob as one buffer.
-    pub fn to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.encoded_len() as usize);
-        self.write_to(&mut out)
+    /// The blob as one buffer, and its header as written.
+    pub fn to_vec(&self) -> (BlobHeader, Vec<u8>) {
+        let mut out = io::Cursor::new(Vec::with_capacity(self.encoded_len() as usize));
+        let header = self
+            .write_to(&mut out)
             .expect("writing to a Vec cannot fail");
-        out
+        (header, out.into_inner())
     }
+}
+
+fn trailer_bytes(checksums: &[u64]) -> Vec<u8> {
+    checksums
+        .iter()
+        .flat_map(|checksum| checksum.to_le_bytes())
+        .collect()
 }
 
 const ZEROS: [u8; ALIGNMENT as usize] = [0; ALIGNMENT as usize];
@@ -283,16 +390,22 @@ fn write_hashed<W: Write + ?Sized>(out: &mut W, data: &[u8]) -> io::Result<u64> 
 
 /// Frames `segments` into one buffer.
 pub fn frame(segments: &[&[u8]], options: &FrameOptions<'_>) -> Result<(BlobHeader, Vec<u8>)> {
-    let frame = Frame::new(segments, options)?;
-    let bytes = frame.to_vec();
-    Ok((frame.header, bytes))
+    Ok(Frame::new(segments, options)?.to_vec())
 }
 
 /// Verifies a whole blob held in memory and returns its header and stored segments.
 /// For an uncompressed blob the stored segments are the raw ones; otherwise use
 /// [`decode_segment_into`] or [`decode_segment`].
 pub fn unframe(data: &[u8]) -> Result<(BlobHeader, Vec<&[u8]>)> {
-    let (header, ranges) = verify(data)?;
+    unframe_with(data, &ReadChecks::default())
+}
+
+/// [`unframe`] with the reader's checks (key, signature, decompressed size) made first.
+pub fn unframe_with<'d>(
+    data: &'d [u8],
+    checks: &ReadChecks<'_>,
+) -> Result<(BlobHeader, Vec<&'d [u8]>)> {
+    let (header, ranges) = verify_with(data, checks)?;
     let segments = ranges.into_iter().map(|range| &data[range]).collect();
     Ok((header, segments))
 }
@@ -305,18 +418,48 @@ pub(crate) fn header_len_from_prelude(prelude: &[u8]) -> Result<usize> {
 
 /// Verifies the header at the start of `head` (which holds at least `header_len` bytes) of a blob
 /// that is `blob_len` bytes long: the header's checksum and version, and that its lengths add up to
-/// `blob_len`, so truncation is caught before any payload is fetched.
-pub(crate) fn verify_header(head: &[u8], header_len: usize, blob_len: u64) -> Result<BlobHeader> {
+/// `blob_len`, so truncation is caught before any payload is fetched. Then makes the reader's
+/// `checks`, as [`BlobReader::open_with`] does; when a signature is to be verified, the trailer
+/// is taken from `head` if it holds it, otherwise from `fetch_trailer` (given its byte range).
+pub(crate) fn verify_header(
+    head: &[u8],
+    header_len: usize,
+    blob_len: u64,
+    checks: &ReadChecks<'_>,
+    fetch_trailer: impl FnOnce(Range<u64>) -> Result<Vec<u8>>,
+) -> Result<BlobHeader> {
     let header_bytes = head
         .get(..header_len)
         .ok_or_else(|| truncated(head.len() as u64, header_len as u64))?;
     let header = BlobHeader::decode(header_bytes)?;
-    Layout::new(&header, header_len as u64)?.check_length(blob_len)?;
+    let layout = Layout::new(&header, header_len as u64)?;
+    layout.check_length(blob_len)?;
+    checks.check_header(&header)?;
+    if checks.needs_trailer(&header) {
+        let range = layout.trailer.clone();
+        let trailer = match to_usize(range.clone()) {
+            Ok((start, end)) if end <= head.len() => head[start..end].to_vec(),
+            _ => fetch_trailer(range)?,
+        };
+        checks.check_signature(
+            &header,
+            &header_bytes[..header_len - CHECKSUM_LEN],
+            &trailer,
+        )?;
+    }
     Ok(header)
 }
 
 /// Like [`unframe`], returning where each stored segment lies in `data`.
 pub fn verify(data: &[u8]) -> Result<(BlobHeader, Vec<Range<usize>>)> {
+    verify_with(data, &ReadChecks::default())
+}
+
+/// [`verify`] with the reader's checks, made before any segment is looked at.
+pub fn verify_with(
+    data: &[u8],
+    checks: &ReadChecks<'_>,
+) -> Result<(BlobHeader, Vec<Range<usize>>)> {
     let prelude = data
         .get(..header::PRELUDE_LEN)
         .ok_or_else(|| too_short(data.len()))?;
@@ -328,11 +471,32 @@ pub fn verify(data: &[u8]) -> Result<(BlobHeader, Vec<Range<usize>>)> {
     let layout = Layout::new(&header, header_len as u64)?;
     layout.check_length(data.len() as u64)?;
 
+    checks.check_header(&header)?;
+    if checks.needs_trailer(&header) {
+        let (trailer_start, _) = to_usize(layout.trailer.clone())?;
+        checks.check_signature(
+            &header,
+            &data[..header_len - CHECKSUM_LEN],
+            &data[trailer_start..],
+        )?;
+    }
+    let ranges = verify_payload(data, header_len, &layout)?;
+    Ok((header, ranges))
+}
+
+/// Verifies the padding and the segments of a blob held in memory whose header (`header_len`
+/// bytes) was decoded into `layout` and whose length was checked against it; returns where each
+/// stored segment lies.
+pub(crate) fn verify_payload(
+    data: &[u8],
+    header_len: usize,
+    layout: &Layout,
+) -> Result<Vec<Range<usize>>> {
     let (trailer_start, _) = to_usize(layout.trailer.clone())?;
     let checksums = &data[trailer_start..];
     let (header_end, payload_start) = to_usize(header_len as u64..layout.payload_start)?;
     check_padding(&data[header_end..payload_start], "the header")?;
-    let mut ranges = Vec::with_capacity(header.segments.len());
+    let mut ranges = Vec::with_capacity(layout.segments.len());
     for (index, extent) in layout.segments.iter().enumerate() {
         let (start, end) = to_usize(extent.data.clone())?;
         let (_, padded_end) = to_usize(extent.data.start..extent.padded_end)?;
@@ -340,7 +504,7 @@ pub fn verify(data: &[u8]) -> Result<(BlobHeader, Vec<Range<usize>>)> {
         check_padding(&data[end..padded_end], &format!("segment {index}"))?;
         ranges.push(start..end);
     }
-    Ok((header, ranges))
+    Ok(ranges)
 }
 
 /// Decodes a verified stored segment into `out`, which must be exactly the raw length.
@@ -528,5 +692,7 @@ pub(crate) fn padding_after(len: u64, alignment: u64) -> usize {
     (align_up(len, alignment) - len) as usize
 }
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;

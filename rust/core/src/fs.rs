@@ -7,9 +7,9 @@ pub(crate) use keys::key_parts;
 pub use keys::resolve_key;
 
 use crate::error::{Error, Result};
-use crate::frame::{self, BlobHeader, BlobReader, Frame, FrameOptions};
+use crate::frame::{self, BlobHeader, BlobReader, Frame, FrameOptions, ReadChecks};
 use memmap2::{MmapMut, MmapOptions};
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::Read;
 use std::ops::Range;
 use std::path::Path;
@@ -22,13 +22,18 @@ pub fn write_blob(
     durable: bool,
 ) -> Result<BlobHeader> {
     let frame = Frame::new(segments, options)?;
-    atomic_write_with(path, durable, |out| frame.write_to(out))?;
-    Ok(frame.header().clone())
+    let mut written = None;
+    atomic_write_with(path, durable, |out| {
+        written = Some(frame.write_to(out)?);
+        Ok(())
+    })?;
+    Ok(written.expect("set by a successful write"))
 }
 
-/// Opens a blob file and verifies its header and length; the payload is not read yet.
-pub fn open_blob(path: &Path) -> Result<BlobFile<'_>> {
-    FileReader::open(path)?.into_blob()
+/// Opens a blob file and verifies its header and length, and makes the reader's `checks`; the
+/// payload is not read yet.
+pub fn open_blob<'a>(path: &'a Path, checks: &ReadChecks<'_>) -> Result<BlobFile<'a>> {
+    FileReader::open(path)?.into_blob(checks)
 }
 
 /// A blob file with a verified header; its errors name the file.
@@ -61,13 +66,13 @@ impl BlobFile<'_> {
     }
 }
 
-pub fn read_header(path: &Path) -> Result<BlobHeader> {
-    open_blob(path).map(BlobFile::into_header)
+pub fn read_header(path: &Path, checks: &ReadChecks<'_>) -> Result<BlobHeader> {
+    open_blob(path, checks).map(BlobFile::into_header)
 }
 
 /// Reads and verifies a whole blob; every segment is decoded into its own buffer.
-pub fn read_blob(path: &Path) -> Result<(BlobHeader, Vec<Vec<u8>>)> {
-    let mut blob = open_blob(path)?;
+pub fn read_blob(path: &Path, checks: &ReadChecks<'_>) -> Result<(BlobHeader, Vec<Vec<u8>>)> {
+    let mut blob = open_blob(path, checks)?;
     let segments = blob.read_segments()?;
     Ok((blob.into_header(), segments))
 }
@@ -94,11 +99,16 @@ pub enum MappedSegments {
 ///
 /// Like every memory map, the views assume the file is not truncated while they live; ferroflow
 /// itself never truncates a blob in place (writes replace it by renaming).
-pub fn map_blob(path: &Path) -> Result<MappedBlob> {
-    FileReader::open(path)?.map_blob()
+pub fn map_blob(path: &Path, checks: &ReadChecks<'_>) -> Result<MappedBlob> {
+    FileReader::open(path)?.map_blob(checks)
 }
 
-fn map_open_blob(path: &Path, file: &File, len: u64) -> Result<MappedBlob> {
+fn map_open_blob(
+    path: &Path,
+    file: &File,
+    len: u64,
+    checks: &ReadChecks<'_>,
+) -> Result<MappedBlob> {
     if len < frame::PRELUDE_LEN as u64 {
         // Checked before mapping: an empty file cannot be mapped.
         return Err(at_path(frame::too_short(len as usize), path));
@@ -107,7 +117,7 @@ fn map_open_blob(path: &Path, file: &File, len: u64) -> Result<MappedBlob> {
     // truncation by other processes.
     let map = unsafe { MmapOptions::new().map_copy(file) }
         .map_err(|e| Error::io(format!("memory-mapping {}", path.display()), e))?;
-    let (header, ranges) = frame::verify(&map).map_err(|e| at_path(e, path))?;
+    let (header, ranges) = frame::verify_with(&map, checks).map_err(|e| at_path(e, path))?;
     let segments = match header.codec {
         None => MappedSegments::InPlace { map, ranges },
         Some(_) => MappedSegments::Decoded(
@@ -153,8 +163,9 @@ impl<'a> FileReader<'a> {
     }
 
     /// The file as a blob: see [`open_blob`].
-    pub fn into_blob(self) -> Result<BlobFile<'a>> {
-        let reader = BlobReader::open(self.file, self.len).map_err(|e| at_path(e, self.path))?;
+    pub fn into_blob(self, checks: &ReadChecks<'_>) -> Result<BlobFile<'a>> {
+        let reader = BlobReader::open_with(self.file, self.len, checks)
+            .map_err(|e| at_path(e, self.path))?;
         Ok(BlobFile {
             path: self.path,
             reader,
@@ -162,8 +173,8 @@ impl<'a> FileReader<'a> {
     }
 
     /// The file as a mapped blob: see [`map_blob`].
-    pub fn map_blob(self) -> Result<MappedBlob> {
-        map_open_blob(self.path, &self.file, self.len)
+    pub fn map_blob(self, checks: &ReadChecks<'_>) -> Result<MappedBlob> {
+        map_open_blob(self.path, &self.file, self.len, checks)
     }
 
     /// Reads the whole file into `out`, which must be `len()` bytes.
@@ -193,6 +204,17 @@ impl<'a> FileReader<'a> {
     }
 }
 
+/// The first `len` bytes of a file (fewer when it is shorter).
+pub fn read_file_prefix(path: &Path, len: usize) -> Result<Vec<u8>> {
+    let reader = FileReader::open(path)?;
+    let mut out = Vec::with_capacity(len.min(reader.len() as usize));
+    (&reader.file)
+        .take(len as u64)
+        .read_to_end(&mut out)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+    Ok(out)
+}
+
 /// Reads a whole file.
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     let reader = FileReader::open(path)?;
@@ -201,11 +223,48 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Opens a regular file for reading. Anything else is refused at once: without `O_NONBLOCK`,
+/// opening a FIFO would wait for a writer forever, and a device has no end to read to.
 fn open_with_len(path: &Path) -> Result<(File, u64)> {
     let context = || format!("opening {}", path.display());
-    let file = File::open(path).map_err(|e| Error::io(context(), e))?;
-    let len = file.metadata().map_err(|e| Error::io(context(), e))?.len();
-    Ok((file, len))
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let file = options.open(path).map_err(|e| Error::io(context(), e))?;
+    let metadata = file.metadata().map_err(|e| Error::io(context(), e))?;
+    let file_type = metadata.file_type();
+    if file_type.is_dir() {
+        // EISDIR, so that Python raises IsADirectoryError, as reading a folder would.
+        return Err(Error::io(context(), std::io::Error::from_raw_os_error(21)));
+    }
+    if !file_type.is_file() {
+        return Err(Error::Corrupt(format!(
+            "{} is {}, not a regular file: a result is always a regular file, and reading this \
+             one could block or never end; remove it so the result is computed again",
+            path.display(),
+            special_file_kind(&file_type)
+        )));
+    }
+    Ok((file, metadata.len()))
+}
+
+fn special_file_kind(file_type: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if file_type.is_fifo() {
+            return "a FIFO (named pipe)";
+        }
+        if file_type.is_char_device() || file_type.is_block_device() {
+            return "a device";
+        }
+        if file_type.is_socket() {
+            return "a socket";
+        }
+    }
+    let _ = file_type;
+    "a special file"
 }
 
 /// Names the file in an error that came from reading it.
@@ -218,6 +277,7 @@ fn at_path(error: Error, path: &Path) -> Error {
         },
         Error::Corrupt(message) => Error::Corrupt(format!("{path}: {message}")),
         Error::UnsupportedFormat(message) => Error::UnsupportedFormat(format!("{path}: {message}")),
+        Error::Untrusted(message) => Error::Untrusted(format!("{path}: {message}")),
         other => other,
     }
 }

@@ -53,7 +53,7 @@ pub use config::{
 };
 
 use crate::error::{Error, Result};
-use crate::frame::{self, BlobHeader, Frame, FrameOptions};
+use crate::frame::{self, BlobHeader, Frame, FrameOptions, ReadChecks};
 use bytes::Bytes;
 use config::Target;
 use errors::Action;
@@ -162,8 +162,12 @@ impl Store {
     ) -> Result<BlobHeader> {
         let path = self.path(key)?;
         let frame = Frame::new(segments, options)?;
-        self.upload(key, &path, frame.encoded_len(), |out| frame.write_to(out))?;
-        Ok(frame.header().clone())
+        let mut written = None;
+        self.upload(key, &path, frame.encoded_len(), |out| {
+            written = Some(frame.write_streaming(out)?);
+            Ok(())
+        })?;
+        Ok(written.expect("set by a successful upload"))
     }
 
     /// Like [`Store::write_blob`], for segments held as [`Bytes`]: the upload sends them (and
@@ -206,6 +210,12 @@ impl Store {
     /// Reads and verifies the header of the blob at `key` (and that the object's length agrees
     /// with it) without fetching the payload.
     pub fn read_header(&self, key: &str) -> Result<BlobHeader> {
+        self.read_header_with(key, &ReadChecks::default())
+    }
+
+    /// [`Store::read_header`] with the reader's checks (key, signature, decompressed size), as
+    /// a local read makes them; a signature to verify costs a ranged read of the trailer.
+    pub fn read_header_with(&self, key: &str, checks: &ReadChecks<'_>) -> Result<BlobHeader> {
         let path = self.path(key)?;
         let client = self.client()?;
         let (head, blob_len) = match block_on(get_range(&*client, &path, 0..HEADER_READ))? {
@@ -225,14 +235,26 @@ impl Store {
         } else {
             head.to_vec()
         };
-        frame::verify_header(&head, header_len, blob_len).map_err(|e| self.at_object(e, key))
+        let fetch_trailer = |range: Range<u64>| {
+            let (trailer, _) = block_on(get_range(&*client, &path, range))?
+                .map_err(|e| self.convert(e, key, Action::Read))?;
+            Ok(trailer.to_vec())
+        };
+        frame::verify_header(&head, header_len, blob_len, checks, fetch_trailer)
+            .map_err(|e| self.at_object(e, key))
     }
 
     /// Reads the whole blob at `key` and verifies all of it; uncompressed segments stay in the
     /// buffer that was read, compressed ones are decompressed.
     pub fn read_blob(&self, key: &str) -> Result<FetchedBlob> {
+        self.read_blob_with(key, &ReadChecks::default())
+    }
+
+    /// [`Store::read_blob`] with the reader's checks, made before any segment is looked at.
+    pub fn read_blob_with(&self, key: &str, checks: &ReadChecks<'_>) -> Result<FetchedBlob> {
         let data = self.get(key)?;
-        let (header, ranges) = frame::verify(&data).map_err(|e| self.at_object(e, key))?;
+        let (header, ranges) =
+            frame::verify_with(&data, checks).map_err(|e| self.at_object(e, key))?;
         let segments = match header.codec {
             None => FetchedSegments::InPlace { data, ranges },
             Some(_) => FetchedSegments::Decoded(
@@ -589,9 +611,13 @@ fn zeroed(len: usize) -> Option<Vec<u8>> {
     Some(unsafe { Vec::from_raw_parts(data, len, len) })
 }
 
-/// A 416 answer: the range asked for starts past the object's end (an empty object).
+/// A 416 answer (or the in-memory store's "Invalid range"): the range asked for starts past the
+/// object's end (an empty object).
 fn is_unsatisfiable_range(error: &object_store::Error) -> bool {
-    matches!(error, object_store::Error::Generic { .. }) && errors::full_text(error).contains("416")
+    matches!(error, object_store::Error::Generic { .. }) && {
+        let text = errors::full_text(error);
+        text.contains("416") || text.contains("Invalid range")
+    }
 }
 
 /// Copies a response's body into `out`, which must be exactly its length.

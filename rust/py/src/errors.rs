@@ -10,14 +10,16 @@ use pyo3::{PyErr, Python};
 // Defined in Python (`ferroflow/exceptions.py`) under `FerroflowException`; imported on first use.
 pyo3::import_exception!(ferroflow.exceptions, CorruptResultError);
 pyo3::import_exception!(ferroflow.exceptions, UnsupportedFormatError);
+pyo3::import_exception!(ferroflow.exceptions, UntrustedResultError);
 pyo3::import_exception!(ferroflow.exceptions, UnsafeKeyError);
 pyo3::import_exception!(ferroflow.exceptions, BucketNotFoundError);
 pyo3::import_exception!(ferroflow.exceptions, StoragePermissionError);
 pyo3::import_exception!(ferroflow.exceptions, StorageUnavailableError);
 
 /// The exceptions that `ferroflow.exceptions` defines and `ferroflow._core` raises.
-pub(crate) const EXCEPTION_NAMES: [&str; 6] = [
+pub(crate) const EXCEPTION_NAMES: [&str; 7] = [
     "CorruptResultError",
+    "UntrustedResultError",
     "UnsupportedFormatError",
     "UnsafeKeyError",
     "BucketNotFoundError",
@@ -77,6 +79,7 @@ fn core_error_to_python(error: ferroflow_core::Error) -> PyErr {
         }
         Core::Corrupt(message) => CorruptResultError::new_err(message),
         Core::UnsupportedFormat(message) => UnsupportedFormatError::new_err(message),
+        Core::Untrusted(message) => UntrustedResultError::new_err(message),
         Core::UnsafeKey(message) => UnsafeKeyError::new_err(message),
         Core::InvalidArgument(message) => PyValueError::new_err(message),
         Core::OutputLimit(message) => PyValueError::new_err(message),

@@ -40,6 +40,17 @@ pub fn read_file(py: Python<'_>, path: PathBuf) -> Result<Bound<'_, PyBytes>> {
     Ok(objects.remove(0))
 }
 
+/// The first `length` bytes of `path` (fewer when the file is shorter).
+#[pyfunction]
+pub fn read_file_prefix(
+    py: Python<'_>,
+    path: PathBuf,
+    length: usize,
+) -> Result<Bound<'_, PyBytes>> {
+    let prefix = gil::run(py, Work::Blocking, || fs::read_file_prefix(&path, length))?;
+    Ok(PyBytes::new(py, &prefix))
+}
+
 /// `base` joined with the storage key `key`; refuses keys that would leave `base`.
 #[pyfunction]
 pub fn resolve_key(base: PathBuf, key: &str) -> Result<OsString> {

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use ferroflow_core::codec::CompressOptions;
-use ferroflow_core::frame::{self, BlobHeader, Frame, FrameOptions};
+use ferroflow_core::frame::{self, BlobHeader, Frame, FrameOptions, ReadChecks, SigningKey};
 use ferroflow_core::fs::{self, FileReader, MappedSegments};
 use pyo3::exceptions::{PyBufferError, PyValueError};
 use pyo3::ffi;
@@ -80,6 +80,30 @@ impl PyBlobHeader {
         epoch.add(timedelta.call((), Some(&kwargs))?)
     }
 
+    /// Segments start at multiples of this many bytes.
+    #[getter]
+    fn alignment(&self) -> u64 {
+        self.0.alignment
+    }
+
+    /// The storage key the blob was written under; `None` for a blob written without one.
+    #[getter]
+    fn key(&self) -> Option<&str> {
+        self.0.key.as_deref()
+    }
+
+    /// The codec that was asked for but skipped because it would not shrink the payload.
+    #[getter]
+    fn codec_skipped(&self) -> Option<&'static str> {
+        self.0.codec_skipped.map(|codec| codec.name())
+    }
+
+    /// The id of the key that signed the blob; `None` when it is not signed.
+    #[getter]
+    fn signed_by(&self) -> Option<&str> {
+        self.0.signature.as_ref().map(|s| s.key_id.as_str())
+    }
+
     #[getter]
     fn segment_raw_lengths(&self) -> Vec<u64> {
         self.0.segments.iter().map(|s| s.raw).collect()
@@ -125,25 +149,126 @@ impl PyBlobHeader {
     }
 }
 
-const FIELDS: [&str; 11] = [
+const FIELDS: [&str; 15] = [
     "format_version",
     "serializer",
     "codec",
+    "codec_skipped",
     "level",
     "raw_length",
     "stored_length",
     "checksum_algorithm",
     "ferroflow_version",
     "created_at",
+    "alignment",
+    "key",
+    "signed_by",
     "segment_raw_lengths",
     "segment_stored_lengths",
 ];
+
+/// A key that signs result blobs and verifies their signatures, derived from a secret.
+#[pyclass(frozen, module = "ferroflow._core", name = "SigningKey")]
+pub struct PySigningKey(SigningKey);
+
+#[pymethods]
+impl PySigningKey {
+    #[new]
+    fn new(material: &[u8]) -> Result<Self> {
+        Ok(PySigningKey(SigningKey::from_material(material)?))
+    }
+
+    /// The public id a signed blob's header names the key by.
+    #[getter]
+    fn key_id(&self) -> &str {
+        self.0.id()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("SigningKey(key_id={:?})", self.0.id())
+    }
+}
+
+/// What a reader checks beyond integrity: signatures and the decompressed size.
+#[pyclass(frozen, module = "ferroflow._core", name = "ReadPolicy")]
+pub struct PyReadPolicy {
+    verification_keys: Vec<SigningKey>,
+    require_signature: bool,
+    max_decompressed_length: Option<u64>,
+}
+
+#[pymethods]
+impl PyReadPolicy {
+    #[new]
+    #[pyo3(signature = (*, verification_keys = None, require_signature = false, max_decompressed_length = None))]
+    fn new(
+        verification_keys: Option<Vec<PyRef<'_, PySigningKey>>>,
+        require_signature: bool,
+        max_decompressed_length: Option<u64>,
+    ) -> Self {
+        PyReadPolicy {
+            verification_keys: (verification_keys.unwrap_or_default().iter())
+                .map(|k| k.0.clone())
+                .collect(),
+            require_signature,
+            max_decompressed_length,
+        }
+    }
+
+    #[getter]
+    fn verification_key_ids(&self) -> Vec<String> {
+        self.verification_keys
+            .iter()
+            .map(|k| k.id().to_owned())
+            .collect()
+    }
+
+    #[getter]
+    fn require_signature(&self) -> bool {
+        self.require_signature
+    }
+
+    #[getter]
+    fn max_decompressed_length(&self) -> Option<u64> {
+        self.max_decompressed_length
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "ReadPolicy(verification_key_ids={:?}, require_signature={}, max_decompressed_length={:?})",
+            self.verification_key_ids(),
+            if self.require_signature { "True" } else { "False" },
+            self.max_decompressed_length
+        )
+    }
+}
+
+/// The core's checks for a read of the blob stored under `key` with `policy`.
+pub(crate) fn read_checks<'a>(
+    key: Option<&'a str>,
+    policy: Option<&'a PyReadPolicy>,
+) -> ReadChecks<'a> {
+    match policy {
+        None => ReadChecks {
+            expected_key: key,
+            ..ReadChecks::default()
+        },
+        Some(policy) => ReadChecks {
+            expected_key: key,
+            verification_keys: &policy.verification_keys,
+            require_signature: policy.require_signature,
+            max_decompressed_length: policy.max_decompressed_length,
+        },
+    }
+}
 
 pub(crate) fn frame_options<'a>(
     serializer: &'a str,
     codec: &str,
     level: Option<i32>,
     threads: u32,
+    key: Option<&'a str>,
+    signing_key: Option<&'a PySigningKey>,
 ) -> Result<FrameOptions<'a>> {
     Ok(FrameOptions {
         serializer,
@@ -153,12 +278,16 @@ pub(crate) fn frame_options<'a>(
             threads,
             extreme: false,
         },
+        key,
+        signing_key: signing_key.map(|k| &k.0),
+        compact_small: true,
     })
 }
 
 /// Frames the segments and writes them atomically to `path` in one pass.
 #[pyfunction]
-#[pyo3(signature = (path, segments, *, serializer, codec = "none", level = None, threads = 1, durable = false))]
+#[pyo3(signature = (path, segments, *, serializer, codec = "none", level = None, threads = 1, durable = false, key = None, signing_key = None))]
+#[allow(clippy::too_many_arguments)]
 pub fn write_blob(
     path: PathBuf,
     segments: &Bound<'_, PyAny>,
@@ -167,8 +296,17 @@ pub fn write_blob(
     level: Option<i32>,
     threads: u32,
     durable: bool,
+    key: Option<&str>,
+    signing_key: Option<PyRef<'_, PySigningKey>>,
 ) -> Result<PyBlobHeader> {
-    let options = frame_options(serializer, codec, level, threads)?;
+    let options = frame_options(
+        serializer,
+        codec,
+        level,
+        threads,
+        key,
+        signing_key.as_deref(),
+    )?;
     let buffers = InputBuffer::borrow_segments(segments)?;
     let slices = slices(&buffers);
     let header = gil::run(segments.py(), Work::Blocking, || {
@@ -179,7 +317,8 @@ pub fn write_blob(
 
 /// The blob `write_blob` would write, in memory.
 #[pyfunction]
-#[pyo3(signature = (segments, *, serializer, codec = "none", level = None, threads = 1))]
+#[pyo3(signature = (segments, *, serializer, codec = "none", level = None, threads = 1, key = None, signing_key = None))]
+#[allow(clippy::too_many_arguments)]
 pub fn frame_blob<'py>(
     py: Python<'py>,
     segments: &Bound<'py, PyAny>,
@@ -187,8 +326,17 @@ pub fn frame_blob<'py>(
     codec: &str,
     level: Option<i32>,
     threads: u32,
+    key: Option<&str>,
+    signing_key: Option<PyRef<'py, PySigningKey>>,
 ) -> Result<Bound<'py, PyBytes>> {
-    let options = frame_options(serializer, codec, level, threads)?;
+    let options = frame_options(
+        serializer,
+        codec,
+        level,
+        threads,
+        key,
+        signing_key.as_deref(),
+    )?;
     let segments = InputBuffer::borrow_segments(segments)?;
     let slices = slices(&segments);
     // Without a codec, framing is checksumming the segments.
@@ -200,9 +348,10 @@ pub fn frame_blob<'py>(
     let len = usize::try_from(frame.encoded_len())
         .map_err(|_| PyValueError::new_err("the blob is too large for memory"))?;
     let mut blob = new_bytes_filled(py, &[len], Work::Bytes(len), |out| {
-        let mut cursor = &mut *out[0];
+        let mut cursor = std::io::Cursor::new(&mut *out[0]);
         frame
             .write_to(&mut cursor)
+            .map(drop)
             .map_err(|e| ferroflow_core::Error::io("framing in memory", e))
     })?;
     Ok(blob.remove(0))
@@ -212,8 +361,15 @@ type HeaderAndSegments<'py> = (PyBlobHeader, Vec<Bound<'py, PyBytes>>);
 
 /// Reads and verifies a blob file; returns its header and decoded segments.
 #[pyfunction]
-pub fn read_blob(py: Python<'_>, path: PathBuf) -> Result<HeaderAndSegments<'_>> {
-    let blob = gil::run(py, Work::Blocking, || fs::open_blob(&path))?;
+#[pyo3(signature = (path, *, key = None, policy = None))]
+pub fn read_blob<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    key: Option<&str>,
+    policy: Option<PyRef<'py, PyReadPolicy>>,
+) -> Result<HeaderAndSegments<'py>> {
+    let checks = read_checks(key, policy.as_deref());
+    let blob = gil::run(py, Work::Blocking, || fs::open_blob(&path, &checks))?;
     read_segments(py, blob)
 }
 
@@ -232,13 +388,19 @@ fn read_segments<'py>(
 
 /// Verifies a blob held in memory; returns its header and decoded segments.
 #[pyfunction]
+#[pyo3(signature = (data, *, key = None, policy = None))]
 pub fn unframe_blob<'py>(
     py: Python<'py>,
     data: &Bound<'py, PyAny>,
+    key: Option<&str>,
+    policy: Option<PyRef<'py, PyReadPolicy>>,
 ) -> Result<HeaderAndSegments<'py>> {
+    let checks = read_checks(key, policy.as_deref());
     let input = InputBuffer::borrow(data, "data")?;
     let data = input.as_bytes();
-    let (header, ranges) = gil::run(py, Work::Bytes(data.len()), || frame::verify(data))?;
+    let (header, ranges) = gil::run(py, Work::Bytes(data.len()), || {
+        frame::verify_with(data, &checks)
+    })?;
     let lengths = raw_lengths(&header)?;
     let work = Work::bytes_of(lengths.iter().copied());
     let segments = new_bytes_filled(py, &lengths, work, |outputs| {
@@ -263,16 +425,30 @@ fn raw_lengths(header: &BlobHeader) -> PyResult<Vec<usize>> {
 
 /// The header of a blob file, without reading its payload.
 #[pyfunction]
-pub fn read_header(py: Python<'_>, path: PathBuf) -> Result<PyBlobHeader> {
-    let header = gil::run(py, Work::Blocking, || fs::read_header(&path))?;
+#[pyo3(signature = (path, *, key = None, policy = None))]
+pub fn read_header<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    key: Option<&str>,
+    policy: Option<PyRef<'py, PyReadPolicy>>,
+) -> Result<PyBlobHeader> {
+    let checks = read_checks(key, policy.as_deref());
+    let header = gil::run(py, Work::Blocking, || fs::read_header(&path, &checks))?;
     Ok(PyBlobHeader(header))
 }
 
 /// Maps and verifies a blob file. The segments are writable memoryviews: of a private
 /// (copy-on-write) memory map when the blob is uncompressed, so writing never changes the file.
 #[pyfunction]
-pub fn map_blob(py: Python<'_>, path: PathBuf) -> Result<(PyBlobHeader, Bound<'_, PyList>)> {
-    let mapped = gil::run(py, Work::Blocking, || fs::map_blob(&path))?;
+#[pyo3(signature = (path, *, key = None, policy = None))]
+pub fn map_blob<'py>(
+    py: Python<'py>,
+    path: PathBuf,
+    key: Option<&str>,
+    policy: Option<PyRef<'py, PyReadPolicy>>,
+) -> Result<(PyBlobHeader, Bound<'py, PyList>)> {
+    let checks = read_checks(key, policy.as_deref());
+    let mapped = gil::run(py, Work::Blocking, || fs::map_blob(&path, &checks))?;
     Ok(mapped_to_python(py, mapped)?)
 }
 
@@ -281,11 +457,15 @@ pub fn map_blob(py: Python<'_>, path: PathBuf) -> Result<(PyBlobHeader, Bound<'_
 /// the release costs more than the read), a larger one is mapped as by `map_blob`, with the GIL
 /// released.
 #[pyfunction]
-pub fn load_blob(
-    py: Python<'_>,
+#[pyo3(signature = (path, map_from, *, key = None, policy = None))]
+pub fn load_blob<'py>(
+    py: Python<'py>,
     path: PathBuf,
     map_from: u64,
-) -> Result<(PyBlobHeader, Bound<'_, PyList>)> {
+    key: Option<&str>,
+    policy: Option<PyRef<'py, PyReadPolicy>>,
+) -> Result<(PyBlobHeader, Bound<'py, PyList>)> {
+    let checks = read_checks(key, policy.as_deref());
     // The one blocking call the binding makes with the GIL held, on purpose: this is the read of
     // every cache hit and result fetch, and opening a result file on a local disk takes a few
     // microseconds, less than a GIL hand-off. (`read_blob` and `map_blob` release it to open.)
@@ -293,12 +473,12 @@ pub fn load_blob(
     if file.len() >= map_from {
         // Kept beside the map: a segment that must become an owned object is read from it.
         let handle = file.file().try_clone().ok().map(Arc::new);
-        let mapped = gil::run(py, Work::Blocking, || file.map_blob())?;
+        let mapped = gil::run(py, Work::Blocking, || file.map_blob(&checks))?;
         return Ok(mapped_to_python_from(py, mapped, handle)?);
     }
     // Reads the prelude and header of the opened file; the segments are read below.
     let len = usize::try_from(file.len()).unwrap_or(usize::MAX);
-    let blob = gil::run(py, Work::Bytes(len), || file.into_blob())?;
+    let blob = gil::run(py, Work::Bytes(len), || file.into_blob(&checks))?;
     let (header, segments) = read_segments(py, blob)?;
     Ok((header, PyList::new(py, segments)?))
 }

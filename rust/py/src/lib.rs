@@ -29,14 +29,16 @@ mod _core {
     #[pymodule_export]
     use crate::framing::{
         frame_blob, load_blob, map_blob, read_blob, read_header, unframe_blob, write_blob,
-        PyBlobHeader,
+        PyBlobHeader, PyReadPolicy, PySigningKey,
     };
 
     #[pymodule_export]
     use crate::store::{PyObjectInfo, PyStore};
 
     #[pymodule_export]
-    use crate::files::{atomic_write, is_temporary_file_name, read_file, resolve_key};
+    use crate::files::{
+        atomic_write, is_temporary_file_name, read_file, read_file_prefix, resolve_key,
+    };
 
     #[pymodule_init]
     fn init(module: &Bound<'_, PyModule>) -> PyResult<()> {

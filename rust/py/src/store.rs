@@ -15,7 +15,10 @@ use pyo3::types::{PyBytes, PyList};
 
 use crate::buffer::{bytes_copied, HeldBuffer, InputBuffer};
 use crate::errors::Result;
-use crate::framing::{frame_options, views_of, views_of_decoded, PyBlobHeader};
+use crate::framing::{
+    frame_options, read_checks, views_of, views_of_decoded, PyBlobHeader, PyReadPolicy,
+    PySigningKey,
+};
 use crate::gil::{self, Work};
 
 /// What a store says about one object.
@@ -177,7 +180,9 @@ impl PyStore {
         }
     }
 
-    #[pyo3(signature = (key, segments, *, serializer, codec = "none", level = None, threads = 1))]
+    /// Writes the blob as `_core.write_blob` does, recording `key` in its header (so a read
+    /// refuses it under another key) and signing it with `signing_key` when given.
+    #[pyo3(signature = (key, segments, *, serializer, codec = "none", level = None, threads = 1, signing_key = None))]
     #[allow(clippy::too_many_arguments)] // Python's keyword arguments
     fn write_blob(
         &self,
@@ -188,8 +193,16 @@ impl PyStore {
         codec: &str,
         level: Option<i32>,
         threads: u32,
+        signing_key: Option<PyRef<'_, PySigningKey>>,
     ) -> Result<PyBlobHeader> {
-        let options: FrameOptions<'_> = frame_options(serializer, codec, level, threads)?;
+        let options: FrameOptions<'_> = frame_options(
+            serializer,
+            codec,
+            level,
+            threads,
+            Some(key),
+            signing_key.as_deref(),
+        )?;
         let segments = shared_segments(segments)?;
         let header = gil::run(py, Work::Blocking, || {
             self.0.write_blob_bytes(key, &segments, &options)
@@ -197,12 +210,17 @@ impl PyStore {
         Ok(PyBlobHeader(header))
     }
 
+    /// Reads and verifies the blob at `key`, refusing one that records another key and making
+    /// the checks of `policy` (signatures, decompressed size) as a local read does.
+    #[pyo3(signature = (key, *, policy = None))]
     fn read_blob<'py>(
         &self,
         py: Python<'py>,
         key: &str,
+        policy: Option<PyRef<'py, PyReadPolicy>>,
     ) -> Result<(PyBlobHeader, Bound<'py, PyList>)> {
-        let blob = gil::run(py, Work::Blocking, || self.0.read_blob(key))?;
+        let checks = read_checks(Some(key), policy.as_deref());
+        let blob = gil::run(py, Work::Blocking, || self.0.read_blob_with(key, &checks))?;
         let views = match blob.segments {
             FetchedSegments::InPlace { data, ranges } => views_of(py, data, ranges)?,
             FetchedSegments::Decoded(decoded) => views_of_decoded(py, decoded)?,
@@ -210,8 +228,15 @@ impl PyStore {
         Ok((PyBlobHeader(blob.header), views))
     }
 
-    fn read_header(&self, py: Python<'_>, key: &str) -> Result<PyBlobHeader> {
-        let header = gil::run(py, Work::Blocking, || self.0.read_header(key))?;
+    #[pyo3(signature = (key, *, policy = None))]
+    fn read_header(
+        &self,
+        py: Python<'_>,
+        key: &str,
+        policy: Option<PyRef<'_, PyReadPolicy>>,
+    ) -> Result<PyBlobHeader> {
+        let checks = read_checks(Some(key), policy.as_deref());
+        let header = gil::run(py, Work::Blocking, || self.0.read_header_with(key, &checks))?;
         Ok(PyBlobHeader(header))
     }
 

@@ -4,8 +4,10 @@
 //! their place in every format version. That is what lets a reader verify a header before it
 //! interprets the version, and so tell a newer blob (UnsupportedFormat) from a damaged one
 //! (Corrupt). Everything else may change with the major version.
+use super::signing::{from_hex, to_hex, MAC_ALGORITHM, MAC_LEN};
 use super::{
-    FrameOptions, ALIGNMENT, CHECKSUM_ALGORITHM, CHECKSUM_LEN, FORMAT_MAJOR, FORMAT_MINOR, MAGIC,
+    FrameOptions, ALIGNMENT, CHECKSUM_ALGORITHM, CHECKSUM_LEN, COMPACT_MAJOR, FORMAT_MAJOR,
+    FORMAT_MINOR, MAGIC,
 };
 use crate::codec::Codec;
 use crate::error::{Error, Result};
@@ -44,6 +46,21 @@ pub struct BlobHeader {
     /// Segments start at multiples of this many bytes.
     pub alignment: u64,
     pub segments: Vec<SegmentLengths>,
+    /// The storage key the blob was written under (format 1.1); a reader that knows which key it
+    /// asked for refuses a blob recorded under another one: a copied or moved file.
+    pub key: Option<String>,
+    /// The codec that was asked for but not applied, because it would not have made the payload
+    /// smaller (format 1.1); `codec` is then `None`.
+    pub codec_skipped: Option<Codec>,
+    /// The keyed MAC over the header and the segment checksums (format 1.1).
+    pub signature: Option<Signature>,
+}
+
+/// A blob's signature: which key made it, and the MAC itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signature {
+    pub key_id: String,
+    pub mac: [u8; MAC_LEN],
 }
 
 /// The JSON body as stored. Unknown fields are ignored, so a newer minor version can add some.
@@ -51,6 +68,8 @@ pub struct BlobHeader {
 struct HeaderBody {
     serializer: Box<RawValue>,
     codec: String,
+    /// Left out when null (1.0 readers read a missing level as null).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     level: Option<i32>,
     raw_length: u64,
     stored_length: u64,
@@ -60,6 +79,84 @@ struct HeaderBody {
     alignment: u64,
     /// `[raw, stored]` per segment.
     segments: Vec<(u64, u64)>,
+    // Format 1.1 fields, all optional; 1.0 readers ignore them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    key: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    codec_skipped: Option<String>,
+    /// Always the last field, and `mac` the last of its fields, so a reader finds the MAC's
+    /// digits at a fixed distance from the end of the body (see `mac_digits`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    signature: Option<SignatureBody>,
+}
+
+/// The body of a format 2.0 header: format 1.1's fields under one-letter names, the totals and
+/// the checksum algorithm (always XXH3-64) left out, and no signature. Written for small
+/// unsigned blobs, whose header would otherwise weigh more than their payload.
+#[derive(Serialize, Deserialize)]
+struct CompactBody {
+    s: Box<RawValue>,
+    c: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    l: Option<i32>,
+    t: i64,
+    v: String,
+    a: u64,
+    g: Vec<(u64, u64)>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    k: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    x: Option<String>,
+}
+
+impl From<HeaderBody> for CompactBody {
+    fn from(body: HeaderBody) -> Self {
+        CompactBody {
+            s: body.serializer,
+            c: body.codec,
+            l: body.level,
+            t: body.created_at_us,
+            v: body.ferroflow_version,
+            a: body.alignment,
+            g: body.segments,
+            k: body.key,
+            x: body.codec_skipped,
+        }
+    }
+}
+
+impl From<CompactBody> for HeaderBody {
+    fn from(body: CompactBody) -> Self {
+        // Totals that overflow cannot match the sums, so the header is found inconsistent.
+        let total = |f: fn(&(u64, u64)) -> u64| {
+            body.g
+                .iter()
+                .try_fold(0u64, |acc, s| acc.checked_add(f(s)))
+                .unwrap_or(u64::MAX)
+        };
+        HeaderBody {
+            raw_length: total(|s| s.0),
+            stored_length: total(|s| s.1),
+            serializer: body.s,
+            codec: body.c,
+            level: body.l,
+            checksum_algorithm: CHECKSUM_ALGORITHM.to_owned(),
+            ferroflow_version: body.v,
+            created_at_us: body.t,
+            alignment: body.a,
+            segments: body.g,
+            key: body.k,
+            codec_skipped: body.x,
+            signature: None,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SignatureBody {
+    algorithm: String,
+    key_id: String,
+    mac: String,
 }
 
 pub(crate) const NO_CODEC: &str = "none";
@@ -77,6 +174,12 @@ impl BlobHeader {
             created_at_us: now_us(),
             alignment: ALIGNMENT,
             segments: Vec::new(),
+            key: options.key.map(str::to_owned),
+            codec_skipped: None,
+            signature: options.signing_key.map(|key| Signature {
+                key_id: key.id().to_owned(),
+                mac: [0; MAC_LEN],
+            }),
         })
     }
 
@@ -114,8 +217,21 @@ impl BlobHeader {
             created_at_us: self.created_at_us,
             alignment: self.alignment,
             segments: self.segments.iter().map(|s| (s.raw, s.stored)).collect(),
+            key: self.key.clone(),
+            codec_skipped: self.codec_skipped.map(|codec| codec.name().to_owned()),
+            signature: self.signature.as_ref().map(|signature| SignatureBody {
+                algorithm: MAC_ALGORITHM.to_owned(),
+                key_id: signature.key_id.clone(),
+                mac: to_hex(&signature.mac),
+            }),
         };
-        let json = serde_json::to_vec(&body).expect("the header body always serializes");
+        let json = if self.format_version.0 == COMPACT_MAJOR {
+            debug_assert!(body.signature.is_none(), "signed blobs keep the 1.x header");
+            serde_json::to_vec(&CompactBody::from(body))
+        } else {
+            serde_json::to_vec(&body)
+        }
+        .expect("the header body always serializes");
         let body_len = u32::try_from(json.len()).map_err(|_| {
             Error::InvalidArgument(format!(
                 "the blob header would take {} bytes, over the format's 4 GiB limit; \
@@ -151,11 +267,19 @@ impl BlobHeader {
         let major = u16::from_le_bytes([bytes[8], bytes[9]]);
         let minor = u16::from_le_bytes([bytes[10], bytes[11]]);
         check_version(major, minor)?;
-        let body: HeaderBody = serde_json::from_slice(&covered[PRELUDE_LEN..]).map_err(|e| {
+        let invalid = |e: serde_json::Error| {
             Error::Corrupt(format!(
                 "the blob header is not valid: {e}; the blob is corrupted"
             ))
-        })?;
+        };
+        let json = &covered[PRELUDE_LEN..];
+        let body: HeaderBody = if major == COMPACT_MAJOR {
+            serde_json::from_slice::<CompactBody>(json)
+                .map_err(invalid)?
+                .into()
+        } else {
+            serde_json::from_slice(json).map_err(invalid)?
+        };
         BlobHeader::from_body(body, (major, minor))
     }
 
@@ -205,6 +329,16 @@ impl BlobHeader {
             created_at_us: body.created_at_us,
             alignment: body.alignment,
             segments,
+            key: body.key,
+            codec_skipped: match body.codec_skipped {
+                // Informational only: an unknown name is not a reason to refuse the blob.
+                Some(name) => Codec::from_name(&name).ok(),
+                None => None,
+            },
+            signature: match body.signature {
+                Some(signature) => Some(decode_signature(signature)?),
+                None => None,
+            },
         };
         let sum = |f: fn(&SegmentLengths) -> u64| {
             header
@@ -222,6 +356,26 @@ impl BlobHeader {
     }
 }
 
+/// A signature the reader can check: a MAC of the algorithm it knows, in hex of the right length.
+fn decode_signature(body: SignatureBody) -> Result<Signature> {
+    if body.algorithm != MAC_ALGORITHM {
+        return Err(Error::UnsupportedFormat(format!(
+            "the blob is signed with {:?}, which ferroflow {} does not know; upgrade ferroflow to read it",
+            body.algorithm,
+            crate::VERSION
+        )));
+    }
+    let mac = from_hex(&body.mac).ok_or_else(|| {
+        Error::Corrupt(format!(
+            "the blob header's signature is not {MAC_LEN} bytes in hex; the blob is corrupted"
+        ))
+    })?;
+    Ok(Signature {
+        key_id: body.key_id,
+        mac,
+    })
+}
+
 /// Length of the header (prelude, body, checksum; not the padding) from its first 16 bytes.
 pub(crate) fn header_len(prelude: &[u8]) -> Result<usize> {
     if prelude[..MAGIC.len()] != MAGIC {
@@ -235,18 +389,19 @@ pub(crate) fn header_len(prelude: &[u8]) -> Result<usize> {
     Ok(PRELUDE_LEN + body_len as usize + CHECKSUM_LEN)
 }
 
-/// Readers accept their own major version at any minor version: minors only add fields.
+/// Readers accept their major versions at any minor version: minors only add fields.
 fn check_version(major: u16, minor: u16) -> Result<()> {
-    if major == FORMAT_MAJOR {
+    if major == FORMAT_MAJOR || major == COMPACT_MAJOR {
         return Ok(());
     }
-    let advice = if major > FORMAT_MAJOR {
+    let advice = if major > COMPACT_MAJOR {
         "upgrade ferroflow to read it"
     } else {
         "it was written by a pre-release ferroflow; delete it so the result is computed again"
     };
     Err(Error::UnsupportedFormat(format!(
-        "the blob is in format version {major}.{minor}, but ferroflow {} reads format {FORMAT_MAJOR}.x; {advice}",
+        "the blob is in format version {major}.{minor}, but ferroflow {} reads formats \
+         {FORMAT_MAJOR}.x and {COMPACT_MAJOR}.x; {advice}",
         crate::VERSION
     )))
 }

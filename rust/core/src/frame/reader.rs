@@ -3,7 +3,7 @@
 use super::header::{header_len, PRELUDE_LEN};
 use super::{
     check_checksum, check_padding, decode_segment, decode_segment_into, decompress_checked,
-    too_short, truncated, verify, BlobHeader, Layout, CHUNK,
+    too_short, truncated, verify_payload, BlobHeader, Layout, ReadChecks, CHECKSUM_LEN, CHUNK,
 };
 use crate::error::{Error, Result};
 use std::io::{self, Read, Seek, SeekFrom};
@@ -28,7 +28,13 @@ impl<R: Read + Seek> BlobReader<R> {
     /// Reads and verifies the header. `source_len` is the stream's whole length (a file's size):
     /// a blob's length is fixed by its header, so truncation is caught before any payload is read.
     pub fn open(source: R, source_len: u64) -> Result<BlobReader<R>> {
-        Self::open_reading_first(source, source_len, FIRST_READ)
+        Self::open_with(source, source_len, &ReadChecks::default())
+    }
+
+    /// [`open`](Self::open) with the reader's checks (key, signature, decompressed size), all
+    /// made before any segment is read.
+    pub fn open_with(source: R, source_len: u64, checks: &ReadChecks<'_>) -> Result<BlobReader<R>> {
+        Self::open_reading_first(source, source_len, FIRST_READ, checks)
     }
 
     /// `open` with the size of the first read chosen (tests use it to stream small blobs).
@@ -36,6 +42,7 @@ impl<R: Read + Seek> BlobReader<R> {
         mut source: R,
         source_len: u64,
         first_read: u64,
+        checks: &ReadChecks<'_>,
     ) -> Result<BlobReader<R>> {
         if source_len < PRELUDE_LEN as u64 {
             return Err(too_short(source_len as usize));
@@ -54,6 +61,16 @@ impl<R: Read + Seek> BlobReader<R> {
         let header = BlobHeader::decode(&head[..header_len])?;
         let layout = Layout::new(&header, header_len as u64)?;
         layout.check_length(source_len)?;
+        checks.check_header(&header)?;
+        if checks.needs_trailer(&header) {
+            let mut trailer = vec![0; (layout.trailer.end - layout.trailer.start) as usize];
+            if head.len() as u64 == source_len {
+                trailer.copy_from_slice(&head[layout.trailer.start as usize..]);
+            } else {
+                read_exact_at(&mut source, layout.trailer.start, &mut trailer)?;
+            }
+            checks.check_signature(&header, &head[..header_len - CHECKSUM_LEN], &trailer)?;
+        }
         Ok(BlobReader {
             source,
             header,
@@ -83,7 +100,8 @@ impl<R: Read + Seek> BlobReader<R> {
         }
         let codec = self.header.codec;
         if let Some(whole) = &self.whole {
-            let (_, ranges) = verify(whole)?;
+            // The header was decoded and checked when the blob was opened.
+            let ranges = verify_payload(whole, self.header_len as usize, &self.layout)?;
             for (range, out) in ranges.into_iter().zip(outputs.iter_mut()) {
                 decode_segment_into(codec, &whole[range], out)?;
             }
@@ -107,11 +125,12 @@ impl<R: Read + Seek> BlobReader<R> {
     /// Reads, verifies and decodes every segment into a new buffer each.
     pub fn read_segments(&mut self) -> Result<Vec<Vec<u8>>> {
         if let Some(whole) = &self.whole {
-            let (header, ranges) = verify(whole)?;
+            let ranges = verify_payload(whole, self.header_len as usize, &self.layout)?;
+            let header = &self.header;
             return (ranges.into_iter().enumerate())
-                .map(|(index, range)| {
-                    Ok(decode_segment(&header, index, &whole[range])?.into_owned())
-                })
+                .map(
+                    |(index, range)| Ok(decode_segment(header, index, &whole[range])?.into_owned()),
+                )
                 .collect();
         }
         let mut segments = Vec::with_capacity(self.header.segments.len());

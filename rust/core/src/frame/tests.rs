@@ -4,6 +4,7 @@ use std::io::{self, Cursor, Write};
 
 const SERIALIZER: &str = r#"{"type": "pickle", "protocol": 5}"#;
 
+/// Without `compact_small`: the tests that edit headers edit 1.x field names.
 fn options() -> FrameOptions<'static> {
     FrameOptions {
         serializer: SERIALIZER,
@@ -51,7 +52,7 @@ fn rewrite_header(
     out.extend_from_slice(&(json.len() as u32).to_le_bytes());
     out.extend_from_slice(&json);
     out.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&out).to_le_bytes());
-    out.resize(align_up(out.len() as u64, ALIGNMENT) as usize, 0);
+    out.resize(align_up(out.len() as u64, header.alignment) as usize, 0);
     out.extend_from_slice(&blob[old_payload_start as usize..]);
     out
 }
@@ -59,7 +60,12 @@ fn rewrite_header(
 /// Readers of `blob` both ways: whole in the first read, and streamed piece by piece.
 fn stream_readers(blob: &[u8]) -> [Result<BlobReader<Cursor<&[u8]>>>; 2] {
     [u64::MAX, 0].map(|first_read| {
-        BlobReader::open_reading_first(Cursor::new(blob), blob.len() as u64, first_read)
+        BlobReader::open_reading_first(
+            Cursor::new(blob),
+            blob.len() as u64,
+            first_read,
+            &ReadChecks::default(),
+        )
     })
 }
 
@@ -96,16 +102,21 @@ fn round_trip_in_memory_keeps_every_segment_and_header_field() {
 
 #[test]
 fn segments_start_aligned_and_frame_len_is_exact() {
-    let segments = sample_segments();
-    let blob = framed(&segments);
-    let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
-    assert_eq!(
-        Frame::new(&slices, &options()).unwrap().encoded_len(),
-        blob.len() as u64
-    );
-    let (_, ranges) = verify(&blob).unwrap();
-    for range in ranges {
-        assert_eq!(range.start % ALIGNMENT as usize, 0);
+    for (segments, alignment) in [
+        (sample_segments(), SMALL_ALIGNMENT),
+        (large_segments(), ALIGNMENT),
+    ] {
+        let blob = framed(&segments);
+        let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+        assert_eq!(
+            Frame::new(&slices, &options()).unwrap().encoded_len(),
+            blob.len() as u64
+        );
+        let (header, ranges) = verify(&blob).unwrap();
+        assert_eq!(header.alignment, alignment);
+        for range in ranges {
+            assert_eq!(range.start % alignment as usize, 0);
+        }
     }
 }
 
@@ -249,14 +260,17 @@ fn a_newer_minor_version_with_unknown_fields_is_readable() {
 #[test]
 fn a_newer_major_version_is_refused_naming_both_versions() {
     let blob = framed(&sample_segments());
-    let newer = rewrite_header(&blob, FORMAT_MAJOR + 1, 4, |_| {});
+    let newer = rewrite_header(&blob, COMPACT_MAJOR + 1, 4, |_| {});
     match unframe(&newer) {
         Err(Error::UnsupportedFormat(message)) => {
             assert!(
-                message.contains(&format!("{}.4", FORMAT_MAJOR + 1)),
+                message.contains(&format!("{}.4", COMPACT_MAJOR + 1)),
                 "{message}"
             );
-            assert!(message.contains(&format!("{FORMAT_MAJOR}.x")), "{message}");
+            assert!(
+                message.contains(&format!("{FORMAT_MAJOR}.x and {COMPACT_MAJOR}.x")),
+                "{message}"
+            );
             assert!(message.contains("upgrade ferroflow"), "{message}");
         }
         other => panic!("expected UnsupportedFormat, got {other:?}"),
@@ -404,7 +418,9 @@ fn a_write_failure_is_reported_whether_hashing_in_line_or_aside() {
         let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
         let frame = Frame::new(&slices, &options()).unwrap();
         for left in [0, 10, 700, frame.encoded_len() as usize - 1] {
-            let error = frame.write_to(&mut FailingAfter { left }).unwrap_err();
+            let error = frame
+                .write_streaming(&mut FailingAfter { left })
+                .unwrap_err();
             assert_eq!(error.to_string(), "no space left");
         }
     }
@@ -559,4 +575,383 @@ fn a_read_error_inside_a_large_segment_is_reported() {
         Err(Error::Io { source, .. }) => assert_eq!(source.to_string(), "bad sector"),
         other => panic!("expected an I/O error, got {other:?}"),
     }
+}
+
+// --- format 1.1: keys, signatures, sizes ------------------------------------------------------
+
+fn signing_key(material: &str) -> SigningKey {
+    SigningKey::from_material(material.as_bytes()).unwrap()
+}
+
+fn signed(segments: &[Vec<u8>], key: &SigningKey, codec: Option<Codec>) -> Vec<u8> {
+    let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+    let options = FrameOptions {
+        key: Some("results/abc"),
+        signing_key: Some(key),
+        codec,
+        ..options()
+    };
+    frame(&slices, &options).unwrap().1
+}
+
+fn untrusted_message(result: Result<impl std::fmt::Debug>) -> String {
+    match result {
+        Err(Error::Untrusted(message)) => message,
+        other => panic!("expected an Untrusted error, got {other:?}"),
+    }
+}
+
+/// Every way of reading a blob, with `checks`: in memory, and streamed both ways.
+fn read_all_ways(blob: &[u8], checks: &ReadChecks<'_>) -> Vec<Result<BlobHeader>> {
+    let mut results = vec![verify_with(blob, checks).map(|(header, _)| header)];
+    for first_read in [u64::MAX, 0] {
+        results.push(
+            BlobReader::open_reading_first(
+                Cursor::new(blob),
+                blob.len() as u64,
+                first_read,
+                checks,
+            )
+            .map(BlobReader::into_header),
+        );
+    }
+    results
+}
+
+#[test]
+fn a_signed_blob_verifies_with_its_key_and_records_the_key_id() {
+    let key = signing_key("a long enough secret");
+    for segments in [sample_segments(), large_segments(), Vec::new()] {
+        for codec in [None, Some(Codec::Zstd)] {
+            let blob = signed(&segments, &key, codec);
+            let keys = [key.clone()];
+            let checks = ReadChecks {
+                verification_keys: &keys,
+                require_signature: true,
+                ..ReadChecks::default()
+            };
+            for header in read_all_ways(&blob, &checks) {
+                let header = header.unwrap();
+                assert_eq!(header.signature.unwrap().key_id, key.id());
+                assert_eq!(header.format_version, (1, 1));
+            }
+            let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+            let (_, stored) = unframe_with(&blob, &checks).unwrap();
+            if codec.is_none() {
+                assert_eq!(stored, slices);
+            }
+        }
+    }
+}
+
+#[test]
+fn signing_in_a_stream_and_with_a_seek_back_give_the_same_bytes() {
+    let key = signing_key("a long enough secret");
+    let segments = large_segments();
+    let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+    let options = FrameOptions {
+        signing_key: Some(&key),
+        ..options()
+    };
+    let frame = Frame::new(&slices, &options).unwrap();
+    let (seeking_header, seeking) = frame.to_vec();
+    let mut streamed = Vec::new();
+    let streamed_header = frame.write_streaming(&mut streamed).unwrap();
+    assert_eq!(seeking, streamed);
+    assert_eq!(seeking_header, streamed_header);
+    assert_ne!(seeking_header.signature.unwrap().mac, [0; 32]);
+}
+
+#[test]
+fn pieces_are_the_bytes_of_the_blob_signed_or_not_small_or_large() {
+    let key = signing_key("a long enough secret");
+    for segments in [large_segments(), vec![b"tiny".to_vec(), Vec::new()]] {
+        let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+        for signing_key in [None, Some(&key)] {
+            let options = FrameOptions {
+                signing_key,
+                key: Some("runs/result"),
+                compact_small: true,
+                ..options()
+            };
+            let frame = Frame::new(&slices, &options).unwrap();
+            let (header, whole) = frame.to_vec();
+            let pieces = frame.into_pieces();
+            let mut joined = pieces.header_bytes.clone();
+            for (segment, padding) in &pieces.segments {
+                joined.extend_from_slice(segment);
+                joined.extend_from_slice(padding);
+            }
+            joined.extend_from_slice(&pieces.trailer);
+            // The signed header is computed before the first piece: the same bytes as a file's.
+            assert_eq!(joined, whole);
+            assert_eq!(pieces.header, header);
+            assert_eq!(header.signature.is_some(), signing_key.is_some());
+            let keys = [key.clone()];
+            let checks = ReadChecks {
+                expected_key: Some("runs/result"),
+                verification_keys: &keys,
+                require_signature: signing_key.is_some(),
+                max_decompressed_length: None,
+            };
+            let (read, _) = verify_with(&joined, &checks).unwrap();
+            assert_eq!(read, pieces.header);
+        }
+    }
+}
+
+#[test]
+fn a_blob_signed_by_another_key_or_modified_is_untrusted() {
+    let key = signing_key("a long enough secret");
+    let other = signing_key("another long secret");
+    let blob = signed(&sample_segments(), &key, None);
+    let keys = [key.clone()];
+    let require = ReadChecks {
+        verification_keys: &keys,
+        require_signature: true,
+        ..ReadChecks::default()
+    };
+    // A key with the same id but another secret cannot be had; a forged MAC is what remains.
+    let (_, ranges) = verify(&blob).unwrap();
+    // Another payload with its checksum fixed up: integrity holds, the signature does not.
+    let mut forged = blob.clone();
+    forged[ranges[0].start] ^= 1;
+    let trailer_start = blob.len() - 8 * ranges.len();
+    let checksum = xxh3_64(&forged[ranges[0].clone()]).to_le_bytes();
+    forged[trailer_start..trailer_start + 8].copy_from_slice(&checksum);
+    for result in read_all_ways(&forged, &require) {
+        assert!(untrusted_message(result).contains("does not match"));
+    }
+    // A header edited (another serializer) with its checksum recomputed.
+    let edited = rewrite_header(&blob, 1, 1, |body| {
+        body["serializer"] = serde_json::json!({"type": "json"});
+    });
+    for result in read_all_ways(&edited, &require) {
+        untrusted_message(result);
+    }
+    // Signed by a key the reader does not hold.
+    let by_other = signed(&sample_segments(), &other, None);
+    for result in read_all_ways(&by_other, &require) {
+        let message = untrusted_message(result);
+        assert!(
+            message.contains(other.id()) && message.contains(key.id()),
+            "{message}"
+        );
+    }
+    // Without require_signature, an unknown key is accepted, a wrong MAC never is.
+    let lenient = ReadChecks {
+        verification_keys: &keys,
+        ..ReadChecks::default()
+    };
+    for result in read_all_ways(&by_other, &lenient) {
+        result.unwrap();
+    }
+    for result in read_all_ways(&forged, &lenient) {
+        untrusted_message(result);
+    }
+}
+
+#[test]
+fn an_unsigned_blob_is_refused_only_when_a_signature_is_required() {
+    let blob = framed(&sample_segments());
+    let keys = [signing_key("a long enough secret")];
+    let require = ReadChecks {
+        verification_keys: &keys,
+        require_signature: true,
+        ..ReadChecks::default()
+    };
+    for result in read_all_ways(&blob, &require) {
+        assert!(untrusted_message(result).contains("not signed"));
+    }
+    for result in read_all_ways(&blob, &ReadChecks::default()) {
+        result.unwrap();
+    }
+}
+
+#[test]
+fn a_1_0_reader_reads_a_signed_blob() {
+    // A 1.0 reader knows none of the 1.1 fields: it ignores them, so dropping them from what it
+    // parses must leave a header that verifies; the body is plain JSON with the 1.0 fields intact.
+    let blob = signed(
+        &sample_segments(),
+        &signing_key("a long enough secret"),
+        None,
+    );
+    let body: serde_json::Value = serde_json::from_slice(&blob[body_range(&blob)]).unwrap();
+    for field in [
+        "serializer",
+        "codec",
+        "raw_length",
+        "stored_length",
+        "checksum_algorithm",
+        "ferroflow_version",
+        "created_at_us",
+        "alignment",
+        "segments",
+    ] {
+        assert!(body.get(field).is_some(), "{field} is missing");
+    }
+    assert_eq!(body["signature"]["algorithm"], MAC_ALGORITHM);
+    let without_new_fields = rewrite_header(&blob, 1, 0, |body| {
+        let body = body.as_object_mut().unwrap();
+        body.remove("signature");
+        body.remove("key");
+    });
+    verify(&without_new_fields).unwrap();
+}
+
+#[test]
+fn short_key_material_is_refused() {
+    assert!(matches!(
+        SigningKey::from_material(b"short"),
+        Err(Error::InvalidArgument(message)) if message.contains("at least 16 bytes")
+    ));
+}
+
+#[test]
+fn a_blob_recorded_under_another_key_is_corrupt() {
+    let blob = signed(
+        &sample_segments(),
+        &signing_key("a long enough secret"),
+        None,
+    );
+    let elsewhere = ReadChecks {
+        expected_key: Some("results/other"),
+        ..ReadChecks::default()
+    };
+    for result in read_all_ways(&blob, &elsewhere) {
+        let message = corrupt_message(result);
+        assert!(message.contains("results/abc") && message.contains("results/other"));
+    }
+    let here = ReadChecks {
+        expected_key: Some("results/abc"),
+        ..ReadChecks::default()
+    };
+    for result in read_all_ways(&blob, &here) {
+        assert_eq!(result.unwrap().key.as_deref(), Some("results/abc"));
+    }
+}
+
+#[test]
+fn a_compressed_blob_over_the_size_limit_is_refused_before_decompressing() {
+    let segments = [vec![0u8; 4 << 20]];
+    let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+    let options = FrameOptions {
+        codec: Some(Codec::Zstd),
+        ..options()
+    };
+    let (_, blob) = frame(&slices, &options).unwrap();
+    assert!(blob.len() < 4096);
+    let limited = ReadChecks {
+        max_decompressed_length: Some(1 << 20),
+        ..ReadChecks::default()
+    };
+    for result in read_all_ways(&blob, &limited) {
+        let message = corrupt_message(result);
+        assert!(
+            message.contains("FERROFLOW_RESULTS_MAX_DECOMPRESSED_SIZE"),
+            "{message}"
+        );
+    }
+    let roomy = ReadChecks {
+        max_decompressed_length: Some(4 << 20),
+        ..ReadChecks::default()
+    };
+    for result in read_all_ways(&blob, &roomy) {
+        result.unwrap();
+    }
+}
+
+#[test]
+fn compression_that_would_grow_the_payload_is_skipped_and_recorded() {
+    let segments = [b"tiny".to_vec()];
+    let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+    for codec in Codec::ALL {
+        let options = FrameOptions {
+            codec: Some(codec),
+            ..options()
+        };
+        let (header, blob) = frame(&slices, &options).unwrap();
+        assert_eq!(header.codec, None);
+        assert_eq!(header.codec_skipped, Some(codec));
+        assert_eq!(header.level, None);
+        let (read, stored) = unframe(&blob).unwrap();
+        assert_eq!(read.codec_skipped, Some(codec));
+        assert_eq!(stored, slices);
+    }
+}
+
+#[test]
+fn a_small_blob_is_aligned_to_8_bytes_a_large_one_to_64() {
+    let (small, blob) = frame(&[b"x".as_slice()], &options()).unwrap();
+    assert_eq!(small.alignment, SMALL_ALIGNMENT);
+    let (_, ranges) = verify(&blob).unwrap();
+    assert_eq!(ranges[0].start % 8, 0);
+    let large = vec![1u8; SMALL_PAYLOAD as usize];
+    let (header, _) = frame(&[large.as_slice()], &options()).unwrap();
+    assert_eq!(header.alignment, ALIGNMENT);
+}
+
+#[test]
+fn a_small_unsigned_blob_gets_the_compact_header_and_reads_back() {
+    let payload = vec![0x80u8; 43];
+    let compact = FrameOptions {
+        serializer: r#"{"picklelib":"cloudpickle","picklelib_version":"3.1.3","type":"pickle"}"#,
+        key: Some("0123456789abcdef0123456789abcdef"),
+        compact_small: true,
+        ..FrameOptions::default()
+    };
+    let (written, blob) = frame(&[payload.as_slice()], &compact).unwrap();
+    assert_eq!(written.format_version, (COMPACT_MAJOR, 0));
+    assert!(
+        blob.len() - payload.len() <= 256,
+        "{} bytes beyond the payload",
+        blob.len() - payload.len()
+    );
+    for header in read_all_ways(&blob, &ReadChecks::default()) {
+        assert_eq!(header.unwrap(), written);
+    }
+    let (_, stored) = unframe(&blob).unwrap();
+    assert_eq!(stored, [payload.as_slice()]);
+    // Signed or large blobs keep the 1.x header, which 1.0 readers read.
+    let key = signing_key("a long enough secret");
+    let signed = FrameOptions {
+        signing_key: Some(&key),
+        ..compact
+    };
+    assert_eq!(
+        frame(&[payload.as_slice()], &signed)
+            .unwrap()
+            .0
+            .format_version,
+        (1, 1)
+    );
+    let large = vec![1u8; SMALL_PAYLOAD as usize];
+    assert_eq!(
+        frame(&[large.as_slice()], &compact)
+            .unwrap()
+            .0
+            .format_version,
+        (1, 1)
+    );
+}
+
+#[test]
+fn a_compressed_compact_blob_records_its_codec_and_level() {
+    let payload = b"abc".repeat(500);
+    let options = FrameOptions {
+        codec: Some(Codec::Zlib),
+        compress: CompressOptions {
+            level: Some(9),
+            ..CompressOptions::default()
+        },
+        compact_small: true,
+        ..options()
+    };
+    let (written, blob) = frame(&[payload.as_slice()], &options).unwrap();
+    assert_eq!(written.format_version, (COMPACT_MAJOR, 0));
+    let (read, stored) = unframe(&blob).unwrap();
+    assert_eq!(read, written);
+    assert_eq!((read.codec, read.level), (Some(Codec::Zlib), Some(9)));
+    assert_eq!(decode_segment(&read, 0, stored[0]).unwrap(), payload);
 }

@@ -6,7 +6,11 @@ use std::collections::hash_map::RandomState;
 use std::ffi::OsStr;
 use std::fs::{self, File, OpenOptions};
 use std::hash::{BuildHasher, Hasher};
-use std::io::{self, BufWriter, Write};
+use std::io::{self, BufWriter, Seek, Write};
+
+/// Where a write goes: a file (buffered), which a signed blob's writer seeks back in.
+pub trait WriteSeek: Write + Seek {}
+impl<T: Write + Seek + ?Sized> WriteSeek for T {}
 use std::path::{Path, PathBuf};
 
 /// Writes `segments` one after another to `path`, atomically, without joining them first;
@@ -28,7 +32,7 @@ pub fn atomic_write(path: &Path, segments: &[&[u8]], durable: bool) -> Result<u6
 pub fn atomic_write_with(
     path: &Path,
     durable: bool,
-    write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
+    write: impl FnOnce(&mut dyn WriteSeek) -> io::Result<()>,
 ) -> Result<()> {
     let writing = |e| Error::io(format!("writing {}", path.display()), e);
     let folder = parent_folder(path)?;

@@ -140,11 +140,11 @@ fn blob_files_round_trip_through_read_header_read_and_map() {
     let path = dir.path().join("blob");
     let segments: [&[u8]; 3] = [b"stream", b"", &[5; 1000]];
     let written = write_blob(&path, &segments, &options(), false).unwrap();
-    assert_eq!(read_header(&path).unwrap(), written);
-    let (header, read) = read_blob(&path).unwrap();
+    assert_eq!(read_header(&path, &ReadChecks::default()).unwrap(), written);
+    let (header, read) = read_blob(&path, &ReadChecks::default()).unwrap();
     assert_eq!(header, written);
     assert_eq!(read, segments.map(<[u8]>::to_vec));
-    let mapped = map_blob(&path).unwrap();
+    let mapped = map_blob(&path, &ReadChecks::default()).unwrap();
     assert_eq!(mapped.header, written);
     match mapped.segments {
         MappedSegments::InPlace { mut map, ranges } => {
@@ -155,7 +155,10 @@ fn blob_files_round_trip_through_read_header_read_and_map() {
             // The map is private: writing to it leaves the file as it was.
             let first = ranges[0].clone();
             map[first].fill(b'!');
-            assert_eq!(read_blob(&path).unwrap().1[0], b"stream");
+            assert_eq!(
+                read_blob(&path, &ReadChecks::default()).unwrap().1[0],
+                b"stream"
+            );
         }
         MappedSegments::Decoded(_) => panic!("an uncompressed blob is mapped in place"),
     }
@@ -167,9 +170,9 @@ fn errors_reading_a_blob_name_the_file() {
     let path = dir.path().join("short.blob");
     std::fs::write(&path, b"tiny").unwrap();
     for result in [
-        read_header(&path).map(drop),
-        read_blob(&path).map(drop),
-        map_blob(&path).map(drop),
+        read_header(&path, &ReadChecks::default()).map(drop),
+        read_blob(&path, &ReadChecks::default()).map(drop),
+        map_blob(&path, &ReadChecks::default()).map(drop),
     ] {
         match result {
             Err(Error::Corrupt(message)) => assert!(message.contains("short.blob"), "{message}"),
@@ -177,7 +180,7 @@ fn errors_reading_a_blob_name_the_file() {
         }
     }
     assert!(
-        matches!(read_blob(&dir.path().join("missing")), Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound)
+        matches!(read_blob(&dir.path().join("missing"), &ReadChecks::default()), Err(Error::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound)
     );
 }
 

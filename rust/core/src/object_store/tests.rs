@@ -70,14 +70,15 @@ fn the_object_is_byte_for_byte_a_local_blob() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("blob");
     std::fs::write(&path, store.get("blob").unwrap()).unwrap();
-    let (header, read) = crate::fs::read_blob(&path).unwrap();
+    let (header, read) = crate::fs::read_blob(&path, &crate::frame::ReadChecks::default()).unwrap();
     assert_eq!(header, written);
     assert_eq!(read, segments.map(<[u8]>::to_vec));
     // Past the header (whose creation time differs), the bytes are those of a local frame.
     let object = store.get("blob").unwrap();
     let local = Frame::new(&segments, &frame_options(None))
         .unwrap()
-        .to_vec();
+        .to_vec()
+        .1;
     let header_len = frame::header_len_from_prelude(&object[..frame::PRELUDE_LEN]).unwrap();
     assert_eq!(
         frame::header_len_from_prelude(&local[..frame::PRELUDE_LEN]).unwrap(),
