@@ -51,7 +51,7 @@ def persisted_file(value, **task_options):
         return produce(return_state=True)
 
     state = my_flow()
-    return Path(state.data.storage.basepath, state.data.storage_key)
+    return Path(getattr(state.data.storage, "basepath", None) or "", state.data.storage_key)
 
 
 def age(path, seconds):
@@ -290,3 +290,47 @@ def test_a_reference_to_a_storage_that_cannot_be_opened_keeps_its_key(cli, stora
     age(orphan, 2 * DAY)
     pruned = cli("results", "prune", "--older-than", "1d")
     assert "Removed 0 result files" in pruned.output and orphan.exists()
+
+
+# --- object storage ---------------------------------------------------------------------------------
+
+
+def test_inspect_and_prune_a_bucket_prefix(cli, s3_env):
+    from ferroflow.filesystems import S3
+    from ferroflow.results import PersistedResult
+    from ferroflow.results.retention import removal_note
+    from ferroflow.serializers import PickleSerializer
+
+    storage = S3(bucket_path="results/cli")
+    # A result a live cache entry names (its record is in the bucket, beside it), and another.
+    cached = persisted_file([1, 2, 3], result_storage=storage, cache_key_fn=lambda *_: "cli-cached")
+    PersistedResult._write(
+        "orphan", storage=storage, serializer=PickleSerializer(), storage_key="orphan", cache_in_memory=False
+    )
+    storage.write_path("notes.txt", b"not a result")
+
+    inspected = cli("results", "inspect", "--json", f"s3://results/cli/{cached.name}")
+    assert inspected.exit_code == 0, inspected.output
+    details = json.loads(inspected.output)
+    assert details["format"] == "ferroflow framed result" and details["file_size"] > details["raw_size"]
+    not_result = cli("results", "inspect", "s3://results/cli/notes.txt")
+    assert not_result.exit_code == 1 and "not a ferroflow result object" in not_result.output
+
+    time.sleep(1.1)  # the server's modification times have whole seconds
+    by_age = ["results", "prune", "--older-than", "0s", "--min-age", "0s", "--storage", "s3://results/cli"]
+    dry = cli(*by_age, "--dry-run")
+    assert "would remove s3://results/cli/orphan" in dry.output, dry.output
+    assert cached.name not in dry.output and "notes.txt" not in dry.output
+    pruned = cli(*by_age)
+    assert "Removed 1 result object (1 older than 0s) from s3://results/cli" in pruned.output, pruned.output
+    assert "kept 1, 1 of them old but cached" in pruned.output
+    assert not storage.exists("orphan") and storage.exists(cached.name) and storage.exists("notes.txt")
+
+    # By size, the cached result goes too, with its cache record; a tombstone says why.
+    by_size = ["results", "prune", "--max-bytes", "0", "--min-age", "0s", "--storage", "s3://results/cli"]
+    pruned = cli(*by_size)
+    assert "Removed 1 result object (1 to stay under 0 bytes)" in pruned.output, pruned.output
+    assert not storage.exists(cached.name) and storage.exists("notes.txt")
+    records = storage.record_storage()
+    assert list(records.list_keys(".ferroflow-cache/records/")) == []
+    assert removal_note(records, cached.name) is not None

@@ -12,13 +12,14 @@ import pytest
 from ferroflow import _core
 from ferroflow.exceptions import (
     InvalidSettingError,
-    StorageNotAvailableError,
     StorageNotFoundError,
+    StoragePermissionError,
     UnsafeKeyError,
 )
 from ferroflow.filesystems import (
     S3,
     LocalFileSystem,
+    RemoteFileSystem,
     WritableFileSystem,
     is_unfinished_write,
     remove_unfinished_writes,
@@ -182,7 +183,7 @@ def test_unknown_storage_types_and_bad_slugs_are_explained(storage):
     with pytest.raises(StorageNotFoundError) as unknown_type:
         resolve_storage("gcs/dev")
     assert "Unknown storage type 'gcs'" in str(unknown_type.value)
-    assert "local-file-system, s3" in str(unknown_type.value)
+    assert "local-file-system, remote-file-system, s3" in str(unknown_type.value)
     assert "Saved: local-file-system/dev." in str(unknown_type.value)
 
     with pytest.raises(StorageNotFoundError, match="expected '<storage-type>/<saved-name>'"):
@@ -254,24 +255,19 @@ def test_descriptions_round_trip(storage):
     assert WritableFileSystem.from_description(S3(bucket_path="b").to_description()) == S3(bucket_path="b")
 
 
-# -- S3 placeholder ------------------------------------------------------------------------
+# -- S3 without credentials ----------------------------------------------------------------
 
 
-def test_s3_can_be_configured_but_not_used():
+def test_s3_without_any_credentials_says_where_to_put_them(monkeypatch, tmp_path):
+    for name in [name for name in os.environ if name.startswith("AWS_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
     s3 = S3(bucket_path="my-bucket")
     assert s3.bucket_path == "my-bucket"
-    for use in (
-        lambda: s3.write_path("k", b"x"),
-        lambda: s3.read_blob("k"),
-        lambda: s3.exists("k"),
-        lambda: s3.save("dev"),
-    ):
-        with pytest.raises(StorageNotAvailableError) as error:
-            use()
-        message = str(error.value)
-        assert "S3 result storage (bucket_path='my-bucket') is not available" in message
-        assert "LocalFileSystem(basepath=...)" in message
-    assert isinstance(error.value, NotImplementedError)
+    with pytest.raises(StoragePermissionError, match="AWS_ACCESS_KEY_ID") as error:
+        s3.write_path("k", b"x")
+    assert "~/.aws/credentials" in str(error.value)
 
 
 # -- temporary files that killed writers left are removed automatically ---------------------------
@@ -380,3 +376,13 @@ def test_the_leftover_of_a_killed_writer_is_removed_by_a_later_write(tmp_path):
     LocalFileSystem(basepath=str(folder)).write_blob("next", [b"x"], serializer_json="{}")
     wait_for_the_sweep()
     assert [p.name for p in folder.iterdir()] == ["next"]
+
+
+def test_a_bucket_write_starts_no_sweep():
+    # An upload leaves no temporary object behind: there is nothing to sweep in a bucket.
+    storage = RemoteFileSystem(basepath="memory://no-sweep/results")
+    before = unfinished_writes.last_thread
+    storage.write_blob("flow/new", [b"x"], serializer_json="{}")
+    storage.write_path("flow/plain", b"x")
+    assert unfinished_writes.last_thread is before
+    assert storage.read_path("flow/plain") == b"x"

@@ -38,8 +38,10 @@ __all__ = [
     "CorruptResultError",
     "HASH_ALGORITHMS",
     "Hasher",
+    "ObjectInfo",
     "ReadPolicy",
     "SigningKey",
+    "Store",
     "StoragePermissionError",
     "StorageUnavailableError",
     "UnsafeKeyError",
@@ -497,3 +499,127 @@ def is_temporary_file_name(name: str) -> bool:
         True for the names these writers give their temporary files
         (".<target name>.<16 hex digits>.tmp").
     """
+
+@final
+class ObjectInfo:
+    """What an object store says about one object."""
+
+    @property
+    def key(self) -> str:
+        """The object's key, relative to the store's prefix ("/" between folders)."""
+
+    @property
+    def size(self) -> int:
+        """The object's length in bytes."""
+
+    @property
+    def last_modified(self) -> float:
+        """When the object was last written, in seconds since the Unix epoch."""
+
+    @property
+    def e_tag(self) -> str | None:
+        """The store's entity tag of the object, if it gives one."""
+
+@final
+class Store:
+    """A handle on an object store: a bucket (and a prefix in it) of S3 or an S3-compatible
+    server, Google Cloud Storage, Azure Blob Storage, or an in-memory store.
+
+    Every call that makes a request blocks with the GIL released. Requests that get no answer
+    fail after `timeout`, and failures (connection errors, 5xx and 429 answers) are retried
+    with exponential backoff at most `max_retries` times, none started after `retry_timeout`.
+    Errors: BucketNotFoundError, StoragePermissionError, StorageUnavailableError, and
+    FileNotFoundError for a missing object; CorruptResultError for a damaged blob.
+    """
+
+    def __new__(
+        cls,
+        url: str,
+        options: Sequence[tuple[str, str]] | None = None,
+        *,
+        timeout: float = 60.0,
+        connect_timeout: float = 5.0,
+        max_retries: int = 3,
+        retry_timeout: float = 30.0,
+        part_size: int | None = None,
+        max_parts_in_flight: int | None = None,
+        multipart_threshold: int | None = None,
+        reads_in_flight: int | None = None,
+    ) -> Store:
+        """Open a handle on the store at `url`; no request is made yet.
+
+        Args:
+            url: "s3://bucket/prefix", "gs://bucket/prefix", "az://container/prefix", an S3 or
+                Azure https:// URL, "memory://" (a new empty store) or "memory://name" (the
+                process's store of that name).
+            options: object_store configuration keys and values ("aws_access_key_id",
+                "aws_endpoint", "aws_region", ...); keys not given come from the environment
+                (AWS_*, GOOGLE_*, AZURE_*).
+            timeout, connect_timeout: seconds, for a whole request and for a connection.
+            max_retries, retry_timeout: how often and for how long failures are retried.
+            part_size: the parts of multipart uploads (8 MiB).
+            max_parts_in_flight: parts uploading at once (4).
+            multipart_threshold: uploads up to this many bytes are one PUT, larger ones
+                multipart uploads; None: up to the part size.
+            reads_in_flight: concurrent ranged GETs (8 MiB each) reading one object; None: 4,
+                or one plain GET for an http:// endpoint.
+
+        Raises:
+            ValueError: an unsupported URL, an unknown option, or an invalid value.
+        """
+
+    @property
+    def url(self) -> str:
+        """The URL the store was opened with."""
+
+    @property
+    def kind(self) -> str:
+        """ "s3", "gcs", "azure" or "memory"."""
+
+    def write_blob(
+        self,
+        key: str,
+        segments: Iterable[Buffer],
+        *,
+        serializer: str,
+        codec: str = "none",
+        level: int | None = None,
+        threads: int = 1,
+        signing_key: SigningKey | None = None,
+    ) -> BlobHeader:
+        """Frame `segments` as `write_blob` does for a file and upload the blob to `key`, the
+        segments sent from their own memory (no copy; they are held until the upload ends): one
+        PUT up to the multipart threshold, else a multipart upload of slices of them. The object
+        appears whole or not at all. The header records `key` and, with `signing_key`, is signed."""
+
+    def read_blob(self, key: str, *, policy: ReadPolicy | None = None) -> tuple[BlobHeader, list[memoryview]]:
+        """Read the blob at `key` into one buffer and verify every checksum; the segments are
+        views of that buffer (decompressed buffers for a compressed blob). A blob recording
+        another key is refused, and `policy`'s checks are made, as for a file."""
+
+    def read_header(self, key: str, *, policy: ReadPolicy | None = None) -> BlobHeader:
+        """The verified header of the blob at `key`, read with a ranged GET of its start (and of
+        its trailer when a signature is verified); checked as `read_blob` checks."""
+
+    def put(self, key: str, segments: Iterable[Buffer]) -> int:
+        """Upload `segments`, one after another, as the object at `key` (replacing it), without
+        joining them; returns the number of bytes written."""
+
+    def put_if_absent(self, key: str, data: Buffer) -> bool:
+        """Create the object at `key` unless one exists (a create-only PUT); True when this call
+        created it, False when an object was already there (left unchanged)."""
+
+    def get(self, key: str) -> bytes:
+        """The whole object at `key`."""
+
+    def head(self, key: str) -> ObjectInfo:
+        """What the store says about the object at `key`."""
+
+    def exists(self, key: str) -> bool:
+        """Whether an object is at `key`."""
+
+    def delete(self, key: str) -> None:
+        """Delete the object at `key`; a missing object is not an error."""
+
+    def list(self, prefix: str = "") -> list[ObjectInfo]:
+        """Every object under the folder `prefix` ("" for the whole store), sorted by key."""

@@ -6,8 +6,12 @@ and framed result blobs (`write_blob`/`read_blob`/`map_blob`/`read_header`), plu
 storage (`..`, an absolute path) is refused.
 
 `LocalFileSystem(basepath=...)` keeps results in a folder; all byte work (framing, checksums,
-atomic writes, memory maps) runs in ferroflow's Rust core. `S3` is a named placeholder: it can be
-configured (so `result_storage=S3(bucket_path=...)` can be written) but raises on use.
+atomic writes, memory maps) runs in ferroflow's Rust core, and each write starts, now and then,
+a sweep of its folder for the temporary files of writes a killed process left. `S3(bucket_path=...)`
+and `RemoteFileSystem(basepath="s3://..." / "gs://..." / "az://...")` keep results as objects
+through the core's object store: the same blobs, signed and checked on reading as files are; an
+upload leaves no temporary object, so buckets are not swept. A bucket storage also keeps the
+cache's records and locks (`record_storage`), with create-only puts.
 
 A storage can be saved under a name (`LocalFileSystem(basepath="/data").save("dev")`) and used
 from any process as `LocalFileSystem.load("dev")` or by its slug `"local-file-system/dev"`
@@ -18,21 +22,33 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import configparser
 import functools
 import json
 import os
 import re
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, ParamSpec, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
 
 import ferroflow._core as _core
 from ferroflow._asyncutils import in_async_caller
-from ferroflow.exceptions import StorageNotAvailableError, StorageNotFoundError
+from ferroflow.exceptions import (
+    StorageNotFoundError,
+    StoragePermissionError,
+)
 from ferroflow.result_trust import read_policy, signing_key
 from ferroflow.settings import get_current_settings
 
@@ -146,7 +162,11 @@ class WritableFileSystem(BaseModel, abc.ABC):
     @classmethod
     def from_description(cls, description: dict[str, Any]) -> WritableFileSystem:
         fields = dict(description)
-        return _storage_type(str(fields.pop("type", ""))).model_validate(fields)
+        return _storage_type(str(fields.pop("type", "")))._from_fields(fields)
+
+    @classmethod
+    def _from_fields(cls, fields: dict[str, Any]) -> WritableFileSystem:
+        return cls.model_validate(fields)
 
     @_awaitable_in_async_code
     def save(self, name: str, *, overwrite: bool = False) -> str:
@@ -158,9 +178,24 @@ class WritableFileSystem(BaseModel, abc.ABC):
                 "Pass overwrite=True to replace it."
             )
         path.parent.mkdir(parents=True, exist_ok=True)
-        document = json.dumps(self.to_description(), indent=2, sort_keys=True) + "\n"
+        document = json.dumps(self._saved_description(), indent=2, sort_keys=True) + "\n"
         _core.atomic_write(str(path), [document.encode()])
+        # It may hold credentials: readable by its owner only.
+        os.chmod(path, 0o600)
         return f"{self.type_slug}/{name}"
+
+    def _saved_description(self) -> dict[str, Any]:
+        """What `save` writes: the description, with any secrets (only the owner can read it)."""
+        return self.to_description()
+
+    def _loaded_as(self, slug: str) -> None:
+        """Called on a storage `load` made: a storage with secrets remembers its slug, so that the
+        result references it describes name the saved storage instead of the secrets."""
+
+    def check(self) -> None:
+        """Raise now if the storage cannot be used (missing bucket, refused credentials, endpoint
+        out of reach); a flow calls it at its start, before any task runs. Local folders are
+        created on the first write, so there is nothing to check."""
 
     @classmethod
     def load(cls, name: str) -> WritableFileSystem:
@@ -181,7 +216,9 @@ class WritableFileSystem(BaseModel, abc.ABC):
             ) from None
         except OSError as exc:  # a folder in its place, no permission to read it, ...
             raise _damaged_saved_storage(cls, slug, name, path, f"it cannot be read ({exc})") from exc
-        return _saved_storage_from(cls, slug, name, path, data)
+        storage = _saved_storage_from(cls, slug, name, path, data)
+        storage._loaded_as(f"{slug}/{name}")
+        return storage
 
 
 def _saved_storage_from(
@@ -469,34 +506,462 @@ def _create_parent_on_missing(write: Any, path: str) -> Any:
 
 
 # ---------------------------------------------------------------------------------------------
-# S3 placeholder
+# Object storage: S3, Google Cloud Storage, Azure Blob Storage (and an in-memory store)
+
+# How long a successful `check` of a store is trusted: flows started in quick succession then
+# pay one round trip, not one each.
+_CHECK_VALID_SECONDS = 30.0
+
+# The object a `check` asks for: it need not exist. A GET of a missing object answers "no such
+# key" when the bucket exists and the credentials are accepted, and says which of them is wrong
+# otherwise (a HEAD's answer has no body to say it).
+_CHECK_KEY = ".ferroflow-check"
 
 
-class S3(WritableFileSystem):
-    """Amazon S3 storage: NOT available yet.
+class _ObjectStorage(WritableFileSystem):
+    """What every object store storage shares: the core's `Store` behind it, opened on first use,
+    and the storage interface on top of it. Subclasses say which URL and which options."""
 
-    It can be created, so that code such as `my_flow.with_options(result_storage=S3(bucket_path=
-    "my-bucket"))` can be written ahead of time, but reading, writing or saving it raises
-    StorageNotAvailableError. Use LocalFileSystem (on a mounted bucket if needed) meanwhile.
+    #: A request without an answer for this long fails (seconds); retried requests included.
+    timeout: float = Field(default=60.0, gt=0)
+    #: Opening a connection fails after this long (seconds).
+    connect_timeout: float = Field(default=5.0, gt=0)
+    #: Failed requests (connection errors, 5xx and 429 answers) are retried this many times.
+    max_retries: int = Field(default=3, ge=0)
+    #: No retry starts later than this after the first attempt (seconds).
+    retry_timeout: float = Field(default=30.0, gt=0)
+    #: Results up to this many bytes are uploaded in one PUT, larger ones as multipart uploads
+    #: of 8 MiB parts sent 4 at a time (at most 5 GiB: S3's largest PUT).
+    multipart_threshold: int = Field(default=64 * 1024**2, ge=0, le=5 * 1024**3)
+    #: A result is read as this many concurrent ranged GETs of 8 MiB. None: 4, or one plain GET
+    #: for an http:// endpoint (a local or LAN server gains nothing from more connections).
+    reads_in_flight: int | None = Field(default=None, ge=1)
+
+    _store: Any = PrivateAttr(default=None)
+    _saved_as: str | None = PrivateAttr(default=None)
+    _checked_at: float = PrivateAttr(default=0.0)
+
+    @abc.abstractmethod
+    def store_url(self) -> str:
+        """The URL of the bucket (and prefix) the keys are relative to."""
+
+    @abc.abstractmethod
+    def _store_options(self) -> list[tuple[str, str]]:
+        """object_store configuration keys and values; what is not here comes from the
+        environment."""
+
+    @property
+    def store(self) -> Any:
+        """The core's handle on the store (`ferroflow._core.Store`), opened on first use."""
+        store = self._store
+        if store is None:
+            store = _core.Store(
+                self.store_url(),
+                self._store_options(),
+                timeout=self.timeout,
+                connect_timeout=self.connect_timeout,
+                max_retries=self.max_retries,
+                retry_timeout=self.retry_timeout,
+                multipart_threshold=self.multipart_threshold,
+                reads_in_flight=self.reads_in_flight,
+            )
+            self._store = store
+        return store
+
+    def __repr_args__(self) -> Any:
+        # The store's own fields first; the tuning fields only when not their defaults.
+        fields = type(self).model_fields
+        tuning = _ObjectStorage.model_fields
+        for name in fields:
+            if name not in tuning:
+                yield name, getattr(self, name)
+        for name, field in tuning.items():
+            if getattr(self, name) != field.default:
+                yield name, getattr(self, name)
+
+    def url_of(self, key: str) -> str:
+        """The URL of the object at `key`, e.g. "s3://bucket/prefix/key"."""
+        return f"{self.store_url().rstrip('/')}/{key}"
+
+    # -- plain files --------------------------------------------------------------------------
+
+    def write_path(self, key: str, data: Any | Sequence[Any], *, durable: bool | None = None) -> str:
+        # An object is stored durably once its PUT is answered: `durable` changes nothing.
+        segments: list[Any] = list(data) if isinstance(data, (list, tuple)) else [data]
+        self.store.put(key, segments)
+        return self.url_of(key)
+
+    def read_path(self, key: str) -> bytes:
+        return self.store.get(key)  # type: ignore[no-any-return]
+
+    def put_if_absent(self, key: str, data: Any) -> bool:
+        """Create the object at `key` unless one exists (a create-only PUT); returns whether this
+        call created it. For records that must never be overwritten, such as locks."""
+        return self.store.put_if_absent(key, data)  # type: ignore[no-any-return]
+
+    # -- result blobs -------------------------------------------------------------------------
+
+    def write_blob(
+        self,
+        key: str,
+        segments: Sequence[Any],
+        *,
+        serializer_json: str,
+        codec: str = "none",
+        level: int | None = None,
+        threads: int = 1,
+        durable: bool | None = None,
+    ) -> Any:
+        # The header records `key`, and is signed as a local write's is; an upload leaves no
+        # temporary file behind, so there is nothing to sweep.
+        return self.store.write_blob(
+            key,
+            segments,
+            serializer=serializer_json,
+            codec=codec,
+            level=level,
+            threads=threads,
+            signing_key=signing_key(),
+        )
+
+    def read_blob(self, key: str) -> tuple[Any, list[bytes]]:
+        header, views = self.store.read_blob(key, policy=read_policy())
+        return header, [bytes(view) for view in views]
+
+    def map_blob(self, key: str) -> tuple[Any, list[memoryview]]:
+        """Like `read_blob`, but the segments are views of the one buffer the object was read
+        into (no copy)."""
+        return self.store.read_blob(key, policy=read_policy())  # type: ignore[no-any-return]
+
+    def read_header(self, key: str) -> Any:
+        return self.store.read_header(key, policy=read_policy())
+
+    # -- keys ---------------------------------------------------------------------------------
+
+    def exists(self, key: str) -> bool:
+        return self.store.exists(key)  # type: ignore[no-any-return]
+
+    def delete(self, key: str, *, missing_ok: bool = True) -> None:
+        # Object stores do not say whether a deleted object existed: ask first when it matters.
+        if not missing_ok and not self.store.exists(key):
+            raise FileNotFoundError(2, f"{self.url_of(key)} does not exist")
+        self.store.delete(key)
+
+    def list_objects(self, prefix: str = "") -> list[Any]:
+        """`ObjectInfo` (key, size, last_modified, e_tag) of every object under the folder
+        `prefix`, sorted by key."""
+        return self.store.list(prefix)  # type: ignore[no-any-return]
+
+    def record_storage(self) -> ObjectRecordStorage:
+        """Cache records and locks kept in this bucket prefix, beside the results (see
+        `ferroflow.results.cache_records.record_storage_for`)."""
+        return ObjectRecordStorage(self)
+
+    def check(self) -> None:
+        """Ask the store for an object that need not exist: a missing bucket
+        (BucketNotFoundError), refused credentials (StoragePermissionError) or an unreachable
+        endpoint (StorageUnavailableError) raise now."""
+        if time.monotonic() - self._checked_at < _CHECK_VALID_SECONDS:
+            return
+        try:
+            self.store.read_header(_CHECK_KEY)
+        except (FileNotFoundError, ValueError):
+            pass  # no such object (or not a blob): the bucket answered
+        self._checked_at = time.monotonic()
+
+    # -- configuration ------------------------------------------------------------------------
+
+    def to_description(self) -> dict[str, Any]:
+        """The description without secrets; a storage loaded by slug names its slug, so that
+        another process reading a result reference loads the secrets from the saved storage."""
+        description = super().to_description()
+        for name in self._secret_fields():
+            description.pop(name, None)
+        if self._saved_as is not None:
+            description["saved_as"] = self._saved_as
+        return description
+
+    @classmethod
+    def _from_fields(cls, fields: dict[str, Any]) -> WritableFileSystem:
+        saved_as = fields.pop("saved_as", None)
+        if isinstance(saved_as, str):
+            try:
+                return resolve_storage(saved_as)
+            except StorageNotFoundError:
+                pass  # no longer saved: the credentials come from the environment
+        return cls.model_validate(fields)
+
+    def _saved_description(self) -> dict[str, Any]:
+        description = super().to_description()
+        for name in self._secret_fields():
+            value = getattr(self, name)
+            description[name] = _reveal(value)
+        return description
+
+    def _loaded_as(self, slug: str) -> None:
+        self._saved_as = slug
+
+    @classmethod
+    def _secret_fields(cls) -> list[str]:
+        return [name for name, field in cls.model_fields.items() if _is_secret(field.annotation)]
+
+    def __eq__(self, other: object) -> bool:
+        # The open store and the slug it was loaded as are not part of the configuration.
+        return type(other) is type(self) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __getstate__(self) -> dict[Any, Any]:
+        state = super().__getstate__()
+        private = dict(state.get("__pydantic_private__") or {})
+        private.update(_store=None, _checked_at=0.0)  # a process opens its own store
+        state["__pydantic_private__"] = private
+        return state
+
+
+class ObjectRecordStorage:
+    """The cache's record storage (`ferroflow.results.cache_records.RecordStorage`) on a bucket
+    prefix: a create-only put is a conditional PUT (`If-None-Match: *`), which S3 and the other
+    stores answer atomically, so records and SERIALIZABLE locks work across machines."""
+
+    __slots__ = ("storage",)
+
+    def __init__(self, storage: _ObjectStorage) -> None:
+        self.storage = storage
+
+    def create_only(self, key: str, data: bytes) -> bool:
+        return self.storage.put_if_absent(key, data)
+
+    def replace(self, key: str, data: bytes) -> None:
+        self.storage.store.put(key, [data])
+
+    def read(self, key: str) -> bytes | None:
+        try:
+            return self.storage.store.get(key)  # type: ignore[no-any-return]
+        except FileNotFoundError:
+            return None
+
+    def delete(self, key: str) -> bool:
+        # A DELETE does not say whether the object existed: ask first. Two deleters racing may
+        # both answer True; the callers (lock release, record removal) only need "it is gone".
+        if not self.storage.store.exists(key):
+            return False
+        self.storage.store.delete(key)
+        return True
+
+    def list_keys(self, prefix: str) -> Iterator[str]:
+        for info in self.storage.store.list(prefix.rstrip("/")):
+            yield info.key
+
+    def describe(self) -> str:
+        return self.storage.store_url()
+
+    def __repr__(self) -> str:
+        return f"ObjectRecordStorage({self.storage.store_url()!r})"
+
+
+def _is_secret(annotation: Any) -> bool:
+    return annotation is SecretStr or SecretStr in getattr(annotation, "__args__", ())
+
+
+def _reveal(value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    if isinstance(value, dict):
+        return {key: _reveal(item) for key, item in value.items()}
+    return value
+
+
+class S3(_ObjectStorage):
+    """Results as objects in an Amazon S3 bucket, or on an S3-compatible server.
+
+    `bucket_path` is "bucket" or "bucket/prefix". The field names are those of Prefect 2's S3
+    block. Every field left unset comes from where the AWS tools find it: the environment
+    (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, `AWS_REGION` or
+    `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL`), then the profile `AWS_PROFILE` (default
+    "default") of `~/.aws/credentials` and `~/.aws/config`. Secrets are `SecretStr`: never
+    shown by `repr`, logs or error messages.
     """
 
     type_slug: ClassVar[str] = "s3"
 
     bucket_path: str
+    aws_access_key_id: SecretStr | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
+    region_name: str | None = None
+    endpoint_url: str | None = None
 
-    def _unavailable(self, *_args: Any, **_kwargs: Any) -> Any:
-        raise StorageNotAvailableError(
-            f"S3 result storage (bucket_path={self.bucket_path!r}) is not available in ferroflow "
-            "yet. Use LocalFileSystem(basepath=...) for results instead, e.g. on a folder where "
-            "the bucket is mounted."
+    @field_validator("bucket_path")
+    @classmethod
+    def _bucket_named(cls, value: str) -> str:
+        bucket_path = value.removeprefix("s3://").strip("/")
+        if not bucket_path or bucket_path.startswith("."):
+            raise ValueError(
+                f"bucket_path must name a bucket, e.g. 'my-bucket' or 'my-bucket/results'; got {value!r}"
+            )
+        return bucket_path
+
+    def store_url(self) -> str:
+        return f"s3://{self.bucket_path}"
+
+    def _store_options(self) -> list[tuple[str, str]]:
+        given = {
+            "aws_access_key_id": self.aws_access_key_id,
+            "aws_secret_access_key": self.aws_secret_access_key,
+            "aws_session_token": self.aws_session_token,
+            "aws_region": self.region_name,
+            "aws_endpoint": self.endpoint_url,
+        }
+        options = {key: _reveal(value) for key, value in given.items() if value is not None}
+        options.update(_aws_profile_fallbacks(options))
+        if "aws_access_key_id" not in options and not _aws_credentials_elsewhere():
+            raise StoragePermissionError(
+                f"No AWS credentials for the S3 storage of bucket_path={self.bucket_path!r}: pass "
+                "aws_access_key_id and aws_secret_access_key, set AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY, or add a profile to ~/.aws/credentials (AWS_PROFILE "
+                "chooses it). The instance metadata service is off (AWS_EC2_METADATA_DISABLED)."
+            )
+        return sorted(options.items())
+
+
+def _aws_profile_fallbacks(options: dict[str, str]) -> dict[str, str]:
+    """What the AWS tools would read from the shared files (`~/.aws/credentials`,
+    `~/.aws/config`, profile `AWS_PROFILE`) for what neither `options` nor the environment give.
+    (The core's client reads the environment itself.)"""
+    env = os.environ
+    found: dict[str, str] = {}
+    profile = env.get("AWS_PROFILE") or env.get("AWS_DEFAULT_PROFILE") or "default"
+    if "aws_access_key_id" not in options and "AWS_ACCESS_KEY_ID" not in env:
+        credentials = _ini_section(env.get("AWS_SHARED_CREDENTIALS_FILE", "~/.aws/credentials"), profile)
+        for key in ("aws_access_key_id", "aws_secret_access_key", "aws_session_token"):
+            if credentials.get(key):
+                found[key] = credentials[key]
+    if "aws_region" not in options and not (env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")):
+        config = _ini_section(
+            env.get("AWS_CONFIG_FILE", "~/.aws/config"),
+            profile if profile == "default" else f"profile {profile}",
+        )
+        if config.get("region"):
+            found["aws_region"] = config["region"]
+    return found
+
+
+def _aws_credentials_elsewhere() -> bool:
+    """Whether the core's client can find credentials the environment points to (keys, a web
+    identity, a container's or an instance's credentials service)."""
+    env = os.environ
+    if env.get("AWS_ACCESS_KEY_ID") or env.get("AWS_WEB_IDENTITY_TOKEN_FILE"):
+        return True
+    if env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI") or env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI"):
+        return True
+    return env.get("AWS_EC2_METADATA_DISABLED", "").lower() != "true"
+
+
+def _ini_section(path: str, section: str) -> dict[str, str]:
+    parser = configparser.RawConfigParser()
+    try:
+        parser.read(os.path.expanduser(path))
+    except configparser.Error:
+        return {}
+    return dict(parser.items(section)) if parser.has_section(section) else {}
+
+
+# fsspec's names for the same settings (what Prefect 2's RemoteFileSystem passed to s3fs), and
+# the object_store key each one means.
+_FSSPEC_SETTINGS = {
+    "key": "aws_access_key_id",
+    "secret": "aws_secret_access_key",
+    "token": "aws_session_token",
+    "endpoint_url": "aws_endpoint",
+    "region_name": "aws_region",
+}
+
+_REMOTE_SCHEMES = ("s3", "gs", "gcs", "az", "abfs", "abfss", "memory")
+
+
+class RemoteFileSystem(_ObjectStorage):
+    """Results under a URL of an object store: "s3://bucket/prefix", "gs://bucket/prefix",
+    "az://container/prefix", or "memory://name" (an in-memory store of the process, for tests).
+
+    `settings` are the store's options: object_store's configuration keys
+    (`aws_access_key_id`, `aws_endpoint`, `google_service_account_key`,
+    `azure_storage_account_name`, ...), or for S3 the names Prefect 2 passed to s3fs (`key`,
+    `secret`, `token`, `client_kwargs={"endpoint_url": ..., "region_name": ...}`). Settings not
+    given come from the environment (`AWS_*`, `GOOGLE_*`, `AZURE_*`). Settings that hold
+    credentials (keys, secrets, tokens) are masked in `repr` and left out of result references.
+    """
+
+    type_slug: ClassVar[str] = "remote-file-system"
+
+    basepath: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("basepath")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        scheme, sep, rest = value.partition("://")
+        if not sep or scheme not in _REMOTE_SCHEMES or (scheme != "memory" and not rest.strip("/")):
+            raise ValueError(
+                f"basepath must be an object store URL such as 's3://bucket/prefix', "
+                f"'gs://bucket/prefix', 'az://container/prefix' or 'memory://name'; got {value!r}"
+            )
+        return value
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _flat_settings(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
+        flat: dict[str, Any] = {}
+        for key, item in value.items():
+            if key == "client_kwargs" and isinstance(item, dict):
+                flat.update({_FSSPEC_SETTINGS.get(str(k), str(k)): v for k, v in item.items()})
+            else:
+                flat[_FSSPEC_SETTINGS.get(str(key), str(key))] = item
+        return {
+            key: _reveal(item) if isinstance(item, SecretStr) else str(item) for key, item in flat.items()
+        }
+
+    def store_url(self) -> str:
+        return self.basepath
+
+    def _store_options(self) -> list[tuple[str, str]]:
+        return sorted((key, str(value)) for key, value in self.settings.items())
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            if name != "settings":
+                yield name, value
+        yield (
+            "settings",
+            {key: "**********" if _is_secret_setting(key) else value for key, value in self.settings.items()},
         )
 
-    write_path = read_path = write_blob = read_blob = map_blob = read_header = _unavailable
-    exists = delete = save = _unavailable  # type: ignore[assignment]
+    def to_description(self) -> dict[str, Any]:
+        description = super().to_description()
+        # Credentials are never described (result references are recorded): only the rest.
+        description["settings"] = {
+            key: value for key, value in self.settings.items() if not _is_secret_setting(key)
+        }
+        return description
+
+    def _saved_description(self) -> dict[str, Any]:
+        description = super()._saved_description()
+        description["settings"] = dict(self.settings)
+        return description
+
+
+def _is_secret_setting(key: str) -> bool:
+    """Whether an object store option holds a credential (by its name)."""
+    lowered = key.lower()
+    return any(word in lowered for word in ("secret", "key", "token", "password", "sas", "credential"))
 
 
 __all__ = [
     "LocalFileSystem",
+    "ObjectRecordStorage",
+    "RemoteFileSystem",
     "S3",
     "WritableFileSystem",
     "resolve_storage",

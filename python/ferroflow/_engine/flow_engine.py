@@ -93,6 +93,7 @@ def _begin(
             return flow_run
     try:
         factory = ResultFactory.from_flow(flow, parent_flow.result_factory if parent_flow else None)
+        factory.check_storage()
     except Exception as exc:
         set_state(flow_run, failed_state(_RUN_KIND, exc))
         return flow_run

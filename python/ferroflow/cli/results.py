@@ -17,7 +17,7 @@ from rich.text import Text
 
 from ferroflow.cli.console import cli_store, console, echo_json
 from ferroflow.cli.lookup import find_result, result_path
-from ferroflow.filesystems import LocalFileSystem, resolve_storage, saved_storages
+from ferroflow.filesystems import S3, LocalFileSystem, RemoteFileSystem, resolve_storage, saved_storages
 from ferroflow.results.blobs import (
     has_blob_signature,
     is_json_document,
@@ -25,8 +25,19 @@ from ferroflow.results.blobs import (
     read_result_document,
 )
 from ferroflow.results.references import storage_from_reference
-from ferroflow.results.retention import PrunePlan, live_cached_keys, plan_prune, remove_files, stored_files
+from ferroflow.results.retention import (
+    PrunePlan,
+    live_cached_keys,
+    plan_prune,
+    plan_prune_of_results,
+    remove_files,
+    remove_objects,
+    stored_files,
+    stored_objects,
+)
 from ferroflow.settings import get_current_settings
+
+RemoteStorage = S3 | RemoteFileSystem
 
 
 @click.group("results")
@@ -62,8 +73,15 @@ def inspect_result(target: str, as_json: bool) -> None:
       ferroflow results inspect 3f2a9c1e0b7d          (a key, or its beginning)
       ferroflow results inspect 5d6e7f80              (a flow or task run id)
       ferroflow results inspect result.json --json
+      ferroflow results inspect s3://my-bucket/results/3f2a9c1e0b7d4e5f8a6b1c2d3e4f5a6b
+
+    An object store URL (s3://, gs://, az://) is read with the credentials and endpoint of the
+    environment (AWS_ACCESS_KEY_ID, AWS_ENDPOINT_URL, ...); only the header is fetched.
     """
-    details = _describe_target(target)
+    if _is_object_url(target):
+        details = _describe_object(target)
+    else:
+        details = _describe_target(target)
     if as_json:
         echo_json(details)
         return
@@ -152,6 +170,39 @@ def _describe_file(path: Path) -> dict[str, Any]:
         "raw_size": fields["raw_length"],
         "stored_size": fields["stored_length"],
         "file_size": path.stat().st_size,
+        "segments": len(fields["segment_raw_lengths"]),
+        "checksum_algorithm": fields["checksum_algorithm"],
+        "ferroflow_version": fields["ferroflow_version"],
+        "created": fields["created_at"].isoformat(),
+    }
+
+
+def _is_object_url(text: str) -> bool:
+    return text.partition("://")[0] in ("s3", "gs", "gcs", "az", "abfs", "abfss", "memory")
+
+
+def _describe_object(url: str) -> dict[str, Any]:
+    folder, _, key = url.rstrip("/").rpartition("/")
+    if not key or folder.endswith(":/"):
+        raise click.ClickException(f"{url} names no object: give its whole URL, e.g. s3://bucket/key.")
+    storage = RemoteFileSystem(basepath=folder)
+    info = storage.store.head(key)
+    try:
+        fields = storage.read_header(key).to_dict()
+    except ValueError as error:
+        raise click.ClickException(f"{url} is not a ferroflow result object ({error}).") from error
+    serializer = json.loads(fields["serializer"])
+    return {
+        "path": url,
+        "format": "ferroflow framed result",
+        "format_version": fields["format_version"],
+        "serializer": serializer.get("type"),
+        "serializer_description": serializer,
+        "codec": fields["codec"],
+        "level": fields["level"],
+        "raw_size": fields["raw_length"],
+        "stored_size": fields["stored_length"],
+        "file_size": info.size,
         "segments": len(fields["segment_raw_lengths"]),
         "checksum_algorithm": fields["checksum_algorithm"],
         "ferroflow_version": fields["ferroflow_version"],
@@ -273,8 +324,8 @@ def parse_size(text: str) -> int:
     "--storage",
     "storage_spec",
     metavar="SLUG_OR_PATH",
-    help="A saved storage's slug (local-file-system/NAME) or a folder. "
-    "Default: the default result storage, FERROFLOW_LOCAL_STORAGE_PATH.",
+    help="A saved storage's slug (local-file-system/NAME, s3/NAME), a folder, or a bucket prefix "
+    "(s3://bucket/prefix). Default: the default result storage, FERROFLOW_LOCAL_STORAGE_PATH.",
 )
 def prune(
     age: timedelta | None, max_bytes: int | None, min_age: timedelta, dry_run: bool, storage_spec: str | None
@@ -295,9 +346,14 @@ def prune(
       ferroflow results prune --max-bytes 20G
       ferroflow results prune --older-than 30d --max-bytes 500M --storage local-file-system/dev
       ferroflow results prune --older-than 2w --storage /data/results
+      ferroflow results prune --older-than 7d --storage s3://my-bucket/results
     """
     if age is None and max_bytes is None:
         raise click.UsageError("Give --older-than AGE, --max-bytes SIZE, or both (e.g. --older-than 7d).")
+    remote = _object_storage(storage_spec)
+    if remote is not None:
+        _prune_objects(remote, age, max_bytes, min_age, dry_run)
+        return
     folder = _storage_folder(storage_spec)
     now = datetime.now(UTC)
     with cli_store() as store:
@@ -322,19 +378,101 @@ def prune(
         freed = plan.freed
     else:
         freed = _remove(str(folder), plan)
+    _report(plan, freed, dry_run, age, max_bytes, str(folder), "file")
+
+
+def _report(
+    plan: PrunePlan,
+    freed: int,
+    dry_run: bool,
+    age: timedelta | None,
+    max_bytes: int | None,
+    where: str,
+    noun: str,
+) -> None:
     verb = "Would remove" if dry_run else "Removed"
-    noun = "file" if len(plan.remove) == 1 else "files"
+    nouns = noun if len(plan.remove) == 1 else noun + "s"
     reasons = []
     if age is not None:
         reasons.append(f"{len(plan.by_age)} older than {_age_text(age)}")
     if max_bytes is not None:
         reasons.append(f"{len(plan.by_size)} to stay under {_size(max_bytes)}")
     click.echo(
-        f"{verb} {len(plan.remove)} result {noun} ({', '.join(reasons)}) from {folder}, "
+        f"{verb} {len(plan.remove)} result {nouns} ({', '.join(reasons)}) from {where}, "
         f"{'freeing' if dry_run else 'freed'} {_size(freed)}; kept {plan.kept}"
         + (f", {plan.kept_cached} of them old but cached" if plan.kept_cached else "")
         + "."
     )
+
+
+def _object_storage(spec: str | None) -> RemoteStorage | None:
+    """The object storage to prune, when `spec` names one (a URL or a saved one's slug)."""
+    if spec is None:
+        return None
+    if _is_object_url(spec):
+        return RemoteFileSystem(basepath=spec)
+    if spec in saved_storages():
+        storage = resolve_storage(spec)
+        if isinstance(storage, (S3, RemoteFileSystem)):
+            return storage
+    return None
+
+
+def _prune_objects(
+    storage: RemoteStorage, age: timedelta | None, max_bytes: int | None, min_age: timedelta, dry_run: bool
+) -> None:
+    """`prune` on a bucket prefix, with the retention rules of a folder: an object is a
+    candidate by age or by size as a file is, the cache records and entries naming it keep it
+    from removal by age, and it is deleted only once its header shows it is a ferroflow result."""
+    url = storage.store_url()
+    now = datetime.now(UTC)
+    with cli_store() as store:
+        entries = store.list_cache_entries()
+    indexed = {
+        entry.result.key
+        for entry in entries
+        if entry.result.storage is not None
+        and entry.result.key is not None
+        and not entry.is_expired(now)
+        and _same_store(entry.result.storage, url) is not False
+    }
+    plan = plan_prune_of_results(
+        stored_objects(storage),
+        lambda item: _is_result_object(storage, item.key),
+        now=now.timestamp(),
+        older_than=None if age is None else age.total_seconds(),
+        max_bytes=max_bytes,
+        min_age=min_age.total_seconds(),
+        cached_keys=live_cached_keys(storage.record_storage(), indexed),
+    )
+    if dry_run:
+        for item in plan.remove:
+            click.echo(f"would remove {item.path} ({_size(item.size)})")
+        freed = plan.freed
+    else:
+        freed = remove_objects(storage, plan.by_age, "ferroflow results prune (by age)")
+        freed += remove_objects(storage, plan.by_size, "ferroflow results prune (by size)")
+    _report(plan, freed, dry_run, age, max_bytes, url, "object")
+
+
+def _same_store(reference: str, url: str) -> bool | None:
+    """Whether a result reference's storage is the object store at `url`; None when the
+    storage cannot be opened any more (its keys are then kept, to be safe)."""
+    try:
+        storage = storage_from_reference(reference)
+    except Exception:
+        return None
+    return isinstance(storage, (S3, RemoteFileSystem)) and storage.store_url().rstrip("/") == url.rstrip("/")
+
+
+def _is_result_object(storage: RemoteStorage, key: str) -> bool:
+    # The header's integrity and key only: a result the read settings refuse (unsigned, say) is
+    # still a result, and prunable.
+    try:
+        storage.store.read_header(key)
+    except (OSError, ValueError):
+        return False
+    return True
 
 
 def _storage_folder(spec: str | None) -> Path:

@@ -337,11 +337,16 @@ def _keep_under_limit(storage: LocalFileSystem, key: str, max_bytes: int) -> Non
 
 def _removal_note(storage: WritableFileSystem, key: str) -> str | None:
     """Why a result is gone, if ferroflow's retention removed it (its tombstone says)."""
-    if not isinstance(storage, LocalFileSystem):
-        return None
     from ferroflow.results.retention import removal_note
 
+    record_storage = getattr(storage, "record_storage", None)  # a bucket keeps its tombstones
+    if isinstance(storage, LocalFileSystem):
+        where: Any = storage.root
+    elif callable(record_storage):
+        where = record_storage()
+    else:
+        return None
     try:
-        return removal_note(storage.root, key)
+        return removal_note(where, key)
     except (OSError, ValueError):
         return None

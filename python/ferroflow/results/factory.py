@@ -82,6 +82,18 @@ class ResultFactory:
             self._resolved_serializer = resolve_serializer(spec)
         return self._resolved_serializer
 
+    def check_storage(self) -> None:
+        """Raise now if a configured result storage cannot be used: a flow calls this at its
+        start, so that a missing bucket or refused credentials fail the run before any of its
+        tasks runs, not after their work is done. The default local folder needs no check."""
+        if self._storage_spec is None and get_current_settings().default_result_storage_block is None:
+            return
+        try:
+            storage = self.storage
+        except StorageNotFoundError:
+            return  # a slug that names no saved storage fails when a result is first written
+        storage.check()
+
     @classmethod
     def from_flow(cls, flow: Any, parent: ResultFactory | None = None) -> ResultFactory:
         retries = getattr(flow, "retries", 0) or 0

@@ -32,9 +32,10 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
-from ferroflow.filesystems import is_unfinished_write
-from ferroflow.results.cache_records import LocalRecordStorage, delete_record, list_records
+from ferroflow.filesystems import S3, RemoteFileSystem, is_unfinished_write
+from ferroflow.results.cache_records import LocalRecordStorage, RecordStorage, delete_record, list_records
 
 CACHE_FOLDER = ".ferroflow-cache"
 TOMBSTONES_PREFIX = f"{CACHE_FOLDER}/removed/"
@@ -187,7 +188,40 @@ def remove_files(
     """Remove `files` (a file already gone is skipped), leave a tombstone for each result, and
     remove the cache records that named them; `on_each` is called after each file (progress).
     Returns the bytes this call freed."""
-    records = LocalRecordStorage(folder)
+
+    def unlink(item: StoredFile) -> bool:
+        try:
+            os.unlink(item.path)
+        except FileNotFoundError:
+            return False  # another prune, an eviction or a clear got there first
+        return True
+
+    return _remove(LocalRecordStorage(folder), files, unlink, reason, on_each)
+
+
+def remove_objects(
+    storage: S3 | RemoteFileSystem,
+    objects: Iterable[StoredFile],
+    reason: str,
+    on_each: Callable[[], None] | None = None,
+) -> int:
+    """`remove_files` for the objects of a bucket storage (`stored_objects`): the tombstones
+    and the cache records named by them are in the bucket too. Returns the bytes freed."""
+
+    def delete(item: StoredFile) -> bool:
+        storage.delete(item.key)  # an object already gone is no error
+        return True
+
+    return _remove(storage.record_storage(), objects, delete, reason, on_each)
+
+
+def _remove(
+    records: RecordStorage,
+    files: Iterable[StoredFile],
+    remove: Callable[[StoredFile], bool],
+    reason: str,
+    on_each: Callable[[], None] | None,
+) -> int:
     by_result: dict[str, list[str]] = {}
     for record in list_records(records):
         if record.result.kind == "persisted" and record.result.key is not None:
@@ -197,10 +231,8 @@ def remove_files(
     for item in files:
         if on_each is not None:
             on_each()
-        try:
-            os.unlink(item.path)
-        except FileNotFoundError:
-            continue  # another prune, an eviction or a clear got there first
+        if not remove(item):
+            continue
         freed += item.size
         if item.unfinished:
             continue
@@ -214,9 +246,11 @@ def remove_files(
     return freed
 
 
-def removal_note(folder: str, key: str) -> str | None:
-    """Why the result `key` of `folder` is gone, if a prune or eviction removed it."""
-    data = LocalRecordStorage(folder).read(TOMBSTONES_PREFIX + key + ".json")
+def removal_note(where: str | RecordStorage, key: str) -> str | None:
+    """Why the result `key` of a folder (or of a bucket, given its record storage) is gone, if
+    a prune or eviction removed it."""
+    records = LocalRecordStorage(where) if isinstance(where, str) else where
+    data = records.read(TOMBSTONES_PREFIX + key + ".json")
     if data is None:
         return None
     try:
@@ -226,15 +260,55 @@ def removal_note(folder: str, key: str) -> str | None:
         return "removed by ferroflow's result retention"
 
 
-def live_cached_keys(folder: str, extra: Iterable[str] = ()) -> set[str]:
-    """Result keys in `folder` that an unexpired cache record names (plus `extra`, e.g. the
-    run store's unexpired cache entries)."""
+def live_cached_keys(where: str | RecordStorage, extra: Iterable[str] = ()) -> set[str]:
+    """Result keys in a folder (or the record storage of a bucket) that an unexpired cache
+    record names (plus `extra`, e.g. the run store's unexpired cache entries)."""
+    records = LocalRecordStorage(where) if isinstance(where, str) else where
     now = datetime.datetime.now(datetime.UTC)
     keys = set(extra)
-    for record in list_records(LocalRecordStorage(folder)):
+    for record in list_records(records):
         if record.result.kind == "persisted" and record.result.key and not record.is_expired(now):
             keys.add(record.result.key)
     return keys
+
+
+# --- buckets -------------------------------------------------------------------------------------
+
+
+def stored_objects(storage: S3 | RemoteFileSystem) -> list[StoredFile]:
+    """Every object of a bucket storage but its cache folder, as `stored_files` lists a folder's
+    files. An object store keeps no access time: least recently used is by last write. An
+    upload leaves no temporary object, so none is `unfinished`. Whether an object is a result is
+    not known from a listing; `plan_prune_of_results` asks, for the objects it would remove."""
+    return [
+        StoredFile(
+            storage.url_of(info.key), info.key, info.size, info.last_modified, info.last_modified, False
+        )
+        for info in storage.list_objects()
+        if not info.key.startswith(CACHE_FOLDER + "/")
+    ]
+
+
+def plan_prune_of_results(
+    files: Iterable[StoredFile], is_result: Callable[[StoredFile], bool], **options: Any
+) -> PrunePlan:
+    """`plan_prune` over files not yet known to be results: each one the plan would remove is
+    checked with `is_result` (once), those that are not results are left out, as `stored_files`
+    leaves them out of a folder, and the plan is made again. Files the plan keeps are counted
+    in the total without being checked."""
+    candidates = list(files)
+    checked: dict[str, bool] = {}
+    while True:
+        plan = plan_prune(candidates, **options)
+        refused = set()
+        for item in plan.remove:
+            if item.key not in checked:
+                checked[item.key] = is_result(item)
+            if not checked[item.key]:
+                refused.add(item.key)
+        if not refused:
+            return plan
+        candidates = [item for item in candidates if item.key not in refused]
 
 
 # --- FERROFLOW_RESULTS_MAX_BYTES -------------------------------------------------------------------
@@ -284,7 +358,10 @@ __all__ = [
     "after_write",
     "live_cached_keys",
     "plan_prune",
+    "plan_prune_of_results",
     "removal_note",
     "remove_files",
+    "remove_objects",
     "stored_files",
+    "stored_objects",
 ]

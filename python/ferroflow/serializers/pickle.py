@@ -40,8 +40,15 @@ class _OutOfBandBytes:
 
 
 def _bytes_from_buffer(buffer: Any) -> bytes:
-    """Rebuilds a large `bytes` result from its out-of-band segment (one copy: the caller gets
-    real `bytes`, not a view of a memory map)."""
+    """Rebuilds a large `bytes` result from its out-of-band segment: the caller gets real
+    `bytes`, not a view of a memory map. A segment read by the core (a view of its segment
+    buffer) is filled straight from storage by the core: one read of the file into the new
+    object, instead of a copy out of the map."""
+    owner = getattr(buffer, "obj", None)
+    stored_bytes = getattr(owner, "stored_bytes", None)
+    # Only a view of the whole segment: a slice of it is not what was stored.
+    if stored_bytes is not None and buffer.nbytes == memoryview(owner).nbytes:  # type: ignore[arg-type]
+        return stored_bytes()  # type: ignore[no-any-return]
     return bytes(buffer)
 
 

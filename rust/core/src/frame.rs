@@ -281,6 +281,35 @@ impl<'a> Frame<'a> {
         })
     }
 
+    /// The blob as the pieces `write_to` writes one after another, for a writer that sends
+    /// them without copying: the encoded header, then each stored segment (borrowed when
+    /// uncompressed) and the zero padding after it, then the trailer of checksums. Every
+    /// checksum is known before the first piece is sent, so a signed blob's header comes with
+    /// its MAC already in place: the same bytes `write_to` leaves in a file.
+    pub fn into_pieces(self) -> FramePieces<'a> {
+        let checksums: Vec<u64> = self.stored.iter().map(|s| xxh3_64(s)).collect();
+        let trailer = trailer_bytes(&checksums);
+        let alignment = self.header.alignment;
+        let (header, header_bytes) = match self.signed_header(&trailer) {
+            Some(signed) => signed,
+            None => (self.header, self.header_bytes),
+        };
+        let segments = self
+            .stored
+            .into_iter()
+            .map(|segment| {
+                let padding = padding_after(segment.len() as u64, alignment);
+                (segment, &ZEROS[..padding])
+            })
+            .collect();
+        FramePieces {
+            header,
+            header_bytes,
+            segments,
+            trailer,
+        }
+    }
+
     /// The blob as one buffer, and its header as written.
     pub fn to_vec(&self) -> (BlobHeader, Vec<u8>) {
         let mut out = io::Cursor::new(Vec::with_capacity(self.encoded_len() as usize));
@@ -299,6 +328,16 @@ fn trailer_bytes(checksums: &[u64]) -> Vec<u8> {
 }
 
 const ZEROS: [u8; ALIGNMENT as usize] = [0; ALIGNMENT as usize];
+
+/// A framed blob in pieces ([`Frame::into_pieces`]); their concatenation is the blob.
+#[derive(Debug)]
+pub struct FramePieces<'a> {
+    pub header: BlobHeader,
+    pub header_bytes: Vec<u8>,
+    /// Each stored segment and the zeros that follow it.
+    pub segments: Vec<(Cow<'a, [u8]>, &'static [u8])>,
+    pub trailer: Vec<u8>,
+}
 
 fn store_segment<'a>(segment: &'a [u8], options: &FrameOptions<'_>) -> Result<Cow<'a, [u8]>> {
     match options.codec {
@@ -379,13 +418,35 @@ pub(crate) fn header_len_from_prelude(prelude: &[u8]) -> Result<usize> {
 
 /// Verifies the header at the start of `head` (which holds at least `header_len` bytes) of a blob
 /// that is `blob_len` bytes long: the header's checksum and version, and that its lengths add up to
-/// `blob_len`, so truncation is caught before any payload is fetched.
-pub(crate) fn verify_header(head: &[u8], header_len: usize, blob_len: u64) -> Result<BlobHeader> {
+/// `blob_len`, so truncation is caught before any payload is fetched. Then makes the reader's
+/// `checks`, as [`BlobReader::open_with`] does; when a signature is to be verified, the trailer
+/// is taken from `head` if it holds it, otherwise from `fetch_trailer` (given its byte range).
+pub(crate) fn verify_header(
+    head: &[u8],
+    header_len: usize,
+    blob_len: u64,
+    checks: &ReadChecks<'_>,
+    fetch_trailer: impl FnOnce(Range<u64>) -> Result<Vec<u8>>,
+) -> Result<BlobHeader> {
     let header_bytes = head
         .get(..header_len)
         .ok_or_else(|| truncated(head.len() as u64, header_len as u64))?;
     let header = BlobHeader::decode(header_bytes)?;
-    Layout::new(&header, header_len as u64)?.check_length(blob_len)?;
+    let layout = Layout::new(&header, header_len as u64)?;
+    layout.check_length(blob_len)?;
+    checks.check_header(&header)?;
+    if checks.needs_trailer(&header) {
+        let range = layout.trailer.clone();
+        let trailer = match to_usize(range.clone()) {
+            Ok((start, end)) if end <= head.len() => head[start..end].to_vec(),
+            _ => fetch_trailer(range)?,
+        };
+        checks.check_signature(
+            &header,
+            &header_bytes[..header_len - CHECKSUM_LEN],
+            &trailer,
+        )?;
+    }
     Ok(header)
 }
 

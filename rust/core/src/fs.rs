@@ -157,6 +157,11 @@ impl<'a> FileReader<'a> {
         self.len == 0
     }
 
+    /// The open file.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
     /// The file as a blob: see [`open_blob`].
     pub fn into_blob(self, checks: &ReadChecks<'_>) -> Result<BlobFile<'a>> {
         let reader = BlobReader::open_with(self.file, self.len, checks)

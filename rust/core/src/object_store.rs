@@ -53,7 +53,7 @@ pub use config::{
 };
 
 use crate::error::{Error, Result};
-use crate::frame::{self, BlobHeader, Frame, FrameOptions};
+use crate::frame::{self, BlobHeader, Frame, FrameOptions, ReadChecks};
 use bytes::Bytes;
 use config::Target;
 use errors::Action;
@@ -61,6 +61,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::{Path, PathPart};
 use object_store::{GetOptions, GetRange, ObjectMeta, ObjectStore, PutMode, PutPayload};
 use runtime::block_on;
+use std::borrow::Cow;
 use std::fmt;
 use std::io::Write;
 use std::ops::Range;
@@ -169,9 +170,52 @@ impl Store {
         Ok(written.expect("set by a successful upload"))
     }
 
+    /// Like [`Store::write_blob`], for segments held as [`Bytes`]: the upload sends them (and
+    /// the header, padding and checksums beside them) without copying, as one PUT up to the
+    /// single-PUT limit and as a multipart upload of slices of them beyond it. Compressed
+    /// segments are compressed first, as always.
+    pub fn write_blob_bytes(
+        &self,
+        key: &str,
+        segments: &[Bytes],
+        options: &FrameOptions<'_>,
+    ) -> Result<BlobHeader> {
+        let path = self.path(key)?;
+        let slices: Vec<&[u8]> = segments.iter().map(|segment| &segment[..]).collect();
+        let pieces = Frame::new(&slices, options)?.into_pieces();
+        let mut chunks = Vec::with_capacity(2 * segments.len() + 2);
+        chunks.push(Bytes::from(pieces.header_bytes));
+        for ((stored, padding), segment) in pieces.segments.into_iter().zip(segments) {
+            chunks.push(match stored {
+                Cow::Borrowed(_) => segment.clone(),
+                Cow::Owned(compressed) => Bytes::from(compressed),
+            });
+            if !padding.is_empty() {
+                chunks.push(Bytes::from_static(padding));
+            }
+        }
+        chunks.push(Bytes::from(pieces.trailer));
+        self.upload_chunks(key, &path, chunks)?;
+        Ok(pieces.header)
+    }
+
+    /// Like [`Store::put`], for segments held as [`Bytes`], sent without copying.
+    pub fn put_bytes(&self, key: &str, segments: Vec<Bytes>) -> Result<u64> {
+        let path = self.path(key)?;
+        let len = segments.iter().map(|segment| segment.len() as u64).sum();
+        self.upload_chunks(key, &path, segments)?;
+        Ok(len)
+    }
+
     /// Reads and verifies the header of the blob at `key` (and that the object's length agrees
     /// with it) without fetching the payload.
     pub fn read_header(&self, key: &str) -> Result<BlobHeader> {
+        self.read_header_with(key, &ReadChecks::default())
+    }
+
+    /// [`Store::read_header`] with the reader's checks (key, signature, decompressed size), as
+    /// a local read makes them; a signature to verify costs a ranged read of the trailer.
+    pub fn read_header_with(&self, key: &str, checks: &ReadChecks<'_>) -> Result<BlobHeader> {
         let path = self.path(key)?;
         let client = self.client()?;
         let (head, blob_len) = match block_on(get_range(&*client, &path, 0..HEADER_READ))? {
@@ -191,14 +235,26 @@ impl Store {
         } else {
             head.to_vec()
         };
-        frame::verify_header(&head, header_len, blob_len).map_err(|e| self.at_object(e, key))
+        let fetch_trailer = |range: Range<u64>| {
+            let (trailer, _) = block_on(get_range(&*client, &path, range))?
+                .map_err(|e| self.convert(e, key, Action::Read))?;
+            Ok(trailer.to_vec())
+        };
+        frame::verify_header(&head, header_len, blob_len, checks, fetch_trailer)
+            .map_err(|e| self.at_object(e, key))
     }
 
     /// Reads the whole blob at `key` and verifies all of it; uncompressed segments stay in the
     /// buffer that was read, compressed ones are decompressed.
     pub fn read_blob(&self, key: &str) -> Result<FetchedBlob> {
+        self.read_blob_with(key, &ReadChecks::default())
+    }
+
+    /// [`Store::read_blob`] with the reader's checks, made before any segment is looked at.
+    pub fn read_blob_with(&self, key: &str, checks: &ReadChecks<'_>) -> Result<FetchedBlob> {
         let data = self.get(key)?;
-        let (header, ranges) = frame::verify(&data).map_err(|e| self.at_object(e, key))?;
+        let (header, ranges) =
+            frame::verify_with(&data, checks).map_err(|e| self.at_object(e, key))?;
         let segments = match header.codec {
             None => FetchedSegments::InPlace { data, ranges },
             Some(_) => FetchedSegments::Decoded(
@@ -263,10 +319,14 @@ impl Store {
     pub fn get(&self, key: &str) -> Result<Vec<u8>> {
         let path = self.path(key)?;
         let client = self.client()?;
-        block_on(get_all(&*client, &path))?.map_err(|e| match e {
+        block_on(get_all(&*client, &path, self.reads_in_flight()))?.map_err(|e| match e {
             Fetch::Store(error) => self.convert(error, key, Action::Read),
             Fetch::TooLarge(size) => Error::OutOfMemory(format!(
                 "{} has {size} bytes, more than can be allocated",
+                self.target.object(key)
+            )),
+            Fetch::Changed => Error::Unavailable(format!(
+                "{} changed while it was read; read it again",
                 self.target.object(key)
             )),
         })
@@ -329,6 +389,25 @@ impl Store {
     ) -> Result<()> {
         let client = self.client()?;
         upload::upload(&*client, path, len, &self.options.upload, write).map_err(|e| match e {
+            UploadError::Store(error) => self.convert(error, key, Action::Write),
+            UploadError::Local(error) => error,
+        })
+    }
+
+    /// Ranged GETs of one object at once (see [`StoreOptions::reads_in_flight`]).
+    fn reads_in_flight(&self) -> usize {
+        let plain_http = self
+            .target
+            .endpoint
+            .as_deref()
+            .is_some_and(|endpoint| endpoint.starts_with("http://"));
+        let default = if plain_http { 1 } else { READS_IN_FLIGHT };
+        self.options.reads_in_flight.unwrap_or(default).max(1)
+    }
+
+    fn upload_chunks(&self, key: &str, path: &Path, chunks: Vec<Bytes>) -> Result<()> {
+        let client = self.client()?;
+        upload::upload_chunks(&*client, path, chunks, &self.options.upload).map_err(|e| match e {
             UploadError::Store(error) => self.convert(error, key, Action::Write),
             UploadError::Local(error) => error,
         })
@@ -438,23 +517,128 @@ async fn get_range(
 enum Fetch {
     Store(object_store::Error),
     TooLarge(u64),
+    /// A response's length was not the one asked for: the object changed while it was read.
+    Changed,
 }
 
+/// Objects larger than this are read as concurrent ranged GETs of this many bytes: one
+/// connection rarely carries what the link (or the server's cores) can.
+const READ_CHUNK: u64 = 8 * 1024 * 1024;
+const READS_IN_FLIGHT: usize = 4;
+
 /// The whole object, read into one buffer of its size (the one copy out of the network's
-/// buffers): a blob's segments are then handed out as views of it.
-async fn get_all(client: &dyn ObjectStore, path: &Path) -> std::result::Result<Vec<u8>, Fetch> {
-    let fetched = client.get(path).await.map_err(Fetch::Store)?;
-    let size = fetched.meta.size;
-    let mut data = Vec::new();
-    usize::try_from(size)
-        .ok()
-        .and_then(|size| data.try_reserve_exact(size).ok())
-        .ok_or(Fetch::TooLarge(size))?;
-    let mut chunks = fetched.into_stream();
-    while let Some(chunk) = chunks.next().await {
-        data.extend_from_slice(&chunk.map_err(Fetch::Store)?);
+/// buffers): a blob's segments are then handed out as views of it. With one read in flight,
+/// that is one plain GET. Otherwise the first request asks for the first [`READ_CHUNK`] bytes
+/// and learns the object's size and entity tag; the rest is read in chunks, `in_flight` at once,
+/// each only if the object is still the same one (`If-Match`), so a replaced object is never
+/// read half old, half new.
+async fn get_all(
+    client: &dyn ObjectStore,
+    path: &Path,
+    in_flight: usize,
+) -> std::result::Result<Vec<u8>, Fetch> {
+    if in_flight <= 1 {
+        let fetched = client.get(path).await.map_err(Fetch::Store)?;
+        let size = fetched.meta.size;
+        let mut data = usize::try_from(size)
+            .ok()
+            .and_then(zeroed)
+            .ok_or(Fetch::TooLarge(size))?;
+        fill(&mut data, fetched.into_stream()).await?;
+        return Ok(data);
     }
+    let first_range = GetOptions {
+        range: Some(GetRange::Bounded(0..READ_CHUNK)),
+        ..GetOptions::default()
+    };
+    let fetched = match client.get_opts(path, first_range).await {
+        Ok(fetched) => fetched,
+        // An empty object has no first byte to range over: ask for all of it.
+        Err(error) if is_unsatisfiable_range(&error) => {
+            client.get(path).await.map_err(Fetch::Store)?
+        }
+        Err(error) => return Err(Fetch::Store(error)),
+    };
+    let size = fetched.meta.size;
+    let e_tag = fetched.meta.e_tag.clone();
+    let first_len = fetched.range.end - fetched.range.start;
+    let mut data = usize::try_from(size)
+        .ok()
+        .and_then(zeroed)
+        .ok_or(Fetch::TooLarge(size))?;
+    fill(&mut data[..first_len as usize], fetched.into_stream()).await?;
+    if first_len >= size {
+        return Ok(data);
+    }
+    let rest = &mut data[first_len as usize..];
+    let reads = rest
+        .chunks_mut(READ_CHUNK as usize)
+        .enumerate()
+        .map(|(index, out)| {
+            let start = first_len + index as u64 * READ_CHUNK;
+            let options = GetOptions {
+                range: Some(GetRange::Bounded(start..start + out.len() as u64)),
+                if_match: e_tag.clone(),
+                ..GetOptions::default()
+            };
+            async move {
+                let fetched = client.get_opts(path, options).await.map_err(Fetch::Store)?;
+                fill(out, fetched.into_stream()).await
+            }
+        });
+    let mut reads = futures::stream::iter(reads).buffer_unordered(in_flight);
+    while let Some(read) = reads.next().await {
+        read?;
+    }
+    drop(reads);
     Ok(data)
+}
+
+/// A buffer of `len` zero bytes, or `None` if it cannot be allocated. Zeroed by the allocator:
+/// a large one comes straight from the system's zero pages, without a pass over it.
+fn zeroed(len: usize) -> Option<Vec<u8>> {
+    if len == 0 {
+        return Some(Vec::new());
+    }
+    let layout = std::alloc::Layout::array::<u8>(len).ok()?;
+    // SAFETY: `layout` has a non-zero size (len > 0).
+    let data = unsafe { std::alloc::alloc_zeroed(layout) };
+    if data.is_null() {
+        return None;
+    }
+    // SAFETY: `data` was allocated by the global allocator with the layout of `len` bytes
+    // (capacity `len`), and all `len` bytes are initialised (zero).
+    Some(unsafe { Vec::from_raw_parts(data, len, len) })
+}
+
+/// A 416 answer (or the in-memory store's "Invalid range"): the range asked for starts past the
+/// object's end (an empty object).
+fn is_unsatisfiable_range(error: &object_store::Error) -> bool {
+    matches!(error, object_store::Error::Generic { .. }) && {
+        let text = errors::full_text(error);
+        text.contains("416") || text.contains("Invalid range")
+    }
+}
+
+/// Copies a response's body into `out`, which must be exactly its length.
+async fn fill(
+    out: &mut [u8],
+    mut chunks: futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
+) -> std::result::Result<(), Fetch> {
+    let mut filled = 0;
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(Fetch::Store)?;
+        let end = filled + chunk.len();
+        let Some(target) = out.get_mut(filled..end) else {
+            return Err(Fetch::Changed);
+        };
+        target.copy_from_slice(&chunk);
+        filled = end;
+    }
+    if filled != out.len() {
+        return Err(Fetch::Changed);
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -101,6 +101,28 @@ impl<'py> InputBuffer<'py> {
     }
 }
 
+/// A borrowed buffer detached from the GIL's lifetime, so that other threads can hold it: it
+/// keeps the object alive (and an exported buffer exported) until dropped.
+#[allow(dead_code)] // the fields are held for their Drop: the reference, the export
+pub(crate) enum HeldBuffer {
+    Bytes(Py<PyBytes>),
+    Exported(PyUntypedBuffer),
+}
+
+impl InputBuffer<'_> {
+    /// The buffer's address and length, and the buffer detached from the GIL's lifetime; the
+    /// memory stays in place while the [`HeldBuffer`] lives.
+    pub(crate) fn hold(self) -> (*const u8, usize, HeldBuffer) {
+        let bytes = self.as_bytes();
+        let (data, len) = (bytes.as_ptr(), bytes.len());
+        let held = match self {
+            InputBuffer::Bytes(bytes) => HeldBuffer::Bytes(bytes.unbind()),
+            InputBuffer::Exported(buffer) => HeldBuffer::Exported(buffer),
+        };
+        (data, len, held)
+    }
+}
+
 /// The bytes of each buffer, in order.
 pub(crate) fn slices<'a>(buffers: &'a [InputBuffer<'_>]) -> Vec<&'a [u8]> {
     buffers.iter().map(InputBuffer::as_bytes).collect()

@@ -2,6 +2,7 @@
 //! `read_blob`, `map_blob`, `unframe_blob`, `read_header`, `BlobHeader`).
 use std::any::Any;
 use std::ffi::c_int;
+use std::fs::File;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -19,7 +20,7 @@ use crate::gil::{self, Work};
 
 /// What a blob says about itself, read without its payload.
 #[pyclass(frozen, module = "ferroflow._core", name = "BlobHeader")]
-pub struct PyBlobHeader(BlobHeader);
+pub struct PyBlobHeader(pub(crate) BlobHeader);
 
 #[pymethods]
 impl PyBlobHeader {
@@ -243,7 +244,10 @@ impl PyReadPolicy {
 }
 
 /// The core's checks for a read of the blob stored under `key` with `policy`.
-fn read_checks<'a>(key: Option<&'a str>, policy: Option<&'a PyReadPolicy>) -> ReadChecks<'a> {
+pub(crate) fn read_checks<'a>(
+    key: Option<&'a str>,
+    policy: Option<&'a PyReadPolicy>,
+) -> ReadChecks<'a> {
     match policy {
         None => ReadChecks {
             expected_key: key,
@@ -258,7 +262,7 @@ fn read_checks<'a>(key: Option<&'a str>, policy: Option<&'a PyReadPolicy>) -> Re
     }
 }
 
-fn frame_options<'a>(
+pub(crate) fn frame_options<'a>(
     serializer: &'a str,
     codec: &str,
     level: Option<i32>,
@@ -467,8 +471,10 @@ pub fn load_blob<'py>(
     // microseconds, less than a GIL hand-off. (`read_blob` and `map_blob` release it to open.)
     let file = FileReader::open(&path)?;
     if file.len() >= map_from {
+        // Kept beside the map: a segment that must become an owned object is read from it.
+        let handle = file.file().try_clone().ok().map(Arc::new);
         let mapped = gil::run(py, Work::Blocking, || file.map_blob(&checks))?;
-        return Ok(mapped_to_python(py, mapped)?);
+        return Ok(mapped_to_python_from(py, mapped, handle)?);
     }
     // Reads the prelude and header of the opened file; the segments are read below.
     let len = usize::try_from(file.len()).unwrap_or(usize::MAX);
@@ -477,24 +483,81 @@ pub fn load_blob<'py>(
     Ok((header, PyList::new(py, segments)?))
 }
 
+/// Memoryviews of `ranges` of `data`, which they keep alive: the segments of a blob read into
+/// one buffer, handed out without copying them.
+pub(crate) fn views_of<'py>(
+    py: Python<'py>,
+    mut data: Vec<u8>,
+    ranges: Vec<std::ops::Range<usize>>,
+) -> PyResult<Bound<'py, PyList>> {
+    let pointers: Vec<(*mut u8, usize)> = ranges
+        .into_iter()
+        .map(|range| {
+            let segment = &mut data[range];
+            (segment.as_mut_ptr(), segment.len())
+        })
+        .collect();
+    // The pointers stay valid when `data` moves into `owner`: its heap buffer does not move.
+    let owner: Arc<dyn Any + Send + Sync> = Arc::new(data);
+    let views = pointers
+        .into_iter()
+        .map(|(data, len)| {
+            let segment = SegmentBuffer::new(owner.clone(), data, len);
+            PyMemoryView::from(Bound::new(py, segment)?.as_any())
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, views)
+}
+
+/// Memoryviews of decoded segments, each keeping its own buffer alive.
+pub(crate) fn views_of_decoded(
+    py: Python<'_>,
+    decoded: Vec<Vec<u8>>,
+) -> PyResult<Bound<'_, PyList>> {
+    let views = decoded
+        .into_iter()
+        .map(|mut bytes| {
+            let (data, len) = (bytes.as_mut_ptr(), bytes.len());
+            let segment = SegmentBuffer::new(Arc::new(bytes), data, len);
+            PyMemoryView::from(Bound::new(py, segment)?.as_any())
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, views)
+}
+
 fn mapped_to_python(
     py: Python<'_>,
     mapped: fs::MappedBlob,
 ) -> PyResult<(PyBlobHeader, Bound<'_, PyList>)> {
+    mapped_to_python_from(py, mapped, None)
+}
+
+/// The segments of a mapped blob as memoryviews; with the mapped `file`, each in-place segment
+/// also knows where it is stored, so [`SegmentBuffer::stored_bytes`] reads it with one read.
+fn mapped_to_python_from(
+    py: Python<'_>,
+    mapped: fs::MappedBlob,
+    file: Option<Arc<File>>,
+) -> PyResult<(PyBlobHeader, Bound<'_, PyList>)> {
     let segments: Vec<SegmentBuffer> = match mapped.segments {
         MappedSegments::InPlace { mut map, ranges } => {
             // The pointers stay valid when `map` moves into `owner`: the mapping does not move.
-            let pointers: Vec<(*mut u8, usize)> = ranges
+            let pointers: Vec<(*mut u8, usize, u64)> = ranges
                 .into_iter()
                 .map(|range| {
+                    let offset = range.start as u64;
                     let segment = &mut map[range];
-                    (segment.as_mut_ptr(), segment.len())
+                    (segment.as_mut_ptr(), segment.len(), offset)
                 })
                 .collect();
             let owner: Arc<dyn Any + Send + Sync> = Arc::new(map);
             pointers
                 .into_iter()
-                .map(|(data, len)| SegmentBuffer::new(owner.clone(), data, len))
+                .map(|(data, len, offset)| {
+                    let mut segment = SegmentBuffer::new(owner.clone(), data, len);
+                    segment.stored_at = file.clone().map(|file| (file, offset));
+                    segment
+                })
                 .collect()
         }
         MappedSegments::Decoded(decoded) => decoded
@@ -512,14 +575,35 @@ fn mapped_to_python(
     Ok((PyBlobHeader(mapped.header), PyList::new(py, views)?))
 }
 
+#[cfg(unix)]
+fn read_exact_at(file: &File, out: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, out, offset)
+}
+
+#[cfg(windows)]
+fn read_exact_at(file: &File, mut out: &mut [u8], mut offset: u64) -> std::io::Result<()> {
+    while !out.is_empty() {
+        match std::os::windows::fs::FileExt::seek_read(file, out, offset)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            read => {
+                out = &mut out[read..];
+                offset += read as u64;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Exports one segment through the buffer protocol and keeps its memory (a map or a
 /// decompressed buffer) alive for as long as any view of it exists.
 #[pyclass(frozen, module = "ferroflow._core")]
-struct SegmentBuffer {
+pub(crate) struct SegmentBuffer {
     /// Never read through by Rust after creation; Python writes through it.
     data: SendPtr,
     len: usize,
     _owner: Arc<dyn Any + Send + Sync>,
+    /// The file (and offset) a mapped segment is stored at.
+    stored_at: Option<(Arc<File>, u64)>,
 }
 
 struct SendPtr(*mut u8);
@@ -532,11 +616,16 @@ unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
 impl SegmentBuffer {
-    fn new(owner: Arc<dyn Any + Send + Sync>, data: *mut u8, len: usize) -> SegmentBuffer {
+    pub(crate) fn new(
+        owner: Arc<dyn Any + Send + Sync>,
+        data: *mut u8,
+        len: usize,
+    ) -> SegmentBuffer {
         SegmentBuffer {
             data: SendPtr(data),
             len,
             _owner: owner,
+            stored_at: None,
         }
     }
 }
@@ -563,6 +652,28 @@ impl SegmentBuffer {
             return Err(PyErr::fetch(slf.py()));
         }
         Ok(())
+    }
+
+    /// A new `bytes` object holding the segment as stored, for a result that must become an
+    /// owned object: a mapped segment is read from its file with one read straight into it
+    /// (cheaper than copying from the map, whose pages would be faulted in one by one), any
+    /// other is copied; with the GIL released when large. Writes made through views of a
+    /// mapped segment (private to the map) are not included.
+    fn stored_bytes<'py>(slf: &Bound<'py, Self>) -> crate::errors::Result<Bound<'py, PyBytes>> {
+        let this = slf.get();
+        let len = this.len;
+        let mut objects = new_bytes_filled(slf.py(), &[len], Work::Bytes(len), |out| {
+            if let Some((file, offset)) = &this.stored_at {
+                if read_exact_at(file, out[0], *offset).is_ok() {
+                    return Ok(());
+                }
+            }
+            // SAFETY: `len` bytes at `data`, kept alive by `_owner` (see `SendPtr`).
+            let memory = unsafe { std::slice::from_raw_parts(this.data.0.cast_const(), len) };
+            out[0].copy_from_slice(memory);
+            Ok(())
+        })?;
+        Ok(objects.remove(0))
     }
 
     /// Nothing to free per view: each view holds a reference to this object, and the memory

@@ -10,6 +10,7 @@ mod files;
 mod framing;
 mod gil;
 mod hashing;
+mod store;
 
 #[pymodule]
 mod _core {
@@ -30,6 +31,9 @@ mod _core {
         frame_blob, load_blob, map_blob, read_blob, read_header, unframe_blob, write_blob,
         PyBlobHeader, PyReadPolicy, PySigningKey,
     };
+
+    #[pymodule_export]
+    use crate::store::{PyObjectInfo, PyStore};
 
     #[pymodule_export]
     use crate::files::{

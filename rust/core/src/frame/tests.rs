@@ -663,6 +663,44 @@ fn signing_in_a_stream_and_with_a_seek_back_give_the_same_bytes() {
 }
 
 #[test]
+fn pieces_are_the_bytes_of_the_blob_signed_or_not_small_or_large() {
+    let key = signing_key("a long enough secret");
+    for segments in [large_segments(), vec![b"tiny".to_vec(), Vec::new()]] {
+        let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+        for signing_key in [None, Some(&key)] {
+            let options = FrameOptions {
+                signing_key,
+                key: Some("runs/result"),
+                compact_small: true,
+                ..options()
+            };
+            let frame = Frame::new(&slices, &options).unwrap();
+            let (header, whole) = frame.to_vec();
+            let pieces = frame.into_pieces();
+            let mut joined = pieces.header_bytes.clone();
+            for (segment, padding) in &pieces.segments {
+                joined.extend_from_slice(segment);
+                joined.extend_from_slice(padding);
+            }
+            joined.extend_from_slice(&pieces.trailer);
+            // The signed header is computed before the first piece: the same bytes as a file's.
+            assert_eq!(joined, whole);
+            assert_eq!(pieces.header, header);
+            assert_eq!(header.signature.is_some(), signing_key.is_some());
+            let keys = [key.clone()];
+            let checks = ReadChecks {
+                expected_key: Some("runs/result"),
+                verification_keys: &keys,
+                require_signature: signing_key.is_some(),
+                max_decompressed_length: None,
+            };
+            let (read, _) = verify_with(&joined, &checks).unwrap();
+            assert_eq!(read, pieces.header);
+        }
+    }
+}
+
+#[test]
 fn a_blob_signed_by_another_key_or_modified_is_untrusted() {
     let key = signing_key("a long enough secret");
     let other = signing_key("another long secret");

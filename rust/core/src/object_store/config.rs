@@ -38,6 +38,10 @@ pub struct StoreOptions {
     /// Limit on opening a connection.
     pub connect_timeout: Duration,
     pub upload: UploadOptions,
+    /// Ranged GETs of one object read at once; `None`: 4, or 1 (one plain GET) for an
+    /// `http://` endpoint, a local or LAN server that gains nothing from more connections
+    /// (and some, such as moto, serve every range by copying the whole object).
+    pub reads_in_flight: Option<usize>,
 }
 
 impl Default for StoreOptions {
@@ -48,6 +52,7 @@ impl Default for StoreOptions {
             timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
             upload: UploadOptions::default(),
+            reads_in_flight: None,
         }
     }
 }
@@ -62,6 +67,7 @@ impl fmt::Debug for StoreOptions {
             .field("timeout", &self.timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("upload", &self.upload)
+            .field("reads_in_flight", &self.reads_in_flight)
             .finish()
     }
 }
@@ -88,12 +94,21 @@ impl Default for RetryOptions {
     }
 }
 
-/// Blobs and puts larger than `part_size` go as multipart uploads of `part_size` parts, at most
-/// `max_parts_in_flight` of them uploading at once.
+/// Blobs and puts larger than the multipart threshold go as multipart uploads of `part_size`
+/// parts, at most `max_parts_in_flight` of them uploading at once; smaller ones as one PUT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UploadOptions {
     pub part_size: usize,
     pub max_parts_in_flight: usize,
+    /// Uploads up to this many bytes are one PUT; `None`: up to `part_size`.
+    pub multipart_threshold: Option<usize>,
+}
+
+impl UploadOptions {
+    /// The largest upload sent as one PUT.
+    pub fn single_put_limit(&self) -> usize {
+        self.multipart_threshold.unwrap_or(self.part_size)
+    }
 }
 
 impl Default for UploadOptions {
@@ -101,6 +116,7 @@ impl Default for UploadOptions {
         UploadOptions {
             part_size: DEFAULT_PART_SIZE,
             max_parts_in_flight: DEFAULT_PARTS_IN_FLIGHT,
+            multipart_threshold: None,
         }
     }
 }
@@ -186,6 +202,7 @@ pub(super) fn build(url: &str, options: &StoreOptions) -> Result<Built> {
         StoreKind::S3 => {
             let builder = configure::<AmazonS3Builder>(url, options)?;
             let builder = allow_http_for_http_endpoint(builder, options);
+            let builder = unsigned_payload_over_https(builder, options);
             target.endpoint = builder.get_config_value(&AmazonS3ConfigKey::Endpoint);
             Arc::new(builder.build().map_err(|e| build_failed(&target, e))?)
         }
@@ -212,7 +229,14 @@ fn check_options(options: &StoreOptions, kind: StoreKind) -> Result<()> {
     let UploadOptions {
         part_size,
         max_parts_in_flight,
+        multipart_threshold,
     } = options.upload;
+    if multipart_threshold.is_some_and(|threshold| threshold > MAX_PART_SIZE) {
+        return Err(Error::InvalidArgument(format!(
+            "a multipart threshold above {MAX_PART_SIZE} bytes (5 GiB, the largest single PUT) \
+             cannot be used"
+        )));
+    }
     let min_part_size = if kind == StoreKind::Memory {
         1
     } else {
@@ -410,6 +434,30 @@ fn retry_config(retry: &RetryOptions) -> RetryConfig {
 /// object_store reads durations in humantime's notation.
 fn as_millis(duration: Duration) -> String {
     format!("{}ms", duration.as_millis().max(1))
+}
+
+/// Over HTTPS the payload is not hashed into the request's signature (`UNSIGNED-PAYLOAD`), as the
+/// AWS SDKs do for uploads: TLS already protects it in transit, blobs carry their own checksums,
+/// and hashing every byte with SHA-256 costs more than sending it on a fast link. Over plain
+/// HTTP the signature covers the payload, unless `aws_unsigned_payload` says otherwise.
+fn unsigned_payload_over_https(
+    builder: AmazonS3Builder,
+    options: &StoreOptions,
+) -> AmazonS3Builder {
+    let said_explicitly = options.config.iter().any(|(key, _)| {
+        matches!(
+            key.to_ascii_lowercase().as_str(),
+            "aws_unsigned_payload" | "unsigned_payload"
+        )
+    }) || std::env::var_os("AWS_UNSIGNED_PAYLOAD").is_some();
+    let over_https = builder
+        .get_config_value(&AmazonS3ConfigKey::Endpoint)
+        .is_none_or(|endpoint| endpoint.starts_with("https://"));
+    if over_https && !said_explicitly {
+        builder.with_config(AmazonS3ConfigKey::UnsignedPayload, "true")
+    } else {
+        builder
+    }
 }
 
 /// An endpoint given as `http://` (a local S3-compatible server) is consent to plain HTTP:

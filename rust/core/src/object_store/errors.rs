@@ -142,7 +142,7 @@ fn transport_failure(error: &StoreError) -> Option<&'static str> {
 }
 
 /// The error and its sources, each once: object_store's messages often repeat their source.
-fn full_text(error: &StoreError) -> String {
+pub(super) fn full_text(error: &StoreError) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(current) = source {

@@ -335,6 +335,7 @@ fn options_are_checked_when_the_store_is_opened() {
         upload: UploadOptions {
             part_size: MIB,
             max_parts_in_flight: 4,
+            multipart_threshold: None,
         },
         ..StoreOptions::default()
     };

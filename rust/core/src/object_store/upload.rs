@@ -3,6 +3,8 @@
 use super::config::{UploadOptions, MAX_PART_SIZE};
 use super::runtime::blocking_runtime;
 use crate::error::Error;
+use bytes::Bytes;
+use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{MultipartUpload, ObjectStore, PutPayload};
 use std::io::{self, Write};
@@ -33,7 +35,7 @@ pub(super) fn upload(
     write: impl FnOnce(&mut dyn Write) -> io::Result<()>,
 ) -> Result<(), UploadError> {
     let runtime = blocking_runtime().map_err(UploadError::Local)?;
-    if len <= options.part_size as u64 {
+    if len <= options.single_put_limit() as u64 {
         let mut buffer = Vec::with_capacity(len as usize);
         write(&mut buffer).map_err(producing_failed)?;
         runtime
@@ -56,6 +58,68 @@ pub(super) fn upload(
     };
     let written = write(&mut parts);
     parts.finish(written)
+}
+
+/// Uploads `chunks`, one after another, to `path` without copying them: up to the single-PUT
+/// limit as one PUT whose body is the chunks, otherwise as a multipart upload whose parts are
+/// slices of the chunks (views, not copies), at most `options.max_parts_in_flight` at once.
+/// Either way the object appears whole or not at all.
+pub(super) fn upload_chunks(
+    store: &dyn ObjectStore,
+    path: &Path,
+    chunks: Vec<Bytes>,
+    options: &UploadOptions,
+) -> Result<(), UploadError> {
+    let runtime = blocking_runtime().map_err(UploadError::Local)?;
+    let len: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();
+    if len <= options.single_put_limit() as u64 {
+        runtime
+            .block_on(store.put(path, PutPayload::from_iter(chunks)))
+            .map_err(UploadError::Store)?;
+        return Ok(());
+    }
+    let parts = into_parts(chunks, part_size_for(len, options.part_size));
+    let mut upload = runtime
+        .block_on(store.put_multipart(path))
+        .map_err(UploadError::Store)?;
+    let uploaded = runtime.block_on(async {
+        let sending = futures::stream::iter(parts).map(|part| upload.put_part(part));
+        let mut sending = sending.buffer_unordered(options.max_parts_in_flight.max(1));
+        while let Some(sent) = sending.next().await {
+            sent?;
+        }
+        drop(sending);
+        upload.complete().await.map(|_| ())
+    });
+    if let Err(error) = uploaded {
+        // The store drops the parts it has; if it cannot be reached, a lifecycle rule does.
+        let _ = runtime.block_on(upload.abort());
+        return Err(UploadError::Store(error));
+    }
+    Ok(())
+}
+
+/// `chunks` cut into payloads of `part_size` bytes (the last one shorter), each made of slices
+/// of the chunks.
+fn into_parts(chunks: Vec<Bytes>, part_size: usize) -> Vec<PutPayload> {
+    let mut parts = Vec::new();
+    let mut part: Vec<Bytes> = Vec::new();
+    let mut filled = 0;
+    for mut chunk in chunks {
+        while !chunk.is_empty() {
+            let taken = chunk.len().min(part_size - filled);
+            part.push(chunk.split_to(taken));
+            filled += taken;
+            if filled == part_size {
+                parts.push(PutPayload::from_iter(mem::take(&mut part)));
+                filled = 0;
+            }
+        }
+    }
+    if filled > 0 {
+        parts.push(PutPayload::from_iter(part));
+    }
+    parts
 }
 
 /// The configured part size, raised when `len` would need more than [`MAX_PARTS`] parts.

@@ -157,6 +157,7 @@ fn options(part_size: usize, max_parts_in_flight: usize) -> UploadOptions {
     UploadOptions {
         part_size,
         max_parts_in_flight,
+        multipart_threshold: None,
     }
 }
 
