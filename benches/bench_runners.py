@@ -6,7 +6,9 @@ ProcessPoolTaskRunner, next to plain Dask on the same cluster.
    cluster, read the same way (and, for reference, with one `gather` of all) (target: <= 1.5x).
 2. Scaling: 40 CPU-bound tasks of about 100 ms, 2 workers against 1 (target: >= 1.8x), on Dask
    (LocalCluster of 1 and 2 worker processes), on the process pool (max_workers 1 and 2), and
-   with plain Dask for reference.
+   for reference with plain Dask and a plain `ProcessPoolExecutor` (the same fork server): what
+   the machine gives two processes at that moment (other load on a 2-core machine takes from
+   the 2-worker runs, not from the 1-worker ones).
 3. Bytes through the scheduler while a 64 MiB persisted result passes from one task to the next
    (target: < 4 KiB): the kernel's byte counters of the scheduler's sockets (`ss -ti`), read
    inside the flow run after it connected and after the downstream task's result came back,
@@ -19,6 +21,8 @@ the machine otherwise idle.
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import os
 import re
 import subprocess
@@ -163,6 +167,17 @@ def scaling_process_pool(loops: int, workers: int) -> float:
     return cpu_bound(loops)
 
 
+def scaling_plain_pool(loops: int, workers: int) -> float:
+    """Seconds for the CPU-bound tasks on a plain `ProcessPoolExecutor` (the same fork server)."""
+    with concurrent.futures.ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("forkserver")
+    ) as pool:
+        list(pool.map(spin_loops, [10] * workers * 2))  # start the workers
+        started = time.perf_counter()
+        list(pool.map(spin_loops, [loops] * SCALING_TASKS))
+        return time.perf_counter() - started
+
+
 def scaling() -> dict[str, tuple[float, float]]:
     loops = calibrate_spin(SCALING_SECONDS)
     plain_1, ours_1 = scaling_dask(loops, 1)
@@ -171,6 +186,7 @@ def scaling() -> dict[str, tuple[float, float]]:
         "plain Dask": (plain_1, plain_2),
         "ferroflow on Dask": (ours_1, ours_2),
         "ferroflow process pool": (scaling_process_pool(loops, 1), scaling_process_pool(loops, 2)),
+        "plain ProcessPoolExecutor": (scaling_plain_pool(loops, 1), scaling_plain_pool(loops, 2)),
     }
 
 

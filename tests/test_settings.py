@@ -10,6 +10,7 @@ from ferroflow.exceptions import InvalidSettingError
 from ferroflow.runstore import default_store_url, open_store
 from ferroflow.settings import (
     RUNSTORE_URL_FORMS,
+    adopted_settings,
     get_current_settings,
     profiles_path,
     read_profile,
@@ -89,6 +90,29 @@ def test_temporary_settings_nest_validate_and_restore():
             assert inner.results_persist_by_default is True
         assert get_current_settings().results_persist_by_default is False
     assert get_current_settings().results_fsync is False
+
+
+def test_adopted_settings_put_another_process_settings_in_force_and_reuse_them(tmp_path):
+    with temporary_settings(home=tmp_path / "flow", results_fsync=True) as sent:
+        pass
+    with temporary_settings(**sent.model_dump()) as expected:
+        pass
+    with adopted_settings(sent.model_copy()) as first:
+        assert get_current_settings() is first
+        assert first == expected
+        assert first.model_fields_set == expected.model_fields_set
+        # an enclosing override set every setting: a nested default changes none
+        with temporary_settings(set_defaults={"results_fsync": False}):
+            assert get_current_settings().results_fsync is True
+    assert get_current_settings().results_fsync is False
+    with adopted_settings(sent.model_copy()) as again:
+        assert again is first  # the same settings: validated once
+    with temporary_settings(home=tmp_path / "other") as other_sent:
+        pass
+    with adopted_settings(other_sent) as other:
+        assert other.home == tmp_path / "other"
+        assert other.local_storage_path == tmp_path / "other" / "storage"
+    assert get_current_settings().home != tmp_path / "other"
 
 
 def test_temporary_home_moves_a_default_storage_path(tmp_path):

@@ -703,6 +703,34 @@ def temporary_settings(
         _overrides.remove(settings)
 
 
+_adopted: tuple[Settings, Settings] | None = None
+"""The settings last given to `adopted_settings`, and the override made of them."""
+
+
+@contextlib.contextmanager
+def adopted_settings(settings: Settings) -> Iterator[Settings]:
+    """`temporary_settings` with every setting taken from `settings` (those in force in another
+    process, such as the flow run's, sent with a task run's request).
+
+    The override made of the same settings is validated once and reused (settings are frozen):
+    a worker process executes many task runs of one flow run, and validating the settings
+    again for each would cost more than the run's own bookkeeping.
+    """
+    global _adopted
+    entry = _adopted
+    if entry is not None and entry[0] == settings:
+        override = entry[1]
+    else:
+        with temporary_settings(**settings.model_dump()) as override:
+            pass
+        _adopted = (settings, override)
+    _overrides.append(override)
+    try:
+        yield override
+    finally:
+        _overrides.remove(override)
+
+
 def setting_sources() -> dict[str, Source]:
     """Where each setting in force comes from (for `ferroflow config view`)."""
     if _overrides:
@@ -726,6 +754,7 @@ def setting_sources() -> dict[str, Source]:
 
 
 __all__ = [
+    "adopted_settings",
     "ENV_PREFIX",
     "FERROFLOW_ASYNC_FETCH_STATE_RESULT",
     "FERROFLOW_DEFAULT_RESULT_STORAGE_BLOCK",

@@ -50,7 +50,7 @@ from ferroflow.exceptions import (
 )
 from ferroflow.futures import TaskFuture
 from ferroflow.logging import RunRecordCollector, emit_records, run_records_level
-from ferroflow.settings import get_current_settings, temporary_settings
+from ferroflow.settings import adopted_settings, get_current_settings
 from ferroflow.states import (
     Cached,
     Completed,
@@ -664,7 +664,7 @@ def _execute(request: TaskRunRequest, upstream_states: tuple[State, ...]) -> Tas
         args = replace_inputs(args, UpstreamInput, upstream)
         kwargs = replace_inputs(kwargs, UpstreamInput, upstream)
         wait_for = tuple(replace_inputs(list(wait_for), UpstreamInput, upstream))
-    with temporary_settings(**request.settings.model_dump()):
+    with adopted_settings(request.settings):
         flow_run = FlowRun(identity.flow_name, None, run_id=identity.flow_run_id)
         if identity.flow_run_name is not None:
             flow_run.name = identity.flow_run_name
