@@ -482,3 +482,39 @@ def test_a_run_executed_from_its_request_is_named_and_logs_prints_as_its_flow(ca
     assert recorded_task_run_names() == ["remote-3"]
     (record,) = [r for r in caplog.records if r.getMessage() == "printed remotely"]
     assert (record.flow_name, record.task_run_name) == ("pipeline", "remote-3")
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"cache_expiration": datetime.timedelta.max}, "cache_expiration=.* is out of range"),
+        ({"cache_expiration": datetime.timedelta.min}, "cache_expiration=.* is out of range"),
+        ({"retries": 1, "retry_delay_seconds": 1e300}, "retry_delay_seconds=1e\\+300 is not valid"),
+        ({"retries": 1, "retry_delay_seconds": [10, 1e12]}, "retry_delay_seconds=.* is not valid"),
+        ({"retries": 1, "retry_jitter_factor": 1e300}, "retry_jitter_factor=1e\\+300 is not valid"),
+    ],
+)
+def test_waits_beyond_any_date_are_refused_at_definition(options, message):
+    # "now + the wait" must be a date: such options used to fail deep in a run with OverflowError.
+    with pytest.raises((ValueError, TypeError), match=message):
+        task(**options)(lambda: None)
+
+
+def test_a_century_long_expiration_with_the_largest_jitter_still_runs():
+    from ferroflow._engine.options import LARGEST_JITTER, LONGEST_WAIT
+
+    assert all(
+        jittered_delay(LONGEST_WAIT.total_seconds(), LARGEST_JITTER) <= LONGEST_WAIT.total_seconds()
+        for _ in range(100)
+    )
+
+    @task(cache_key_fn=lambda *args: "a-century", cache_expiration=LONGEST_WAIT)
+    def cached():
+        return 1
+
+    @flow
+    def pipeline():
+        return cached(return_state=True)
+
+    state = pipeline()
+    assert state.result() == 1 and state.state_details.cache_expiration.year > 2100

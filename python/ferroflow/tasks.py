@@ -11,6 +11,7 @@ from typing import Any, Generic, TypeVar, overload
 from ferroflow._engine import task_engine
 from ferroflow._engine.inputs import unmapped
 from ferroflow._engine.options import (
+    check_cache_expiration,
     check_callable_or_none,
     check_hooks,
     check_jitter_factor,
@@ -134,11 +135,7 @@ class Task(Generic[R]):
         resolve_policy(cache_policy, self.cache_key_fn, owner)
         self.cache_policy = cache_policy
         self.isolation_level = check_isolation_level(owner, isolation_level)
-        if cache_expiration is not None and not isinstance(cache_expiration, datetime.timedelta):
-            raise TypeError(
-                f"{owner}: cache_expiration must be a datetime.timedelta or None, not {cache_expiration!r}."
-            )
-        self.cache_expiration = cache_expiration
+        self.cache_expiration = check_cache_expiration(owner, cache_expiration)
         self.refresh_cache = refresh_cache
         self.task_run_name = check_run_name(owner, "task_run_name", task_run_name, fn)
         self.retries = check_retries(owner, retries)

@@ -21,12 +21,19 @@ def check_retries(owner: str, retries: Any) -> int:
     return retries
 
 
+# The longest wait an option may ask for (a retry delay, a cache expiration): a century is
+# surely a mistake, and "now + wait" must stay a date Python can represent.
+LONGEST_WAIT = datetime.timedelta(days=36_500)
+# The largest retry jitter: a delay may grow by at most this factor (and stay under LONGEST_WAIT).
+LARGEST_JITTER = 100.0
+
+
 def _is_delay(value: Any) -> bool:
     return (
         isinstance(value, (int, float))
         and not isinstance(value, bool)
         and math.isfinite(value)
-        and value >= 0
+        and 0 <= value <= LONGEST_WAIT.total_seconds()
     )
 
 
@@ -38,8 +45,8 @@ def check_retry_delay(owner: str, delay: Any) -> float | Sequence[float]:
     if isinstance(delay, (list, tuple)) and all(_is_delay(item) for item in delay):
         return list(delay)
     raise ValueError(
-        f"{owner}: retry_delay_seconds={delay!r} is not valid; give a number of seconds >= 0, "
-        "or a list of them (one per retry)."
+        f"{owner}: retry_delay_seconds={delay!r} is not valid; give a number of seconds from 0 "
+        f"to {LONGEST_WAIT.total_seconds():,.0f} (a century), or a list of them (one per retry)."
     )
 
 
@@ -52,12 +59,27 @@ def check_task_retry_delay(owner: str, delay: Any, retries: int) -> float | Sequ
 
 
 def check_jitter_factor(owner: str, factor: Any) -> float | None:
-    if factor is None or _is_delay(factor):
+    if factor is None or (_is_delay(factor) and factor <= LARGEST_JITTER):
         return factor
     raise ValueError(
-        f"{owner}: retry_jitter_factor={factor!r} is not valid; give a number >= 0 (0.5 lets a "
-        "10 s delay vary up to 15 s), or None for no jitter."
+        f"{owner}: retry_jitter_factor={factor!r} is not valid; give a number from 0 to "
+        f"{LARGEST_JITTER:g} (0.5 lets a 10 s delay vary up to 15 s), or None for no jitter."
     )
+
+
+def check_cache_expiration(owner: str, expiration: Any) -> datetime.timedelta | None:
+    if expiration is None:
+        return None
+    if not isinstance(expiration, datetime.timedelta):
+        raise TypeError(
+            f"{owner}: cache_expiration must be a datetime.timedelta or None, not {expiration!r}."
+        )
+    if abs(expiration) > LONGEST_WAIT:
+        raise ValueError(
+            f"{owner}: cache_expiration={expiration!r} is out of range; give at most "
+            f"{LONGEST_WAIT.days:,} days (a century), or None for entries that never expire."
+        )
+    return expiration
 
 
 def check_timeout(owner: str, timeout: Any) -> float | None:

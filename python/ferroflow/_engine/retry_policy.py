@@ -11,6 +11,7 @@ from typing import Any
 
 from ferroflow._asyncutils import run_coroutine_blocking
 from ferroflow._engine.definitions import TaskDefinition
+from ferroflow._engine.options import LONGEST_WAIT
 from ferroflow.logging import get_run_logger
 from ferroflow.states import State
 
@@ -31,7 +32,8 @@ def jittered_delay(delay: float, factor: float) -> float:
     low = _partner_below_one(high * math.exp(-high))
     # Inverse of the distribution function on [F(low), F(high)], F(t) = 1 - e**-t.
     drawn = random.uniform(math.exp(-high), math.exp(-low))
-    return -math.log(drawn) * delay
+    # Options keep delays under LONGEST_WAIT; jitter must not carry one past a representable date.
+    return min(-math.log(drawn) * delay, LONGEST_WAIT.total_seconds())
 
 
 def _partner_below_one(level: float) -> float:
