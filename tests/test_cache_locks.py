@@ -28,12 +28,16 @@ import os, sys, time
 from pathlib import Path
 from ferroflow import flow, task
 from ferroflow.cache_policies import INPUTS, CacheKeyFnPolicy
-from ferroflow.filesystems import LocalFileSystem
+from ferroflow.filesystems import S3, LocalFileSystem
 
-storage, counts, first_sleep, lease = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
+where, counts, first_sleep, lease = sys.argv[1], Path(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4])
 policy = INPUTS.configure(isolation_level="SERIALIZABLE", lock_lease_seconds=lease, lock_wait_seconds=120)
+if where.startswith("s3://"):  # credentials and endpoint from the AWS_* environment
+    storage = S3(bucket_path=where.removeprefix("s3://"))
+else:
+    storage = LocalFileSystem(basepath=where)
 
-@task(cache_policy=policy, result_storage=LocalFileSystem(basepath=storage))
+@task(cache_policy=policy, result_storage=storage)
 def slow_double(x):
     n = 0
     while True:
@@ -59,7 +63,17 @@ print(run(21))
 """
 
 
-def start(tmp_path, count, first_sleep, lease):
+@pytest.fixture(params=["local", "s3"])
+def shared_storage(request, tmp_path):
+    """Where the processes keep results, cache records and locks: a folder, or a bucket prefix
+    on the loopback S3 server (create-only puts with If-None-Match)."""
+    if request.param == "local":
+        return str(tmp_path / "results")
+    request.getfixturevalue("s3_env")
+    return f"s3://results/locks-{tmp_path.name}"
+
+
+def start(tmp_path, count, first_sleep, lease, storage):
     script = tmp_path / "serializable_script.py"
     script.write_text(textwrap.dedent(SCRIPT))
     counts = tmp_path / "counts"
@@ -72,7 +86,7 @@ def start(tmp_path, count, first_sleep, lease):
                 [
                     sys.executable,
                     str(script),
-                    str(tmp_path / "results"),
+                    storage,
                     str(counts),
                     str(first_sleep),
                     str(lease),
@@ -96,16 +110,21 @@ def executions(counts):
     return sorted(path.name for path in counts.glob("run-*"))
 
 
-def test_eight_processes_compute_one_key_once(tmp_path):
-    counts, processes = start(tmp_path, 8, first_sleep=1.0, lease=10)
+def test_eight_processes_compute_one_key_once(tmp_path, shared_storage):
+    counts, processes = start(tmp_path, 8, first_sleep=1.0, lease=10, storage=shared_storage)
     outputs = [process.communicate(timeout=180) for process in processes]
     assert [process.returncode for process in processes] == [0] * 8, [err for _, err in outputs]
     assert [out.strip() for out, _ in outputs] == ["42"] * 8
     assert executions(counts) == ["run-0"]
+    if shared_storage.startswith("s3://"):  # the record really is in the bucket
+        from ferroflow.filesystems import S3
+
+        bucket = S3(bucket_path=shared_storage.removeprefix("s3://"))
+        assert len(list(bucket.record_storage().list_keys(""))) >= 1
 
 
-def test_a_killed_holder_is_taken_over_after_its_lease_and_computed_once_more(tmp_path):
-    counts, processes = start(tmp_path, 8, first_sleep=60, lease=1.5)
+def test_a_killed_holder_is_taken_over_after_its_lease_and_computed_once_more(tmp_path, shared_storage):
+    counts, processes = start(tmp_path, 8, first_sleep=60, lease=1.5, storage=shared_storage)
     deadline = time.monotonic() + 60
     while not (counts / "run-0").exists() or not (counts / "run-0").read_text():
         assert time.monotonic() < deadline
