@@ -312,12 +312,14 @@ class CacheKeyFnPolicy(CachePolicy):
         return f"CacheKeyFnPolicy({getattr(self.key_fn, '__qualname__', self.key_fn)!r})"
 
 
-def call_key_fn(key_fn: Callable[..., Any], context: Any) -> str | None:
+def call_key_fn(key_fn: Callable[..., Any], context: Any, arity: int | None = None) -> str | None:
     """Call a cache key function with what it accepts — `(context, parameters)`, `(context)`
-    or nothing — and check that it gave a string or None."""
-    name = getattr(key_fn, "__qualname__", None) or repr(key_fn)
+    or nothing (the spec's `cache_key_fn=lambda: "always"`) — and check that it gave a string
+    of valid Unicode, or None ("do not cache this call"). `arity`, how many of the two it takes,
+    may be given by a caller that knows it already."""
     task_name = context.task.name
-    arity = _positional_arity(key_fn)
+    if arity is None:
+        arity = _positional_arity(key_fn)
     try:
         if arity >= 2:
             key = key_fn(context, context.parameters)
@@ -327,16 +329,43 @@ def call_key_fn(key_fn: Callable[..., Any], context: Any) -> str | None:
             key = key_fn()
     except Exception as error:
         raise CacheKeyFunctionError(
-            f"The cache key function {name} of task {task_name!r} raised "
+            f"The cache key function {_describe(key_fn)} of task {task_name!r} raised "
             f"{type(error).__name__}: {error}. The task did not run. Fix the function, or return "
             "None from it for calls that should not be cached."
         ) from error
-    if key is None or type(key) is str:
+    if key is None:
+        return key
+    if type(key) is str:
+        if key.isascii():
+            return key
+        try:
+            key.encode("utf-8")  # the run store and the records keep keys as UTF-8 text
+        except UnicodeEncodeError as error:
+            raise CacheKeyFunctionError(
+                f"The cache key function {_describe(key_fn)} of task {task_name!r} returned a string "
+                f"that is not valid Unicode ({_short_repr(key)}: a lone surrogate at index "
+                f"{error.start}), which no run store can keep. The task did not run. Build the key "
+                "from valid text, e.g. a digest's hexdigest(); bytes decoded with "
+                "errors='surrogateescape' (file names) can be re-encoded first."
+            ) from None
         return key
     raise CacheKeyFunctionError(
-        f"The cache key function {name} of task {task_name!r} returned {type(key).__name__}; a "
-        "cache key must be a string (or None to not cache the call). The task did not run."
+        f"The cache key function {_describe(key_fn)} of task {task_name!r} returned "
+        f"{type(key).__name__} {_short_repr(key)}; a cache key must be a string (or None to not "
+        "cache the call). The task did not run. Return e.g. str(...) or a digest's hexdigest()."
     )
+
+
+def _describe(key_fn: Callable[..., Any]) -> str:
+    return getattr(key_fn, "__qualname__", None) or repr(key_fn)
+
+
+def _short_repr(value: Any, limit: int = 80) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _positional_arity(fn: Callable[..., Any]) -> int:

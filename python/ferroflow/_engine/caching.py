@@ -32,11 +32,10 @@ from typing import Any
 from ferroflow._engine.parameters import positional_parameter_names
 from ferroflow._engine.run_book import RunBook, book_of
 from ferroflow._engine.runs import run_identity
-from ferroflow.cache_policies import READ_COMMITTED, SERIALIZABLE, CacheKeyFnPolicy, CachePolicy
+from ferroflow.cache_policies import READ_COMMITTED, SERIALIZABLE, CacheKeyFnPolicy, CachePolicy, call_key_fn
 from ferroflow.context import TaskRunContext
 from ferroflow.exceptions import (
     CachedResultUnavailableWarning,
-    CacheKeyFunctionError,
     RunStoreError,
     SerializationError,
 )
@@ -173,63 +172,15 @@ def _refreshing(task_context: TaskRunContext, book: RunBook) -> bool:
 
 
 def cache_key(task_context: TaskRunContext, key_fn: Callable[..., Any]) -> str | None:
-    """Call the task's cache key function with the arguments it accepts: `(context,
-    parameters)`, `(context)` or none (the spec's `cache_key_fn=lambda: "always"`). Its key must
-    be a string; None means "do not cache this call"."""
-    task = task_context.task
-    arity = _accepted_arguments(key_fn)
-    try:
-        if arity == 2:
-            key = key_fn(task_context, task_context.parameters)
-        elif arity == 1:
-            key = key_fn(task_context)
-        else:
-            key = key_fn()
-    except Exception as error:
-        raise CacheKeyFunctionError(
-            f"The cache key function {_describe(key_fn)} of task {task.name!r} raised "
-            f"{type(error).__name__}: {error}. The task did not run. Fix the function, or return "
-            "None from it for calls that should not be cached."
-        ) from error
-    if key is None:
-        return key
-    if type(key) is str:
-        if key.isascii():
-            return key
-        try:
-            key.encode("utf-8")  # the run store keeps keys as UTF-8 text
-        except UnicodeEncodeError as error:
-            raise CacheKeyFunctionError(
-                f"The cache key function {_describe(key_fn)} of task {task.name!r} returned a string "
-                f"that is not valid Unicode ({_short_repr(key)}: a lone surrogate at index "
-                f"{error.start}), which no run store can keep. The task did not run. Build the key "
-                "from valid text, e.g. a digest's hexdigest(); bytes decoded with "
-                "errors='surrogateescape' (file names) can be re-encoded first."
-            ) from None
-        return key
-    raise CacheKeyFunctionError(
-        f"The cache key function {_describe(key_fn)} of task {task.name!r} returned "
-        f"{type(key).__name__} {_short_repr(key)}; a cache key must be a string (or None to not "
-        "cache the call). The task did not run. Return e.g. str(...) or a digest's hexdigest()."
-    )
+    """The task's cache key function called as `call_key_fn` does, with the number of arguments
+    it takes read from the engine's one signature cache."""
+    return call_key_fn(key_fn, task_context, arity=_accepted_arguments(key_fn))
 
 
 def _accepted_arguments(key_fn: Callable[..., Any]) -> int:
     """How many of (context, parameters) `key_fn` takes positionally: 2, 1 or 0."""
     names = positional_parameter_names(key_fn)
     return 2 if names is None else min(2, len(names))
-
-
-def _describe(key_fn: Callable[..., Any]) -> str:
-    return getattr(key_fn, "__qualname__", None) or repr(key_fn)
-
-
-def _short_repr(value: Any, limit: int = 80) -> str:
-    try:
-        text = repr(value)
-    except Exception:
-        return f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 # --- reading a cache entry -------------------------------------------------------------------------
