@@ -22,7 +22,7 @@ from ferroflow.runstore.ids import clock_ordered_uuid
 from ferroflow.settings import temporary_settings
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
-from postgresql_server import INSTALL_HINT, PostgreSQLServer, find_binaries  # noqa: E402
+from postgresql_server import INSTALL_HINT, find_binaries, running_server  # noqa: E402
 
 TASKS = 10_000
 FLOW_TASKS = 2_000
@@ -35,13 +35,8 @@ def postgresql_server():
     binaries = find_binaries()
     if binaries is None:
         pytest.skip(INSTALL_HINT)
-    server = PostgreSQLServer(binaries)
-    try:
-        server.start()
-        server.create_database()
+    with running_server(binaries) as server:
         yield server
-    finally:
-        server.close()
 
 
 def record_one_task(store, flow_run_id: str, now: datetime, result: ResultRef) -> None:

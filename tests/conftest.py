@@ -212,7 +212,7 @@ def any_runner(request):
 def postgresql_server():
     """A real PostgreSQL server for the session (see `tests/postgresql_server.py`). Skipped, saying
     what to install, where no server binary is found; a failure under CI (`CI=true`)."""
-    from postgresql_server import INSTALL_HINT, PostgreSQLServer, find_binaries
+    from postgresql_server import INSTALL_HINT, find_binaries, running_server
 
     binaries = find_binaries()
     if binaries is None:
@@ -220,13 +220,8 @@ def postgresql_server():
             pytest.fail(INSTALL_HINT)
         pytest.skip(INSTALL_HINT)
     pytest.importorskip("psycopg", reason='psycopg is missing: pip install "ferroflow[postgres]"')
-    server = PostgreSQLServer(binaries)
-    try:
-        server.start()
-        server.create_database()
+    with running_server(binaries) as server:
         yield server
-    finally:
-        server.close()
 
 
 @pytest.fixture

@@ -12,6 +12,8 @@ import subprocess
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 INSTALL_HINT = (
@@ -124,3 +126,15 @@ class PostgreSQLServer:
             self.stop()
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextmanager
+def running_server(binaries: Path) -> Iterator[PostgreSQLServer]:
+    """A started server with its database created, stopped and removed on leaving."""
+    server = PostgreSQLServer(binaries)
+    try:
+        server.start()
+        server.create_database()
+        yield server
+    finally:
+        server.close()
