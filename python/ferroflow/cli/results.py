@@ -6,6 +6,7 @@ import json
 import os
 import re
 import stat
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -260,28 +261,19 @@ def parse_age(text: str) -> timedelta:
     return age
 
 
-class Age(click.ParamType):
-    name = "AGE"
+class _Parsed(click.ParamType):
+    """An option value read by a parser that raises ValueError with the message to show."""
+
+    def __init__(self, name: str, parse: Callable[[str], Any], parsed_type: type) -> None:
+        self.name = name
+        self._parse = parse
+        self._parsed_type = parsed_type
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, timedelta):
+        if isinstance(value, self._parsed_type):  # a default given already parsed
             return value
         try:
-            return parse_age(str(value))
-        except ValueError as error:
-            self.fail(str(error), param, ctx)
-
-
-class _Size(click.ParamType):
-    """`500M`, `2G`, `10k`, `1048576`: bytes, with an optional binary unit (k, M, G, T)."""
-
-    name = "SIZE"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_size(str(value))
+            return self._parse(str(value))
         except ValueError as error:
             self.fail(str(error), param, ctx)
 
@@ -300,21 +292,27 @@ def parse_size(text: str) -> int:
     return int(float(number) * _SIZE_UNITS[unit.lower()])
 
 
+# `30m`, `12h`, `7d`, `2w`, `45s`, `1.5h`: a number and one unit.
+AGE = _Parsed("AGE", parse_age, timedelta)
+# `500M`, `2G`, `10k`, `1048576`: bytes, with an optional binary unit (k, M, G, T).
+SIZE = _Parsed("SIZE", parse_size, int)
+
+
 @results.command("prune")
 @click.option(
     "--older-than",
     "age",
-    type=Age(),
+    type=AGE,
     help="Remove result files last written longer ago than this: 7d, 12h, 30m, 2w.",
 )
 @click.option(
     "--max-bytes",
-    type=_Size(),
+    type=SIZE,
     help="Then remove the least recently used results until the folder holds at most this: 500M, 2G.",
 )
 @click.option(
     "--min-age",
-    type=Age(),
+    type=AGE,
     default="1m",
     show_default=True,
     help="Never remove files younger than this (results being written, not yet recorded).",

@@ -21,7 +21,7 @@ from ferroflow.cli.console import (
     state_text,
 )
 from ferroflow.cli.lookup import find_run, location, result_path
-from ferroflow.cli.results import Age
+from ferroflow.cli.results import AGE
 from ferroflow.cli.tables import Cell, Column, fits, fitted_table
 from ferroflow.runstore import FlowRunRecord, ResultRef, RunStore, StateRecord, TaskRunRecord
 
@@ -85,7 +85,7 @@ def list_runs(limit: int, as_json: bool) -> None:
 @click.option(
     "--older-than",
     "age",
-    type=Age(),
+    type=AGE,
     help="Delete the flow runs created longer ago than this: 30d, 12h, 2w.",
 )
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
