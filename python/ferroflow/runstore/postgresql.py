@@ -106,15 +106,6 @@ class PostgreSQLRunStore(SQLRunStore):
             pass  # the writer holds what is recorded until the server comes back
         close_at_exit(self)
 
-    def __repr__(self) -> str:
-        return f"PostgreSQLRunStore({self.url!r})"
-
-    def __enter__(self) -> PostgreSQLRunStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     # -- connections -------------------------------------------------------------------------------
 
     def _reset_process_state(self) -> None:

@@ -81,15 +81,6 @@ class SQLiteRunStore(SQLRunStore):
             raise
         close_at_exit(self)
 
-    def __repr__(self) -> str:
-        return f"SQLiteRunStore({self.url!r})"
-
-    def __enter__(self) -> SQLiteRunStore:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
     @property
     def location(self) -> str:
         return str(self.path or self.url)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from ferroflow.exceptions import RunStoreSchemaError, RunStoreUnavailableError, UnknownRunError
 from ferroflow.runstore import queries, schema
@@ -53,6 +53,15 @@ class SQLRunStore:
     batch_interval: float
     _writer: BatchWriter
 
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.url!r})"
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # -- the backend's hooks -------------------------------------------------------------------------
 
     @property
@@ -79,6 +88,10 @@ class SQLRunStore:
 
     def write_batch(self, batch: Batch) -> None:
         """Commit what the writer batched, in one transaction (on the writer's thread)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Commit what is queued, then close the connections."""
         raise NotImplementedError
 
     # -- schema -------------------------------------------------------------------------------------
