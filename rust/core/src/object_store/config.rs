@@ -444,12 +444,11 @@ fn unsigned_payload_over_https(
     builder: AmazonS3Builder,
     options: &StoreOptions,
 ) -> AmazonS3Builder {
-    let said_explicitly = options.config.iter().any(|(key, _)| {
-        matches!(
-            key.to_ascii_lowercase().as_str(),
-            "aws_unsigned_payload" | "unsigned_payload"
-        )
-    }) || std::env::var_os("AWS_UNSIGNED_PAYLOAD").is_some();
+    let said_explicitly = set_explicitly(
+        options,
+        &["aws_unsigned_payload", "unsigned_payload"],
+        "AWS_UNSIGNED_PAYLOAD",
+    );
     let over_https = builder
         .get_config_value(&AmazonS3ConfigKey::Endpoint)
         .is_none_or(|endpoint| endpoint.starts_with("https://"));
@@ -460,18 +459,24 @@ fn unsigned_payload_over_https(
     }
 }
 
+/// Whether the user chose a setting themselves: one of `keys` (any case) in the store's
+/// configuration, or the environment variable `env`. Defaults ferroflow picks never override it.
+fn set_explicitly(options: &StoreOptions, keys: &[&str], env: &str) -> bool {
+    options
+        .config
+        .iter()
+        .any(|(key, _)| keys.contains(&key.to_ascii_lowercase().as_str()))
+        || std::env::var_os(env).is_some()
+}
+
 /// An endpoint given as `http://` (a local S3-compatible server) is consent to plain HTTP:
 /// object_store would otherwise refuse it until `allow_http` is set as well.
 fn allow_http_for_http_endpoint(
     builder: AmazonS3Builder,
     options: &StoreOptions,
 ) -> AmazonS3Builder {
-    let said_explicitly = options.config.iter().any(|(key, _)| {
-        matches!(
-            key.to_ascii_lowercase().as_str(),
-            "allow_http" | "aws_allow_http"
-        )
-    }) || std::env::var_os("AWS_ALLOW_HTTP").is_some();
+    let said_explicitly =
+        set_explicitly(options, &["allow_http", "aws_allow_http"], "AWS_ALLOW_HTTP");
     let http_endpoint = builder
         .get_config_value(&AmazonS3ConfigKey::Endpoint)
         .is_some_and(|endpoint| endpoint.starts_with("http://"));
