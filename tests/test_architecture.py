@@ -57,3 +57,18 @@ def test_the_cli_imports_neither_the_core_nor_the_engine():
                 if name.startswith(("ferroflow._core", "ferroflow._engine"))
             ]
     assert offenders == []
+
+
+def test_only_flows_and_tasks_name_the_engine_even_in_strings():
+    # A module path in a string (a fork server's preload list, importlib) is an import the
+    # contracts cannot see; below the face, only the engine itself may name its modules.
+    allowed = {PACKAGE / "flows.py", PACKAGE / "tasks.py"}
+    offenders = []
+    for path in modules():
+        if path in allowed or PACKAGE / "_engine" in path.parents:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                if node.value.startswith("ferroflow._engine"):
+                    offenders.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.value!r}")
+    assert offenders == []

@@ -327,11 +327,12 @@ _FORK_SERVER_LOCK = threading.Lock()
 
 
 def _fork_server() -> multiprocessing.context.BaseContext:
-    """The fork-server context, with the engine preloaded: each worker process forks from a
-    server that has imported it once (fast to start, and free of this process's threads)."""
+    """The fork-server context, with the package preloaded (and so the engine, which its flows
+    and tasks import; this layer does not name it): each worker process forks from a server
+    that has imported it once (fast to start, and free of this process's threads)."""
     context = multiprocessing.get_context("forkserver")
     with _FORK_SERVER_LOCK:
-        context.set_forkserver_preload(["ferroflow._engine.task_engine"])
+        context.set_forkserver_preload(["ferroflow"])
     return context
 
 
