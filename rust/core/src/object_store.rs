@@ -608,7 +608,10 @@ fn zeroed(len: usize) -> Option<Vec<u8>> {
     }
     // SAFETY: `data` was allocated by the global allocator with the layout of `len` bytes
     // (capacity `len`), and all `len` bytes are initialised (zero).
-    Some(unsafe { Vec::from_raw_parts(data, len, len) })
+    let mut buffer = unsafe { Vec::from_raw_parts(data, len, len) };
+    // Not touched yet: the response is then received into huge pages (see `crate::memory`).
+    crate::memory::advise_huge_pages(&mut buffer);
+    Some(buffer)
 }
 
 /// A 416 answer (or the in-memory store's "Invalid range"): the range asked for starts past the

@@ -175,7 +175,11 @@ pub(crate) fn new_bytes_filled<'py>(
         // use of the slice. CPython allows a bytes object to be written until it is shared, and
         // nobody else sees it before this function returns; `fill` writes the bytes that are
         // read (see above).
-        buffers.push(unsafe { std::slice::from_raw_parts_mut(data, len) });
+        let buffer = unsafe { std::slice::from_raw_parts_mut(data, len) };
+        // Before the first byte is written: a large result is then filled into huge pages, with
+        // a few page faults instead of thousands (see `ferroflow_core::memory`).
+        ferroflow_core::memory::advise_huge_pages(buffer);
+        buffers.push(buffer);
         objects.push(object);
     }
     gil::run(py, work, || fill(&mut buffers))?;
