@@ -51,10 +51,19 @@ mod tests {
 
     #[test]
     fn advised_buffers_keep_what_they_hold() {
-        for len in [0, 1, HUGE_PAGES_FROM - 1, HUGE_PAGES_FROM, 3 * HUGE_PAGES_FROM + 12345] {
+        for len in [
+            0,
+            1,
+            HUGE_PAGES_FROM - 1,
+            HUGE_PAGES_FROM,
+            3 * HUGE_PAGES_FROM + 12345,
+        ] {
             let mut buffer: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
             advise_huge_pages(&mut buffer[len.min(7)..]);
-            assert!(buffer.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+            assert!(buffer
+                .iter()
+                .enumerate()
+                .all(|(i, &b)| b == (i % 251) as u8));
         }
     }
 }

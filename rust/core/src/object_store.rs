@@ -48,8 +48,9 @@ mod runtime;
 mod upload;
 
 pub use config::{
-    RetryOptions, StoreKind, StoreOptions, UploadOptions, DEFAULT_PARTS_IN_FLIGHT,
-    DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE,
+    RetryOptions, StoreKind, StoreOptions, UploadOptions, DEFAULT_MULTIPART_THRESHOLD,
+    DEFAULT_PARTS_IN_FLIGHT, DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE,
+    PLAIN_HTTP_MULTIPART_THRESHOLD,
 };
 
 use crate::error::{Error, Result};
@@ -131,6 +132,10 @@ impl Store {
     /// Opens a handle on the store at `url`; no request is made yet.
     pub fn open(url: &str, options: StoreOptions) -> Result<Store> {
         let built = config::build(url, &options)?;
+        let options = StoreOptions {
+            upload: (options.upload).with_default_threshold(is_plain_http(&built.target)),
+            ..options
+        };
         Ok(Store {
             url: url.to_owned(),
             options,
@@ -150,6 +155,11 @@ impl Store {
 
     pub fn kind(&self) -> StoreKind {
         self.target.kind
+    }
+
+    /// How uploads are made, the multipart threshold resolved (never `None`).
+    pub fn upload_options(&self) -> UploadOptions {
+        self.options.upload
     }
 
     /// Frames `segments` as [`crate::fs::write_blob`] does and uploads the blob to `key`,
@@ -396,12 +406,11 @@ impl Store {
 
     /// Ranged GETs of one object at once (see [`StoreOptions::reads_in_flight`]).
     fn reads_in_flight(&self) -> usize {
-        let plain_http = self
-            .target
-            .endpoint
-            .as_deref()
-            .is_some_and(|endpoint| endpoint.starts_with("http://"));
-        let default = if plain_http { 1 } else { READS_IN_FLIGHT };
+        let default = if is_plain_http(&self.target) {
+            1
+        } else {
+            READS_IN_FLIGHT
+        };
         self.options.reads_in_flight.unwrap_or(default).max(1)
     }
 
@@ -497,6 +506,12 @@ impl Store {
             other => other,
         }
     }
+}
+
+/// Whether the store is reached over plain HTTP: a local or LAN server (no cloud store is
+/// reached that way), which the defaults of reads and uploads are chosen for.
+fn is_plain_http(target: &Target) -> bool {
+    (target.endpoint.as_deref()).is_some_and(|endpoint| endpoint.starts_with("http://"))
 }
 
 /// The bytes of `range` (cut at the object's end) and the object's whole length.

@@ -13,11 +13,13 @@ fn frame_options(codec: Option<Codec>) -> FrameOptions<'static> {
     }
 }
 
-/// A new, empty in-memory store with `part_size` parts.
+/// A new, empty in-memory store with `part_size` parts, uploading anything larger than one part
+/// as a multipart upload.
 fn memory_store(part_size: usize) -> Store {
     let options = StoreOptions {
         upload: UploadOptions {
             part_size,
+            multipart_threshold: Some(part_size),
             ..UploadOptions::default()
         },
         ..StoreOptions::default()
@@ -372,6 +374,47 @@ fn each_cloud_is_opened_without_a_request() {
         ),
         StoreKind::Azure
     );
+}
+
+#[test]
+fn the_multipart_threshold_defaults_to_one_gib_over_plain_http_and_64_mib_otherwise() {
+    let threshold = |url: &str, endpoint: Option<&str>, set: Option<usize>| {
+        let mut config = vec![("aws_region".to_owned(), "eu-west-1".to_owned())];
+        if let Some(endpoint) = endpoint {
+            config.push(("aws_endpoint".to_owned(), endpoint.to_owned()));
+        }
+        let options = StoreOptions {
+            config: if url.starts_with("s3://") {
+                config
+            } else {
+                Vec::new()
+            },
+            upload: UploadOptions {
+                multipart_threshold: set,
+                ..UploadOptions::default()
+            },
+            ..StoreOptions::default()
+        };
+        let store = Store::open(url, options).unwrap();
+        store.upload_options().multipart_threshold.unwrap()
+    };
+    let local = Some("http://127.0.0.1:9000");
+    let remote = Some("https://s3.example.com");
+    assert_eq!(
+        threshold("s3://b", local, None),
+        PLAIN_HTTP_MULTIPART_THRESHOLD
+    );
+    assert_eq!(
+        threshold("s3://b", remote, None),
+        DEFAULT_MULTIPART_THRESHOLD
+    );
+    assert_eq!(
+        threshold("memory://", None, None),
+        DEFAULT_MULTIPART_THRESHOLD
+    );
+    // A threshold the caller chose is kept, whatever the endpoint.
+    assert_eq!(threshold("s3://b", local, Some(10 * MIB)), 10 * MIB);
+    assert_eq!(threshold("s3://b", remote, Some(0)), 0);
 }
 
 #[test]
