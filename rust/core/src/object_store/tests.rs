@@ -39,6 +39,85 @@ fn in_place(blob: FetchedBlob) -> Vec<Vec<u8>> {
             ranges.into_iter().map(|r| data[r].to_vec()).collect()
         }
         FetchedSegments::Decoded(_) => panic!("an uncompressed blob was decoded"),
+        FetchedSegments::Apart { .. } => panic!("read_blob placed a segment apart"),
+    }
+}
+
+/// Memory a test gives a read to place a segment in.
+#[derive(Debug)]
+struct GivenMemory(Vec<u8>);
+
+impl SegmentMemory for GivenMemory {
+    fn bytes(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}
+
+#[test]
+fn the_largest_segment_of_an_uncompressed_blob_is_received_into_the_memory_given() {
+    for reads_in_flight in [1, 4] {
+        let store = Store::open(
+            "memory://",
+            StoreOptions {
+                reads_in_flight: Some(reads_in_flight),
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap();
+        // 9 MiB: across two of the 8 MiB ranges of a ranged read.
+        let segments = [pattern(100, 1), pattern(9 * MIB + 3, 2), pattern(300, 3)];
+        let borrowed: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+        store
+            .write_blob("k", &borrowed, &frame_options(None))
+            .unwrap();
+        let mut asked = Vec::new();
+        let mut place = |len: usize| -> Option<Box<dyn SegmentMemory>> {
+            asked.push(len);
+            Some(Box::new(GivenMemory(vec![0; len])))
+        };
+        let blob = store
+            .read_blob_placing("k", &ReadChecks::default(), &mut place)
+            .unwrap();
+        assert_eq!(asked, [9 * MIB + 3]);
+        let FetchedSegments::Apart {
+            data,
+            ranges,
+            apart,
+            memory,
+        } = blob.segments
+        else {
+            panic!("no segment apart");
+        };
+        assert_eq!(apart, 1);
+        let given = memory.into_any().downcast::<GivenMemory>().unwrap();
+        assert_eq!(given.0, segments[1]);
+        assert_eq!(data[ranges[0].clone()], segments[0]);
+        assert_eq!(data[ranges[2].clone()], segments[2]);
+
+        // Small and compressed blobs are read as before, without asking.
+        store
+            .write_blob("small", &borrowed[..1], &frame_options(None))
+            .unwrap();
+        store
+            .write_blob("z", &borrowed, &frame_options(Some(Codec::Zstd)))
+            .unwrap();
+        let mut never = |_: usize| -> Option<Box<dyn SegmentMemory>> { panic!("asked") };
+        for key in ["small", "z"] {
+            let blob = store.read_blob_placing(key, &ReadChecks::default(), &mut never);
+            assert!(!matches!(
+                blob.unwrap().segments,
+                FetchedSegments::Apart { .. }
+            ));
+        }
+        // Memory refused: the segment stays in the read's buffer.
+        let blob = store
+            .read_blob_placing("k", &ReadChecks::default(), &mut |_| None)
+            .unwrap();
+        assert_eq!(in_place(blob), segments);
     }
 }
 
@@ -101,7 +180,9 @@ fn a_compressed_blob_is_decoded() {
     assert_eq!(blob.header.codec, Some(Codec::Zstd));
     match blob.segments {
         FetchedSegments::Decoded(decoded) => assert_eq!(decoded, segments),
-        FetchedSegments::InPlace { .. } => panic!("a compressed blob was not decoded"),
+        FetchedSegments::InPlace { .. } | FetchedSegments::Apart { .. } => {
+            panic!("a compressed blob was not decoded")
+        }
     }
 }
 
