@@ -662,8 +662,9 @@ async fn get_all(
     let mut data = zeroed(size_usize - apart_len).ok_or_else(too_large)?;
     let mut apart_memory = apart;
     let first_len = usize::try_from(first_len).map_err(|_| too_large())?;
-    let mut ranges = vec![0..first_len.min(size_usize)];
     let chunk = READ_CHUNK as usize;
+    let mut ranges = Vec::with_capacity(1 + (size_usize - first_len.min(size_usize)) / chunk);
+    ranges.push(0..first_len.min(size_usize));
     ranges.extend(
         (first_len..size_usize)
             .step_by(chunk)
@@ -862,7 +863,6 @@ async fn fill<'a>(
     while let Some(chunk) = chunks.next().await {
         copy(&chunk.map_err(Fetch::Store)?)?;
     }
-    drop(copy);
     if !current.is_empty() || pieces.any(|piece| !piece.is_empty()) {
         return Err(Fetch::Changed);
     }
