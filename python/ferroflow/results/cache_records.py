@@ -331,10 +331,20 @@ _found: dict[tuple[str, str], tuple[ResultRef, float | None]] = {}
 _FOUND_LIMIT = 1 << 16
 
 
+def _identity(storage: RecordStorage) -> str:
+    """What the records of `storage` are remembered under: its folder, or what a storage that
+    `describe()` does not tell apart from others (buckets of different endpoints) gives as its
+    `identity()`."""
+    if type(storage) is LocalRecordStorage:
+        return storage.root
+    identity = getattr(storage, "identity", None)
+    return str(identity()) if callable(identity) else f"{type(storage).__name__}:{storage.describe()}"
+
+
 def remembered_reference(storage: RecordStorage, cache_key: str) -> ResultRef | None:
     """The result reference of `cache_key`'s record if this process found or created it before
     and it has not expired; None otherwise (then `cached_reference` reads the storage)."""
-    found = _found.get((storage.describe(), cache_key))
+    found = _found.get((_identity(storage), cache_key))
     if found is None:
         return None
     reference, expires_at = found
@@ -345,13 +355,13 @@ def remembered_reference(storage: RecordStorage, cache_key: str) -> ResultRef | 
 
 def forget_reference(storage: RecordStorage, cache_key: str) -> None:
     """Forget what this process knows of `cache_key`'s record: the next lookup reads the storage."""
-    _found.pop((storage.describe(), cache_key), None)
+    _found.pop((_identity(storage), cache_key), None)
 
 
 def _remember(storage: RecordStorage, cache_key: str, reference: ResultRef, expires_at: float | None) -> None:
     if len(_found) >= _FOUND_LIMIT:
         _found.clear()
-    _found[(storage.describe(), cache_key)] = (reference, expires_at)
+    _found[(_identity(storage), cache_key)] = (reference, expires_at)
 
 
 def cached_reference(storage: RecordStorage, cache_key: str) -> ResultRef | None:
