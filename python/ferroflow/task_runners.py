@@ -354,21 +354,25 @@ def _distributed() -> Any:
 
 class HeldInCluster:
     """Stands, in a state travelling from a Dask worker to the flow's process, for a result
-    that is not persisted: its value stays in the worker's memory."""
+    that is not persisted: its value stays in the memory of the worker at `address`."""
 
-    __slots__ = ()
+    __slots__ = ("address",)
+
+    def __init__(self, address: str) -> None:
+        self.address = address
 
 
 class ClusterResult(BaseResult):
     """A result that is not persisted, held in a Dask cluster's memory (the data of a Dask
-    future). `get()` fetches the value from the worker holding it, straight from the worker;
-    downstream task runs get it worker to worker through Dask. The cluster keeps it until the
-    flow run ends."""
+    future). `get()` fetches the value straight from the worker holding it (the one that
+    computed it, `address`, else whichever the scheduler names); downstream task runs get it
+    worker to worker through Dask. The cluster keeps it until the flow run ends."""
 
     type = "unpersisted"
 
-    def __init__(self, future: Any) -> None:
+    def __init__(self, future: Any, address: str | None = None) -> None:
         self.future = future
+        self.address = address
 
     def has_cached_object(self) -> bool:
         return False
@@ -376,9 +380,10 @@ class ClusterResult(BaseResult):
     def get(self) -> Any:
         future = self.future
         try:
-            if future.client.status != "running":
+            client = future.client
+            if client.status != "running":
                 raise RuntimeError("the flow run's Dask client is closed")
-            outcome = future.client.gather(future, direct=True)
+            outcome = client.sync(_fetch_data, client, future, self.address)
         except Exception as exc:
             if future.client.status == "running" and future.status == "finished":
                 raise  # not a missing value: an error reading it
@@ -396,6 +401,19 @@ class ClusterResult(BaseResult):
         return f"ClusterResult(key={self.future.key!r})"
 
 
+async def _fetch_data(client: Any, future: Any, address: str | None) -> Any:
+    """The data of `future`, asked of the worker at `address` (no message to the scheduler);
+    if that worker no longer holds it, gathered straight from the worker the scheduler names."""
+    if address is not None:
+        with contextlib.suppress(Exception):  # gone, moved or unreachable: ask the scheduler
+            from distributed.worker import get_data_from_worker
+
+            response = await get_data_from_worker(client.rpc, [future.key], address)
+            if response["status"] == "OK" and future.key in response["data"]:
+                return response["data"][future.key]
+    return (await client.gather([future], direct=True, asynchronous=True))[0]
+
+
 def _run_on_dask_worker(report: Callable[..., Any], request: Any, *upstream: Any) -> Any:
     """The Dask task of one task run: its report, with the result's value in it (the task's
     data, which stays on the worker). Upstream runs arrive as their reports."""
@@ -403,24 +421,35 @@ def _run_on_dask_worker(report: Callable[..., Any], request: Any, *upstream: Any
     return report(request, states)
 
 
-def _summary_on_dask_worker(outcome: Any) -> Any:
+def _summary_on_dask_worker(outcome: Any, address: str | None = None) -> Any:
     """On the worker holding a run's data: the report the flow's process gets, with a result
-    that is not persisted replaced by `HeldInCluster`."""
+    that is not persisted replaced by `HeldInCluster` (a persisted result is its reference
+    already: such a report travels as it is)."""
     if not isinstance(outcome.state.data, UnpersistedResult):
         return outcome
+    if address is None:
+        address = _distributed().get_worker().address
     summary = copy.copy(outcome)
     summary.state = copy.copy(outcome.state)
-    summary.state.data = HeldInCluster()
+    summary.state.data = HeldInCluster(address)
     return summary
+
+
+def _summaries_on_worker(keys: list[str], dask_worker: Any = None) -> dict[str, Any]:
+    """On a worker (its `run` handler): the summaries of the task runs among `keys` whose data
+    this worker holds."""
+    data, address = dask_worker.data, dask_worker.address
+    return {key: _summary_on_dask_worker(data[key], address) for key in keys if key in data}
 
 
 class _ReportFetcher:
     """Fetches, for the flow's process, the reports of the Dask tasks of finished task runs,
     in batches: for every batch of runs that finished while the previous batch was fetched,
-    one gather of the small ones (persisted results) and one call on the workers for the
-    others, each answered with the run's report without its value (which stays there). One
-    round trip to the scheduler per batch, rather than one per task run, and no second Dask
-    task per run."""
+    one question to the scheduler (which worker holds each run's data: its key and an address
+    each way) and one call straight to each of those workers, answered with the reports of the
+    runs whose data it holds, a value not persisted replaced by its worker's address (the value
+    stays there). No report passes through the scheduler, and no run costs a second Dask
+    task."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
@@ -428,10 +457,9 @@ class _ReportFetcher:
         self._thread = threading.Thread(target=self._deliver_all, name="ferroflow-dask-reports", daemon=True)
         self._thread.start()
 
-    def add(self, held: Any, report: concurrent.futures.Future[Any], *, small: bool) -> None:
-        """Set `report` to the report of the Dask future `held` once it finishes; `small`:
-        its data pickles small (no value in it), so it can be fetched as it is."""
-        held.add_done_callback(lambda done: self._arrived.put((done, report, small)))
+    def add(self, held: Any, report: concurrent.futures.Future[Any]) -> None:
+        """Set `report` to the report of the Dask future `held` once it finishes."""
+        held.add_done_callback(lambda done: self._arrived.put((done, report)))
 
     def close(self) -> None:
         self._arrived.put(None)
@@ -448,46 +476,61 @@ class _ReportFetcher:
                 try:
                     self._deliver(arrived)
                 except BaseException as exc:  # never leave a run without an outcome
-                    for _, report, _ in arrived:
+                    for _, report in arrived:
                         if not report.done():
                             report.set_exception(exc)
             if len(arrived) < len(batch):
                 return
 
     def _deliver(self, arrived: list[Any]) -> None:
-        finished = [item for item in arrived if item[0].status == "finished"]
+        finished = [held for held, _ in arrived if held.status == "finished"]
         outcomes: dict[str, Any] = {}
-        small = [held for held, _, is_small in finished if is_small]
-        if small:
+        if finished:
             with contextlib.suppress(Exception):  # one was lost meanwhile: fetched one by one below
-                outcomes.update(zip([held.key for held in small], self._client.gather(small)))
-        large = [held.key for held, _, is_small in finished if not is_small]
-        if large:
-            with contextlib.suppress(Exception):
-                for answers in self._client.run(_summaries_on_worker, large).values():
-                    outcomes.update(answers)
-        for held, report, is_small in arrived:
+                outcomes = self._client.sync(self._summaries, [held.key for held in finished])
+        for held, report in arrived:
             try:
                 outcome = outcomes.get(held.key)
                 if outcome is None:
                     # Failed, or its data is gone (Dask computes it again): one by one.
-                    if is_small:
-                        outcome = held.result()
-                    else:
-                        outcome = self._client.submit(_summary_on_dask_worker, held, pure=False).result()
+                    outcome = self._client.submit(_summary_on_dask_worker, held, pure=False).result()
             except BaseException as exc:
                 report.set_exception(exc)
                 continue
-            if isinstance(outcome.state.data, HeldInCluster):
-                outcome.state.data = ClusterResult(held)
+            data = outcome.state.data
+            if isinstance(data, HeldInCluster):
+                outcome.state.data = ClusterResult(held, data.address)
             report.set_result(outcome)
 
+    async def _summaries(self, keys: list[str]) -> dict[str, Any]:
+        client = self._client
+        who_has = await client.scheduler.who_has(keys=keys)
+        by_worker: dict[str, list[str]] = {}
+        for key in keys:
+            holders = who_has.get(key)
+            if holders:
+                by_worker.setdefault(holders[0], []).append(key)
+        answers = await asyncio.gather(
+            *(self._ask(address, held) for address, held in by_worker.items()), return_exceptions=True
+        )
+        outcomes: dict[str, Any] = {}
+        for answer in answers:
+            if isinstance(answer, dict):  # a worker that failed to answer: its runs one by one
+                outcomes.update(answer)
+        return outcomes
 
-def _summaries_on_worker(keys: list[str], dask_worker: Any = None) -> dict[str, Any]:
-    """On each worker (`Client.run`): the summaries of the task runs among `keys` whose data
-    this worker holds."""
-    data = dask_worker.data
-    return {key: _summary_on_dask_worker(data[key]) for key in keys if key in data}
+    async def _ask(self, address: str, keys: list[str]) -> dict[str, Any]:
+        """The summaries of `keys` from the worker at `address`, asked directly (its `run`
+        handler, which `Client.run` reaches through the scheduler)."""
+        response = await self._client.rpc(address).run(
+            function=cloudpickle.dumps(_summaries_on_worker),
+            args=cloudpickle.dumps((keys,)),
+            kwargs=cloudpickle.dumps({}),
+            wait=True,
+        )
+        if response.get("status") != "OK":
+            raise RuntimeError(f"the Dask worker {address} could not summarize its runs: {response!r}")
+        return response["result"]  # type: ignore[no-any-return]
 
 
 def _reads_probe(path: str, token: str) -> bool:
@@ -639,9 +682,7 @@ class DaskTaskRunner(BaseTaskRunner):
         with self._lock:
             self._held[task_run.id] = held
         report: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        # A persisted result pickles as its reference: such a run's data is small, and the flow
-        # fetches it as it is; other data is summarized where it is.
-        self._fetcher.add(held, report, small=request.result_factory.persist_result)  # type: ignore[union-attr]
+        self._fetcher.add(held, report)  # type: ignore[union-attr]
         return report
 
     def _submit_after(self, run: TaskRunCall, foreign: list[Any]) -> concurrent.futures.Future[Any]:
@@ -654,8 +695,9 @@ class DaskTaskRunner(BaseTaskRunner):
                 held = self._client.submit(_run_on_dask_worker, run.report, request, *states, pure=False)
                 summary = self._client.submit(_summary_on_dask_worker, held, pure=False)
                 outcome = summary.result()
-                if isinstance(outcome.state.data, HeldInCluster):
-                    outcome.state.data = ClusterResult(held)
+                data = outcome.state.data
+                if isinstance(data, HeldInCluster):
+                    outcome.state.data = ClusterResult(held, data.address)
                 with self._lock:
                     self._held[run.task_run.id] = held
                 outer.set_result(outcome)
