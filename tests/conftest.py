@@ -115,7 +115,8 @@ def dask_cluster():
 
 class DaskProcesses:
     """A `dask scheduler` and `dask worker`s started as commands, each worker with its own HOME
-    and working folder (as on another machine, it shares no settings with the flow)."""
+    and working folder and no FERROFLOW_, DASK_ or AWS_ variable (as on another machine, it
+    shares no settings or credentials with the flow)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -128,7 +129,7 @@ class DaskProcesses:
         env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("FERROFLOW_", "DASK_")) and key != "HOME"
+            if not key.startswith(("FERROFLOW_", "DASK_", "AWS_")) and key != "HOME"
         }
         env["HOME"] = str(home)
         env["PYTHONPATH"] = str(Path(ferroflow.__file__).parent.parent)

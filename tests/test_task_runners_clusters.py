@@ -15,7 +15,7 @@ import pytest
 from ferroflow import flow, task
 from ferroflow.context import FlowRunContext
 from ferroflow.exceptions import StorageUnreachableError
-from ferroflow.filesystems import LocalFileSystem
+from ferroflow.filesystems import S3, LocalFileSystem
 from ferroflow.results import PersistedResult
 from ferroflow.settings import temporary_settings
 from ferroflow.task_runners import ClusterResult, DaskTaskRunner, ProcessPoolTaskRunner
@@ -42,6 +42,11 @@ def make(size):
 @task
 def length(data):
     return len(data)
+
+
+def keys_in(server, bucket, prefix):
+    listing = server.client().list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sorted(entry["Key"] for entry in listing.get("Contents", []))
 
 
 def ferroflow_keys(client):
@@ -139,6 +144,51 @@ def test_the_settings_of_the_flow_travel_with_each_task_run(dask_processes):
         kind, serializer, root, value = pipeline()
     assert (kind, serializer, value) == ("PersistedResult", "json", b"vvv")
     assert Path(root).is_relative_to(os.environ["FERROFLOW_HOME"])
+
+
+def test_a_remote_worker_persists_to_s3_and_passes_results_by_reference(dask_processes, s3_server):
+    """The worker started as a command (its own HOME, no AWS_ variable) writes to the bucket
+    with the storage the flow's description carries; the downstream run loads its input from the
+    bucket; the flow's process reads the values back from it."""
+    from conftest import S3_ACCESS_KEY, S3_SECRET_KEY
+
+    storage = S3(
+        bucket_path="results/remote-worker",
+        aws_access_key_id=S3_ACCESS_KEY,
+        aws_secret_access_key=S3_SECRET_KEY,
+        region_name="us-east-1",
+        endpoint_url=s3_server.endpoint,
+    )
+
+    @task(persist_result=True, result_storage_key="made")
+    def produce():
+        return os.getpid(), os.urandom(1 << 20)
+
+    @task(persist_result=True, result_storage_key="used")
+    def consume(made):
+        pid, data = made
+        return pid, os.getpid(), len(data)
+
+    @flow(task_runner=DaskTaskRunner(address=dask_processes.address), result_storage=storage)
+    def pipeline():
+        made = produce.submit()
+        used = consume.submit(made).wait()
+        client = FlowRunContext.get().task_runner.client
+        keys = [f"ferroflow-{made.task_run.name}-{made.task_run.id.hex}"]
+        held_bytes = client.run_on_scheduler(
+            lambda keys, dask_scheduler: [dask_scheduler.tasks[key].nbytes for key in keys], keys
+        )
+        return made.wait(), used, held_bytes[0]
+
+    made, used, held_bytes = pipeline()
+    assert isinstance(made.data, PersistedResult) and isinstance(used.data, PersistedResult)
+    assert not made.data.has_cached_object() and not used.data.has_cached_object()
+    # What Dask held and moved for the upstream run is its report, with the reference only.
+    assert held_bytes < 64 << 10
+    assert keys_in(s3_server, "results", "remote-worker/") == ["remote-worker/made", "remote-worker/used"]
+    producer, value = made.result()  # read from the bucket by the flow's process
+    assert len(value) == 1 << 20 and producer != os.getpid()
+    assert used.result() == (producer, producer, 1 << 20)  # the one remote worker ran both
 
 
 # --- a long-lived cluster stays clean -----------------------------------------------------------
