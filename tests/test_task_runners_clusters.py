@@ -58,8 +58,18 @@ def ferroflow_keys(client):
     def on_worker(dask_worker):
         return [str(key) for key in dask_worker.state.tasks if str(key).startswith("ferroflow-")]
 
+    def fetched_on_worker():
+        from ferroflow import task_runners
+
+        return list(task_runners._COMMONS_FETCHED)
+
     workers = client.run(on_worker)
-    return client.run_on_scheduler(on_scheduler) + [key for keys in workers.values() for key in keys]
+    fetched = client.run(fetched_on_worker)
+    return (
+        client.run_on_scheduler(on_scheduler)
+        + [key for keys in workers.values() for key in keys]
+        + [key for keys in fetched.values() for key in keys]
+    )
 
 
 # --- installing ---------------------------------------------------------------------------------
@@ -189,6 +199,30 @@ def test_a_remote_worker_persists_to_s3_and_passes_results_by_reference(dask_pro
     producer, value = made.result()  # read from the bucket by the flow's process
     assert len(value) == 1 << 20 and producer != os.getpid()
     assert used.result() == (producer, producer, 1 << 20)  # the one remote worker ran both
+
+
+def test_the_parts_runs_of_a_task_share_are_sent_once_and_fetched_by_other_workers(dask_cluster):
+    """A request travels without its task, result factory and settings; those go to one worker
+    once per flow run, and a worker without them fetches them from there once."""
+    from ferroflow import task_runners
+
+    @task
+    def where(i):
+        time.sleep(0.2)
+        return os.getpid()
+
+    @flow(task_runner=DaskTaskRunner(address=dask_cluster.scheduler_address))
+    def pipeline():
+        pids = {future.result() for future in where.map(range(6))}
+        runner = FlowRunContext.get().task_runner
+        fetched = runner.client.run(lambda: list(task_runners._COMMONS_FETCHED))
+        return pids, [key for key, _, _ in runner._commons.values()], fetched
+
+    pids, keys, fetched = pipeline()
+    assert len(pids) == 2  # both workers ran some
+    assert len(keys) == 1 and keys[0].startswith("ferroflow-commons-")
+    # One worker fetched them, once (earlier flow runs' keys may still be being forgotten).
+    assert sorted(len(set(held) & set(keys)) for held in fetched.values()) == [0, 1]
 
 
 # --- a long-lived cluster stays clean -----------------------------------------------------------

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
 import concurrent.futures
 import concurrent.futures.process
 import contextlib
@@ -414,11 +415,71 @@ async def _fetch_data(client: Any, future: Any, address: str | None) -> Any:
     return (await client.gather([future], direct=True, asynchronous=True))[0]
 
 
-def _run_on_dask_worker(report: Callable[..., Any], request: Any, *upstream: Any) -> Any:
+def _run_on_dask_worker(
+    report: Callable[..., Any], request: Any, commons_key: str | None, *upstream: Any
+) -> Any:
     """The Dask task of one task run: its report, with the result's value in it (the task's
-    data, which stays on the worker). Upstream runs arrive as their reports."""
+    data, which stays on the worker). The request comes without the parts every run of its task
+    shares (`RequestCommons`), which the worker holds as the Dask data `commons_key` (None: the
+    request is whole). Upstream runs arrive as their reports."""
+    if commons_key is not None:
+        request = _commons_on_worker(commons_key).complete(request)
     states = tuple(getattr(item, "state", item) for item in upstream)
     return report(request, states)
+
+
+# On a Dask worker: the commons this process fetched from another worker, by Dask key (a few
+# per flow run); the flow run's runner has them forgotten when it ends, and the oldest go first
+# beyond _COMMONS_KEPT (a flow process that died without ending its runs).
+_COMMONS_FETCHED: collections.OrderedDict[str, Any] = collections.OrderedDict()
+_COMMONS_KEPT = 64
+_COMMONS_LOCK = threading.Lock()
+
+
+def _commons_on_worker(key: str) -> Any:
+    """The commons held as the Dask data `key`: this worker's own (the runner sent them to
+    one worker), else a copy fetched once from the worker holding them."""
+    with _COMMONS_LOCK:
+        commons = _COMMONS_FETCHED.get(key)
+    if commons is not None:
+        return commons
+    distributed = _distributed()
+    worker = distributed.get_worker()
+
+    async def held() -> Any:  # on the worker's event loop, which owns its data
+        return worker.data.get(key)
+
+    commons = distributed.utils.sync(worker.loop, held)
+    if commons is None:
+        commons = distributed.utils.sync(worker.loop, _fetch_commons, worker, key)
+        with _COMMONS_LOCK:
+            _COMMONS_FETCHED[key] = commons
+            while len(_COMMONS_FETCHED) > _COMMONS_KEPT:
+                _COMMONS_FETCHED.popitem(last=False)
+    return commons
+
+
+async def _forget_commons(keys: list[str]) -> None:
+    """On each worker when a flow run ends (`Client.run`): drop its fetched commons."""
+    with _COMMONS_LOCK:
+        for key in keys:
+            _COMMONS_FETCHED.pop(key, None)
+
+
+async def _fetch_commons(worker: Any, key: str) -> Any:
+    from distributed.worker import get_data_from_worker
+
+    who_has = await worker.scheduler.who_has(keys=[key])
+    for address in who_has.get(key, ()):
+        if address != worker.address:
+            with contextlib.suppress(Exception):  # gone meanwhile: the next holder
+                response = await get_data_from_worker(worker.rpc, [key], address, who=worker.address)
+                if response["status"] == "OK" and key in response["data"]:
+                    return response["data"][key]
+    raise RuntimeError(
+        f"No Dask worker holds {key!r}, the description its flow run sent for this task's runs "
+        "(the flow run has ended, or every worker that held it was lost)."
+    )
 
 
 def _summary_on_dask_worker(outcome: Any, address: str | None = None) -> Any:
@@ -594,6 +655,10 @@ class DaskTaskRunner(BaseTaskRunner):
         self._lock = threading.Lock()
         self._checked_storages: set[str] = set()
         self._fetcher: _ReportFetcher | None = None
+        # (task, result factory, settings) of the runs sent -> the Dask key of their commons,
+        # the commons (kept so that the ids stay theirs) and its Dask future.
+        self._commons: dict[tuple[int, int, int], tuple[str | None, Any, Any]] = {}
+        self._commons_lock = threading.Lock()
 
     def duplicate(self) -> DaskTaskRunner:
         return type(self)(
@@ -676,14 +741,44 @@ class DaskTaskRunner(BaseTaskRunner):
         request = run.deferred_request(upstream)
         if request.result_factory.persist_result:
             self._check_storage(request.result_factory.storage)
+        commons, own = request.parted()
+        commons_key = self._commons_key(commons)
+        if commons_key is not None:
+            request = own
         task_run = run.task_run
         key = f"ferroflow-{task_run.name}-{task_run.id.hex}"
-        held = client.submit(_run_on_dask_worker, run.report, request, *dependencies, key=key, pure=False)
+        held = client.submit(
+            _run_on_dask_worker, run.report, request, commons_key, *dependencies, key=key, pure=False
+        )
         with self._lock:
             self._held[task_run.id] = held
         report: concurrent.futures.Future[Any] = concurrent.futures.Future()
         self._fetcher.add(held, report)  # type: ignore[union-attr]
         return report
+
+    def _commons_key(self, commons: Any) -> str | None:
+        """The Dask key of `commons` (`RequestCommons`), sent to every worker on first use, once
+        per flow run; None where it cannot be (no worker yet, on an adaptive cluster): the runs
+        then carry whole requests."""
+        identity = (id(commons.task), id(commons.result_factory), id(commons.settings))
+        with self._commons_lock:
+            known = self._commons.get(identity)
+            if known is not None:
+                return known[0]
+            client = self._client
+            key = f"ferroflow-commons-{uuid.uuid4().hex}"
+            try:
+                if not client.sync(client.scheduler.ncores_running):
+                    return None  # asked again for the next run
+                # Straight to one worker (the scheduler only learns where it is); the others
+                # fetch it from there on first use. It is no dependency of the runs' Dask
+                # tasks, so their placement is Dask's as for any task.
+                future = client.scatter({key: commons}, direct=True, timeout=10)[key]
+            except Exception:
+                self._commons[identity] = (None, commons, None)  # whole requests for this task
+                return None
+            self._commons[identity] = (key, commons, future)
+            return key
 
     def _submit_after(self, run: TaskRunCall, foreign: list[Any]) -> concurrent.futures.Future[Any]:
         outer: concurrent.futures.Future[Any] = concurrent.futures.Future()
@@ -692,7 +787,9 @@ class DaskTaskRunner(BaseTaskRunner):
             try:
                 upstream, states = _upstream_states(run)
                 request = run.deferred_request(upstream)
-                held = self._client.submit(_run_on_dask_worker, run.report, request, *states, pure=False)
+                held = self._client.submit(
+                    _run_on_dask_worker, run.report, request, None, *states, pure=False
+                )
                 summary = self._client.submit(_summary_on_dask_worker, held, pure=False)
                 outcome = summary.result()
                 data = outcome.state.data
@@ -715,6 +812,10 @@ class DaskTaskRunner(BaseTaskRunner):
     def shutdown(self) -> None:
         with self._lock:
             held, self._held = list(self._held.values()), {}
+        with self._commons_lock:
+            commons = [(key, future) for key, _, future in self._commons.values() if key is not None]
+            self._commons = {}
+        held += [future for _, future in commons]
         client, cluster, fetcher = self._client, self._cluster, self._fetcher
         self._client = self._cluster = self._fetcher = None
         try:
@@ -722,6 +823,9 @@ class DaskTaskRunner(BaseTaskRunner):
                 fetcher.close()
             for future in held:
                 future.release()
+            if commons and client is not None:
+                with contextlib.suppress(Exception):  # (a worker that is gone holds nothing)
+                    client.run(_forget_commons, [key for key, _ in commons], wait=False)
             if client is not None:
                 client.close()
         finally:

@@ -9,14 +9,19 @@ with cloudpickle (a function defined in `__main__` or a notebook travels by valu
 `ferroflow._engine.task_engine.execute_task_run` runs one; `report_task_run` runs one and
 hands back a `TaskRunReport`. A request sent before its upstream runs finished holds
 `UpstreamInput` markers where their values go.
+
+Most of a request's bytes are the same for every run of one task in one flow run (the task, its
+result factory, the settings): `TaskRunRequest.parted` splits them off as `RequestCommons`, so
+that a runner can send them once to each process and each request without them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ferroflow._engine.definitions import TaskDefinition
 from ferroflow.results import BaseResult, ResultFactory
@@ -57,6 +62,30 @@ class TaskRunRequest:
     log_level: int = 0
     """The lowest level the flow's process logs run records at: a worker that has not configured
     logging still hands those records back (0: whatever the worker's loggers pass)."""
+
+    def parted(self) -> tuple[RequestCommons, TaskRunRequest]:
+        """The parts this request shares with every run of its task in its flow run (the same
+        objects for each: a runner can recognize them by identity), and the request without
+        them, which `RequestCommons.complete` makes whole again."""
+        commons = RequestCommons(self.task, self.result_factory, self.settings)
+        left_out = cast(Any, None)
+        return commons, dataclasses.replace(self, task=left_out, result_factory=left_out, settings=left_out)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCommons:
+    """What the requests of one task's runs in one flow run share: the task (with its function,
+    by value for one defined in `__main__`), its result factory and the settings in force."""
+
+    task: TaskDefinition
+    result_factory: ResultFactory
+    settings: Settings
+
+    def complete(self, request: TaskRunRequest) -> TaskRunRequest:
+        """`request` (made by `TaskRunRequest.parted`) with these parts back in it."""
+        return dataclasses.replace(
+            request, task=self.task, result_factory=self.result_factory, settings=self.settings
+        )
 
 
 @dataclass(frozen=True, slots=True)
