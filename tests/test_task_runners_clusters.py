@@ -225,6 +225,26 @@ def test_the_parts_runs_of_a_task_share_are_sent_once_and_fetched_by_other_worke
     assert sorted(len(set(held) & set(keys)) for held in fetched.values()) == [0, 1]
 
 
+def test_workers_this_process_cannot_reach_are_asked_through_the_scheduler(dask_cluster, monkeypatch):
+    """Reports and values are asked of the workers directly; where that fails (here: no time
+    to connect), through the scheduler, with the same outcome."""
+    from ferroflow import task_runners
+
+    monkeypatch.setattr(task_runners, "_DIRECT_CONNECT_SECONDS", 0)
+
+    @task(persist_result=True)
+    def persisted(n):
+        return n
+
+    @flow(task_runner=DaskTaskRunner(address=dask_cluster.scheduler_address))
+    def pipeline():
+        made = make.map([2, 3])
+        state = made[0].wait()
+        return type(state.data), [future.result() for future in made], persisted.submit(7).result()
+
+    assert pipeline() == (ClusterResult, [b"vv", b"vvv"], 7)
+
+
 # --- a long-lived cluster stays clean -----------------------------------------------------------
 
 

@@ -402,6 +402,11 @@ class ClusterResult(BaseResult):
         return f"ClusterResult(key={self.future.key!r})"
 
 
+# How long the flow's process waits for a worker it asks directly (a report, a value) before it
+# goes through the scheduler instead (workers it cannot reach, on another network).
+_DIRECT_CONNECT_SECONDS = 10.0
+
+
 async def _fetch_data(client: Any, future: Any, address: str | None) -> Any:
     """The data of `future`, asked of the worker at `address` (no message to the scheduler);
     if that worker no longer holds it, gathered straight from the worker the scheduler names."""
@@ -409,7 +414,9 @@ async def _fetch_data(client: Any, future: Any, address: str | None) -> Any:
         with contextlib.suppress(Exception):  # gone, moved or unreachable: ask the scheduler
             from distributed.worker import get_data_from_worker
 
-            response = await get_data_from_worker(client.rpc, [future.key], address)
+            response = await asyncio.wait_for(
+                get_data_from_worker(client.rpc, [future.key], address), _DIRECT_CONNECT_SECONDS
+            )
             if response["status"] == "OK" and future.key in response["data"]:
                 return response["data"][future.key]
     return (await client.gather([future], direct=True, asynchronous=True))[0]
@@ -514,6 +521,7 @@ class _ReportFetcher:
 
     def __init__(self, client: Any) -> None:
         self._client = client
+        self._direct = True
         self._arrived: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._deliver_all, name="ferroflow-dask-reports", daemon=True)
         self._thread.start()
@@ -544,11 +552,18 @@ class _ReportFetcher:
                 return
 
     def _deliver(self, arrived: list[Any]) -> None:
-        finished = [held for held, _ in arrived if held.status == "finished"]
+        finished = [held.key for held, _ in arrived if held.status == "finished"]
         outcomes: dict[str, Any] = {}
         if finished:
             with contextlib.suppress(Exception):  # one was lost meanwhile: fetched one by one below
-                outcomes = self._client.sync(self._summaries, [held.key for held in finished])
+                outcomes, unanswered = self._client.sync(self._summaries, finished)
+                for address, keys in unanswered.items():
+                    # A worker this process cannot reach (or that failed): through the scheduler.
+                    with contextlib.suppress(Exception):
+                        for answers in self._client.run(
+                            _summaries_on_worker, keys, workers=[address]
+                        ).values():
+                            outcomes.update(answers)
         for held, report in arrived:
             try:
                 outcome = outcomes.get(held.key)
@@ -563,7 +578,9 @@ class _ReportFetcher:
                 outcome.state.data = ClusterResult(held, data.address)
             report.set_result(outcome)
 
-    async def _summaries(self, keys: list[str]) -> dict[str, Any]:
+    async def _summaries(self, keys: list[str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        """The summaries of the runs of `keys` its workers gave, and the keys of each worker
+        that did not answer."""
         client = self._client
         who_has = await client.scheduler.who_has(keys=keys)
         by_worker: dict[str, list[str]] = {}
@@ -575,20 +592,33 @@ class _ReportFetcher:
             *(self._ask(address, held) for address, held in by_worker.items()), return_exceptions=True
         )
         outcomes: dict[str, Any] = {}
-        for answer in answers:
-            if isinstance(answer, dict):  # a worker that failed to answer: its runs one by one
+        unanswered: dict[str, list[str]] = {}
+        for (address, held), answer in zip(by_worker.items(), answers):
+            if isinstance(answer, dict):
                 outcomes.update(answer)
-        return outcomes
+            else:
+                unanswered[address] = held
+        return outcomes, unanswered
 
     async def _ask(self, address: str, keys: list[str]) -> dict[str, Any]:
         """The summaries of `keys` from the worker at `address`, asked directly (its `run`
-        handler, which `Client.run` reaches through the scheduler)."""
-        response = await self._client.rpc(address).run(
-            function=cloudpickle.dumps(_summaries_on_worker),
-            args=cloudpickle.dumps((keys,)),
-            kwargs=cloudpickle.dumps({}),
-            wait=True,
-        )
+        handler, which `Client.run` reaches through the scheduler). Once a worker could not
+        be reached from here, the workers are asked through the scheduler."""
+        if not self._direct:
+            raise ConnectionError("the workers are asked through the scheduler")
+        try:
+            response = await asyncio.wait_for(
+                self._client.rpc(address).run(
+                    function=cloudpickle.dumps(_summaries_on_worker),
+                    args=cloudpickle.dumps((keys,)),
+                    kwargs=cloudpickle.dumps({}),
+                    wait=True,
+                ),
+                _DIRECT_CONNECT_SECONDS,
+            )
+        except (TimeoutError, OSError):
+            self._direct = False
+            raise
         if response.get("status") != "OK":
             raise RuntimeError(f"the Dask worker {address} could not summarize its runs: {response!r}")
         return response["result"]  # type: ignore[no-any-return]
