@@ -3,6 +3,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -99,14 +100,18 @@ def free_port() -> int:
 def dask_cluster():
     """A `distributed.LocalCluster` of two worker processes with one thread each."""
     distributed = _require_distributed()
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        scheduler_port=0,
-    )
+    with warnings.catch_warnings():
+        # The scheduler serves its health and metrics routes on port 8787 even without a
+        # dashboard, and moves to a free port (with this warning) when another cluster has it.
+        warnings.filterwarnings("ignore", "Port 8787 is already in use")
+        cluster = distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            scheduler_port=0,
+        )
     try:
         yield cluster
     finally:
