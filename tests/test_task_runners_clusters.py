@@ -202,8 +202,8 @@ def test_a_remote_worker_persists_to_s3_and_passes_results_by_reference(dask_pro
 
 
 def test_the_parts_runs_of_a_task_share_are_sent_once_and_fetched_by_other_workers(dask_cluster):
-    """A request travels without its task, result factory and settings; those go to one worker
-    once per flow run, and a worker without them fetches them from there once."""
+    """A request travels without its task, result factory and settings; those are one Dask
+    task's data per flow run, on one worker, and each worker keeps a copy once it needed them."""
     from ferroflow import task_runners
 
     @task
@@ -215,14 +215,42 @@ def test_the_parts_runs_of_a_task_share_are_sent_once_and_fetched_by_other_worke
     def pipeline():
         pids = {future.result() for future in where.map(range(6))}
         runner = FlowRunContext.get().task_runner
-        fetched = runner.client.run(lambda: list(task_runners._COMMONS_FETCHED))
-        return pids, [key for key, _, _ in runner._commons.values()], fetched
+        [(key, _, future)] = runner._commons.values()
+        kept = runner.client.run(lambda: list(task_runners._COMMONS_FETCHED))
+        return pids, key, runner.client.who_has([future])[key], kept
 
-    pids, keys, fetched = pipeline()
+    pids, key, holders, kept = pipeline()
     assert len(pids) == 2  # both workers ran some
-    assert len(keys) == 1 and keys[0].startswith("ferroflow-commons-")
-    # One worker fetched them, once (earlier flow runs' keys may still be being forgotten).
-    assert sorted(len(set(held) & set(keys)) for held in fetched.values()) == [0, 1]
+    assert key.startswith("ferroflow-commons-") and len(holders) == 1  # Dask data on one worker
+    # Each worker kept one copy (earlier flow runs' keys may still be being forgotten).
+    assert [sorted(set(held) & {key}) for held in kept.values()] == [[key], [key]]
+
+
+async def kill_this_process():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_runs_go_on_when_the_worker_holding_their_commons_is_lost(dask_cluster):
+    """The commons of a task's runs are a Dask task's data: when its worker dies, Dask computes
+    them again and the runs that need them wait for them."""
+
+    @task
+    def double(x):
+        return 2 * x
+
+    @flow(task_runner=DaskTaskRunner(address=dask_cluster.scheduler_address))
+    def pipeline():
+        assert double.submit(1).result() == 2
+        runner = FlowRunContext.get().task_runner
+        [(key, _, future)] = runner._commons.values()
+        [holder] = runner.client.who_has([future])[key]
+        runner.client.run(kill_this_process, workers=[holder], wait=False)
+        while holder in runner.client.scheduler_info()["workers"]:
+            time.sleep(0.05)
+        return [future.result() for future in double.map(range(4))]
+
+    assert pipeline() == [0, 2, 4, 6]
+    dask_cluster.wait_for_workers(2, timeout=60)
 
 
 def test_workers_this_process_cannot_reach_are_asked_through_the_scheduler(dask_cluster, monkeypatch):

@@ -29,6 +29,7 @@ import multiprocessing.context
 import os
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
@@ -441,39 +442,61 @@ def _run_on_dask_worker(
 _COMMONS_FETCHED: collections.OrderedDict[str, Any] = collections.OrderedDict()
 _COMMONS_KEPT = 64
 _COMMONS_LOCK = threading.Lock()
+# How long a run waits for its commons that no worker holds yet (Dask computes them, again if
+# their worker was lost) before it fails.
+_COMMONS_WAIT_SECONDS = 300.0
 
 
 def _commons_on_worker(key: str) -> Any:
-    """The commons held as the Dask data `key`: this worker's own (the runner sent them to
-    one worker), else a copy fetched once from the worker holding them."""
+    """The commons that are the Dask data `key`: this worker's own, a copy it fetched before,
+    else one fetched now from the worker holding them, and kept."""
     with _COMMONS_LOCK:
         commons = _COMMONS_FETCHED.get(key)
     if commons is not None:
         return commons
     distributed = _distributed()
     worker = distributed.get_worker()
-
-    async def held() -> Any:  # on the worker's event loop, which owns its data
-        return worker.data.get(key)
-
-    commons = distributed.utils.sync(worker.loop, held)
+    commons = distributed.utils.sync(worker.loop, _find_commons, worker, key)
     if commons is None:
-        commons = distributed.utils.sync(worker.loop, _fetch_commons, worker, key)
-        with _COMMONS_LOCK:
-            _COMMONS_FETCHED[key] = commons
-            while len(_COMMONS_FETCHED) > _COMMONS_KEPT:
-                _COMMONS_FETCHED.popitem(last=False)
+        commons = _await_commons(worker, key)
+    with _COMMONS_LOCK:
+        _COMMONS_FETCHED[key] = commons
+        while len(_COMMONS_FETCHED) > _COMMONS_KEPT:
+            _COMMONS_FETCHED.popitem(last=False)
     return commons
 
 
-async def _forget_commons(keys: list[str]) -> None:
-    """On each worker when a flow run ends (`Client.run`): drop its fetched commons."""
-    with _COMMONS_LOCK:
-        for key in keys:
-            _COMMONS_FETCHED.pop(key, None)
+def _await_commons(worker: Any, key: str) -> Any:
+    """The commons `key` once Dask has computed them (the run started first, or their worker
+    was lost and Dask computes them again). This thread leaves the worker's pool meanwhile, so
+    that the worker can compute them itself."""
+    distributed = _distributed()
+    distributed.secede()
+    try:
+        deadline = time.monotonic() + _COMMONS_WAIT_SECONDS
+        while True:
+            status = distributed.utils.sync(worker.loop, worker.scheduler.get_task_status, keys=[key])
+            state = status.get(key)
+            if state == "memory":
+                commons = distributed.utils.sync(worker.loop, _find_commons, worker, key)
+                if commons is not None:
+                    return commons
+            elif state in (None, "erred", "forgotten") or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"The Dask cluster no longer holds {key!r}, the description its flow run sent "
+                    f"for this task's runs (its state: {state}); the flow run has ended."
+                )
+            time.sleep(0.05)
+    finally:
+        distributed.rejoin()
 
 
-async def _fetch_commons(worker: Any, key: str) -> Any:
+async def _find_commons(worker: Any, key: str) -> Any:
+    """On the worker's event loop (which owns its data): the commons `key` from this worker's
+    data, else from a worker the scheduler says holds them; None if none does."""
+    commons = worker.data.get(key)
+    if commons is not None:
+        return commons
     from distributed.worker import get_data_from_worker
 
     who_has = await worker.scheduler.who_has(keys=[key])
@@ -483,10 +506,20 @@ async def _fetch_commons(worker: Any, key: str) -> Any:
                 response = await get_data_from_worker(worker.rpc, [key], address, who=worker.address)
                 if response["status"] == "OK" and key in response["data"]:
                     return response["data"][key]
-    raise RuntimeError(
-        f"No Dask worker holds {key!r}, the description its flow run sent for this task's runs "
-        "(the flow run has ended, or every worker that held it was lost)."
-    )
+    return None
+
+
+def _commons_as_data(commons: Any) -> Any:
+    """The Dask task whose data is a flow run's commons for one task (computed again by Dask
+    if the worker holding them is lost)."""
+    return commons
+
+
+async def _forget_commons(keys: list[str]) -> None:
+    """On each worker when a flow run ends (`Client.run`): drop its fetched commons."""
+    with _COMMONS_LOCK:
+        for key in keys:
+            _COMMONS_FETCHED.pop(key, None)
 
 
 def _summary_on_dask_worker(outcome: Any, address: str | None = None) -> Any:
@@ -686,8 +719,8 @@ class DaskTaskRunner(BaseTaskRunner):
         self._checked_storages: set[str] = set()
         self._fetcher: _ReportFetcher | None = None
         # (task, result factory, settings) of the runs sent -> the Dask key of their commons,
-        # the commons (kept so that the ids stay theirs) and its Dask future.
-        self._commons: dict[tuple[int, int, int], tuple[str | None, Any, Any]] = {}
+        # the commons and its Dask future.
+        self._commons: dict[tuple[int, int, int], tuple[str, Any, Any]] = {}
         self._commons_lock = threading.Lock()
 
     def duplicate(self) -> DaskTaskRunner:
@@ -771,10 +804,8 @@ class DaskTaskRunner(BaseTaskRunner):
         request = run.deferred_request(upstream)
         if request.result_factory.persist_result:
             self._check_storage(request.result_factory.storage)
-        commons, own = request.parted()
+        commons, request = request.parted()
         commons_key = self._commons_key(commons)
-        if commons_key is not None:
-            request = own
         task_run = run.task_run
         key = f"ferroflow-{task_run.name}-{task_run.id.hex}"
         held = client.submit(
@@ -786,29 +817,21 @@ class DaskTaskRunner(BaseTaskRunner):
         self._fetcher.add(held, report)  # type: ignore[union-attr]
         return report
 
-    def _commons_key(self, commons: Any) -> str | None:
-        """The Dask key of `commons` (`RequestCommons`), sent to every worker on first use, once
-        per flow run; None where it cannot be (no worker yet, on an adaptive cluster): the runs
-        then carry whole requests."""
+    def _commons_key(self, commons: Any) -> str:
+        """The Dask key of `commons` (`RequestCommons`), submitted on first use as a Dask task
+        of its own, once per flow run: it goes through the scheduler once, to one worker, and
+        the other workers fetch it from there (Dask computes it again if that worker is lost).
+        It is no dependency of the runs' Dask tasks, so their placement is Dask's as for any
+        task."""
         identity = (id(commons.task), id(commons.result_factory), id(commons.settings))
         with self._commons_lock:
             known = self._commons.get(identity)
-            if known is not None:
-                return known[0]
-            client = self._client
-            key = f"ferroflow-commons-{uuid.uuid4().hex}"
-            try:
-                if not client.sync(client.scheduler.ncores_running):
-                    return None  # asked again for the next run
-                # Straight to one worker (the scheduler only learns where it is); the others
-                # fetch it from there on first use. It is no dependency of the runs' Dask
-                # tasks, so their placement is Dask's as for any task.
-                future = client.scatter({key: commons}, direct=True, timeout=10)[key]
-            except Exception:
-                self._commons[identity] = (None, commons, None)  # whole requests for this task
-                return None
-            self._commons[identity] = (key, commons, future)
-            return key
+            if known is None:
+                key = f"ferroflow-commons-{uuid.uuid4().hex}"
+                future = self._client.submit(_commons_as_data, commons, key=key, pure=False)
+                # The commons are kept with their key so that the ids stay theirs.
+                known = self._commons[identity] = (key, commons, future)
+            return known[0]
 
     def _submit_after(self, run: TaskRunCall, foreign: list[Any]) -> concurrent.futures.Future[Any]:
         outer: concurrent.futures.Future[Any] = concurrent.futures.Future()
@@ -843,7 +866,7 @@ class DaskTaskRunner(BaseTaskRunner):
         with self._lock:
             held, self._held = list(self._held.values()), {}
         with self._commons_lock:
-            commons = [(key, future) for key, _, future in self._commons.values() if key is not None]
+            commons = [(key, future) for key, _, future in self._commons.values()]
             self._commons = {}
         held += [future for _, future in commons]
         client, cluster, fetcher = self._client, self._cluster, self._fetcher
