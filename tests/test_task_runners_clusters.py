@@ -273,6 +273,23 @@ def test_workers_this_process_cannot_reach_are_asked_through_the_scheduler(dask_
     assert pipeline() == (ClusterResult, [b"vv", b"vvv"], 7)
 
 
+def test_a_task_the_workers_cannot_import_fails_its_runs_saying_why(dask_processes, tmp_path, monkeypatch):
+    (tmp_path / "only_here.py").write_text("def double(x):\n    return 2 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import only_here  # the worker started as a command has no such module
+
+    double = task(only_here.double)
+
+    @flow(task_runner=DaskTaskRunner(address=dask_processes.address))
+    def pipeline():
+        return double.submit(1).wait()
+
+    state = pipeline(return_state=True)
+    assert state.is_failed() or state.is_crashed()
+    with pytest.raises(ModuleNotFoundError, match="only_here"):
+        state.result()
+
+
 # --- a long-lived cluster stays clean -----------------------------------------------------------
 
 

@@ -436,9 +436,9 @@ def _run_on_dask_worker(
     return report(request, states)
 
 
-# On a Dask worker: the commons this process fetched from another worker, by Dask key (a few
-# per flow run); the flow run's runner has them forgotten when it ends, and the oldest go first
-# beyond _COMMONS_KEPT (a flow process that died without ending its runs).
+# On a Dask worker: the commons this process has used, unpickled, by Dask key (a few per flow
+# run); the flow run's runner has them forgotten when it ends, and the oldest go first beyond
+# _COMMONS_KEPT (a flow process that died without ending its runs).
 _COMMONS_FETCHED: collections.OrderedDict[str, Any] = collections.OrderedDict()
 _COMMONS_KEPT = 64
 _COMMONS_LOCK = threading.Lock()
@@ -448,17 +448,19 @@ _COMMONS_WAIT_SECONDS = 300.0
 
 
 def _commons_on_worker(key: str) -> Any:
-    """The commons that are the Dask data `key`: this worker's own, a copy it fetched before,
-    else one fetched now from the worker holding them, and kept."""
+    """The commons pickled in the Dask data `key`: as this process used them before, else from
+    this worker's data or from the worker holding them, unpickled here (so that an error
+    unpickling them, such as a module the workers lack, is the run's own) and kept."""
     with _COMMONS_LOCK:
         commons = _COMMONS_FETCHED.get(key)
     if commons is not None:
         return commons
     distributed = _distributed()
     worker = distributed.get_worker()
-    commons = distributed.utils.sync(worker.loop, _find_commons, worker, key)
-    if commons is None:
-        commons = _await_commons(worker, key)
+    pickled = distributed.utils.sync(worker.loop, _find_commons, worker, key)
+    if pickled is None:
+        pickled = _await_commons(worker, key)
+    commons = cloudpickle.loads(pickled)
     with _COMMONS_LOCK:
         _COMMONS_FETCHED[key] = commons
         while len(_COMMONS_FETCHED) > _COMMONS_KEPT:
@@ -467,8 +469,8 @@ def _commons_on_worker(key: str) -> Any:
 
 
 def _await_commons(worker: Any, key: str) -> Any:
-    """The commons `key` once Dask has computed them (the run started first, or their worker
-    was lost and Dask computes them again). This thread leaves the worker's pool meanwhile, so
+    """The pickled commons `key` once Dask has computed them (the run started first, or their
+    worker was lost and Dask computes them again). This thread leaves the worker's pool meanwhile, so
     that the worker can compute them itself."""
     distributed = _distributed()
     distributed.secede()
@@ -484,7 +486,7 @@ def _await_commons(worker: Any, key: str) -> Any:
             elif state in (None, "erred", "forgotten") or time.monotonic() > deadline:
                 raise RuntimeError(
                     f"The Dask cluster no longer holds {key!r}, the description its flow run sent "
-                    f"for this task's runs (its state: {state}); the flow run has ended."
+                    f"for this task's runs (its Dask state: {state}): the flow run has ended."
                 )
             time.sleep(0.05)
     finally:
@@ -492,8 +494,8 @@ def _await_commons(worker: Any, key: str) -> Any:
 
 
 async def _find_commons(worker: Any, key: str) -> Any:
-    """On the worker's event loop (which owns its data): the commons `key` from this worker's
-    data, else from a worker the scheduler says holds them; None if none does."""
+    """On the worker's event loop (which owns its data): the pickled commons `key` from this
+    worker's data, else from a worker the scheduler says holds them; None if none does."""
     commons = worker.data.get(key)
     if commons is not None:
         return commons
@@ -509,10 +511,10 @@ async def _find_commons(worker: Any, key: str) -> Any:
     return None
 
 
-def _commons_as_data(commons: Any) -> Any:
-    """The Dask task whose data is a flow run's commons for one task (computed again by Dask
-    if the worker holding them is lost)."""
-    return commons
+def _commons_as_data(pickled: bytes) -> bytes:
+    """The Dask task whose data is a flow run's commons for one task, pickled (computed again
+    by Dask if the worker holding them is lost)."""
+    return pickled
 
 
 async def _forget_commons(keys: list[str]) -> None:
@@ -828,7 +830,8 @@ class DaskTaskRunner(BaseTaskRunner):
             known = self._commons.get(identity)
             if known is None:
                 key = f"ferroflow-commons-{uuid.uuid4().hex}"
-                future = self._client.submit(_commons_as_data, commons, key=key, pure=False)
+                pickled = cloudpickle.dumps(commons)
+                future = self._client.submit(_commons_as_data, pickled, key=key, pure=False)
                 # The commons are kept with their key so that the ids stay theirs.
                 known = self._commons[identity] = (key, commons, future)
             return known[0]
