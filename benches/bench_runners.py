@@ -13,8 +13,11 @@ ProcessPoolTaskRunner, next to plain Dask on the same cluster.
    (target: < 4 KiB), next to plain Dask doing the same: the scheduler runs as a process of its
    own (`dask scheduler`, workers from `dask worker`), and the kernel's byte counters of every
    TCP connection of that process (`ss -tinp`: the connections it accepted and those it opened
-   to the workers, both directions) are read around 5 exchanges, less an idle period as long
-   (the workers' heartbeats), per exchange.
+   to the workers, both directions) are read around a whole flow run of 6 exchanges (from its
+   client's connection to the releases of its keys at its end; a client's connection is read
+   just before it closes) less a flow run of 1 (connecting, the first exchange and closing
+   cancel out), less the workers' heartbeats over the same time, per exchange. Plain Dask is
+   measured the same way, one `Client` per session.
 
 `python benches/bench_runners.py` runs it alone; `make bench` runs it under pytest (`-s` shows
 the tables). Nothing here asserts a time. On a machine with 2 cores the scaling figures need
@@ -219,23 +222,33 @@ def process_socket_bytes(pid: int) -> dict[tuple[str, str], tuple[int, int]]:
 
 
 class SchedulerBytes:
-    """Bytes received and sent by the scheduler's process between `start()` and `stop()`; a
-    connection closed meanwhile is counted in `closed` (its last bytes are not known)."""
+    """Bytes received and sent by the scheduler's process between `start()` and `stop()`, from
+    the last reading of each connection (`read()` reads them all: a connection about to close
+    is read just before). `lost` counts the connections that closed after their last reading
+    (their last bytes are not counted)."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
 
     def start(self) -> None:
         self._before = process_socket_bytes(self.pid)
+        self._latest = dict(self._before)
+        self._started = time.perf_counter()
 
-    def stop(self) -> tuple[int, int, int]:
-        after = process_socket_bytes(self.pid)
+    def read(self) -> None:
+        self._latest.update(process_socket_bytes(self.pid))
+
+    def stop(self) -> tuple[int, int, int, float]:
+        """(received, sent, connections lost, seconds)."""
+        now = process_socket_bytes(self.pid)
+        lost = len(set(self._latest) - set(now))
+        self._latest.update(now)
         received = sent = 0
-        for connection, (now_in, now_out) in after.items():
+        for connection, (now_in, now_out) in self._latest.items():
             was_in, was_out = self._before.get(connection, (0, 0))
             received += now_in - was_in
             sent += now_out - was_out
-        return received, sent, len(set(self._before) - set(after))
+        return received, sent, lost, time.perf_counter() - self._started
 
 
 class SeparateScheduler:
@@ -282,56 +295,78 @@ def checksum(data: bytes) -> int:
 
 
 EXCHANGES = 5
+SETTLE_SECONDS = 0.5
 
 
-def per_exchange(counter: SchedulerBytes, exchange: Any) -> tuple[float, float, int]:
-    """Scheduler bytes (in, out) of one `exchange()`: EXCHANGES of them in a row, less an idle
-    period as long (the workers' heartbeats), divided by EXCHANGES; and the connections closed."""
-    counter.start()
-    started = time.perf_counter()
-    for _ in range(EXCHANGES):
-        exchange()
-    took = time.perf_counter() - started
-    received, sent, closed = counter.stop()
-    counter.start()
-    time.sleep(took)
-    idle_in, idle_out, idle_closed = counter.stop()
-    return (received - idle_in) / EXCHANGES, (sent - idle_out) / EXCHANGES, closed + idle_closed
-
-
-def plain_dask_bytes(address: str, counter: SchedulerBytes) -> tuple[float, float, int]:
-    """The same exchange in plain Dask (the 64 MiB value stays on the workers; the result is
-    read with `Future.result()`)."""
+def whole_session_bytes(counter: SchedulerBytes, session: Any, exchanges: int) -> tuple[int, int, int, float]:
+    """Scheduler bytes of `session(exchanges)` from its start to its end, releases included:
+    each `distributed.Client` it closes is read just before it closes, and the workers' answers
+    to the releases are waited for."""
     import distributed
 
-    with distributed.Client(address, set_as_default=False) as client:
+    real_close = distributed.Client.close
 
-        def exchange() -> None:
-            client.submit(checksum.fn, client.submit(make_big.fn, pure=False), pure=False).result()
+    def close_after_reading(client: Any, *args: Any, **kwargs: Any) -> Any:
+        counter.read()
+        return real_close(client, *args, **kwargs)
 
-        exchange()  # warm up
-        return per_exchange(counter, exchange)
+    counter.start()
+    distributed.Client.close = close_after_reading  # type: ignore[method-assign]
+    try:
+        session(exchanges)
+    finally:
+        distributed.Client.close = real_close  # type: ignore[method-assign]
+    time.sleep(SETTLE_SECONDS)
+    return counter.stop()
+
+
+def per_exchange(counter: SchedulerBytes, session: Any) -> tuple[float, float, int]:
+    """Scheduler bytes (in, out) of one exchange: a session of 1 + EXCHANGES exchanges less a
+    session of 1 (what a session costs whatever it does: connecting, its first exchange,
+    closing, cancel out), each less the workers' heartbeats over its time (measured in an idle
+    period), divided by EXCHANGES; and the connections lost."""
+    counter.start()
+    time.sleep(2.0)
+    idle_in, idle_out, idle_lost, idle_seconds = counter.stop()
+    short = whole_session_bytes(counter, session, 1)
+    long = whole_session_bytes(counter, session, 1 + EXCHANGES)
+
+    def net(measured: tuple[int, int, int, float], index: int, idle: int) -> float:
+        return measured[index] - idle * measured[3] / idle_seconds
+
+    return (
+        (net(long, 0, idle_in) - net(short, 0, idle_in)) / EXCHANGES,
+        (net(long, 1, idle_out) - net(short, 1, idle_out)) / EXCHANGES,
+        short[2] + long[2] + idle_lost,
+    )
 
 
 def scheduler_bytes() -> dict[str, Any]:
+    import distributed
+
     with SeparateScheduler() as cluster:
         counter = SchedulerBytes(cluster.scheduler.pid)
+        states = []
 
         @flow(task_runner=DaskTaskRunner(address=cluster.address))
-        def pass_big() -> tuple[tuple[float, float, int], int]:
-            states = []
-
-            def exchange() -> None:
+        def pass_big(exchanges: int) -> None:
+            for _ in range(exchanges):
                 made = make_big.submit()
                 checksum.submit(made).result()
-                states.append(made.state)
+            states.append(made.state)
 
-            exchange()  # warm up: workers import, the storage exists
-            return per_exchange(counter, exchange), len(cloudpickle.dumps(states[-1]))
+        def plain(exchanges: int) -> None:
+            """The same exchanges in plain Dask (the 64 MiB value stays on the workers; the
+            result is read with `Future.result()`)."""
+            with distributed.Client(cluster.address, set_as_default=False) as client:
+                for _ in range(exchanges):
+                    client.submit(checksum.fn, client.submit(make_big.fn, pure=False), pure=False).result()
 
-        ours, state_size = pass_big()
-        plain = plain_dask_bytes(cluster.address, counter)
-    return {"ferroflow": ours, "plain Dask": plain, "state": state_size}
+        pass_big(1)  # warm up: workers import, the storage exists
+        plain(1)
+        ours = per_exchange(counter, pass_big)
+        theirs = per_exchange(counter, plain)
+    return {"ferroflow": ours, "plain Dask": theirs, "state": len(cloudpickle.dumps(states[-1]))}
 
 
 # --- report ---------------------------------------------------------------------------------------
@@ -371,11 +406,11 @@ def run_all() -> str:
     lines += [
         "",
         "Bytes through the scheduler, a 64 MiB persisted result passed between two tasks (all TCP",
-        f"connections of the scheduler's process, received + sent; {EXCHANGES} exchanges less an idle",
-        "period as long, per exchange)",
+        f"connections of the scheduler's process, received + sent; a flow run of {EXCHANGES + 1} exchanges",
+        "less one of 1, releases included, heartbeats taken out, per exchange)",
         *(
             f"  {name:<12} {sum(passed[name][:2]):7.0f} B  ({passed[name][0]:.0f} B in, "
-            f"{passed[name][1]:.0f} B out; connections closed meanwhile: {passed[name][2]})"
+            f"{passed[name][1]:.0f} B out; connections closed after their last reading: {passed[name][2]})"
             for name in ("ferroflow", "plain Dask")
         ),
         f"  pickled state the flow got for the 64 MiB result: {passed['state']} B",
