@@ -253,6 +253,20 @@ def test_runs_go_on_when_the_worker_holding_their_commons_is_lost(dask_cluster):
     dask_cluster.wait_for_workers(2, timeout=60)
 
 
+def test_a_future_of_another_runner_is_waited_for_and_its_state_sent(dask_cluster):
+    @flow
+    def parent():
+        upstream = make.submit(3)  # the parent's thread runner
+
+        @flow(task_runner=DaskTaskRunner(address=dask_cluster.scheduler_address))
+        def child():
+            return length.submit(upstream).result(), make.submit(2).result()
+
+        return child()
+
+    assert parent() == (3, b"vv")
+
+
 def test_workers_this_process_cannot_reach_are_asked_through_the_scheduler(dask_cluster, monkeypatch):
     """Reports and values are asked of the workers directly; where that fails (here: no time
     to connect), through the scheduler, with the same outcome."""

@@ -423,17 +423,18 @@ async def _fetch_data(client: Any, future: Any, address: str | None) -> Any:
     return (await client.gather([future], direct=True, asynchronous=True))[0]
 
 
-def _run_on_dask_worker(
-    report: Callable[..., Any], request: Any, commons_key: str | None, *upstream: Any
-) -> Any:
+def _run_on_dask_worker(report: Callable[..., Any], request: Any, *upstream: Any) -> Any:
     """The Dask task of one task run: its report, with the result's value in it (the task's
-    data, which stays on the worker). The request comes without the parts every run of its task
-    shares (`RequestCommons`), which the worker holds as the Dask data `commons_key` (None: the
-    request is whole). Upstream runs arrive as their reports."""
-    if commons_key is not None:
-        request = _commons_on_worker(commons_key).complete(request)
+    data, which stays on the worker). Upstream runs arrive as their reports."""
     states = tuple(getattr(item, "state", item) for item in upstream)
     return report(request, states)
+
+
+def _run_with_commons_on_dask_worker(commons_key: str, request: Any, *upstream: Any) -> Any:
+    """`_run_on_dask_worker` for a request without the parts every run of its task shares
+    (`RequestCommons`), which travel with the report function as the Dask data `commons_key`."""
+    report, commons = _commons_on_worker(commons_key)
+    return _run_on_dask_worker(report, commons.complete(request), *upstream)
 
 
 # On a Dask worker: the commons this process has used, unpickled, by Dask key (a few per flow
@@ -720,9 +721,9 @@ class DaskTaskRunner(BaseTaskRunner):
         self._lock = threading.Lock()
         self._checked_storages: set[str] = set()
         self._fetcher: _ReportFetcher | None = None
-        # (task, result factory, settings) of the runs sent -> the Dask key of their commons,
-        # the commons and its Dask future.
-        self._commons: dict[tuple[int, int, int], tuple[str, Any, Any]] = {}
+        # (report function, task, result factory, settings, identity) of the runs sent -> the
+        # Dask key of their commons, the commons and its Dask future.
+        self._commons: dict[tuple[Any, ...], tuple[str, Any, Any]] = {}
         self._commons_lock = threading.Lock()
 
     def duplicate(self) -> DaskTaskRunner:
@@ -807,11 +808,11 @@ class DaskTaskRunner(BaseTaskRunner):
         if request.result_factory.persist_result:
             self._check_storage(request.result_factory.storage)
         commons, request = request.parted()
-        commons_key = self._commons_key(commons)
+        commons_key = self._commons_key(run.report, commons)
         task_run = run.task_run
         key = f"ferroflow-{task_run.name}-{task_run.id.hex}"
         held = client.submit(
-            _run_on_dask_worker, run.report, request, commons_key, *dependencies, key=key, pure=False
+            _run_with_commons_on_dask_worker, commons_key, request, *dependencies, key=key, pure=False
         )
         with self._lock:
             self._held[task_run.id] = held
@@ -819,18 +820,24 @@ class DaskTaskRunner(BaseTaskRunner):
         self._fetcher.add(held, report)  # type: ignore[union-attr]
         return report
 
-    def _commons_key(self, commons: Any) -> str:
-        """The Dask key of `commons` (`RequestCommons`), submitted on first use as a Dask task
-        of its own, once per flow run: it goes through the scheduler once, to one worker, and
-        the other workers fetch it from there (Dask computes it again if that worker is lost).
-        It is no dependency of the runs' Dask tasks, so their placement is Dask's as for any
-        task."""
-        identity = (id(commons.task), id(commons.result_factory), id(commons.settings))
+    def _commons_key(self, report: Callable[..., Any], commons: Any) -> str:
+        """The Dask key of `commons` (`RequestCommons`) with the `report` function, submitted
+        on first use as a Dask task of its own, once per flow run: it goes through the scheduler
+        once, to one worker, and the other workers fetch it from there (Dask computes it again
+        if that worker is lost). It is no dependency of the runs' Dask tasks, so their
+        placement is Dask's as for any task."""
+        identity = (
+            id(report),
+            id(commons.task),
+            id(commons.result_factory),
+            id(commons.settings),
+            commons.identity,
+        )
         with self._commons_lock:
             known = self._commons.get(identity)
             if known is None:
                 key = f"ferroflow-commons-{uuid.uuid4().hex}"
-                pickled = cloudpickle.dumps(commons)
+                pickled = cloudpickle.dumps((report, commons))
                 future = self._client.submit(_commons_as_data, pickled, key=key, pure=False)
                 # The commons are kept with their key so that the ids stay theirs.
                 known = self._commons[identity] = (key, commons, future)
@@ -843,9 +850,7 @@ class DaskTaskRunner(BaseTaskRunner):
             try:
                 upstream, states = _upstream_states(run)
                 request = run.deferred_request(upstream)
-                held = self._client.submit(
-                    _run_on_dask_worker, run.report, request, None, *states, pure=False
-                )
+                held = self._client.submit(_run_on_dask_worker, run.report, request, *states, pure=False)
                 summary = self._client.submit(_summary_on_dask_worker, held, pure=False)
                 outcome = summary.result()
                 data = outcome.state.data

@@ -150,6 +150,7 @@ def test_a_request_parts_with_what_every_run_of_its_task_shares_and_is_made_whol
     assert [id(part) for part in (commons.task, commons.result_factory, commons.settings)] == [
         id(part) for part in (commons_again.task, commons_again.result_factory, commons_again.settings)
     ]
+    assert commons.identity == commons_again.identity  # all but the run's id and dynamic key
     assert first.task is first.result_factory is first.settings is None
     assert len(cloudpickle.dumps(first)) < len(cloudpickle.dumps(requests[0])) // 3
     assert commons.complete(first) == requests[0] and commons.complete(second) == requests[1]
