@@ -46,7 +46,7 @@ build: $(BUILT) ## build the extension (release) into .venv, installed editable,
 # The interpreter behind .venv/bin/python (resolved when make starts): a new one rebuilds too.
 # PIP_QUIET keeps the dependency check maturin develop runs through pip quiet.
 $(BUILT): $(RUST_SOURCES) $(VENV)/.installed $(realpath $(PY))
-	VIRTUAL_ENV=$(CURDIR)/$(VENV) nice $(VENV)/bin/maturin develop --release --quiet
+	VIRTUAL_ENV=$(abspath $(VENV)) nice $(VENV)/bin/maturin develop --release --quiet
 	touch $@
 
 test: build test-rust test-python stubtest typecheck lint test-wheel ## run every test: cargo, pytest, stub and type checks, linters, the wheel
@@ -79,7 +79,7 @@ demo: build ## run the example pipeline (its runs, cache and results go to .demo
 
 wheel: venv ## build the release wheel the workflow publishes (manylinux2014) into dist/ and check it with auditwheel
 	rm -f dist/ferroflow-*-$(subst -unknown-linux-gnu,,$(WHEEL_TARGET)).whl
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" nice $(VENV)/bin/maturin build $(WHEEL_ARGS) --target $(WHEEL_TARGET)
+	PATH="$(abspath $(VENV))/bin:$$PATH" nice $(VENV)/bin/maturin build $(WHEEL_ARGS) --target $(WHEEL_TARGET)
 	$(VENV)/bin/auditwheel show dist/ferroflow-*-manylinux*$(subst -unknown-linux-gnu,,$(WHEEL_TARGET)).whl
 
 test-wheel: wheel ## install the wheel into a fresh venv with no Rust on PATH and run the README's quick start there
