@@ -125,20 +125,19 @@ impl<'a> Frame<'a> {
             header.codec_skipped = header.codec.take();
             header.level = None;
         }
+        let mut short_serializer = None;
         if total(&stored) < SMALL_PAYLOAD {
             header.alignment = SMALL_ALIGNMENT;
             if options.compact_small && options.signing_key.is_none() {
                 // Format 2.0 keeps a description that 3.0 could not restore exactly readable by
                 // 2.x readers.
-                let shortens = header.short_serializer().is_some();
-                header.format_version = (
-                    if shortens {
-                        IMPLIED_MAJOR
-                    } else {
-                        COMPACT_MAJOR
-                    },
-                    0,
-                );
+                short_serializer = header.short_serializer();
+                let major = if short_serializer.is_some() {
+                    IMPLIED_MAJOR
+                } else {
+                    COMPACT_MAJOR
+                };
+                header.format_version = (major, 0);
             }
         }
         header.segments = segments
@@ -149,7 +148,7 @@ impl<'a> Frame<'a> {
                 stored: stored.len() as u64,
             })
             .collect();
-        let header_bytes = header.encode()?;
+        let header_bytes = header.encode(short_serializer.as_deref())?;
         Ok(Frame {
             header,
             header_bytes,
@@ -215,8 +214,8 @@ impl<'a> Frame<'a> {
             .expect("signed frames carry a signature");
         signature.mac = key.mac(covered, trailer);
         let bytes = header
-            .encode()
-            .expect("the same header encoded once already");
+            .encode(None)
+            .expect("the same header encoded once already (signed: format 1.x)");
         debug_assert_eq!(bytes.len(), self.header_bytes.len());
         Some((header, bytes))
     }

@@ -216,8 +216,9 @@ impl BlobHeader {
         format!("{}.{}", self.format_version.0, self.format_version.1)
     }
 
-    /// Prelude, body and checksum, zero-padded to the alignment.
-    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
+    /// Prelude, body and checksum, zero-padded to the alignment. A format 3.x header stores
+    /// `short_serializer`, the description as `short_serializer()` gives it.
+    pub(crate) fn encode(&self, short_serializer: Option<&str>) -> Result<Vec<u8>> {
         let body = HeaderBody {
             serializer: RawValue::from_string(self.serializer.clone())
                 .expect("validated when the header was made"),
@@ -240,15 +241,16 @@ impl BlobHeader {
         };
         let json = if self.format_version.0 == IMPLIED_MAJOR {
             debug_assert!(body.signature.is_none(), "signed blobs keep the 1.x header");
-            let short = self.short_serializer().ok_or_else(|| {
+            let short = short_serializer.ok_or_else(|| {
                 Error::InvalidArgument(format!(
-                    "format {IMPLIED_MAJOR}.x cannot carry the serializer description {:?}; \
-                     write it in format {COMPACT_MAJOR}.0",
+                    "format {IMPLIED_MAJOR}.x needs the short form of the serializer description {:?}; \
+                     write it in format {COMPACT_MAJOR}.0 if it has none",
                     self.serializer
                 ))
             })?;
             let mut body = CompactBody::from(body);
-            body.s = RawValue::from_string(short).expect("serde_json wrote it");
+            body.s = RawValue::from_string(short.to_owned())
+                .expect("short_serializer() gives JSON text");
             serde_json::to_vec(&body)
         } else if self.format_version.0 == COMPACT_MAJOR {
             debug_assert!(body.signature.is_none(), "signed blobs keep the 1.x header");
