@@ -30,47 +30,68 @@ const INNER: &str = "serializer";
 /// its `serializer` member); `"compressed/<type>"` wraps a serializer of `<type>`.
 const COMPRESSED: &str = "compressed";
 
+/// An implied value, compared with a description's member without building a JSON value.
+#[derive(Debug, Clone, Copy)]
+enum Implied<'a> {
+    Text(&'a str),
+    Null,
+    EmptyObject,
+    Integer(i32),
+}
+
+impl Implied<'_> {
+    fn matches(self, value: &Value) -> bool {
+        match self {
+            Implied::Text(text) => value.as_str() == Some(text),
+            Implied::Null => value.is_null(),
+            Implied::EmptyObject => value.as_object().is_some_and(Map::is_empty),
+            Implied::Integer(number) => value.as_i64() == Some(i64::from(number)),
+        }
+    }
+
+    fn value(self) -> Value {
+        match self {
+            Implied::Text(text) => Value::String(text.to_owned()),
+            Implied::Null => Value::Null,
+            Implied::EmptyObject => Value::Object(Map::new()),
+            Implied::Integer(number) => Value::from(number),
+        }
+    }
+}
+
 /// (member, implied value) for descriptions of `type_name`, in a blob whose header says `codec`.
-fn implied_members(type_name: &str, codec: HeaderCodec<'_>) -> Vec<(&'static str, Value)> {
+fn implied_members<'a>(
+    type_name: &str,
+    codec: HeaderCodec<'a>,
+) -> Vec<(&'static str, Implied<'a>)> {
     if compressed_inner_type(type_name).is_some() {
         return vec![
             (
                 "compressionlib",
-                Value::String(codec.name.unwrap_or(DEFAULT_CODEC).to_owned()),
+                Implied::Text(codec.name.unwrap_or(DEFAULT_CODEC)),
             ),
-            ("level", codec.level.map_or(Value::Null, Value::from)),
+            ("level", codec.level.map_or(Implied::Null, Implied::Integer)),
         ];
     }
-    constant_members(type_name)
-        .iter()
-        .map(|(name, json)| {
-            let value = serde_json::from_str(json).expect("the implied values are valid JSON");
-            (*name, value)
-        })
-        .collect()
-}
-
-/// (member, implied value as JSON) for descriptions of the types with constant implied members.
-fn constant_members(type_name: &str) -> &'static [(&'static str, &'static str)] {
     match type_name {
-        "pickle" => &[
-            ("picklelib", r#""cloudpickle""#),
-            ("picklelib_version", "null"),
+        "pickle" => vec![
+            ("picklelib", Implied::Text("cloudpickle")),
+            ("picklelib_version", Implied::Null),
         ],
-        "json" => &[
-            ("jsonlib", r#""json""#),
+        "json" => vec![
+            ("jsonlib", Implied::Text("json")),
             (
                 "object_encoder",
-                r#""ferroflow.serializers.ferroflow_json_object_encoder""#,
+                Implied::Text("ferroflow.serializers.ferroflow_json_object_encoder"),
             ),
             (
                 "object_decoder",
-                r#""ferroflow.serializers.ferroflow_json_object_decoder""#,
+                Implied::Text("ferroflow.serializers.ferroflow_json_object_decoder"),
             ),
-            ("dumps_kwargs", "{}"),
-            ("loads_kwargs", "{}"),
+            ("dumps_kwargs", Implied::EmptyObject),
+            ("loads_kwargs", Implied::EmptyObject),
         ],
-        _ => &[],
+        _ => Vec::new(),
     }
 }
 
@@ -126,7 +147,7 @@ fn short_form(description: &Value, codec: HeaderCodec<'_>) -> Value {
     };
     let mut short = members.clone();
     for (name, implied) in implied_members(type_name, codec) {
-        if short.get(name) == Some(&implied) {
+        if short.get(name).is_some_and(|value| implied.matches(value)) {
             short.remove(name);
         }
     }
@@ -177,7 +198,7 @@ fn restored(short: &Value, codec: HeaderCodec<'_>) -> Value {
         }
     }
     for (name, implied) in implied_members(type_name, codec) {
-        full.entry(name).or_insert(implied);
+        full.entry(name).or_insert_with(|| implied.value());
     }
     Value::Object(full)
 }
