@@ -10,12 +10,15 @@ PIP := $(PY) -m pip
 export CARGO_TARGET_DIR ?= $(CURDIR)/target
 
 # Wheels: exactly what .github/workflows/wheels.yml publishes for Linux (tests/test_package.py checks
-# that both give maturin the same arguments): manylinux2014 (glibc 2.17), linked with zig, so no
-# container is needed (maturin finds zig as `python -m ziglang` of the venv on PATH). The dist profile (fat LTO) builds in target/<triple>/dist, kept between runs.
+# that both give maturin the same arguments and targets): manylinux2014 (glibc 2.17), linked with
+# zig, so no container is needed (maturin finds zig as `python -m ziglang` of the venv on PATH);
+# for aarch64 too, cross-compiled (`rustup target add aarch64-unknown-linux-gnu` first). The dist
+# profile (fat LTO) builds in target/<triple>/dist, kept between runs.
 WHEEL_ARGS := --profile dist --zig --compatibility manylinux2014 --out dist
+WHEEL_TARGETS := x86_64-unknown-linux-gnu aarch64-unknown-linux-gnu
 WHEEL_TARGET ?= x86_64-unknown-linux-gnu
 
-.PHONY: help venv build wheel test-wheel test test-rust test-python stubtest typecheck lint lint-python lint-rust demo bench bench-rust clean
+.PHONY: help venv build wheel wheel-aarch64 test-wheel test test-rust test-python stubtest typecheck lint lint-python lint-rust demo bench bench-rust clean
 
 # pip's output for the dependencies already installed ("Requirement already satisfied", one line
 # each) says nothing; maturin develop runs pip too, so the setting goes through the environment.
@@ -28,7 +31,7 @@ RUST_SOURCES := Cargo.toml Cargo.lock $(wildcard rust/*/Cargo.toml) $(shell find
 BUILT := $(VENV)/.built
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 # The venv is refreshed whenever pyproject.toml changes (new dependencies).
 $(VENV)/.installed: pyproject.toml
@@ -46,7 +49,7 @@ build: $(BUILT) ## build the extension (release) into .venv, installed editable,
 # The interpreter behind .venv/bin/python (resolved when make starts): a new one rebuilds too.
 # PIP_QUIET keeps the dependency check maturin develop runs through pip quiet.
 $(BUILT): $(RUST_SOURCES) $(VENV)/.installed $(realpath $(PY))
-	VIRTUAL_ENV=$(CURDIR)/$(VENV) nice $(VENV)/bin/maturin develop --release --quiet
+	VIRTUAL_ENV=$(abspath $(VENV)) nice $(VENV)/bin/maturin develop --release --quiet
 	touch $@
 
 test: build test-rust test-python stubtest typecheck lint test-wheel ## run every test: cargo, pytest, stub and type checks, linters, the wheel
@@ -77,10 +80,14 @@ lint-python: venv
 demo: build ## run the example pipeline (its runs, cache and results go to .demo/)
 	$(PY) examples/demo.py
 
-wheel: venv ## build the release wheel the workflow publishes (manylinux2014) into dist/ and check it with auditwheel
+wheel: venv ## build the release wheel the workflow publishes (manylinux2014; WHEEL_TARGET, x86_64 by default) into dist/ and check it with auditwheel
 	rm -f dist/ferroflow-*-$(subst -unknown-linux-gnu,,$(WHEEL_TARGET)).whl
-	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" nice $(VENV)/bin/maturin build $(WHEEL_ARGS) --target $(WHEEL_TARGET)
+	PATH="$(abspath $(VENV))/bin:$$PATH" nice $(VENV)/bin/maturin build $(WHEEL_ARGS) --target $(WHEEL_TARGET)
 	$(VENV)/bin/auditwheel show dist/ferroflow-*-manylinux*$(subst -unknown-linux-gnu,,$(WHEEL_TARGET)).whl
+
+# Cross-compiled, so it cannot be installed and run here: not part of `make test` (several CPU minutes).
+wheel-aarch64: ## build and check the aarch64 release wheel (as `make wheel WHEEL_TARGET=aarch64-unknown-linux-gnu`)
+	$(MAKE) wheel WHEEL_TARGET=aarch64-unknown-linux-gnu
 
 test-wheel: wheel ## install the wheel into a fresh venv with no Rust on PATH and run the README's quick start there
 	FERROFLOW_TEST_WHEEL="$$(ls $(CURDIR)/dist/ferroflow-*-manylinux*$(subst -unknown-linux-gnu,,$(WHEEL_TARGET)).whl)" \

@@ -10,9 +10,14 @@ ProcessPoolTaskRunner, next to plain Dask on the same cluster.
    the machine gives two processes at that moment (other load on a 2-core machine takes from
    the 2-worker runs, not from the 1-worker ones).
 3. Bytes through the scheduler while a 64 MiB persisted result passes from one task to the next
-   (target: < 4 KiB): the kernel's byte counters of the scheduler's sockets (`ss -ti`), read
-   inside the flow run after it connected and after the downstream task's result came back,
-   less what the same sockets carry in an idle period as long (heartbeats).
+   (target: < 4 KiB), next to plain Dask doing the same: the scheduler runs as a process of its
+   own (`dask scheduler`, workers from `dask worker`), and the kernel's byte counters of every
+   TCP connection of that process (`ss -tinp`: the connections it accepted and those it opened
+   to the workers, both directions) are read around a whole flow run of 6 exchanges (from its
+   client's connection to the releases of its keys at its end; a client's connection is read
+   just before it closes) less a flow run of 1 (connecting, the first exchange and closing
+   cancel out), less the workers' heartbeats over the same time, per exchange. Plain Dask is
+   measured the same way, one `Client` per session.
 
 `python benches/bench_runners.py` runs it alone; `make bench` runs it under pytest (`-s` shows
 the tables). Nothing here asserts a time. On a machine with 2 cores the scaling figures need
@@ -191,19 +196,92 @@ def scaling() -> dict[str, tuple[float, float]]:
 
 
 # --- 3. bytes through the scheduler ---------------------------------------------------------------
+# The scheduler runs as a process of its own (`dask scheduler`, with `dask worker --nworkers 2`),
+# so that every TCP connection of that process is the scheduler's: those it accepted (clients,
+# workers' streams) and those it opened (its calls to the workers). The kernel counts the bytes
+# each connection carried (`ss -tinp`, both directions).
 
+_SOCKET = re.compile(r"^\S+\s+\S+\s+(\S+)\s+(\S+)\s+users:\(.*?pid=(\d+),")
 _COUNTER = re.compile(r"\bbytes_(sent|received):(\d+)")
 
 
-def scheduler_socket_bytes(port: int) -> int:
-    """Bytes sent plus received so far on the scheduler's open TCP connections."""
+def process_socket_bytes(pid: int) -> dict[tuple[str, str], tuple[int, int]]:
+    """(local, peer) address of each established TCP connection of process `pid` -> bytes it
+    has received and sent so far."""
     listing = subprocess.run(
-        ["ss", "-tinH", "state", "established", f"( sport = :{port} )"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return sum(int(count) for _, count in _COUNTER.findall(listing))
+        ["ss", "-tinpH", "state", "established"], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    counts: dict[tuple[str, str], tuple[int, int]] = {}
+    for line, info in zip(listing[::2], listing[1::2]):
+        match = _SOCKET.match(line)
+        if match is None or int(match[3]) != pid:
+            continue
+        counters = dict(_COUNTER.findall(info))
+        counts[(match[1], match[2])] = (int(counters.get("received", 0)), int(counters.get("sent", 0)))
+    return counts
+
+
+class SchedulerBytes:
+    """Bytes received and sent by the scheduler's process between `start()` and `stop()`, from
+    the last reading of each connection (`read()` reads them all: a connection about to close
+    is read just before). `lost` counts the connections that closed after their last reading
+    (their last bytes are not counted)."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+    def start(self) -> None:
+        self._before = process_socket_bytes(self.pid)
+        self._latest = dict(self._before)
+        self._started = time.perf_counter()
+
+    def read(self) -> None:
+        self._latest.update(process_socket_bytes(self.pid))
+
+    def stop(self) -> tuple[int, int, int, float]:
+        """(received, sent, connections lost, seconds)."""
+        now = process_socket_bytes(self.pid)
+        lost = len(set(self._latest) - set(now))
+        self._latest.update(now)
+        received = sent = 0
+        for connection, (now_in, now_out) in self._latest.items():
+            was_in, was_out = self._before.get(connection, (0, 0))
+            received += now_in - was_in
+            sent += now_out - was_out
+        return received, sent, lost, time.perf_counter() - self._started
+
+
+class SeparateScheduler:
+    """A `dask scheduler` and a `dask worker --nworkers 2 --nthreads 1` started as commands on
+    loopback, stopped on exit."""
+
+    def __enter__(self) -> SeparateScheduler:
+        import socket
+
+        import distributed
+
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        self.address = f"tcp://127.0.0.1:{port}"
+        dask = os.path.join(os.path.dirname(sys.executable), "dask")
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
+        self.scheduler = subprocess.Popen(
+            [dask, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **quiet
+        )
+        self.workers = subprocess.Popen(
+            [dask, "worker", self.address, "--host", "127.0.0.1", "--nworkers", "2", "--nthreads", "1",
+             "--no-dashboard"],
+            **quiet,
+        )  # fmt: skip
+        with distributed.Client(self.address, timeout=60, set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=60)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for process in (self.workers, self.scheduler):
+            process.terminate()
+            process.wait(timeout=30)
 
 
 @task(persist_result=True)
@@ -216,51 +294,79 @@ def checksum(data: bytes) -> int:
     return len(data) + data[12345]
 
 
-def plain_dask_bytes(cluster: Any, port: int) -> tuple[int, int]:
-    """The same exchange in plain Dask (the 64 MiB value stays on the workers): scheduler
-    bytes during it, and in an idle period as long."""
+EXCHANGES = 5
+SETTLE_SECONDS = 0.5
+
+
+def whole_session_bytes(counter: SchedulerBytes, session: Any, exchanges: int) -> tuple[int, int, int, float]:
+    """Scheduler bytes of `session(exchanges)` from its start to its end, releases included:
+    each `distributed.Client` it closes is read just before it closes, and the workers' answers
+    to the releases are waited for."""
     import distributed
 
-    with distributed.Client(cluster.scheduler_address, set_as_default=False) as client:
-        client.submit(checksum.fn, client.submit(make_big.fn, pure=False), pure=False).result()
-        before = scheduler_socket_bytes(port)
-        started = time.perf_counter()
-        client.submit(checksum.fn, client.submit(make_big.fn, pure=False), pure=False).result()
-        took = time.perf_counter() - started
-        during = scheduler_socket_bytes(port) - before
-        idle_start = scheduler_socket_bytes(port)
-        time.sleep(took)
-        return during, scheduler_socket_bytes(port) - idle_start
+    real_close = distributed.Client.close
+
+    def close_after_reading(client: Any, *args: Any, **kwargs: Any) -> Any:
+        counter.read()
+        return real_close(client, *args, **kwargs)
+
+    counter.start()
+    distributed.Client.close = close_after_reading  # type: ignore[method-assign]
+    try:
+        session(exchanges)
+    finally:
+        distributed.Client.close = real_close  # type: ignore[method-assign]
+    time.sleep(SETTLE_SECONDS)
+    return counter.stop()
 
 
-def scheduler_bytes(cluster: Any) -> dict[str, float]:
-    port = int(cluster.scheduler_address.rsplit(":", 1)[1])
+def per_exchange(counter: SchedulerBytes, session: Any) -> tuple[float, float, int]:
+    """Scheduler bytes (in, out) of one exchange: a session of 1 + EXCHANGES exchanges less a
+    session of 1 (what a session costs whatever it does: connecting, its first exchange,
+    closing, cancel out), each less the workers' heartbeats over its time (measured in an idle
+    period), divided by EXCHANGES; and the connections lost."""
+    counter.start()
+    time.sleep(2.0)
+    idle_in, idle_out, idle_lost, idle_seconds = counter.stop()
+    short = whole_session_bytes(counter, session, 1)
+    long = whole_session_bytes(counter, session, 1 + EXCHANGES)
 
-    @flow(task_runner=DaskTaskRunner(address=cluster.scheduler_address))
-    def pass_big() -> tuple[int, int, float, int]:
-        checksum.submit(make_big.submit()).result()  # warm up: workers import, storage exists
-        before = scheduler_socket_bytes(port)
-        started = time.perf_counter()
-        made = make_big.submit()
-        checksum.submit(made).result()
-        took = time.perf_counter() - started
-        during = scheduler_socket_bytes(port) - before
-        idle_start = scheduler_socket_bytes(port)
-        time.sleep(took)
-        idle = scheduler_socket_bytes(port) - idle_start
-        report = len(cloudpickle.dumps(made.state))
-        return during, idle, took, report
+    def net(measured: tuple[int, int, int, float], index: int, idle: int) -> float:
+        return measured[index] - idle * measured[3] / idle_seconds
 
-    during, idle, took, state_size = pass_big()
-    plain_during, plain_idle = plain_dask_bytes(cluster, port)
-    return {
-        "plain Dask, the value through the workers": plain_during - plain_idle,
-        "during the two task runs": during,
-        "idle period as long (heartbeats)": idle,
-        "net": during - idle,
-        "seconds": took,
-        "pickled state of the 64 MiB result": state_size,
-    }
+    return (
+        (net(long, 0, idle_in) - net(short, 0, idle_in)) / EXCHANGES,
+        (net(long, 1, idle_out) - net(short, 1, idle_out)) / EXCHANGES,
+        short[2] + long[2] + idle_lost,
+    )
+
+
+def scheduler_bytes() -> dict[str, Any]:
+    import distributed
+
+    with SeparateScheduler() as cluster:
+        counter = SchedulerBytes(cluster.scheduler.pid)
+        states = []
+
+        @flow(task_runner=DaskTaskRunner(address=cluster.address))
+        def pass_big(exchanges: int) -> None:
+            for _ in range(exchanges):
+                made = make_big.submit()
+                checksum.submit(made).result()
+            states.append(made.state)
+
+        def plain(exchanges: int) -> None:
+            """The same exchanges in plain Dask (the 64 MiB value stays on the workers; the
+            result is read with `Future.result()`)."""
+            with distributed.Client(cluster.address, set_as_default=False) as client:
+                for _ in range(exchanges):
+                    client.submit(checksum.fn, client.submit(make_big.fn, pure=False), pure=False).result()
+
+        pass_big(1)  # warm up: workers import, the storage exists
+        plain(1)
+        ours = per_exchange(counter, pass_big)
+        theirs = per_exchange(counter, plain)
+    return {"ferroflow": ours, "plain Dask": theirs, "state": len(cloudpickle.dumps(states[-1]))}
 
 
 # --- report ---------------------------------------------------------------------------------------
@@ -274,7 +380,6 @@ def run_all() -> str:
     lines = []
     with local_cluster(2) as cluster:
         per_task = overhead(cluster)
-        passed = scheduler_bytes(cluster)
     plain, ours = per_task["plain Client.submit, result() of each"], per_task["ferroflow on Dask"]
     batched = per_task["plain Client.submit, one gather"]
     lines += [
@@ -296,15 +401,20 @@ def run_all() -> str:
             f"  {name:<26} {one:6.2f} s -> {two:6.2f} s  ratio {speedup:.2f}x "
             f"(target: >= 1.8x) {verdict(speedup >= 1.8)}"
         )
-    net = passed["net"]
+    passed = scheduler_bytes()
+    ours = sum(passed["ferroflow"][:2])
     lines += [
         "",
-        "Bytes through the scheduler, a 64 MiB persisted result passed between two tasks",
-        f"  on the scheduler's sockets during the runs   {passed['during the two task runs']:10.0f} B",
-        f"  same sockets, idle period as long            {passed['idle period as long (heartbeats)']:10.0f} B",
-        f"  pickled state the flow got for the result    {passed['pickled state of the 64 MiB result']:10.0f} B",
-        f"  plain Dask doing the same (net)              {passed['plain Dask, the value through the workers']:10.0f} B",
-        f"  net bytes through the scheduler: {net:.0f} B (target: < 4 KiB) {verdict(net < 4096)}",
+        "Bytes through the scheduler, a 64 MiB persisted result passed between two tasks (all TCP",
+        f"connections of the scheduler's process, received + sent; a flow run of {EXCHANGES + 1} exchanges",
+        "less one of 1, releases included, heartbeats taken out, per exchange)",
+        *(
+            f"  {name:<12} {sum(passed[name][:2]):7.0f} B  ({passed[name][0]:.0f} B in, "
+            f"{passed[name][1]:.0f} B out; connections closed after their last reading: {passed[name][2]})"
+            for name in ("ferroflow", "plain Dask")
+        ),
+        f"  pickled state the flow got for the 64 MiB result: {passed['state']} B",
+        f"  ferroflow: {ours:.0f} B (target: < 4 KiB) {verdict(ours < 4096)}",
     ]
     return "\n".join(lines)
 

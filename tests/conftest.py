@@ -3,6 +3,7 @@ import shlex
 import socket
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import pytest
@@ -99,14 +100,18 @@ def free_port() -> int:
 def dask_cluster():
     """A `distributed.LocalCluster` of two worker processes with one thread each."""
     distributed = _require_distributed()
-    cluster = distributed.LocalCluster(
-        n_workers=2,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        dashboard_address=None,
-        scheduler_port=0,
-    )
+    with warnings.catch_warnings():
+        # The scheduler serves its health and metrics routes on port 8787 even without a
+        # dashboard, and moves to a free port (with this warning) when another cluster has it.
+        warnings.filterwarnings("ignore", "Port 8787 is already in use")
+        cluster = distributed.LocalCluster(
+            n_workers=2,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address=None,
+            scheduler_port=0,
+        )
     try:
         yield cluster
     finally:
@@ -115,7 +120,8 @@ def dask_cluster():
 
 class DaskProcesses:
     """A `dask scheduler` and `dask worker`s started as commands, each worker with its own HOME
-    and working folder (as on another machine, it shares no settings with the flow)."""
+    and working folder and no FERROFLOW_, DASK_ or AWS_ variable (as on another machine, it
+    shares no settings or credentials with the flow)."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -128,7 +134,7 @@ class DaskProcesses:
         env = {
             key: value
             for key, value in os.environ.items()
-            if not key.startswith(("FERROFLOW_", "DASK_")) and key != "HOME"
+            if not key.startswith(("FERROFLOW_", "DASK_", "AWS_")) and key != "HOME"
         }
         env["HOME"] = str(home)
         env["PYTHONPATH"] = str(Path(ferroflow.__file__).parent.parent)

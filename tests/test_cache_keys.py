@@ -79,6 +79,8 @@ def double(x):
         ([1, "a"], b"l" + u64(2) + b"i" + u64(1) + b"\x01" + b"s" + u64(1) + b"a"),
         ((None,), b"t" + u64(1) + b"N"),
         ({"b": None, "a": True}, b"d" + u64(2) + b"s" + u64(1) + b"a" + b"T" + b"s" + u64(1) + b"b" + b"N"),
+        ({"k": [1]}, b"d" + u64(1) + b"s" + u64(1) + b"k" + b"l" + u64(1) + b"i" + u64(1) + b"\x01"),
+        ({1: None}, b"d" + u64(1) + b"i" + u64(1) + b"\x01" + b"N"),
         ({3, 1, 2}, b"S" + u64(3) + b"".join(b"i" + u64(1) + bytes([n]) for n in (1, 2, 3))),
         (datetime.date(2024, 5, 1), b"r" + text("datetime.date") + text("2024-05-01")),
         (decimal.Decimal("1.10"), b"r" + text("decimal.Decimal") + text("1.10")),

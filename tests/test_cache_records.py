@@ -9,17 +9,24 @@ import sys
 import textwrap
 import threading
 from pathlib import Path
+from types import SimpleNamespace
 
 from ferroflow import flow, task
+from ferroflow.exceptions import CachedResultUnavailableWarning
 from ferroflow.filesystems import LocalFileSystem
-from ferroflow.results import ResultRef
+from ferroflow.results import ResultRef, cache_records
 from ferroflow.results.cache_records import (
+    RECORDS_PREFIX,
     CacheRecord,
     LocalRecordStorage,
+    cached_reference,
+    delete_record,
     delete_records,
+    forget_reference,
     list_records,
     read_record,
     record_key,
+    remembered_reference,
     write_record,
 )
 from ferroflow.tasks import task_input_hash
@@ -190,3 +197,115 @@ def test_cache_ls_and_clear_work_on_the_records_of_a_storage(tmp_path, monkeypat
     assert run(5).name == "Completed"
     missing = runner.invoke(app, ["cache", "ls", "--storage", str(tmp_path / "nowhere")])
     assert missing.exit_code == 1 and "neither a saved storage nor a folder" in missing.output
+
+
+# --- records remembered by the process that found them ---------------------------------------------
+
+OTHER_PROCESS = """
+import sys
+from ferroflow import flow, task
+from ferroflow.filesystems import LocalFileSystem
+
+@task(cache_key_fn=lambda context, parameters: "shared-key", result_storage=LocalFileSystem(basepath=sys.argv[1]),
+      refresh_cache=sys.argv[2] == "refresh")
+def compute(x):
+    return "from the other process"
+
+@flow
+def run():
+    return compute(1, return_state=True).name
+
+print(run())
+"""
+
+
+def run_other_process(tmp_path, shared, mode="") -> str:
+    script = tmp_path / "other_process.py"
+    script.write_text(textwrap.dedent(OTHER_PROCESS))
+    env = {**os.environ, "FERROFLOW_HOME": str(tmp_path / "other-home"), "PYTHONPATH": PACKAGE_PARENT}
+    done = subprocess.run(
+        [sys.executable, str(script), str(shared), mode], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def shared_key_task(storage, body):
+    return task(
+        body, name="compute", cache_key_fn=lambda context, parameters: "shared-key", result_storage=storage
+    )
+
+
+def test_a_record_another_process_creates_after_a_miss_is_found_by_the_next_call(tmp_path):
+    shared = tmp_path / "shared"
+    calls = []
+
+    def fails(x):
+        calls.append(x)
+        raise RuntimeError("no result this time")
+
+    compute = shared_key_task(LocalFileSystem(basepath=str(shared)), fails)
+
+    @flow
+    def run():
+        state = compute(1, return_state=True)
+        return state.name, None if state.name == "Failed" else state.result()
+
+    assert run() == ("Failed", None)  # a miss: this process ran the body
+    assert run_other_process(tmp_path, shared) == "Completed"
+    assert run() == ("Cached", "from the other process")
+    assert calls == [1]
+
+
+def test_a_remembered_record_whose_result_is_gone_is_read_again_without_a_warning(tmp_path, recwarn):
+    shared = tmp_path / "shared"
+    states = []
+    compute = shared_key_task(LocalFileSystem(basepath=str(shared)), lambda x: "from this process")
+
+    @flow
+    def run():
+        states.append(compute(1, return_state=True))
+        return states[-1].result()
+
+    assert run() == "from this process"
+    assert run() == "from this process" and states[-1].name == "Cached"
+    # Another process refreshes the key (its record replaces this one) and removes the old
+    # result, as `ferroflow results prune` does.
+    assert run_other_process(tmp_path, shared, "refresh") == "Completed"
+    os.remove(shared / states[0].data.storage_key)
+    assert run() == "from the other process" and states[-1].name == "Cached"
+    assert not [w for w in recwarn if issubclass(w.category, CachedResultUnavailableWarning)]
+
+
+def test_a_record_found_once_is_not_read_again_until_it_expires(tmp_path, monkeypatch):
+    storage = LocalRecordStorage(tmp_path)
+    reads = []
+    read = LocalRecordStorage.read
+    monkeypatch.setattr(LocalRecordStorage, "read", lambda self, key: reads.append(key) or read(self, key))
+    in_an_hour = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)
+    expiring = record("k2", expiration=in_an_hour)
+    assert write_record(storage, expiring, replace_existing=False)
+    forget_reference(storage, "k2")
+    assert cached_reference(storage, "k2") == expiring.result and len(reads) == 1
+    assert remembered_reference(storage, "k2") == expiring.result
+    later = in_an_hour.timestamp() + 1
+    monkeypatch.setattr(cache_records, "time", SimpleNamespace(time=lambda: later))
+    assert remembered_reference(storage, "k2") is None
+    assert cached_reference(storage, "k2") is None and len(reads) == 2  # expired: read, and a miss
+    assert delete_record(storage, "k2") and remembered_reference(storage, "k2") is None
+
+
+def test_a_task_cache_hit_reads_the_record_once_per_process(tmp_path, monkeypatch):
+    reads = []
+    read = LocalRecordStorage.read
+    monkeypatch.setattr(LocalRecordStorage, "read", lambda self, key: reads.append(key) or read(self, key))
+    shared = tmp_path / "shared"
+    assert run_other_process(tmp_path, shared) == "Completed"
+    compute = shared_key_task(LocalFileSystem(basepath=str(shared)), lambda x: "from this process")
+
+    @flow
+    def run():
+        return [compute(1, return_state=True).name for _ in range(3)]
+
+    assert run() == ["Cached"] * 3
+    assert len([key for key in reads if key.startswith(RECORDS_PREFIX)]) == 1

@@ -375,11 +375,11 @@ def test_a_newer_minor_version_with_unknown_fields_is_read():
 
 def test_a_newer_major_version_is_refused_naming_both_versions(tmp_path):
     path = tmp_path / "future.ffb"
-    path.write_bytes(with_new_header(frame_blob([LARGE], serializer="{}"), 3, 1))
+    path.write_bytes(with_new_header(frame_blob([LARGE], serializer="{}"), 4, 1))
     for read in (read_header, read_blob, map_blob):
         with pytest.raises(
             UnsupportedFormatError,
-            match=r"future\.ffb.*format version 3\.1.*reads formats 1\.x and 2\.x; upgrade ferroflow",
+            match=r"future\.ffb.*format version 4\.1.*reads formats 1\.x, 2\.x and 3\.x; upgrade ferroflow",
         ):
             read(path)
 
@@ -456,7 +456,18 @@ def test_a_tiny_result_carries_at_most_256_bytes_beyond_its_payload(tmp_path):
     serializer = resolve_serializer("pickle")
     payload = pickle.dumps({"answer": 42, "question": "?"}, protocol=5)
     path = tmp_path / "0123456789abcdef0123456789abcdef"  # the length of a generated key
-    header = write_blob(path, [payload], serializer=description_json(serializer), key=path.name, codec="zstd")
-    assert header.format_version == "2.0" and header.alignment == 8
+    description = description_json(serializer)
+    header = write_blob(path, [payload], serializer=description, key=path.name, codec="zstd")
+    # Format 3.0: the description short in the file, whole again in every header read.
+    assert header.format_version == "3.0" and header.alignment == 8
     assert path.stat().st_size - len(payload) <= 256, path.stat().st_size
+    assert description.encode() not in path.read_bytes()
+    assert read_header(path).serializer == description
     assert read_blob(path, key=path.name)[1] == [payload]
+
+
+def test_a_tiny_blob_whose_description_does_not_shorten_keeps_format_2_0_and_its_text(tmp_path):
+    path = tmp_path / "tiny"
+    description = '{"type": "yaml", "indent": 2}'  # nothing a 3.0 reader would put back
+    assert write_blob(path, [b"abc"], serializer=description).format_version == "2.0"
+    assert read_header(path).serializer == description

@@ -1,10 +1,11 @@
 import json
 import os
+import pickle
 import uuid
 
 import pytest
 
-from ferroflow.ids import clock_ordered_uuid
+from ferroflow.ids import clock_ordered_uuid, clock_ordered_uuid_and_text
 
 
 def test_clock_ordered_ids_are_unique_and_sort_in_creation_order():
@@ -35,3 +36,13 @@ def test_a_forked_child_does_not_repeat_its_parents_ids():
         childs = set(json.loads(pipe.read()))
     os.waitpid(child, 0)
     assert len(childs) == 5 and not parents & childs
+
+
+def test_an_id_made_with_its_text_is_an_ordinary_uuid_and_its_text_is_its_str():
+    for _ in range(200):
+        run_id, text = clock_ordered_uuid_and_text()
+        assert type(run_id) is uuid.UUID and run_id.version == 8 and run_id.variant == uuid.RFC_4122
+        assert text == str(run_id) and uuid.UUID(text) == run_id == uuid.UUID(int=run_id.int)
+        assert hash(run_id) == hash(uuid.UUID(text)) and run_id.is_safe is uuid.SafeUUID.unknown
+        assert pickle.loads(pickle.dumps(run_id)) == run_id
+        assert json.dumps(str(run_id)) == json.dumps(text)

@@ -2,6 +2,7 @@
 loopback by the `s3_server` fixture; GCS and Azure go through the same core code and are tested
 with the core's in-memory store (no server for them runs here)."""
 
+import datetime
 import os
 import pickle
 import subprocess
@@ -24,9 +25,16 @@ from ferroflow.exceptions import (
     UntrustedResultError,
 )
 from ferroflow.filesystems import S3, RemoteFileSystem, WritableFileSystem, resolve_storage
-from ferroflow.results import PersistedResult
+from ferroflow.results import PersistedResult, ResultRef
 from ferroflow.results.cache_locks import try_acquire
-from ferroflow.results.cache_records import record_storage_for
+from ferroflow.results.cache_records import (
+    CacheRecord,
+    cached_reference,
+    delete_record,
+    record_storage_for,
+    remembered_reference,
+    write_record,
+)
 from ferroflow.serializers import PickleSerializer
 from ferroflow.settings import temporary_settings
 from s3_servers import Relay, start_moto
@@ -483,3 +491,22 @@ def test_a_compressed_result_over_the_decompressed_bound_is_refused_on_s3(s3_env
             storage.read_header("big")
         with pytest.raises(CorruptResultError, match="over the limit"):
             storage.read_blob("big")
+
+
+def test_records_remembered_on_a_bucket_are_kept_apart_by_endpoint(s3_env):
+    here = record_storage_for(S3(bucket_path="results/remembered"))
+    # A bucket of the same name on another server: what this process found here is not its.
+    elsewhere = record_storage_for(S3(bucket_path="results/remembered", endpoint_url="http://127.0.0.1:9"))
+    record = CacheRecord(
+        key="remembered-key",
+        result=ResultRef.persisted('{"type": "s3"}', "some-result", "pickle"),
+        task_name="t",
+        created=datetime.datetime.now(datetime.UTC),
+    )
+    assert write_record(here, record, replace_existing=True)
+    assert remembered_reference(here, "remembered-key") == record.result
+    assert remembered_reference(record_storage_for(S3(bucket_path="results/remembered")), "remembered-key")
+    assert remembered_reference(elsewhere, "remembered-key") is None
+    assert delete_record(here, "remembered-key")
+    assert remembered_reference(here, "remembered-key") is None
+    assert cached_reference(here, "remembered-key") is None

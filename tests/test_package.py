@@ -17,7 +17,12 @@ def test_make_wheel_builds_what_the_release_workflow_publishes():
     [workflow_args] = re.findall(r"^\s+args: (.+)$", linux_job, re.MULTILINE)
     assert make_args.split() == workflow_args.split()
     assert "--compatibility manylinux2014" in make_args and "--zig" in make_args
-    assert "matrix:\n        target: [x86_64, aarch64]" in linux_job
+    [make_targets] = re.findall(r"^WHEEL_TARGETS := (.+)$", makefile, re.MULTILINE)
+    [workflow_targets] = re.findall(r"matrix:\n\s+target: \[(.+)\]", linux_job)
+    assert [
+        f"{arch.strip()}-unknown-linux-gnu" for arch in workflow_targets.split(",")
+    ] == make_targets.split()
+    assert make_targets.split() == ["x86_64-unknown-linux-gnu", "aarch64-unknown-linux-gnu"]
 
 
 def test_the_readme_links_work_on_pypi():

@@ -4,6 +4,7 @@ import base64
 import json
 import lzma
 import pickle
+import random
 import re
 import threading
 import uuid
@@ -32,8 +33,15 @@ from ferroflow.results import (
     read_result,
     result_from_reference,
 )
-from ferroflow.results.blobs import is_result_file, read_result_document
-from ferroflow.serializers import CompressedSerializer, JSONSerializer, PickleSerializer
+from ferroflow.results.blobs import is_result_file, read_blob_header, read_result_document
+from ferroflow.serializers import (
+    CompressedSerializer,
+    JSONSerializer,
+    PickleSerializer,
+    known_serializer_types,
+    resolve_serializer,
+)
+from ferroflow.serializers.base import _registry as serializer_registry
 from ferroflow.settings import temporary_settings
 
 COMPAT = Path(__file__).parent / "data" / "prefect2-results"
@@ -256,6 +264,107 @@ def test_compressed_pickle_dumps_is_a_plain_xz_stream_of_the_pickle():
     value = {"a": list(range(10))}
     dumped = CompressedSerializer(serializer="pickle").dumps(value)
     assert pickle.loads(lzma.decompress(dumped)) == value
+
+
+# --- tiny results, and the files of earlier versions -----------------------------------------------
+
+TINY = {"answer": 42, "ok": True}
+
+# Every built-in serializer type with its defaults, and the compressed ones with other core codecs.
+BUILT_IN_SERIALIZERS = {
+    **{name: name for name in ("pickle", "json", "compressed/pickle", "compressed/json", "compressed")},
+    "pickle with the stdlib pickle": PickleSerializer(picklelib="pickle"),
+    "json with orjson": JSONSerializer(jsonlib="orjson"),
+    **{
+        f"compressed/pickle with {codec}": CompressedSerializer(serializer="pickle", compressionlib=codec)
+        for codec in _core.CODECS
+    },
+    "compressed/json with zstd level 19": CompressedSerializer(
+        serializer="json", compressionlib="zstd", level=19
+    ),
+    "compressed/pickle with zlib level 9": CompressedSerializer(
+        serializer="pickle", compressionlib="zlib", level=9
+    ),
+}
+
+
+def test_every_built_in_serializer_type_is_measured():
+    # Other tests register serializers of their own: only ferroflow's classes are built in.
+    built_in = {
+        name
+        for name in known_serializer_types()
+        if serializer_registry[name].__module__.startswith("ferroflow.serializers.")
+    }
+    assert built_in == {"pickle", "json", "compressed/pickle", "compressed/json", "compressed"}
+    assert built_in <= set(BUILT_IN_SERIALIZERS)
+
+
+@pytest.mark.parametrize("serializer", BUILT_IN_SERIALIZERS.values(), ids=BUILT_IN_SERIALIZERS)
+def test_a_tiny_result_s_file_carries_at_most_256_bytes_beyond_its_payload(tmp_path, serializer):
+    serializer = resolve_serializer(serializer)
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    result = PersistedResult.create(TINY, storage=storage, serializer=serializer, cache_in_memory=False)
+    path = tmp_path / result.storage_key
+    header = read_blob_header(path)
+    # The description is stored short (format 3.0) and read back whole: the writer's own.
+    assert header["format_version"] == "3.0"
+    assert json.loads(header["serializer"]) == serializer.to_description()
+    assert path.stat().st_size - header["stored_length"] <= 256, (path.stat().st_size, header)
+    assert result.get() == TINY
+    assert read_result(path, serializer=serializer.type) == TINY
+
+
+@pytest.mark.parametrize("codec", _core.CODECS)
+@pytest.mark.parametrize("inner", ["pickle", "json"])
+def test_compression_that_would_grow_a_tiny_result_is_skipped_and_the_header_says_so(tmp_path, codec, inner):
+    serializer = CompressedSerializer(serializer=inner, compressionlib=codec)
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    tiny = PersistedResult.create(TINY, storage=storage, serializer=serializer, cache_in_memory=False)
+    header = read_blob_header(tmp_path / tiny.storage_key)
+    assert (header["codec"], header["codec_skipped"]) == ("none", codec)
+    assert header["stored_length"] == header["raw_length"] == len(serializer.serializer.dumps(TINY))
+    assert tiny.get() == TINY
+    compressible = {"text": "abc" * 300}
+    small = PersistedResult.create(
+        compressible, storage=storage, serializer=serializer, cache_in_memory=False
+    )
+    header = read_blob_header(tmp_path / small.storage_key)
+    assert (header["codec"], header["codec_skipped"], header["format_version"]) == (codec, None, "3.0")
+    assert header["stored_length"] < header["raw_length"]
+    assert small.get() == compressible
+
+
+EARLIER_FILES = Path(__file__).parent / "data" / "blobs"
+EARLIER_MANIFEST = json.loads((EARLIER_FILES / "manifest.json").read_text())
+EARLIER_VALUES = {
+    "tiny": TINY,
+    "small": {"text": "abc" * 300},
+    "large": {"text": "abc" * 3000, "noise": random.Random(16).randbytes(6000)},
+}
+
+
+@pytest.mark.parametrize("name", EARLIER_MANIFEST["files"])
+def test_result_files_written_by_ferroflow_0_1_0_still_read(name):
+    written = EARLIER_MANIFEST["files"][name]
+    assert EARLIER_MANIFEST["values"][written["value"]]  # the manifest says how each value was made
+    header = read_blob_header(EARLIER_FILES / name)
+    assert header["format_version"] == written["format_version"] in ("1.1", "2.0")
+    assert (header["codec"], header["codec_skipped"]) == (written["codec"], written["codec_skipped"])
+    expected = EARLIER_VALUES[written["value"]]
+    assert read_result(EARLIER_FILES / name, serializer=written["serializer"]) == expected
+    result = PersistedResult(
+        storage=LocalFileSystem(basepath=str(EARLIER_FILES)),
+        storage_key=name,
+        serializer_type=written["serializer"],
+        cache_in_memory=False,
+    )
+    assert result.get() == expected
+
+
+def test_earlier_files_cover_both_earlier_formats_and_every_built_in_type():
+    files = EARLIER_MANIFEST["files"].values()
+    assert {f["format_version"] for f in files} == {"1.1", "2.0"}
+    assert {f["serializer"] for f in files} == {"pickle", "json", "compressed/pickle", "compressed/json"}
 
 
 # --- when to persist (the factory's rules) ---------------------------------------------------------

@@ -357,3 +357,42 @@ def test_the_cli_reports_an_unknown_profile_without_a_traceback():
     assert done.exit_code != 0
     assert "FERROFLOW_PROFILE='nope' names no profile" in done.output
     assert "Traceback" not in done.output
+
+
+def test_a_flow_run_keeps_the_profile_it_started_with_and_the_next_run_sees_a_change(isolated_home):
+    write_profile({"FERROFLOW_RESULTS_DEFAULT_SERIALIZER": "json"})
+    seen = []
+
+    def another_process_changes_the_profile():
+        write_toml(
+            isolated_home / "profiles.toml",
+            '[profiles.default]\nFERROFLOW_RESULTS_DEFAULT_SERIALIZER = "compressed/pickle"\n',
+        )
+
+    @flow
+    def observe(change):
+        seen.append(get_current_settings().results_default_serializer)
+        if change is not None:
+            change()
+        seen.append(get_current_settings().results_default_serializer)
+
+    observe(another_process_changes_the_profile)
+    assert seen == ["json", "json"]
+    assert get_current_settings().results_default_serializer == "compressed/pickle"  # outside a run: at once
+    observe(None)
+    assert seen[2:] == ["compressed/pickle", "compressed/pickle"]
+
+
+def test_inside_a_flow_run_the_environment_and_this_process_profile_writes_apply_at_once(
+    isolated_home, monkeypatch
+):
+    @flow
+    def observe():
+        before = get_current_settings().results_fsync
+        monkeypatch.setenv("FERROFLOW_RESULTS_FSYNC", "true")
+        from_environment = get_current_settings().results_fsync
+        monkeypatch.delenv("FERROFLOW_RESULTS_FSYNC")
+        write_profile({"FERROFLOW_RESULTS_FSYNC": "true"})
+        return before, from_environment, get_current_settings().results_fsync
+
+    assert observe() == (False, True, True)

@@ -15,7 +15,7 @@ import pytest
 from ferroflow import flow, task
 from ferroflow.context import FlowRunContext
 from ferroflow.exceptions import StorageUnreachableError
-from ferroflow.filesystems import LocalFileSystem
+from ferroflow.filesystems import S3, LocalFileSystem
 from ferroflow.results import PersistedResult
 from ferroflow.settings import temporary_settings
 from ferroflow.task_runners import ClusterResult, DaskTaskRunner, ProcessPoolTaskRunner
@@ -44,6 +44,11 @@ def length(data):
     return len(data)
 
 
+def keys_in(server, bucket, prefix):
+    listing = server.client().list_objects_v2(Bucket=bucket, Prefix=prefix)
+    return sorted(entry["Key"] for entry in listing.get("Contents", []))
+
+
 def ferroflow_keys(client):
     """The Dask keys of ferroflow task runs the scheduler and the workers still know."""
 
@@ -53,8 +58,18 @@ def ferroflow_keys(client):
     def on_worker(dask_worker):
         return [str(key) for key in dask_worker.state.tasks if str(key).startswith("ferroflow-")]
 
+    def fetched_on_worker():
+        from ferroflow import task_runners
+
+        return list(task_runners._COMMONS_FETCHED)
+
     workers = client.run(on_worker)
-    return client.run_on_scheduler(on_scheduler) + [key for keys in workers.values() for key in keys]
+    fetched = client.run(fetched_on_worker)
+    return (
+        client.run_on_scheduler(on_scheduler)
+        + [key for keys in workers.values() for key in keys]
+        + [key for keys in fetched.values() for key in keys]
+    )
 
 
 # --- installing ---------------------------------------------------------------------------------
@@ -139,6 +154,154 @@ def test_the_settings_of_the_flow_travel_with_each_task_run(dask_processes):
         kind, serializer, root, value = pipeline()
     assert (kind, serializer, value) == ("PersistedResult", "json", b"vvv")
     assert Path(root).is_relative_to(os.environ["FERROFLOW_HOME"])
+
+
+def test_a_remote_worker_persists_to_s3_and_passes_results_by_reference(dask_processes, s3_server):
+    """The worker started as a command (its own HOME, no AWS_ variable) writes to the bucket
+    with the storage the flow's description carries; the downstream run loads its input from the
+    bucket; the flow's process reads the values back from it."""
+    from conftest import S3_ACCESS_KEY, S3_SECRET_KEY
+
+    storage = S3(
+        bucket_path="results/remote-worker",
+        aws_access_key_id=S3_ACCESS_KEY,
+        aws_secret_access_key=S3_SECRET_KEY,
+        region_name="us-east-1",
+        endpoint_url=s3_server.endpoint,
+    )
+
+    @task(persist_result=True, result_storage_key="made")
+    def produce():
+        return os.getpid(), os.urandom(1 << 20)
+
+    @task(persist_result=True, result_storage_key="used")
+    def consume(made):
+        pid, data = made
+        return pid, os.getpid(), len(data)
+
+    @flow(task_runner=DaskTaskRunner(address=dask_processes.address), result_storage=storage)
+    def pipeline():
+        made = produce.submit()
+        used = consume.submit(made).wait()
+        client = FlowRunContext.get().task_runner.client
+        keys = [f"ferroflow-{made.task_run.name}-{made.task_run.id.hex}"]
+        held_bytes = client.run_on_scheduler(
+            lambda keys, dask_scheduler: [dask_scheduler.tasks[key].nbytes for key in keys], keys
+        )
+        return made.wait(), used, held_bytes[0]
+
+    made, used, held_bytes = pipeline()
+    assert isinstance(made.data, PersistedResult) and isinstance(used.data, PersistedResult)
+    assert not made.data.has_cached_object() and not used.data.has_cached_object()
+    # What Dask held and moved for the upstream run is its report, with the reference only.
+    assert held_bytes < 64 << 10
+    assert keys_in(s3_server, "results", "remote-worker/") == ["remote-worker/made", "remote-worker/used"]
+    producer, value = made.result()  # read from the bucket by the flow's process
+    assert len(value) == 1 << 20 and producer != os.getpid()
+    assert used.result() == (producer, producer, 1 << 20)  # the one remote worker ran both
+
+
+def test_the_parts_runs_of_a_task_share_are_sent_once_and_fetched_by_other_workers(dask_cluster):
+    """A request travels without its task, result factory and settings; those are one Dask
+    task's data per flow run, on one worker, and each worker keeps a copy once it needed them."""
+    from ferroflow import task_runners
+
+    @task
+    def where(i):
+        time.sleep(0.2)
+        return os.getpid()
+
+    @flow(task_runner=DaskTaskRunner(address=dask_cluster.scheduler_address))
+    def pipeline():
+        pids = {future.result() for future in where.map(range(6))}
+        runner = FlowRunContext.get().task_runner
+        [(key, _, future)] = runner._commons.values()
+        kept = runner.client.run(lambda: list(task_runners._COMMONS_FETCHED))
+        return pids, key, runner.client.who_has([future])[key], kept
+
+    pids, key, holders, kept = pipeline()
+    assert len(pids) == 2  # both workers ran some
+    assert key.startswith("ferroflow-commons-") and len(holders) == 1  # Dask data on one worker
+    # Each worker kept one copy (earlier flow runs' keys may still be being forgotten).
+    assert [sorted(set(held) & {key}) for held in kept.values()] == [[key], [key]]
+
+
+async def kill_this_process():
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def test_runs_go_on_when_the_worker_holding_their_commons_is_lost(dask_cluster):
+    """The commons of a task's runs are a Dask task's data: when its worker dies, Dask computes
+    them again and the runs that need them wait for them."""
+
+    @task
+    def double(x):
+        return 2 * x
+
+    @flow(task_runner=DaskTaskRunner(address=dask_cluster.scheduler_address))
+    def pipeline():
+        assert double.submit(1).result() == 2
+        runner = FlowRunContext.get().task_runner
+        [(key, _, future)] = runner._commons.values()
+        [holder] = runner.client.who_has([future])[key]
+        runner.client.run(kill_this_process, workers=[holder], wait=False)
+        while holder in runner.client.scheduler_info()["workers"]:
+            time.sleep(0.05)
+        return [future.result() for future in double.map(range(4))]
+
+    assert pipeline() == [0, 2, 4, 6]
+    dask_cluster.wait_for_workers(2, timeout=60)
+
+
+def test_a_future_of_another_runner_is_waited_for_and_its_state_sent(dask_cluster):
+    @flow
+    def parent():
+        upstream = make.submit(3)  # the parent's thread runner
+
+        @flow(task_runner=DaskTaskRunner(address=dask_cluster.scheduler_address))
+        def child():
+            return length.submit(upstream).result(), make.submit(2).result()
+
+        return child()
+
+    assert parent() == (3, b"vv")
+
+
+def test_workers_this_process_cannot_reach_are_asked_through_the_scheduler(dask_cluster, monkeypatch):
+    """Reports and values are asked of the workers directly; where that fails (here: no time
+    to connect), through the scheduler, with the same outcome."""
+    from ferroflow import task_runners
+
+    monkeypatch.setattr(task_runners, "_DIRECT_CONNECT_SECONDS", 0)
+
+    @task(persist_result=True)
+    def persisted(n):
+        return n
+
+    @flow(task_runner=DaskTaskRunner(address=dask_cluster.scheduler_address))
+    def pipeline():
+        made = make.map([2, 3])
+        state = made[0].wait()
+        return type(state.data), [future.result() for future in made], persisted.submit(7).result()
+
+    assert pipeline() == (ClusterResult, [b"vv", b"vvv"], 7)
+
+
+def test_a_task_the_workers_cannot_import_fails_its_runs_saying_why(dask_processes, tmp_path, monkeypatch):
+    (tmp_path / "only_here.py").write_text("def double(x):\n    return 2 * x\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import only_here  # the worker started as a command has no such module
+
+    double = task(only_here.double)
+
+    @flow(task_runner=DaskTaskRunner(address=dask_processes.address))
+    def pipeline():
+        return double.submit(1).wait()
+
+    state = pipeline(return_state=True)
+    assert state.is_failed() or state.is_crashed()
+    with pytest.raises(ModuleNotFoundError, match="only_here"):
+        state.result()
 
 
 # --- a long-lived cluster stays clean -----------------------------------------------------------

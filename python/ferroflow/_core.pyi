@@ -197,7 +197,8 @@ class BlobHeader:
 
     @property
     def serializer(self) -> str:
-        """The serializer's description the writer gave, as JSON text."""
+        """The serializer's description the writer gave, as JSON text (from a format 3.0 header,
+        with the members it left out put back: the same JSON value, see docs/format.md)."""
 
     @property
     def codec(self) -> str:

@@ -233,7 +233,11 @@ class _Encoder:
     def mapping(self, value: Mapping[Any, Any]) -> None:
         key = self._enter(value)
         try:
-            pairs = sorted(((self._key_bytes(name), item) for name, item in value.items()), key=_first)
+            if len(value) == 1:  # one parameter: nothing to sort (most tasks take one or two)
+                ((name, item),) = value.items()
+                pairs = [(self._key_bytes(name), item)]
+            else:
+                pairs = sorted(((self._key_bytes(name), item) for name, item in value.items()), key=_first)
             self.pending += b"d" + _u64(len(pairs))
             for encoded_key, item in pairs:
                 self.pending += encoded_key

@@ -725,10 +725,21 @@ class ObjectRecordStorage:
     prefix: a create-only put is a conditional PUT (`If-None-Match: *`), which S3 and the other
     stores answer atomically, so records and SERIALIZABLE locks work across machines."""
 
-    __slots__ = ("storage",)
+    __slots__ = ("storage", "_identity")
 
     def __init__(self, storage: _ObjectStorage) -> None:
         self.storage = storage
+        self._identity: str | None = None
+
+    def identity(self) -> str:
+        """What tells this bucket prefix apart from every other in the process, endpoint
+        included (`describe()` names the bucket only): the key under which the cache remembers
+        the records it found here (`ferroflow.results.cache_records.remembered_reference`)."""
+        identity = self._identity
+        if identity is None:
+            description = json.dumps(self.storage.to_description(), sort_keys=True)
+            identity = self._identity = f"{type(self.storage).__name__}:{description}"
+        return identity
 
     def create_only(self, key: str, data: bytes) -> bool:
         return self.storage.put_if_absent(key, data)

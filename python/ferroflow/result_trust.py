@@ -33,9 +33,30 @@ def signing_key(settings: Settings | None = None) -> _core.SigningKey | None:
     return None
 
 
+_last_policy: tuple[Settings, _core.ReadPolicy] | None = None
+"""The settings `read_policy` was last made from (without a key file), and the policy."""
+
+
 def read_policy(settings: Settings | None = None) -> _core.ReadPolicy:
-    """The checks every read of a result blob makes besides its checksums."""
+    """The checks every read of a result blob makes besides its checksums. Made once per
+    settings object (settings are frozen), except with a key file, which is checked each time
+    (a rotated key is read again)."""
     settings = settings or get_current_settings()
+    last = _last_policy
+    if last is not None and last[0] is settings:
+        return last[1]
+    policy = _read_policy(settings)
+    if settings.results_signing_key_file is None:
+        _remember_policy(settings, policy)
+    return policy
+
+
+def _remember_policy(settings: Settings, policy: _core.ReadPolicy) -> None:
+    global _last_policy
+    _last_policy = (settings, policy)
+
+
+def _read_policy(settings: Settings) -> _core.ReadPolicy:
     own = signing_key(settings)
     others = settings.results_verification_keys
     return _policy(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import collections
 import concurrent.futures
 import concurrent.futures.process
 import contextlib
@@ -28,6 +29,7 @@ import multiprocessing.context
 import os
 import queue
 import threading
+import time
 import uuid
 from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
@@ -354,21 +356,25 @@ def _distributed() -> Any:
 
 class HeldInCluster:
     """Stands, in a state travelling from a Dask worker to the flow's process, for a result
-    that is not persisted: its value stays in the worker's memory."""
+    that is not persisted: its value stays in the memory of the worker at `address`."""
 
-    __slots__ = ()
+    __slots__ = ("address",)
+
+    def __init__(self, address: str) -> None:
+        self.address = address
 
 
 class ClusterResult(BaseResult):
     """A result that is not persisted, held in a Dask cluster's memory (the data of a Dask
-    future). `get()` fetches the value from the worker holding it, straight from the worker;
-    downstream task runs get it worker to worker through Dask. The cluster keeps it until the
-    flow run ends."""
+    future). `get()` fetches the value straight from the worker holding it (the one that
+    computed it, `address`, else whichever the scheduler names); downstream task runs get it
+    worker to worker through Dask. The cluster keeps it until the flow run ends."""
 
     type = "unpersisted"
 
-    def __init__(self, future: Any) -> None:
+    def __init__(self, future: Any, address: str | None = None) -> None:
         self.future = future
+        self.address = address
 
     def has_cached_object(self) -> bool:
         return False
@@ -376,9 +382,10 @@ class ClusterResult(BaseResult):
     def get(self) -> Any:
         future = self.future
         try:
-            if future.client.status != "running":
+            client = future.client
+            if client.status != "running":
                 raise RuntimeError("the flow run's Dask client is closed")
-            outcome = future.client.gather(future, direct=True)
+            outcome = client.sync(_fetch_data, client, future, self.address)
         except Exception as exc:
             if future.client.status == "running" and future.status == "finished":
                 raise  # not a missing value: an error reading it
@@ -396,6 +403,26 @@ class ClusterResult(BaseResult):
         return f"ClusterResult(key={self.future.key!r})"
 
 
+# How long the flow's process waits for a worker it asks directly (a report, a value) before it
+# goes through the scheduler instead (workers it cannot reach, on another network).
+_DIRECT_CONNECT_SECONDS = 10.0
+
+
+async def _fetch_data(client: Any, future: Any, address: str | None) -> Any:
+    """The data of `future`, asked of the worker at `address` (no message to the scheduler);
+    if that worker no longer holds it, gathered straight from the worker the scheduler names."""
+    if address is not None:
+        with contextlib.suppress(Exception):  # gone, moved or unreachable: ask the scheduler
+            from distributed.worker import get_data_from_worker
+
+            response = await asyncio.wait_for(
+                get_data_from_worker(client.rpc, [future.key], address), _DIRECT_CONNECT_SECONDS
+            )
+            if response["status"] == "OK" and future.key in response["data"]:
+                return response["data"][future.key]
+    return (await client.gather([future], direct=True, asynchronous=True))[0]
+
+
 def _run_on_dask_worker(report: Callable[..., Any], request: Any, *upstream: Any) -> Any:
     """The Dask task of one task run: its report, with the result's value in it (the task's
     data, which stays on the worker). Upstream runs arrive as their reports."""
@@ -403,35 +430,141 @@ def _run_on_dask_worker(report: Callable[..., Any], request: Any, *upstream: Any
     return report(request, states)
 
 
-def _summary_on_dask_worker(outcome: Any) -> Any:
+def _run_with_commons_on_dask_worker(commons_key: str, request: Any, *upstream: Any) -> Any:
+    """`_run_on_dask_worker` for a request without the parts every run of its task shares
+    (`RequestCommons`), which travel with the report function as the Dask data `commons_key`."""
+    report, commons = _commons_on_worker(commons_key)
+    return _run_on_dask_worker(report, commons.complete(request), *upstream)
+
+
+# On a Dask worker: the commons this process has used, unpickled, by Dask key (a few per flow
+# run); the flow run's runner has them forgotten when it ends, and the oldest go first beyond
+# _COMMONS_KEPT (a flow process that died without ending its runs).
+_COMMONS_FETCHED: collections.OrderedDict[str, Any] = collections.OrderedDict()
+_COMMONS_KEPT = 64
+_COMMONS_LOCK = threading.Lock()
+# How long a run waits for its commons that no worker holds yet (Dask computes them, again if
+# their worker was lost) before it fails.
+_COMMONS_WAIT_SECONDS = 300.0
+
+
+def _commons_on_worker(key: str) -> Any:
+    """The commons pickled in the Dask data `key`: as this process used them before, else from
+    this worker's data or from the worker holding them, unpickled here (so that an error
+    unpickling them, such as a module the workers lack, is the run's own) and kept."""
+    with _COMMONS_LOCK:
+        commons = _COMMONS_FETCHED.get(key)
+    if commons is not None:
+        return commons
+    distributed = _distributed()
+    worker = distributed.get_worker()
+    pickled = distributed.utils.sync(worker.loop, _find_commons, worker, key)
+    if pickled is None:
+        pickled = _await_commons(worker, key)
+    commons = cloudpickle.loads(pickled)
+    with _COMMONS_LOCK:
+        _COMMONS_FETCHED[key] = commons
+        while len(_COMMONS_FETCHED) > _COMMONS_KEPT:
+            _COMMONS_FETCHED.popitem(last=False)
+    return commons
+
+
+def _await_commons(worker: Any, key: str) -> Any:
+    """The pickled commons `key` once Dask has computed them (the run started first, or their
+    worker was lost and Dask computes them again). This thread leaves the worker's pool meanwhile, so
+    that the worker can compute them itself."""
+    distributed = _distributed()
+    distributed.secede()
+    try:
+        deadline = time.monotonic() + _COMMONS_WAIT_SECONDS
+        while True:
+            status = distributed.utils.sync(worker.loop, worker.scheduler.get_task_status, keys=[key])
+            state = status.get(key)
+            if state == "memory":
+                commons = distributed.utils.sync(worker.loop, _find_commons, worker, key)
+                if commons is not None:
+                    return commons
+            elif state in (None, "erred", "forgotten") or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"The Dask cluster no longer holds {key!r}, the description its flow run sent "
+                    f"for this task's runs (its Dask state: {state}): the flow run has ended."
+                )
+            time.sleep(0.05)
+    finally:
+        distributed.rejoin()
+
+
+async def _find_commons(worker: Any, key: str) -> Any:
+    """On the worker's event loop (which owns its data): the pickled commons `key` from this
+    worker's data, else from a worker the scheduler says holds them; None if none does."""
+    commons = worker.data.get(key)
+    if commons is not None:
+        return commons
+    from distributed.worker import get_data_from_worker
+
+    who_has = await worker.scheduler.who_has(keys=[key])
+    for address in who_has.get(key, ()):
+        if address != worker.address:
+            with contextlib.suppress(Exception):  # gone meanwhile: the next holder
+                response = await get_data_from_worker(worker.rpc, [key], address, who=worker.address)
+                if response["status"] == "OK" and key in response["data"]:
+                    return response["data"][key]
+    return None
+
+
+def _commons_as_data(pickled: bytes) -> bytes:
+    """The Dask task whose data is a flow run's commons for one task, pickled (computed again
+    by Dask if the worker holding them is lost)."""
+    return pickled
+
+
+async def _forget_commons(keys: list[str]) -> None:
+    """On each worker when a flow run ends (`Client.run`): drop its fetched commons."""
+    with _COMMONS_LOCK:
+        for key in keys:
+            _COMMONS_FETCHED.pop(key, None)
+
+
+def _summary_on_dask_worker(outcome: Any, address: str | None = None) -> Any:
     """On the worker holding a run's data: the report the flow's process gets, with a result
-    that is not persisted replaced by `HeldInCluster`."""
+    that is not persisted replaced by `HeldInCluster` (a persisted result is its reference
+    already: such a report travels as it is)."""
     if not isinstance(outcome.state.data, UnpersistedResult):
         return outcome
+    if address is None:
+        address = _distributed().get_worker().address
     summary = copy.copy(outcome)
     summary.state = copy.copy(outcome.state)
-    summary.state.data = HeldInCluster()
+    summary.state.data = HeldInCluster(address)
     return summary
+
+
+def _summaries_on_worker(keys: list[str], dask_worker: Any = None) -> dict[str, Any]:
+    """On a worker (its `run` handler): the summaries of the task runs among `keys` whose data
+    this worker holds."""
+    data, address = dask_worker.data, dask_worker.address
+    return {key: _summary_on_dask_worker(data[key], address) for key in keys if key in data}
 
 
 class _ReportFetcher:
     """Fetches, for the flow's process, the reports of the Dask tasks of finished task runs,
     in batches: for every batch of runs that finished while the previous batch was fetched,
-    one gather of the small ones (persisted results) and one call on the workers for the
-    others, each answered with the run's report without its value (which stays there). One
-    round trip to the scheduler per batch, rather than one per task run, and no second Dask
-    task per run."""
+    one question to the scheduler (which worker holds each run's data: its key and an address
+    each way) and one call straight to each of those workers, answered with the reports of the
+    runs whose data it holds, a value not persisted replaced by its worker's address (the value
+    stays there). No report passes through the scheduler, and no run costs a second Dask
+    task."""
 
     def __init__(self, client: Any) -> None:
         self._client = client
+        self._direct = True
         self._arrived: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._deliver_all, name="ferroflow-dask-reports", daemon=True)
         self._thread.start()
 
-    def add(self, held: Any, report: concurrent.futures.Future[Any], *, small: bool) -> None:
-        """Set `report` to the report of the Dask future `held` once it finishes; `small`:
-        its data pickles small (no value in it), so it can be fetched as it is."""
-        held.add_done_callback(lambda done: self._arrived.put((done, report, small)))
+    def add(self, held: Any, report: concurrent.futures.Future[Any]) -> None:
+        """Set `report` to the report of the Dask future `held` once it finishes."""
+        held.add_done_callback(lambda done: self._arrived.put((done, report)))
 
     def close(self) -> None:
         self._arrived.put(None)
@@ -448,46 +581,83 @@ class _ReportFetcher:
                 try:
                     self._deliver(arrived)
                 except BaseException as exc:  # never leave a run without an outcome
-                    for _, report, _ in arrived:
+                    for _, report in arrived:
                         if not report.done():
                             report.set_exception(exc)
             if len(arrived) < len(batch):
                 return
 
     def _deliver(self, arrived: list[Any]) -> None:
-        finished = [item for item in arrived if item[0].status == "finished"]
+        finished = [held.key for held, _ in arrived if held.status == "finished"]
         outcomes: dict[str, Any] = {}
-        small = [held for held, _, is_small in finished if is_small]
-        if small:
+        if finished:
             with contextlib.suppress(Exception):  # one was lost meanwhile: fetched one by one below
-                outcomes.update(zip([held.key for held in small], self._client.gather(small)))
-        large = [held.key for held, _, is_small in finished if not is_small]
-        if large:
-            with contextlib.suppress(Exception):
-                for answers in self._client.run(_summaries_on_worker, large).values():
-                    outcomes.update(answers)
-        for held, report, is_small in arrived:
+                outcomes, unanswered = self._client.sync(self._summaries, finished)
+                for address, keys in unanswered.items():
+                    # A worker this process cannot reach (or that failed): through the scheduler.
+                    with contextlib.suppress(Exception):
+                        for answers in self._client.run(
+                            _summaries_on_worker, keys, workers=[address]
+                        ).values():
+                            outcomes.update(answers)
+        for held, report in arrived:
             try:
                 outcome = outcomes.get(held.key)
                 if outcome is None:
                     # Failed, or its data is gone (Dask computes it again): one by one.
-                    if is_small:
-                        outcome = held.result()
-                    else:
-                        outcome = self._client.submit(_summary_on_dask_worker, held, pure=False).result()
+                    outcome = self._client.submit(_summary_on_dask_worker, held, pure=False).result()
             except BaseException as exc:
                 report.set_exception(exc)
                 continue
-            if isinstance(outcome.state.data, HeldInCluster):
-                outcome.state.data = ClusterResult(held)
+            data = outcome.state.data
+            if isinstance(data, HeldInCluster):
+                outcome.state.data = ClusterResult(held, data.address)
             report.set_result(outcome)
 
+    async def _summaries(self, keys: list[str]) -> tuple[dict[str, Any], dict[str, list[str]]]:
+        """The summaries of the runs of `keys` its workers gave, and the keys of each worker
+        that did not answer."""
+        client = self._client
+        who_has = await client.scheduler.who_has(keys=keys)
+        by_worker: dict[str, list[str]] = {}
+        for key in keys:
+            holders = who_has.get(key)
+            if holders:
+                by_worker.setdefault(holders[0], []).append(key)
+        answers = await asyncio.gather(
+            *(self._ask(address, held) for address, held in by_worker.items()), return_exceptions=True
+        )
+        outcomes: dict[str, Any] = {}
+        unanswered: dict[str, list[str]] = {}
+        for (address, held), answer in zip(by_worker.items(), answers):
+            if isinstance(answer, dict):
+                outcomes.update(answer)
+            else:
+                unanswered[address] = held
+        return outcomes, unanswered
 
-def _summaries_on_worker(keys: list[str], dask_worker: Any = None) -> dict[str, Any]:
-    """On each worker (`Client.run`): the summaries of the task runs among `keys` whose data
-    this worker holds."""
-    data = dask_worker.data
-    return {key: _summary_on_dask_worker(data[key]) for key in keys if key in data}
+    async def _ask(self, address: str, keys: list[str]) -> dict[str, Any]:
+        """The summaries of `keys` from the worker at `address`, asked directly (its `run`
+        handler, which `Client.run` reaches through the scheduler). Once a worker could not
+        be reached from here, the workers are asked through the scheduler."""
+        if not self._direct:
+            raise ConnectionError("the workers are asked through the scheduler")
+        try:
+            response = await asyncio.wait_for(
+                self._client.rpc(address).run(
+                    function=cloudpickle.dumps(_summaries_on_worker),
+                    args=cloudpickle.dumps((keys,)),
+                    kwargs=cloudpickle.dumps({}),
+                    wait=True,
+                ),
+                _DIRECT_CONNECT_SECONDS,
+            )
+        except (TimeoutError, OSError):
+            self._direct = False
+            raise
+        if response.get("status") != "OK":
+            raise RuntimeError(f"the Dask worker {address} could not summarize its runs: {response!r}")
+        return response["result"]  # type: ignore[no-any-return]
 
 
 def _reads_probe(path: str, token: str) -> bool:
@@ -551,6 +721,10 @@ class DaskTaskRunner(BaseTaskRunner):
         self._lock = threading.Lock()
         self._checked_storages: set[str] = set()
         self._fetcher: _ReportFetcher | None = None
+        # (report function, task, result factory, settings, identity) of the runs sent -> the
+        # Dask key of their commons, the commons and its Dask future.
+        self._commons: dict[tuple[Any, ...], tuple[str, Any, Any]] = {}
+        self._commons_lock = threading.Lock()
 
     def duplicate(self) -> DaskTaskRunner:
         return type(self)(
@@ -633,16 +807,41 @@ class DaskTaskRunner(BaseTaskRunner):
         request = run.deferred_request(upstream)
         if request.result_factory.persist_result:
             self._check_storage(request.result_factory.storage)
+        commons, request = request.parted()
+        commons_key = self._commons_key(run.report, commons)
         task_run = run.task_run
         key = f"ferroflow-{task_run.name}-{task_run.id.hex}"
-        held = client.submit(_run_on_dask_worker, run.report, request, *dependencies, key=key, pure=False)
+        held = client.submit(
+            _run_with_commons_on_dask_worker, commons_key, request, *dependencies, key=key, pure=False
+        )
         with self._lock:
             self._held[task_run.id] = held
         report: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        # A persisted result pickles as its reference: such a run's data is small, and the flow
-        # fetches it as it is; other data is summarized where it is.
-        self._fetcher.add(held, report, small=request.result_factory.persist_result)  # type: ignore[union-attr]
+        self._fetcher.add(held, report)  # type: ignore[union-attr]
         return report
+
+    def _commons_key(self, report: Callable[..., Any], commons: Any) -> str:
+        """The Dask key of `commons` (`RequestCommons`) with the `report` function, submitted
+        on first use as a Dask task of its own, once per flow run: it goes through the scheduler
+        once, to one worker, and the other workers fetch it from there (Dask computes it again
+        if that worker is lost). It is no dependency of the runs' Dask tasks, so their
+        placement is Dask's as for any task."""
+        identity = (
+            id(report),
+            id(commons.task),
+            id(commons.result_factory),
+            id(commons.settings),
+            commons.identity,
+        )
+        with self._commons_lock:
+            known = self._commons.get(identity)
+            if known is None:
+                key = f"ferroflow-commons-{uuid.uuid4().hex}"
+                pickled = cloudpickle.dumps((report, commons))
+                future = self._client.submit(_commons_as_data, pickled, key=key, pure=False)
+                # The commons are kept with their key so that the ids stay theirs.
+                known = self._commons[identity] = (key, commons, future)
+            return known[0]
 
     def _submit_after(self, run: TaskRunCall, foreign: list[Any]) -> concurrent.futures.Future[Any]:
         outer: concurrent.futures.Future[Any] = concurrent.futures.Future()
@@ -654,8 +853,9 @@ class DaskTaskRunner(BaseTaskRunner):
                 held = self._client.submit(_run_on_dask_worker, run.report, request, *states, pure=False)
                 summary = self._client.submit(_summary_on_dask_worker, held, pure=False)
                 outcome = summary.result()
-                if isinstance(outcome.state.data, HeldInCluster):
-                    outcome.state.data = ClusterResult(held)
+                data = outcome.state.data
+                if isinstance(data, HeldInCluster):
+                    outcome.state.data = ClusterResult(held, data.address)
                 with self._lock:
                     self._held[run.task_run.id] = held
                 outer.set_result(outcome)
@@ -673,6 +873,10 @@ class DaskTaskRunner(BaseTaskRunner):
     def shutdown(self) -> None:
         with self._lock:
             held, self._held = list(self._held.values()), {}
+        with self._commons_lock:
+            commons = [(key, future) for key, _, future in self._commons.values()]
+            self._commons = {}
+        held += [future for _, future in commons]
         client, cluster, fetcher = self._client, self._cluster, self._fetcher
         self._client = self._cluster = self._fetcher = None
         try:
@@ -680,6 +884,9 @@ class DaskTaskRunner(BaseTaskRunner):
                 fetcher.close()
             for future in held:
                 future.release()
+            if commons and client is not None:
+                with contextlib.suppress(Exception):  # (a worker that is gone holds nothing)
+                    client.run(_forget_commons, [key for key, _ in commons], wait=False)
             if client is not None:
                 client.close()
         finally:

@@ -116,3 +116,42 @@ def test_a_flow_retry_reuses_a_result_computed_in_another_process():
 
     pipeline()
     assert calls == [("computed", "Completed"), ("computed", "Cached")]
+
+
+def test_a_request_parts_with_what_every_run_of_its_task_shares_and_is_made_whole_again():
+    requests = []
+
+    class Recording(BaseTaskRunner):
+        concurrency_type = TaskConcurrencyType.SEQUENTIAL
+
+        def duplicate(self):
+            return self
+
+        def submit(self, run):
+            requests.append(run.request)
+            future = concurrent.futures.Future()
+            future.set_result(run())
+            return future
+
+        def submit_coroutine(self, run, loop):
+            raise NotImplementedError
+
+    @task
+    def double(x):
+        return 2 * x
+
+    @flow(task_runner=Recording())
+    def pipeline():
+        return [double.submit(x).result() for x in range(2)]
+
+    assert pipeline() == [0, 2]
+    (commons, first), (commons_again, second) = (request.parted() for request in requests)
+    # The same objects for both runs: a runner recognizes them by identity.
+    assert [id(part) for part in (commons.task, commons.result_factory, commons.settings)] == [
+        id(part) for part in (commons_again.task, commons_again.result_factory, commons_again.settings)
+    ]
+    assert commons.identity == commons_again.identity  # all but the run's id and dynamic key
+    assert first.task is first.result_factory is first.settings is None
+    assert len(cloudpickle.dumps(first)) < len(cloudpickle.dumps(requests[0])) // 3
+    assert commons.complete(first) == requests[0] and commons.complete(second) == requests[1]
+    assert cloudpickle.loads(cloudpickle.dumps(commons)).complete(second).args == (1,)

@@ -52,7 +52,9 @@ from ferroflow.results.cache_records import (
     CacheRecord,
     RecordStorage,
     cached_reference,
+    forget_reference,
     record_storage_for,
+    remembered_reference,
     write_record,
 )
 from ferroflow.serializers import Serializer
@@ -278,13 +280,19 @@ def _cached_result(
             _warn_once_about(store, error)
             return None
     else:
+        reference = remembered_reference(records, key)
+        if reference is not None:
+            try:
+                return _reopened(reference, task_context.result_factory)
+            except Exception:
+                # The record may have been replaced or removed since (with its result, which
+                # retention removes first): read it again, as a lookup that found nothing here.
+                forget_reference(records, key)
         reference = cached_reference(records, key)
     if reference is None:
         return None
-    factory = task_context.result_factory
     try:
-        _check_serializer_type(reference, factory)
-        return reopen_result(reference, cache_in_memory=factory is None or factory.cache_result_in_memory)
+        return _reopened(reference, task_context.result_factory)
     except Exception as error:
         if quiet:
             return None
@@ -296,6 +304,12 @@ def _cached_result(
             stacklevel=2,
         )
         return None
+
+
+def _reopened(reference: ResultRef, factory: Any) -> BaseResult:
+    """The cached result `reference` names, read back now (a missing or damaged file raises)."""
+    _check_serializer_type(reference, factory)
+    return reopen_result(reference, cache_in_memory=factory is None or factory.cache_result_in_memory)
 
 
 def _check_serializer_type(reference: ResultRef, factory: Any) -> None:

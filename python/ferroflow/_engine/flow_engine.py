@@ -33,6 +33,7 @@ from ferroflow.context import FlowRunContext, TaskRunContext, set_flow_run_conte
 from ferroflow.exceptions import RunTimeoutError
 from ferroflow.futures import TaskFuture
 from ferroflow.results import BaseResult, ResultFactory, UnpersistedResult
+from ferroflow.settings import profile_checked_once
 from ferroflow.states import (
     Cached,
     Completed,
@@ -56,14 +57,16 @@ def call_flow(flow: FlowDefinition, args: tuple[Any, ...], kwargs: dict[str, Any
         if in_async_caller() or (TaskRunContext.get() or FlowRunContext.get()) is None:
             return coroutine
         return run_coroutine_blocking(coroutine)
-    state = run_flow_sync(flow, args, kwargs)
+    with profile_checked_once():
+        state = run_flow_sync(flow, args, kwargs)
     return state if return_state else state_value(state)
 
 
 async def _call_async(
     flow: FlowDefinition, args: tuple[Any, ...], kwargs: dict[str, Any], return_state: bool
 ) -> Any:
-    state = await run_flow_async(flow, args, kwargs)
+    with profile_checked_once():
+        state = await run_flow_async(flow, args, kwargs)
     return state if return_state else await state_value_async(state, True)
 
 

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from ferroflow._engine.retry_policy import jittered_delay
 from ferroflow.exceptions import RunTimeoutError
-from ferroflow.ids import clock_ordered_uuid
+from ferroflow.ids import clock_ordered_uuid, clock_ordered_uuid_and_text
 from ferroflow.states import (
     AwaitingRetry,
     Cancelled,
@@ -71,9 +71,12 @@ class TaskRun:
         parameters: Mapping[str, Any] | None = None,
         run_id: uuid.UUID | None = None,
     ):
-        # A run executing in another process keeps the id its flow run gave it.
-        self.id = clock_ordered_uuid() if run_id is None else run_id
-        self.id_text = str(self.id)  # as the run store knows it; every state record names it
+        # A run executing in another process keeps the id its flow run gave it. The text is
+        # the id as the run store knows it: every state record names it.
+        if run_id is None:
+            self.id, self.id_text = clock_ordered_uuid_and_text()
+        else:
+            self.id, self.id_text = run_id, str(run_id)
         self.recorder = recorder
         self.name = f"{task_name}-{dynamic_key}"
         self.task_name = task_name

@@ -9,14 +9,20 @@ with cloudpickle (a function defined in `__main__` or a notebook travels by valu
 `ferroflow._engine.task_engine.execute_task_run` runs one; `report_task_run` runs one and
 hands back a `TaskRunReport`. A request sent before its upstream runs finished holds
 `UpstreamInput` markers where their values go.
+
+Most of a request's bytes are the same for every run of one task in one flow run (the task, its
+result factory, the settings, most of the identity): `TaskRunRequest.parted` splits them off as
+`RequestCommons`, so that a runner can send them once to each process and each request without
+them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from ferroflow._engine.definitions import TaskDefinition
 from ferroflow.results import BaseResult, ResultFactory
@@ -57,6 +63,53 @@ class TaskRunRequest:
     log_level: int = 0
     """The lowest level the flow's process logs run records at: a worker that has not configured
     logging still hands those records back (0: whatever the worker's loggers pass)."""
+
+    def parted(self) -> tuple[RequestCommons, TaskRunRequest]:
+        """The parts this request shares with every run of its task in its flow run (the task,
+        its result factory and the settings, the same objects for each, which a runner can
+        recognize by identity; the run's identity but its id and dynamic key), and the request
+        without them, which `RequestCommons.complete` makes whole again."""
+        identity = self.identity
+        commons = RequestCommons(
+            self.task,
+            self.result_factory,
+            self.settings,
+            dataclasses.replace(identity, task_run_id=_NO_RUN_ID, dynamic_key=0),
+        )
+        left_out = cast(Any, None)
+        own_identity = cast(Any, (identity.task_run_id.bytes, identity.dynamic_key))
+        return commons, dataclasses.replace(
+            self, task=left_out, result_factory=left_out, settings=left_out, identity=own_identity
+        )
+
+
+_NO_RUN_ID = uuid.UUID(int=0)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestCommons:
+    """What the requests of one task's runs in one flow run share: the task (with its function,
+    by value for one defined in `__main__`), its result factory, the settings in force, and the
+    runs' identity but their ids and dynamic keys (`identity`)."""
+
+    task: TaskDefinition
+    result_factory: ResultFactory
+    settings: Settings
+    identity: TaskRunIdentity
+
+    def complete(self, request: TaskRunRequest) -> TaskRunRequest:
+        """`request` (made by `TaskRunRequest.parted`) with these parts back in it."""
+        run_id, dynamic_key = cast(Any, request.identity)
+        identity = dataclasses.replace(
+            self.identity, task_run_id=uuid.UUID(bytes=run_id), dynamic_key=dynamic_key
+        )
+        return dataclasses.replace(
+            request,
+            task=self.task,
+            result_factory=self.result_factory,
+            settings=self.settings,
+            identity=identity,
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -320,9 +320,54 @@ def read_record(storage: RecordStorage, cache_key: str) -> CacheRecord | None:
     return record if record.key == cache_key else None
 
 
+# The records this process found or created, by (storage, cache key): their result reference and
+# expiration (epoch seconds). A record is never changed once created (replacing one removes it and
+# creates another), so one found can be used again without reading it, until it expires. Whoever
+# uses one still reads the result it names, and forgets it (`forget_reference`) when that fails.
+# A key without a record is never remembered: a record another process creates is found by the
+# next lookup. A record another process removes (`ferroflow cache clear`) keeps serving this
+# process as long as its result can be read.
+_found: dict[tuple[str, str], tuple[ResultRef, float | None]] = {}
+_FOUND_LIMIT = 1 << 16
+
+
+def _identity(storage: RecordStorage) -> str:
+    """What the records of `storage` are remembered under: its folder, or what a storage that
+    `describe()` does not tell apart from others (buckets of different endpoints) gives as its
+    `identity()`."""
+    if type(storage) is LocalRecordStorage:
+        return storage.root
+    identity = getattr(storage, "identity", None)
+    return str(identity()) if callable(identity) else f"{type(storage).__name__}:{storage.describe()}"
+
+
+def remembered_reference(storage: RecordStorage, cache_key: str) -> ResultRef | None:
+    """The result reference of `cache_key`'s record if this process found or created it before
+    and it has not expired; None otherwise (then `cached_reference` reads the storage)."""
+    found = _found.get((_identity(storage), cache_key))
+    if found is None:
+        return None
+    reference, expires_at = found
+    if expires_at is not None and expires_at <= time.time():
+        return None
+    return reference
+
+
+def forget_reference(storage: RecordStorage, cache_key: str) -> None:
+    """Forget what this process knows of `cache_key`'s record: the next lookup reads the storage."""
+    _found.pop((_identity(storage), cache_key), None)
+
+
+def _remember(storage: RecordStorage, cache_key: str, reference: ResultRef, expires_at: float | None) -> None:
+    if len(_found) >= _FOUND_LIMIT:
+        _found.clear()
+    _found[(_identity(storage), cache_key)] = (reference, expires_at)
+
+
 def cached_reference(storage: RecordStorage, cache_key: str) -> ResultRef | None:
     """The result reference of `cache_key`'s record if it has one that has not expired: what a
-    cache lookup needs, read without building the whole record."""
+    cache lookup needs, read from the storage without building the whole record (and
+    remembered: see `remembered_reference`)."""
     data = storage.read(record_key(cache_key))
     if data is None:
         return None
@@ -333,9 +378,11 @@ def cached_reference(storage: RecordStorage, cache_key: str) -> ResultRef | None
         expires_at = document["expires_at"]
         if expires_at is not None and expires_at <= time.time():
             return None
-        return _reference_from_document(document["result"])
+        reference = _reference_from_document(document["result"])
     except (ValueError, KeyError, TypeError):
         return None  # a damaged record is a miss; the next result replaces it
+    _remember(storage, cache_key, reference, expires_at)
+    return reference
 
 
 def write_record(storage: RecordStorage, record: CacheRecord, *, replace_existing: bool) -> bool:
@@ -344,15 +391,19 @@ def write_record(storage: RecordStorage, record: CacheRecord, *, replace_existin
     create, which is fine: its record names an equally valid result. True if this call wrote it."""
     key = record_key(record.key)
     data = record.to_bytes()
-    if storage.create_only(key, data):
-        return True
-    if not replace_existing:
-        return False
-    storage.delete(key)
-    return storage.create_only(key, data)
+    forget_reference(storage, record.key)
+    created = storage.create_only(key, data)
+    if not created and replace_existing:
+        storage.delete(key)
+        created = storage.create_only(key, data)
+    if created:
+        expires_at = None if record.expiration is None else record.expiration.timestamp()
+        _remember(storage, record.key, record.result, expires_at)
+    return created
 
 
 def delete_record(storage: RecordStorage, cache_key: str) -> bool:
+    forget_reference(storage, cache_key)
     return storage.delete(record_key(cache_key))
 
 
@@ -399,10 +450,12 @@ __all__ = [
     "delete_record",
     "cached_reference",
     "delete_records",
+    "forget_reference",
     "list_records",
     "read_record",
     "record_key",
     "record_storage_for",
+    "remembered_reference",
     "unique_name",
     "write_record",
 ]

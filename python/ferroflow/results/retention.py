@@ -124,7 +124,7 @@ def is_result_file_untouched(path: str) -> bool:
                 return False
             body = os.pread(descriptor, body_length, 16)
             fields = json.loads(body)
-            # Format 1.x names the serializer "serializer"; the compact 2.0 header, "s" (docs/format.md).
+            # Format 1.x names the serializer "serializer"; the compact 2.0 and 3.0 headers, "s" (docs/format.md).
             return isinstance(fields, dict) and ("serializer" in fields or "s" in fields)
         if start[:1] != b"{":
             return False

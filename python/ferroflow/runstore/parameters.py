@@ -41,7 +41,7 @@ def summarize_parameters(parameters: Mapping[str, Any] | None, limit: int = PARA
         if _is_short_scalar(value, kind) or (
             kind in _SMALL_CONTAINER_TYPES
             and len(value) <= _SMALL_CONTAINER_TYPES[kind]
-            and all(_is_short_scalar(item, type(item)) for item in value)
+            and _all_short_scalars(value)
         ):
             shown = repr(value)
         else:
@@ -60,6 +60,19 @@ def _is_short_scalar(value: Any, kind: type) -> bool:
         or (kind is int and value.bit_length() <= 64)
         or (kind is str and len(value) <= _summary_repr.maxstring)
     )
+
+
+def _all_short_scalars(items: Any) -> bool:
+    """`_is_short_scalar` of every item, in one loop (no call per item)."""
+    short_types, max_string = _SHORT_REPR_TYPES, _summary_repr.maxstring
+    for item in items:
+        kind = type(item)
+        if kind in short_types or (kind is int and item.bit_length() <= 64):
+            continue
+        if kind is str and len(item) <= max_string:
+            continue
+        return False
+    return True
 
 
 def _safe_repr(value: Any) -> str:

@@ -4,10 +4,11 @@
 //! their place in every format version. That is what lets a reader verify a header before it
 //! interprets the version, and so tell a newer blob (UnsupportedFormat) from a damaged one
 //! (Corrupt). Everything else may change with the major version.
+use super::implied::{self, HeaderCodec};
 use super::signing::{from_hex, to_hex, MAC_ALGORITHM, MAC_LEN};
 use super::{
     FrameOptions, ALIGNMENT, CHECKSUM_ALGORITHM, CHECKSUM_LEN, COMPACT_MAJOR, FORMAT_MAJOR,
-    FORMAT_MINOR, MAGIC,
+    FORMAT_MINOR, IMPLIED_MAJOR, MAGIC,
 };
 use crate::codec::Codec;
 use crate::error::{Error, Result};
@@ -32,7 +33,8 @@ pub struct SegmentLengths {
 pub struct BlobHeader {
     /// (major, minor) of the format the blob was written in.
     pub format_version: (u16, u16),
-    /// The serializer's description, JSON text exactly as the writer gave it.
+    /// The serializer's description, JSON text exactly as the writer gave it (from a format 3.0
+    /// header, with the members it left out put back: the same JSON value, re-encoded).
     pub serializer: String,
     /// `None` when the segments are stored uncompressed.
     pub codec: Option<Codec>,
@@ -92,7 +94,8 @@ struct HeaderBody {
 
 /// The body of a format 2.0 header: format 1.1's fields under one-letter names, the totals and
 /// the checksum algorithm (always XXH3-64) left out, and no signature. Written for small
-/// unsigned blobs, whose header would otherwise weigh more than their payload.
+/// unsigned blobs, whose header would otherwise weigh more than their payload. Format 3.0 has
+/// the same body, with `s` the serializer's short description (see `implied`).
 #[derive(Serialize, Deserialize)]
 struct CompactBody {
     s: Box<RawValue>,
@@ -198,13 +201,24 @@ impl BlobHeader {
         self.codec.map_or(NO_CODEC, Codec::name)
     }
 
+    /// The serializer's description as a format 3.0 header stores it, if that form gives it
+    /// back exactly (see `implied`).
+    pub(crate) fn short_serializer(&self) -> Option<String> {
+        let codec = HeaderCodec {
+            name: self.codec.or(self.codec_skipped).map(Codec::name),
+            level: self.level,
+        };
+        implied::shorten(&self.serializer, codec)
+    }
+
     /// `"major.minor"`.
     pub fn format_version_string(&self) -> String {
         format!("{}.{}", self.format_version.0, self.format_version.1)
     }
 
-    /// Prelude, body and checksum, zero-padded to the alignment.
-    pub(crate) fn encode(&self) -> Result<Vec<u8>> {
+    /// Prelude, body and checksum, zero-padded to the alignment. A format 3.x header stores
+    /// `short_serializer`, the description as `short_serializer()` gives it.
+    pub(crate) fn encode(&self, short_serializer: Option<&str>) -> Result<Vec<u8>> {
         let body = HeaderBody {
             serializer: RawValue::from_string(self.serializer.clone())
                 .expect("validated when the header was made"),
@@ -225,7 +239,20 @@ impl BlobHeader {
                 mac: to_hex(&signature.mac),
             }),
         };
-        let json = if self.format_version.0 == COMPACT_MAJOR {
+        let json = if self.format_version.0 == IMPLIED_MAJOR {
+            debug_assert!(body.signature.is_none(), "signed blobs keep the 1.x header");
+            let short = short_serializer.ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "format {IMPLIED_MAJOR}.x needs the short form of the serializer description {:?}; \
+                     write it in format {COMPACT_MAJOR}.0 if it has none",
+                    self.serializer
+                ))
+            })?;
+            let mut body = CompactBody::from(body);
+            body.s = RawValue::from_string(short.to_owned())
+                .expect("short_serializer() gives JSON text");
+            serde_json::to_vec(&body)
+        } else if self.format_version.0 == COMPACT_MAJOR {
             debug_assert!(body.signature.is_none(), "signed blobs keep the 1.x header");
             serde_json::to_vec(&CompactBody::from(body))
         } else {
@@ -273,10 +300,25 @@ impl BlobHeader {
             ))
         };
         let json = &covered[PRELUDE_LEN..];
-        let body: HeaderBody = if major == COMPACT_MAJOR {
-            serde_json::from_slice::<CompactBody>(json)
-                .map_err(invalid)?
-                .into()
+        let body: HeaderBody = if major == COMPACT_MAJOR || major == IMPLIED_MAJOR {
+            let mut body = serde_json::from_slice::<CompactBody>(json).map_err(invalid)?;
+            if major == IMPLIED_MAJOR {
+                // Valid JSON, but serde_json refuses some of it as a value (a number like 1e999).
+                let codec = HeaderCodec {
+                    name: Some(body.c.as_str())
+                        .filter(|name| *name != NO_CODEC)
+                        .or(body.x.as_deref()),
+                    level: body.l,
+                };
+                let full = implied::restore(body.s.get(), codec).ok_or_else(|| {
+                    Error::Corrupt(
+                        "the blob header's serializer description cannot be read; the blob is corrupted"
+                            .into(),
+                    )
+                })?;
+                body.s = RawValue::from_string(full).expect("serde_json wrote it");
+            }
+            body.into()
         } else {
             serde_json::from_slice(json).map_err(invalid)?
         };
@@ -391,17 +433,17 @@ pub(crate) fn header_len(prelude: &[u8]) -> Result<usize> {
 
 /// Readers accept their major versions at any minor version: minors only add fields.
 fn check_version(major: u16, minor: u16) -> Result<()> {
-    if major == FORMAT_MAJOR || major == COMPACT_MAJOR {
+    if major == FORMAT_MAJOR || major == COMPACT_MAJOR || major == IMPLIED_MAJOR {
         return Ok(());
     }
-    let advice = if major > COMPACT_MAJOR {
+    let advice = if major > IMPLIED_MAJOR {
         "upgrade ferroflow to read it"
     } else {
         "it was written by a pre-release ferroflow; delete it so the result is computed again"
     };
     Err(Error::UnsupportedFormat(format!(
         "the blob is in format version {major}.{minor}, but ferroflow {} reads formats \
-         {FORMAT_MAJOR}.x and {COMPACT_MAJOR}.x; {advice}",
+         {FORMAT_MAJOR}.x, {COMPACT_MAJOR}.x and {IMPLIED_MAJOR}.x; {advice}",
         crate::VERSION
     )))
 }

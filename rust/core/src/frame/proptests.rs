@@ -9,19 +9,24 @@ fn signing_key() -> SigningKey {
     SigningKey::from_material(b"property test signing key").unwrap()
 }
 
-/// A valid blob of 0-3 segments, compressed or not, signed or not, under a key or not.
+/// A valid blob of 0-3 segments, compressed or not, signed or not, under a key or not, with a
+/// serializer description that format 3.0 shortens or one it keeps whole.
 fn valid_blob() -> impl Strategy<Value = Vec<u8>> {
     (
         prop::collection::vec(prop::collection::vec(any::<u8>(), 0..300), 0..4),
         prop::option::of(prop::sample::select(Codec::ALL.to_vec())),
         any::<bool>(),
         any::<bool>(),
+        prop::sample::select(vec![
+            r#"{"type":"pickle"}"#,
+            r#"{"compressionlib":"lzma","level":null,"serializer":{"picklelib":"cloudpickle","picklelib_version":null,"type":"pickle"},"type":"compressed/pickle"}"#,
+        ]),
     )
-        .prop_map(|(segments, codec, sign, keyed)| {
+        .prop_map(|(segments, codec, sign, keyed, serializer)| {
             let key = signing_key();
             let slices: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
             let options = FrameOptions {
-                serializer: r#"{"type":"pickle"}"#,
+                serializer,
                 codec,
                 key: keyed.then_some("some/key"),
                 signing_key: sign.then_some(&key),

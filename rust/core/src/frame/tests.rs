@@ -260,15 +260,17 @@ fn a_newer_minor_version_with_unknown_fields_is_readable() {
 #[test]
 fn a_newer_major_version_is_refused_naming_both_versions() {
     let blob = framed(&sample_segments());
-    let newer = rewrite_header(&blob, COMPACT_MAJOR + 1, 4, |_| {});
+    let newer = rewrite_header(&blob, IMPLIED_MAJOR + 1, 4, |_| {});
     match unframe(&newer) {
         Err(Error::UnsupportedFormat(message)) => {
             assert!(
-                message.contains(&format!("{}.4", COMPACT_MAJOR + 1)),
+                message.contains(&format!("{}.4", IMPLIED_MAJOR + 1)),
                 "{message}"
             );
             assert!(
-                message.contains(&format!("{FORMAT_MAJOR}.x and {COMPACT_MAJOR}.x")),
+                message.contains(&format!(
+                    "{FORMAT_MAJOR}.x, {COMPACT_MAJOR}.x and {IMPLIED_MAJOR}.x"
+                )),
                 "{message}"
             );
             assert!(message.contains("upgrade ferroflow"), "{message}");
@@ -892,24 +894,38 @@ fn a_small_blob_is_aligned_to_8_bytes_a_large_one_to_64() {
     assert_eq!(header.alignment, ALIGNMENT);
 }
 
+/// The description of ferroflow's default pickle serializer, as Python writes it.
+const CLOUDPICKLE: &str =
+    r#"{"picklelib":"cloudpickle","picklelib_version":"3.1.3","type":"pickle"}"#;
+
 #[test]
 fn a_small_unsigned_blob_gets_the_compact_header_and_reads_back() {
     let payload = vec![0x80u8; 43];
     let compact = FrameOptions {
-        serializer: r#"{"picklelib":"cloudpickle","picklelib_version":"3.1.3","type":"pickle"}"#,
+        serializer: CLOUDPICKLE,
         key: Some("0123456789abcdef0123456789abcdef"),
         compact_small: true,
         ..FrameOptions::default()
     };
     let (written, blob) = frame(&[payload.as_slice()], &compact).unwrap();
-    assert_eq!(written.format_version, (COMPACT_MAJOR, 0));
+    // The description shortens ("picklelib" holds its implied value): format 3.0.
+    assert_eq!(written.format_version, (IMPLIED_MAJOR, 0));
     assert!(
         blob.len() - payload.len() <= 256,
         "{} bytes beyond the payload",
         blob.len() - payload.len()
     );
+    let body = &blob[body_range(&blob)];
+    let short = r#""s":{"picklelib_version":"3.1.3","type":"pickle"}"#;
+    assert!(
+        body.windows(short.len()).any(|w| w == short.as_bytes()),
+        "{}",
+        String::from_utf8_lossy(body)
+    );
     for header in read_all_ways(&blob, &ReadChecks::default()) {
-        assert_eq!(header.unwrap(), written);
+        let header = header.unwrap();
+        assert_eq!(header, written);
+        assert_eq!(header.serializer, CLOUDPICKLE);
     }
     let (_, stored) = unframe(&blob).unwrap();
     assert_eq!(stored, [payload.as_slice()]);
@@ -934,6 +950,59 @@ fn a_small_unsigned_blob_gets_the_compact_header_and_reads_back() {
             .format_version,
         (1, 1)
     );
+}
+
+#[test]
+fn a_description_that_does_not_shorten_keeps_format_2_0_and_its_text() {
+    let payload = b"tiny";
+    let options = FrameOptions {
+        compact_small: true,
+        ..options()
+    };
+    let (written, blob) = frame(&[payload.as_slice()], &options).unwrap();
+    assert_eq!(written.format_version, (COMPACT_MAJOR, 0));
+    let (read, _) = unframe(&blob).unwrap();
+    assert_eq!(read.serializer, r#"{"type": "pickle", "protocol": 5}"#);
+}
+
+#[test]
+fn a_2_0_blob_with_a_whole_description_still_reads() {
+    // As ferroflow 0.1.0 wrote tiny results: format 2.0, the description verbatim.
+    let options = FrameOptions {
+        compact_small: true,
+        serializer: CLOUDPICKLE,
+        ..FrameOptions::default()
+    };
+    let (_, blob) = frame(&[b"tiny".as_slice()], &options).unwrap();
+    let (header, _) = verify(&blob).unwrap();
+    let old = rewrite_header(&blob, COMPACT_MAJOR, 0, |body| {
+        body["s"] = serde_json::from_str(CLOUDPICKLE).unwrap();
+    });
+    let (read, stored) = unframe(&old).unwrap();
+    assert_eq!(read.format_version, (COMPACT_MAJOR, 0));
+    assert_eq!(read.serializer, header.serializer);
+    assert_eq!(stored, [b"tiny".as_slice()]);
+}
+
+#[test]
+fn a_3_0_description_that_serde_json_cannot_hold_is_corrupt_not_a_panic() {
+    let options = FrameOptions {
+        compact_small: true,
+        serializer: CLOUDPICKLE,
+        ..FrameOptions::default()
+    };
+    let (written, blob) = frame(&[b"tiny".as_slice()], &options).unwrap();
+    assert_eq!(written.format_version, (IMPLIED_MAJOR, 0));
+    // Valid JSON text (so it passes as a raw value), out of range as a number.
+    let body = String::from_utf8(blob[body_range(&blob)].to_vec()).unwrap();
+    let edited = body.replace(r#""type":"pickle""#, r#""type":"pickle","n":1e999"#);
+    assert_ne!(edited, body);
+    let mut crafted = blob[..12].to_vec();
+    crafted.extend_from_slice(&(edited.len() as u32).to_le_bytes());
+    crafted.extend_from_slice(edited.as_bytes());
+    crafted.extend_from_slice(&xxhash_rust::xxh3::xxh3_64(&crafted).to_le_bytes());
+    let message = corrupt_message(BlobHeader::decode(&crafted));
+    assert!(message.contains("serializer description"), "{message}");
 }
 
 #[test]
@@ -1005,5 +1074,29 @@ fn a_blob_with_one_segment_apart_verifies_as_the_whole_one() {
         }
         // A segment apart of another length than the header's is refused.
         assert!(verify_with_segment_apart(&rest, apart, &[0; 3], &ReadChecks::default()).is_err());
+    }
+}
+
+#[test]
+fn a_3_0_header_restores_codec_options_from_its_codec_applied_or_skipped() {
+    let zlib_9 = r#"{"compressionlib":"zlib","level":9,"serializer":{"picklelib":"cloudpickle","picklelib_version":"3.1.3","type":"pickle"},"type":"compressed/pickle"}"#;
+    let options = FrameOptions {
+        serializer: zlib_9,
+        codec: Some(Codec::Zlib),
+        compress: CompressOptions {
+            level: Some(9),
+            ..CompressOptions::default()
+        },
+        compact_small: true,
+        ..FrameOptions::default()
+    };
+    let compressible = b"abc".repeat(500);
+    for payload in [compressible.as_slice(), b"tiny".as_slice()] {
+        let (written, blob) = frame(&[payload], &options).unwrap();
+        assert_eq!(written.format_version, (IMPLIED_MAJOR, 0));
+        let (read, stored) = unframe(&blob).unwrap();
+        assert_eq!(read.serializer, zlib_9);
+        assert_eq!(read, written);
+        assert_eq!(decode_segment(&read, 0, stored[0]).unwrap(), payload);
     }
 }
