@@ -10,6 +10,7 @@ import ferroflow._core as _core
 from ferroflow.serializers import PickleSerializer
 
 KIB = 1024
+MIB = 1024 * KIB
 
 
 def test_one_put_and_multipart_uploads_store_the_same_bytes():
@@ -64,6 +65,43 @@ def test_a_large_bytes_result_loads_as_bytes(tmp_path):
     _, segments = _core.load_blob(path, 0)
     loaded = serializer.load_segments(segments)
     assert type(loaded) is bytes and loaded == value
+
+
+def blob_with_a_large_segment(store, key):
+    """Segments around one of 9 MiB, which spans two of the 8 MiB ranges of a ranged read."""
+    segments = [b"stream", np.random.default_rng(0).bytes(9 * MIB + 3), b"tail" * 100]
+    store.write_blob(key, segments, serializer="{}")
+    return segments
+
+
+@pytest.mark.parametrize("reads_in_flight", [1, 4])
+def test_a_large_segment_is_received_into_the_bytes_object_it_becomes(reads_in_flight):
+    store = _core.Store("memory://", reads_in_flight=reads_in_flight)
+    segments = blob_with_a_large_segment(store, "k")
+    _, views = store.read_blob("k")
+    assert [bytes(view) for view in views] == segments
+    owned = views[1].obj.stored_bytes()
+    # The view is of that very object: the segment was received into it, nothing was copied.
+    assert type(owned) is bytes and owned == segments[1]
+    assert np.shares_memory(np.frombuffer(views[1], np.uint8), np.frombuffer(owned, np.uint8))
+    # Handed out once; another call makes a copy.
+    again = views[1].obj.stored_bytes()
+    assert again == owned and again is not owned
+
+
+@pytest.mark.parametrize("reads_in_flight", [1, 4])
+@pytest.mark.parametrize("damaged", [1, 2])
+def test_a_damaged_blob_with_a_large_segment_is_refused(reads_in_flight, damaged):
+    """The large segment itself, or the one after it (which lies in the rest of the object,
+    moved back by the large segment's length), fails its checksum."""
+    store = _core.Store("memory://", reads_in_flight=reads_in_flight)
+    segments = blob_with_a_large_segment(store, "k")
+    stored = bytearray(store.get("k"))
+    offset = stored.find(segments[1][:64]) + 5 * MIB if damaged == 1 else stored.find(b"tailtail")
+    stored[offset] ^= 0xFF
+    store.put("k", [stored])
+    with pytest.raises(ValueError, match=f"segment {damaged} of the blob failed its"):
+        store.read_blob("k")
 
 
 @pytest.mark.parametrize("threshold", [-1, 6 * 1024**3])

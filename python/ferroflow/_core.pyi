@@ -561,7 +561,8 @@ class Store:
             part_size: the parts of multipart uploads (8 MiB).
             max_parts_in_flight: parts uploading at once (4).
             multipart_threshold: uploads up to this many bytes are one PUT, larger ones
-                multipart uploads; None: up to the part size.
+                multipart uploads; None: 64 MiB, or 1 GiB for an http:// endpoint (a local or
+                LAN server), and never less than the part size.
             reads_in_flight: concurrent ranged GETs (8 MiB each) reading one object; None: 4,
                 or one plain GET for an http:// endpoint.
 

@@ -531,8 +531,9 @@ class _ObjectStorage(WritableFileSystem):
     #: No retry starts later than this after the first attempt (seconds).
     retry_timeout: float = Field(default=30.0, gt=0)
     #: Results up to this many bytes are uploaded in one PUT, larger ones as multipart uploads
-    #: of 8 MiB parts sent 4 at a time (at most 5 GiB: S3's largest PUT).
-    multipart_threshold: int = Field(default=64 * 1024**2, ge=0, le=5 * 1024**3)
+    #: of 8 MiB parts sent 4 at a time (at most 5 GiB: S3's largest PUT). None: 64 MiB, or
+    #: 1 GiB for an http:// endpoint (a local or LAN server, where one request is fastest).
+    multipart_threshold: int | None = Field(default=None, ge=0, le=5 * 1024**3)
     #: A result is read as this many concurrent ranged GETs of 8 MiB. None: 4, or one plain GET
     #: for an http:// endpoint (a local or LAN server gains nothing from more connections).
     reads_in_flight: int | None = Field(default=None, ge=1)

@@ -501,6 +501,79 @@ pub fn verify_with(
     Ok((header, ranges))
 }
 
+/// [`verify_with`] for a blob received with one segment apart: `data` is the blob without the
+/// stored bytes of segment `apart`, which are `apart_bytes` (so what followed that segment starts
+/// in `data` where the segment did). Returns where each stored segment lies in `data`; the
+/// segment apart gets an empty range there.
+pub fn verify_with_segment_apart(
+    data: &[u8],
+    apart: usize,
+    apart_bytes: &[u8],
+    checks: &ReadChecks<'_>,
+) -> Result<(BlobHeader, Vec<Range<usize>>)> {
+    let prelude = data
+        .get(..header::PRELUDE_LEN)
+        .ok_or_else(|| too_short(data.len()))?;
+    let header_len = header::header_len(prelude)?;
+    let header_bytes = data
+        .get(..header_len)
+        .ok_or_else(|| truncated(data.len() as u64, header_len as u64))?;
+    let header = BlobHeader::decode(header_bytes)?;
+    let layout = Layout::new(&header, header_len as u64)?;
+    layout.check_length(data.len() as u64 + apart_bytes.len() as u64)?;
+    let gap = match layout.segments.get(apart) {
+        Some(extent) if extent.data.end - extent.data.start == apart_bytes.len() as u64 => {
+            extent.data.clone()
+        }
+        _ => {
+            return Err(Error::InvalidArgument(format!(
+                "segment {apart} of {} bytes is not one of the blob's",
+                apart_bytes.len()
+            )))
+        }
+    };
+    // Where a range of the blob lies in `data`: before the gap, or moved back by its length.
+    let in_data = |range: Range<u64>| {
+        let shift = if range.start >= gap.end {
+            gap.end - gap.start
+        } else {
+            0
+        };
+        to_usize(range.start - shift..range.end - shift).map(|(start, end)| start..end)
+    };
+    checks.check_header(&header)?;
+    let trailer = in_data(layout.trailer.clone())?;
+    if checks.needs_trailer(&header) {
+        checks.check_signature(
+            &header,
+            &data[..header_len - CHECKSUM_LEN],
+            &data[trailer.clone()],
+        )?;
+    }
+    let checksums = &data[trailer];
+    let (header_end, payload_start) = to_usize(header_len as u64..layout.payload_start)?;
+    check_padding(&data[header_end..payload_start], "the header")?;
+    let mut ranges = Vec::with_capacity(layout.segments.len());
+    for (index, extent) in layout.segments.iter().enumerate() {
+        let range = if index == apart {
+            let start = in_data(extent.data.clone())?.start;
+            start..start
+        } else {
+            in_data(extent.data.clone())?
+        };
+        let stored = if index == apart {
+            apart_bytes
+        } else {
+            &data[range.clone()]
+        };
+        check_checksum(index, xxh3_64(stored), checksums)?;
+        let padding = in_data(extent.data.end..extent.padded_end)?;
+        check_padding(&data[padding], &format!("segment {index}"))?;
+        ranges.push(range);
+    }
+    Ok((header, ranges))
+}
+
 /// Verifies the padding and the segments of a blob held in memory whose header (`header_len`
 /// bytes) was decoded into `layout` and whose length was checked against it; returns where each
 /// stored segment lies.

@@ -6,6 +6,7 @@ pub mod error;
 pub mod frame;
 pub mod fs;
 pub mod hash;
+pub mod memory;
 pub mod object_store;
 
 pub use error::{Error, Result};

@@ -48,8 +48,9 @@ mod runtime;
 mod upload;
 
 pub use config::{
-    RetryOptions, StoreKind, StoreOptions, UploadOptions, DEFAULT_PARTS_IN_FLIGHT,
-    DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE,
+    RetryOptions, StoreKind, StoreOptions, UploadOptions, DEFAULT_MULTIPART_THRESHOLD,
+    DEFAULT_PARTS_IN_FLIGHT, DEFAULT_PART_SIZE, MAX_PART_SIZE, MIN_PART_SIZE,
+    PLAIN_HTTP_MULTIPART_THRESHOLD,
 };
 
 use crate::error::{Error, Result};
@@ -114,9 +115,36 @@ pub enum FetchedSegments {
         data: Vec<u8>,
         ranges: Vec<Range<usize>>,
     },
+    /// An uncompressed blob whose segment `apart` was received straight into the caller's
+    /// `memory` (see [`Store::read_blob_placing`]); the other segments are `ranges` of `data`,
+    /// the rest of the object.
+    Apart {
+        data: Vec<u8>,
+        ranges: Vec<Range<usize>>,
+        apart: usize,
+        memory: Box<dyn SegmentMemory>,
+    },
     /// A compressed blob's segments, decompressed.
     Decoded(Vec<Vec<u8>>),
 }
+
+/// Memory of the caller's that a read fills with one segment, such as the buffer of the object
+/// the segment must become: the segment then needs no copy after it arrives.
+pub trait SegmentMemory: Send + fmt::Debug {
+    /// The memory, of exactly the length it was asked for. The read writes all of it before
+    /// reading any of it, so it may start uninitialised.
+    fn bytes(&mut self) -> &mut [u8];
+
+    /// The memory as `Any`, for the caller to take back what it gave.
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send>;
+}
+
+/// Asked, once the header of a blob being read has arrived, for memory of this many bytes to
+/// receive its largest segment in; `None` leaves the segment in the read's own buffer.
+pub type PlaceSegment<'a> = dyn FnMut(usize) -> Option<Box<dyn SegmentMemory>> + Send + 'a;
+
+/// Segments from this size on are worth receiving apart (see [`Store::read_blob_placing`]).
+pub const PLACE_APART_FROM: u64 = 1024 * 1024;
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -131,6 +159,10 @@ impl Store {
     /// Opens a handle on the store at `url`; no request is made yet.
     pub fn open(url: &str, options: StoreOptions) -> Result<Store> {
         let built = config::build(url, &options)?;
+        let options = StoreOptions {
+            upload: (options.upload).with_default_threshold(is_plain_http(&built.target)),
+            ..options
+        };
         Ok(Store {
             url: url.to_owned(),
             options,
@@ -150,6 +182,11 @@ impl Store {
 
     pub fn kind(&self) -> StoreKind {
         self.target.kind
+    }
+
+    /// How uploads are made, the multipart threshold resolved (never `None`).
+    pub fn upload_options(&self) -> UploadOptions {
+        self.options.upload
     }
 
     /// Frames `segments` as [`crate::fs::write_blob`] does and uploads the blob to `key`,
@@ -252,7 +289,34 @@ impl Store {
 
     /// [`Store::read_blob`] with the reader's checks, made before any segment is looked at.
     pub fn read_blob_with(&self, key: &str, checks: &ReadChecks<'_>) -> Result<FetchedBlob> {
-        let data = self.get(key)?;
+        self.read_blob_placing(key, checks, &mut |_| None)
+    }
+
+    /// [`Store::read_blob_with`], receiving the largest segment of an uncompressed blob (from
+    /// [`PLACE_APART_FROM`] bytes) straight into memory that `place` gives once the header has
+    /// arrived, instead of into the buffer of the whole object: a binding gives the buffer of
+    /// the object the segment becomes, which then needs no copy. Every checksum is verified
+    /// where the bytes landed, as for any read.
+    pub fn read_blob_placing(
+        &self,
+        key: &str,
+        checks: &ReadChecks<'_>,
+        place: &mut PlaceSegment<'_>,
+    ) -> Result<FetchedBlob> {
+        let received = self.fetch(key, Some(place))?;
+        if let Some((apart, mut memory)) = received.apart {
+            let (header, ranges) =
+                frame::verify_with_segment_apart(&received.data, apart, memory.bytes(), checks)
+                    .map_err(|e| self.at_object(e, key))?;
+            let segments = FetchedSegments::Apart {
+                data: received.data,
+                ranges,
+                apart,
+                memory,
+            };
+            return Ok(FetchedBlob { header, segments });
+        }
+        let data = received.data;
         let (header, ranges) =
             frame::verify_with(&data, checks).map_err(|e| self.at_object(e, key))?;
         let segments = match header.codec {
@@ -317,9 +381,15 @@ impl Store {
 
     /// The whole object at `key`, in one buffer.
     pub fn get(&self, key: &str) -> Result<Vec<u8>> {
+        Ok(self.fetch(key, None)?.data)
+    }
+
+    /// The object at `key`, with a blob's largest segment apart when `place` gives memory.
+    fn fetch(&self, key: &str, place: Option<&mut PlaceSegment<'_>>) -> Result<Received> {
         let path = self.path(key)?;
         let client = self.client()?;
-        block_on(get_all(&*client, &path, self.reads_in_flight()))?.map_err(|e| match e {
+        let reads = get_all(&*client, &path, self.reads_in_flight(), place);
+        block_on(reads)?.map_err(|e| match e {
             Fetch::Store(error) => self.convert(error, key, Action::Read),
             Fetch::TooLarge(size) => Error::OutOfMemory(format!(
                 "{} has {size} bytes, more than can be allocated",
@@ -396,12 +466,11 @@ impl Store {
 
     /// Ranged GETs of one object at once (see [`StoreOptions::reads_in_flight`]).
     fn reads_in_flight(&self) -> usize {
-        let plain_http = self
-            .target
-            .endpoint
-            .as_deref()
-            .is_some_and(|endpoint| endpoint.starts_with("http://"));
-        let default = if plain_http { 1 } else { READS_IN_FLIGHT };
+        let default = if is_plain_http(&self.target) {
+            1
+        } else {
+            READS_IN_FLIGHT
+        };
         self.options.reads_in_flight.unwrap_or(default).max(1)
     }
 
@@ -499,6 +568,12 @@ impl Store {
     }
 }
 
+/// Whether the store is reached over plain HTTP: a local or LAN server (no cloud store is
+/// reached that way), which the defaults of reads and uploads are chosen for.
+fn is_plain_http(target: &Target) -> bool {
+    (target.endpoint.as_deref()).is_some_and(|endpoint| endpoint.starts_with("http://"))
+}
+
 /// The bytes of `range` (cut at the object's end) and the object's whole length.
 async fn get_range(
     client: &dyn ObjectStore,
@@ -526,72 +601,208 @@ enum Fetch {
 const READ_CHUNK: u64 = 8 * 1024 * 1024;
 const READS_IN_FLIGHT: usize = 4;
 
+/// An object as received: `data` holds it whole, or without the segment `apart` of a blob,
+/// received into the caller's memory.
+struct Received {
+    data: Vec<u8>,
+    apart: Option<(usize, Box<dyn SegmentMemory>)>,
+}
+
 /// The whole object, read into one buffer of its size (the one copy out of the network's
-/// buffers): a blob's segments are then handed out as views of it. With one read in flight,
-/// that is one plain GET. Otherwise the first request asks for the first [`READ_CHUNK`] bytes
-/// and learns the object's size and entity tag; the rest is read in chunks, `in_flight` at once,
-/// each only if the object is still the same one (`If-Match`), so a replaced object is never
-/// read half old, half new.
+/// buffers): a blob's segments are then handed out as views of it. With `place`, the largest
+/// segment of an uncompressed blob goes into the memory `place` gives instead, decided once the
+/// blob's header has arrived (see [`Store::read_blob_placing`]).
+///
+/// With one read in flight, that is one plain GET. Otherwise the first request asks for the
+/// first [`READ_CHUNK`] bytes and learns the object's size and entity tag; the rest is read in
+/// chunks, `in_flight` at once, each only if the object is still the same one (`If-Match`), so
+/// a replaced object is never read half old, half new.
 async fn get_all(
     client: &dyn ObjectStore,
     path: &Path,
     in_flight: usize,
-) -> std::result::Result<Vec<u8>, Fetch> {
-    if in_flight <= 1 {
-        let fetched = client.get(path).await.map_err(Fetch::Store)?;
-        let size = fetched.meta.size;
-        let mut data = usize::try_from(size)
-            .ok()
-            .and_then(zeroed)
-            .ok_or(Fetch::TooLarge(size))?;
-        fill(&mut data, fetched.into_stream()).await?;
-        return Ok(data);
-    }
-    let first_range = GetOptions {
-        range: Some(GetRange::Bounded(0..READ_CHUNK)),
-        ..GetOptions::default()
-    };
-    let fetched = match client.get_opts(path, first_range).await {
-        Ok(fetched) => fetched,
-        // An empty object has no first byte to range over: ask for all of it.
-        Err(error) if is_unsatisfiable_range(&error) => {
-            client.get(path).await.map_err(Fetch::Store)?
+    place: Option<&mut PlaceSegment<'_>>,
+) -> std::result::Result<Received, Fetch> {
+    let fetched = if in_flight <= 1 {
+        client.get(path).await.map_err(Fetch::Store)?
+    } else {
+        let first_range = GetOptions {
+            range: Some(GetRange::Bounded(0..READ_CHUNK)),
+            ..GetOptions::default()
+        };
+        match client.get_opts(path, first_range).await {
+            Ok(fetched) => fetched,
+            // An empty object has no first byte to range over: ask for all of it.
+            Err(error) if is_unsatisfiable_range(&error) => {
+                client.get(path).await.map_err(Fetch::Store)?
+            }
+            Err(error) => return Err(Fetch::Store(error)),
         }
-        Err(error) => return Err(Fetch::Store(error)),
     };
     let size = fetched.meta.size;
     let e_tag = fetched.meta.e_tag.clone();
     let first_len = fetched.range.end - fetched.range.start;
-    let mut data = usize::try_from(size)
-        .ok()
-        .and_then(zeroed)
-        .ok_or(Fetch::TooLarge(size))?;
-    fill(&mut data[..first_len as usize], fetched.into_stream()).await?;
-    if first_len >= size {
-        return Ok(data);
+    let too_large = || Fetch::TooLarge(size);
+    let size_usize = usize::try_from(size).map_err(|_| too_large())?;
+    let mut body = fetched.into_stream();
+    // The first bytes, kept as they came (no copy), until the header is known.
+    let mut arrived: Vec<Bytes> = Vec::new();
+    let mut apart = None;
+    if let Some(place) = place {
+        let head = header_bytes(&mut arrived, &mut body).await?;
+        if let Some((index, range)) = segment_to_place(&head, size) {
+            if let Some(memory) = place(range.end - range.start) {
+                apart = Some((index, range, memory));
+            }
+        }
     }
-    let rest = &mut data[first_len as usize..];
-    let reads = rest
-        .chunks_mut(READ_CHUNK as usize)
-        .enumerate()
-        .map(|(index, out)| {
-            let start = first_len + index as u64 * READ_CHUNK;
+    let apart_len = apart
+        .as_ref()
+        .map_or(0, |(_, range, _)| range.end - range.start);
+    let mut data = zeroed(size_usize - apart_len).ok_or_else(too_large)?;
+    let mut apart_memory = apart;
+    let first_len = usize::try_from(first_len).map_err(|_| too_large())?;
+    let chunk = READ_CHUNK as usize;
+    let mut ranges = Vec::with_capacity(1 + (size_usize - first_len.min(size_usize)) / chunk);
+    ranges.push(0..first_len.min(size_usize));
+    ranges.extend(
+        (first_len..size_usize)
+            .step_by(chunk)
+            .map(|start| start..(start + chunk).min(size_usize)),
+    );
+    {
+        let gap = apart_memory
+            .as_mut()
+            .map(|(_, range, memory)| (range.clone(), memory.bytes()));
+        let mut targets = carve(&mut data, gap, &ranges).into_iter();
+        let first_targets = targets.next().expect("the first range");
+        fill(first_targets, arrived, body).await?;
+        let reads = targets.zip(&ranges[1..]).map(|(out, range)| {
             let options = GetOptions {
-                range: Some(GetRange::Bounded(start..start + out.len() as u64)),
+                range: Some(GetRange::Bounded(range.start as u64..range.end as u64)),
                 if_match: e_tag.clone(),
                 ..GetOptions::default()
             };
             async move {
                 let fetched = client.get_opts(path, options).await.map_err(Fetch::Store)?;
-                fill(out, fetched.into_stream()).await
+                fill(out, Vec::new(), fetched.into_stream()).await
             }
         });
-    let mut reads = futures::stream::iter(reads).buffer_unordered(in_flight);
-    while let Some(read) = reads.next().await {
-        read?;
+        let mut reads = futures::stream::iter(reads).buffer_unordered(in_flight.max(1));
+        while let Some(read) = reads.next().await {
+            read?;
+        }
     }
-    drop(reads);
-    Ok(data)
+    Ok(Received {
+        data,
+        apart: apart_memory.map(|(index, _, memory)| (index, memory)),
+    })
+}
+
+/// Reads from `body` (after what `arrived` holds) until the blob's header is in, and returns a
+/// copy of the header's bytes; what was read stays in `arrived`. Fewer bytes when the body ends
+/// first or is not a blob: the read goes on, and the checks of the whole object report it.
+async fn header_bytes(
+    arrived: &mut Vec<Bytes>,
+    body: &mut futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
+) -> std::result::Result<Vec<u8>, Fetch> {
+    let mut head = Vec::new();
+    // The bytes that arrived and are not in `head` yet start at `arrived[next].slice(offset..)`.
+    let (mut next, mut offset) = (0, 0);
+    loop {
+        let wanted = if head.len() < frame::PRELUDE_LEN {
+            frame::PRELUDE_LEN
+        } else {
+            match frame::header_len_from_prelude(&head[..frame::PRELUDE_LEN]) {
+                Ok(len) => len,
+                Err(_) => return Ok(head),
+            }
+        };
+        if head.len() >= wanted {
+            return Ok(head);
+        }
+        if next == arrived.len() {
+            let Some(chunk) = body.next().await else {
+                return Ok(head);
+            };
+            arrived.push(chunk.map_err(Fetch::Store)?);
+        }
+        let chunk = &arrived[next][offset..];
+        let taken = chunk.len().min(wanted - head.len());
+        head.extend_from_slice(&chunk[..taken]);
+        if taken == chunk.len() {
+            (next, offset) = (next + 1, 0);
+        } else {
+            offset += taken;
+        }
+    }
+}
+
+/// The index and stored range of the segment of a blob (whose header is `head`, and whose
+/// object is `size` bytes) worth receiving apart: the largest, if the blob is uncompressed and
+/// the segment at least [`PLACE_APART_FROM`] bytes. `None` for anything else, a damaged header
+/// included (the whole object's checks say what is wrong).
+fn segment_to_place(head: &[u8], size: u64) -> Option<(usize, Range<usize>)> {
+    // A body that ended before its header did is not a blob: nothing to decode.
+    let prelude = head.get(..frame::PRELUDE_LEN)?;
+    if frame::header_len_from_prelude(prelude).ok()? != head.len() {
+        return None;
+    }
+    let header = BlobHeader::decode(head).ok()?;
+    if header.codec.is_some() {
+        return None;
+    }
+    let layout = frame::Layout::new(&header, head.len() as u64).ok()?;
+    if layout.total_len() != size {
+        return None;
+    }
+    let (index, extent) = (layout.segments.iter().enumerate())
+        .max_by_key(|(_, extent)| extent.data.end - extent.data.start)?;
+    if extent.data.end - extent.data.start < PLACE_APART_FROM {
+        return None;
+    }
+    let start = usize::try_from(extent.data.start).ok()?;
+    let end = usize::try_from(extent.data.end).ok()?;
+    Some((index, start..end))
+}
+
+/// The memory that receives each of `ranges` (consecutive ranges of the object, from 0), as
+/// pieces in order: `data` holds the object without the bytes of `gap` (if any), which go to
+/// the gap's own memory.
+fn carve<'a>(
+    data: &'a mut [u8],
+    gap: Option<(Range<usize>, &'a mut [u8])>,
+    ranges: &[Range<usize>],
+) -> Vec<Vec<&'a mut [u8]>> {
+    let (gap_range, mut gap_rest) = match gap {
+        Some((range, memory)) => (range, memory),
+        None => (usize::MAX..usize::MAX, &mut [][..]),
+    };
+    let mut data_rest = data;
+    fn take<'a>(rest: &mut &'a mut [u8], len: usize) -> &'a mut [u8] {
+        let (piece, after) = std::mem::take(rest).split_at_mut(len);
+        *rest = after;
+        piece
+    }
+    ranges
+        .iter()
+        .map(|range| {
+            let mut pieces = Vec::new();
+            let mut at = range.start;
+            while at < range.end {
+                let piece = if gap_range.contains(&at) {
+                    take(&mut gap_rest, range.end.min(gap_range.end) - at)
+                } else if at < gap_range.start {
+                    take(&mut data_rest, range.end.min(gap_range.start) - at)
+                } else {
+                    take(&mut data_rest, range.end - at)
+                };
+                at += piece.len();
+                pieces.push(piece);
+            }
+            pieces
+        })
+        .collect()
 }
 
 /// A buffer of `len` zero bytes, or `None` if it cannot be allocated. Zeroed by the allocator:
@@ -608,7 +819,10 @@ fn zeroed(len: usize) -> Option<Vec<u8>> {
     }
     // SAFETY: `data` was allocated by the global allocator with the layout of `len` bytes
     // (capacity `len`), and all `len` bytes are initialised (zero).
-    Some(unsafe { Vec::from_raw_parts(data, len, len) })
+    let mut buffer = unsafe { Vec::from_raw_parts(data, len, len) };
+    // Not touched yet: the response is then received into huge pages (see `crate::memory`).
+    crate::memory::advise_huge_pages(&mut buffer);
+    Some(buffer)
 }
 
 /// A 416 answer (or the in-memory store's "Invalid range"): the range asked for starts past the
@@ -620,22 +834,36 @@ fn is_unsatisfiable_range(error: &object_store::Error) -> bool {
     }
 }
 
-/// Copies a response's body into `out`, which must be exactly its length.
-async fn fill(
-    out: &mut [u8],
+/// Copies what `arrived` holds, then the rest of a response's body, into `out`, pieces of
+/// memory in order, which must be exactly the body's length.
+async fn fill<'a>(
+    out: Vec<&'a mut [u8]>,
+    arrived: Vec<Bytes>,
     mut chunks: futures::stream::BoxStream<'static, object_store::Result<Bytes>>,
 ) -> std::result::Result<(), Fetch> {
-    let mut filled = 0;
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(Fetch::Store)?;
-        let end = filled + chunk.len();
-        let Some(target) = out.get_mut(filled..end) else {
-            return Err(Fetch::Changed);
-        };
-        target.copy_from_slice(&chunk);
-        filled = end;
+    let mut pieces = out.into_iter();
+    let mut current: &'a mut [u8] = &mut [];
+    let mut copy = |mut chunk: &[u8]| {
+        while !chunk.is_empty() {
+            if current.is_empty() {
+                current = pieces.next().ok_or(Fetch::Changed)?;
+                continue;
+            }
+            let len = chunk.len().min(current.len());
+            let (target, rest) = std::mem::take(&mut current).split_at_mut(len);
+            target.copy_from_slice(&chunk[..len]);
+            current = rest;
+            chunk = &chunk[len..];
+        }
+        Ok(())
+    };
+    for chunk in arrived {
+        copy(&chunk)?;
     }
-    if filled != out.len() {
+    while let Some(chunk) = chunks.next().await {
+        copy(&chunk.map_err(Fetch::Store)?)?;
+    }
+    if !current.is_empty() || pieces.any(|piece| !piece.is_empty()) {
         return Err(Fetch::Changed);
     }
     Ok(())

@@ -155,22 +155,7 @@ pub(crate) fn new_bytes_filled<'py>(
     let mut objects = Vec::with_capacity(lengths.len());
     let mut buffers = Vec::with_capacity(lengths.len());
     for &len in lengths {
-        let size = isize::try_from(len).map_err(|_| {
-            PyValueError::new_err("a result is too large for a Python bytes object")
-        })?;
-        // SAFETY: PyBytes_FromStringAndSize(NULL, n) returns a new reference to a new, unshared,
-        // uninitialised bytes object of `n` bytes, or NULL with an exception set, which
-        // `from_owned_ptr_or_err` turns into the error. The object is a `bytes`, as the cast says.
-        let object = unsafe {
-            Bound::from_owned_ptr_or_err(
-                py,
-                ffi::PyBytes_FromStringAndSize(std::ptr::null(), size),
-            )?
-            .cast_into_unchecked::<PyBytes>()
-        };
-        // SAFETY: `object` is a live bytes object, so PyBytes_AsString returns its data pointer
-        // (never NULL for a bytes object).
-        let data = unsafe { ffi::PyBytes_AsString(object.as_ptr()).cast::<u8>() };
+        let (object, data) = uninitialised_bytes(py, len)?;
         // SAFETY: `data` is `len` bytes owned by `object`, which lives in `objects` past every
         // use of the slice. CPython allows a bytes object to be written until it is shared, and
         // nobody else sees it before this function returns; `fill` writes the bytes that are
@@ -180,6 +165,75 @@ pub(crate) fn new_bytes_filled<'py>(
     }
     gil::run(py, work, || fill(&mut buffers))?;
     Ok(objects)
+}
+
+/// A new, unshared bytes object of `len` uninitialised bytes, and the address of its bytes,
+/// advised to be backed by huge pages when large (see `ferroflow_core::memory`): the caller
+/// fills it before anything reads it.
+fn uninitialised_bytes(py: Python<'_>, len: usize) -> PyResult<(Bound<'_, PyBytes>, *mut u8)> {
+    let size = isize::try_from(len)
+        .map_err(|_| PyValueError::new_err("a result is too large for a Python bytes object"))?;
+    // SAFETY: PyBytes_FromStringAndSize(NULL, n) returns a new reference to a new, unshared,
+    // uninitialised bytes object of `n` bytes, or NULL with an exception set, which
+    // `from_owned_ptr_or_err` turns into the error. The object is a `bytes`, as the cast says.
+    let object = unsafe {
+        Bound::from_owned_ptr_or_err(py, ffi::PyBytes_FromStringAndSize(std::ptr::null(), size))?
+            .cast_into_unchecked::<PyBytes>()
+    };
+    // SAFETY: `object` is a live bytes object, so PyBytes_AsString returns its data pointer
+    // (never NULL for a bytes object).
+    let data = unsafe { ffi::PyBytes_AsString(object.as_ptr()).cast::<u8>() };
+    // SAFETY: `len` bytes at `data`, owned by `object`, which nothing else sees yet; the advice
+    // changes how they are backed, not what they hold.
+    ferroflow_core::memory::advise_huge_pages(unsafe { std::slice::from_raw_parts_mut(data, len) });
+    Ok((object, data))
+}
+
+/// A new bytes object that the core fills from another thread, with the GIL released: a
+/// segment received from a bucket straight into the object it becomes.
+pub(crate) struct NewBytes {
+    object: Py<PyBytes>,
+    data: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the object is new and unshared (only this value refers to it until `into_object`),
+// so its bytes are written from the one thread that holds this value, and a `Py` may be moved
+// between threads (dropping it without the GIL defers the reference count change).
+unsafe impl Send for NewBytes {}
+
+impl NewBytes {
+    pub(crate) fn new(py: Python<'_>, len: usize) -> PyResult<NewBytes> {
+        let (object, data) = uninitialised_bytes(py, len)?;
+        Ok(NewBytes {
+            object: object.unbind(),
+            data,
+            len,
+        })
+    }
+
+    /// The object, once filled, and the address and length of its bytes.
+    pub(crate) fn into_parts(self) -> (Py<PyBytes>, *mut u8, usize) {
+        (self.object, self.data, self.len)
+    }
+}
+
+impl std::fmt::Debug for NewBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewBytes").field("len", &self.len).finish()
+    }
+}
+
+impl ferroflow_core::object_store::SegmentMemory for NewBytes {
+    fn bytes(&mut self) -> &mut [u8] {
+        // SAFETY: `len` bytes at `data`, owned by `object`, which this value keeps alive and
+        // which nothing else sees yet (see `Send`); borrowed mutably through `self`.
+        unsafe { std::slice::from_raw_parts_mut(self.data, self.len) }
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
 }
 
 /// A new `bytes` object holding a copy of `data`, copied with the GIL released when it is large.

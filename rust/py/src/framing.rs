@@ -4,7 +4,7 @@ use std::any::Any;
 use std::ffi::c_int;
 use std::fs::File;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use ferroflow_core::codec::CompressOptions;
 use ferroflow_core::frame::{self, BlobHeader, Frame, FrameOptions, ReadChecks, SigningKey};
@@ -14,7 +14,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyMemoryView, PyString};
 
-use crate::buffer::{new_bytes_filled, slices, work_on, InputBuffer};
+use crate::buffer::{new_bytes_filled, slices, work_on, InputBuffer, NewBytes};
 use crate::errors::Result;
 use crate::gil::{self, Work};
 
@@ -509,6 +509,43 @@ pub(crate) fn views_of<'py>(
     PyList::new(py, views)
 }
 
+/// [`views_of`] for a blob read with segment `apart` received into the new bytes object
+/// `memory`: that segment's view is of the object, which `stored_bytes` then hands out as is.
+pub(crate) fn views_of_apart(
+    py: Python<'_>,
+    mut data: Vec<u8>,
+    ranges: Vec<std::ops::Range<usize>>,
+    apart: usize,
+    memory: NewBytes,
+) -> PyResult<Bound<'_, PyList>> {
+    let pointers: Vec<(*mut u8, usize)> = ranges
+        .into_iter()
+        .map(|range| {
+            let segment = &mut data[range];
+            (segment.as_mut_ptr(), segment.len())
+        })
+        .collect();
+    // The pointers stay valid when `data` moves into `owner`: its heap buffer does not move.
+    let owner: Arc<dyn Any + Send + Sync> = Arc::new(data);
+    let (object, object_data, object_len) = memory.into_parts();
+    let views = pointers
+        .into_iter()
+        .enumerate()
+        .map(|(index, (data, len))| {
+            let segment = if index == apart {
+                let keep: Arc<dyn Any + Send + Sync> = Arc::new(object.clone_ref(py));
+                let mut segment = SegmentBuffer::new(keep, object_data, object_len);
+                segment.object = Mutex::new(Some(object.clone_ref(py)));
+                segment
+            } else {
+                SegmentBuffer::new(owner.clone(), data, len)
+            };
+            PyMemoryView::from(Bound::new(py, segment)?.as_any())
+        })
+        .collect::<PyResult<Vec<_>>>()?;
+    PyList::new(py, views)
+}
+
 /// Memoryviews of decoded segments, each keeping its own buffer alive.
 pub(crate) fn views_of_decoded(
     py: Python<'_>,
@@ -604,6 +641,9 @@ pub(crate) struct SegmentBuffer {
     _owner: Arc<dyn Any + Send + Sync>,
     /// The file (and offset) a mapped segment is stored at.
     stored_at: Option<(Arc<File>, u64)>,
+    /// The bytes object whose memory the segment is (one received from a bucket), handed out
+    /// once by `stored_bytes` instead of a copy.
+    object: Mutex<Option<Py<PyBytes>>>,
 }
 
 struct SendPtr(*mut u8);
@@ -626,6 +666,7 @@ impl SegmentBuffer {
             len,
             _owner: owner,
             stored_at: None,
+            object: Mutex::new(None),
         }
     }
 }
@@ -659,8 +700,19 @@ impl SegmentBuffer {
     /// (cheaper than copying from the map, whose pages would be faulted in one by one), any
     /// other is copied; with the GIL released when large. Writes made through views of a
     /// mapped segment (private to the map) are not included.
+    ///
+    /// A segment received from a bucket straight into a bytes object is that object, handed out
+    /// the first time without a copy. Views exported before stay writable: a loader writes
+    /// through none of them once it made the value a `bytes` (each segment of a pickle is one
+    /// out-of-band buffer, consumed once), and later calls copy.
     fn stored_bytes<'py>(slf: &Bound<'py, Self>) -> crate::errors::Result<Bound<'py, PyBytes>> {
         let this = slf.get();
+        let object = (this.object.lock())
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(object) = object {
+            return Ok(object.into_bound(slf.py()));
+        }
         let len = this.len;
         let mut objects = new_bytes_filled(slf.py(), &[len], Work::Bytes(len), |out| {
             if let Some((file, offset)) = &this.stored_at {

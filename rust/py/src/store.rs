@@ -7,17 +7,18 @@ use bytes::Bytes;
 
 use ferroflow_core::frame::FrameOptions;
 use ferroflow_core::object_store::{
-    FetchedSegments, ObjectInfo, RetryOptions, Store, StoreKind, StoreOptions, UploadOptions,
+    FetchedSegments, ObjectInfo, RetryOptions, SegmentMemory, Store, StoreKind, StoreOptions,
+    UploadOptions,
 };
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
 
-use crate::buffer::{bytes_copied, HeldBuffer, InputBuffer};
+use crate::buffer::{bytes_copied, HeldBuffer, InputBuffer, NewBytes};
 use crate::errors::Result;
 use crate::framing::{
-    frame_options, read_checks, views_of, views_of_decoded, PyBlobHeader, PyReadPolicy,
-    PySigningKey,
+    frame_options, read_checks, views_of, views_of_apart, views_of_decoded, PyBlobHeader,
+    PyReadPolicy, PySigningKey,
 };
 use crate::gil::{self, Work};
 
@@ -220,9 +221,30 @@ impl PyStore {
         policy: Option<PyRef<'py, PyReadPolicy>>,
     ) -> Result<(PyBlobHeader, Bound<'py, PyList>)> {
         let checks = read_checks(Some(key), policy.as_deref());
-        let blob = gil::run(py, Work::Blocking, || self.0.read_blob_with(key, &checks))?;
+        // The largest segment is received straight into a new bytes object: a `bytes` result
+        // then is that object, with no copy after it arrives (`SegmentBuffer.stored_bytes`).
+        // The object is made with the GIL taken back for a moment, once the header has come.
+        let mut place = |len: usize| -> Option<Box<dyn SegmentMemory>> {
+            let memory = Python::attach(|py| NewBytes::new(py, len)).ok()?;
+            Some(Box::new(memory))
+        };
+        let blob = gil::run(py, Work::Blocking, || {
+            self.0.read_blob_placing(key, &checks, &mut place)
+        })?;
         let views = match blob.segments {
             FetchedSegments::InPlace { data, ranges } => views_of(py, data, ranges)?,
+            FetchedSegments::Apart {
+                data,
+                ranges,
+                apart,
+                memory,
+            } => {
+                let memory = memory
+                    .into_any()
+                    .downcast::<NewBytes>()
+                    .expect("the store fills the memory it was given");
+                views_of_apart(py, data, ranges, apart, *memory)?
+            }
             FetchedSegments::Decoded(decoded) => views_of_decoded(py, decoded)?,
         };
         Ok((PyBlobHeader(blob.header), views))

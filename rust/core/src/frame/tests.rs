@@ -1026,6 +1026,58 @@ fn a_compressed_compact_blob_records_its_codec_and_level() {
 }
 
 #[test]
+fn a_blob_with_one_segment_apart_verifies_as_the_whole_one() {
+    let segments = sample_segments();
+    let blob = framed(&segments);
+    let (header, whole_ranges) = verify(&blob).unwrap();
+    for apart in 0..segments.len() {
+        let gap = whole_ranges[apart].clone();
+        let rest = [&blob[..gap.start], &blob[gap.end..]].concat();
+        let (apart_header, ranges) =
+            verify_with_segment_apart(&rest, apart, &blob[gap.clone()], &ReadChecks::default())
+                .unwrap();
+        assert_eq!(apart_header, header);
+        for (index, range) in ranges.into_iter().enumerate() {
+            if index == apart {
+                assert!(range.is_empty());
+            } else {
+                assert_eq!(&rest[range], segments[index].as_slice());
+            }
+        }
+        // A damaged byte in the segment apart, in another segment, or in the padding after the
+        // segment apart (now in `rest`, where the segment was) is found.
+        if !gap.is_empty() {
+            let mut damaged = blob[gap.clone()].to_vec();
+            damaged[0] ^= 1;
+            let error = verify_with_segment_apart(&rest, apart, &damaged, &ReadChecks::default());
+            assert!(corrupt_message(error).contains(&format!("segment {apart} ")));
+        }
+        let mut damaged = rest.clone();
+        let other = *[0, 2, 3].iter().find(|&&index| index != apart).unwrap();
+        let other_range = whole_ranges[other].clone();
+        let shift = if other > apart { gap.len() } else { 0 };
+        damaged[other_range.start - shift] ^= 1;
+        let error =
+            verify_with_segment_apart(&damaged, apart, &blob[gap.clone()], &ReadChecks::default());
+        assert!(corrupt_message(error).contains(&format!("segment {other} ")));
+        let padded_end = align_up(gap.end as u64, header.alignment) as usize;
+        if padded_end > gap.end {
+            let mut damaged = rest.clone();
+            damaged[gap.start] = 1;
+            let error = verify_with_segment_apart(
+                &damaged,
+                apart,
+                &blob[gap.clone()],
+                &ReadChecks::default(),
+            );
+            assert!(corrupt_message(error).contains(&format!("padding after segment {apart}")));
+        }
+        // A segment apart of another length than the header's is refused.
+        assert!(verify_with_segment_apart(&rest, apart, &[0; 3], &ReadChecks::default()).is_err());
+    }
+}
+
+#[test]
 fn a_3_0_header_restores_codec_options_from_its_codec_applied_or_skipped() {
     let zlib_9 = r#"{"compressionlib":"zlib","level":9,"serializer":{"picklelib":"cloudpickle","picklelib_version":"3.1.3","type":"pickle"},"type":"compressed/pickle"}"#;
     let options = FrameOptions {

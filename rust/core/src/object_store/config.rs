@@ -22,6 +22,14 @@ pub const MIN_PART_SIZE: usize = 5 * MIB;
 /// S3's largest part.
 pub const MAX_PART_SIZE: usize = 5 * 1024 * MIB;
 pub const DEFAULT_PARTS_IN_FLIGHT: usize = 4;
+/// Uploads to a cloud store (or an HTTPS endpoint) above this many bytes are multipart uploads:
+/// over a real network one connection carries a fraction of what several do, and a request must
+/// end within [`StoreOptions::timeout`] (64 MiB at 10 MB/s is 7 s of the 60).
+pub const DEFAULT_MULTIPART_THRESHOLD: usize = 64 * MIB;
+/// Uploads to a plain-HTTP endpoint (a local or LAN server) above this many bytes are multipart
+/// uploads: such a link carries one request at its full speed, and servers that join the parts
+/// by copying them when the upload completes (moto, s3s-fs) write every byte twice.
+pub const PLAIN_HTTP_MULTIPART_THRESHOLD: usize = 1024 * MIB;
 
 /// How a store handle is built; `Default` gives the documented defaults and no `config`.
 #[derive(Clone)]
@@ -100,14 +108,34 @@ impl Default for RetryOptions {
 pub struct UploadOptions {
     pub part_size: usize,
     pub max_parts_in_flight: usize,
-    /// Uploads up to this many bytes are one PUT; `None`: up to `part_size`.
+    /// Uploads up to this many bytes are one PUT. `None`: the store's default,
+    /// [`DEFAULT_MULTIPART_THRESHOLD`], or [`PLAIN_HTTP_MULTIPART_THRESHOLD`] for an `http://`
+    /// endpoint (see [`UploadOptions::with_default_threshold`]).
     pub multipart_threshold: Option<usize>,
 }
 
 impl UploadOptions {
-    /// The largest upload sent as one PUT.
+    /// The largest upload sent as one PUT (`part_size` while no threshold is set).
     pub fn single_put_limit(&self) -> usize {
         self.multipart_threshold.unwrap_or(self.part_size)
+    }
+
+    /// These options with the default threshold of a store whose endpoint is, or is not, plain
+    /// HTTP, unless one was set; never below `part_size`, so that a multipart upload always
+    /// has more than one part.
+    pub fn with_default_threshold(self, plain_http: bool) -> UploadOptions {
+        let default = if plain_http {
+            PLAIN_HTTP_MULTIPART_THRESHOLD
+        } else {
+            DEFAULT_MULTIPART_THRESHOLD
+        };
+        UploadOptions {
+            multipart_threshold: Some(
+                self.multipart_threshold
+                    .unwrap_or_else(|| default.max(self.part_size).min(MAX_PART_SIZE)),
+            ),
+            ..self
+        }
     }
 }
 

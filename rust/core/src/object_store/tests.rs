@@ -13,11 +13,13 @@ fn frame_options(codec: Option<Codec>) -> FrameOptions<'static> {
     }
 }
 
-/// A new, empty in-memory store with `part_size` parts.
+/// A new, empty in-memory store with `part_size` parts, uploading anything larger than one part
+/// as a multipart upload.
 fn memory_store(part_size: usize) -> Store {
     let options = StoreOptions {
         upload: UploadOptions {
             part_size,
+            multipart_threshold: Some(part_size),
             ..UploadOptions::default()
         },
         ..StoreOptions::default()
@@ -37,6 +39,85 @@ fn in_place(blob: FetchedBlob) -> Vec<Vec<u8>> {
             ranges.into_iter().map(|r| data[r].to_vec()).collect()
         }
         FetchedSegments::Decoded(_) => panic!("an uncompressed blob was decoded"),
+        FetchedSegments::Apart { .. } => panic!("read_blob placed a segment apart"),
+    }
+}
+
+/// Memory a test gives a read to place a segment in.
+#[derive(Debug)]
+struct GivenMemory(Vec<u8>);
+
+impl SegmentMemory for GivenMemory {
+    fn bytes(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+
+    fn into_any(self: Box<Self>) -> Box<dyn std::any::Any + Send> {
+        self
+    }
+}
+
+#[test]
+fn the_largest_segment_of_an_uncompressed_blob_is_received_into_the_memory_given() {
+    for reads_in_flight in [1, 4] {
+        let store = Store::open(
+            "memory://",
+            StoreOptions {
+                reads_in_flight: Some(reads_in_flight),
+                ..StoreOptions::default()
+            },
+        )
+        .unwrap();
+        // 9 MiB: across two of the 8 MiB ranges of a ranged read.
+        let segments = [pattern(100, 1), pattern(9 * MIB + 3, 2), pattern(300, 3)];
+        let borrowed: Vec<&[u8]> = segments.iter().map(Vec::as_slice).collect();
+        store
+            .write_blob("k", &borrowed, &frame_options(None))
+            .unwrap();
+        let mut asked = Vec::new();
+        let mut place = |len: usize| -> Option<Box<dyn SegmentMemory>> {
+            asked.push(len);
+            Some(Box::new(GivenMemory(vec![0; len])))
+        };
+        let blob = store
+            .read_blob_placing("k", &ReadChecks::default(), &mut place)
+            .unwrap();
+        assert_eq!(asked, [9 * MIB + 3]);
+        let FetchedSegments::Apart {
+            data,
+            ranges,
+            apart,
+            memory,
+        } = blob.segments
+        else {
+            panic!("no segment apart");
+        };
+        assert_eq!(apart, 1);
+        let given = memory.into_any().downcast::<GivenMemory>().unwrap();
+        assert_eq!(given.0, segments[1]);
+        assert_eq!(data[ranges[0].clone()], segments[0]);
+        assert_eq!(data[ranges[2].clone()], segments[2]);
+
+        // Small and compressed blobs are read as before, without asking.
+        store
+            .write_blob("small", &borrowed[..1], &frame_options(None))
+            .unwrap();
+        store
+            .write_blob("z", &borrowed, &frame_options(Some(Codec::Zstd)))
+            .unwrap();
+        let mut never = |_: usize| -> Option<Box<dyn SegmentMemory>> { panic!("asked") };
+        for key in ["small", "z"] {
+            let blob = store.read_blob_placing(key, &ReadChecks::default(), &mut never);
+            assert!(!matches!(
+                blob.unwrap().segments,
+                FetchedSegments::Apart { .. }
+            ));
+        }
+        // Memory refused: the segment stays in the read's buffer.
+        let blob = store
+            .read_blob_placing("k", &ReadChecks::default(), &mut |_| None)
+            .unwrap();
+        assert_eq!(in_place(blob), segments);
     }
 }
 
@@ -99,7 +180,9 @@ fn a_compressed_blob_is_decoded() {
     assert_eq!(blob.header.codec, Some(Codec::Zstd));
     match blob.segments {
         FetchedSegments::Decoded(decoded) => assert_eq!(decoded, segments),
-        FetchedSegments::InPlace { .. } => panic!("a compressed blob was not decoded"),
+        FetchedSegments::InPlace { .. } | FetchedSegments::Apart { .. } => {
+            panic!("a compressed blob was not decoded")
+        }
     }
 }
 
@@ -372,6 +455,47 @@ fn each_cloud_is_opened_without_a_request() {
         ),
         StoreKind::Azure
     );
+}
+
+#[test]
+fn the_multipart_threshold_defaults_to_one_gib_over_plain_http_and_64_mib_otherwise() {
+    let threshold = |url: &str, endpoint: Option<&str>, set: Option<usize>| {
+        let mut config = vec![("aws_region".to_owned(), "eu-west-1".to_owned())];
+        if let Some(endpoint) = endpoint {
+            config.push(("aws_endpoint".to_owned(), endpoint.to_owned()));
+        }
+        let options = StoreOptions {
+            config: if url.starts_with("s3://") {
+                config
+            } else {
+                Vec::new()
+            },
+            upload: UploadOptions {
+                multipart_threshold: set,
+                ..UploadOptions::default()
+            },
+            ..StoreOptions::default()
+        };
+        let store = Store::open(url, options).unwrap();
+        store.upload_options().multipart_threshold.unwrap()
+    };
+    let local = Some("http://127.0.0.1:9000");
+    let remote = Some("https://s3.example.com");
+    assert_eq!(
+        threshold("s3://b", local, None),
+        PLAIN_HTTP_MULTIPART_THRESHOLD
+    );
+    assert_eq!(
+        threshold("s3://b", remote, None),
+        DEFAULT_MULTIPART_THRESHOLD
+    );
+    assert_eq!(
+        threshold("memory://", None, None),
+        DEFAULT_MULTIPART_THRESHOLD
+    );
+    // A threshold the caller chose is kept, whatever the endpoint.
+    assert_eq!(threshold("s3://b", local, Some(10 * MIB)), 10 * MIB);
+    assert_eq!(threshold("s3://b", remote, Some(0)), 0);
 }
 
 #[test]

@@ -78,7 +78,7 @@ fn blobs_and_objects_on_an_s3_server() {
         upload: UploadOptions {
             part_size: MIN_PART_SIZE,
             max_parts_in_flight: 2,
-            multipart_threshold: None,
+            multipart_threshold: Some(MIN_PART_SIZE),
         },
         ..s3_options(&moto.endpoint, Duration::from_secs(20))
     };
