@@ -477,15 +477,7 @@ pub fn verify_with(
     data: &[u8],
     checks: &ReadChecks<'_>,
 ) -> Result<(BlobHeader, Vec<Range<usize>>)> {
-    let prelude = data
-        .get(..header::PRELUDE_LEN)
-        .ok_or_else(|| too_short(data.len()))?;
-    let header_len = header::header_len(prelude)?;
-    let header_bytes = data
-        .get(..header_len)
-        .ok_or_else(|| truncated(data.len() as u64, header_len as u64))?;
-    let header = BlobHeader::decode(header_bytes)?;
-    let layout = Layout::new(&header, header_len as u64)?;
+    let (header, header_len, layout) = header_and_layout(data)?;
     layout.check_length(data.len() as u64)?;
 
     checks.check_header(&header)?;
@@ -501,6 +493,20 @@ pub fn verify_with(
     Ok((header, ranges))
 }
 
+/// The header at the start of `data`, its length, and the layout of the blob it describes.
+fn header_and_layout(data: &[u8]) -> Result<(BlobHeader, usize, Layout)> {
+    let prelude = data
+        .get(..header::PRELUDE_LEN)
+        .ok_or_else(|| too_short(data.len()))?;
+    let header_len = header::header_len(prelude)?;
+    let header_bytes = data
+        .get(..header_len)
+        .ok_or_else(|| truncated(data.len() as u64, header_len as u64))?;
+    let header = BlobHeader::decode(header_bytes)?;
+    let layout = Layout::new(&header, header_len as u64)?;
+    Ok((header, header_len, layout))
+}
+
 /// [`verify_with`] for a blob received with one segment apart: `data` is the blob without the
 /// stored bytes of segment `apart`, which are `apart_bytes` (so what followed that segment starts
 /// in `data` where the segment did). Returns where each stored segment lies in `data`; the
@@ -511,15 +517,7 @@ pub fn verify_with_segment_apart(
     apart_bytes: &[u8],
     checks: &ReadChecks<'_>,
 ) -> Result<(BlobHeader, Vec<Range<usize>>)> {
-    let prelude = data
-        .get(..header::PRELUDE_LEN)
-        .ok_or_else(|| too_short(data.len()))?;
-    let header_len = header::header_len(prelude)?;
-    let header_bytes = data
-        .get(..header_len)
-        .ok_or_else(|| truncated(data.len() as u64, header_len as u64))?;
-    let header = BlobHeader::decode(header_bytes)?;
-    let layout = Layout::new(&header, header_len as u64)?;
+    let (header, header_len, layout) = header_and_layout(data)?;
     layout.check_length(data.len() as u64 + apart_bytes.len() as u64)?;
     let gap = match layout.segments.get(apart) {
         Some(extent) if extent.data.end - extent.data.start == apart_bytes.len() as u64 => {

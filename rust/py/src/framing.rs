@@ -483,22 +483,30 @@ pub fn load_blob<'py>(
     Ok((header, PyList::new(py, segments)?))
 }
 
-/// Memoryviews of `ranges` of `data`, which they keep alive: the segments of a blob read into
-/// one buffer, handed out without copying them.
-pub(crate) fn views_of<'py>(
-    py: Python<'py>,
+/// `data` as the shared owner of its segments at `ranges`, and where each segment lies. The
+/// pointers stay valid while the owner lives: moving `data` into it does not move its heap buffer.
+fn owned_segments(
     mut data: Vec<u8>,
     ranges: Vec<std::ops::Range<usize>>,
-) -> PyResult<Bound<'py, PyList>> {
-    let pointers: Vec<(*mut u8, usize)> = ranges
+) -> (Arc<dyn Any + Send + Sync>, Vec<(*mut u8, usize)>) {
+    let pointers = ranges
         .into_iter()
         .map(|range| {
             let segment = &mut data[range];
             (segment.as_mut_ptr(), segment.len())
         })
         .collect();
-    // The pointers stay valid when `data` moves into `owner`: its heap buffer does not move.
-    let owner: Arc<dyn Any + Send + Sync> = Arc::new(data);
+    (Arc::new(data), pointers)
+}
+
+/// Memoryviews of `ranges` of `data`, which they keep alive: the segments of a blob read into
+/// one buffer, handed out without copying them.
+pub(crate) fn views_of<'py>(
+    py: Python<'py>,
+    data: Vec<u8>,
+    ranges: Vec<std::ops::Range<usize>>,
+) -> PyResult<Bound<'py, PyList>> {
+    let (owner, pointers) = owned_segments(data, ranges);
     let views = pointers
         .into_iter()
         .map(|(data, len)| {
@@ -513,20 +521,12 @@ pub(crate) fn views_of<'py>(
 /// `memory`: that segment's view is of the object, which `stored_bytes` then hands out as is.
 pub(crate) fn views_of_apart(
     py: Python<'_>,
-    mut data: Vec<u8>,
+    data: Vec<u8>,
     ranges: Vec<std::ops::Range<usize>>,
     apart: usize,
     memory: NewBytes,
 ) -> PyResult<Bound<'_, PyList>> {
-    let pointers: Vec<(*mut u8, usize)> = ranges
-        .into_iter()
-        .map(|range| {
-            let segment = &mut data[range];
-            (segment.as_mut_ptr(), segment.len())
-        })
-        .collect();
-    // The pointers stay valid when `data` moves into `owner`: its heap buffer does not move.
-    let owner: Arc<dyn Any + Send + Sync> = Arc::new(data);
+    let (owner, pointers) = owned_segments(data, ranges);
     let (object, object_data, object_len) = memory.into_parts();
     let views = pointers
         .into_iter()
