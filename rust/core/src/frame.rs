@@ -13,9 +13,9 @@ mod reader;
 mod signing;
 
 pub(crate) use header::PRELUDE_LEN;
-pub use header::{BlobHeader, SegmentLengths, Signature};
+pub use header::{BlobHeader, SegmentLengths, Signature, MAC_ALGORITHM};
 pub use reader::BlobReader;
-pub use signing::{ReadChecks, SigningKey, MAC_ALGORITHM, MIN_KEY_MATERIAL};
+pub use signing::{ReadChecks, SigningKey, MIN_KEY_MATERIAL};
 
 use crate::codec::{self, Codec, CompressOptions};
 use crate::error::{Error, Result};

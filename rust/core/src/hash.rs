@@ -1,7 +1,6 @@
 //! Streaming hashes over many buffers: BLAKE3 (256-bit, for cache keys) and XXH3 (64/128-bit,
 //! fast integrity checks). Digests are bytes in the canonical order of each algorithm's reference
 //! tools (`b3sum`, `xxhsum -H3`), so hex digests compare with theirs.
-use std::fmt::Write;
 
 use xxhash_rust::xxh3::Xxh3Default;
 
@@ -123,13 +122,33 @@ pub fn hash_buffers<'a>(
     hasher.hexdigest()
 }
 
+/// `bytes` as lowercase hex digits.
 pub fn to_hex(bytes: &[u8]) -> String {
-    let mut hex = String::with_capacity(bytes.len() * 2);
-    for byte in bytes {
-        // Writing to a String cannot fail.
-        let _ = write!(hex, "{byte:02x}");
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(2 * bytes.len());
+    for &byte in bytes {
+        out.push(DIGITS[usize::from(byte >> 4)] as char);
+        out.push(DIGITS[usize::from(byte & 0xf)] as char);
     }
-    hex
+    out
+}
+
+/// The `N` bytes that `text` spells in lowercase hex digits; `None` for any other text.
+pub fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    let digits = text.as_bytes();
+    if digits.len() != 2 * N {
+        return None;
+    }
+    let value = |digit: u8| match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        _ => None,
+    };
+    let mut out = [0; N];
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = (value(pair[0])? << 4) | value(pair[1])?;
+    }
+    Some(out)
 }
 
 #[cfg(test)]

@@ -5,19 +5,23 @@
 //! interprets the version, and so tell a newer blob (UnsupportedFormat) from a damaged one
 //! (Corrupt). Everything else may change with the major version.
 use super::implied::{self, HeaderCodec};
-use super::signing::{from_hex, to_hex, MAC_ALGORITHM, MAC_LEN};
 use super::{
     FrameOptions, ALIGNMENT, CHECKSUM_ALGORITHM, CHECKSUM_LEN, COMPACT_MAJOR, FORMAT_MAJOR,
     FORMAT_MINOR, IMPLIED_MAJOR, MAGIC,
 };
 use crate::codec::Codec;
 use crate::error::{Error, Result};
+use crate::hash::{from_hex, to_hex};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use std::time::{SystemTime, UNIX_EPOCH};
 use xxhash_rust::xxh3::xxh3_64;
 
 pub(crate) const PRELUDE_LEN: usize = 16;
+
+/// The one algorithm a blob signature names, and the length of its MAC.
+pub const MAC_ALGORITHM: &str = "blake3-keyed";
+pub const MAC_LEN: usize = 32;
 /// Readers honour the header's alignment; anything outside this range is not from a writer.
 const ALIGNMENT_RANGE: std::ops::RangeInclusive<u64> = 8..=1 << 20;
 

@@ -4,12 +4,10 @@
 //! The MAC covers the header bytes (prelude and JSON body, with the MAC's own hex digits read as
 //! zeros) followed by the trailer. The trailer holds each segment's XXH3-64, which every read
 //! checks, so a blob's payload is tied to its signed header without hashing the payload twice.
-use super::header::{BlobHeader, Signature, PRELUDE_LEN};
+use super::header::{BlobHeader, Signature, MAC_LEN, PRELUDE_LEN};
 use crate::error::{Error, Result};
+use crate::hash::to_hex;
 
-/// The name of the MAC algorithm in a header.
-pub const MAC_ALGORITHM: &str = "blake3-keyed";
-pub const MAC_LEN: usize = 32;
 /// Shorter key material is refused: it could be guessed.
 pub const MIN_KEY_MATERIAL: usize = 16;
 /// The MAC's hex digits end this many bytes before the end of the body: `"}}`.
@@ -187,31 +185,4 @@ impl ReadChecks<'_> {
         let ids: Vec<&str> = self.verification_keys.iter().map(SigningKey::id).collect();
         ids.join(", ")
     }
-}
-
-pub(crate) fn to_hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(2 * bytes.len());
-    for &byte in bytes {
-        out.push(DIGITS[usize::from(byte >> 4)] as char);
-        out.push(DIGITS[usize::from(byte & 0xf)] as char);
-    }
-    out
-}
-
-pub(crate) fn from_hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let digits = text.as_bytes();
-    if digits.len() != 2 * N {
-        return None;
-    }
-    let value = |digit: u8| match digit {
-        b'0'..=b'9' => Some(digit - b'0'),
-        b'a'..=b'f' => Some(digit - b'a' + 10),
-        _ => None,
-    };
-    let mut out = [0; N];
-    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
-        *byte = (value(pair[0])? << 4) | value(pair[1])?;
-    }
-    Some(out)
 }
