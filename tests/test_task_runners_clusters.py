@@ -59,9 +59,9 @@ def ferroflow_keys(client):
         return [str(key) for key in dask_worker.state.tasks if str(key).startswith("ferroflow-")]
 
     def fetched_on_worker():
-        from ferroflow import task_runners
+        from ferroflow.task_runners import dask_worker
 
-        return list(task_runners._COMMONS_FETCHED)
+        return list(dask_worker._COMMONS_FETCHED)
 
     workers = client.run(on_worker)
     fetched = client.run(fetched_on_worker)
@@ -204,7 +204,7 @@ def test_a_remote_worker_persists_to_s3_and_passes_results_by_reference(dask_pro
 def test_the_parts_runs_of_a_task_share_are_sent_once_and_fetched_by_other_workers(dask_cluster):
     """A request travels without its task, result factory and settings; those are one Dask
     task's data per flow run, on one worker, and each worker keeps a copy once it needed them."""
-    from ferroflow import task_runners
+    from ferroflow.task_runners import dask_worker
 
     @task
     def where(i):
@@ -216,7 +216,7 @@ def test_the_parts_runs_of_a_task_share_are_sent_once_and_fetched_by_other_worke
         pids = {future.result() for future in where.map(range(6))}
         runner = FlowRunContext.get().task_runner
         [(key, _, future)] = runner._commons.values()
-        kept = runner.client.run(lambda: list(task_runners._COMMONS_FETCHED))
+        kept = runner.client.run(lambda: list(dask_worker._COMMONS_FETCHED))
         return pids, key, runner.client.who_has([future])[key], kept
 
     pids, key, holders, kept = pipeline()
@@ -270,9 +270,9 @@ def test_a_future_of_another_runner_is_waited_for_and_its_state_sent(dask_cluste
 def test_workers_this_process_cannot_reach_are_asked_through_the_scheduler(dask_cluster, monkeypatch):
     """Reports and values are asked of the workers directly; where that fails (here: no time
     to connect), through the scheduler, with the same outcome."""
-    from ferroflow import task_runners
+    from ferroflow.task_runners import dask_reports
 
-    monkeypatch.setattr(task_runners, "_DIRECT_CONNECT_SECONDS", 0)
+    monkeypatch.setattr(dask_reports, "_DIRECT_CONNECT_SECONDS", 0)
 
     @task(persist_result=True)
     def persisted(n):
