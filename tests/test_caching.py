@@ -17,7 +17,9 @@ import pytest
 from ferroflow import flow, task
 from ferroflow.filesystems import LocalFileSystem
 from ferroflow.results import LiteralResult, PersistedResult
+from ferroflow.results.blobs import read_blob_header
 from ferroflow.runstore import default_store_url, open_store
+from ferroflow.serializers import CompressedSerializer
 from ferroflow.settings import temporary_settings
 from ferroflow.tasks import (
     CachedResultUnavailableWarning,
@@ -54,6 +56,20 @@ def test_a_second_call_with_the_same_inputs_is_a_cache_hit():
     assert second.data.storage_key == first.data.storage_key
     assert second.result() == {"double": 6}
     assert second.message.startswith("Cache hit for key ")
+
+
+def test_a_tiny_result_stored_uncompressed_by_its_compressed_serializer_is_a_cache_hit(recwarn):
+    # gzip would grow the tiny result: its file holds the pickle, described as such.
+    serializer = CompressedSerializer(serializer="pickle", compressionlib="gzip")
+    calls, run = cached_counter(result_serializer=serializer, persist_result=True)
+    first = run(3)
+    path = Path(first.data.storage.basepath, first.data.storage_key)
+    assert json.loads(read_blob_header(path)["serializer"])["type"] == "pickle"
+    second = run(3)
+    assert calls == [3] and second.name == "Cached"
+    assert second.data.serializer_type == "compressed"
+    assert second.result() == {"double": 6}
+    assert not recwarn.list
 
 
 def test_the_blake3_key_function_caches_as_task_input_hash_does_under_its_own_keys():

@@ -84,6 +84,19 @@ def test_inspect_shows_the_header_of_a_result_file(cli):
     assert details["format_version"] and details["checksum_algorithm"] == "xxh3-64"
 
 
+def test_inspect_shows_that_a_tiny_gzip_result_is_stored_uncompressed(cli):
+    serializer = CompressedSerializer(serializer="pickle", compressionlib="gzip")
+    path = persisted_file({"answer": 42, "ok": True}, result_serializer=serializer)
+    details = json.loads(cli("results", "inspect", str(path), "--json").output)
+    # gzip would have grown the 33-byte pickle: the file holds the pickle itself and says so.
+    assert details["serializer"] == "pickle" and details["codec"] == "none"
+    assert (
+        details["stored_size"]
+        == details["raw_size"]
+        == len(serializer.serializer.dumps({"answer": 42, "ok": True}))
+    )
+
+
 @pytest.mark.parametrize(
     "sample, serializer",
     [("pickle.json", "pickle"), ("json.json", "json"), ("compressed_pickle.json", "compressed/pickle")],

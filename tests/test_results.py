@@ -1,6 +1,7 @@
 """Result types, the result factory's persistence rules, and reading result files."""
 
 import base64
+import gzip
 import json
 import lzma
 import pickle
@@ -332,6 +333,61 @@ def test_compression_that_would_grow_a_tiny_result_is_skipped_and_the_header_say
     assert (header["codec"], header["codec_skipped"], header["format_version"]) == (codec, None, "3.0")
     assert header["stored_length"] < header["raw_length"]
     assert small.get() == compressible
+
+
+@pytest.mark.parametrize("inner", ["pickle", "json"])
+def test_a_python_compression_module_that_would_grow_a_tiny_result_is_skipped_and_the_header_says_so(
+    tmp_path, inner
+):
+    serializer = CompressedSerializer(serializer=inner, compressionlib="gzip")
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    uncompressed = serializer.serializer.dumps(TINY)
+    assert len(gzip.compress(uncompressed)) > len(uncompressed)  # what skipping avoids
+    tiny = PersistedResult.create(TINY, storage=storage, serializer=serializer, cache_in_memory=False)
+    path = tmp_path / tiny.storage_key
+    header = read_blob_header(path)
+    # Described as written by the wrapped serializer, uncompressed: what its bytes are.
+    assert json.loads(header["serializer"]) == serializer.serializer.to_description()
+    assert header["codec"] == "none"
+    assert header["stored_length"] == header["raw_length"] == len(uncompressed)
+    assert tiny.serializer_type == serializer.type  # the result keeps the type it was written with
+    assert tiny.get() == TINY
+    assert read_result(path, serializer=serializer.type) == TINY
+    assert read_result(path) == TINY
+    assert result_from_reference(tiny.to_reference()).get() == TINY
+    assert tiny.to_blob().load(expected_type=serializer.type) == TINY
+
+
+def test_a_compressible_result_is_still_compressed_by_a_python_compression_module(tmp_path):
+    serializer = CompressedSerializer(serializer="pickle", compressionlib="gzip")
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    large = {"text": "abc" * 30000}
+    result = PersistedResult.create(large, storage=storage, serializer=serializer, cache_in_memory=False)
+    header = read_blob_header(tmp_path / result.storage_key)
+    assert json.loads(header["serializer"]) == serializer.to_description()
+    assert header["codec"] == "none"  # gzip ran in Python, on the one segment
+    assert header["stored_length"] < len(serializer.serializer.dumps(large)) // 10
+    stored = _core.load_blob(str(tmp_path / result.storage_key), 1 << 30)[1][0]
+    assert pickle.loads(gzip.decompress(stored)) == large
+    assert result.get() == large
+
+
+def test_a_compressed_json_result_is_never_read_from_a_file_described_as_pickle(tmp_path):
+    storage = LocalFileSystem(basepath=str(tmp_path))
+    written = PersistedResult.create(TINY, storage=storage, serializer="pickle", cache_in_memory=False)
+    for expected in ("compressed/json", "json"):
+        reader = PersistedResult(
+            storage=storage, storage_key=written.storage_key, serializer_type=expected, cache_in_memory=False
+        )
+        with pytest.raises(CorruptResultError, match="says it was written by the 'pickle' serializer"):
+            reader.get()
+    reader = PersistedResult(
+        storage=storage,
+        storage_key=written.storage_key,
+        serializer_type="compressed/pickle",
+        cache_in_memory=False,
+    )
+    assert reader.get() == TINY
 
 
 EARLIER_FILES = Path(__file__).parent / "data" / "blobs"

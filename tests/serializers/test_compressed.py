@@ -91,6 +91,27 @@ def test_a_custom_compression_module_compresses_in_python_as_one_segment():
     np.testing.assert_array_equal(serializer.load_segments(segments), np.arange(10))
 
 
+def test_a_custom_compression_module_that_would_grow_the_payload_hands_back_the_inner_bytes():
+    serializer = CompressedSerializer(serializer="pickle", compressionlib="gzip")
+    writer, segments = serializer.dump_for_storage([1, 2, 3])
+    assert writer is serializer.serializer and writer.frame_codec == ("none", None)
+    assert segments == [serializer.serializer.dumps([1, 2, 3])]
+    assert writer.load_segments(segments) == [1, 2, 3]
+    assert gzip.decompress(serializer.dumps([1, 2, 3])) == segments[0]  # dumps itself still compresses
+    large = list(range(1000)) * 10
+    writer, segments = serializer.dump_for_storage(large)
+    assert writer is serializer and len(segments) == 1
+    assert len(segments[0]) < len(serializer.serializer.dumps(large))
+    assert writer.load_segments(segments) == large
+
+
+def test_core_codecs_leave_skipping_to_the_frame():
+    serializer = CompressedSerializer(serializer="pickle", compressionlib="zlib")
+    writer, segments = serializer.dump_for_storage([1, 2, 3])
+    assert writer is serializer and writer.frame_codec == ("zlib", None)
+    assert writer.load_segments(segments) == [1, 2, 3]
+
+
 def test_uncompressed_serializers_ask_for_no_frame_codec():
     assert PickleSerializer().frame_codec == ("none", None)
     assert JSONSerializer().frame_codec == ("none", None)

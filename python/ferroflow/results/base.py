@@ -194,13 +194,16 @@ class PersistedResult(BaseResult):
         # Clock-ordered: the run store indexes states and cache entries by result key.
         key = storage_key or clock_ordered_uuid().hex
         settings = get_current_settings()
-        codec, level = serializer.frame_codec
+        # `writer` differs from `serializer` when that one stored its wrapped serializer's bytes
+        # (compression that would have grown the payload); the result keeps `serializer`'s type.
+        writer, segments = serializer.dump_for_storage(value)
+        codec, level = writer.frame_codec
         # lzma and zstd gain from their multi-threaded encoders on large segments (0: one per core).
         threads = 0 if codec in ("lzma", "zstd") else 1
         storage.write_blob(
             key,
-            serializer.dump_segments(value),
-            serializer_json=description_json(serializer),
+            segments,
+            serializer_json=description_json(writer),
             codec=codec,
             level=level,
             threads=threads,

@@ -194,6 +194,13 @@ class Serializer(BaseModel, abc.ABC, metaclass=_SerializerMetaclass):
         """(codec, level) the blob frame applies to each segment; "none" for no compression."""
         return ("none", None)
 
+    def dump_for_storage(self, obj: Any) -> tuple[Serializer, list[Any]]:
+        """What a persisted result's blob holds: the serializer whose description its header
+        records (whose `frame_codec` the frame applies and whose `load_segments` reads it back),
+        and the segments. This serializer and `dump_segments(obj)`, unless a wrapping serializer
+        stored its wrapped one's bytes unchanged (see `CompressedSerializer`)."""
+        return self, self.dump_segments(obj)
+
     def to_description(self) -> dict[str, Any]:
         """A JSON-able description from which `Serializer.from_description` rebuilds this one."""
         return self.model_dump(mode="json")
@@ -304,6 +311,14 @@ def serializer_for_reading(description: Any, *, expected_type: str | None = None
     return Serializer.from_description(description)
 
 
+def _may_store_uncompressed(expected_type: str, type_name: str) -> bool:
+    """Whether a result written by an `expected_type` serializer may be described as `type_name`:
+    a compressed serializer whose compression would have made the payload bigger stores its
+    wrapped serializer's bytes under that serializer's description (`"compressed"` wraps any
+    type, `"compressed/<T>"` only `<T>`)."""
+    return expected_type == _COMPRESSED or expected_type == f"{_COMPRESSED}/{type_name}"
+
+
 def _check_stored_description(description: Any, expected_type: str | None, *, where: str) -> None:
     if not isinstance(description, Mapping) or not isinstance(description.get("type"), str):
         raise CorruptResultError(
@@ -311,7 +326,11 @@ def _check_stored_description(description: Any, expected_type: str | None, *, wh
             "The file is damaged or was not written by ferroflow; re-run the task to write it again."
         )
     type_name = description["type"]
-    if expected_type is not None and type_name != expected_type:
+    if (
+        expected_type is not None
+        and type_name != expected_type
+        and not _may_store_uncompressed(expected_type, type_name)
+    ):
         raise CorruptResultError(
             f"The {where} file says it was written by the {type_name!r:.100} serializer, but the result "
             f"was written with {expected_type!r}; ferroflow reads a result only with the serializer "

@@ -112,6 +112,20 @@ class CompressedSerializer(Serializer):
             return self.serializer.load_segments(segments)
         return super().load_segments(segments)
 
+    def dump_for_storage(self, obj: Any) -> tuple[Serializer, list[Any]]:
+        if self._module is None or self.serializer.frame_codec[0] != "none":
+            # A core codec: the frame compresses, and skips compression that would not shrink the
+            # payload itself (its header says so).
+            return super().dump_for_storage(obj)
+        raw = self.serializer.dumps(obj)
+        compressed = self._module.compress(raw)
+        if len(compressed) < len(raw):
+            return self, [compressed]
+        # The module would make the payload bigger (a tiny result: gzip adds 18 bytes or more):
+        # the blob holds the wrapped serializer's bytes and is described as written by it, so
+        # that its header says it is not compressed and every reader reads the same value.
+        return self.serializer, [raw]
+
     @property
     def frame_codec(self) -> tuple[str, int | None]:
         if self._frame_compresses:
