@@ -101,6 +101,8 @@ class Relay:
         self.cut_after_bytes = cut_after_bytes
         self.forwarded = 0
         self.returned = 0
+        #: The head of every GET request sent through (a GET has no body: it arrives whole).
+        self.gets: list[str] = []
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -136,6 +138,8 @@ class Relay:
                 if upstream:
                     with self._lock:
                         self.forwarded += len(data)
+                        if data.startswith(b"GET "):
+                            self.gets.append(data[:4096].decode("latin-1"))
                         over = self.cut_after_bytes is not None and self.forwarded >= self.cut_after_bytes
                     if over:
                         self.cut()

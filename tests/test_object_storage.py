@@ -71,6 +71,35 @@ def test_a_64_mib_result_round_trips_as_a_multipart_upload(s3_env):
     np.testing.assert_array_equal(result.get(), array)
 
 
+@pytest.mark.parametrize(
+    "value",
+    [os.urandom(20 * MIB), np.arange(20 * MIB // 8, dtype=np.float64)],
+    ids=["bytes", "array"],
+)
+def test_results_are_read_as_concurrent_ranged_gets(s3_env, value):
+    # A cloud endpoint's reads: 8 MiB ranges, 4 in flight, each only of the same object
+    # (If-Match), the largest segment received into the object it becomes. The loopback server
+    # answers real range requests, so this is the path an https:// endpoint takes.
+    write_value(S3(bucket_path="results/ranged"), "value", value)
+    relay = Relay(int(s3_env.endpoint.rsplit(":", 1)[1]))
+    try:
+        storage = S3(bucket_path="results/ranged", endpoint_url=relay.endpoint, reads_in_flight=4)
+        read = PersistedResult(
+            storage=storage, storage_key="value", serializer_type="pickle", cache_in_memory=False
+        )
+        got = read.get()
+    finally:
+        relay.cut()
+
+    if isinstance(value, bytes):
+        assert got == value
+    else:
+        np.testing.assert_array_equal(got, value)
+    ranges = [get.lower() for get in relay.gets if "range: bytes=" in get.lower()]
+    assert len(ranges) == 3  # 20 MiB and a header in 8 MiB ranges
+    assert all("if-match:" in get for get in ranges[1:])  # the first learns the object's tag
+
+
 def test_a_header_is_read_without_the_payload(s3_env):
     storage = S3(bucket_path="results/header")
     write_value(storage, "big", b"x" * (16 * MIB))
