@@ -159,23 +159,7 @@ def _describe_file(path: Path) -> dict[str, Any]:
         raise click.ClickException(
             f"{path} is a ferroflow result file, but a damaged one ({error})."
         ) from error
-    serializer = json.loads(fields["serializer"])
-    return {
-        "path": str(path),
-        "format": "ferroflow framed result",
-        "format_version": fields["format_version"],
-        "serializer": serializer.get("type"),
-        "serializer_description": serializer,
-        "codec": fields["codec"],
-        "level": fields["level"],
-        "raw_size": fields["raw_length"],
-        "stored_size": fields["stored_length"],
-        "file_size": path.stat().st_size,
-        "segments": len(fields["segment_raw_lengths"]),
-        "checksum_algorithm": fields["checksum_algorithm"],
-        "ferroflow_version": fields["ferroflow_version"],
-        "created": fields["created_at"].isoformat(),
-    }
+    return _describe_header(str(path), fields, file_size=path.stat().st_size)
 
 
 def _is_object_url(text: str) -> bool:
@@ -192,9 +176,14 @@ def _describe_object(url: str) -> dict[str, Any]:
         fields = storage.read_header(key).to_dict()
     except ValueError as error:
         raise click.ClickException(f"{url} is not a ferroflow result object ({error}).") from error
+    return _describe_header(url, fields, file_size=info.size)
+
+
+def _describe_header(where: str, fields: dict[str, Any], *, file_size: int) -> dict[str, Any]:
+    """What `results inspect` shows of a framed result's header, read from a file or an object."""
     serializer = json.loads(fields["serializer"])
     return {
-        "path": url,
+        "path": where,
         "format": "ferroflow framed result",
         "format_version": fields["format_version"],
         "serializer": serializer.get("type"),
@@ -203,7 +192,7 @@ def _describe_object(url: str) -> dict[str, Any]:
         "level": fields["level"],
         "raw_size": fields["raw_length"],
         "stored_size": fields["stored_length"],
-        "file_size": info.size,
+        "file_size": file_size,
         "segments": len(fields["segment_raw_lengths"]),
         "checksum_algorithm": fields["checksum_algorithm"],
         "ferroflow_version": fields["ferroflow_version"],
