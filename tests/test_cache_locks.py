@@ -8,7 +8,6 @@ import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,8 +16,7 @@ from ferroflow.cache_policies import INPUTS, CacheKeyFnPolicy
 from ferroflow.filesystems import LocalFileSystem
 from ferroflow.results.cache_locks import CacheLockTimeout, LockInfo, lock_key, try_acquire
 from ferroflow.results.cache_records import LocalRecordStorage
-
-PACKAGE_PARENT = str(Path(__file__).resolve().parents[1] / "python")
+from other_homes import home_env
 
 # A cached task whose body counts its executions with files created with O_EXCL (run-0, run-1,
 # ...); the first execution sleeps FIRST_SLEEP seconds, the others none. Every process waits for
@@ -80,7 +78,7 @@ def start(tmp_path, count, first_sleep, lease, storage):
     counts.mkdir()
     processes = []
     for n in range(count):
-        env = {**os.environ, "FERROFLOW_HOME": str(tmp_path / f"home-{n}"), "PYTHONPATH": PACKAGE_PARENT}
+        env = home_env(tmp_path / f"home-{n}")
         processes.append(
             subprocess.Popen(
                 [

@@ -4,11 +4,8 @@ processes that share a storage sharing the cache whatever their FERROFLOW_HOME."
 import datetime
 import json
 import os
-import subprocess
-import sys
 import textwrap
 import threading
-from pathlib import Path
 from types import SimpleNamespace
 
 from ferroflow import flow, task
@@ -30,8 +27,7 @@ from ferroflow.results.cache_records import (
     write_record,
 )
 from ferroflow.tasks import task_input_hash
-
-PACKAGE_PARENT = str(Path(__file__).resolve().parents[1] / "python")
+from other_homes import run_in_home
 
 
 def test_create_only_creates_once_and_readers_see_whole_objects(tmp_path):
@@ -141,12 +137,7 @@ def test_two_homes_sharing_a_storage_share_cache_hits(tmp_path):
     outputs = []
     for machine in ("machine-a", "machine-b"):
         home = tmp_path / machine
-        env = {**os.environ, "FERROFLOW_HOME": str(home), "PYTHONPATH": PACKAGE_PARENT}
-        done = subprocess.run(
-            [sys.executable, str(script), str(shared)], env=env, capture_output=True, text=True, timeout=120
-        )
-        assert done.returncode == 0, done.stderr
-        outputs.append(done.stdout.strip())
+        outputs.append(run_in_home(home, script, str(shared)))
         assert (home / "ferroflow.db").exists()  # each "machine" records in its own run store
     assert outputs == ["Completed 42", "Cached 42"]
 
@@ -222,12 +213,7 @@ print(run())
 def run_other_process(tmp_path, shared, mode="") -> str:
     script = tmp_path / "other_process.py"
     script.write_text(textwrap.dedent(OTHER_PROCESS))
-    env = {**os.environ, "FERROFLOW_HOME": str(tmp_path / "other-home"), "PYTHONPATH": PACKAGE_PARENT}
-    done = subprocess.run(
-        [sys.executable, str(script), str(shared), mode], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout.strip()
+    return run_in_home(tmp_path / "other-home", script, str(shared), mode)
 
 
 def shared_key_task(storage, body):

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -37,10 +36,10 @@ from ferroflow.results.cache_records import (
 )
 from ferroflow.serializers import PickleSerializer
 from ferroflow.settings import temporary_settings
+from other_homes import run_in_home
 from s3_servers import Relay, start_moto
 
 MIB = 1024 * 1024
-PACKAGE_PARENT = str(Path(__file__).resolve().parents[1] / "python")
 SECRET = "test-secret-key"
 
 
@@ -444,16 +443,7 @@ def test_two_homes_sharing_a_bucket_share_cache_hits(s3_env, tmp_path):
     script.write_text(SHARED_CACHE_SCRIPT)
     outputs = []
     for machine in ("machine-a", "machine-b"):
-        env = {**os.environ, "FERROFLOW_HOME": str(tmp_path / machine), "PYTHONPATH": PACKAGE_PARENT}
-        done = subprocess.run(
-            [sys.executable, str(script), "results/shared-cache"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
-        outputs.append(done.stdout.strip())
+        outputs.append(run_in_home(tmp_path / machine, script, "results/shared-cache"))
     assert outputs == ["Completed 42", "Cached 42"]
     records = keys_in(s3_env, "results", "shared-cache/.ferroflow-cache/records/")
     assert len(records) == 1

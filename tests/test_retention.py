@@ -19,8 +19,7 @@ from ferroflow.filesystems import LocalFileSystem
 from ferroflow.results import PersistedResult
 from ferroflow.results.retention import plan_prune, removal_note, remove_files, stored_files
 from ferroflow.settings import temporary_settings
-
-PACKAGE_PARENT = str(Path(__file__).resolve().parents[1] / "python")
+from other_homes import home_env
 
 
 def folder_bytes(folder):
@@ -103,7 +102,7 @@ def test_prunes_while_four_processes_write_never_fail(tmp_path):
     writers = [
         subprocess.Popen(
             [sys.executable, str(script), str(results), f"w{n}", "30"],
-            env={**os.environ, "FERROFLOW_HOME": str(tmp_path / f"home-{n}"), "PYTHONPATH": PACKAGE_PARENT},
+            env=home_env(tmp_path / f"home-{n}"),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
