@@ -8,11 +8,16 @@ import time
 from collections.abc import Callable, Sequence
 
 
-def race(candidates: dict[str, Callable[[], object]], repeat: int = 3) -> dict[str, float]:
+def race(
+    candidates: dict[str, Callable[[], object]],
+    repeat: int = 3,
+    after: Callable[[str], object] | None = None,
+) -> dict[str, float]:
     """Best wall time in seconds of each candidate, running them in turn `repeat` times.
 
     Taking turns spreads any load from other processes over all candidates alike, and the best
-    of several runs is the one least disturbed by it.
+    of several runs is the one least disturbed by it. `after(name)` runs untimed after each call
+    (deleting a written file, say, so that no write is throttled by the write-back of an earlier one).
     """
     best = dict.fromkeys(candidates, float("inf"))
     for _ in range(repeat):
@@ -20,6 +25,8 @@ def race(candidates: dict[str, Callable[[], object]], repeat: int = 3) -> dict[s
             start = time.perf_counter()
             candidate()
             best[name] = min(best[name], time.perf_counter() - start)
+            if after is not None:
+                after(name)
     return best
 
 

@@ -9,14 +9,13 @@ The small-result rows show the same for the per-result cost of many tiny results
 printed, never asserted.
 """
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from _report import print_table
+from _report import print_table, race
 from ferroflow._core import ReadPolicy, SigningKey, load_blob, read_blob, write_blob
 
 SIZE = 256 * 2**20
@@ -33,21 +32,6 @@ def payload() -> np.ndarray:
     return np.random.default_rng(0).integers(0, 256, SIZE, dtype=np.uint8)
 
 
-def best_of_turns(candidates: dict[str, Callable[[], object]], repeat: int, after=None) -> dict[str, float]:
-    """Best wall time of each candidate, taking turns so that load from other processes falls on
-    both alike; `after` runs untimed after each call (deleting a written file drops its dirty
-    pages, so no write is throttled by the write-back of an earlier one)."""
-    best = dict.fromkeys(candidates, float("inf"))
-    for _ in range(repeat):
-        for name, candidate in candidates.items():
-            start = time.perf_counter()
-            candidate()
-            best[name] = min(best[name], time.perf_counter() - start)
-            if after is not None:
-                after(name)
-    return best
-
-
 def row(operation: str, seconds: dict[str, float]) -> list:
     ratio = seconds["signed"] / seconds["unsigned"]
     verdict = f"<= {TARGET:.2f} {'met' if ratio <= TARGET else 'MISSED'}"
@@ -61,7 +45,7 @@ def test_signing_costs_against_unsigned_blobs(tmp_path, payload):
         return lambda: write_blob(paths[name], [payload], serializer=SERIALIZER, key="k", signing_key=key)
 
     rows = []
-    seconds = best_of_turns(
+    seconds = race(
         {"unsigned": write("unsigned", None), "signed": write("signed", KEY)},
         repeat=11,
         after=lambda name: paths[name].unlink(),
@@ -78,9 +62,7 @@ def test_signing_costs_against_unsigned_blobs(tmp_path, payload):
         return lambda: load_blob(paths[name], 0, key="k", policy=policy)
 
     for label, reader in (("read", read), ("read, mapped", load_mapped)):
-        seconds = best_of_turns(
-            {"unsigned": reader("unsigned", None), "signed": reader("signed", REQUIRED)}, 7
-        )
+        seconds = race({"unsigned": reader("unsigned", None), "signed": reader("signed", REQUIRED)}, 7)
         rows.append(row(f"{label} {SIZE >> 20} MiB", seconds))
 
     small = pickle_sized(43)
@@ -101,9 +83,7 @@ def test_signing_costs_against_unsigned_blobs(tmp_path, payload):
 
         return run
 
-    seconds = best_of_turns(
-        {"unsigned": write_many("unsigned", None), "signed": write_many("signed", KEY)}, 3
-    )
+    seconds = race({"unsigned": write_many("unsigned", None), "signed": write_many("signed", KEY)}, 3)
     rows.append(row(f"write {SMALL_COUNT} x 43 B", seconds))
 
     def read_many(name: str, policy: ReadPolicy | None) -> Callable[[], object]:
@@ -113,9 +93,7 @@ def test_signing_costs_against_unsigned_blobs(tmp_path, payload):
 
         return run
 
-    seconds = best_of_turns(
-        {"unsigned": read_many("unsigned", None), "signed": read_many("signed", REQUIRED)}, 3
-    )
+    seconds = race({"unsigned": read_many("unsigned", None), "signed": read_many("signed", REQUIRED)}, 3)
     rows.append(row(f"read {SMALL_COUNT} x 43 B", seconds))
 
     print_table("signing, keyed BLAKE3 over header and checksums (signed / unsigned time)", HEADER, rows)
