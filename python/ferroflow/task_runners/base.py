@@ -15,8 +15,9 @@ import abc
 import asyncio
 import concurrent.futures
 import enum
+import threading
 from collections.abc import Callable, Coroutine
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 from ferroflow.states import State
 
@@ -104,6 +105,55 @@ class BaseTaskRunner(abc.ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
+
+
+class PoolTaskRunner(BaseTaskRunner):
+    """A runner whose task runs execute in a `concurrent.futures` executor of up to `max_workers`,
+    made on first use (flows that submit nothing pay nothing) and shut down with the flow run."""
+
+    def __init__(self, max_workers: int | None) -> None:
+        self.max_workers = max_workers
+        self._executor: concurrent.futures.Executor | None = None
+        self._lock = threading.Lock()
+        self._shut_down = False
+
+    @abc.abstractmethod
+    def _new_executor(self) -> concurrent.futures.Executor:
+        """The executor this runner's task runs execute in."""
+
+    def duplicate(self) -> Self:
+        return type(self)(max_workers=self.max_workers)
+
+    def _pool(self) -> concurrent.futures.Executor:
+        with self._lock:
+            if self._shut_down:
+                # Only a flow function abandoned by its timeout can still submit here.
+                raise RuntimeError(
+                    "This task runner was shut down: its flow run has ended (it timed out), so it "
+                    "accepts no more task runs."
+                )
+            if self._executor is None:
+                self._executor = self._new_executor()
+            return self._executor
+
+    def _forget_pool(self) -> None:
+        """Make the next submission start a new executor (this one is broken)."""
+        with self._lock:
+            self._executor = None
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._shut_down = True
+            executor, self._executor = self._executor, None
+        if executor is not None:
+            # Every submitted run has finished by now, except after a flow timeout; then runs
+            # that have not started are dropped and running ones are not waited for (threads
+            # cannot be stopped; worker processes exit when they finish), so that the timeout
+            # really ends the flow run.
+            executor.shutdown(wait=False, cancel_futures=True)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_workers={self.max_workers})"
 
 
 def finished_future(state: State) -> concurrent.futures.Future[State]:

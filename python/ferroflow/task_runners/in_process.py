@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import threading
 
 from ferroflow.states import State
 from ferroflow.task_runners.base import (
     AsyncTaskRun,
     BaseTaskRunner,
+    PoolTaskRunner,
     TaskConcurrencyType,
     TaskRunCall,
     finished_future,
@@ -40,7 +40,7 @@ class SequentialTaskRunner(BaseTaskRunner):
         return future
 
 
-class ConcurrentTaskRunner(BaseTaskRunner):
+class ConcurrentTaskRunner(PoolTaskRunner):
     """Runs sync task runs in a pool of threads and async task runs as asyncio tasks on the
     flow's event loop, so both overlap while they wait on I/O. (Threads share the GIL: CPU-bound
     pure-Python tasks do not run in parallel.)
@@ -56,13 +56,7 @@ class ConcurrentTaskRunner(BaseTaskRunner):
     def __init__(self, max_workers: int = 32) -> None:
         if not isinstance(max_workers, int) or isinstance(max_workers, bool) or max_workers < 1:
             raise ValueError(f"ConcurrentTaskRunner(max_workers={max_workers!r}): give a positive integer.")
-        self.max_workers = max_workers
-        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
-        self._lock = threading.Lock()
-        self._shut_down = False
-
-    def duplicate(self) -> ConcurrentTaskRunner:
-        return type(self)(max_workers=self.max_workers)
+        super().__init__(max_workers)
 
     def submit(self, run: TaskRunCall) -> concurrent.futures.Future[State]:
         return self._pool().submit(run)
@@ -72,31 +66,7 @@ class ConcurrentTaskRunner(BaseTaskRunner):
     ) -> concurrent.futures.Future[State]:
         return asyncio.run_coroutine_threadsafe(run(), loop)
 
-    def _pool(self) -> concurrent.futures.ThreadPoolExecutor:
-        # Created on first use: flows that submit nothing pay nothing.
-        if self._executor is None:
-            with self._lock:
-                if self._shut_down:
-                    # Only a flow function abandoned by its timeout can still submit here.
-                    raise RuntimeError(
-                        "This task runner was shut down: its flow run has ended (it timed out), "
-                        "so it accepts no more task runs."
-                    )
-                if self._executor is None:
-                    self._executor = concurrent.futures.ThreadPoolExecutor(
-                        max_workers=self.max_workers, thread_name_prefix="ferroflow-task"
-                    )
-        return self._executor
-
-    def shutdown(self) -> None:
-        # Every submitted run has finished by now, except after a flow timeout; then runs that
-        # have not started are dropped and running ones are not waited for (threads cannot be
-        # stopped), so that the timeout really ends the flow run.
-        with self._lock:
-            self._shut_down = True
-            if self._executor is not None:
-                self._executor.shutdown(wait=False, cancel_futures=True)
-                self._executor = None
-
-    def __repr__(self) -> str:
-        return f"ConcurrentTaskRunner(max_workers={self.max_workers})"
+    def _new_executor(self) -> concurrent.futures.ThreadPoolExecutor:
+        return concurrent.futures.ThreadPoolExecutor(
+            max_workers=self.max_workers, thread_name_prefix="ferroflow-task"
+        )

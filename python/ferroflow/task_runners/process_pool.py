@@ -16,7 +16,7 @@ import cloudpickle  # type: ignore[import-untyped]
 from ferroflow.states import State
 from ferroflow.task_runners.base import (
     AsyncTaskRun,
-    BaseTaskRunner,
+    PoolTaskRunner,
     TaskConcurrencyType,
     TaskRunCall,
     _upstream_states,
@@ -30,7 +30,7 @@ def _run_pickled(payload: bytes) -> bytes:
     return cloudpickle.dumps(report(request, upstream_states))  # type: ignore[no-any-return]
 
 
-class ProcessPoolTaskRunner(BaseTaskRunner):
+class ProcessPoolTaskRunner(PoolTaskRunner):
     """Runs task runs (sync and async) in worker processes of this machine, so CPU-bound
     pure-Python tasks run in parallel.
 
@@ -57,13 +57,7 @@ class ProcessPoolTaskRunner(BaseTaskRunner):
                 f"ProcessPoolTaskRunner(max_workers={max_workers!r}): give a positive integer, or "
                 "None for one worker per CPU."
             )
-        self.max_workers = max_workers
-        self._executor: concurrent.futures.ProcessPoolExecutor | None = None
-        self._lock = threading.Lock()
-        self._shut_down = False
-
-    def duplicate(self) -> ProcessPoolTaskRunner:
-        return type(self)(max_workers=self.max_workers)
+        super().__init__(max_workers)
 
     def submit(self, run: TaskRunCall) -> concurrent.futures.Future[Any]:
         upstream, states = _upstream_states(run)
@@ -73,8 +67,7 @@ class ProcessPoolTaskRunner(BaseTaskRunner):
         except concurrent.futures.process.BrokenProcessPool:
             # A worker died (killed, out of memory): the runs it had end Crashed; later runs
             # get a new pool.
-            with self._lock:
-                self._executor = None
+            self._forget_pool()
             pickled = self._pool().submit(_run_pickled, payload)
         report: concurrent.futures.Future[Any] = concurrent.futures.Future()
 
@@ -93,31 +86,8 @@ class ProcessPoolTaskRunner(BaseTaskRunner):
     ) -> concurrent.futures.Future[State]:
         raise RuntimeError("ProcessPoolTaskRunner executes async task runs from their requests")
 
-    def _pool(self) -> concurrent.futures.ProcessPoolExecutor:
-        with self._lock:
-            if self._shut_down:
-                raise RuntimeError(
-                    "This task runner was shut down: its flow run has ended (it timed out), so it "
-                    "accepts no more task runs."
-                )
-            if self._executor is None:
-                self._executor = concurrent.futures.ProcessPoolExecutor(
-                    max_workers=self.max_workers, mp_context=_fork_server()
-                )
-            return self._executor
-
-    def shutdown(self) -> None:
-        with self._lock:
-            self._shut_down = True
-            executor, self._executor = self._executor, None
-        if executor is not None:
-            # Every submitted run has finished, except after a flow timeout: then runs not
-            # started are dropped and running ones are not waited for (their processes exit
-            # when they finish), so that the timeout really ends the flow run.
-            executor.shutdown(wait=False, cancel_futures=True)
-
-    def __repr__(self) -> str:
-        return f"ProcessPoolTaskRunner(max_workers={self.max_workers})"
+    def _new_executor(self) -> concurrent.futures.ProcessPoolExecutor:
+        return concurrent.futures.ProcessPoolExecutor(max_workers=self.max_workers, mp_context=_fork_server())
 
 
 _FORK_SERVER_LOCK = threading.Lock()
