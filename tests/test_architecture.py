@@ -13,9 +13,14 @@ def modules():
 
 
 def imports_from_the_root_package(path):
-    """(line, name) of every `from ferroflow import name` / `import ferroflow...` in `path`."""
+    """(line, name) of every `from ferroflow import name` / `import ferroflow` in `path` (a bare
+    `import ferroflow` reaches the whole face of the package through attributes)."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found += [
+                (node.lineno, "the package itself") for alias in node.names if alias.name == "ferroflow"
+            ]
         if isinstance(node, ast.ImportFrom) and node.module == "ferroflow" and node.level == 0:
             found += [(node.lineno, alias.name) for alias in node.names]
         if isinstance(node, ast.ImportFrom) and node.level == 1 and path.parent == PACKAGE:
