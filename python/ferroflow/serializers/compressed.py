@@ -118,7 +118,7 @@ class CompressedSerializer(Serializer):
             # payload itself (its header says so).
             return super().dump_for_storage(obj)
         raw = self.serializer.dumps(obj)
-        compressed = self._module.compress(raw)
+        compressed = self._compress(raw)
         if len(compressed) < len(raw):
             return self, [compressed]
         # The module would make the payload bigger (a tiny result: gzip adds 18 bytes or more):
