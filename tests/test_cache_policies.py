@@ -307,3 +307,64 @@ def test_flow_parameters_key_tasks_by_the_flow_runs_parameters():
         return load()
 
     assert (daily("mon"), daily("mon"), daily("tue")) == (1, 1, 2)
+
+
+SENT_BY_VALUE = """
+from ferroflow import task
+from ferroflow.cache_policies import INPUTS, TASK_SOURCE
+
+
+def helper(x):
+    return x + 1
+
+
+@task(cache_policy=INPUTS + TASK_SOURCE)
+def step(x):
+    return helper(x)
+"""
+
+READ_ELSEWHERE = """
+import inspect, sys
+import cloudpickle
+from ferroflow.cache_policies import function_fingerprint
+
+step = cloudpickle.loads(sys.stdin.buffer.read())
+try:
+    inspect.getsource(step.fn)
+    source = "readable"
+except OSError:
+    source = "unreadable"
+print(source)
+print(repr(function_fingerprint(step.fn)))
+"""
+
+
+def test_a_task_sent_by_value_keeps_its_source_key_where_its_source_cannot_be_read(tmp_path, monkeypatch):
+    # A cluster worker gets a task defined in __main__ (or here, a module it cannot import) by
+    # value, without its source file: the digests made where the source was travel with it.
+    import subprocess
+    import sys
+
+    import cloudpickle
+
+    from ferroflow.cache_policies import carry_source_digests, function_fingerprint
+
+    (tmp_path / "sent_by_value.py").write_text(SENT_BY_VALUE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("sent_by_value")
+    here = function_fingerprint(module.step.fn)
+    carry_source_digests(module.step.fn)
+    cloudpickle.register_pickle_by_value(module)
+    try:
+        payload = cloudpickle.dumps(module.step)
+    finally:
+        cloudpickle.unregister_pickle_by_value(module)
+    (tmp_path / "sent_by_value.py").unlink()
+
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", READ_ELSEWHERE], input=payload, capture_output=True, timeout=60, cwd=tmp_path
+    )
+    assert elsewhere.returncode == 0, elsewhere.stderr.decode()
+    source, fingerprint = elsewhere.stdout.decode().splitlines()
+    assert source == "unreadable"
+    assert fingerprint == repr(here)

@@ -165,3 +165,37 @@ def test_the_demo_records_in_a_postgresql_store(tmp_path, postgresql_url):
     again = run_demo("--size", "1MiB", "--home", tmp_path / "demo", "--runstore-url", postgresql_url)
     assert again.returncode == 0, again.stderr
     assert "4 tasks reused by the retry" in again.stdout and "Traceback" not in again.stderr
+
+
+def test_the_readme_beyond_one_machine_example_runs_on_dask_and_s3(tmp_path, monkeypatch, s3_env):
+    import importlib
+
+    import cloudpickle
+
+    from ferroflow.task_runners import DaskTaskRunner
+
+    readme = (DEMO.parent.parent / "README.md").read_text()
+    code = readme.split("## Beyond one machine", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "readme_beyond.py").write_text(code)  # a module, so that TASK_SOURCE reads its source
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setenv("FERROFLOW_HOME", str(tmp_path / "home"))
+    example = importlib.import_module("readme_beyond")
+    cloudpickle.register_pickle_by_value(example)  # the workers cannot import it from tmp_path
+    # As the example's DaskTaskRunner(), a cluster started for each flow run, whose workers take
+    # the AWS_* credentials from their environment (inherited here); kept on loopback, small.
+    runner = DaskTaskRunner(
+        cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "host": "127.0.0.1", "dashboard_address": None}
+    )
+    try:
+        squares = example.squares.with_options(task_runner=runner)
+        first = squares(4, return_state=True)
+        second = squares(4, return_state=True)
+    finally:
+        cloudpickle.unregister_pickle_by_value(example)
+
+    assert first.result() == second.result() == [0, 1, 4, 9]
+    stored = s3_env.client().list_objects_v2(Bucket="my-bucket", Prefix="results/")
+    assert stored["KeyCount"] >= 5  # the four squares, the flow's result, and their cache records
+    with open_store(f"sqlite:///{tmp_path / 'home' / 'ferroflow.db'}") as store:
+        latest = store.list_flow_runs()[0]
+        assert {run.state_name for run in store.list_task_runs(latest.id)} == {"Cached"}

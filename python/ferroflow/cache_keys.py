@@ -443,6 +443,17 @@ def hash_canonical(value: Any, algorithm: str = FAST_KEY_ALGORITHM) -> str:
 
 
 _source_digests: dict[Any, str | None] = {}
+# Where a function keeps its source digest: its `__dict__` travels with it when cloudpickle sends
+# it by value (a task defined in `__main__` or a notebook), to workers that cannot read its source.
+SOURCE_DIGEST_ATTRIBUTE = "__ferroflow_source_digest__"
+
+
+def carry_source_digest(fn: Any, digest: str) -> None:
+    """Record `digest` on the function `fn` (nothing for a callable without attributes)."""
+    try:
+        fn.__dict__[SOURCE_DIGEST_ATTRIBUTE] = digest
+    except (AttributeError, TypeError):
+        pass
 
 
 def _source_digest(fn: Callable[..., Any]) -> str | None:
@@ -465,7 +476,9 @@ def _source_digest(fn: Callable[..., Any]) -> str | None:
     try:
         source = _source_without_decorators(inspect.getsource(fn))
     except (OSError, TypeError):
-        digest = None
+        # A function sent by value to a process without its source file carries the digest
+        # made where the source was (see `carry_source_digest`).
+        digest = getattr(fn, SOURCE_DIGEST_ATTRIBUTE, None)
     else:
         hasher = _core.Hasher("blake3")
         hasher.update(source.encode("utf-8", "surrogatepass"))
@@ -500,7 +513,10 @@ def task_identity(task: _TaskLike) -> tuple[str, str | None]:
     module = getattr(fn, "__module__", None)
     qualname = getattr(fn, "__qualname__", None)
     name = f"{module}.{qualname}" if module and qualname else str(task.name)
-    return name, _source_digest(fn)
+    digest = _source_digest(fn)
+    if digest is not None:
+        carry_source_digest(fn, digest)
+    return name, digest
 
 
 _identity_prefixes: dict[tuple[Any, str, str], bytes] = {}

@@ -36,13 +36,21 @@ folder; by default the task's result storage).
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import types
 import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from ferroflow.cache_keys import UnhashableInput, _source_digest, canonical_encoding, hash_canonical
+from ferroflow.cache_keys import (
+    SOURCE_DIGEST_ATTRIBUTE,
+    UnhashableInput,
+    _source_digest,
+    canonical_encoding,
+    carry_source_digest,
+    hash_canonical,
+)
 from ferroflow.exceptions import CacheKeyFunctionError, CacheKeyWarning
 
 READ_COMMITTED = "READ_COMMITTED"
@@ -394,6 +402,16 @@ def function_fingerprint(fn: Callable[..., Any]) -> tuple[Any, ...]:
     return _fingerprint(fn, seen, path=getattr(fn, "__qualname__", repr(fn)))
 
 
+def carry_source_digests(fn: Callable[..., Any]) -> None:
+    """Record on `fn`, and on the functions its fingerprint follows, their source digests, here
+    where their source can be read: a process that gets them by value (cloudpickle sends a task
+    defined in `__main__` or a notebook so) then computes the same keys without the source."""
+    if SOURCE_DIGEST_ATTRIBUTE in getattr(fn, "__dict__", ()):
+        return
+    with contextlib.suppress(KeyPieceUnavailable):
+        function_fingerprint(fn)
+
+
 def _fingerprint(fn: Callable[..., Any], seen: dict[Any, int], path: str) -> tuple[Any, ...]:
     code = getattr(fn, "__code__", None)
     if code is None:
@@ -404,6 +422,7 @@ def _fingerprint(fn: Callable[..., Any], seen: dict[Any, int], path: str) -> tup
     digest = _source_digest(fn)
     if digest is None:
         raise KeyPieceUnavailable(f"the source of {path}", "Python cannot find its source text")
+    carry_source_digest(fn, digest)
     closure = []
     for name, cell in zip(code.co_freevars, getattr(fn, "__closure__", None) or (), strict=False):
         try:
@@ -490,6 +509,7 @@ __all__ = [
     "RunId",
     "TaskSource",
     "call_key_fn",
+    "carry_source_digests",
     "check_isolation_level",
     "function_fingerprint",
 ]

@@ -14,6 +14,7 @@ import concurrent.futures
 import contextvars
 import datetime
 import functools
+import inspect
 import pickle
 import time
 from collections.abc import Callable, Iterable
@@ -41,6 +42,7 @@ from ferroflow._engine.run_book import RunBook, book_of
 from ferroflow._engine.runs import Attempts, FlowRun, TaskRun, failed_state, run_identity, set_state
 from ferroflow._engine.task_run_request import TaskRunIdentity, TaskRunReport, TaskRunRequest, UpstreamInput
 from ferroflow._engine.templates import rename, run_name, storage_key
+from ferroflow.cache_policies import carry_source_digests
 from ferroflow.context import FlowRunContext, TaskRunContext, set_flow_run_context, set_task_run_context
 from ferroflow.exceptions import (
     MappingLengthMismatch,
@@ -580,6 +582,9 @@ class LocalTaskRunCall:
     ) -> TaskRunRequest:
         book = book_of(self.flow_context)
         task_run = self.task_run
+        if self.task.cache_key_fn is not None or getattr(self.task, "cache_policy", None) is not None:
+            # The cache key is made where the run executes, which may not read the source.
+            carry_source_digests(inspect.unwrap(self.task.fn))
         return TaskRunRequest(
             task=self.task,
             args=args,
