@@ -167,6 +167,9 @@ def test_the_demo_records_in_a_postgresql_store(tmp_path, postgresql_url):
     assert "4 tasks reused by the retry" in again.stdout and "Traceback" not in again.stderr
 
 
+# The scheduler serves its metrics routes on port 8787 even without a dashboard, and moves to a
+# free port (with this warning) when the session's cluster has it.
+@pytest.mark.filterwarnings("ignore:Port 8787 is already in use")
 def test_the_readme_beyond_one_machine_example_runs_on_dask_and_s3(tmp_path, monkeypatch, s3_env):
     import importlib
 
@@ -184,7 +187,12 @@ def test_the_readme_beyond_one_machine_example_runs_on_dask_and_s3(tmp_path, mon
     # As the example's DaskTaskRunner(), a cluster started for each flow run, whose workers take
     # the AWS_* credentials from their environment (inherited here); kept on loopback, small.
     runner = DaskTaskRunner(
-        cluster_kwargs={"n_workers": 2, "threads_per_worker": 1, "host": "127.0.0.1", "dashboard_address": None}
+        cluster_kwargs={
+            "n_workers": 2,
+            "threads_per_worker": 1,
+            "host": "127.0.0.1",
+            "dashboard_address": None,
+        }
     )
     try:
         squares = example.squares.with_options(task_runner=runner)
